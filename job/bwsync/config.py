@@ -1,0 +1,387 @@
+"""Settings: every knob of a run, validated before anything is contacted.
+
+Where settings come from, highest precedence first (``Settings.settings_customise_sources``):
+
+1. keyword arguments (tests, ``bwsync demo``);
+2. environment variables ``BWSYNC_…``, nested with ``__`` (``BWSYNC_LDAP__URL``);
+3. files in the secrets directory (``BWSYNC_SECRETS_DIR``, default ``/run/secrets/bwsync``),
+   one file per setting named as the variable in lower case (``bwsync_ldap__bind_password``):
+   that is how the Helm chart mounts a Kubernetes Secret. Any setting may come from a file;
+   secrets usually do. A trailing newline in such a file is dropped;
+4. the defaults below.
+
+Unknown ``BWSYNC_`` variables are errors, so a typo never silently falls back to a default.
+Each field's docstring is its reference text (unit, and why the default is what it is); the
+README's settings table is generated from them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from bwsync.errors import ConfigError
+
+ENV_PREFIX = "BWSYNC_"
+DEFAULT_SECRETS_DIR = "/run/secrets/bwsync"
+
+SourceName = Literal["ldap", "file", "entra", "google", "okta", "onelogin"]
+#: Sources whose modules exist in this build; the others are refused with a clear message.
+IMPLEMENTED_SOURCES: set[str] = {"ldap", "file"}
+
+
+class Section(BaseModel):
+    """Base of every nested settings group: unknown keys are errors, docstrings are docs."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class BitwardenSettings(Section):
+    """Where the organization lives and how bwsync signs in to it."""
+
+    server: str = "us"
+    """`us`, `eu`, or the base URL of a self-hosted server or Vaultwarden (`/api` and `/identity`
+    are derived from it, as bwdc does)."""
+    api_url: str | None = None
+    """Explicit API URL; overrides the one derived from `server`."""
+    identity_url: str | None = None
+    """Explicit identity (token) URL; overrides the one derived from `server`."""
+    client_id: str | None = None
+    """Organization API key client id, `organization.<uuid>` (Admin Console → Settings →
+    Organization info → API key)."""
+    client_secret: SecretStr | None = None
+    """Organization API key client secret."""
+    ca_file: Path | None = None
+    """PEM bundle trusted for the Bitwarden server instead of the system store."""
+    timeout: float = Field(default=60.0, gt=0)
+    """Seconds to wait for one HTTP response; an import of thousands of members takes a while."""
+    max_retries: int = Field(default=5, ge=0, le=20)
+    """Retries after a 429, a 5xx, a timeout or a connection error; a full import is idempotent."""
+    device_identifier: str = "5f0bd4a6-7a4e-4f2b-9d2e-6b77c3b0b5a1"
+    """Sent with the token request (Vaultwarden requires it); a fixed value keeps the server's
+    device list from growing by one entry per run."""
+
+    @field_validator("client_id")
+    @classmethod
+    def _org_client_id(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        prefix, _, rest = v.partition(".")
+        if prefix != "organization" or not rest:
+            raise ValueError("must look like organization.<uuid> (an organization API key)")
+        return v
+
+    @field_validator("server", "api_url", "identity_url")
+    @classmethod
+    def _url_shape(cls, v: str | None) -> str | None:
+        if v is None or v in ("us", "eu"):
+            return v
+        v = v.strip().rstrip("/")
+        if "://" not in v:
+            v = "https://" + v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be `us`, `eu` or an http(s) URL")
+        return v
+
+    @property
+    def organization_id(self) -> str | None:
+        """The organization's id, the part of the client id after `organization.`."""
+        return self.client_id.partition(".")[2] if self.client_id else None
+
+    @property
+    def resolved_api_url(self) -> str:
+        """API base URL, by bwdc's derivation rule (reference §5.1)."""
+        if self.api_url:
+            return self.api_url
+        if self.server == "us":
+            return "https://api.bitwarden.com"
+        if self.server == "eu":
+            return "https://api.bitwarden.eu"
+        return self.server + "/api"
+
+    @property
+    def resolved_identity_url(self) -> str:
+        """Identity base URL; the token endpoint is `<this>/connect/token`."""
+        if self.identity_url:
+            return self.identity_url
+        if self.server == "us":
+            return "https://identity.bitwarden.com"
+        if self.server == "eu":
+            return "https://identity.bitwarden.eu"
+        return self.server + "/identity"
+
+
+class SyncSettings(Section):
+    """What to sync and how; names and meaning as in bwdc's sync options."""
+
+    users: bool = True
+    """Sync users. (bwdc: "Sync users")"""
+    groups: bool = True
+    """Sync groups and their memberships. (bwdc: "Sync groups")"""
+    remove_disabled: bool = False
+    """Send disabled directory users as deleted, so Bitwarden removes them. (bwdc: "Remove
+    disabled users during sync")"""
+    overwrite_existing: bool = False
+    """Ask the server to remove every synced member absent from this import. Dangerous; bwdc
+    calls it "for debugging purposes". Incompatible with batched large imports."""
+    large_import: bool = False
+    """Allow more than 2,000 users plus groups, sent in batches of 2,000 as bwdc does."""
+    invite_users: bool = True
+    """Sent as `inviteUsersAfterProvisioning`: new members get an invitation email. False makes
+    them Staged on servers that support it. True is the server's own default."""
+    user_filter: str | None = None
+    """Source-specific user filter: a raw LDAP filter such as `(department=IT)` for LDAP."""
+    group_filter: str | None = None
+    """Source-specific group filter: a raw LDAP filter for LDAP."""
+
+
+class LdapSettings(Section):
+    """Any LDAP server, or Active Directory (auto-detected from the root DSE)."""
+
+    url: str | None = None
+    """`ldap://host:port` or `ldaps://host:port`."""
+    start_tls: bool = False
+    """Upgrade an `ldap://` connection with StartTLS before binding."""
+    ca_file: Path | None = None
+    """PEM file of the CA that signed the server certificate (LDAPS and StartTLS)."""
+    tls_verify: bool = True
+    """Verify the server certificate and host name. Turn off only to diagnose."""
+    bind_dn: str | None = None
+    """Who bwsync binds as: a DN, or for AD also `DOMAIN\\user` or a UPN. Empty = anonymous."""
+    bind_password: SecretStr | None = None
+    """Password of `bind_dn`."""
+    base_dn: str | None = None
+    """Search root, e.g. `dc=example,dc=com`; user and group paths are relative to it."""
+    user_path: str | None = None
+    """Users are searched under `<user_path>,<base_dn>`. Default: the whole base (AD: `CN=Users`)."""
+    group_path: str | None = None
+    """Groups are searched under `<group_path>,<base_dn>`. Default: the whole base (AD:
+    `CN=Users`)."""
+    user_object_class: str | None = None
+    """Default `person` (inetOrgPerson entries are persons too)."""
+    group_object_class: str | None = None
+    """Default `groupOfNames` (AD: `group`). Use `posixGroup` with `member_attribute=memberUid`."""
+    user_filter: str | None = None
+    """Extra LDAP filter ANDed to the user search, with its parentheses. Overrides
+    `BWSYNC_SYNC__USER_FILTER`."""
+    group_filter: str | None = None
+    """Extra LDAP filter ANDed to the group search. Overrides `BWSYNC_SYNC__GROUP_FILTER`."""
+    email_attribute: str | None = None
+    """Attribute holding the user's email. Default `mail`."""
+    group_name_attribute: str | None = None
+    """Attribute holding the group's name; `cn` is the fallback. Default `cn` (AD: `name`)."""
+    member_attribute: str | None = None
+    """Attribute listing a group's members, as DNs or uids. Default `member`."""
+    email_prefix_attribute: str | None = None
+    """With `email_suffix`: users without an email get `<this attribute><suffix>`. Default
+    unset (AD: `sAMAccountName`)."""
+    email_suffix: str | None = None
+    """Suffix, with its `@`, appended to `email_prefix_attribute` (e.g. `@example.com`)."""
+    active_directory: Literal["auto", "true", "false"] = "auto"
+    """`auto` asks the root DSE; `true`/`false` skip the question."""
+    page_size: int = Field(default=1000, ge=1, le=100_000)
+    """Entries per page of the paged-results control. 1000 is AD's MaxPageSize."""
+    timeout: float = Field(default=300.0, gt=0)
+    """Seconds: the server time limit per search (bwdc's 300) and the network timeout."""
+    engine: Literal["auto", "python-ldap", "ldap3"] = "auto"
+    """Wire library. `auto` = python-ldap (C libldap, 3–4× faster) when installed, else ldap3."""
+
+    @field_validator("url")
+    @classmethod
+    def _ldap_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        parts = urlsplit(v)
+        if parts.scheme.lower() not in ("ldap", "ldaps") or not parts.hostname:
+            raise ValueError("must be ldap://host:port or ldaps://host:port")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError as exc:
+            raise ValueError(f"has an invalid port: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _tls_combination(self) -> LdapSettings:
+        if self.url and self.start_tls and self.url.lower().startswith("ldaps://"):
+            raise ValueError(
+                f"{ENV_PREFIX}LDAP__START_TLS cannot be combined with an ldaps:// "
+                f"{ENV_PREFIX}LDAP__URL"
+            )
+        if self.bind_dn and self.bind_password is None:
+            raise ValueError(
+                f"{ENV_PREFIX}LDAP__BIND_PASSWORD is required when {ENV_PREFIX}LDAP__BIND_DN is set"
+            )
+        return self
+
+
+class FileSettings(Section):
+    """A JSON or CSV export of users and groups (the demo's source; HR exports)."""
+
+    path: Path | None = None
+    """The file; `.json` or `.csv` (format in the README). Default: the built-in demo directory."""
+
+
+class StateSettings(Section):
+    """Where bwsync remembers the last run between runs."""
+
+    backend: Literal["file", "none", "configmap", "objectstore"] = "file"
+    """`file` (a path on a volume), `configmap` (Kubernetes), `objectstore` (S3, GCS, Azure), or
+    `none` (every run sends the full import)."""
+    path: Path = Path("/var/lib/bwsync/state.json")
+    """State file for the `file` backend; its directory must be writable."""
+    configmap: str = "bwsync-state"
+    """ConfigMap name for the `configmap` backend."""
+    namespace: str | None = None
+    """Namespace of the ConfigMap. Default: the pod's own namespace."""
+    url: str | None = None
+    """`s3://bucket/key`, `gs://bucket/key` or `az://container/key` for the `objectstore` backend."""
+    endpoint: str | None = None
+    """S3-compatible endpoint (MinIO, Ceph …) for the `objectstore` backend."""
+    lease_seconds: int = Field(default=900, ge=30)
+    """How long a run's lease lasts before another run may take it over (a crashed run's lease
+    expires). Must exceed the longest run."""
+
+
+class LogSettings(Section):
+    """Log output."""
+
+    format: Literal["json", "console"] | None = None
+    """`json` (one object per line) or `console`. Default: console on a terminal, JSON otherwise."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level written to stderr."""
+
+
+class MetricsSettings(Section):
+    """Prometheus metrics delivery."""
+
+    pushgateway_url: str | None = None
+    """Push to this Pushgateway after each run (grouping key: job and profile)."""
+    pushgateway_username: str | None = None
+    """Basic-auth user for the Pushgateway."""
+    pushgateway_password: SecretStr | None = None
+    """Basic-auth password for the Pushgateway."""
+    pushgateway_ca_file: Path | None = None
+    """CA bundle for an https Pushgateway."""
+    textfile_path: Path | None = None
+    """Write metrics here (node_exporter textfile collector format), atomically."""
+    listen: str = "0.0.0.0:9464"  # noqa: S104 - loop mode serves /metrics to the pod network
+    """`host:port` serving `/metrics` and `/healthz` in `sync --every` loop mode."""
+
+
+class Settings(BaseSettings):
+    """All settings of one bwsync profile."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+        secrets_dir_missing="ok",
+        secrets_nested_delimiter="__",
+        use_attribute_docstrings=True,
+        frozen=True,
+    )
+
+    source: SourceName = "file"
+    """Which directory to read: `ldap`, `entra`, `google`, `okta`, `onelogin` or `file`."""
+    profile: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,63}$")
+    """Name of this sync profile: a metrics label and the state lease holder's prefix."""
+    secrets_dir: Path = Path(DEFAULT_SECRETS_DIR)
+    """Directory of secret files, one per setting (a mounted Kubernetes Secret)."""
+    bitwarden: BitwardenSettings = BitwardenSettings()
+    sync: SyncSettings = SyncSettings()
+    ldap: LdapSettings = LdapSettings()
+    file: FileSettings = FileSettings()
+    state: StateSettings = StateSettings()
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence, first wins: arguments, environment, secret files. No .env file: the
+        # container gets its environment from the orchestrator (or `docker run --env-file`).
+        secret_files = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, secret_files
+
+    @model_validator(mode="after")
+    def _source_settings_present(self) -> Settings:
+        if self.source == "ldap":
+            missing = [n for n in ("url", "base_dn") if getattr(self.ldap, n) is None]
+            if missing:
+                raise ValueError(
+                    "source is ldap but "
+                    + ", ".join(f"{ENV_PREFIX}LDAP__{n.upper()}" for n in missing)
+                    + " not set"
+                )
+        return self
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a pydantic error location points to."""
+    return ENV_PREFIX + "__".join(str(p).upper() for p in loc if not isinstance(p, int))
+
+
+def _problem(err: Any) -> str:
+    loc = tuple(err.get("loc", ()))
+    msg = str(err.get("msg", "invalid"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err.get("type") == "extra_forbidden":
+        return f"{env_name(loc)}: not a bwsync setting (misspelt?)"
+    if not loc or msg.startswith(ENV_PREFIX):
+        return msg
+    value = err.get("input")
+    shown = ""
+    # Echo the offending value only for plain, short, non-secret scalars.
+    if isinstance(value, str | int | float | bool) and not any(
+        s in env_name(loc).lower() for s in ("secret", "password", "token", "key")
+    ):
+        shown = f" (got {str(value)[:80]!r})"
+    return f"{env_name(loc)}: {msg}{shown}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment and the secrets directory, or raise
+    ``ConfigError`` listing every problem, one line each. ``overrides`` win over both."""
+    secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    unknown = [
+        f"{name}: not a bwsync setting (misspelt?)"
+        for name in sorted(os.environ)
+        if name.upper().startswith(ENV_PREFIX)
+        and name.upper()[len(ENV_PREFIX) :].split("__")[0].lower() not in Settings.model_fields
+    ]
+    try:
+        settings = Settings(_secrets_dir=secrets_dir, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(unknown + [_problem(e) for e in exc.errors()]) from None
+    if unknown:
+        raise ConfigError(unknown)
+    return settings

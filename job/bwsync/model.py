@@ -1,0 +1,118 @@
+"""Plain data shared by every stage: no I/O, no third-party imports.
+
+A directory source turns its entries into ``User`` and ``Group`` records; ``normalize`` cleans
+them; ``payload`` serialises them. The field names follow bwdc's ``UserEntry``/``GroupEntry`` so
+that the reference (``directory-connector-behaviour.md`` §1) reads straight onto this code.
+
+Identifiers are ``str`` everywhere except OneLogin, whose ids are JSON numbers that bwdc carries
+as numbers into the import body (and so into the hash); ``ExternalId`` allows both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+ExternalId: TypeAlias = str | int
+
+
+@dataclass(slots=True)
+class User:
+    """One directory user, as bwdc's ``UserEntry``.
+
+    ``reference_id`` is the source's native id (an LDAP DN, a Graph id …); ``external_id`` is
+    what Bitwarden stores to recognise the member on the next run. They differ only for LDAP
+    entries that carry an ``objectGUID``.
+    """
+
+    reference_id: ExternalId
+    external_id: ExternalId
+    email: str | None
+    disabled: bool = False
+    deleted: bool = False
+
+
+@dataclass(slots=True)
+class Group:
+    """One directory group, as bwdc's ``GroupEntry``.
+
+    Member collections are insertion-ordered sets (``dict`` keys): their order reaches the
+    request body and so the hash, which must match bwdc's.
+    """
+
+    reference_id: ExternalId
+    external_id: ExternalId
+    name: str | None
+    user_member_external_ids: dict[ExternalId, None] = field(default_factory=dict)
+    group_member_reference_ids: dict[ExternalId, None] = field(default_factory=dict)
+
+    def add_user(self, external_id: ExternalId) -> None:
+        self.user_member_external_ids[external_id] = None
+
+    def add_group(self, reference_id: ExternalId) -> None:
+        self.group_member_reference_ids[reference_id] = None
+
+
+@dataclass(slots=True)
+class Directory:
+    """What a source returned.
+
+    ``users``/``groups`` are ``None`` when that kind of sync is switched off, as in bwdc, so
+    that "not fetched" and "fetched, empty" stay distinguishable (the safety check needs that).
+    ``skipped`` counts entries a source or ``normalize`` dropped, by a short reason name that
+    is also a metric label. ``delta`` carries opaque incremental tokens a source wants kept
+    in the state for the next run (Entra delta links); they are saved only if the run succeeds.
+    """
+
+    users: list[User] | None
+    groups: list[Group] | None
+    skipped: Counter[str] = field(default_factory=Counter)
+    delta: dict[str, str] = field(default_factory=dict)
+
+
+RunResult = Literal["success", "no_change", "failed", "safety_stop", "config_error"]
+
+
+@dataclass(slots=True)
+class RunReport:
+    """Everything one run learned about itself: the summary log line, the metrics and the
+    state's ``last_run`` are all made from this, so they cannot disagree.
+
+    Counts only — never member lists — so it is safe to log at info level and to keep.
+    """
+
+    profile: str
+    source: str
+    command: str = "sync"
+    result: RunResult = "failed"
+    exit_code: int = 1
+    started: float = 0.0
+    """Epoch seconds."""
+    finished: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Stage name (settings, fetch, normalize, payload, snapshot, plan, apply, verify, state)
+    → seconds."""
+    directory_objects: dict[str, int] = field(default_factory=dict)
+    """users, groups, disabled_users, deleted_users → count, after normalisation."""
+    planned: dict[str, int] = field(default_factory=dict)
+    """Action (invite, remove, revoke, restore, group_create, group_rename, member_add,
+    member_remove) → count the plan holds."""
+    applied: dict[str, int] = field(default_factory=dict)
+    """Action → count confirmed applied (re-read from the server where it can be)."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Reason → entries dropped before the import."""
+    requests: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(endpoint name, HTTP status or 0 for a transport error) → Bitwarden requests made."""
+    retries: int = 0
+    safety_breach: bool = False
+    applied_differs: bool = False
+    """The server, re-read after applying, does not show what the plan said."""
+    error: str | None = None
+    """The error message of a failed run (no secrets: errors are built without them)."""
+    last_success_timestamp: float | None = None
+    """Carried from the state so 'time since the last success' survives failed runs."""
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.finished - self.started)

@@ -1,0 +1,185 @@
+"""The state document and the contract every state backend fulfils.
+
+The document is small, versioned JSON: the last payload hash, timestamps, incremental tokens,
+the last run's summary, a short history and a lease. It never holds member lists or secrets,
+so it stays a few KiB whatever the directory size (ConfigMaps cap at 1 MiB; we keep < 64 KiB).
+
+Backends only move bytes: ``_read`` returns the stored bytes and an opaque *version* (a
+ConfigMap ``resourceVersion``, an object ETag, a file's content digest); ``_write`` stores bytes
+only if the stored version is still the one given (``None`` = must not exist yet) and raises
+``StateConflictError`` otherwise. Everything else (parsing, the lease, history trimming) is here,
+once, so every backend behaves the same.
+
+One writer at a time: before the Bitwarden stage a run takes the lease with a conditional write.
+Two runs that read the same version cannot both win that write; the loser re-reads, sees a live
+lease and exits 5 naming its holder. A crashed run's lease is taken over once it has expired.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from bwsync.errors import StateError
+
+STATE_VERSION = 1
+HISTORY_LIMIT = 20
+MAX_DOCUMENT_BYTES = 64 * 1024
+
+
+class StateConflictError(StateError):
+    """Another run wrote the state between our read and our write."""
+
+
+class LeaseHeldError(StateError):
+    """Another run holds the lease."""
+
+
+@dataclass(slots=True)
+class Lease:
+    holder: str
+    expires: float
+    """Epoch seconds after which another run may take the lease over."""
+
+
+@dataclass(slots=True)
+class StateDocument:
+    version: int = STATE_VERSION
+    hash: str | None = None
+    """bwdc-compatible hash of the last import that was applied completely."""
+    last_success: str | None = None
+    """ISO-8601 time of the last successful run (applied, or nothing to do)."""
+    last_success_timestamp: float | None = None
+    """The same as epoch seconds, for the metric that must survive failed runs."""
+    last_full_reconcile: float | None = None
+    """Epoch seconds of the last run that applied without trusting the hash."""
+    last_run: dict[str, Any] | None = None
+    """Summary of the most recent run, failed or not."""
+    delta: dict[str, str] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    lease: Lease | None = None
+
+    def record_run(self, summary: dict[str, Any]) -> None:
+        """Remember a run's summary (counts, result, durations; never member lists)."""
+        self.last_run = summary
+        self.history = [*self.history, summary][-HISTORY_LIMIT:]
+
+    def to_bytes(self) -> bytes:
+        data = orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        if len(data) > MAX_DOCUMENT_BYTES:  # a bug, never a function of directory size
+            raise StateError(f"state document is {len(data)} bytes, over {MAX_DOCUMENT_BYTES}")
+        return data
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> StateDocument:
+        try:
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise StateError(f"state in {where} is not valid JSON ({exc}); not overwriting it. "
+                             "Inspect it, then `bwsync state clear` to start over") from None
+        if not isinstance(raw, dict):
+            raise StateError(f"state in {where} is not a JSON object; not overwriting it")
+        version = raw.get("version")
+        if not isinstance(version, int) or version > STATE_VERSION:
+            raise StateError(
+                f"state in {where} has version {version!r}, this bwsync understands up to "
+                f"{STATE_VERSION}; upgrade bwsync (it is never overwritten by an older one)"
+            )
+        lease = raw.get("lease")
+        try:
+            return cls(
+                version=STATE_VERSION,
+                hash=raw.get("hash"),
+                last_success=raw.get("last_success"),
+                last_success_timestamp=raw.get("last_success_timestamp"),
+                last_full_reconcile=raw.get("last_full_reconcile"),
+                last_run=raw.get("last_run"),
+                delta=dict(raw.get("delta") or {}),
+                history=list(raw.get("history") or []),
+                lease=Lease(**lease) if lease else None,
+            )
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"state in {where} has an unexpected shape: {exc}") from None
+
+
+class StateStore(ABC):
+    """A place to keep one state document, with compare-and-swap writes."""
+
+    #: e.g. "file /var/lib/bwsync/state.json" — named in every error
+    description: str = "state"
+
+    def __init__(self) -> None:
+        self._version: str | None = None
+
+    # -- what a backend implements -------------------------------------------------------
+    @abstractmethod
+    def _read(self) -> tuple[bytes | None, str | None]:
+        """Stored bytes and version, or ``(None, None)`` when nothing is stored yet."""
+
+    @abstractmethod
+    def _write(self, data: bytes, expected_version: str | None) -> str:
+        """Store ``data`` if the stored version is ``expected_version``; return the new one.
+        Raise ``StateConflictError`` when it is not, ``StateError`` on any other failure."""
+
+    @abstractmethod
+    def _delete(self) -> None:
+        """Remove the stored document (``bwsync state clear``)."""
+
+    # -- what the run uses ---------------------------------------------------------------
+    def load(self) -> StateDocument:
+        data, self._version = self._read()
+        if data is None:
+            return StateDocument()
+        return StateDocument.from_bytes(data, self.description)
+
+    def save(self, doc: StateDocument) -> None:
+        """Write conditionally on the version last loaded or saved."""
+        self._version = self._write(doc.to_bytes(), self._version)
+
+    def clear(self) -> None:
+        self._delete()
+        self._version = None
+
+    def acquire_lease(self, holder: str, seconds: float, now: float | None = None) -> StateDocument:
+        """Load, then take the lease with a conditional write; return the document now held."""
+        now = time.time() if now is None else now
+        doc = self.load()
+        if doc.lease and doc.lease.holder != holder and doc.lease.expires > now:
+            raise LeaseHeldError(
+                f"another run holds the lease on {self.description}: {doc.lease.holder}, "
+                f"until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(doc.lease.expires))}"
+            )
+        doc.lease = Lease(holder=holder, expires=now + seconds)
+        try:
+            self.save(doc)
+        except StateConflictError:
+            fresh = self.load()
+            who = fresh.lease.holder if fresh.lease else "another run"
+            raise LeaseHeldError(
+                f"another run took the lease on {self.description} first: {who}"
+            ) from None
+        return doc
+
+    def release(self, doc: StateDocument) -> None:
+        """Save the final document without the lease."""
+        doc.lease = None
+        self.save(doc)
+
+
+class NoStateStore(StateStore):
+    """``BWSYNC_STATE__BACKEND=none``: nothing remembered, every run sends the full import."""
+
+    description = "no state (backend none)"
+
+    def _read(self) -> tuple[bytes | None, str | None]:
+        return None, None
+
+    def _write(self, data: bytes, expected_version: str | None) -> str:
+        return "none"
+
+    def _delete(self) -> None:
+        return None
