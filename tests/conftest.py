@@ -8,6 +8,14 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures that start real servers or stand-ins, one module per kind, usable from any layer.
+pytest_plugins = [
+    "tests.fixtures.ldap",
+    "tests.fixtures.bitwarden",
+    "tests.fixtures.state",
+    "tests.fixtures.metrics",
+]
+
 
 @pytest.fixture(autouse=True)
 def _clean_bwsync_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:

@@ -116,3 +116,28 @@ class RunReport:
     @property
     def duration(self) -> float:
         return max(0.0, self.finished - self.started)
+
+
+# Bitwarden's member status and type codes (public API, integers).
+STATUS_REVOKED, STATUS_INVITED, STATUS_ACCEPTED, STATUS_CONFIRMED, STATUS_STAGED = -1, 0, 1, 2, 3
+TYPE_OWNER, TYPE_ADMIN, TYPE_USER, TYPE_CUSTOM = 0, 1, 2, 4
+
+
+@dataclass(slots=True, frozen=True)
+class OrgMember:
+    """A member of the organization as ``GET /public/members`` shows it."""
+
+    id: str
+    email: str | None
+    external_id: str | None
+    status: int
+    type: int
+
+
+@dataclass(slots=True, frozen=True)
+class OrgGroup:
+    """A group of the organization as ``GET /public/groups`` shows it."""
+
+    id: str
+    name: str
+    external_id: str | None
