@@ -1,0 +1,203 @@
+"""Metrics pushed to a real Pushgateway after a successful run, a failed run and a safety stop,
+read back from the gateway's own ``/metrics``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from bwsync.config import MetricsSettings
+from bwsync.metrics import ACTIONS, RESULTS, deliver
+from bwsync.model import RunReport
+from tests.fixtures.metrics import PUSH_PASSWORD, PUSH_USER, Pushgateway, free_port
+
+pytestmark = pytest.mark.pushgateway
+
+T0 = 1_700_000_000.0
+
+
+def success_report() -> RunReport:
+    return RunReport(
+        profile="corp",
+        source="ldap",
+        result="success",
+        exit_code=0,
+        started=T0,
+        finished=T0 + 12.5,
+        stage_seconds={"fetch": 3.0, "plan": 0.5, "apply": 8.0},
+        directory_objects={"users": 120, "groups": 7, "disabled_users": 3, "deleted_users": 0},
+        planned={"invite": 4, "member_add": 9},
+        applied={"invite": 4, "member_add": 9},
+        skipped={"no_email": 2},
+        requests={("token", 200): 1, ("import", 200): 1, ("members", 429): 1},
+        retries=1,
+        last_success_timestamp=T0 - 3600,
+    )
+
+
+def failed_report() -> RunReport:
+    return RunReport(
+        profile="corp",
+        source="ldap",
+        result="failed",
+        exit_code=3,
+        started=T0 + 3600,
+        finished=T0 + 3602,
+        stage_seconds={"fetch": 2.0},
+        error="LDAP bind failed",
+        last_success_timestamp=T0 + 12.5,  # the run carried it from the state
+    )
+
+
+def safety_stop_report() -> RunReport:
+    return RunReport(
+        profile="corp",
+        source="ldap",
+        result="safety_stop",
+        exit_code=6,
+        started=T0 + 7200,
+        finished=T0 + 7204,
+        stage_seconds={"fetch": 3.0, "plan": 0.5},
+        directory_objects={"users": 10, "groups": 7},
+        planned={"revoke": 110},
+        safety_breach=True,
+        last_success_timestamp=T0 + 12.5,
+    )
+
+
+def push(gw: Pushgateway, report: RunReport) -> None:
+    assert deliver(report, MetricsSettings(pushgateway_url=gw.url)) == []
+
+
+def test_successful_run(pushgateway: Pushgateway) -> None:
+    push(pushgateway, success_report())
+    gw = pushgateway
+    key = {"job": "bwsync", "profile": "corp", "source": "ldap"}
+
+    # Grouping key job + profile, and no instance: the gateway shows it empty.
+    for labels in gw.series("bwsync_last_run_result"):
+        assert labels["job"] == "bwsync"
+        assert labels["profile"] == "corp"
+        assert labels.get("instance", "") == ""
+    assert gw.value("bwsync_last_run_result", result="success", **key) == 1
+    for other in set(RESULTS) - {"success"}:
+        assert gw.value("bwsync_last_run_result", result=other, **key) == 0
+    assert gw.value("bwsync_last_success_timestamp_seconds", **key) == T0 + 12.5
+    assert gw.value("bwsync_last_run_timestamp_seconds", **key) == T0 + 12.5
+    assert gw.value("bwsync_run_duration_seconds", **key) == 12.5
+    assert gw.value("bwsync_stage_duration_seconds", stage="apply", **key) == 8.0
+    assert gw.value("bwsync_directory_objects", kind="users", **key) == 120
+    assert gw.value("bwsync_planned_changes", action="invite", **key) == 4
+    assert gw.value("bwsync_applied_changes", action="member_add", **key) == 9
+    assert {s["action"] for s in gw.series("bwsync_planned_changes")} == set(ACTIONS)
+    assert gw.value("bwsync_applied_differs", **key) == 0
+    assert gw.value("bwsync_skipped_entries", reason="no_email", **key) == 2
+    assert gw.value("bwsync_bitwarden_requests_total", endpoint="members", code="429", **key) == 1
+    assert gw.value("bwsync_retries_total", **key) == 1
+    assert gw.value("bwsync_build_info", **key) == 1
+    assert gw.scrape()["bwsync_bitwarden_requests"].type == "counter"
+
+
+def test_failed_run_replaces_the_group_and_keeps_last_success(pushgateway: Pushgateway) -> None:
+    gw = pushgateway
+    push(gw, success_report())
+    push(gw, failed_report())
+
+    assert gw.value("bwsync_last_run_result", result="failed", profile="corp") == 1
+    assert gw.value("bwsync_last_run_result", result="success", profile="corp") == 0
+    assert gw.value("bwsync_last_success_timestamp_seconds", profile="corp") == T0 + 12.5
+    assert gw.value("bwsync_last_run_timestamp_seconds", profile="corp") == T0 + 3602
+    # PUT semantics: what the failed run did not measure is gone, not left from the success.
+    assert [s["stage"] for s in gw.series("bwsync_stage_duration_seconds")] == ["fetch"]
+    assert gw.series("bwsync_directory_objects") == []
+    assert gw.series("bwsync_applied_changes") == []
+    assert gw.series("bwsync_skipped_entries") == []
+    assert gw.value("bwsync_retries_total", profile="corp") == 0
+
+
+def test_safety_stop(pushgateway: Pushgateway) -> None:
+    gw = pushgateway
+    push(gw, success_report())
+    push(gw, safety_stop_report())
+
+    assert gw.value("bwsync_last_run_result", result="safety_stop", profile="corp") == 1
+    assert gw.value("bwsync_safety_limit_breached", profile="corp") == 1
+    assert gw.value("bwsync_planned_changes", action="revoke", profile="corp") == 110
+    assert gw.value("bwsync_planned_changes", action="invite", profile="corp") == 0
+    assert gw.series("bwsync_applied_changes") == []
+    assert gw.value("bwsync_directory_objects", kind="users", profile="corp") == 10
+    assert gw.value("bwsync_last_success_timestamp_seconds", profile="corp") == T0 + 12.5
+
+
+def test_profiles_are_separate_groups(pushgateway: Pushgateway) -> None:
+    push(pushgateway, success_report())
+    other = failed_report()
+    other.profile = "lab"
+    push(pushgateway, other)
+    assert pushgateway.value("bwsync_last_run_result", result="success", profile="corp") == 1
+    assert pushgateway.value("bwsync_last_run_result", result="failed", profile="lab") == 1
+
+
+def test_push_and_textfile_together(pushgateway: Pushgateway, tmp_path: Path) -> None:
+    path = tmp_path / "bwsync.prom"
+    settings = MetricsSettings(pushgateway_url=pushgateway.url, textfile_path=path)
+    assert deliver(failed_report(), settings) == []
+    assert pushgateway.value("bwsync_last_run_result", result="failed", profile="corp") == 1
+    families = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+    assert "bwsync_last_run_result" in families
+
+
+def test_unreachable_gateway_is_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "bwsync.prom"
+    url = f"http://127.0.0.1:{free_port()}"
+    warnings = deliver(success_report(), MetricsSettings(pushgateway_url=url, textfile_path=path))
+    assert len(warnings) == 1
+    assert url in warnings[0]
+    assert "refused" in warnings[0].lower()
+    assert path.exists()  # the other delivery still happens
+
+
+def test_tls_and_basic_auth(pushgateway_secure: Pushgateway) -> None:
+    gw = pushgateway_secure
+    settings = MetricsSettings(
+        pushgateway_url=gw.url,
+        pushgateway_username=PUSH_USER,
+        pushgateway_password=SecretStr(PUSH_PASSWORD),
+        pushgateway_ca_file=gw.ca_file,
+    )
+    assert deliver(success_report(), settings) == []
+    assert gw.value("bwsync_last_run_result", result="success", profile="corp") == 1
+
+
+def test_credentials_in_the_url(pushgateway_secure: Pushgateway) -> None:
+    gw = pushgateway_secure
+    url = gw.url.replace("https://", f"https://{PUSH_USER}:{PUSH_PASSWORD}@")
+    settings = MetricsSettings(pushgateway_url=url, pushgateway_ca_file=gw.ca_file)
+    assert deliver(failed_report(), settings) == []
+    assert gw.value("bwsync_last_run_result", result="failed", profile="corp") == 1
+
+
+def test_wrong_password_is_a_warning_without_the_password(pushgateway_secure: Pushgateway) -> None:
+    gw = pushgateway_secure
+    settings = MetricsSettings(
+        pushgateway_url=gw.url.replace("https://", "https://intruder:guess-me@"),
+        pushgateway_ca_file=gw.ca_file,
+    )
+    [warning] = deliver(success_report(), settings)
+    assert "401" in warning
+    assert "guess-me" not in warning
+    assert gw.series("bwsync_last_run_result") == []
+
+
+def test_untrusted_certificate_is_a_warning(pushgateway_secure: Pushgateway) -> None:
+    gw = pushgateway_secure
+    settings = MetricsSettings(
+        pushgateway_url=gw.url,
+        pushgateway_username=PUSH_USER,
+        pushgateway_password=SecretStr(PUSH_PASSWORD),
+    )
+    [warning] = deliver(success_report(), settings)
+    assert "certificate" in warning.lower()
