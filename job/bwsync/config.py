@@ -149,6 +149,19 @@ class SyncSettings(Section):
     invite_users: bool = True
     """Sent as `inviteUsersAfterProvisioning`: new members get an invitation email. False makes
     them Staged on servers that support it. True is the server's own default."""
+    remove_missing: bool = False
+    """Members bwsync synced before (they carry an externalId) that are gone from the directory
+    are revoked or removed (`removal_mode`). Off by default, as bwdc cannot do it at all."""
+    removal_mode: Literal["revoke", "remove"] = "revoke"
+    """`revoke` keeps the member's data and is undone by restoring when they come back;
+    `remove` deletes the membership (import `deleted: true`, as bwdc does)."""
+    max_removals: int = Field(default=25, ge=0)
+    """A plan that removes or revokes more members than this applies nothing and exits 6."""
+    max_removal_percent: float = Field(default=10.0, ge=0, le=100)
+    """…or more than this percentage of the synced members (those with an externalId)."""
+    full_reconcile_every: int = Field(default=0, ge=0)
+    """Seconds; apply even when the hash is unchanged once this long has passed since the
+    last full apply, to repair changes made by hand in Bitwarden. 0 = only when it changed."""
     user_filter: str | None = None
     """Source-specific user filter: a raw LDAP filter such as `(department=IT)` for LDAP."""
     group_filter: str | None = None
@@ -261,6 +274,13 @@ class StateSettings(Section):
     lease_seconds: int = Field(default=900, ge=30)
     """How long a run's lease lasts before another run may take it over (a crashed run's lease
     expires). Must exceed the longest run."""
+    service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+    """Where the pod's service-account `token`, `ca.crt` and `namespace` files are (`configmap`
+    backend, in a cluster). The default is where Kubernetes mounts them; change it only for a
+    token projected elsewhere."""
+    timeout: float = Field(default=30.0, gt=0)
+    """Seconds to wait for one response from the Kubernetes API or the object store; the state
+    document is a few KiB, so anything slower is an outage."""
 
 
 class LogSettings(Section):

@@ -1,0 +1,336 @@
+"""Command line: ``bwsync sync|plan|check|state|config|version|demo``.
+
+Exit codes (DESIGN.md), mapped from the error tree in one place (``main``):
+0 done (applied, or nothing to do) · 1 unexpected error · 2 configuration · 3 directory ·
+4 Bitwarden · 5 state store · 6 safety limit reached, nothing applied.
+
+Output: logs (JSON lines or console) go to stderr; what a command *answers* (a plan, a state
+document, check results) goes to stdout, so ``bwsync plan --output json > plan.json`` works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from importlib.metadata import version as dist_version
+from typing import Any
+
+import orjson
+
+from bwsync import logs
+from bwsync.config import Settings, load_settings
+from bwsync.errors import BwsyncError, ConfigError
+from bwsync.logs import event
+from bwsync.run import Outcome, RunOptions, execute, summary
+
+
+def _version() -> str:
+    try:
+        return dist_version("bwsync")
+    except Exception:  # noqa: BLE001 - running from a source tree without metadata
+        return "0+unknown"
+
+
+def _duration(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 1h")
+    value = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    if value < 1:
+        raise argparse.ArgumentTypeError("the interval must be at least 1s")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bwsync",
+        description="Keep a Bitwarden organization in step with a directory. Settings come "
+        "from BWSYNC_* environment variables and the secrets directory.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    s = sub.add_parser("sync", help="one sync pass (the container's default)")
+    s.add_argument("--force", action="store_true",
+                   help="ignore the stored hash and incremental state; fetch and apply all")
+    s.add_argument("--allow-removals", type=int, metavar="N",
+                   help="allow up to N removals/revocations for this run, whatever the limits")
+    s.add_argument("--every", type=_duration, metavar="INTERVAL",
+                   help="loop mode: sync every INTERVAL (e.g. 15m), serving /metrics")
+    s.add_argument("--detail", action="store_true",
+                   help="also plan group membership changes (one request per group)")
+    pl = sub.add_parser("plan", help="show what a sync would change; writes nothing")
+    pl.add_argument("--output", choices=["text", "json"], default=None,
+                    help="text (a table; the default on a terminal) or json")
+    pl.add_argument("--force", action="store_true", help="plan as if the hash had changed")
+    pl.add_argument("--detail", action="store_true",
+                    help="include group membership changes (one request per group)")
+    pl.add_argument("--allow-removals", type=int, metavar="N",
+                    help="check the plan against this removal allowance instead of the limits")
+    c = sub.add_parser("check", help="check settings, directory, Bitwarden and state, each alone")
+    c.add_argument("--offline", action="store_true",
+                   help="check the settings only; contact nothing")
+    st = sub.add_parser("state", help="show or clear the stored state")
+    st.add_argument("action", choices=["show", "clear"])
+    sub.add_parser("version", help="print the version")
+    d = sub.add_parser("demo", help="a sync of the built-in demo directory against a local "
+                       "Bitwarden stand-in; needs nothing else")
+    d.add_argument("--keep-running", action="store_true",
+                   help="leave the stand-in running afterwards (Ctrl-C to stop)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "sync"
+    if command == "version":
+        print(f"bwsync {_version()}")
+        return 0
+    if command == "demo":
+        from bwsync.demo.run import run_demo
+
+        return run_demo(keep_running=args.keep_running)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        logs.setup(None, "info")
+        print(f"bwsync: {exc}", file=sys.stderr)
+        return exc.exit_code
+    logs.setup(settings.log.format, settings.log.level, _secrets(settings))
+    try:
+        if command == "check":
+            return cmd_check(settings, offline=args.offline)
+        if command == "state":
+            return cmd_state(settings, args.action)
+        if command == "plan":
+            return cmd_plan(settings, args)
+        return cmd_sync(settings, args)
+    except BwsyncError as exc:
+        event("error", logging.ERROR, error=str(exc), exit_code=exc.exit_code)
+        print(f"bwsync: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 1
+        logs.LOGGER.exception("unexpected error: %s", type(exc).__name__)
+        return 1
+
+
+def _secrets(settings: Settings) -> list[str]:
+    out: list[str] = []
+    for section in (settings.bitwarden, settings.ldap, settings.metrics):
+        for name in type(section).model_fields:
+            value = getattr(section, name)
+            if value is not None and hasattr(value, "get_secret_value"):
+                out.append(value.get_secret_value())
+    return out
+
+
+def _deliver(settings: Settings, outcome: Outcome) -> None:
+    from bwsync import metrics
+
+    for warning in metrics.deliver(outcome.report, settings.metrics):
+        event("metrics_not_delivered", logging.WARNING, warning=warning)
+
+
+def _one_sync(settings: Settings, args: argparse.Namespace) -> Outcome:
+    outcome = execute(
+        settings,
+        RunOptions(
+            command="sync", force=args.force, allow_removals=args.allow_removals,
+            detail=args.detail,
+        ),
+    )
+    event("summary", logging.INFO if outcome.report.exit_code == 0 else logging.ERROR,
+          **summary(outcome.report))
+    _deliver(settings, outcome)
+    return outcome
+
+
+def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.every:
+        outcome = _one_sync(settings, args)
+        if outcome.report.error:
+            print(f"bwsync: {outcome.report.error}", file=sys.stderr)
+        return outcome.report.exit_code
+    from bwsync.metrics import MetricsServer
+
+    server = MetricsServer(settings.metrics.listen)
+    server.start()
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        event("stopping", signal=signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            outcome = _one_sync(settings, args)
+            server.update(outcome.report)
+            server.set_healthy(outcome.report.exit_code == 0)
+            # A wrong setting will not fix itself: stop instead of failing every interval.
+            if outcome.report.exit_code == 2:
+                return 2
+            stop.wait(max(0.0, args.every - (time.monotonic() - started)))
+    finally:
+        server.stop()
+    return 0
+
+
+def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
+    outcome = execute(
+        settings,
+        RunOptions(command="plan", force=args.force, detail=args.detail,
+                   allow_removals=args.allow_removals),
+    )
+    fmt = args.output or ("text" if sys.stdout.isatty() else "json")
+    report = outcome.report
+    if report.exit_code not in (0, 6):
+        print(f"bwsync: {report.error}", file=sys.stderr)
+        return report.exit_code
+    if fmt == "json":
+        sys.stdout.buffer.write(orjson.dumps(plan_document(outcome), option=orjson.OPT_INDENT_2))
+        sys.stdout.write("\n")
+    else:
+        print_plan_text(outcome)
+    return report.exit_code
+
+
+def plan_document(outcome: Outcome) -> dict[str, Any]:
+    """The plan as JSON: counts, every change, the requests that would be sent, the verdict."""
+    report = outcome.report
+    plan = outcome.plan
+    payload = outcome.payload
+    return {
+        "result": "nothing_to_do" if report.result == "no_change" else (
+            "safety_stop" if outcome.safety else "changes"),
+        "organizationKnown": plan.org_known if plan else None,
+        "directory": report.directory_objects,
+        "skipped": report.skipped,
+        "counts": plan.counts() if plan else {},
+        "changes": [c.as_dict() for c in plan.changes] if plan else [],
+        "notes": plan.notes if plan else [],
+        "safety": outcome.safety,
+        "requests": [
+            {"members": r.members, "groups": r.groups, "bytes": len(r.body)}
+            for r in (payload.requests if payload else [])
+        ],
+        "hash": payload.hash if payload else None,
+        "send": _sent_entries(outcome),
+    }
+
+
+def _sent_entries(outcome: Outcome) -> dict[str, Any]:
+    """What the import would carry, entry by entry (the issue's 'counts and entries')."""
+    d = outcome.directory
+    if d is None or outcome.payload is None:
+        return {"members": [], "groups": []}
+    members = []
+    for r in outcome.payload.requests:
+        members.extend(orjson.loads(r.body)["members"])
+    groups = [
+        {"name": g.name, "externalId": g.external_id,
+         "members": len(g.user_member_external_ids)}
+        for g in (d.groups or [])
+    ]
+    return {"members": members, "groups": groups}
+
+
+def print_plan_text(outcome: Outcome) -> None:
+    report = outcome.report
+    plan = outcome.plan
+    d = report.directory_objects
+    print(f"directory: {d.get('users', 0)} users ({d.get('disabled_users', 0)} disabled, "
+          f"{d.get('deleted_users', 0)} deleted), {d.get('groups', 0)} groups")
+    if report.skipped:
+        print("skipped:   " + ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items())))
+    if report.result == "no_change":
+        print("nothing to do: the directory is unchanged since the last successful sync")
+        return
+    if plan is None:
+        return
+    for note in plan.notes:
+        print(f"note: {note}")
+    if plan.org_known:
+        if not plan.changes:
+            print("no changes: the organization already matches the directory")
+        rows = [(c.action, c.subject, c.group or "", c.reason) for c in plan.changes]
+        if rows:
+            widths = [max(len(r[i]) for r in [("ACTION", "SUBJECT", "GROUP", "REASON"), *rows])
+                      for i in range(3)]
+            header = ("ACTION", "SUBJECT", "GROUP", "REASON")
+            for r in [header, *rows]:
+                print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+        print("totals:    " + (", ".join(f"{k} {v}" for k, v in sorted(plan.counts().items()))
+                               or "none"))
+    else:
+        sent = _sent_entries(outcome)
+        print(f"would send {len(sent['members'])} members and {len(sent['groups'])} groups:")
+        for m in sent["members"]:
+            print(f"  member {m['email']}  externalId={m['externalId']}"
+                  + ("  deleted" if m["deleted"] else ""))
+        for g in sent["groups"]:
+            print(f"  group  {g['name']}  externalId={g['externalId']}  members={g['members']}")
+    for reason in outcome.safety:
+        print(f"SAFETY STOP: {reason}")
+
+
+def cmd_check(settings: Settings, *, offline: bool) -> int:
+    print(f"ok    settings ({settings.source} source, profile {settings.profile})")
+    if offline:
+        return 0
+    from bwsync.sources import build_source
+    from bwsync.state import open_store
+
+    code = 0
+    source = build_source(settings)
+    for result in source.check():
+        print(f"{'ok  ' if result.ok else 'FAIL'}  directory: {result.name}: {result.detail}")
+        if not result.ok:
+            code = code or 3
+    if settings.bitwarden.client_id and settings.bitwarden.client_secret:
+        from bwsync.bitwarden import BitwardenClient
+
+        try:
+            with BitwardenClient(settings.bitwarden) as client:
+                client.check_token()
+            print(f"ok    bitwarden: token from {settings.bitwarden.resolved_identity_url}")
+        except BwsyncError as exc:
+            print(f"FAIL  bitwarden: {exc}")
+            code = code or 4
+    else:
+        print("FAIL  bitwarden: BWSYNC_BITWARDEN__CLIENT_ID / __CLIENT_SECRET not set")
+        code = code or 2
+    store = open_store(settings.state)
+    try:
+        store.load()
+        print(f"ok    state: {store.description} readable")
+    except BwsyncError as exc:
+        print(f"FAIL  state: {exc}")
+        code = code or 5
+    return code
+
+
+def cmd_state(settings: Settings, action: str) -> int:
+    from dataclasses import asdict
+
+    from bwsync.state import open_store
+
+    store = open_store(settings.state)
+    if action == "show":
+        doc = store.load()
+        sys.stdout.buffer.write(orjson.dumps(asdict(doc), option=orjson.OPT_INDENT_2))
+        sys.stdout.write("\n")
+        return 0
+    store.clear()
+    print(f"cleared {store.description}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

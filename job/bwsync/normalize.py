@@ -1,0 +1,160 @@
+"""Source-independent clean-up, by bwdc's rules (reference §2 steps 4–6, §3.1, §3.2).
+
+Order matters and is bwdc's: drop unusable users, flatten nested groups, then de-duplicate
+users. Each dropped entry is counted by reason so an admin can see *why* someone is missing
+(bwdc drops them silently).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+import orjson
+
+from bwsync.errors import DuplicateEmailError
+from bwsync.model import Directory, ExternalId, Group, User
+
+#: The server rejects longer emails (and bwdc drops them); measured in UTF-16 code units,
+#: as JavaScript's ``String.length`` counts, so the cut-off is bwdc's to the character.
+MAX_EMAIL_LENGTH = 256
+
+
+def normalize(directory: Directory) -> Directory:
+    """Return the directory as bwdc would send it; raise ``DuplicateEmailError`` like bwdc."""
+    skipped: Counter[str] = Counter(directory.skipped)
+    users = None if directory.users is None else usable_users(directory.users, skipped)
+    groups = directory.groups
+    if groups:
+        flatten_groups(groups)
+    if users is not None:
+        users = remove_duplicate_users(users, skipped)
+    return Directory(users=users, groups=groups, skipped=skipped, delta=dict(directory.delta))
+
+
+def _js_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
+
+
+def usable_users(users: list[User], skipped: Counter[str]) -> list[User]:
+    """Keep users whose email is present and at most 256 characters (bwdc step 4).
+
+    Emails are trimmed and lower-cased here too, so every source is held to the same rule even
+    if it forgot to.
+    """
+    kept: list[User] = []
+    for user in users:
+        email = user.email
+        if email is None:
+            skipped["no_email"] += 1
+            continue
+        clean = email.strip().lower()
+        if not clean:
+            skipped["no_email"] += 1
+            continue
+        if _js_length(clean) > MAX_EMAIL_LENGTH:
+            skipped["email_too_long"] += 1
+            continue
+        if clean != email:
+            user.email = clean
+        kept.append(user)
+    return kept
+
+
+def _canonical(user: User) -> bytes:
+    # bwdc compares JSON.stringify(UserEntry): key order referenceId, externalId, email,
+    # disabled, deleted.
+    return orjson.dumps(
+        {
+            "referenceId": user.reference_id,
+            "externalId": user.external_id,
+            "email": user.email,
+            "disabled": user.disabled,
+            "deleted": user.deleted,
+        }
+    )
+
+
+def remove_duplicate_users(users: list[User], skipped: Counter[str]) -> list[User]:
+    """bwdc's duplicate rule (§3.2), order dependence included.
+
+    An identical repeat is dropped; a deleted user whose email an active user already has is a
+    tombstone and dropped; two different active users, or an active user after a deleted one,
+    with one email is an error listing the emails — the import would be ambiguous.
+    """
+    active: dict[str, bytes] = {}
+    deleted: set[str] = set()
+    unique: list[User] = []
+    conflicts: list[str] = []
+    for user in users:
+        email = user.email
+        assert email is not None  # usable_users ran first
+        seen = active.get(email)
+        if seen is not None:
+            if user.deleted:
+                skipped["deleted_duplicate"] += 1  # a tombstone of the active user
+            elif seen != _canonical(user):
+                conflicts.append(email)
+            else:
+                skipped["duplicate"] += 1
+            continue
+        if not user.deleted:
+            if email in deleted:
+                conflicts.append(email)
+            else:
+                active[email] = _canonical(user)
+                unique.append(user)
+        else:
+            deleted.add(email)
+            unique.append(user)
+    if conflicts:
+        raise DuplicateEmailError(conflicts)
+    return unique
+
+
+def flatten_groups(groups: list[Group]) -> None:
+    """Give every group the users of the groups nested in it, transitively, in place.
+
+    This is bwdc's cycle-safe depth-first walk reproduced step for step, because the order in
+    which member ids are added reaches the request body and the hash: for each top-level group
+    a fresh visited set; children taken in the order of the *group list*; a child's members are
+    merged after the child itself was flattened; a group already visited in this walk adds
+    nothing. Children are found through an index instead of bwdc's scan of the whole list, so
+    this is linear in the nesting rather than quadratic in the number of groups.
+    """
+    positions: dict[ExternalId, list[int]] = {}
+    for i, group in enumerate(groups):
+        positions.setdefault(group.reference_id, []).append(i)
+    children: list[list[Group] | None] = [None] * len(groups)
+
+    def children_of(i: int) -> list[Group]:
+        found = children[i]
+        if found is None:
+            refs = groups[i].group_member_reference_ids
+            idx = sorted(p for ref in refs for p in positions.get(ref, ()))
+            found = children[i] = [groups[p] for p in idx]
+        return found
+
+    index_of = {id(g): i for i, g in enumerate(groups)}
+
+    def walk(level: list[Group], visited: set[ExternalId]) -> dict[ExternalId, None]:
+        everyone: dict[ExternalId, None] = {}
+        for group in level:
+            if group.reference_id in visited:
+                continue
+            visited.add(group.reference_id)
+            kids = children_of(index_of[id(group)])
+            if kids:
+                group.user_member_external_ids.update(walk(kids, visited))
+            everyone.update(group.user_member_external_ids)
+        return everyone
+
+    if not any(g.group_member_reference_ids for g in groups):
+        return
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * len(groups) + 1000))
+    try:
+        for group in groups:
+            walk([group], set())
+    finally:
+        sys.setrecursionlimit(limit)

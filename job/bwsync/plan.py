@@ -1,0 +1,342 @@
+"""The plan: what a sync will change in the organization and why, and the safety check.
+
+A pure function (ldap2pg's inspect → diff → apply): the wanted state (the normalised directory)
+and the actual state (the organization's members and groups, read through the list endpoints)
+go in, a list of ``Change`` comes out, each with a human reason. It predicts what the official
+server's import algorithm (contract §3.4) will do with our payload, plus what bwsync does on its
+own through the member endpoints (revoke, restore).
+
+Where the server has no list endpoints (Vaultwarden) the actual state is unknown: the plan then
+lists what will be *sent* and says so. bwdc never shows either.
+
+Protection rules, whatever the settings: owners and admins are never removed or revoked by
+bwsync (their ``deleted: true`` entries are left out of the import), and members without an
+externalId (added by hand) are never touched, except that the server itself replaces a synced
+group's membership — the plan shows those removals too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bwsync.config import SyncSettings
+from bwsync.errors import SafetyLimitError
+from bwsync.model import (
+    STATUS_REVOKED,
+    TYPE_ADMIN,
+    TYPE_OWNER,
+    Directory,
+    ExternalId,
+    OrgGroup,
+    OrgMember,
+)
+
+Action = Literal[
+    "invite",
+    "link",
+    "remove",
+    "revoke",
+    "restore",
+    "skip",
+    "group_create",
+    "group_rename",
+    "member_add",
+    "member_remove",
+]
+#: Actions that take access away, counted against the safety limits.
+REMOVALS: frozenset[str] = frozenset({"remove", "revoke"})
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    action: Action
+    subject: str
+    """The member's email or the group's name: what an admin recognises."""
+    external_id: str | None
+    reason: str
+    member_id: str | None = None
+    """The organization member id, for changes bwsync makes through the member endpoints."""
+    group: str | None = None
+    """For member_add/member_remove: the group's name."""
+
+    def sentence(self, dry_run: bool) -> str:
+        verb = {
+            "invite": "invite",
+            "link": "link existing member",
+            "remove": "remove",
+            "revoke": "revoke",
+            "restore": "restore",
+            "skip": "skip",
+            "group_create": "create group",
+            "group_rename": "rename group",
+            "member_add": "add",
+            "member_remove": "take",
+        }[self.action]
+        target = self.subject
+        if self.action == "member_add":
+            target = f"{self.subject} to group {self.group}"
+        elif self.action == "member_remove":
+            target = f"{self.subject} out of group {self.group}"
+        prefix = "would " if dry_run else ""
+        return f"{prefix}{verb} {target} ({self.reason})"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "action": self.action,
+            "subject": self.subject,
+            "externalId": self.external_id,
+            "reason": self.reason,
+        }
+        if self.member_id:
+            out["memberId"] = self.member_id
+        if self.group:
+            out["group"] = self.group
+        return out
+
+
+@dataclass(slots=True)
+class OrgSnapshot:
+    """The organization as the list endpoints show it."""
+
+    members: list[OrgMember]
+    groups: list[OrgGroup]
+    group_member_ids: dict[str, list[str]] | None = None
+    """Group id → member ids; read only with ``--detail`` (one request per group)."""
+
+
+@dataclass(slots=True)
+class Plan:
+    changes: list[Change] = field(default_factory=list)
+    org_known: bool = True
+    """False when the server has no list endpoints: the plan is what will be sent."""
+    synced_members: int = 0
+    """Members carrying an externalId, the base of the percentage limit."""
+    protected_external_ids: set[str] = field(default_factory=set)
+    """``deleted: true`` entries left out of the import because the member is an owner/admin."""
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(c.action for c in self.changes))
+
+    @property
+    def removals(self) -> int:
+        return sum(1 for c in self.changes if c.action in REMOVALS)
+
+    def of(self, *actions: str) -> list[Change]:
+        return [c for c in self.changes if c.action in actions]
+
+
+def _s(value: ExternalId) -> str:
+    return str(value)
+
+
+def make_plan(
+    directory: Directory,
+    org: OrgSnapshot | None,
+    sync: SyncSettings,
+    *,
+    sent_members: int = 0,
+    sent_groups: int = 0,
+) -> Plan:
+    """Predict the effect of importing ``directory`` into ``org`` with these settings."""
+    if org is None:
+        return Plan(
+            org_known=False,
+            notes=[
+                "the server has no list endpoints (Vaultwarden?) or they were not read: "
+                f"showing what will be sent ({sent_members} members, {sent_groups} groups)",
+            ],
+        )
+    plan = Plan()
+    by_ext: dict[str, OrgMember] = {}
+    by_email: dict[str, OrgMember] = {}
+    for m in org.members:
+        if m.external_id:
+            by_ext[m.external_id] = m
+        if m.email:
+            by_email.setdefault(m.email.lower(), m)
+    plan.synced_members = len(by_ext)
+    changes = plan.changes
+
+    def protected(m: OrgMember) -> bool:
+        return m.type in (TYPE_OWNER, TYPE_ADMIN)
+
+    active_ext: set[str] = set()
+    seen_ext: set[str] = set()
+    linked: dict[str, OrgMember] = {}
+    if directory.users is not None:
+        for u in directory.users:
+            ext = _s(u.external_id)
+            seen_ext.add(ext)
+            email = u.email or ""
+            gone = u.deleted or (sync.remove_disabled and u.disabled)
+            existing = by_ext.get(ext)
+            if gone:
+                if existing is None:
+                    continue
+                why = "deleted in the directory" if u.deleted else "disabled in the directory"
+                if protected(existing):
+                    plan.protected_external_ids.add(ext)
+                    changes.append(
+                        Change("skip", email, ext, why + "; owners and admins are never removed",
+                               existing.id)
+                    )
+                elif existing.status != STATUS_REVOKED or sync.removal_mode == "remove":
+                    changes.append(Change("remove", email, ext, why, existing.id))
+                continue
+            active_ext.add(ext)
+            if existing is not None:
+                if existing.status == STATUS_REVOKED and sync.removal_mode == "revoke":
+                    changes.append(
+                        Change("restore", email, ext, "revoked, and back in the directory",
+                               existing.id)
+                    )
+                continue
+            other = by_email.get(email)
+            if other is not None and not other.external_id:
+                linked[ext] = other
+                changes.append(
+                    Change("link", email, ext, "member added by hand with the same email",
+                           other.id)
+                )
+            elif other is not None:
+                changes.append(
+                    Change(
+                        "skip",
+                        email,
+                        ext,
+                        f"the email belongs to member with externalId {other.external_id}; "
+                        "the server ignores this entry",
+                        other.id,
+                    )
+                )
+            else:
+                reason = "new in the directory" + (
+                    "" if sync.invite_users else "; staged without an invitation"
+                )
+                changes.append(Change("invite", email, ext, reason))
+
+        for ext, m in by_ext.items():
+            if ext in active_ext or protected(m):
+                continue
+            if sync.overwrite_existing:
+                changes.append(
+                    Change("remove", m.email or ext, ext,
+                           "not in the directory and overwrite_existing is on", m.id)
+                )
+            elif sync.remove_missing and ext not in seen_ext:
+                if sync.removal_mode == "revoke":
+                    if m.status != STATUS_REVOKED:
+                        changes.append(
+                            Change("revoke", m.email or ext, ext, "gone from the directory", m.id)
+                        )
+                else:
+                    changes.append(
+                        Change("remove", m.email or ext, ext, "gone from the directory", m.id)
+                    )
+
+    if directory.groups is not None:
+        _plan_groups(plan, directory, org, by_ext, linked)
+    return plan
+
+
+def _plan_groups(
+    plan: Plan,
+    directory: Directory,
+    org: OrgSnapshot,
+    by_ext: dict[str, OrgMember],
+    linked: dict[str, OrgMember],
+) -> None:
+    org_by_ext = {g.external_id: g for g in org.groups if g.external_id}
+    email_of: dict[str, str] = {}
+    if directory.users:
+        email_of = {_s(u.external_id): u.email or "" for u in directory.users}
+    member_by_id = {}
+    if org.group_member_ids is not None:
+        member_by_id = {m.id: m for m in org.members}
+    assert directory.groups is not None
+    for g in directory.groups:
+        ext = _s(g.external_id)
+        name = g.name or ext
+        existing = org_by_ext.get(ext)
+        if existing is None:
+            plan.changes.append(Change("group_create", name, ext, "new in the directory"))
+        elif existing.name != name:
+            plan.changes.append(
+                Change("group_rename", name, ext, f"renamed from {existing.name!r}")
+            )
+        if org.group_member_ids is None:
+            continue
+        wanted = [_s(x) for x in g.user_member_external_ids]
+        current_ids = set(org.group_member_ids.get(existing.id, [])) if existing else set()
+        wanted_set = set()
+        for x in wanted:
+            member = by_ext.get(x) or linked.get(x)
+            if member is None:
+                continue  # not a member (yet): the server drops unknown ids
+            wanted_set.add(member.id)
+            if member.id not in current_ids:
+                plan.changes.append(
+                    Change("member_add", email_of.get(x) or member.email or x, x,
+                           "member of the directory group", member.id, group=name)
+                )
+        for i in sorted(current_ids - wanted_set):
+            m = member_by_id.get(i)
+            who = (m.email if m else None) or i
+            plan.changes.append(
+                Change("member_remove", who, m.external_id if m else None,
+                       "not a member of the directory group"
+                       + ("" if m and m.external_id else " (added by hand; the import replaces "
+                          "a synced group's membership)"),
+                       i, group=name)
+            )
+
+
+def check_safety(
+    plan: Plan,
+    directory: Directory,
+    sync: SyncSettings,
+    *,
+    allow_removals: int | None = None,
+) -> list[str]:
+    """Reasons to refuse this plan (empty = safe). ``allow_removals`` is ``--allow-removals``:
+    up to that many removals pass whatever the configured limits say, for this run only."""
+    reasons: list[str] = []
+    if directory.users is not None and not directory.users and plan.synced_members > 0:
+        reasons.append(
+            f"the directory returned no users while the organization has {plan.synced_members} "
+            "synced members: refusing to treat that as everyone leaving (check the source's "
+            "filters, paths and permissions)"
+        )
+    n = plan.removals
+    if n == 0:
+        return reasons
+    if allow_removals is not None:
+        if n > allow_removals:
+            reasons.append(f"{n} removals/revocations exceed --allow-removals {allow_removals}")
+        return reasons
+    if n > sync.max_removals:
+        reasons.append(
+            f"{n} removals/revocations exceed BWSYNC_SYNC__MAX_REMOVALS={sync.max_removals}"
+        )
+    if plan.synced_members:
+        pct = 100.0 * n / plan.synced_members
+        if pct > sync.max_removal_percent:
+            reasons.append(
+                f"{n} removals/revocations are {pct:.1f}% of {plan.synced_members} synced "
+                f"members, over BWSYNC_SYNC__MAX_REMOVAL_PERCENT={sync.max_removal_percent:g}"
+            )
+    return reasons
+
+
+def enforce_safety(reasons: Iterable[str]) -> None:
+    reasons = list(reasons)
+    if reasons:
+        raise SafetyLimitError(
+            "safety limit reached, nothing applied: "
+            + "; ".join(reasons)
+            + ". Review the plan; if it is right, run once with --allow-removals N"
+        )

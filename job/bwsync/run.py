@@ -1,0 +1,409 @@
+"""One sync pass, stage by stage, timed (DESIGN.md "The run").
+
+``execute`` is the only place that knows the order of things; every stage it calls is a module
+with one job. What it guarantees:
+
+* nothing is written to Bitwarden before the safety check passed and the state lease is held;
+* the state's hash and delta tokens change only after every import request succeeded, so a
+  failed run is retried in full next time (the import is idempotent) and never half-remembered;
+* every outcome, failed or not, ends in a ``RunReport`` — the summary line and the metrics are
+  made from it, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from bwsync.bitwarden import BitwardenClient
+from bwsync.config import Settings
+from bwsync.errors import BwsyncError, ConfigError, SafetyLimitError, StateError
+from bwsync.logs import event
+from bwsync.model import STATUS_REVOKED, Directory, RunReport
+from bwsync.normalize import normalize
+from bwsync.payload import Payload, build_payload, is_new_hash
+from bwsync.plan import Change, OrgSnapshot, Plan, check_safety, enforce_safety, make_plan
+from bwsync.sources import build_source
+from bwsync.sources.base import FetchRequest, Source
+from bwsync.state import StateDocument, StateStore, open_store
+
+Command = Literal["sync", "plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    command: Command = "sync"
+    force: bool = False
+    """Ignore the stored hash (and incremental tokens): fetch everything and apply."""
+    allow_removals: int | None = None
+    detail: bool = False
+    """Read each group's members to plan membership changes (one request per group)."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the CLI shows after a run."""
+
+    report: RunReport
+    directory: Directory | None = None
+    payload: Payload | None = None
+    plan: Plan | None = None
+    safety: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+
+
+ClientFactory = Callable[[Settings, RunReport], BitwardenClient]
+
+
+def default_client(settings: Settings, report: RunReport) -> BitwardenClient:
+    def on_request(endpoint: str, code: int) -> None:
+        key = (endpoint, code)
+        report.requests[key] = report.requests.get(key, 0) + 1
+
+    def on_retry(_: str) -> None:
+        report.retries += 1
+
+    return BitwardenClient(settings.bitwarden, on_request=on_request, on_retry=on_retry)
+
+
+class _Stages:
+    def __init__(self, report: RunReport) -> None:
+        self.report = report
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, **fields: Any) -> Iterator[dict[str, Any]]:
+        start = time.perf_counter()
+        extra: dict[str, Any] = dict(fields)
+        yield extra
+        seconds = time.perf_counter() - start
+        self.report.stage_seconds[name] = self.report.stage_seconds.get(name, 0.0) + seconds
+        event(name, seconds=round(seconds, 4), **extra)
+
+
+def lease_holder(profile: str) -> str:
+    return f"{profile}/{socket.gethostname()}/{os.getpid()}"
+
+
+def execute(
+    settings: Settings,
+    options: RunOptions,
+    *,
+    source: Source | None = None,
+    store: StateStore | None = None,
+    client_factory: ClientFactory = default_client,
+) -> Outcome:
+    """Run one pass; never raises for a failure of the run itself — the outcome's report
+    carries the result and exit code, and ``raise_for`` turns it back into the exception."""
+    report = RunReport(
+        profile=settings.profile, source=settings.source, command=options.command,
+        started=time.time(),
+    )
+    outcome = Outcome(report=report)
+    stage = _Stages(report)
+    client: BitwardenClient | None = None
+    store = store or open_store(settings.state)
+    doc: StateDocument | None = None
+    leased: StateDocument | None = None
+    try:
+        with stage("state_read", backend=store.description):
+            doc = store.load()
+        report.last_success_timestamp = doc.last_success_timestamp
+        source = source or build_source(settings)
+        sync = settings.sync
+        effective_force = options.force or sync.overwrite_existing
+        with stage("fetch", source=source.name, server=source.server) as info:
+            raw = source.fetch(FetchRequest(force=effective_force, delta=doc.delta))
+            info["users"] = len(raw.users or [])
+            info["groups"] = len(raw.groups or [])
+        with stage("normalize") as info:
+            directory = normalize(raw)
+            users = directory.users or []
+            report.directory_objects = {
+                "users": sum(1 for u in users if not u.deleted),
+                "disabled_users": sum(1 for u in users if u.disabled and not u.deleted),
+                "deleted_users": sum(1 for u in users if u.deleted),
+                "groups": len(directory.groups or []),
+            }
+            report.skipped = dict(directory.skipped)
+            info.update(report.directory_objects)
+            if report.skipped:
+                info["skipped"] = report.skipped
+        outcome.directory = directory
+
+        empty = not directory.users and not directory.groups
+        if empty and not sync.overwrite_existing and not sync.remove_missing:
+            # bwdc step 7: nothing fetched and nothing to remove → nothing to send.
+            return _finish_unchanged(settings, options, report, store, doc, "directory empty")
+
+        api_url = settings.bitwarden.resolved_api_url
+        org_id = settings.bitwarden.organization_id or ""
+        with stage("payload") as info:
+            payload = build_payload(
+                directory.users, directory.groups, sync, api_url=api_url, org_id=org_id
+            )
+            info["requests"] = len(payload.requests)
+            info["bytes"] = sum(len(r.body) for r in payload.requests)
+        outcome.payload = payload
+
+        reconcile_due = bool(
+            sync.full_reconcile_every
+            and (time.time() - (doc.last_full_reconcile or 0)) >= sync.full_reconcile_every
+        )
+        if not options.force and not reconcile_due and not is_new_hash(payload, doc.hash):
+            return _finish_unchanged(settings, options, report, store, doc, "hash unchanged")
+
+        has_credentials = bool(settings.bitwarden.client_id and settings.bitwarden.client_secret)
+        if options.command == "sync" and not has_credentials:
+            raise ConfigError(_missing_credentials())
+        org: OrgSnapshot | None = None
+        if has_credentials:
+            client = client_factory(settings, report)
+            with stage("snapshot") as info:
+                org = read_org(client, detail=options.detail)
+                info["members"] = len(org.members) if org else None
+                info["groups"] = len(org.groups) if org else None
+        with stage("plan") as info:
+            plan = make_plan(
+                directory, org, sync,
+                sent_members=sum(r.members for r in payload.requests),
+                sent_groups=sum(r.groups for r in payload.requests),
+            )
+            report.planned = plan.counts()
+            info.update(report.planned)
+        outcome.plan = plan
+        extra_removals = [
+            (c.subject if "@" in c.subject else None, c.external_id or "")
+            for c in plan.changes
+            if c.action == "remove" and c.reason == "gone from the directory"
+        ]
+        if plan.protected_external_ids or extra_removals:
+            payload = build_payload(
+                directory.users, directory.groups, sync, api_url=api_url, org_id=org_id,
+                keep=frozenset(plan.protected_external_ids), remove=extra_removals,
+            )
+            outcome.payload = payload
+        dry = options.command == "plan"
+        for change in plan.changes:
+            event("would " + change.action if dry else change.action,
+                  logging.INFO, change=change.sentence(dry))
+        for note in plan.notes:
+            event("plan_note", logging.WARNING, note=note)
+
+        outcome.safety = check_safety(plan, directory, sync, allow_removals=options.allow_removals)
+        if outcome.safety:
+            report.safety_breach = True
+        if dry:
+            enforce_safety(outcome.safety)
+            report.result, report.exit_code = "success", 0
+            return outcome
+        enforce_safety(outcome.safety)
+
+        assert client is not None
+        holder = lease_holder(settings.profile)
+        with stage("lease", holder=holder):
+            leased = store.acquire_lease(holder, settings.state.lease_seconds)
+        _apply(client, payload, plan, report, stage)
+        if org is not None:
+            with stage("verify") as info:
+                outcome.differences = verify(client, plan, report)
+                info["differences"] = len(outcome.differences)
+        else:
+            report.applied = {
+                "members_sent": sum(r.members for r in payload.requests),
+                "groups_sent": sum(r.groups for r in payload.requests),
+            }
+        report.result, report.exit_code = "success", 0
+        _remember_success(leased, payload.hash, directory, report, full=True)
+        report.finished = time.time()
+        _record(leased, report)
+        releasing, leased = leased, None
+        with stage("state_write", backend=store.description):
+            store.release(releasing)
+        return outcome
+    except BwsyncError as exc:
+        report.result = "safety_stop" if isinstance(exc, SafetyLimitError) else (
+            "config_error" if isinstance(exc, ConfigError) else "failed"
+        )
+        report.exit_code = exc.exit_code
+        report.error = str(exc)
+        report.safety_breach = report.safety_breach or isinstance(exc, SafetyLimitError)
+        event("run_failed", logging.ERROR, error=report.error, exit_code=report.exit_code)
+        if options.command == "sync" and doc is not None and not isinstance(exc, StateError):
+            report.finished = time.time()
+            if leased is not None:
+                # Keep the old hash and delta tokens: the next run re-sends everything.
+                releasing, leased = leased, None
+                _record(releasing, report)
+                try:
+                    store.release(releasing)
+                except StateError as state_exc:
+                    event("state_not_updated", logging.WARNING, error=str(state_exc))
+            else:
+                _record_failure(store, doc, report)
+        return outcome
+    finally:
+        if leased is not None:  # an unexpected error while holding the lease: give it back
+            with contextlib.suppress(Exception):
+                store.release(leased)
+        if not report.finished:
+            report.finished = time.time()
+        if client is not None:
+            client.close()
+
+
+def _missing_credentials() -> list[str]:
+    return [
+        "BWSYNC_BITWARDEN__CLIENT_ID and BWSYNC_BITWARDEN__CLIENT_SECRET are required to sync "
+        "(the organization API key: Admin Console → Settings → Organization info)"
+    ]
+
+
+def read_org(client: BitwardenClient, *, detail: bool) -> OrgSnapshot | None:
+    members = client.list_members()
+    if members is None:
+        return None
+    groups = client.list_groups() or []
+    group_members = None
+    if detail:
+        group_members = {g.id: client.group_member_ids(g.id) for g in groups if g.external_id}
+    return OrgSnapshot(members=members, groups=groups, group_member_ids=group_members)
+
+
+def _apply(
+    client: BitwardenClient,
+    payload: Payload,
+    plan: Plan,
+    report: RunReport,
+    stage: _Stages,
+) -> None:
+    n = len(payload.requests)
+    for i, req in enumerate(payload.requests, start=1):
+        step = "import" if n == 1 else f"import {i}/{n}"
+        with stage("apply", step=step, members=req.members, groups=req.groups):
+            client.import_organization(req.body, step=step)
+    for change in plan.of("revoke", "restore"):
+        assert change.member_id is not None
+        with stage("apply", step=change.action, subject=change.subject):
+            if change.action == "revoke":
+                client.revoke_member(change.member_id)
+            else:
+                client.restore_member(change.member_id)
+
+
+def verify(client: BitwardenClient, plan: Plan, report: RunReport) -> list[str]:
+    """Re-read the organization and check each planned member/group change took effect."""
+    members = client.list_members() or []
+    groups = client.list_groups() or []
+    by_ext = {m.external_id: m for m in members if m.external_id}
+    group_by_ext = {g.external_id: g for g in groups if g.external_id}
+    applied: dict[str, int] = {}
+    differences: list[str] = []
+
+    def ok(change: Change) -> bool:
+        ext = change.external_id or ""
+        m = by_ext.get(ext)
+        match change.action:
+            case "invite" | "link":
+                return m is not None
+            case "remove":
+                return m is None
+            case "revoke":
+                return m is not None and m.status == STATUS_REVOKED
+            case "restore":
+                return m is not None and m.status != STATUS_REVOKED
+            case "group_create":
+                return ext in group_by_ext
+            case "group_rename":
+                g = group_by_ext.get(ext)
+                return g is not None and g.name == change.subject
+            case _:
+                return True  # memberships and skips are not re-read
+
+    for change in plan.changes:
+        if change.action == "skip":
+            continue
+        if ok(change):
+            applied[change.action] = applied.get(change.action, 0) + 1
+        else:
+            differences.append(change.sentence(dry_run=False))
+    report.applied = applied
+    if differences:
+        report.applied_differs = True
+        event("applied_differs", logging.WARNING, count=len(differences),
+              entries=differences[:20])
+    return differences
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _remember_success(
+    doc: StateDocument, hash_: str | None, directory: Directory | None, report: RunReport,
+    *, full: bool,
+) -> None:
+    if hash_ is not None:
+        doc.hash = hash_
+    doc.last_success = _now_iso()
+    doc.last_success_timestamp = time.time()
+    report.last_success_timestamp = doc.last_success_timestamp
+    if full:
+        doc.last_full_reconcile = doc.last_success_timestamp
+    if directory is not None:
+        doc.delta = dict(directory.delta)
+
+
+def summary(report: RunReport) -> dict[str, Any]:
+    """The run as counts: the summary log line, the state's ``last_run``, the history."""
+    return {
+        "command": report.command,
+        "result": report.result,
+        "exit_code": report.exit_code,
+        "started": datetime.fromtimestamp(report.started, UTC).isoformat(timespec="seconds"),
+        "seconds": round(report.duration, 3),
+        "directory": report.directory_objects,
+        "skipped": report.skipped,
+        "planned": report.planned,
+        "applied": report.applied,
+        "retries": report.retries,
+        "error": report.error,
+    }
+
+
+def _record(doc: StateDocument, report: RunReport) -> None:
+    doc.record_run(summary(report))
+
+
+def _finish_unchanged(
+    settings: Settings, options: RunOptions, report: RunReport, store: StateStore,
+    doc: StateDocument, why: str,
+) -> Outcome:
+    report.result, report.exit_code = "no_change", 0
+    event("nothing_to_do", reason=why)
+    if options.command == "sync":
+        _remember_success(doc, None, None, report, full=False)
+        report.finished = time.time()
+        _record(doc, report)
+        store.save(doc)
+    return Outcome(report=report)
+
+
+def _record_failure(store: StateStore, doc: StateDocument, report: RunReport) -> None:
+    """Remember that this run failed without touching the hash or the delta tokens."""
+    report.finished = time.time()
+    try:
+        fresh = store.load()
+        if fresh.lease is not None and fresh.lease.holder != lease_holder(report.profile):
+            return  # another run holds it: leave its document alone
+        fresh.lease = None
+        _record(fresh, report)
+        store.save(fresh)
+    except StateError as exc:
+        event("state_not_updated", logging.WARNING, error=str(exc))

@@ -1,0 +1,174 @@
+"""A directory from a file: a JSON or CSV export (HR systems, scripts) and the demo's source.
+
+JSON::
+
+    {"users":  [{"id": "u1", "email": "ada@example.com", "disabled": false, "deleted": false}],
+     "groups": [{"id": "g1", "name": "Engineering", "members": ["u1"], "groups": ["g2"]}]}
+
+``id`` is the externalId Bitwarden keeps; ``members`` lists user ids, ``groups`` nested group ids;
+``disabled``/``deleted`` are optional (false). CSV: one user per row with the header
+``id,email,disabled,deleted,groups``; ``groups`` is a ``;``-separated list of group names, and a
+group's id is its name. Booleans in CSV: ``true``/``false``/``1``/``0``/``yes``/``no``/empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bwsync.config import FileSettings, SyncSettings
+from bwsync.errors import DirectoryError
+from bwsync.model import Directory, Group, User
+from bwsync.sources.base import CheckResult, FetchRequest
+
+_TRUE = {"true", "1", "yes", "y"}
+_FALSE = {"false", "0", "no", "n", ""}
+
+
+def demo_directory() -> bytes:
+    """The built-in demo directory (used when ``BWSYNC_FILE__PATH`` is not set)."""
+    return resources.files("bwsync.demo").joinpath("directory.json").read_bytes()
+
+
+class FileSource:
+    name = "file"
+
+    def __init__(self, settings: FileSettings, sync: SyncSettings) -> None:
+        self.path = settings.path
+        self.sync = sync
+
+    @property
+    def server(self) -> str:
+        return str(self.path) if self.path else "built-in demo directory"
+
+    def _read(self) -> tuple[bytes, str]:
+        if self.path is None:
+            return demo_directory(), ".json"
+        try:
+            return self.path.read_bytes(), self.path.suffix.lower()
+        except OSError as exc:
+            raise DirectoryError(
+                f"cannot read BWSYNC_FILE__PATH {self.path}: {exc.strerror}"
+            ) from None
+
+    def check(self) -> list[CheckResult]:
+        try:
+            d = self.fetch(FetchRequest())
+        except DirectoryError as exc:
+            return [CheckResult("read file", False, str(exc))]
+        n_users = len(d.users or [])
+        n_groups = len(d.groups or [])
+        return [CheckResult("read file", True, f"{self.server}: {n_users} users, {n_groups} groups")]
+
+    def fetch(self, request: FetchRequest) -> Directory:
+        data, suffix = self._read()
+        if suffix == ".csv":
+            users, groups = _parse_csv(data, self.server)
+        else:
+            users, groups = _parse_json(data, self.server)
+        return Directory(
+            users=users if self.sync.users else None,
+            groups=groups if self.sync.groups else None,
+        )
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise DirectoryError(f"{where}: {value!r} is not a boolean")
+
+
+def _id(value: Any, where: str) -> str | int:
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise DirectoryError(f"{where}: `id` must be a non-empty string or an integer")
+
+
+def _parse_json(data: bytes, origin: str) -> tuple[list[User], list[Group]]:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DirectoryError(f"{origin} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DirectoryError(f"{origin}: expected an object with `users` and `groups`")
+    users: list[User] = []
+    for i, raw in enumerate(doc.get("users") or []):
+        where = f"{origin} users[{i}]"
+        if not isinstance(raw, dict):
+            raise DirectoryError(f"{where}: expected an object")
+        uid = _id(raw.get("id"), where)
+        email = raw.get("email")
+        if email is not None and not isinstance(email, str):
+            raise DirectoryError(f"{where}: `email` must be a string")
+        users.append(
+            User(
+                reference_id=uid,
+                external_id=uid,
+                email=email.strip().lower() if email else None,
+                disabled=_bool(raw.get("disabled"), where),
+                deleted=_bool(raw.get("deleted"), where),
+            )
+        )
+    groups: list[Group] = []
+    for i, raw in enumerate(doc.get("groups") or []):
+        where = f"{origin} groups[{i}]"
+        if not isinstance(raw, dict):
+            raise DirectoryError(f"{where}: expected an object")
+        gid = _id(raw.get("id"), where)
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise DirectoryError(f"{where}: `name` must be a non-empty string")
+        group = Group(reference_id=gid, external_id=gid, name=name)
+        for member in raw.get("members") or []:
+            group.add_user(_id(member, f"{where} members"))
+        for nested in raw.get("groups") or []:
+            group.add_group(_id(nested, f"{where} groups"))
+        groups.append(group)
+    return users, groups
+
+
+def _parse_csv(data: bytes, origin: str) -> tuple[list[User], list[Group]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DirectoryError(f"{origin} is not UTF-8: {exc}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip().lower() for h in reader.fieldnames or []]
+    if "id" not in header or "email" not in header:
+        raise DirectoryError(f"{origin}: the CSV header must have at least `id` and `email`")
+    reader.fieldnames = header
+    users: list[User] = []
+    groups: dict[str, Group] = {}
+    for line, row in enumerate(reader, start=2):
+        where = f"{origin} line {line}"
+        uid = _id((row.get("id") or "").strip(), where)
+        email = (row.get("email") or "").strip().lower() or None
+        users.append(
+            User(
+                reference_id=uid,
+                external_id=uid,
+                email=email,
+                disabled=_bool(row.get("disabled"), where),
+                deleted=_bool(row.get("deleted"), where),
+            )
+        )
+        for name in (row.get("groups") or "").split(";"):
+            name = name.strip()
+            if name:
+                groups.setdefault(name, Group(reference_id=name, external_id=name, name=name))
+                groups[name].add_user(uid)
+    return users, list(groups.values())
