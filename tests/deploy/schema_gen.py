@@ -1,0 +1,263 @@
+"""Regenerate helm/bwsync/values.schema.json: `uv run python -m tests.deploy.schema_gen`.
+
+The `settings` and `secrets` parts come from bwsync's settings models (config.py), so a setting
+added there is one rerun away from the chart; the rest of the schema is written out below.
+tests/deploy/test_chart.py checks that the committed schema names only real settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from bwsync.config import Settings
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "helm" / "bwsync" / "values.schema.json"
+
+#: Top-level settings the chart sets itself (never from `settings`).
+CHART_MANAGED = {"profile", "secrets_dir"}
+#: Per section: the fields `settings.<section>` may not carry, because the chart manages them.
+CHART_MANAGED_FIELDS = {
+    "state": {"backend", "path", "configmap", "namespace", "url", "endpoint"},
+}
+#: Non-secret settings commonly kept in the Secret next to the credentials they go with.
+SECRET_COMPANIONS = {
+    "bitwarden": {"client_id"},
+    "ldap": {"bind_dn"},
+    "metrics": {"pushgateway_username"},
+}
+_KEEP = ("type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern")
+
+
+def _field_schema(prop: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema for one setting as a Helm value: its type, or null (= not set)."""
+    variants = prop.get("anyOf", [prop])
+    out: list[dict[str, Any]] = []
+    for v in variants:
+        if v.get("type") == "null":
+            continue
+        out.append({k: v[k] for k in _KEEP if k in v})
+    result: dict[str, Any] = out[0] if len(out) == 1 else {"anyOf": out}
+    if "type" in result:
+        result["type"] = [result["type"], "null"]
+    else:
+        result = {"anyOf": [*out, {"type": "null"}]}
+    if prop.get("description"):
+        result["description"] = prop["description"]
+    return result
+
+
+def _is_secret(section: type, field: str) -> bool:
+    ann = section.model_fields[field].annotation  # type: ignore[attr-defined]
+    return SecretStr in getattr(ann, "__args__", (ann,))
+
+
+def settings_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(schema of `settings`, schema of `secrets`) derived from the settings models."""
+    full = Settings.model_json_schema()
+    defs = full["$defs"]
+    settings_props: dict[str, Any] = {}
+    secrets_props: dict[str, Any] = {}
+    for name, info in Settings.model_fields.items():
+        if name in CHART_MANAGED:
+            continue
+        section_model = info.annotation
+        prop = full["properties"][name]
+        if "$ref" not in prop:
+            settings_props[name] = _field_schema(prop)
+            continue
+        sdef = defs[prop["$ref"].rsplit("/", 1)[1]]
+        plain: dict[str, Any] = {}
+        secret: dict[str, Any] = {}
+        for field, fprop in sdef["properties"].items():
+            if field in CHART_MANAGED_FIELDS.get(name, set()):
+                continue
+            fschema = _field_schema(fprop)
+            if _is_secret(section_model, field):  # type: ignore[arg-type]
+                secret[field] = fschema
+                continue
+            plain[field] = fschema
+            if field in SECRET_COMPANIONS.get(name, set()):
+                secret[field] = fschema
+        settings_props[name] = {
+            "type": "object",
+            "description": sdef.get("description", ""),
+            "additionalProperties": False,
+            "properties": plain,
+        }
+        if secret:
+            secrets_props[name] = {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": secret,
+            }
+    settings = {
+        "type": "object",
+        "description": "bwsync settings, set as BWSYNC_<SECTION>__<FIELD> variables.",
+        "additionalProperties": False,
+        "properties": settings_props,
+    }
+    secrets = {
+        "type": "object",
+        "description": "Secret settings, mounted as files bwsync_<section>__<field>.",
+        "additionalProperties": False,
+        "properties": secrets_props,
+    }
+    return settings, secrets
+
+
+def _obj(props: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": props, **extra}
+
+
+STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+NONNEG = {"type": "integer", "minimum": 0}
+POS = {"type": "integer", "minimum": 1}
+MAP = {"type": "object"}
+STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
+LIST_OF_OBJ = {"type": "array", "items": {"type": "object"}}
+CRON = {"type": "string", "minLength": 9, "description": "Cron schedule, e.g. `17 * * * *`."}
+ARGS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "string"},
+    "description": "bwsync's command line after the entrypoint, e.g. [sync] or [plan].",
+}
+RESOURCES = _obj(
+    {"requests": MAP, "limits": MAP, "claims": LIST_OF_OBJ},
+)
+
+
+def build() -> dict[str, Any]:
+    settings, secrets = settings_schemas()
+    state = _obj(
+        {
+            "backend": {"type": "string", "enum": ["configmap", "objectstore", "none"]},
+            "configmap": _obj({"name": STR}),
+            "objectstore": _obj({"url": STR, "endpoint": STR}),
+        }
+    )
+    profile = _obj(
+        {
+            "schedule": {"$ref": "#/definitions/cron"},
+            "timeZone": STR,
+            "suspend": BOOL,
+            "args": {"$ref": "#/definitions/args"},
+            "settings": {"$ref": "#/definitions/settings"},
+            "secrets": {"$ref": "#/definitions/secrets"},
+            "existingSecret": STR,
+            "state": {"$ref": "#/definitions/state"},
+            "extraEnv": LIST_OF_OBJ,
+            "resources": {"$ref": "#/definitions/resources"},
+        }
+    )
+    label_selector = _obj(
+        {"matchLabels": STRMAP, "matchExpressions": LIST_OF_OBJ},
+    )
+    security_context = {"type": "object"}
+    props: dict[str, Any] = {
+        "global": MAP,
+        "image": _obj(
+            {
+                "repository": {"type": "string", "minLength": 1},
+                "tag": STR,
+                "digest": {"type": "string", "pattern": "^(|sha256:[0-9a-f]{64})$"},
+                "pullPolicy": {"type": "string", "enum": ["Always", "IfNotPresent", "Never"]},
+            }
+        ),
+        "imagePullSecrets": LIST_OF_OBJ,
+        "nameOverride": STR,
+        "fullnameOverride": STR,
+        "schedule": {"$ref": "#/definitions/cron"},
+        "timeZone": STR,
+        "suspend": BOOL,
+        "startingDeadlineSeconds": {"type": "integer", "minimum": 10},
+        "successfulJobsHistoryLimit": NONNEG,
+        "failedJobsHistoryLimit": NONNEG,
+        "backoffLimit": NONNEG,
+        "activeDeadlineSeconds": POS,
+        "ttlSecondsAfterFinished": NONNEG,
+        "args": {"$ref": "#/definitions/args"},
+        "settings": {"$ref": "#/definitions/settings"},
+        "secrets": {"$ref": "#/definitions/secrets"},
+        "existingSecret": STR,
+        "state": {"$ref": "#/definitions/state"},
+        "profiles": {
+            "type": "object",
+            "description": "Sync profiles: name → overrides of the top-level values.",
+            "propertyNames": {"pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 20},
+            "additionalProperties": {"$ref": "#/definitions/profile"},
+        },
+        "extraEnv": LIST_OF_OBJ,
+        "extraEnvFrom": LIST_OF_OBJ,
+        "extraVolumes": LIST_OF_OBJ,
+        "extraVolumeMounts": LIST_OF_OBJ,
+        "serviceAccount": _obj({"create": BOOL, "name": STR, "annotations": STRMAP}),
+        "podAnnotations": STRMAP,
+        "podLabels": STRMAP,
+        "jobLabels": STRMAP,
+        "podSecurityContext": security_context,
+        "securityContext": security_context,
+        "resources": {"$ref": "#/definitions/resources"},
+        "tmpSizeLimit": {"type": "string", "pattern": "^[0-9]+(Ki|Mi|Gi)?$"},
+        "priorityClassName": STR,
+        "nodeSelector": STRMAP,
+        "tolerations": LIST_OF_OBJ,
+        "affinity": MAP,
+        "networkPolicy": _obj(
+            {
+                "enabled": BOOL,
+                "dns": _obj({"namespaceSelector": label_selector, "podSelector": label_selector}),
+                "kubeApiServer": _obj(
+                    {
+                        "cidrs": {"type": "array", "items": STR},
+                        "ports": {
+                            "type": "array",
+                            "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        },
+                    }
+                ),
+                "egress": LIST_OF_OBJ,
+            }
+        ),
+        "metrics": _obj(
+            {
+                "prometheusRule": _obj(
+                    {"enabled": BOOL, "labels": STRMAP, "missedRuns": POS, "intervalSeconds": POS}
+                ),
+                "grafanaDashboard": _obj(
+                    {"enabled": BOOL, "labels": STRMAP, "annotations": STRMAP}
+                ),
+            }
+        ),
+        "tests": _obj({"enabled": BOOL}),
+    }
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "bwsync chart values",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+        "definitions": {
+            "cron": CRON,
+            "args": ARGS,
+            "resources": RESOURCES,
+            "settings": settings,
+            "secrets": secrets,
+            "state": state,
+            "profile": profile,
+        },
+    }
+
+
+def main() -> None:
+    SCHEMA_PATH.write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {SCHEMA_PATH}")
+
+
+if __name__ == "__main__":
+    main()
