@@ -1,0 +1,650 @@
+"""The Bitwarden client: organization API key → token → import, list, revoke, restore.
+
+Written against ``reference/bitwarden-public-api.md`` (§n below) and bwdc's behaviour
+(``directory-connector-behaviour.md`` §5); works with the US and EU clouds, the official
+self-hosted server and Vaultwarden, which differ in URLs (``BitwardenSettings.resolved_*``),
+token errors and the endpoints they have.
+
+Three pieces, each with one job:
+
+* ``OrgTokenAuth`` (an ``httpx.Auth`` flow): fetch a token with the organization API key, cache
+  it until shortly before it expires, and on a 401 from the API fetch a new one once and repeat
+  the request. Pure request/response logic.
+* ``should_retry`` (the one retry predicate, as stamina's ``on=``): 429, 5xx, timeouts and
+  connection failures are temporary; every other 4xx is permanent. ``BitwardenClient._send``
+  applies it with ``Retry-After`` or exponential backoff with jitter, bounded by
+  ``settings.max_retries`` retries and ``MAX_RETRY_SECONDS`` of waiting in total.
+* error translation: after the retries, the response or the httpx exception becomes a
+  ``BitwardenError`` subclass naming the step, status, URL and the server's own ``message`` and
+  field errors. No httpx exception leaves this module, and the client secret appears in no
+  message or ``repr`` (it is only ever written into the token request's form body).
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from importlib import metadata
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from bwsync.config import BitwardenSettings
+from bwsync.errors import (
+    BitwardenAuthError,
+    BitwardenClientError,
+    BitwardenError,
+    BitwardenServerError,
+    ConfigError,
+    shorten,
+)
+from bwsync.model import OrgGroup, OrgMember
+
+__all__ = [
+    "DEVICE_NAME",
+    "DEVICE_TYPE",
+    "MAX_RETRY_SECONDS",
+    "BitwardenClient",
+    "OrgTokenAuth",
+    "backoff_delay",
+    "should_retry",
+]
+
+#: bwdc sends 8 (Linux desktop) and ``linux`` from a Linux host; Vaultwarden requires both.
+DEVICE_TYPE: Final = 8
+DEVICE_NAME: Final = "linux"
+#: Total seconds the retries of one call may wait before giving up (a CronJob has a deadline).
+MAX_RETRY_SECONDS: Final = 300.0
+#: Backoff: 1 s, 2 s, 4 s … capped at 60 s, each scaled by a jitter factor in [0.5, 1).
+BACKOFF_BASE: Final = 1.0
+BACKOFF_CAP: Final = 60.0
+#: A token is renewed this long before it expires (bwdc: 5 minutes), or 10 % of its lifetime
+#: when that is shorter, so a short-lived token is still used for most of its life.
+TOKEN_MARGIN: Final = 300.0
+
+_ENDPOINT_KEY: Final = "bwsync_endpoint"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("bwsync")
+    except metadata.PackageNotFoundError:  # running from a source tree without metadata
+        return "0.0.0"
+
+
+# --------------------------------------------------------------------------------------------
+# Retry predicate and backoff
+
+
+def should_retry(status: int | None, exc: Exception | None = None) -> bool:
+    """The one place that decides what is temporary.
+
+    ``status`` is the HTTP status, or ``None`` when ``exc`` (an httpx exception) replaced the
+    response. Retried: 429 (rate limit), any 5xx (a full import is idempotent by design, §4),
+    timeouts and transport failures other than a certificate refusal. Never retried: every
+    other status, redirects included, and a TLS verification failure (waiting cannot fix it).
+    """
+    if exc is not None:
+        if not isinstance(exc, httpx.TransportError):
+            return False
+        return "CERTIFICATE_VERIFY_FAILED" not in str(exc)
+    return status == 429 or (status is not None and 500 <= status <= 599)
+
+
+def backoff_delay(attempt: int, jitter: float) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, with
+    ``jitter`` in [0, 1) spreading clients that failed together."""
+    base: float = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
+    return base * (0.5 + jitter / 2)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds (integer or HTTP date); ``None`` when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+# --------------------------------------------------------------------------------------------
+# Token
+
+
+class _TokenRefused(Exception):
+    """The token endpoint answered something other than a token; carries the response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+@dataclass(slots=True)
+class _Token:
+    value: str
+    renew_at: float
+
+    def __repr__(self) -> str:
+        return f"_Token(renew_at={self.renew_at!r})"
+
+
+class OrgTokenAuth(httpx.Auth):
+    """Bearer tokens from the organization API key (``client_credentials``, §2; bwdc §5.2).
+
+    The flow fetches a token when none is cached or the cached one is due for renewal, attaches
+    it, and on a 401 from the API fetches a new one once and repeats the request. A token
+    endpoint answer other than 200 is raised as ``_TokenRefused`` for the client's retry loop to
+    classify (a 429 there is retried like any other; a 4xx is an authentication failure).
+    """
+
+    requires_response_body = True
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        device_identifier: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.token_url = token_url
+        self._client_id = client_id
+        self._secret = client_secret
+        self._device_identifier = device_identifier
+        self._clock = clock
+        self._token: _Token | None = None
+        self.fetched = 0
+        """Tokens obtained so far (tests and debugging)."""
+
+    def __repr__(self) -> str:
+        return f"OrgTokenAuth(token_url={self.token_url!r}, client_id={self._client_id!r})"
+
+    def token_request(self) -> httpx.Request:
+        """The token request, fields in bwdc's order (§5.2), device fields included because
+        Vaultwarden requires them (§6.1)."""
+        form = {
+            "scope": "api.organization",
+            "client_id": self._client_id,
+            "deviceType": str(DEVICE_TYPE),
+            "deviceIdentifier": self._device_identifier,
+            "deviceName": DEVICE_NAME,
+            "grant_type": "client_credentials",
+            "client_secret": self._secret,
+        }
+        return httpx.Request(
+            "POST",
+            self.token_url,
+            data=form,
+            headers={"Accept": "application/json"},
+            extensions={_ENDPOINT_KEY: "token"},
+        )
+
+    def store(self, response: httpx.Response) -> str:
+        """Keep the token of a token-endpoint response, or raise ``_TokenRefused``."""
+        if response.status_code != 200:
+            raise _TokenRefused(response)
+        try:
+            data = orjson.loads(response.content)
+            value = data["access_token"]
+            lifetime = float(data.get("expires_in") or 3600)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            raise _TokenRefused(response) from None
+        if not isinstance(value, str) or not value:
+            raise _TokenRefused(response)
+        margin = min(TOKEN_MARGIN, lifetime * 0.1)
+        self._token = _Token(value, self._clock() + lifetime - margin)
+        self.fetched += 1
+        return value
+
+    def current(self) -> str | None:
+        """The cached token if it is not yet due for renewal."""
+        if self._token is not None and self._clock() < self._token.renew_at:
+            return self._token.value
+        return None
+
+    def forget(self) -> None:
+        self._token = None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self.current()
+        if token is None:
+            token = self.store((yield self.token_request()))
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            self.forget()
+            token = self.store((yield self.token_request()))
+            request.headers["Authorization"] = f"Bearer {token}"
+            yield request
+
+
+# --------------------------------------------------------------------------------------------
+# Error translation
+
+
+def _server_error_parts(  # noqa: PLR0912 - one branch per error shape servers send
+    body: bytes,
+) -> tuple[str | None, dict[str, list[str]]]:
+    """The server's message and field errors from any of the shapes it uses.
+
+    Public API ``{message, errors}``, internal ``{message, validationErrors}`` (any casing),
+    OAuth ``{error, error_description}``, Vaultwarden ``{message, errorModel, validationErrors}``
+    and Rocket's catcher ``{error: {code, reason, description}}``. Unstructured bodies are cut
+    short: a server may echo what it was sent.
+    """
+    if not body.strip():
+        return None, {}
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return shorten(body.decode("utf-8", "replace")), {}
+    if not isinstance(data, dict):
+        return shorten(body.decode("utf-8", "replace")), {}
+    lower = {str(k).lower(): v for k, v in data.items()}
+    message: str | None = None
+    for key in ("message", "error_description"):
+        value = lower.get(key)
+        if isinstance(value, str) and value.strip():
+            message = value
+            break
+    if message is None and isinstance(lower.get("errormodel"), dict):
+        nested = {str(k).lower(): v for k, v in lower["errormodel"].items()}
+        if isinstance(nested.get("message"), str):
+            message = nested["message"]
+    error = lower.get("error")
+    if isinstance(error, str) and error.strip():
+        message = error if message is None else f"{error}: {message}"
+    elif isinstance(error, dict):
+        parts = [str(error.get(k)) for k in ("reason", "description") if error.get(k)]
+        message = message or ": ".join(parts) or None
+    errors: dict[str, list[str]] = {}
+    for key in ("errors", "validationerrors"):
+        value = lower.get(key)
+        if isinstance(value, dict):
+            for field_name, texts in value.items():
+                items = texts if isinstance(texts, list) else [texts]
+                errors[str(field_name)] = [shorten(str(t)) for t in items]
+    # Vaultwarden repeats its message under the key "": keep it once.
+    if errors.get("") == [message]:
+        del errors[""]
+    return (shorten(message) if message else None), errors
+
+
+def _error_from_response(step: str, response: httpx.Response, *, token: bool) -> BitwardenError:
+    status = response.status_code
+    url = _url(response.request)
+    message, errors = _server_error_parts(response.content)
+    detail = f"HTTP {status} from {url}"
+    if 300 <= status < 400:
+        location = response.headers.get("Location")
+        detail += f" redirected to {shorten(location, 200)}" if location else " (a redirect)"
+        detail += "; configure the final URL (https?)"
+    if message:
+        detail += f": {message}"
+    elif status == 429:
+        detail += ": Rate limit exceeded. Try again later."
+    cls: type[BitwardenError]
+    if token and 400 <= status < 500 and status != 429:
+        cls = BitwardenAuthError
+        detail = (
+            f"the identity server {url} refused the organization API key (HTTP {status}"
+            + (f": {message}" if message else "")
+            + "); check BWSYNC_BITWARDEN__CLIENT_ID, the secret, and that the server/region "
+            "matches the organization"
+        )
+    elif status in (401, 403):
+        cls = BitwardenAuthError
+        detail += " (the token was not accepted even after renewing it)" if status == 401 else ""
+    elif status == 429 or status >= 500:
+        cls = BitwardenServerError
+    else:
+        cls = BitwardenClientError
+    return cls(step, detail, status=status, url=url, message=message, errors=errors)
+
+
+def _error_from_exception(step: str, exc: Exception, url: str) -> BitwardenError:
+    kind = type(exc).__name__
+    text = shorten(str(exc), 200) or kind
+    if isinstance(exc, httpx.TimeoutException):
+        return BitwardenServerError(step, f"{kind} waiting for {url}: {text}", url=url)
+    if isinstance(exc, httpx.TransportError):
+        return BitwardenServerError(step, f"could not reach {url}: {kind}: {text}", url=url)
+    return BitwardenError(step, f"request to {url} failed: {kind}: {text}", url=url)
+
+
+def _url(request: httpx.Request) -> str:
+    """The URL without query or credentials, for messages."""
+    u = request.url
+    return str(u.copy_with(query=None, fragment=None, username=None, password=None))
+
+
+def _request_of(exc: Exception) -> httpx.Request | None:
+    try:
+        return exc.request if isinstance(exc, httpx.HTTPError) else None
+    except RuntimeError:  # raised before a request was attached
+        return None
+
+
+def _endpoint_of(request: httpx.Request | None) -> str:
+    if request is None:
+        return "unknown"
+    return str(request.extensions.get(_ENDPOINT_KEY, "unknown"))
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+
+
+class BitwardenClient:
+    """Synchronous client for one organization; see the module docstring.
+
+    ``transport`` replaces the network (``httpx.MockTransport`` in unit tests); ``sleep`` is
+    what waits between retries (tests pass a recorder); ``on_request(endpoint, status)`` is
+    called for every HTTP exchange, token requests and 401s included (status 0 for a transport
+    failure) and ``on_retry(endpoint)`` before every retry, for metrics. ``clock`` and
+    ``jitter`` are injectable for deterministic tests.
+    """
+
+    def __init__(
+        self,
+        settings: BitwardenSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        on_request: Callable[[str, int], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+        max_retry_seconds: float = MAX_RETRY_SECONDS,
+    ) -> None:
+        if not settings.client_id or settings.client_secret is None:
+            raise ConfigError(
+                "BWSYNC_BITWARDEN__CLIENT_ID and BWSYNC_BITWARDEN__CLIENT_SECRET are required "
+                "(the organization API key)"
+            )
+        self.settings = settings
+        self.api_url = settings.resolved_api_url.rstrip("/")
+        self.identity_url = settings.resolved_identity_url.rstrip("/")
+        self._sleep = sleep
+        self._on_request = on_request
+        self._on_retry = on_retry
+        self._clock = clock
+        self._jitter = jitter
+        self._max_retry_seconds = max_retry_seconds
+        self.auth = OrgTokenAuth(
+            self.identity_url + "/connect/token",
+            settings.client_id,
+            settings.client_secret.get_secret_value(),
+            settings.device_identifier,
+            clock=clock,
+        )
+        version = _version()
+        self._http = httpx.Client(
+            transport=transport,
+            timeout=settings.timeout,
+            verify=self._verify(settings),
+            trust_env=True,  # HTTPS_PROXY / NO_PROXY, as bwdc honours https_proxy
+            follow_redirects=False,
+            headers={
+                "Accept": "application/json",
+                "User-Agent": f"bwsync/{version}",
+                "Device-Type": str(DEVICE_TYPE),
+                "Bitwarden-Client-Name": "bwsync",
+                "Bitwarden-Client-Version": version,
+            },
+            event_hooks={"response": [self._record]},
+        )
+
+    @staticmethod
+    def _verify(settings: BitwardenSettings) -> ssl.SSLContext | bool:
+        """An explicit ``ca_file`` wins over SSL_CERT_FILE and friends: it becomes the only
+        trust anchor of an SSL context built here (httpx would otherwise read the
+        environment)."""
+        if settings.ca_file is None:
+            return True
+        try:
+            return ssl.create_default_context(cafile=str(settings.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"BWSYNC_BITWARDEN__CA_FILE: cannot load {settings.ca_file}: {exc}"
+            ) from None
+
+    def __repr__(self) -> str:
+        return (
+            f"BitwardenClient(api_url={self.api_url!r}, identity_url={self.identity_url!r}, "
+            f"client_id={self.settings.client_id!r})"
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> BitwardenClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- public operations -----------------------------------------------------------------
+
+    def check_token(self) -> None:
+        """Fetch a token now (and keep it): a wrong key fails here, before anything else."""
+        self._send("token", "token", self.auth.token_request, authenticated=False)
+
+    def import_organization(self, body: bytes, step: str = "import") -> None:
+        """POST one import request (§3), exactly these bytes; 200 with an empty body is success."""
+        self._send(
+            step,
+            "import",
+            lambda: httpx.Request(
+                "POST",
+                self.api_url + "/public/organization/import",
+                content=body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+            ),
+        )
+
+    def list_members(self) -> list[OrgMember] | None:
+        """Every member in every status (§5); ``None`` where the server has no list endpoint
+        (Vaultwarden answers 404)."""
+        data = self._list("list members", "list_members", "/public/members")
+        if data is None:
+            return None
+        return [
+            OrgMember(
+                id=str(item["id"]),
+                email=item.get("email"),
+                external_id=item.get("externalId"),
+                status=int(item.get("status", 0)),
+                type=int(item.get("type", 2)),
+            )
+            for item in data
+        ]
+
+    def list_groups(self) -> list[OrgGroup] | None:
+        """Every group (§5); ``None`` where the server has no list endpoint."""
+        data = self._list("list groups", "list_groups", "/public/groups")
+        if data is None:
+            return None
+        return [
+            OrgGroup(
+                id=str(g["id"]), name=str(g.get("name") or ""), external_id=g.get("externalId")
+            )
+            for g in data
+        ]
+
+    def group_member_ids(self, group_id: str) -> list[str]:
+        """Membership ids (not user ids) of one group's members."""
+        step = "group member ids"
+        response = self._send(
+            step,
+            "group_member_ids",
+            self._get(f"/public/groups/{quote(group_id, safe='')}/member-ids"),
+        )
+        data = self._json(step, response)
+        if not isinstance(data, list):
+            raise self._unexpected(step, response)
+        return [str(x) for x in data]
+
+    def revoke_member(self, member_id: str) -> None:
+        """Revoke one membership (reversible; the import cannot do this, §5)."""
+        self._send(
+            "revoke member",
+            "revoke_member",
+            self._post_empty(f"/public/members/{quote(member_id, safe='')}/revoke"),
+        )
+
+    def restore_member(self, member_id: str) -> None:
+        """Restore a revoked membership to its previous status."""
+        self._send(
+            "restore member",
+            "restore_member",
+            self._post_empty(f"/public/members/{quote(member_id, safe='')}/restore"),
+        )
+
+    # ---- plumbing --------------------------------------------------------------------------
+
+    def _get(self, path: str) -> Callable[[], httpx.Request]:
+        return lambda: httpx.Request("GET", self.api_url + path)
+
+    def _post_empty(self, path: str) -> Callable[[], httpx.Request]:
+        return lambda: httpx.Request("POST", self.api_url + path, content=b"")
+
+    def _list(self, step: str, endpoint: str, path: str) -> list[Mapping[str, Any]] | None:
+        response = self._exchange(step, endpoint, self._get(path), missing_ok=True)
+        if response is None:
+            return None
+        data = self._json(step, response)
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, dict) and "id" in i for i in items):
+            raise self._unexpected(step, response)
+        return items
+
+    def _json(self, step: str, response: httpx.Response) -> Any:
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise self._unexpected(step, response) from None
+
+    @staticmethod
+    def _unexpected(step: str, response: httpx.Response) -> BitwardenError:
+        url = _url(response.request)
+        text = shorten(response.content.decode("utf-8", "replace"), 120)
+        return BitwardenServerError(
+            step,
+            f"unexpected answer from {url} (HTTP {response.status_code}): {text!r}",
+            status=response.status_code,
+            url=url,
+        )
+
+    def _record(self, response: httpx.Response) -> None:
+        if self._on_request is not None:
+            self._on_request(_endpoint_of(response.request), response.status_code)
+
+    def _send(
+        self,
+        step: str,
+        endpoint: str,
+        build: Callable[[], httpx.Request],
+        *,
+        authenticated: bool = True,
+    ) -> httpx.Response:
+        response = self._exchange(step, endpoint, build, authenticated=authenticated)
+        assert response is not None  # only missing_ok exchanges answer None
+        return response
+
+    def _exchange(
+        self,
+        step: str,
+        endpoint: str,
+        build: Callable[[], httpx.Request],
+        *,
+        authenticated: bool = True,
+        missing_ok: bool = False,
+    ) -> httpx.Response | None:
+        """Send with retries; return the 2xx response (``None`` for a 404 when ``missing_ok``)
+        or raise the translated error."""
+        started = self._clock()
+        waited = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            request = build()
+            request.extensions[_ENDPOINT_KEY] = endpoint
+            is_token = not authenticated
+            response: httpx.Response | None = None
+            exc: Exception | None = None
+            try:
+                response = self._http.send(request, auth=self.auth if authenticated else None)
+                if not authenticated:
+                    self.auth.store(response)
+            except _TokenRefused as refused:
+                response, is_token = refused.response, True
+            except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as error:
+                exc = error
+                failed = _request_of(error)
+                is_token = _endpoint_of(failed) == "token" if failed is not None else is_token
+                if self._on_request is not None:
+                    self._on_request(_endpoint_of(failed) if failed else endpoint, 0)
+            if response is not None:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return response
+                if status == 404 and missing_ok and not is_token:
+                    return None
+            status_or_none = response.status_code if response is not None else None
+            url = self.auth.token_url if is_token else _url(request)
+            if not should_retry(status_or_none, exc) or attempt > self.settings.max_retries:
+                raise self._failure(
+                    step, response=response, exc=exc, url=url, is_token=is_token, attempt=attempt
+                )
+            delay = _retry_after(response) if response is not None else None
+            if delay is None:
+                delay = backoff_delay(attempt, self._jitter())
+            elapsed = max(self._clock() - started, waited)
+            if elapsed + delay > self._max_retry_seconds:
+                failure = self._failure(
+                    step, response=response, exc=exc, url=url, is_token=is_token, attempt=attempt
+                )
+                failure.args = (
+                    f"{failure.args[0]} (gave up: waiting {delay:.0f}s more would exceed "
+                    f"{self._max_retry_seconds:.0f}s of retries)",
+                )
+                raise failure
+            if self._on_retry is not None:
+                self._on_retry("token" if is_token else endpoint)
+            self._sleep(delay)
+            waited += delay
+
+    def _failure(
+        self,
+        step: str,
+        *,
+        response: httpx.Response | None,
+        exc: Exception | None,
+        url: str,
+        is_token: bool,
+        attempt: int,
+    ) -> BitwardenError:
+        if response is not None:
+            error = _error_from_response("token" if is_token else step, response, token=is_token)
+        else:
+            assert exc is not None
+            error = _error_from_exception("token" if is_token else step, exc, url)
+        if attempt > 1:
+            error.args = (f"{error.args[0]} (after {attempt} attempts)",)
+        return error

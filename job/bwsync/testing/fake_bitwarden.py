@@ -1,0 +1,1615 @@
+"""A faithful, stateful stand-in for Bitwarden's organization API, served over real HTTP.
+
+Why it exists: we cannot run the official server (or Vaultwarden) in tests, and mocks of our own
+client would only test our assumptions. This server is written from the contract in
+``reference/bitwarden-public-api.md`` (cited below as §n) and enforces its errors, limits and
+quirks, not only the happy path: the 2,000-entry cap, the no-master-password guard of
+``overwriteExisting``, the 500s the real server throws on duplicates, non-transactional imports,
+rate limiting with ``Retry-After``, and Vaultwarden's different rules (§6).
+
+One base URL serves both halves, as a self-hosted server does behind its nginx::
+
+    {base}/identity/connect/token        (also {base}/connect/token)
+    {base}/api/public/...                (also {base}/public/...)
+
+so ``BWSYNC_BITWARDEN__SERVER={base}`` works with the derived ``/api`` and ``/identity``.
+
+In-process use (tests, ``bwsync demo``)::
+
+    with FakeBitwarden() as bw:                  # started on a free loopback port
+        bw.add_owner("boss@example.com")
+        bw.add_member("ann@example.com", external_id="ann")
+        bw.throttle("import", times=1, retry_after=2)
+        ... run the client against bw.base_url with bw.client_id / bw.client_secret ...
+        bw.find_member(email="ann@example.com"); bw.requests; bw.events
+
+From a shell::
+
+    python -m bwsync.testing.fake_bitwarden --port 8087 [--vaultwarden] [--self-hosted]
+
+Decisions where the reference is silent (from the server source, see the module's tests):
+
+* ``POST /public/members/{id}/revoke`` and ``/restore``: the API key acts as a *system user*, so
+  the "only owners can revoke owners" check does not apply: owners can be revoked, except the
+  last confirmed owner (400 "Organization must have at least one confirmed owner."). Revoking a
+  revoked member is 400 "Already revoked."; restoring an active one is 400 "Already active.";
+  an id outside the organization is 404 with an empty body; success is 200 with an empty body.
+  Restore puts the member back in the status it had before (Invited without an account).
+* Unknown paths answer 404 with an empty body (official) or the JSON catcher (Vaultwarden).
+
+Only the standard library and orjson: the demo ships this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import orjson
+
+from bwsync.model import (
+    STATUS_CONFIRMED,
+    STATUS_INVITED,
+    STATUS_REVOKED,
+    STATUS_STAGED,
+    TYPE_ADMIN,
+    TYPE_OWNER,
+    TYPE_USER,
+)
+
+if TYPE_CHECKING:
+    from bwsync.config import BitwardenSettings
+
+__all__ = [
+    "ENDPOINTS",
+    "FakeBitwarden",
+    "FakeGroup",
+    "FakeMember",
+    "Fault",
+    "RecordedRequest",
+    "main",
+]
+
+#: Endpoint names, shared with ``bwsync.bitwarden`` (its ``on_request`` metric labels).
+ENDPOINTS = (
+    "token",
+    "import",
+    "list_members",
+    "get_member",
+    "member_group_ids",
+    "list_groups",
+    "get_group",
+    "group_member_ids",
+    "revoke_member",
+    "restore_member",
+    "unknown",
+)
+
+MODEL_STATE_INVALID = "The request's model state is invalid."
+UNHANDLED = "An unhandled server error has occurred."
+TOO_MUCH_DATA = "You cannot import this much data at once."
+OVERWRITE_NO_MP = (
+    "Sync failed. To proceed, disable the 'Remove and re-add users during next sync' setting "
+    "and try again."
+)
+CLOUD_IMPORT_CAP = 2000
+_GUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+_KNOWN_GRANTS = {
+    "authorization_code",
+    "client_credentials",
+    "refresh_token",
+    "password",
+    "implicit",
+    "urn:ietf:params:oauth:grant-type:device_code",
+    "webauthn",
+}
+_VW_REQUIRED_TOKEN_FIELDS = (
+    ("client_id", ("client_id", "clientid")),
+    ("client_secret", ("client_secret", "clientsecret")),
+    ("scope", ("scope",)),
+    ("device_identifier", ("device_identifier", "deviceidentifier")),
+    ("device_name", ("device_name", "devicename")),
+    ("device_type", ("device_type", "devicetype")),
+)
+_ROCKET_REASONS = {
+    400: (
+        "Bad Request",
+        "The request could not be understood by the server due to malformed syntax.",
+    ),
+    401: ("Unauthorized", "The request requires user authentication."),
+    404: ("Not Found", "The requested resource could not be found."),
+    415: (
+        "Unsupported Media Type",
+        "The request entity has a media type which the server or resource does not support.",
+    ),
+    422: (
+        "Unprocessable Entity",
+        "The request was well-formed but was unable to be followed due to semantic errors.",
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# State
+
+
+@dataclass(slots=True)
+class FakeMember:
+    """One organization membership, as the server stores it.
+
+    ``user_id`` is set when the membership is linked to an account (Accepted, Confirmed, or
+    revoked after that); ``has_master_password`` matters for the overwrite guard (§3.4 step 4).
+    """
+
+    id: str
+    email: str | None
+    external_id: str | None = None
+    type: int = TYPE_USER
+    status: int = STATUS_CONFIRMED
+    user_id: str | None = None
+    name: str | None = None
+    has_master_password: bool = True
+    two_factor_enabled: bool = False
+    reset_password_enrolled: bool = False
+    prior_status: int | None = None
+    """Status before a revocation, for restore."""
+
+    def as_json(self, *, collections: list[Any] | None) -> dict[str, Any]:
+        """The public API's MemberResponseModel (§5): camelCase, integer enums, nulls kept."""
+        return {
+            "object": "member",
+            "id": self.id,
+            "userId": self.user_id,
+            "name": self.name,
+            "email": self.email,
+            "twoFactorEnabled": self.two_factor_enabled,
+            "status": self.status,
+            "type": self.type,
+            "externalId": self.external_id,
+            "permissions": None,
+            "collections": collections,
+            "resetPasswordEnrolled": self.reset_password_enrolled,
+            "ssoExternalId": None,
+        }
+
+    @property
+    def no_master_password(self) -> bool:
+        """True for members the overwrite guard protects: no account yet, or no master password."""
+        return self.user_id is None or not self.has_master_password
+
+
+@dataclass(slots=True)
+class FakeGroup:
+    """One group; ``member_ids`` are membership ids (not user ids), in insertion order."""
+
+    id: str
+    name: str
+    external_id: str | None = None
+    member_ids: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The public API's GroupResponseModel (§5); members are not inline."""
+        return {
+            "object": "group",
+            "id": self.id,
+            "name": self.name,
+            "externalId": self.external_id,
+            "collections": [],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request as the stand-in received it, for assertions.
+
+    ``body`` is the parsed JSON for JSON requests, the form as a dict for the token endpoint,
+    ``None`` when empty or unparsable (``raw`` keeps the bytes).
+    """
+
+    method: str
+    path: str
+    endpoint: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+    status: int
+    """Status answered (0 when the connection was dropped on purpose)."""
+
+
+@dataclass(slots=True)
+class Fault:
+    """A switched-on misbehaviour for one endpoint (or ``"*"``), for ``times`` requests.
+
+    ``times=None`` means until cleared. ``status=None`` only delays (or drops) and then answers
+    normally.
+    """
+
+    endpoint: str
+    status: int | None = None
+    times: int | None = 1
+    retry_after: int | None = None
+    body: bytes | None = None
+    delay: float = 0.0
+    disconnect: bool = False
+
+    def matches(self, endpoint: str) -> bool:
+        return (self.times is None or self.times > 0) and self.endpoint in ("*", endpoint)
+
+
+@dataclass(slots=True)
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    disconnect: bool = False
+
+
+class _HttpError(Exception):
+    """Raised inside a handler to answer with this response (the state stays as it is)."""
+
+    def __init__(self, response: _Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> _Response:
+    h = {"Content-Type": "application/json; charset=utf-8"}
+    h.update(headers or {})
+    return _Response(status, orjson.dumps(obj), h)
+
+
+def _public_error(
+    status: int, message: str, errors: dict[str, list[str]] | None = None
+) -> _Response:
+    """The public API's ErrorResponseModel (§3.6)."""
+    return _json(status, {"object": "error", "message": message, "errors": errors})
+
+
+def _internal_error(status: int, message: str) -> _Response:
+    """The internal ErrorResponseModel, used by the rate limiter (§3.6, §4)."""
+    return _json(
+        status,
+        {
+            "object": "error",
+            "message": message,
+            "validationErrors": None,
+            "exceptionMessage": None,
+            "exceptionStackTrace": None,
+            "innerExceptionMessage": None,
+        },
+    )
+
+
+def _vw_error(status: int, message: str) -> _Response:
+    """Vaultwarden's Bitwarden-like error JSON (§6.1)."""
+    return _json(
+        status,
+        {
+            "message": message,
+            "error": "",
+            "error_description": "",
+            "validationErrors": {"": [message]},
+            "errorModel": {"message": message, "object": "error"},
+            "exceptionMessage": None,
+            "exceptionStackTrace": None,
+            "innerExceptionMessage": None,
+            "object": "error",
+        },
+    )
+
+
+def _rocket_catcher(status: int) -> _Response:
+    """Rocket's default JSON catcher body, which Vaultwarden returns for 401/404/422."""
+    reason, description = _ROCKET_REASONS.get(status, ("Error", "An error occurred."))
+    return _json(status, {"error": {"code": status, "reason": reason, "description": description}})
+
+
+def _unhandled() -> _HttpError:
+    return _HttpError(_public_error(500, UNHANDLED))
+
+
+def _blank(value: str | None) -> bool:
+    return value is None or not value.strip()
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+
+
+class FakeBitwarden:
+    """The stand-in: organization state, the HTTP server, request log and fault switches.
+
+    Parameters (all keyword-only):
+
+    * ``vaultwarden``: behave like Vaultwarden (§6) instead of the official server.
+    * ``self_hosted``: official server without the 2,000-entry cap (and without rate limits).
+    * ``client_id`` / ``client_secret`` / ``org_id``: the organization API key; random by default.
+    * ``token_lifetime``: seconds a token is valid and the ``expires_in`` answered (3600).
+    * ``jwt_tokens``: issue JWT-shaped tokens (default) or opaque random strings.
+    * ``staged_status``: the server flag that makes ``inviteUsersAfterProvisioning:false``
+      create Staged members (§3.1).
+    * ``use_directory`` / ``use_groups`` / ``api_enabled``: plan features (§3.4 steps 1, 7; §2.1).
+    * ``groups_enabled``: Vaultwarden's ``ORG_GROUPS_ENABLED`` (default false, as VW's).
+    * ``seats``: seat limit for invites (None = unlimited / autoscale).
+    * ``require_confirmed_owner``: refuse invites when the org has no confirmed owner, as the
+      real server does (off by default so tests may seed organizations without an owner).
+    * ``host`` / ``port``: where to listen (loopback, a free port by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        vaultwarden: bool = False,
+        self_hosted: bool = False,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        org_id: str | None = None,
+        token_lifetime: int = 3600,
+        jwt_tokens: bool = True,
+        staged_status: bool = False,
+        use_directory: bool = True,
+        use_groups: bool = True,
+        api_enabled: bool = True,
+        groups_enabled: bool = False,
+        seats: int | None = None,
+        require_confirmed_owner: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.vaultwarden = vaultwarden
+        self.self_hosted = self_hosted or vaultwarden
+        if client_id is not None:
+            org_id = client_id.partition(".")[2]
+        self.org_id = org_id or str(uuid.uuid4())
+        self.client_id = client_id or f"organization.{self.org_id}"
+        self.client_secret = client_secret or secrets.token_urlsafe(22)
+        self.token_lifetime = token_lifetime
+        self.jwt_tokens = jwt_tokens
+        self.staged_status = staged_status
+        self.use_directory = use_directory
+        self.use_groups = use_groups
+        self.api_enabled = api_enabled
+        self.groups_enabled = groups_enabled
+        self.seats = seats
+        self.require_confirmed_owner = require_confirmed_owner
+        self._host = host
+        self._port = port
+        self._lock = threading.RLock()
+        self._members: dict[str, FakeMember] = {}
+        self._groups: dict[str, FakeGroup] = {}
+        self._tokens: dict[str, float] = {}
+        self._faults: list[Fault] = []
+        self._requests: list[RecordedRequest] = []
+        self._events: list[tuple[str, str]] = []
+        self.tokens_issued = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> FakeBitwarden:
+        """Listen and serve in a daemon thread; returns self."""
+        if self._server is not None:
+            return self
+        server = _Server((self._host, self._port), _Handler)
+        server.fake = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name=f"fake-bitwarden-{server.server_address[1]}",
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket (idempotent)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeBitwarden:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        mode = (
+            "vaultwarden" if self.vaultwarden else ("self-hosted" if self.self_hosted else "cloud")
+        )
+        where = self.base_url if self._server is not None else "stopped"
+        return f"<FakeBitwarden {mode} {where} org={self.org_id}>"
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("FakeBitwarden is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``: the ``server`` setting (``/api``, ``/identity`` derived)."""
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + "/api"
+
+    @property
+    def identity_url(self) -> str:
+        return self.base_url + "/identity"
+
+    def settings(self, **overrides: Any) -> BitwardenSettings:
+        """``BitwardenSettings`` pointing at this server (imported lazily: pydantic)."""
+        from bwsync.config import BitwardenSettings  # noqa: PLC0415 - keep this module stdlib-only at import
+
+        values: dict[str, Any] = {
+            "server": self.base_url,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+        }
+        values.update(overrides)
+        return BitwardenSettings(**values)
+
+    # ---- seeding ---------------------------------------------------------------------------
+
+    def add_member(
+        self,
+        email: str | None,
+        *,
+        external_id: str | None = None,
+        type: int = TYPE_USER,
+        status: int = STATUS_CONFIRMED,
+        linked: bool | None = None,
+        master_password: bool = True,
+        name: str | None = None,
+        two_factor: bool = False,
+        member_id: str | None = None,
+    ) -> FakeMember:
+        """Seed a membership. ``linked`` (has an account) defaults to False for Invited and
+        Staged, True otherwise; ``master_password=False`` models TDE/Key Connector users.
+        A Revoked member restores to Confirmed when linked, Invited otherwise."""
+        if linked is None:
+            linked = status not in (STATUS_INVITED, STATUS_STAGED)
+        prior = None
+        if status == STATUS_REVOKED:
+            prior = STATUS_CONFIRMED if linked else STATUS_INVITED
+        member = FakeMember(
+            id=member_id or str(uuid.uuid4()),
+            email=email.lower() if email else email,
+            external_id=external_id,
+            type=type,
+            status=status,
+            user_id=str(uuid.uuid4()) if linked else None,
+            name=name if linked else None,
+            has_master_password=master_password if linked else False,
+            two_factor_enabled=two_factor,
+            prior_status=prior,
+        )
+        with self._lock:
+            self._members[member.id] = member
+        return dataclasses.replace(member)
+
+    def add_owner(self, email: str, **kw: Any) -> FakeMember:
+        """Seed a confirmed Owner (import never removes owners)."""
+        return self.add_member(email, type=TYPE_OWNER, **kw)
+
+    def add_admin(self, email: str, **kw: Any) -> FakeMember:
+        return self.add_member(email, type=TYPE_ADMIN, **kw)
+
+    def add_group(
+        self,
+        name: str,
+        *,
+        external_id: str | None = None,
+        members: Iterable[FakeMember | str] = (),
+        group_id: str | None = None,
+    ) -> FakeGroup:
+        """Seed a group; ``members`` are FakeMembers or membership ids."""
+        ids = [m.id if isinstance(m, FakeMember) else m for m in members]
+        group = FakeGroup(
+            id=group_id or str(uuid.uuid4()), name=name, external_id=external_id, member_ids=ids
+        )
+        with self._lock:
+            self._groups[group.id] = group
+        return dataclasses.replace(group, member_ids=list(ids))
+
+    def reset(self) -> None:
+        """Forget members, groups, tokens, faults, requests and events."""
+        with self._lock:
+            self._members.clear()
+            self._groups.clear()
+            self._tokens.clear()
+            self._faults.clear()
+            self._requests.clear()
+            self._events.clear()
+
+    # ---- inspection ------------------------------------------------------------------------
+
+    @property
+    def members(self) -> list[FakeMember]:
+        """Copies of every membership, in creation order."""
+        with self._lock:
+            return [dataclasses.replace(m) for m in self._members.values()]
+
+    @property
+    def groups(self) -> list[FakeGroup]:
+        with self._lock:
+            return [
+                dataclasses.replace(g, member_ids=list(g.member_ids)) for g in self._groups.values()
+            ]
+
+    def member(self, member_id: str) -> FakeMember | None:
+        with self._lock:
+            m = self._members.get(member_id)
+            return dataclasses.replace(m) if m else None
+
+    def find_member(
+        self, *, email: str | None = None, external_id: str | None = None
+    ) -> FakeMember | None:
+        """The first member with this (case-insensitive) email and/or this external id."""
+        for m in self.members:
+            if email is not None and (m.email or "").lower() != email.lower():
+                continue
+            if external_id is not None and m.external_id != external_id:
+                continue
+            return m
+        return None
+
+    def find_group(
+        self, *, external_id: str | None = None, name: str | None = None
+    ) -> FakeGroup | None:
+        for g in self.groups:
+            if external_id is not None and g.external_id != external_id:
+                continue
+            if name is not None and g.name != name:
+                continue
+            return g
+        return None
+
+    def group_member_emails(self, group: FakeGroup | str) -> set[str]:
+        """Emails of a group's members (by FakeGroup, id or external id): handy in assertions."""
+        with self._lock:
+            g = self._resolve_group(group)
+            return {self._members[i].email or "" for i in g.member_ids if i in self._members}
+
+    def group_member_external_ids(self, group: FakeGroup | str) -> set[str]:
+        with self._lock:
+            g = self._resolve_group(group)
+            return {self._members[i].external_id or "" for i in g.member_ids if i in self._members}
+
+    def _resolve_group(self, group: FakeGroup | str) -> FakeGroup:
+        gid = group.id if isinstance(group, FakeGroup) else group
+        if gid in self._groups:
+            return self._groups[gid]
+        for g in self._groups.values():
+            if g.external_id == gid:
+                return g
+        raise KeyError(gid)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, endpoint: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.endpoint == endpoint]
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    @property
+    def events(self) -> list[tuple[str, str]]:
+        """Event log entries ``(event type, member or group id)``, as the server would log them
+        (``OrganizationUser_Invited``, ``_Removed``, ``_Revoked``, ``Group_Created`` …)."""
+        with self._lock:
+            return list(self._events)
+
+    # ---- faults and tokens -----------------------------------------------------------------
+
+    def fail(
+        self,
+        endpoint: str = "*",
+        *,
+        status: int = 500,
+        times: int | None = 1,
+        retry_after: int | None = None,
+        body: bytes | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Answer the next ``times`` requests to ``endpoint`` with ``status`` and ``body``
+        (default: the server's own error body for that status)."""
+        self._add_fault(
+            Fault(
+                endpoint,
+                status=status,
+                times=times,
+                retry_after=retry_after,
+                body=body,
+                delay=delay,
+            )
+        )
+
+    def throttle(
+        self, endpoint: str = "*", *, times: int | None = 1, retry_after: int | None = 1
+    ) -> None:
+        """429 as the cloud's rate limiter sends it (§4): ``Retry-After`` and the internal error
+        body. ``retry_after=None`` omits the header, as Vaultwarden does."""
+        self._add_fault(Fault(endpoint, status=429, times=times, retry_after=retry_after))
+
+    def server_error(
+        self, endpoint: str = "*", *, times: int | None = 1, status: int = 500
+    ) -> None:
+        """5xx with the public API's unhandled-error body."""
+        self._add_fault(Fault(endpoint, status=status, times=times))
+
+    def slow(self, endpoint: str = "*", seconds: float = 1.0, *, times: int | None = None) -> None:
+        """Delay the answer (then answer normally): for client timeouts."""
+        self._add_fault(Fault(endpoint, status=None, times=times, delay=seconds))
+
+    def disconnect(self, endpoint: str = "*", *, times: int | None = 1) -> None:
+        """Close the connection without answering: the client sees a transport error."""
+        self._add_fault(Fault(endpoint, status=None, times=times, disconnect=True))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _add_fault(self, fault: Fault) -> None:
+        if fault.endpoint != "*" and fault.endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {fault.endpoint!r}; one of {', '.join(ENDPOINTS)}")
+        with self._lock:
+            self._faults.append(fault)
+
+    def expire_tokens(self) -> None:
+        """Make every token issued so far invalid now (as if its hour had passed)."""
+        with self._lock:
+            for t in self._tokens:
+                self._tokens[t] = 0.0
+
+    # ---- request handling -----------------------------------------------------------------
+
+    def _route(self, method: str, path: str) -> tuple[str, list[str]]:
+        """(endpoint name, path parameters) for a request path (prefix ``/api`` optional)."""
+        p = path.rstrip("/") or "/"
+        if p in ("/identity/connect/token", "/connect/token"):
+            return "token", []
+        if p.startswith("/api/"):
+            p = p[4:]
+        parts = [unquote(x) for x in p.strip("/").split("/")]
+        if parts[:1] != ["public"]:
+            return "unknown", []
+        rest = parts[1:]
+        table: list[tuple[str, list[str], str]] = [
+            ("POST", ["organization", "import"], "import"),
+            ("GET", ["members"], "list_members"),
+            ("GET", ["members", "*"], "get_member"),
+            ("GET", ["members", "*", "group-ids"], "member_group_ids"),
+            ("POST", ["members", "*", "revoke"], "revoke_member"),
+            ("POST", ["members", "*", "restore"], "restore_member"),
+            ("GET", ["groups"], "list_groups"),
+            ("GET", ["groups", "*"], "get_group"),
+            ("GET", ["groups", "*", "member-ids"], "group_member_ids"),
+        ]
+        for m, pattern, name in table:
+            if (
+                m == method
+                and len(pattern) == len(rest)
+                and all(a == "*" or a == b.lower() for a, b in zip(pattern, rest, strict=True))
+            ):
+                return name, [b for a, b in zip(pattern, rest, strict=True) if a == "*"]
+        return "unknown", []
+
+    def _handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Response:
+        path = urlsplit(target).path
+        endpoint, params = self._route(method, path)
+        fault = self._take_fault(endpoint)
+        body: Any = None
+        if endpoint == "token":
+            body = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        elif raw:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = None
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        if fault is not None and fault.disconnect:
+            response = _Response(0, disconnect=True)
+        elif fault is not None and fault.status is not None:
+            response = self._fault_response(fault)
+        else:
+            with self._lock:
+                try:
+                    response = self._dispatch(endpoint, params, method, headers, raw)
+                except _HttpError as exc:
+                    response = exc.response
+        with self._lock:
+            self._requests.append(
+                RecordedRequest(method, path, endpoint, headers, body, raw, response.status)
+            )
+        return response
+
+    def _take_fault(self, endpoint: str) -> Fault | None:
+        with self._lock:
+            for f in self._faults:
+                if f.matches(endpoint):
+                    if f.times is not None:
+                        f.times -= 1
+                    return dataclasses.replace(f)
+        return None
+
+    def _fault_response(self, fault: Fault) -> _Response:
+        status = fault.status or 500
+        extra: dict[str, str] = {}
+        if fault.retry_after is not None:
+            extra["Retry-After"] = str(fault.retry_after)
+        if fault.body is not None:
+            return _Response(
+                status, fault.body, {"Content-Type": "application/json; charset=utf-8", **extra}
+            )
+        if status == 429:
+            if self.vaultwarden:
+                resp = _vw_error(429, "Too many login requests")
+            else:
+                period = f"{fault.retry_after}s" if fault.retry_after else "1m"
+                resp = _internal_error(429, f"Slow down! Too many requests. Try again in {period}.")
+            resp.headers.update(extra)
+            return resp
+        if status >= 500:
+            resp = (
+                _public_error(status, UNHANDLED)
+                if not self.vaultwarden
+                else _rocket_catcher(status)
+            )
+            resp.headers.update(extra)
+            return resp
+        return _Response(status, b"", extra)
+
+    def _dispatch(  # noqa: PLR0911 - one answer per route
+        self, endpoint: str, params: list[str], method: str, headers: dict[str, str], raw: bytes
+    ) -> _Response:
+        if endpoint == "token":
+            if self.vaultwarden:
+                return self._token_vaultwarden(method, headers, raw)
+            return self._token_official(method, headers, raw)
+        if self.vaultwarden and endpoint not in ("import",):
+            return _rocket_catcher(404)
+        if endpoint == "unknown":
+            return _Response(404)
+        self._authenticate(headers)
+        if endpoint == "import":
+            if self.vaultwarden:
+                return self._import_vaultwarden(headers, raw)
+            return self._import_official(headers, raw)
+        handler: Callable[[list[str]], _Response] = getattr(self, "_ep_" + endpoint)
+        return handler(params)
+
+    # ---- identity (§2, §6.1) ----------------------------------------------------------------
+
+    def _issue_token(self) -> _Response:
+        now = time.time()
+        if self.jwt_tokens:
+
+            def b64(obj: Any) -> str:
+                return base64.urlsafe_b64encode(orjson.dumps(obj)).rstrip(b"=").decode()
+
+            claims = {
+                "iss": self.identity_url
+                if not self.vaultwarden
+                else f"{self.base_url}|api.organization",
+                "nbf": int(now),
+                "iat": int(now),
+                "exp": int(now) + self.token_lifetime,
+                "scope": ["api.organization"],
+                "client_id": self.client_id,
+                "sub": self.org_id,
+                "client_sub": self.org_id,
+                "client_type": "Organization",
+                "jti": secrets.token_hex(16),
+            }
+            token = ".".join(
+                [b64({"alg": "RS256", "typ": "at+jwt"}), b64(claims), secrets.token_urlsafe(32)]
+            )
+        else:
+            token = secrets.token_urlsafe(48)
+        self._tokens[token] = time.monotonic() + self.token_lifetime
+        self.tokens_issued += 1
+        return _json(
+            200,
+            {
+                "access_token": token,
+                "expires_in": self.token_lifetime,
+                "token_type": "Bearer",
+                "scope": "api.organization",
+            },
+            {"Cache-Control": "no-store, no-cache, max-age=0", "Pragma": "no-cache"},
+        )
+
+    @staticmethod
+    def _form(headers: dict[str, str], raw: bytes) -> dict[str, str] | None:
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            return None
+        return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+
+    def _token_official(  # noqa: PLR0911 - one answer per OAuth error
+        self, method: str, headers: dict[str, str], raw: bytes
+    ) -> _Response:
+        """Duende IdentityServer, client_credentials for ``organization.<guid>`` (§2.1-2.3)."""
+        form = self._form(headers, raw) if method == "POST" else None
+        if form is None:
+            return _json(400, {"error": "invalid_request"})
+        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
+        auth = headers.get("authorization", "")
+        if not client_id and auth.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(auth[6:]).decode()
+                client_id, _, client_secret = decoded.partition(":")
+                client_id, client_secret = unquote(client_id), unquote(client_secret)
+            except ValueError:
+                return _json(400, {"error": "invalid_client"})
+        prefix, _, rest = client_id.partition(".")
+        if (
+            prefix != "organization"
+            or not _GUID.match(rest)
+            or str(uuid.UUID(rest)) != str(uuid.UUID(self.org_id))
+            or not self.api_enabled
+            or not secrets.compare_digest(client_secret.encode(), self.client_secret.encode())
+        ):
+            return _json(400, {"error": "invalid_client"})
+        grant = form.get("grant_type", "")
+        if not grant or grant not in _KNOWN_GRANTS:
+            return _json(400, {"error": "unsupported_grant_type"})
+        if grant != "client_credentials":
+            return _json(400, {"error": "unauthorized_client"})
+        scopes = form.get("scope", "").split()
+        if any(s != "api.organization" for s in scopes):
+            return _json(400, {"error": "invalid_scope"})
+        return self._issue_token()
+
+    def _token_vaultwarden(  # noqa: PLR0911 - one answer per VW error
+        self, method: str, headers: dict[str, str], raw: bytes
+    ) -> _Response:
+        """Vaultwarden's ``/identity/connect/token`` for organization keys (§6.1)."""
+        form = self._form(headers, raw) if method == "POST" else None
+        if form is None:
+            return _rocket_catcher(415 if method == "POST" else 404)
+        lower = {k.lower(): v for k, v in form.items()}
+        grant = lower.get("grant_type", "")
+        if grant != "client_credentials":
+            return _vw_error(400, "Invalid type" if grant else "grant_type cannot be blank")
+        values: dict[str, str] = {}
+        for name, aliases in _VW_REQUIRED_TOKEN_FIELDS:
+            value = next((lower[a] for a in aliases if lower.get(a)), "")
+            if not value:
+                return _vw_error(400, f"{name} cannot be blank")
+            values[name] = value
+        if values["scope"] != "api.organization":
+            return _vw_error(400, "Scope not supported")
+        prefix, _, rest = values["client_id"].partition(".")
+        if prefix != "organization" or not _GUID.match(rest):
+            return _vw_error(400, "Malformed client_id")
+        if str(uuid.UUID(rest)) != str(uuid.UUID(self.org_id)) or not self.api_enabled:
+            return _vw_error(400, "Invalid client_id")
+        if not secrets.compare_digest(
+            values["client_secret"].encode(), self.client_secret.encode()
+        ):
+            return _vw_error(400, "Incorrect client_secret")
+        return self._issue_token()
+
+    def _authenticate(self, headers: dict[str, str]) -> None:
+        """401 with an empty body for a missing, unknown or expired bearer token (§2.4)."""
+        auth = headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        expiry = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if expiry is None or expiry <= time.monotonic():
+            if self.vaultwarden:
+                raise _HttpError(_rocket_catcher(401))
+            challenge = (
+                "Bearer"
+                if expiry is None and not token
+                else (
+                    'Bearer error="invalid_token", error_description="The token expired"'
+                    if expiry is not None
+                    else 'Bearer error="invalid_token"'
+                )
+            )
+            raise _HttpError(_Response(401, b"", {"WWW-Authenticate": challenge}))
+
+    # ---- read and member endpoints (§5) -----------------------------------------------------
+
+    def _find(self, table: dict[str, Any], raw_id: str) -> Any:
+        """Look up by GUID the way ASP.NET binds ``Guid id`` (case-insensitive, dashes
+        optional); anything else is 404 with an empty body."""
+        try:
+            key = str(uuid.UUID(raw_id))
+        except ValueError:
+            raise _HttpError(_Response(404)) from None
+        for k, v in table.items():
+            try:
+                if str(uuid.UUID(k)) == key:
+                    return v
+            except ValueError:
+                continue
+        raise _HttpError(_Response(404))
+
+    def _ep_list_members(self, params: list[str]) -> _Response:
+        # The list endpoint passes no collections, so the response carries ``null`` (§5).
+        data = [m.as_json(collections=None) for m in self._members.values()]
+        return _json(200, {"object": "list", "data": data, "continuationToken": None})
+
+    def _ep_get_member(self, params: list[str]) -> _Response:
+        member: FakeMember = self._find(self._members, params[0])
+        return _json(200, member.as_json(collections=[]))
+
+    def _ep_member_group_ids(self, params: list[str]) -> _Response:
+        member: FakeMember = self._find(self._members, params[0])
+        return _json(200, [g.id for g in self._groups.values() if member.id in g.member_ids])
+
+    def _ep_list_groups(self, params: list[str]) -> _Response:
+        data = [g.as_json() for g in self._groups.values()]
+        return _json(200, {"object": "list", "data": data, "continuationToken": None})
+
+    def _ep_get_group(self, params: list[str]) -> _Response:
+        group: FakeGroup = self._find(self._groups, params[0])
+        return _json(200, group.as_json())
+
+    def _ep_group_member_ids(self, params: list[str]) -> _Response:
+        group: FakeGroup = self._find(self._groups, params[0])
+        return _json(200, [i for i in group.member_ids if i in self._members])
+
+    def _confirmed_owners_except(self, member_id: str) -> int:
+        return sum(
+            1
+            for m in self._members.values()
+            if m.id != member_id and m.type == TYPE_OWNER and m.status == STATUS_CONFIRMED
+        )
+
+    def _ep_revoke_member(self, params: list[str]) -> _Response:
+        member: FakeMember = self._find(self._members, params[0])
+        if member.status == STATUS_REVOKED:
+            raise _HttpError(_public_error(400, "Already revoked."))
+        if member.type == TYPE_OWNER and self._confirmed_owners_except(member.id) == 0:
+            raise _HttpError(
+                _public_error(400, "Organization must have at least one confirmed owner.")
+            )
+        member.prior_status = member.status
+        member.status = STATUS_REVOKED
+        self._events.append(("OrganizationUser_Revoked", member.id))
+        return _Response(200)
+
+    def _ep_restore_member(self, params: list[str]) -> _Response:
+        member: FakeMember = self._find(self._members, params[0])
+        if member.status != STATUS_REVOKED:
+            raise _HttpError(_public_error(400, "Already active."))
+        self._restore(member)
+        self._events.append(("OrganizationUser_Restored", member.id))
+        return _Response(200)
+
+    @staticmethod
+    def _restore(member: FakeMember) -> None:
+        if member.prior_status is not None and member.prior_status != STATUS_REVOKED:
+            member.status = member.prior_status
+        else:
+            member.status = STATUS_CONFIRMED if member.user_id else STATUS_INVITED
+        member.prior_status = None
+
+    # ---- import, official (§3) ---------------------------------------------------------------
+
+    def _import_official(self, headers: dict[str, str], raw: bytes) -> _Response:
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in ("application/json", "text/json") and not ctype.endswith("+json"):
+            return _Response(415)
+        model = _OfficialImportModel.parse(raw)
+        # Controller: the arrays are used before anything is validated against them (§3.1).
+        if model.groups is None or model.members is None:
+            raise _unhandled()
+        active = [m for m in model.members if not m.deleted]
+        if (
+            not self.self_hosted
+            and not model.large_import
+            and (len(model.groups) > CLOUD_IMPORT_CAP or len(active) > CLOUD_IMPORT_CAP)
+        ):
+            raise _HttpError(_public_error(400, TOO_MUCH_DATA))
+        if any(g.member_external_ids is None for g in model.groups):
+            raise _unhandled()
+        self._run_official_import(model)
+        return _Response(200)
+
+    def _run_official_import(  # noqa: PLR0912, PLR0915 - §3.4 step by step, kept in one place
+        self, model: _OfficialImportModel
+    ) -> None:
+        """§3.4, in order and not transactional: each step commits before the next runs."""
+        assert model.groups is not None
+        assert model.members is not None
+        # 1. plan features
+        if not self.use_directory:
+            raise _HttpError(_public_error(400, "Organization cannot use directory syncing."))
+        active = [m for m in model.members if not m.deleted]
+        active_ext = {m.external_id for m in active if m.external_id is not None}
+        remove_ids = {
+            m.external_id for m in model.members if m.deleted and m.external_id is not None
+        }
+        # 2. existing external members; a duplicated externalId makes ToDictionary throw
+        external: dict[str, FakeMember] = {}
+        for m in self._members.values():
+            if not _blank(m.external_id):
+                assert m.external_id is not None
+                if m.external_id in external:
+                    raise _unhandled()
+                external[m.external_id] = m
+        # 3. explicit removals: deleted entries, not also active, known, not owners
+        for ext in remove_ids - active_ext:
+            gone = external.get(ext)
+            if gone is not None and gone.type != TYPE_OWNER:
+                self._delete_member(gone, "OrganizationUser_Removed")
+                del external[ext]
+        # 4. overwrite: remove every external non-owner not in the active set, unless one of
+        #    them has no master password
+        if model.overwrite_existing:
+            candidates = [
+                m for ext, m in external.items() if ext not in active_ext and m.type != TYPE_OWNER
+            ]
+            if any(m.no_master_password for m in candidates):
+                raise _HttpError(_public_error(400, OVERWRITE_NO_MP))
+            for m in candidates:
+                self._delete_member(m, "OrganizationUser_Removed")
+                assert m.external_id is not None
+                del external[m.external_id]
+        # 5. link by email: members without an externalId adopt an active entry's
+        by_email: dict[str, _ImportMember] = {}
+        for entry in active:
+            assert entry.email is not None
+            if entry.email in by_email:
+                raise _unhandled()  # Dictionary.Add on a duplicate key
+            by_email[entry.email] = entry
+        for m in self._members.values():
+            if _blank(m.external_id) and m.email in by_email:
+                m.external_id = by_email[m.email or ""].external_id
+                if m.external_id:
+                    external[m.external_id] = m
+        # 6. add new members (invite, or stage), skipping emails already in the org
+        org_emails = {(m.email or "").lower() for m in self._members.values()}
+        staged = not model.invite_users_after_provisioning and self.staged_status
+        new_entries: list[_ImportMember] = []
+        seen_emails: set[str] = set()
+        for entry in active:
+            if entry.external_id in external or _blank(entry.email):
+                continue
+            email = (entry.email or "").lower()
+            if email in org_emails or email in seen_emails:
+                continue
+            seen_emails.add(email)
+            new_entries.append(entry)
+        if new_entries and not staged:
+            if self.require_confirmed_owner and self._confirmed_owners_except("") == 0:
+                raise _HttpError(
+                    _public_error(400, "Organization must have at least one confirmed owner.")
+                )
+            if self.seats is not None:
+                occupied = sum(
+                    1
+                    for m in self._members.values()
+                    if m.status not in (STATUS_REVOKED, STATUS_STAGED)
+                )
+                if occupied + len(new_entries) > self.seats:
+                    raise _HttpError(_public_error(400, "Seat limit has been reached."))
+        for entry in new_entries:
+            member = FakeMember(
+                id=str(uuid.uuid4()),
+                email=(entry.email or "").lower(),
+                external_id=entry.external_id,
+                type=TYPE_USER,
+                status=STATUS_STAGED if staged else STATUS_INVITED,
+                user_id=None,
+                has_master_password=False,
+            )
+            self._members[member.id] = member
+            self._events.append(
+                ("OrganizationUser_Staged" if staged else "OrganizationUser_Invited", member.id)
+            )
+        # 7. groups
+        if not model.groups:
+            return
+        if not self.use_groups:
+            raise _HttpError(_public_error(400, "Organization cannot use groups."))
+        wanted: dict[str, _ImportGroup] = {}
+        for g in model.groups:
+            assert g.external_id is not None
+            if g.external_id in wanted:
+                raise _unhandled()
+            wanted[g.external_id] = g
+        existing_groups: dict[str, FakeGroup] = {}
+        for eg in self._groups.values():
+            if not _blank(eg.external_id):
+                assert eg.external_id is not None
+                if eg.external_id in existing_groups:
+                    raise _unhandled()
+                existing_groups[eg.external_id] = eg
+        ext_to_member = {
+            m.external_id: m.id for m in self._members.values() if not _blank(m.external_id)
+        }
+        for ext, g in wanted.items():
+            group = existing_groups.get(ext)
+            if group is None:
+                group = FakeGroup(id=str(uuid.uuid4()), name=g.name or "", external_id=ext)
+                self._groups[group.id] = group
+                self._events.append(("Group_Created", group.id))
+            else:
+                group.name = g.name or ""
+                self._events.append(("Group_Updated", group.id))
+            resolved: list[str] = []
+            for mext in g.member_external_ids or []:
+                mid = ext_to_member.get(mext) if mext is not None else None
+                if mid is not None and mid not in resolved:
+                    resolved.append(mid)
+            if set(resolved) != set(group.member_ids):
+                group.member_ids = resolved
+
+    def _delete_member(self, member: FakeMember, event: str) -> None:
+        self._members.pop(member.id, None)
+        for g in self._groups.values():
+            if member.id in g.member_ids:
+                g.member_ids.remove(member.id)
+        self._events.append((event, member.id))
+
+    # ---- import, Vaultwarden (§6.2) -------------------------------------------------------
+
+    def _import_vaultwarden(  # noqa: PLR0912 - §6.2 step by step
+        self, headers: dict[str, str], raw: bytes
+    ) -> _Response:
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return _rocket_catcher(415)
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return _rocket_catcher(400)
+        model = _VaultwardenImportModel.parse(doc)
+        if model is None:
+            return _rocket_catcher(422)
+        # members first
+        for entry in model.members:
+            member = self._vw_find_by_email(entry.email)
+            if entry.deleted:
+                if member is not None:
+                    if not self._vw_is_last_owner(member) and member.status != STATUS_REVOKED:
+                        member.prior_status = member.status
+                        member.status = STATUS_REVOKED
+                    member.external_id = entry.external_id or None
+            elif member is not None:
+                if member.status == STATUS_REVOKED:
+                    self._restore(member)
+                member.external_id = entry.external_id or None
+            else:
+                new = FakeMember(
+                    id=str(uuid.uuid4()),
+                    email=entry.email.lower(),
+                    external_id=entry.external_id or None,
+                    type=TYPE_USER,
+                    status=STATUS_INVITED,
+                    user_id=None,
+                    has_master_password=False,
+                )
+                self._members[new.id] = new
+        # groups, only with ORG_GROUPS_ENABLED
+        if self.groups_enabled:
+            for g in model.groups:
+                group = next(
+                    (x for x in self._groups.values() if x.external_id == g.external_id), None
+                )
+                if group is None:
+                    group = FakeGroup(id=str(uuid.uuid4()), name=g.name, external_id=g.external_id)
+                    self._groups[group.id] = group
+                ids: list[str] = []
+                for mext in g.member_external_ids:
+                    m = next((x for x in self._members.values() if x.external_id == mext), None)
+                    if m is not None and m.id not in ids:
+                        ids.append(m.id)
+                group.member_ids = ids
+        # then overwrite: hard delete of unlisted external members, last owner protected
+        if model.overwrite_existing:
+            listed = {m.external_id for m in model.members}
+            for member in list(self._members.values()):
+                if member.external_id and member.external_id not in listed:
+                    if self._vw_is_last_owner(member):
+                        continue
+                    self._delete_member(member, "OrganizationUser_Removed")
+        return _Response(200)
+
+    def _vw_find_by_email(self, email: str) -> FakeMember | None:
+        lower = email.lower()
+        return next((m for m in self._members.values() if (m.email or "").lower() == lower), None)
+
+    def _vw_is_last_owner(self, member: FakeMember) -> bool:
+        return (
+            member.type == TYPE_OWNER
+            and member.status == STATUS_CONFIRMED
+            and self._confirmed_owners_except(member.id) == 0
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Request models
+
+
+@dataclass(slots=True)
+class _ImportMember:
+    email: str | None
+    external_id: str | None
+    deleted: bool
+
+
+@dataclass(slots=True)
+class _ImportGroup:
+    name: str | None
+    external_id: str | None
+    member_external_ids: list[str | None] | None
+
+
+class _JsonTypeError(Exception):
+    def __init__(self, path: str, target: str) -> None:
+        super().__init__(path)
+        self.path = path
+        self.target = target
+
+
+def _ci(obj: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """Case-insensitive property lookup, as System.Text.Json with PropertyNameCaseInsensitive:
+    lower-cased name -> (name as written, value); the last duplicate wins."""
+    return {k.lower(): (k, v) for k, v in obj.items()}
+
+
+def _permissive(value: Any, path: str) -> str | None:
+    """Bitwarden's PermissiveStringConverter: strings, numbers and booleans become text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    raise _JsonTypeError(path, "System.String")
+
+
+def _string(value: Any, path: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _JsonTypeError(path, "System.String")
+
+
+def _bool(value: Any, path: str, *, nullable: bool) -> bool | None:
+    if isinstance(value, bool) or (value is None and nullable):
+        return value
+    raise _JsonTypeError(
+        path, "System.Boolean" if not nullable else "System.Nullable`1[System.Boolean]"
+    )
+
+
+def _valid_email(value: str) -> bool:
+    """.NET's lenient EmailAddressAttribute: exactly one '@', neither first nor last."""
+    i = value.find("@")
+    return i > 0 and i != len(value) - 1 and i == value.rfind("@")
+
+
+@dataclass(slots=True)
+class _OfficialImportModel:
+    groups: list[_ImportGroup] | None
+    members: list[_ImportMember] | None
+    overwrite_existing: bool
+    large_import: bool
+    invite_users_after_provisioning: bool
+
+    @classmethod
+    def parse(cls, raw: bytes) -> _OfficialImportModel:
+        """Deserialize like ASP.NET (case-insensitive names, permissive ids), then validate
+        like DataAnnotations; any problem is a 400 with ``errors`` keyed by path (§3.6)."""
+        if not raw.strip():
+            raise _HttpError(_public_error(400, MODEL_STATE_INVALID, {"": ["Body is empty."]}))
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _HttpError(
+                _public_error(
+                    400, MODEL_STATE_INVALID, {"$": [f"The input is not valid JSON. {exc}"]}
+                )
+            ) from None
+        try:
+            model, overwrite_missing = cls._from_json(doc)
+        except _JsonTypeError as exc:
+            text = f"The JSON value could not be converted to {exc.target}. Path: {exc.path}"
+            raise _HttpError(_public_error(400, MODEL_STATE_INVALID, {exc.path: [text]})) from None
+        errors = model._validate(overwrite_missing)
+        if errors:
+            raise _HttpError(_public_error(400, MODEL_STATE_INVALID, errors))
+        return model
+
+    @classmethod
+    def _from_json(  # noqa: PLR0912, PLR0915 - mirrors the request model field by field
+        cls, doc: Any
+    ) -> tuple[_OfficialImportModel, bool]:
+        if not isinstance(doc, dict):
+            raise _JsonTypeError(
+                "$", "Bit.Api.AdminConsole.Public.Models.Request.OrganizationImportRequestModel"
+            )
+        top = _ci(doc)
+        groups: list[_ImportGroup] | None = None
+        members: list[_ImportMember] | None = None
+        if "groups" in top and top["groups"][1] is not None:
+            name, value = top["groups"]
+            if not isinstance(value, list):
+                raise _JsonTypeError(f"$.{name}", "OrganizationImportGroupRequestModel[]")
+            groups = []
+            for i, item in enumerate(value):
+                p = f"$.{name}[{i}]"
+                if not isinstance(item, dict):
+                    raise _JsonTypeError(p, "OrganizationImportGroupRequestModel")
+                g = _ci(item)
+                nkey, nvalue = g.get("name", ("name", None))
+                xkey, xvalue = g.get("externalid", ("externalId", None))
+                gname = _string(nvalue, f"{p}.{nkey}")
+                gext = _permissive(xvalue, f"{p}.{xkey}")
+                mkey, mval = g.get("memberexternalids", ("memberExternalIds", None))
+                mids: list[str | None] | None = None
+                if mval is not None:
+                    if not isinstance(mval, list):
+                        raise _JsonTypeError(f"{p}.{mkey}", "IEnumerable`1[System.String]")
+                    mids = [_permissive(v, f"{p}.{mkey}[{j}]") for j, v in enumerate(mval)]
+                groups.append(_ImportGroup(gname, gext, mids))
+        if "members" in top and top["members"][1] is not None:
+            name, value = top["members"]
+            if not isinstance(value, list):
+                raise _JsonTypeError(f"$.{name}", "OrganizationImportMemberRequestModel[]")
+            members = []
+            for i, item in enumerate(value):
+                p = f"$.{name}[{i}]"
+                if not isinstance(item, dict):
+                    raise _JsonTypeError(p, "OrganizationImportMemberRequestModel")
+                m = _ci(item)
+                ekey, evalue = m.get("email", ("email", None))
+                xkey, xvalue = m.get("externalid", ("externalId", None))
+                email = _string(evalue, f"{p}.{ekey}")
+                ext = _permissive(xvalue, f"{p}.{xkey}")
+                deleted = False
+                if "deleted" in m:
+                    dkey, dvalue = m["deleted"]
+                    deleted = bool(_bool(dvalue, f"{p}.{dkey}", nullable=False))
+                members.append(_ImportMember(email, ext, deleted))
+        overwrite: bool | None = None
+        if "overwriteexisting" in top:
+            okey, ovalue = top["overwriteexisting"]
+            overwrite = _bool(ovalue, f"$.{okey}", nullable=True)
+        large = False
+        if "largeimport" in top:
+            lkey, lvalue = top["largeimport"]
+            large = bool(_bool(lvalue, f"$.{lkey}", nullable=False))
+        invite = True
+        if "inviteusersafterprovisioning" in top:
+            ikey, ivalue = top["inviteusersafterprovisioning"]
+            invite = bool(_bool(ivalue, f"$.{ikey}", nullable=False))
+        model = cls(groups, members, bool(overwrite), large, invite)
+        return model, overwrite is None
+
+    def _validate(  # noqa: PLR0912 - one branch per DataAnnotations rule
+        self, overwrite_missing: bool
+    ) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+
+        def add(key: str, text: str) -> None:
+            errors.setdefault(key, []).append(text)
+
+        for i, g in enumerate(self.groups or []):
+            for prop, value, limit in (("Name", g.name, 100), ("ExternalId", g.external_id, 300)):
+                key = f"Groups[{i}].{prop}"
+                if _blank(value):
+                    add(key, f"The {prop} field is required.")
+                elif value is not None and len(value) > limit:
+                    add(key, f"The field {prop} must be a string with a maximum length of {limit}.")
+        for i, m in enumerate(self.members or []):
+            before = len(errors)
+            key = f"Members[{i}].Email"
+            if m.email is not None:
+                if not _valid_email(m.email):
+                    add(key, "The Email field is not a valid e-mail address.")
+                if len(m.email) > 256:
+                    add(key, "The field Email must be a string with a maximum length of 256.")
+            xkey = f"Members[{i}].ExternalId"
+            if _blank(m.external_id):
+                add(xkey, "The ExternalId field is required.")
+            elif m.external_id is not None and len(m.external_id) > 300:
+                add(xkey, "The field ExternalId must be a string with a maximum length of 300.")
+            # IValidatableObject runs only when the member's own attributes passed.
+            if len(errors) == before and not m.deleted and _blank(m.email):
+                add(key, "Email is required for enabled members.")
+        if overwrite_missing:
+            add("OverwriteExisting", "The OverwriteExisting field is required.")
+        if not errors:
+            for m in self.members or []:
+                if m.email is not None and not m.deleted:
+                    m.email = m.email.lower()
+        return errors
+
+
+@dataclass(slots=True)
+class _VwMember:
+    email: str
+    external_id: str
+    deleted: bool
+
+
+@dataclass(slots=True)
+class _VwGroup:
+    name: str
+    external_id: str
+    member_external_ids: list[str]
+
+
+@dataclass(slots=True)
+class _VaultwardenImportModel:
+    groups: list[_VwGroup]
+    members: list[_VwMember]
+    overwrite_existing: bool
+
+    @classmethod
+    def parse(cls, doc: Any) -> _VaultwardenImportModel | None:
+        """serde with ``rename_all = "camelCase"``: exact names, every field required, strings
+        only; ``None`` means 422."""
+
+        def req(obj: Any, key: str, kind: type) -> Any:
+            if not isinstance(obj, dict) or key not in obj or not isinstance(obj[key], kind):
+                raise KeyError(key)
+            if kind is int and isinstance(obj[key], bool):
+                raise KeyError(key)
+            return obj[key]
+
+        try:
+            groups = [
+                _VwGroup(
+                    req(g, "name", str),
+                    req(g, "externalId", str),
+                    [
+                        x if isinstance(x, str) else _raise(KeyError("memberExternalIds"))
+                        for x in req(g, "memberExternalIds", list)
+                    ],
+                )
+                for g in req(doc, "groups", list)
+            ]
+            members = [
+                _VwMember(req(m, "email", str), req(m, "externalId", str), req(m, "deleted", bool))
+                for m in req(doc, "members", list)
+            ]
+            overwrite = req(doc, "overwriteExisting", bool)
+        except KeyError:
+            return None
+        return cls(groups, members, overwrite)
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP plumbing
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakeBitwarden
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    server_version = "FakeBitwarden/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests read ``FakeBitwarden.requests`` instead of stderr."""
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self) -> None:
+        raw = self._read_body()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        response = self.server.fake._handle(self.command, self.path, headers, raw)
+        if response.disconnect:
+            self.close_connection = True
+            return
+        self.send_response(response.status)
+        self.send_header("Date", formatdate(usegmt=True))
+        for k, v in response.headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until interrupted; print the base URL and the organization API key."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bwsync.testing.fake_bitwarden",
+        description="A local stand-in for the Bitwarden organization API (tests and demos only).",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--vaultwarden", action="store_true", help="behave like Vaultwarden")
+    parser.add_argument("--self-hosted", action="store_true", help="no 2,000-entry import cap")
+    parser.add_argument("--client-id", help="organization.<uuid> (random by default)")
+    parser.add_argument("--client-secret", help="the API key secret (random by default)")
+    parser.add_argument("--staged", action="store_true", help="server flag for Staged members")
+    parser.add_argument(
+        "--groups-enabled", action="store_true", help="Vaultwarden ORG_GROUPS_ENABLED"
+    )
+    parser.add_argument("--owner", default="owner@example.com", help="seed this confirmed owner")
+    args = parser.parse_args(argv)
+    fake = FakeBitwarden(
+        vaultwarden=args.vaultwarden,
+        self_hosted=args.self_hosted,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        staged_status=args.staged,
+        groups_enabled=args.groups_enabled,
+        host=args.host,
+        port=args.port,
+    )
+    if args.owner:
+        fake.add_owner(args.owner)
+    fake.start()
+    print(fake.base_url, flush=True)
+    print(f"BWSYNC_BITWARDEN__SERVER={fake.base_url}", flush=True)
+    print(f"BWSYNC_BITWARDEN__CLIENT_ID={fake.client_id}", flush=True)
+    print(f"BWSYNC_BITWARDEN__CLIENT_SECRET={fake.client_secret}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
