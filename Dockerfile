@@ -1,0 +1,105 @@
+# syntax=docker/dockerfile:1.7
+# bwsync container image: one directory → Bitwarden sync per `docker run`, or per CronJob run.
+#
+#   docker build -t bwsync .
+#   docker run --rm --env-file sync.env -v ./secrets:/run/secrets/bwsync:ro bwsync        # sync
+#   docker run --rm --env-file sync.env -v ./secrets:/run/secrets/bwsync:ro bwsync plan   # dry run
+#
+# PYTHON_IMAGE is any Debian-based image with Python >= 3.11: an official slim Python image (the
+# default), or a plain Debian image with `python3` and `python3-venv` installed.
+# Behind a TLS-intercepting proxy, pass its CA bundle as a build secret (never baked in):
+#   docker build --secret id=build_ca,src=/etc/ssl/certs/ca-certificates.crt .
+ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+# builder: the locked dependencies and bwsync itself in a virtualenv at /opt/bwsync.
+FROM ${PYTHON_IMAGE} AS builder
+ARG UV_VERSION=0.13.9
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1 \
+    UV_NO_CACHE=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/bwsync
+
+# A C compiler and libldap/libsasl headers build python-ldap; Python's own headers come with the
+# official images and from python3-dev on plain Debian.
+# hadolint ignore=DL3008
+RUN pkgs="gcc libc6-dev libldap2-dev libsasl2-dev"; \
+    python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' \
+      || pkgs="$pkgs python3-dev"; \
+    apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends $pkgs >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
+
+# uv, pinned, in a throwaway virtualenv (works whether or not the base ships pip).
+RUN --mount=type=secret,id=build_ca,required=false \
+    if [ -s /run/secrets/build_ca ]; then export PIP_CERT=/run/secrets/build_ca; fi; \
+    python3 -m venv /opt/uv \
+    && /opt/uv/bin/python -m pip install --quiet "uv==${UV_VERSION}"
+
+WORKDIR /src
+# Dependencies first, from the lock file alone, so editing the code does not redo this layer.
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=secret,id=build_ca,required=false \
+    if [ -s /run/secrets/build_ca ]; then export SSL_CERT_FILE=/run/secrets/build_ca; fi; \
+    /opt/uv/bin/uv venv --python "$(command -v python3)" /opt/bwsync \
+    && /opt/uv/bin/uv sync --frozen --no-dev --no-install-project \
+         --extra fast-ldap --extra objectstore
+
+COPY README.md ./
+COPY job ./job
+RUN --mount=type=secret,id=build_ca,required=false \
+    if [ -s /run/secrets/build_ca ]; then export SSL_CERT_FILE=/run/secrets/build_ca; fi; \
+    /opt/uv/bin/uv sync --frozen --no-dev --no-editable \
+         --extra fast-ldap --extra objectstore \
+    && /opt/bwsync/bin/bwsync --help >/dev/null
+
+# ---------------------------------------------------------------------------------------------
+# runtime: the virtualenv and python-ldap's shared libraries, nothing else.
+FROM ${PYTHON_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# hadolint ignore=DL3008
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         libldap-2.5-0 libsasl2-2 ca-certificates >/dev/null \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+    && groupadd --system --gid 10001 bwsync \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+         --shell /usr/sbin/nologin bwsync \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/bwsync \
+    && install -d -m 0755 /run/secrets/bwsync
+
+COPY --from=builder /opt/bwsync /opt/bwsync
+
+LABEL org.opencontainers.image.title="bwsync" \
+      org.opencontainers.image.description="Sync a company directory into a Bitwarden organization: one safe, stateless sync pass per run." \
+      org.opencontainers.image.url="https://github.com/bwsync/bwsync" \
+      org.opencontainers.image.source="https://github.com/bwsync/bwsync" \
+      org.opencontainers.image.documentation="https://github.com/bwsync/bwsync/blob/main/docs/container.md" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="bwsync" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}"
+
+# Read-only root filesystem: nothing is written but /tmp and mounted volumes (the file state
+# backend's default directory is a volume; Kubernetes uses the configmap or objectstore state).
+ENV PATH="/opt/bwsync/bin:${PATH}" \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    TMPDIR=/tmp
+VOLUME ["/var/lib/bwsync"]
+WORKDIR /tmp
+USER 10001:10001
+
+ENTRYPOINT ["bwsync"]
+CMD ["sync"]
