@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="check the settings only; contact nothing")
     st = sub.add_parser("state", help="show or clear the stored state")
     st.add_argument("action", choices=["show", "clear"])
+    cf = sub.add_parser("config", help="settings tools")
+    cf.add_argument("action", choices=["reference"],
+                    help="reference: print the settings table (Markdown) from the models")
     sub.add_parser("version", help="print the version")
     d = sub.add_parser("demo", help="a sync of the built-in demo directory against a local "
                        "Bitwarden stand-in; needs nothing else")
@@ -89,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "sync"
     if command == "version":
         print(f"bwsync {_version()}")
+        return 0
+    if command == "config":
+        from bwsync.reference import settings_table
+
+        sys.stdout.write(settings_table())
         return 0
     if command == "demo":
         from bwsync.demo.run import run_demo

@@ -239,7 +239,8 @@ def make_plan(
                     )
 
     if directory.groups is not None:
-        _plan_groups(plan, directory, org, by_ext, linked)
+        invited = {c.external_id for c in changes if c.action == "invite" and c.external_id}
+        _plan_groups(plan, directory, org, by_ext, linked, invited)
     return plan
 
 
@@ -249,6 +250,7 @@ def _plan_groups(
     org: OrgSnapshot,
     by_ext: dict[str, OrgMember],
     linked: dict[str, OrgMember],
+    invited: set[str],
 ) -> None:
     org_by_ext = {g.external_id: g for g in org.groups if g.external_id}
     email_of: dict[str, str] = {}
@@ -276,7 +278,12 @@ def _plan_groups(
         for x in wanted:
             member = by_ext.get(x) or linked.get(x)
             if member is None:
-                continue  # not a member (yet): the server drops unknown ids
+                if x in invited:
+                    plan.changes.append(
+                        Change("member_add", email_of.get(x) or x, x,
+                               "member of the directory group, once invited", group=name)
+                    )
+                continue  # otherwise not a member: the server drops unknown ids
             wanted_set.add(member.id)
             if member.id not in current_ids:
                 plan.changes.append(

@@ -189,16 +189,18 @@ def execute(
                 keep=frozenset(plan.protected_external_ids), remove=extra_removals,
             )
             outcome.payload = payload
-        dry = options.command == "plan"
+        outcome.safety = check_safety(plan, directory, sync, allow_removals=options.allow_removals)
+        if outcome.safety:
+            report.safety_breach = True
+        # Each change is logged once: as an action when it is about to be applied, worded
+        # "would …" when this run only plans (or the safety check stops it).
+        dry = options.command == "plan" or bool(outcome.safety)
         for change in plan.changes:
             event("would " + change.action if dry else change.action,
                   logging.INFO, change=change.sentence(dry))
         for note in plan.notes:
             event("plan_note", logging.WARNING, note=note)
-
-        outcome.safety = check_safety(plan, directory, sync, allow_removals=options.allow_removals)
-        if outcome.safety:
-            report.safety_breach = True
+        dry = options.command == "plan"
         if dry:
             enforce_safety(outcome.safety)
             report.result, report.exit_code = "success", 0

@@ -1,0 +1,260 @@
+"""``bwsync sync`` / ``plan`` end to end: the real CLI, the file source, the Bitwarden
+stand-in over HTTP, a state file. Each scenario checks exit code, what the server received
+and what the state holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bwsync.cli import main
+from bwsync.model import STATUS_CONFIRMED, STATUS_REVOKED, TYPE_ADMIN
+from bwsync.testing.fake_bitwarden import FakeBitwarden
+
+
+def _directory(path: Path, users: list[dict[str, Any]], groups: list[dict[str, Any]] = ()
+               ) -> Path:  # type: ignore[assignment]
+    path.write_bytes(orjson.dumps({"users": users, "groups": list(groups)}))
+    return path
+
+
+def _u(i: int | str, **kw: Any) -> dict[str, Any]:
+    return {"id": f"u{i}", "email": f"user{i}@example.com", **kw}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        fake_bitwarden: FakeBitwarden) -> dict[str, Path]:
+    directory = _directory(tmp_path / "dir.json", [_u(1), _u(2), _u(3, disabled=True)],
+                           [{"id": "g1", "name": "Staff", "members": ["u1", "u2"]}])
+    state = tmp_path / "state" / "state.json"
+    for k, v in {
+        "BWSYNC_SOURCE": "file",
+        "BWSYNC_FILE__PATH": str(directory),
+        "BWSYNC_BITWARDEN__SERVER": fake_bitwarden.base_url,
+        "BWSYNC_BITWARDEN__CLIENT_ID": fake_bitwarden.client_id,
+        "BWSYNC_BITWARDEN__CLIENT_SECRET": fake_bitwarden.client_secret,
+        "BWSYNC_BITWARDEN__MAX_RETRIES": "2",
+        "BWSYNC_STATE__BACKEND": "file",
+        "BWSYNC_STATE__PATH": str(state),
+        "BWSYNC_LOG__FORMAT": "json",
+    }.items():
+        monkeypatch.setenv(k, v)
+    return {"directory": directory, "state": state}
+
+
+def _state(env: dict[str, Path]) -> dict[str, Any]:
+    return json.loads(env["state"].read_text()) if env["state"].exists() else {}
+
+
+def _log_events(err: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+def test_first_sync_applies_second_sends_nothing(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sync"]) == 0
+    imports = fake_bitwarden.requests_to("import")
+    assert len(imports) == 1
+    assert imports[0].body == {
+        "groups": [{"name": "Staff", "externalId": "g1", "memberExternalIds": ["u1", "u2"]}],
+        "members": [
+            {"email": "user1@example.com", "externalId": "u1", "deleted": False},
+            {"email": "user2@example.com", "externalId": "u2", "deleted": False},
+            {"email": "user3@example.com", "externalId": "u3", "deleted": False},
+        ],
+        "overwriteExisting": False, "largeImport": False, "inviteUsersAfterProvisioning": True,
+    }
+    assert {m.external_id for m in fake_bitwarden.members} == {"u1", "u2", "u3"}
+    state = _state(env)
+    assert state["hash"] and state["last_run"]["result"] == "success"
+    assert state["lease"] is None
+    events = _log_events(capsys.readouterr().err)
+    summary = [e for e in events if e["event"] == "summary"][-1]
+    assert summary["result"] == "success" and summary["applied"]["invite"] == 3
+    assert {e["event"] for e in events} >= {"fetch", "normalize", "payload", "plan", "apply"}
+
+    fake_bitwarden.clear_requests()
+    assert main(["sync"]) == 0
+    assert fake_bitwarden.requests == []  # not even a token request
+    assert _state(env)["last_run"]["result"] == "no_change"
+    assert _state(env)["hash"] == state["hash"]
+
+
+def test_plan_writes_nothing_and_lists_what_sync_applies(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert not env["state"].exists()
+    assert fake_bitwarden.requests_to("import") == []
+    planned = {(c["action"], c["externalId"]) for c in plan["changes"]}
+    assert planned == {("invite", "u1"), ("invite", "u2"), ("invite", "u3"),
+                       ("group_create", "g1")}
+    assert main(["sync"]) == 0
+    assert {("invite", m.external_id) for m in fake_bitwarden.members} | {
+        ("group_create", g.external_id) for g in fake_bitwarden.groups} == planned
+
+
+def test_force_resends_an_unchanged_directory(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden
+) -> None:
+    assert main(["sync"]) == 0
+    assert main(["sync", "--force"]) == 0
+    assert len(fake_bitwarden.requests_to("import")) == 2
+
+
+def test_safety_limit_applies_nothing(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for i in range(10, 40):
+        fake_bitwarden.add_member(f"user{i}@example.com", external_id=f"u{i}")
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    assert main(["sync"]) == 6
+    writes = [r for r in fake_bitwarden.requests if r.method != "GET" and r.endpoint != "token"]
+    assert writes == []
+    assert _state(env).get("hash") is None
+    err = capsys.readouterr().err
+    assert "BWSYNC_SYNC__MAX_REMOVALS=25" in err and "--allow-removals" in err
+    assert err.count('"event":"would revoke"') == 30 and '"event":"revoke"' not in err
+
+    assert main(["sync", "--allow-removals", "30"]) == 0
+    revoked = [m for m in fake_bitwarden.members if m.status == STATUS_REVOKED]
+    assert len(revoked) == 30
+
+
+def test_revoke_then_restore_across_runs(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVAL_PERCENT", "50")
+    assert main(["sync"]) == 0
+    _directory(env["directory"], [_u(1), _u(3)])  # u2 left
+    assert main(["sync"]) == 0
+    m2 = fake_bitwarden.find_member(external_id="u2")
+    assert m2 is not None and m2.status == STATUS_REVOKED
+    _directory(env["directory"], [_u(1), _u(2), _u(3)])  # u2 is back
+    assert main(["sync"]) == 0
+    m2 = fake_bitwarden.find_member(external_id="u2")
+    assert m2 is not None and m2.status != STATUS_REVOKED
+    assert len(fake_bitwarden.requests_to("revoke_member")) == 1
+    assert len(fake_bitwarden.requests_to("restore_member")) == 1
+
+
+def test_admins_are_never_removed(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden
+) -> None:
+    fake_bitwarden.add_member("user1@example.com", external_id="u1", type=TYPE_ADMIN)
+    _directory(env["directory"], [_u(1, deleted=True), _u(2)])
+    assert main(["sync"]) == 0
+    (imp,) = fake_bitwarden.requests_to("import")
+    assert [m["externalId"] for m in imp.body["members"]] == ["u2"]
+    admin = fake_bitwarden.find_member(external_id="u1")
+    assert admin is not None and admin.status == STATUS_CONFIRMED
+
+
+def test_server_errors_exhaust_retries_and_keep_state(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BWSYNC_BITWARDEN__MAX_RETRIES", "1")
+    fake_bitwarden.server_error("import", times=None, status=503)
+    assert main(["sync"]) == 4
+    err = capsys.readouterr().err
+    assert "import" in err and "503" in err
+    assert fake_bitwarden.client_secret not in err
+    state = _state(env)
+    assert state["hash"] is None and state["last_run"]["result"] == "failed"
+    assert state["lease"] is None
+    fake_bitwarden.clear_faults()
+    assert main(["sync"]) == 0  # the next run sends everything again
+    assert _state(env)["hash"]
+
+
+def test_bad_request_names_the_field(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _directory(env["directory"], [{"id": "x" * 301, "email": "long@example.com"}])
+    assert main(["sync"]) == 4
+    err = capsys.readouterr().err
+    assert "400" in err and "Members[0].ExternalId" in err
+    assert len(fake_bitwarden.requests_to("import")) == 1  # a 400 is never retried
+
+
+def test_overwrite_refused_for_member_without_master_password(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake_bitwarden.add_member("tde@example.com", external_id="tde", master_password=False)
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    assert main(["sync"]) == 6  # the plan shows the removal; the limits stop it first
+    assert main(["sync", "--allow-removals", "1"]) == 4
+    assert "disable the 'Remove and re-add users during next sync'" in capsys.readouterr().err
+    assert fake_bitwarden.find_member(external_id="tde") is not None
+
+
+def test_vaultwarden_plan_and_sync(
+    env: dict[str, Path], fake_vaultwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", fake_vaultwarden.base_url)
+    monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_ID", fake_vaultwarden.client_id)
+    monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_SECRET", fake_vaultwarden.client_secret)
+    assert main(["plan", "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["organizationKnown"] is False
+    assert "no list endpoints" in plan["notes"][0]
+    assert [m["externalId"] for m in plan["send"]["members"]] == ["u1", "u2", "u3"]
+    assert main(["sync"]) == 0
+    assert {m.email for m in fake_vaultwarden.members} >= {
+        "user1@example.com", "user2@example.com", "user3@example.com"}
+
+
+def test_bad_settings_exit_2_and_contact_nothing(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVALS", "-1")
+    monkeypatch.setenv("BWSYNC_STATE__BACKEN", "file")
+    assert main(["sync"]) == 2
+    err = capsys.readouterr().err
+    assert "BWSYNC_SYNC__MAX_REMOVALS" in err and "BWSYNC_STATE__BACKEN:" in err
+    assert fake_bitwarden.requests == []
+
+
+def test_wrong_api_key_is_exit_4_without_the_secret(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_SECRET", "not-the-right-secret")
+    assert main(["sync"]) == 4
+    err = capsys.readouterr().err
+    assert "invalid_client" in err and "not-the-right-secret" not in err
+
+
+def test_check_reports_each_part(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "ok    directory: read file" in out and "ok    bitwarden: token" in out
+    assert "ok    state:" in out
+
+
+def test_state_show_and_clear(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sync"]) == 0
+    capsys.readouterr()
+    assert main(["state", "show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["hash"] == _state(env)["hash"]
+    assert "members" not in json.dumps(shown)  # counts only, never member lists
+    assert main(["state", "clear"]) == 0
+    assert not env["state"].exists()

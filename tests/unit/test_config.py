@@ -1,0 +1,104 @@
+"""config: names, precedence (env > secret files > defaults) and one line per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bwsync.config import load_settings
+from bwsync.errors import ConfigError
+
+
+def _ldap_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BWSYNC_SOURCE", "ldap")
+    monkeypatch.setenv("BWSYNC_LDAP__URL", "ldaps://dc1.example.com:636")
+    monkeypatch.setenv("BWSYNC_LDAP__BASE_DN", "dc=example,dc=com")
+
+
+def test_defaults_are_the_demo() -> None:
+    s = load_settings()
+    assert s.source == "file" and s.file.path is None
+    assert s.bitwarden.resolved_api_url == "https://api.bitwarden.com"
+    assert s.bitwarden.resolved_identity_url == "https://identity.bitwarden.com"
+    assert s.sync.invite_users is True and s.sync.removal_mode == "revoke"
+
+
+@pytest.mark.parametrize(
+    ("server", "api", "identity"),
+    [
+        ("eu", "https://api.bitwarden.eu", "https://identity.bitwarden.eu"),
+        ("https://vault.example.com/", "https://vault.example.com/api",
+         "https://vault.example.com/identity"),
+        ("vault.example.com", "https://vault.example.com/api",
+         "https://vault.example.com/identity"),
+        ("http://127.0.0.1:8080/vw", "http://127.0.0.1:8080/vw/api",
+         "http://127.0.0.1:8080/vw/identity"),
+    ],
+)
+def test_server_derivation(monkeypatch: pytest.MonkeyPatch, server: str, api: str,
+                           identity: str) -> None:
+    monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", server)
+    s = load_settings()
+    assert (s.bitwarden.resolved_api_url, s.bitwarden.resolved_identity_url) == (api, identity)
+
+
+def test_explicit_urls_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", "eu")
+    monkeypatch.setenv("BWSYNC_BITWARDEN__API_URL", "https://api.example.net")
+    s = load_settings()
+    assert s.bitwarden.resolved_api_url == "https://api.example.net"
+    assert s.bitwarden.resolved_identity_url == "https://identity.bitwarden.eu"
+
+
+def test_secret_files_lose_to_env_and_drop_newline(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    _ldap_env(monkeypatch)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "bwsync_ldap__bind_password").write_text("from-file\n")
+    (secrets / "bwsync_bitwarden__client_secret").write_text("file-secret\n")
+    monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("BWSYNC_LDAP__BIND_DN", "cn=sync,dc=example,dc=com")
+    monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_SECRET", "env-secret")
+    s = load_settings()
+    assert s.ldap.bind_password is not None
+    assert s.ldap.bind_password.get_secret_value() == "from-file"
+    assert s.bitwarden.client_secret is not None
+    assert s.bitwarden.client_secret.get_secret_value() == "env-secret"
+    assert "from-file" not in repr(s) and "env-secret" not in repr(s)
+
+
+def test_every_problem_named_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BWSYNC_SOURCE", "ldap")
+    monkeypatch.setenv("BWSYNC_LDAP__URL", "http://dc1")
+    monkeypatch.setenv("BWSYNC_LDAP__PAGE_SIZE", "lots")
+    monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_ID", "user.123")
+    monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_SECRET", "hunter2-secret")
+    monkeypatch.setenv("BWSYNC_SYNCC__USERS", "true")
+    monkeypatch.setenv("BWSYNC_LDAP__EMAIL_ATTRIBUT", "mail")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    problems = info.value.problems
+    assert info.value.exit_code == 2
+    joined = "\n".join(problems)
+    for name in ("BWSYNC_SYNCC__USERS", "BWSYNC_LDAP__URL", "BWSYNC_LDAP__PAGE_SIZE",
+                 "BWSYNC_BITWARDEN__CLIENT_ID", "BWSYNC_LDAP__EMAIL_ATTRIBUT"):
+        assert sum(p.startswith(name + ":") for p in problems) == 1, (name, joined)
+    assert "hunter2" not in joined
+
+
+def test_ldap_source_needs_url_and_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BWSYNC_SOURCE", "ldap")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "BWSYNC_LDAP__URL, BWSYNC_LDAP__BASE_DN not set" in str(info.value)
+
+
+def test_bind_dn_needs_password_and_start_tls_needs_ldap(monkeypatch: pytest.MonkeyPatch) -> None:
+    _ldap_env(monkeypatch)
+    monkeypatch.setenv("BWSYNC_LDAP__BIND_DN", "cn=x")
+    monkeypatch.setenv("BWSYNC_LDAP__START_TLS", "true")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "BWSYNC_LDAP__START_TLS cannot be combined" in str(info.value)
