@@ -22,8 +22,9 @@ other labels are small fixed sets named by the code, never data from the directo
 ``bwsync_run_duration_seconds``
     Wall-clock seconds of the whole run.
 ``bwsync_stage_duration_seconds{stage}``
-    Seconds spent per stage (``settings``, ``fetch``, ``normalize``, ``payload``, ``snapshot``,
-    ``plan``, ``apply``, ``verify``, ``state``); only the stages the run reached.
+    Seconds spent per stage (``state_read``, ``fetch``, ``normalize``, ``payload``,
+    ``snapshot``, ``plan``, ``lease``, ``apply``, ``verify``, ``state_write``); only the stages
+    the run reached.
 ``bwsync_directory_objects{kind}``
     Objects the directory returned after normalisation, by kind (``users``, ``groups``,
     ``disabled_users``, ``deleted_users``); only the kinds the run got to count.
@@ -50,12 +51,28 @@ other labels are small fixed sets named by the code, never data from the directo
 A Pushgateway adds ``job`` (``bwsync``) and ``profile`` from the grouping key, and its own
 ``push_time_seconds``/``push_failure_time_seconds``.
 
+Alerts (``helm/bwsync/files/bwsync-rules.yaml``, also the chart's PrometheusRule)
+--------------------------------------------------------------------------------
+``BwsyncSyncFailing``
+    ``last_run_result{result=~"failed|config_error"} == 1``.
+``BwsyncNoRecentSuccess``
+    ``time() - last_success_timestamp_seconds > 3 * 3600``: three hourly runs missed; the
+    threshold (runs times interval) is marked in the file and replaced by the chart.
+``BwsyncSafetyStop``
+    ``last_run_result{result="safety_stop"} == 1``.
+``BwsyncAppliedDiffersFromPlanned``
+    ``applied_differs == 1``.
+
 Delivery
 --------
 ``deliver`` pushes to ``BWSYNC_METRICS__PUSHGATEWAY_URL`` and/or writes
 ``BWSYNC_METRICS__TEXTFILE_PATH``, after every run including failed ones. A delivery problem is
 returned as a warning and never fails the sync: the directory sync is what matters, and the
-``BwsyncNoRecentSuccess`` alert catches metrics that stop arriving.
+``BwsyncNoRecentSuccess`` alert catches metrics that stop arriving. The push is a PUT of the
+whole group {job="bwsync", profile=…} (no ``instance``), with basic auth and a CA bundle from
+``BWSYNC_METRICS__PUSHGATEWAY_*``; the textfile is replaced atomically. ``sync --every`` serves
+the latest run on ``BWSYNC_METRICS__LISTEN`` (``/metrics``, ``/healthz``) with
+``MetricsServer``.
 """
 
 from __future__ import annotations
