@@ -4,20 +4,35 @@ from __future__ import annotations
 
 from bwsync.config import StateSettings
 from bwsync.errors import ConfigError
-from bwsync.state.base import NoStateStore, StateDocument, StateStore
+from bwsync.state.base import (
+    LeaseHeldError,
+    NoStateStore,
+    StateConflictError,
+    StateDocument,
+    StateStore,
+)
 
-__all__ = ["StateDocument", "StateStore", "open_store"]
+__all__ = ["LeaseHeldError", "StateConflictError", "StateDocument", "StateStore", "open_store"]
 
 
 def open_store(settings: StateSettings) -> StateStore:
-    """The backend ``BWSYNC_STATE__BACKEND`` names (no I/O yet)."""
+    """The backend ``BWSYNC_STATE__BACKEND`` names (no I/O yet).
+
+    Backend modules are imported here, on demand, so a file-backed run never loads httpx's TLS
+    setup for Kubernetes nor obstore (an optional extra) at all.
+    """
     if settings.backend == "none":
         return NoStateStore()
     if settings.backend == "file":
         from bwsync.state.file import FileStateStore
 
         return FileStateStore(settings.path)
-    raise ConfigError(
-        f"BWSYNC_STATE__BACKEND: the {settings.backend!r} backend is not available in this "
-        "version yet"
-    )
+    if settings.backend == "configmap":
+        from bwsync.state.configmap import ConfigMapStateStore
+
+        return ConfigMapStateStore.from_settings(settings)
+    if settings.backend == "objectstore":
+        from bwsync.state.objectstore import ObjectStateStore
+
+        return ObjectStateStore.from_settings(settings)
+    raise ConfigError(f"BWSYNC_STATE__BACKEND: unknown backend {settings.backend!r}")

@@ -6,9 +6,11 @@ so it stays a few KiB whatever the directory size (ConfigMaps cap at 1 MiB; we k
 
 Backends only move bytes: ``_read`` returns the stored bytes and an opaque *version* (a
 ConfigMap ``resourceVersion``, an object ETag, a file's content digest); ``_write`` stores bytes
-only if the stored version is still the one given (``None`` = must not exist yet) and raises
-``StateConflictError`` otherwise. Everything else (parsing, the lease, history trimming) is here,
-once, so every backend behaves the same.
+only if the stored version is still the one given (``None`` = no document stored yet) and raises
+``StateConflictError`` otherwise. A backend whose container exists without a document (a
+ConfigMap created by the Helm chart, without our key) returns ``(None, version)``: there is no
+document, but the next write is still conditional on that version. Everything else (parsing,
+the lease, history trimming) is here, once, so every backend behaves the same.
 
 One writer at a time: before the Bitwarden stage a run takes the lease with a conditional write.
 Two runs that read the same version cannot both win that write; the loser re-reads, sees a live
@@ -69,41 +71,82 @@ class StateDocument:
         self.history = [*self.history, summary][-HISTORY_LIMIT:]
 
     def to_bytes(self) -> bytes:
-        data = orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-        if len(data) > MAX_DOCUMENT_BYTES:  # a bug, never a function of directory size
-            raise StateError(f"state document is {len(data)} bytes, over {MAX_DOCUMENT_BYTES}")
-        return data
+        """The stored form; oldest history entries give way first when it would exceed the cap.
+
+        Nothing in the document grows with the directory, but a run summary carries error text
+        and per-reason counts: trimming history keeps a long streak of verbose failures from
+        making the state unwritable (which would fail every later run with exit 5).
+        """
+        while True:
+            data = orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+            if len(data) <= MAX_DOCUMENT_BYTES:
+                return data
+            if not self.history:  # a bug, never a function of directory size
+                raise StateError(
+                    f"state document is {len(data)} bytes, over {MAX_DOCUMENT_BYTES}; "
+                    "not writing it"
+                )
+            self.history = self.history[1:]
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> StateDocument:
         try:
             raw = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise StateError(f"state in {where} is not valid JSON ({exc}); not overwriting it. "
-                             "Inspect it, then `bwsync state clear` to start over") from None
+            raise StateError(
+                f"state in {where} is not valid JSON ({exc}); not overwriting it. "
+                "Inspect it, then `bwsync state clear` to start over"
+            ) from None
         if not isinstance(raw, dict):
             raise StateError(f"state in {where} is not a JSON object; not overwriting it")
         version = raw.get("version")
-        if not isinstance(version, int) or version > STATE_VERSION:
+        # bool is an int to Python; a version of True or 0 is not one we ever wrote
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise StateError(
+                f"state in {where} has no valid version ({version!r}); not overwriting it. "
+                "Inspect it, then `bwsync state clear` to start over"
+            )
+        if version > STATE_VERSION:
             raise StateError(
                 f"state in {where} has version {version!r}, this bwsync understands up to "
                 f"{STATE_VERSION}; upgrade bwsync (it is never overwritten by an older one)"
             )
-        lease = raw.get("lease")
         try:
+            lease = _typed(raw, "lease", dict)
             return cls(
                 version=STATE_VERSION,
-                hash=raw.get("hash"),
-                last_success=raw.get("last_success"),
-                last_success_timestamp=raw.get("last_success_timestamp"),
-                last_full_reconcile=raw.get("last_full_reconcile"),
-                last_run=raw.get("last_run"),
-                delta=dict(raw.get("delta") or {}),
-                history=list(raw.get("history") or []),
-                lease=Lease(**lease) if lease else None,
+                hash=_typed(raw, "hash", str),
+                last_success=_typed(raw, "last_success", str),
+                last_success_timestamp=_typed(raw, "last_success_timestamp", float),
+                last_full_reconcile=_typed(raw, "last_full_reconcile", float),
+                last_run=_typed(raw, "last_run", dict),
+                delta={str(k): v for k, v in (_typed(raw, "delta", dict) or {}).items()},
+                history=[h for h in (_typed(raw, "history", list) or []) if isinstance(h, dict)],
+                lease=Lease(holder=str(lease["holder"]), expires=float(lease["expires"]))
+                if lease
+                else None,
             )
-        except (TypeError, ValueError) as exc:
-            raise StateError(f"state in {where} has an unexpected shape: {exc}") from None
+        except (TypeError, ValueError, KeyError) as exc:
+            raise StateError(
+                f"state in {where} has an unexpected shape ({exc}); not overwriting it. "
+                "Inspect it, then `bwsync state clear` to start over"
+            ) from None
+
+
+def _typed(raw: dict[str, Any], key: str, kind: type) -> Any:
+    """``raw[key]`` if it is absent, null or a ``kind``; a ``TypeError`` otherwise.
+
+    A field of the wrong type (a hand-edited ConfigMap, another tool's object) would otherwise
+    surface later as a crash in the middle of a run, after the directory was read.
+    """
+    value = raw.get(key)
+    if value is None:
+        return None
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"{key} should be {kind.__name__}, not {type(value).__name__}")
+    return value
 
 
 class StateStore(ABC):

@@ -1,0 +1,250 @@
+"""State as one object in S3 (or any S3-compatible server), Google Cloud Storage or Azure Blob.
+
+``BWSYNC_STATE__URL`` names the object: ``s3://bucket/key``, ``gs://bucket/key`` or
+``az://container/key``. obstore (the ``objectstore`` extra) does the talking because it is one
+small library for all three, with conditional puts on each (``If-None-Match: *`` to create,
+``If-Match: <etag>`` to update; GCS matches on the object generation) and each platform's own
+credential chain: ``AWS_*`` variables, web identity (EKS IRSA / pod identity) and instance
+metadata; ``GOOGLE_APPLICATION_CREDENTIALS`` and GKE workload identity through the metadata
+server; ``AZURE_*`` variables and AKS workload identity (federated token file). bwsync adds no
+credential settings of its own, so none can end up in its configuration or its logs.
+
+Every obstore (and builtin) exception is translated here into ``StateError`` naming the object,
+with the server's error code (``NoSuchBucket``, ``SignatureDoesNotMatch`` …) but never the raw
+response, request headers or credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
+
+import orjson
+
+from bwsync.config import StateSettings
+from bwsync.errors import ConfigError, StateError
+from bwsync.state.base import StateConflictError, StateStore
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
+
+#: URL scheme → the platform's name in messages
+SCHEMES = {"s3": "S3", "s3a": "S3", "gs": "GCS", "az": "Azure", "azure": "Azure"}
+#: Server error codes meaning the bucket or container itself is missing (S3, GCS, Azure).
+MISSING_BUCKET = re.compile(
+    r"NoSuchBucket|ContainerNotFound|The specified bucket does not exist", re.IGNORECASE
+)
+_CODE = re.compile(
+    r"<Code>([A-Za-z0-9.]{1,64})</Code>|\"(?:code|reason)\"\s*:\s*\"([A-Za-z]{1,64})\""
+)
+_STATUS = re.compile(r"status code: (\d{3})")
+
+
+def split_url(url: str) -> tuple[str, str, str]:
+    """``(scheme, bucket, key)`` of a state URL, or ``ConfigError`` naming the setting."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise ConfigError(
+            "BWSYNC_STATE__URL: must start with s3://, gs:// or az:// "
+            f"(got {parts.scheme or 'no'} scheme)"
+        )
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    if not bucket or not key or key.endswith("/"):
+        raise ConfigError(
+            f"BWSYNC_STATE__URL: must name a bucket and an object key, like {scheme}://bucket/"
+            "bwsync/state.json"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError("BWSYNC_STATE__URL: must not carry a query or fragment")
+    return scheme, bucket, key
+
+
+class ObjectStateStore(StateStore):
+    """One state object; the version is its ETag (and generation/version where there is one)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint: str | None = None,
+        timeout: float = 30.0,
+        store: ObjectStore | None = None,
+    ) -> None:
+        super().__init__()
+        self.scheme, self.bucket, self.key = split_url(url)
+        self.platform = SCHEMES[self.scheme]
+        self.endpoint = endpoint.rstrip("/") if endpoint else None
+        self.timeout = timeout
+        self.description = f"object storage {self.scheme}://{self.bucket}/{self.key}"
+        self._store = store
+
+    @classmethod
+    def from_settings(cls, settings: StateSettings) -> ObjectStateStore:
+        if not settings.url:
+            raise ConfigError("BWSYNC_STATE__URL: required when BWSYNC_STATE__BACKEND=objectstore")
+        store = cls(settings.url, endpoint=settings.endpoint, timeout=settings.timeout)
+        if store.endpoint and store.platform == "GCS":
+            raise ConfigError("BWSYNC_STATE__ENDPOINT: not supported for gs:// URLs")
+        if store.endpoint and urlsplit(store.endpoint).scheme not in ("http", "https"):
+            raise ConfigError("BWSYNC_STATE__ENDPOINT: must be an http:// or https:// URL")
+        return store
+
+    # -- obstore plumbing ------------------------------------------------------------------
+    def _obstore(self) -> ObjectStore:
+        """Build the client on first use: ``open_store`` does no I/O and reads no credential."""
+        if self._store is not None:
+            return self._store
+        try:
+            from obstore.store import from_url
+        except ImportError:
+            raise ConfigError(
+                "BWSYNC_STATE__BACKEND: objectstore needs the optional obstore package "
+                "(pip install 'bwsync[objectstore]'; the container image has it)"
+            ) from None
+        client: dict[str, Any] = {
+            "timeout": timedelta(seconds=self.timeout),
+            "connect_timeout": timedelta(seconds=min(self.timeout, 10.0)),
+        }
+        config: dict[str, Any] = {}
+        if self.endpoint:
+            config["endpoint"] = self.endpoint
+            if self.endpoint.startswith("http://"):
+                client["allow_http"] = True
+            if self.platform == "S3":
+                # MinIO, Ceph and most S3-compatible servers want path-style requests
+                config["virtual_hosted_style_request"] = False
+        if self.platform == "S3" and os.environ.get("AWS_CA_BUNDLE"):
+            # The AWS CLI and SDKs' variable for a private CA; obstore does not read it itself.
+            bundle = os.environ["AWS_CA_BUNDLE"]
+            try:
+                with open(bundle, "rb") as fh:
+                    client["root_certificate"] = fh.read()
+            except OSError as exc:
+                raise StateError(
+                    f"{self.description}: cannot read AWS_CA_BUNDLE {bundle}: {exc.strerror}"
+                ) from None
+        retry = {
+            "max_retries": 2,
+            "retry_timeout": timedelta(seconds=self.timeout),
+            "backoff": {
+                "init_backoff": timedelta(milliseconds=100),
+                "max_backoff": timedelta(seconds=2),
+                "base": 2,
+            },
+        }
+        try:
+            # from_url's overloads are per platform; the dicts above are built for this one
+            factory: Any = from_url
+            self._store = factory(
+                f"{self.scheme}://{self.bucket}",
+                config=config,
+                client_options=client,
+                retry_config=retry,
+            )
+        except Exception as exc:  # obstore raises builtins and its own tree
+            self._fail("cannot be configured", exc)
+        return self._store
+
+    def _fail(self, action: str, exc: BaseException) -> NoReturn:
+        """Raise ``StateError`` for an obstore failure: what, where, and the server's code only."""
+        from obstore import exceptions as oe
+
+        text = str(exc)
+        match = _CODE.search(text)
+        code = next((g for g in match.groups() if g), None) if match else None
+        status = _STATUS.search(text)
+        detail = f" ({code})" if code else ""
+        if status:
+            detail = f" (HTTP {status.group(1)}{', ' + code if code else ''})"
+        where = self.description
+        if MISSING_BUCKET.search(text):
+            kind = "bucket" if self.platform != "Azure" else "container"
+            msg = f"{where}: the {kind} {self.bucket!r} does not exist{detail}; create it first"
+        elif isinstance(exc, oe.UnauthenticatedError | oe.PermissionDeniedError) or (
+            status and status.group(1) in ("401", "403")
+        ):
+            msg = (
+                f"{where} {action}: access denied{detail}; check the {self.platform} credentials "
+                "(environment or workload identity) and that they may read and write this object"
+            )
+        elif isinstance(exc, oe.UnknownConfigurationKeyError | oe.InvalidPathError | ValueError):
+            msg = f"{where} {action}: invalid configuration: {_first_line(text)}"
+        else:
+            msg = f"{where} {action}{detail}: {type(exc).__name__}"
+            if not status:  # a transport failure: its first line names the cause, not secrets
+                msg += f": {_first_line(text)}"
+        raise StateError(msg) from exc
+
+    # -- the backend contract --------------------------------------------------------------
+    def _read(self) -> tuple[bytes | None, str | None]:
+        import obstore
+
+        store = self._obstore()
+        try:
+            result = obstore.get(store, self.key)
+            data = bytes(result.bytes())
+            meta = result.meta
+        except FileNotFoundError as exc:
+            if MISSING_BUCKET.search(str(exc)):
+                self._fail("cannot be read", exc)
+            return None, None
+        except Exception as exc:  # translated, see _fail
+            self._fail("cannot be read", exc)
+        return data, _version(meta.get("e_tag"), meta.get("version"))
+
+    def _write(self, data: bytes, expected_version: str | None) -> str:
+        import obstore
+        from obstore import exceptions as oe
+
+        store = self._obstore()
+        mode: Any
+        if expected_version is None:
+            mode = "create"
+        else:
+            e_tag, version = orjson.loads(expected_version)
+            mode = {"e_tag": e_tag} if version is None else {"e_tag": e_tag, "version": version}
+        try:
+            result = obstore.put(store, self.key, data, mode=mode)
+        except (oe.AlreadyExistsError, oe.PreconditionError, FileNotFoundError) as exc:
+            if MISSING_BUCKET.search(str(exc)):
+                self._fail("cannot be written", exc)
+            raise StateConflictError(
+                f"{self.description} changed since it was read: another run wrote it"
+            ) from exc
+        except Exception as exc:  # translated, see _fail
+            self._fail("cannot be written", exc)
+        if not result.get("e_tag") and not result.get("version"):
+            # Some S3-compatible servers answer a PUT without an ETag: ask for it.
+            try:
+                meta = obstore.head(store, self.key)
+            except Exception as exc:  # translated, see _fail
+                self._fail("cannot be read back", exc)
+            return _version(meta.get("e_tag"), meta.get("version"))
+        return _version(result.get("e_tag"), result.get("version"))
+
+    def _delete(self) -> None:
+        import obstore
+
+        store = self._obstore()
+        try:
+            obstore.delete(store, self.key)
+        except FileNotFoundError as exc:
+            if MISSING_BUCKET.search(str(exc)):
+                self._fail("cannot be deleted", exc)
+        except Exception as exc:  # translated, see _fail
+            self._fail("cannot be deleted", exc)
+
+
+def _version(e_tag: str | None, version: str | None) -> str:
+    """The opaque version ``StateStore`` keeps: ETag and, where the store has one, the object
+    version (GCS updates match on the generation, not the ETag)."""
+    return orjson.dumps([e_tag, version]).decode()
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:200]
