@@ -33,7 +33,7 @@ from bwsync.run import Outcome, RunOptions, execute, summary
 def _version() -> str:
     try:
         return dist_version("bwsync")
-    except Exception:  # noqa: BLE001 - running from a source tree without metadata
+    except Exception:
         return "0+unknown"
 
 
@@ -55,35 +55,70 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     s = sub.add_parser("sync", help="one sync pass (the container's default)")
-    s.add_argument("--force", action="store_true",
-                   help="ignore the stored hash and incremental state; fetch and apply all")
-    s.add_argument("--allow-removals", type=int, metavar="N",
-                   help="allow up to N removals/revocations for this run, whatever the limits")
-    s.add_argument("--every", type=_duration, metavar="INTERVAL",
-                   help="loop mode: sync every INTERVAL (e.g. 15m), serving /metrics")
-    s.add_argument("--detail", action="store_true",
-                   help="also plan group membership changes (one request per group)")
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="ignore the stored hash and incremental state; fetch and apply all",
+    )
+    s.add_argument(
+        "--allow-removals",
+        type=int,
+        metavar="N",
+        help="allow up to N removals/revocations for this run, whatever the limits",
+    )
+    s.add_argument(
+        "--every",
+        type=_duration,
+        metavar="INTERVAL",
+        help="loop mode: sync every INTERVAL (e.g. 15m), serving /metrics",
+    )
+    s.add_argument(
+        "--detail",
+        action="store_true",
+        help="also plan group membership changes (one request per group)",
+    )
     pl = sub.add_parser("plan", help="show what a sync would change; writes nothing")
-    pl.add_argument("--output", choices=["text", "json"], default=None,
-                    help="text (a table; the default on a terminal) or json")
+    pl.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default=None,
+        help="text (a table; the default on a terminal) or json",
+    )
     pl.add_argument("--force", action="store_true", help="plan as if the hash had changed")
-    pl.add_argument("--detail", action="store_true",
-                    help="include group membership changes (one request per group)")
-    pl.add_argument("--allow-removals", type=int, metavar="N",
-                    help="check the plan against this removal allowance instead of the limits")
+    pl.add_argument(
+        "--detail",
+        action="store_true",
+        help="include group membership changes (one request per group)",
+    )
+    pl.add_argument(
+        "--allow-removals",
+        type=int,
+        metavar="N",
+        help="check the plan against this removal allowance instead of the limits",
+    )
     c = sub.add_parser("check", help="check settings, directory, Bitwarden and state, each alone")
-    c.add_argument("--offline", action="store_true",
-                   help="check the settings only; contact nothing")
+    c.add_argument(
+        "--offline", action="store_true", help="check the settings only; contact nothing"
+    )
     st = sub.add_parser("state", help="show or clear the stored state")
     st.add_argument("action", choices=["show", "clear"])
     cf = sub.add_parser("config", help="settings tools")
-    cf.add_argument("action", choices=["reference"],
-                    help="reference: print the settings table (Markdown) from the models")
+    cf.add_argument(
+        "action",
+        choices=["reference"],
+        help="reference: print the settings table (Markdown) from the models",
+    )
     sub.add_parser("version", help="print the version")
-    d = sub.add_parser("demo", help="a sync of the built-in demo directory against a local "
-                       "Bitwarden stand-in; needs nothing else")
-    d.add_argument("--keep-running", action="store_true",
-                   help="leave the stand-in running afterwards (Ctrl-C to stop)")
+    d = sub.add_parser(
+        "demo",
+        help="a sync of the built-in demo directory against a local "
+        "Bitwarden stand-in; needs nothing else",
+    )
+    d.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the stand-in running afterwards (Ctrl-C to stop)",
+    )
     return p
 
 
@@ -121,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         event("error", logging.ERROR, error=str(exc), exit_code=exc.exit_code)
         print(f"bwsync: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 1
+    except Exception as exc:
         logs.LOGGER.exception("unexpected error: %s", type(exc).__name__)
         return 1
 
@@ -147,12 +182,17 @@ def _one_sync(settings: Settings, args: argparse.Namespace) -> Outcome:
     outcome = execute(
         settings,
         RunOptions(
-            command="sync", force=args.force, allow_removals=args.allow_removals,
+            command="sync",
+            force=args.force,
+            allow_removals=args.allow_removals,
             detail=args.detail,
         ),
     )
-    event("summary", logging.INFO if outcome.report.exit_code == 0 else logging.ERROR,
-          **summary(outcome.report))
+    event(
+        "summary",
+        logging.INFO if outcome.report.exit_code == 0 else logging.ERROR,
+        **summary(outcome.report),
+    )
     _deliver(settings, outcome)
     return outcome
 
@@ -193,8 +233,9 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
     outcome = execute(
         settings,
-        RunOptions(command="plan", force=args.force, detail=args.detail,
-                   allow_removals=args.allow_removals),
+        RunOptions(
+            command="plan", force=args.force, detail=args.detail, allow_removals=args.allow_removals
+        ),
     )
     fmt = args.output or ("text" if sys.stdout.isatty() else "json")
     report = outcome.report
@@ -215,8 +256,9 @@ def plan_document(outcome: Outcome) -> dict[str, Any]:
     plan = outcome.plan
     payload = outcome.payload
     return {
-        "result": "nothing_to_do" if report.result == "no_change" else (
-            "safety_stop" if outcome.safety else "changes"),
+        "result": "nothing_to_do"
+        if report.result == "no_change"
+        else ("safety_stop" if outcome.safety else "changes"),
         "organizationKnown": plan.org_known if plan else None,
         "directory": report.directory_objects,
         "skipped": report.skipped,
@@ -242,8 +284,7 @@ def _sent_entries(outcome: Outcome) -> dict[str, Any]:
     for r in outcome.payload.requests:
         members.extend(orjson.loads(r.body)["members"])
     groups = [
-        {"name": g.name, "externalId": g.external_id,
-         "members": len(g.user_member_external_ids)}
+        {"name": g.name, "externalId": g.external_id, "members": len(g.user_member_external_ids)}
         for g in (d.groups or [])
     ]
     return {"members": members, "groups": groups}
@@ -253,8 +294,10 @@ def print_plan_text(outcome: Outcome) -> None:
     report = outcome.report
     plan = outcome.plan
     d = report.directory_objects
-    print(f"directory: {d.get('users', 0)} users ({d.get('disabled_users', 0)} disabled, "
-          f"{d.get('deleted_users', 0)} deleted), {d.get('groups', 0)} groups")
+    print(
+        f"directory: {d.get('users', 0)} users ({d.get('disabled_users', 0)} disabled, "
+        f"{d.get('deleted_users', 0)} deleted), {d.get('groups', 0)} groups"
+    )
     if report.skipped:
         print("skipped:   " + ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items())))
     if report.result == "no_change":
@@ -269,19 +312,25 @@ def print_plan_text(outcome: Outcome) -> None:
             print("no changes: the organization already matches the directory")
         rows = [(c.action, c.subject, c.group or "", c.reason) for c in plan.changes]
         if rows:
-            widths = [max(len(r[i]) for r in [("ACTION", "SUBJECT", "GROUP", "REASON"), *rows])
-                      for i in range(3)]
+            widths = [
+                max(len(r[i]) for r in [("ACTION", "SUBJECT", "GROUP", "REASON"), *rows])
+                for i in range(3)
+            ]
             header = ("ACTION", "SUBJECT", "GROUP", "REASON")
             for r in [header, *rows]:
                 print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
-        print("totals:    " + (", ".join(f"{k} {v}" for k, v in sorted(plan.counts().items()))
-                               or "none"))
+        print(
+            "totals:    "
+            + (", ".join(f"{k} {v}" for k, v in sorted(plan.counts().items())) or "none")
+        )
     else:
         sent = _sent_entries(outcome)
         print(f"would send {len(sent['members'])} members and {len(sent['groups'])} groups:")
         for m in sent["members"]:
-            print(f"  member {m['email']}  externalId={m['externalId']}"
-                  + ("  deleted" if m["deleted"] else ""))
+            print(
+                f"  member {m['email']}  externalId={m['externalId']}"
+                + ("  deleted" if m["deleted"] else "")
+            )
         for g in sent["groups"]:
             print(f"  group  {g['name']}  externalId={g['externalId']}  members={g['members']}")
     for reason in outcome.safety:

@@ -186,7 +186,8 @@ class LdapSettings(Section):
     base_dn: str | None = None
     """Search root, e.g. `dc=example,dc=com`; user and group paths are relative to it."""
     user_path: str | None = None
-    """Users are searched under `<user_path>,<base_dn>`. Default: the whole base (AD: `CN=Users`)."""
+    """Users are searched under `<user_path>,<base_dn>`. Default: the whole base (AD:
+    `CN=Users`)."""
     group_path: str | None = None
     """Groups are searched under `<group_path>,<base_dn>`. Default: the whole base (AD:
     `CN=Users`)."""
@@ -268,7 +269,8 @@ class StateSettings(Section):
     namespace: str | None = None
     """Namespace of the ConfigMap. Default: the pod's own namespace."""
     url: str | None = None
-    """`s3://bucket/key`, `gs://bucket/key` or `az://container/key` for the `objectstore` backend."""
+    """`s3://bucket/key`, `gs://bucket/key` or `az://container/key` for the `objectstore`
+    backend."""
     endpoint: str | None = None
     """S3-compatible endpoint (MinIO, Ceph …) for the `objectstore` backend."""
     lease_seconds: int = Field(default=900, ge=30)
@@ -305,7 +307,7 @@ class MetricsSettings(Section):
     """CA bundle for an https Pushgateway."""
     textfile_path: Path | None = None
     """Write metrics here (node_exporter textfile collector format), atomically."""
-    listen: str = "0.0.0.0:9464"  # noqa: S104 - loop mode serves /metrics to the pod network
+    listen: str = "0.0.0.0:9464"
     """`host:port` serving `/metrics` and `/healthz` in `sync --every` loop mode."""
 
 

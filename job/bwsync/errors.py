@@ -101,7 +101,9 @@ class BitwardenError(BwsyncError):
         self.errors = errors or {}
         text = f"Bitwarden {step} failed: {detail}"
         if self.errors:
-            text += "; " + "; ".join(f"{k or '(body)'}: {' '.join(v)}" for k, v in self.errors.items())
+            text += "; " + "; ".join(
+                f"{k or '(body)'}: {' '.join(v)}" for k, v in self.errors.items()
+            )
         super().__init__(text)
 
 

@@ -64,10 +64,12 @@ class ConsoleFormatter(logging.Formatter):
         parts = []
         for key, value in fields.items():
             if isinstance(value, float):
-                value = f"{value:.3f}"
+                shown = f"{value:.3f}"
             elif isinstance(value, dict | list):
-                value = orjson.dumps(value, default=str).decode()
-            parts.append(f"{key}={value}")
+                shown = orjson.dumps(value, default=str).decode()
+            else:
+                shown = str(value)
+            parts.append(f"{key}={shown}")
         line = f"{stamp} {record.levelname.lower():7} {record.getMessage()}"
         if parts:
             line += "  " + " ".join(parts)

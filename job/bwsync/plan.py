@@ -46,6 +46,7 @@ Action = Literal[
     "member_add",
     "member_remove",
 ]
+GONE = "gone from the directory"
 #: Actions that take access away, counted against the safety limits.
 REMOVALS: frozenset[str] = frozenset({"remove", "revoke"})
 
@@ -151,6 +152,17 @@ def make_plan(
             ],
         )
     plan = Plan()
+    by_ext, linked, invited = _plan_members(plan, directory, org, sync)
+    if directory.groups is not None:
+        _plan_groups(plan, directory, org, by_ext=by_ext, linked=linked, invited=invited)
+    return plan
+
+
+def _plan_members(
+    plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSettings
+) -> tuple[dict[str, OrgMember], dict[str, OrgMember], set[str]]:
+    """Member changes; returns the indexes the group part needs (by externalId, the members
+    about to be linked by email, the externalIds about to be invited)."""
     by_ext: dict[str, OrgMember] = {}
     by_email: dict[str, OrgMember] = {}
     for m in org.members:
@@ -181,8 +193,13 @@ def make_plan(
                 if protected(existing):
                     plan.protected_external_ids.add(ext)
                     changes.append(
-                        Change("skip", email, ext, why + "; owners and admins are never removed",
-                               existing.id)
+                        Change(
+                            "skip",
+                            email,
+                            ext,
+                            why + "; owners and admins are never removed",
+                            existing.id,
+                        )
                     )
                 elif existing.status != STATUS_REVOKED or sync.removal_mode == "remove":
                     changes.append(Change("remove", email, ext, why, existing.id))
@@ -191,16 +208,16 @@ def make_plan(
             if existing is not None:
                 if existing.status == STATUS_REVOKED and sync.removal_mode == "revoke":
                     changes.append(
-                        Change("restore", email, ext, "revoked, and back in the directory",
-                               existing.id)
+                        Change(
+                            "restore", email, ext, "revoked, and back in the directory", existing.id
+                        )
                     )
                 continue
             other = by_email.get(email)
             if other is not None and not other.external_id:
                 linked[ext] = other
                 changes.append(
-                    Change("link", email, ext, "member added by hand with the same email",
-                           other.id)
+                    Change("link", email, ext, "member added by hand with the same email", other.id)
                 )
             elif other is not None:
                 changes.append(
@@ -219,35 +236,38 @@ def make_plan(
                 )
                 changes.append(Change("invite", email, ext, reason))
 
-        for ext, m in by_ext.items():
-            if ext in active_ext or protected(m):
-                continue
-            if sync.overwrite_existing:
-                changes.append(
-                    Change("remove", m.email or ext, ext,
-                           "not in the directory and overwrite_existing is on", m.id)
-                )
-            elif sync.remove_missing and ext not in seen_ext:
-                if sync.removal_mode == "revoke":
-                    if m.status != STATUS_REVOKED:
-                        changes.append(
-                            Change("revoke", m.email or ext, ext, "gone from the directory", m.id)
-                        )
-                else:
-                    changes.append(
-                        Change("remove", m.email or ext, ext, "gone from the directory", m.id)
-                    )
+        changes.extend(_missing(by_ext, active_ext, seen_ext, sync))
 
-    if directory.groups is not None:
-        invited = {c.external_id for c in changes if c.action == "invite" and c.external_id}
-        _plan_groups(plan, directory, org, by_ext, linked, invited)
-    return plan
+    invited = {c.external_id for c in changes if c.action == "invite" and c.external_id}
+    return by_ext, linked, invited
+
+
+def _missing(
+    by_ext: dict[str, OrgMember], active: set[str], seen: set[str], sync: SyncSettings
+) -> list[Change]:
+    """Synced members absent from the directory: removed by the server under overwrite, or
+    revoked/removed by bwsync under ``remove_missing``. Owners and admins are left alone."""
+    out: list[Change] = []
+    for ext, m in by_ext.items():
+        if ext in active or m.type in (TYPE_OWNER, TYPE_ADMIN):
+            continue
+        who = m.email or ext
+        if sync.overwrite_existing:
+            why = "not in the directory and overwrite_existing is on"
+            out.append(Change("remove", who, ext, why, m.id))
+        elif sync.remove_missing and ext not in seen:
+            if sync.removal_mode == "remove":
+                out.append(Change("remove", who, ext, GONE, m.id))
+            elif m.status != STATUS_REVOKED:
+                out.append(Change("revoke", who, ext, GONE, m.id))
+    return out
 
 
 def _plan_groups(
     plan: Plan,
     directory: Directory,
     org: OrgSnapshot,
+    *,
     by_ext: dict[str, OrgMember],
     linked: dict[str, OrgMember],
     invited: set[str],
@@ -280,25 +300,44 @@ def _plan_groups(
             if member is None:
                 if x in invited:
                     plan.changes.append(
-                        Change("member_add", email_of.get(x) or x, x,
-                               "member of the directory group, once invited", group=name)
+                        Change(
+                            "member_add",
+                            email_of.get(x) or x,
+                            x,
+                            "member of the directory group, once invited",
+                            group=name,
+                        )
                     )
                 continue  # otherwise not a member: the server drops unknown ids
             wanted_set.add(member.id)
             if member.id not in current_ids:
                 plan.changes.append(
-                    Change("member_add", email_of.get(x) or member.email or x, x,
-                           "member of the directory group", member.id, group=name)
+                    Change(
+                        "member_add",
+                        email_of.get(x) or member.email or x,
+                        x,
+                        "member of the directory group",
+                        member.id,
+                        group=name,
+                    )
                 )
         for i in sorted(current_ids - wanted_set):
             m = member_by_id.get(i)
             who = (m.email if m else None) or i
             plan.changes.append(
-                Change("member_remove", who, m.external_id if m else None,
-                       "not a member of the directory group"
-                       + ("" if m and m.external_id else " (added by hand; the import replaces "
-                          "a synced group's membership)"),
-                       i, group=name)
+                Change(
+                    "member_remove",
+                    who,
+                    m.external_id if m else None,
+                    "not a member of the directory group"
+                    + (
+                        ""
+                        if m and m.external_id
+                        else " (added by hand; the import replaces a synced group's membership)"
+                    ),
+                    i,
+                    group=name,
+                )
             )
 
 

@@ -29,7 +29,7 @@ from bwsync.logs import event
 from bwsync.model import STATUS_REVOKED, Directory, RunReport
 from bwsync.normalize import normalize
 from bwsync.payload import Payload, build_payload, is_new_hash
-from bwsync.plan import Change, OrgSnapshot, Plan, check_safety, enforce_safety, make_plan
+from bwsync.plan import GONE, Change, OrgSnapshot, Plan, check_safety, enforce_safety, make_plan
 from bwsync.sources import build_source
 from bwsync.sources.base import FetchRequest, Source
 from bwsync.state import StateDocument, StateStore, open_store
@@ -99,165 +99,232 @@ def execute(
     store: StateStore | None = None,
     client_factory: ClientFactory = default_client,
 ) -> Outcome:
-    """Run one pass; never raises for a failure of the run itself — the outcome's report
-    carries the result and exit code, and ``raise_for`` turns it back into the exception."""
-    report = RunReport(
-        profile=settings.profile, source=settings.source, command=options.command,
-        started=time.time(),
-    )
-    outcome = Outcome(report=report)
-    stage = _Stages(report)
-    client: BitwardenClient | None = None
-    store = store or open_store(settings.state)
-    doc: StateDocument | None = None
-    leased: StateDocument | None = None
-    try:
-        with stage("state_read", backend=store.description):
-            doc = store.load()
-        report.last_success_timestamp = doc.last_success_timestamp
-        source = source or build_source(settings)
-        sync = settings.sync
-        effective_force = options.force or sync.overwrite_existing
-        with stage("fetch", source=source.name, server=source.server) as info:
-            raw = source.fetch(FetchRequest(force=effective_force, delta=doc.delta))
+    """Run one pass. Never raises for a failure of the run itself: the outcome's report
+    carries the result, the error message and the exit code."""
+    return _Run(
+        settings, options, source, store or open_store(settings.state), client_factory
+    ).execute()
+
+
+class _Run:
+    """One pass's working state; each method is one stage of DESIGN.md's diagram."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: RunOptions,
+        source: Source | None,
+        store: StateStore,
+        client_factory: ClientFactory,
+    ) -> None:
+        self.settings = settings
+        self.sync = settings.sync
+        self.options = options
+        self.source = source
+        self.store = store
+        self.client_factory = client_factory
+        self.report = RunReport(
+            profile=settings.profile,
+            source=settings.source,
+            command=options.command,
+            started=time.time(),
+        )
+        self.outcome = Outcome(report=self.report)
+        self.stage = _Stages(self.report)
+        self.client: BitwardenClient | None = None
+        self.doc: StateDocument | None = None
+        self.leased: StateDocument | None = None
+
+    def execute(self) -> Outcome:
+        try:
+            self._run()
+        except BwsyncError as exc:
+            self._failed(exc)
+        finally:
+            if self.leased is not None:  # an unexpected error while holding the lease
+                with contextlib.suppress(Exception):
+                    self.store.release(self.leased)
+            if not self.report.finished:
+                self.report.finished = time.time()
+            if self.client is not None:
+                self.client.close()
+        return self.outcome
+
+    def _run(self) -> None:
+        with self.stage("state_read", backend=self.store.description):
+            self.doc = self.store.load()
+        self.report.last_success_timestamp = self.doc.last_success_timestamp
+        directory = self._fetch(self.doc)
+        empty = not directory.users and not directory.groups
+        if empty and not self.sync.overwrite_existing and not self.sync.remove_missing:
+            # bwdc step 7: nothing fetched and nothing to remove → nothing to send.
+            self._unchanged("directory empty")
+            return
+        payload = self._payload(directory)
+        if (
+            not self.options.force
+            and not self._reconcile_due()
+            and not is_new_hash(payload, self.doc.hash)
+        ):
+            self._unchanged("hash unchanged")
+            return
+        plan, payload = self._plan(directory, payload)
+        if self.options.command == "plan":
+            enforce_safety(self.outcome.safety)
+            self.report.result, self.report.exit_code = "success", 0
+            return
+        enforce_safety(self.outcome.safety)
+        self._apply(directory, payload, plan)
+
+    def _fetch(self, doc: StateDocument) -> Directory:
+        self.source = self.source or build_source(self.settings)
+        force = self.options.force or self.sync.overwrite_existing  # bwdc's effectiveForce
+        with self.stage("fetch", source=self.source.name, server=self.source.server) as info:
+            raw = self.source.fetch(FetchRequest(force=force, delta=doc.delta))
             info["users"] = len(raw.users or [])
             info["groups"] = len(raw.groups or [])
-        with stage("normalize") as info:
+        with self.stage("normalize") as info:
             directory = normalize(raw)
             users = directory.users or []
-            report.directory_objects = {
+            self.report.directory_objects = {
                 "users": sum(1 for u in users if not u.deleted),
                 "disabled_users": sum(1 for u in users if u.disabled and not u.deleted),
                 "deleted_users": sum(1 for u in users if u.deleted),
                 "groups": len(directory.groups or []),
             }
-            report.skipped = dict(directory.skipped)
-            info.update(report.directory_objects)
-            if report.skipped:
-                info["skipped"] = report.skipped
-        outcome.directory = directory
+            self.report.skipped = dict(directory.skipped)
+            info.update(self.report.directory_objects)
+            if self.report.skipped:
+                info["skipped"] = self.report.skipped
+        self.outcome.directory = directory
+        return directory
 
-        empty = not directory.users and not directory.groups
-        if empty and not sync.overwrite_existing and not sync.remove_missing:
-            # bwdc step 7: nothing fetched and nothing to remove → nothing to send.
-            return _finish_unchanged(settings, options, report, store, doc, "directory empty")
-
-        api_url = settings.bitwarden.resolved_api_url
-        org_id = settings.bitwarden.organization_id or ""
-        with stage("payload") as info:
+    def _payload(self, directory: Directory, plan: Plan | None = None) -> Payload:
+        extra: dict[str, Any] = {}
+        if plan is not None:
+            extra["keep"] = frozenset(plan.protected_external_ids)
+            extra["remove"] = [
+                (c.subject if "@" in c.subject else None, c.external_id or "")
+                for c in plan.changes
+                if c.action == "remove" and c.reason == GONE
+            ]
+        with self.stage("payload") as info:
             payload = build_payload(
-                directory.users, directory.groups, sync, api_url=api_url, org_id=org_id
+                directory.users,
+                directory.groups,
+                self.sync,
+                api_url=self.settings.bitwarden.resolved_api_url,
+                org_id=self.settings.bitwarden.organization_id or "",
+                **extra,
             )
             info["requests"] = len(payload.requests)
             info["bytes"] = sum(len(r.body) for r in payload.requests)
-        outcome.payload = payload
+        self.outcome.payload = payload
+        return payload
 
-        reconcile_due = bool(
-            sync.full_reconcile_every
-            and (time.time() - (doc.last_full_reconcile or 0)) >= sync.full_reconcile_every
-        )
-        if not options.force and not reconcile_due and not is_new_hash(payload, doc.hash):
-            return _finish_unchanged(settings, options, report, store, doc, "hash unchanged")
+    def _reconcile_due(self) -> bool:
+        every = self.sync.full_reconcile_every
+        assert self.doc is not None
+        return bool(every and time.time() - (self.doc.last_full_reconcile or 0) >= every)
 
-        has_credentials = bool(settings.bitwarden.client_id and settings.bitwarden.client_secret)
-        if options.command == "sync" and not has_credentials:
+    def _plan(self, directory: Directory, payload: Payload) -> tuple[Plan, Payload]:
+        bw = self.settings.bitwarden
+        has_credentials = bool(bw.client_id and bw.client_secret)
+        if self.options.command == "sync" and not has_credentials:
             raise ConfigError(_missing_credentials())
         org: OrgSnapshot | None = None
         if has_credentials:
-            client = client_factory(settings, report)
-            with stage("snapshot") as info:
-                org = read_org(client, detail=options.detail)
+            self.client = self.client_factory(self.settings, self.report)
+            with self.stage("snapshot") as info:
+                org = read_org(self.client, detail=self.options.detail)
                 info["members"] = len(org.members) if org else None
                 info["groups"] = len(org.groups) if org else None
-        with stage("plan") as info:
+        with self.stage("plan") as info:
             plan = make_plan(
-                directory, org, sync,
+                directory,
+                org,
+                self.sync,
                 sent_members=sum(r.members for r in payload.requests),
                 sent_groups=sum(r.groups for r in payload.requests),
             )
-            report.planned = plan.counts()
-            info.update(report.planned)
-        outcome.plan = plan
-        extra_removals = [
-            (c.subject if "@" in c.subject else None, c.external_id or "")
-            for c in plan.changes
-            if c.action == "remove" and c.reason == "gone from the directory"
-        ]
-        if plan.protected_external_ids or extra_removals:
-            payload = build_payload(
-                directory.users, directory.groups, sync, api_url=api_url, org_id=org_id,
-                keep=frozenset(plan.protected_external_ids), remove=extra_removals,
-            )
-            outcome.payload = payload
-        outcome.safety = check_safety(plan, directory, sync, allow_removals=options.allow_removals)
-        if outcome.safety:
-            report.safety_breach = True
+            self.report.planned = plan.counts()
+            info.update(self.report.planned)
+        self.outcome.plan = plan
+        if plan.protected_external_ids or plan.of("remove"):
+            payload = self._payload(directory, plan)
+        self.outcome.safety = check_safety(
+            plan, directory, self.sync, allow_removals=self.options.allow_removals
+        )
+        self.report.safety_breach = bool(self.outcome.safety)
         # Each change is logged once: as an action when it is about to be applied, worded
-        # "would …" when this run only plans (or the safety check stops it).
-        dry = options.command == "plan" or bool(outcome.safety)
+        # "would …" when this run only plans or the safety check stops it.
+        dry = self.options.command == "plan" or bool(self.outcome.safety)
         for change in plan.changes:
-            event("would " + change.action if dry else change.action,
-                  logging.INFO, change=change.sentence(dry))
+            event("would " + change.action if dry else change.action, change=change.sentence(dry))
         for note in plan.notes:
             event("plan_note", logging.WARNING, note=note)
-        dry = options.command == "plan"
-        if dry:
-            enforce_safety(outcome.safety)
-            report.result, report.exit_code = "success", 0
-            return outcome
-        enforce_safety(outcome.safety)
+        return plan, payload
 
+    def _apply(self, directory: Directory, payload: Payload, plan: Plan) -> None:
+        client = self.client
         assert client is not None
-        holder = lease_holder(settings.profile)
-        with stage("lease", holder=holder):
-            leased = store.acquire_lease(holder, settings.state.lease_seconds)
-        _apply(client, payload, plan, report, stage)
-        if org is not None:
-            with stage("verify") as info:
-                outcome.differences = verify(client, plan, report)
-                info["differences"] = len(outcome.differences)
+        holder = lease_holder(self.settings.profile)
+        with self.stage("lease", holder=holder):
+            self.leased = self.store.acquire_lease(holder, self.settings.state.lease_seconds)
+        _apply(client, payload, plan, self.stage)
+        if plan.org_known:
+            with self.stage("verify") as info:
+                self.outcome.differences = verify(client, plan, self.report)
+                info["differences"] = len(self.outcome.differences)
         else:
-            report.applied = {
+            self.report.applied = {
                 "members_sent": sum(r.members for r in payload.requests),
                 "groups_sent": sum(r.groups for r in payload.requests),
             }
-        report.result, report.exit_code = "success", 0
-        _remember_success(leased, payload.hash, directory, report, full=True)
-        report.finished = time.time()
-        _record(leased, report)
-        releasing, leased = leased, None
-        with stage("state_write", backend=store.description):
-            store.release(releasing)
-        return outcome
-    except BwsyncError as exc:
-        report.result = "safety_stop" if isinstance(exc, SafetyLimitError) else (
-            "config_error" if isinstance(exc, ConfigError) else "failed"
+        self.report.result, self.report.exit_code = "success", 0
+        _remember_success(self.leased, payload.hash, directory, self.report, full=True)
+        self.report.finished = time.time()
+        _record(self.leased, self.report)
+        releasing, self.leased = self.leased, None
+        with self.stage("state_write", backend=self.store.description):
+            self.store.release(releasing)
+
+    def _unchanged(self, why: str) -> None:
+        self.report.result, self.report.exit_code = "no_change", 0
+        event("nothing_to_do", reason=why)
+        if self.options.command == "sync":
+            assert self.doc is not None
+            _remember_success(self.doc, None, None, self.report, full=False)
+            self.report.finished = time.time()
+            _record(self.doc, self.report)
+            self.store.save(self.doc)
+
+    def _failed(self, exc: BwsyncError) -> None:
+        report = self.report
+        report.result = (
+            "safety_stop"
+            if isinstance(exc, SafetyLimitError)
+            else "config_error"
+            if isinstance(exc, ConfigError)
+            else "failed"
         )
         report.exit_code = exc.exit_code
         report.error = str(exc)
         report.safety_breach = report.safety_breach or isinstance(exc, SafetyLimitError)
         event("run_failed", logging.ERROR, error=report.error, exit_code=report.exit_code)
-        if options.command == "sync" and doc is not None and not isinstance(exc, StateError):
-            report.finished = time.time()
-            if leased is not None:
-                # Keep the old hash and delta tokens: the next run re-sends everything.
-                releasing, leased = leased, None
-                _record(releasing, report)
-                try:
-                    store.release(releasing)
-                except StateError as state_exc:
-                    event("state_not_updated", logging.WARNING, error=str(state_exc))
-            else:
-                _record_failure(store, doc, report)
-        return outcome
-    finally:
-        if leased is not None:  # an unexpected error while holding the lease: give it back
-            with contextlib.suppress(Exception):
-                store.release(leased)
-        if not report.finished:
-            report.finished = time.time()
-        if client is not None:
-            client.close()
+        if self.options.command != "sync" or self.doc is None or isinstance(exc, StateError):
+            return
+        report.finished = time.time()
+        if self.leased is None:
+            _record_failure(self.store, report)
+            return
+        # Keep the old hash and delta tokens: the next run re-sends everything.
+        releasing, self.leased = self.leased, None
+        _record(releasing, report)
+        try:
+            self.store.release(releasing)
+        except StateError as state_exc:
+            event("state_not_updated", logging.WARNING, error=str(state_exc))
 
 
 def _missing_credentials() -> list[str]:
@@ -278,13 +345,7 @@ def read_org(client: BitwardenClient, *, detail: bool) -> OrgSnapshot | None:
     return OrgSnapshot(members=members, groups=groups, group_member_ids=group_members)
 
 
-def _apply(
-    client: BitwardenClient,
-    payload: Payload,
-    plan: Plan,
-    report: RunReport,
-    stage: _Stages,
-) -> None:
+def _apply(client: BitwardenClient, payload: Payload, plan: Plan, stage: _Stages) -> None:
     n = len(payload.requests)
     for i, req in enumerate(payload.requests, start=1):
         step = "import" if n == 1 else f"import {i}/{n}"
@@ -338,8 +399,7 @@ def verify(client: BitwardenClient, plan: Plan, report: RunReport) -> list[str]:
     report.applied = applied
     if differences:
         report.applied_differs = True
-        event("applied_differs", logging.WARNING, count=len(differences),
-              entries=differences[:20])
+        event("applied_differs", logging.WARNING, count=len(differences), entries=differences[:20])
     return differences
 
 
@@ -348,8 +408,12 @@ def _now_iso() -> str:
 
 
 def _remember_success(
-    doc: StateDocument, hash_: str | None, directory: Directory | None, report: RunReport,
-    *, full: bool,
+    doc: StateDocument,
+    hash_: str | None,
+    directory: Directory | None,
+    report: RunReport,
+    *,
+    full: bool,
 ) -> None:
     if hash_ is not None:
         doc.hash = hash_
@@ -383,21 +447,7 @@ def _record(doc: StateDocument, report: RunReport) -> None:
     doc.record_run(summary(report))
 
 
-def _finish_unchanged(
-    settings: Settings, options: RunOptions, report: RunReport, store: StateStore,
-    doc: StateDocument, why: str,
-) -> Outcome:
-    report.result, report.exit_code = "no_change", 0
-    event("nothing_to_do", reason=why)
-    if options.command == "sync":
-        _remember_success(doc, None, None, report, full=False)
-        report.finished = time.time()
-        _record(doc, report)
-        store.save(doc)
-    return Outcome(report=report)
-
-
-def _record_failure(store: StateStore, doc: StateDocument, report: RunReport) -> None:
+def _record_failure(store: StateStore, report: RunReport) -> None:
     """Remember that this run failed without touching the hash or the delta tokens."""
     report.finished = time.time()
     try:

@@ -16,8 +16,7 @@ from bwsync.model import STATUS_CONFIRMED, STATUS_REVOKED, TYPE_ADMIN
 from bwsync.testing.fake_bitwarden import FakeBitwarden
 
 
-def _directory(path: Path, users: list[dict[str, Any]], groups: list[dict[str, Any]] = ()
-               ) -> Path:  # type: ignore[assignment]
+def _directory(path: Path, users: list[dict[str, Any]], groups: list[dict[str, Any]] = ()) -> Path:  # type: ignore[assignment]
     path.write_bytes(orjson.dumps({"users": users, "groups": list(groups)}))
     return path
 
@@ -27,10 +26,14 @@ def _u(i: int | str, **kw: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        fake_bitwarden: FakeBitwarden) -> dict[str, Path]:
-    directory = _directory(tmp_path / "dir.json", [_u(1), _u(2), _u(3, disabled=True)],
-                           [{"id": "g1", "name": "Staff", "members": ["u1", "u2"]}])
+def env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_bitwarden: FakeBitwarden
+) -> dict[str, Path]:
+    directory = _directory(
+        tmp_path / "dir.json",
+        [_u(1), _u(2), _u(3, disabled=True)],
+        [{"id": "g1", "name": "Staff", "members": ["u1", "u2"]}],
+    )
     state = tmp_path / "state" / "state.json"
     for k, v in {
         "BWSYNC_SOURCE": "file",
@@ -68,7 +71,9 @@ def test_first_sync_applies_second_sends_nothing(
             {"email": "user2@example.com", "externalId": "u2", "deleted": False},
             {"email": "user3@example.com", "externalId": "u3", "deleted": False},
         ],
-        "overwriteExisting": False, "largeImport": False, "inviteUsersAfterProvisioning": True,
+        "overwriteExisting": False,
+        "largeImport": False,
+        "inviteUsersAfterProvisioning": True,
     }
     assert {m.external_id for m in fake_bitwarden.members} == {"u1", "u2", "u3"}
     state = _state(env)
@@ -94,11 +99,11 @@ def test_plan_writes_nothing_and_lists_what_sync_applies(
     assert not env["state"].exists()
     assert fake_bitwarden.requests_to("import") == []
     planned = {(c["action"], c["externalId"]) for c in plan["changes"]}
-    assert planned == {("invite", "u1"), ("invite", "u2"), ("invite", "u3"),
-                       ("group_create", "g1")}
+    assert planned == {("invite", "u1"), ("invite", "u2"), ("invite", "u3"), ("group_create", "g1")}
     assert main(["sync"]) == 0
     assert {("invite", m.external_id) for m in fake_bitwarden.members} | {
-        ("group_create", g.external_id) for g in fake_bitwarden.groups} == planned
+        ("group_create", g.external_id) for g in fake_bitwarden.groups
+    } == planned
 
 
 def test_force_resends_an_unchanged_directory(
@@ -110,7 +115,9 @@ def test_force_resends_an_unchanged_directory(
 
 
 def test_safety_limit_applies_nothing(
-    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     for i in range(10, 40):
@@ -147,9 +154,7 @@ def test_revoke_then_restore_across_runs(
     assert len(fake_bitwarden.requests_to("restore_member")) == 1
 
 
-def test_admins_are_never_removed(
-    env: dict[str, Path], fake_bitwarden: FakeBitwarden
-) -> None:
+def test_admins_are_never_removed(env: dict[str, Path], fake_bitwarden: FakeBitwarden) -> None:
     fake_bitwarden.add_member("user1@example.com", external_id="u1", type=TYPE_ADMIN)
     _directory(env["directory"], [_u(1, deleted=True), _u(2)])
     assert main(["sync"]) == 0
@@ -160,7 +165,9 @@ def test_admins_are_never_removed(
 
 
 def test_server_errors_exhaust_retries_and_keep_state(
-    env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str],
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BWSYNC_BITWARDEN__MAX_RETRIES", "1")
@@ -188,7 +195,9 @@ def test_bad_request_names_the_field(
 
 
 def test_overwrite_refused_for_member_without_master_password(
-    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake_bitwarden.add_member("tde@example.com", external_id="tde", master_password=False)
@@ -200,7 +209,9 @@ def test_overwrite_refused_for_member_without_master_password(
 
 
 def test_vaultwarden_plan_and_sync(
-    env: dict[str, Path], fake_vaultwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, Path],
+    fake_vaultwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", fake_vaultwarden.base_url)
@@ -213,11 +224,16 @@ def test_vaultwarden_plan_and_sync(
     assert [m["externalId"] for m in plan["send"]["members"]] == ["u1", "u2", "u3"]
     assert main(["sync"]) == 0
     assert {m.email for m in fake_vaultwarden.members} >= {
-        "user1@example.com", "user2@example.com", "user3@example.com"}
+        "user1@example.com",
+        "user2@example.com",
+        "user3@example.com",
+    }
 
 
 def test_bad_settings_exit_2_and_contact_nothing(
-    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVALS", "-1")
@@ -229,7 +245,9 @@ def test_bad_settings_exit_2_and_contact_nothing(
 
 
 def test_wrong_api_key_is_exit_4_without_the_secret(
-    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_SECRET", "not-the-right-secret")

@@ -28,16 +28,26 @@ def test_defaults_are_the_demo() -> None:
     ("server", "api", "identity"),
     [
         ("eu", "https://api.bitwarden.eu", "https://identity.bitwarden.eu"),
-        ("https://vault.example.com/", "https://vault.example.com/api",
-         "https://vault.example.com/identity"),
-        ("vault.example.com", "https://vault.example.com/api",
-         "https://vault.example.com/identity"),
-        ("http://127.0.0.1:8080/vw", "http://127.0.0.1:8080/vw/api",
-         "http://127.0.0.1:8080/vw/identity"),
+        (
+            "https://vault.example.com/",
+            "https://vault.example.com/api",
+            "https://vault.example.com/identity",
+        ),
+        (
+            "vault.example.com",
+            "https://vault.example.com/api",
+            "https://vault.example.com/identity",
+        ),
+        (
+            "http://127.0.0.1:8080/vw",
+            "http://127.0.0.1:8080/vw/api",
+            "http://127.0.0.1:8080/vw/identity",
+        ),
     ],
 )
-def test_server_derivation(monkeypatch: pytest.MonkeyPatch, server: str, api: str,
-                           identity: str) -> None:
+def test_server_derivation(
+    monkeypatch: pytest.MonkeyPatch, server: str, api: str, identity: str
+) -> None:
     monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", server)
     s = load_settings()
     assert (s.bitwarden.resolved_api_url, s.bitwarden.resolved_identity_url) == (api, identity)
@@ -51,8 +61,9 @@ def test_explicit_urls_override(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.bitwarden.resolved_identity_url == "https://identity.bitwarden.eu"
 
 
-def test_secret_files_lose_to_env_and_drop_newline(monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Path) -> None:
+def test_secret_files_lose_to_env_and_drop_newline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     _ldap_env(monkeypatch)
     secrets = tmp_path / "secrets"
     secrets.mkdir()
@@ -82,8 +93,13 @@ def test_every_problem_named_once(monkeypatch: pytest.MonkeyPatch) -> None:
     problems = info.value.problems
     assert info.value.exit_code == 2
     joined = "\n".join(problems)
-    for name in ("BWSYNC_SYNCC__USERS", "BWSYNC_LDAP__URL", "BWSYNC_LDAP__PAGE_SIZE",
-                 "BWSYNC_BITWARDEN__CLIENT_ID", "BWSYNC_LDAP__EMAIL_ATTRIBUT"):
+    for name in (
+        "BWSYNC_SYNCC__USERS",
+        "BWSYNC_LDAP__URL",
+        "BWSYNC_LDAP__PAGE_SIZE",
+        "BWSYNC_BITWARDEN__CLIENT_ID",
+        "BWSYNC_LDAP__EMAIL_ATTRIBUT",
+    ):
         assert sum(p.startswith(name + ":") for p in problems) == 1, (name, joined)
     assert "hunter2" not in joined
 

@@ -34,9 +34,11 @@ def test_single_request_exact_bytes() -> None:
     g = Group("cn=eng", "cn=eng", "Engineering")
     g.add_user("cn=ada")
     g.add_user("cn=alan")
-    users = [User("cn=ada", "cn=ada", "ada@x.com"),
-             User("cn=alan", "cn=alan", "alan@x.com", disabled=True),
-             User("cn=old", "cn=old", "old@x.com", deleted=True)]
+    users = [
+        User("cn=ada", "cn=ada", "ada@x.com"),
+        User("cn=alan", "cn=alan", "alan@x.com", disabled=True),
+        User("cn=old", "cn=old", "old@x.com", deleted=True),
+    ]
     p = build_payload(users, [g], SyncSettings(invite_users=False), api_url=API, org_id=ORG)
     assert len(p.requests) == 1
     assert p.requests[0].body == (
@@ -79,8 +81,9 @@ def test_batches_users_first_then_groups() -> None:
     assert len(reqs) == 12
     assert [len(r["members"]) for r in reqs[:6]] == [2000] * 5 + [1000]
     assert all(r["groups"] == [] for r in reqs[:6])
-    assert all(r["members"] == [] and r["largeImport"] and not r["overwriteExisting"]
-               for r in reqs[6:])
+    assert all(
+        r["members"] == [] and r["largeImport"] and not r["overwriteExisting"] for r in reqs[6:]
+    )
     reqs = build_requests(_users(11001), [], SyncSettings(large_import=True))
     assert [len(r["members"]) for r in reqs] == [2000] * 5 + [1001]
     reqs = build_requests(_users(10001), [], SyncSettings(large_import=True))
@@ -107,16 +110,20 @@ def test_batched_hash_covers_the_json_array() -> None:
     p = build_payload(_users(2001), [], SyncSettings(large_import=True), api_url=API, org_id=ORG)
     array = b"[" + b",".join(r.body for r in p.requests) + b"]"
     assert json.loads(array)[1]["members"][0]["email"] == "u2000@x.com"
-    assert p.hash == base64.b64encode(
-        hashlib.sha256((API + ORG).encode() + array).digest()).decode()
+    assert (
+        p.hash == base64.b64encode(hashlib.sha256((API + ORG).encode() + array).digest()).decode()
+    )
 
 
 def test_keep_and_remove_extensions() -> None:
     users = [User("a", "a", "a@x.com", deleted=True), User("b", "b", "b@x.com", deleted=True)]
-    (req,) = build_requests(users, None, SyncSettings(), keep=frozenset({"a"}),
-                            remove=[("c@x.com", "c")])
-    assert req["members"] == [{"email": "b@x.com", "externalId": "b", "deleted": True},
-                              {"email": "c@x.com", "externalId": "c", "deleted": True}]
+    (req,) = build_requests(
+        users, None, SyncSettings(), keep=frozenset({"a"}), remove=[("c@x.com", "c")]
+    )
+    assert req["members"] == [
+        {"email": "b@x.com", "externalId": "b", "deleted": True},
+        {"email": "c@x.com", "externalId": "c", "deleted": True},
+    ]
 
 
 # orjson's compact output must equal JavaScript's JSON.stringify, or hashes would not match
@@ -126,8 +133,9 @@ _text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 @settings(max_examples=20, deadline=None)
-@given(st.lists(st.tuples(_text, _text, st.booleans(), st.integers(0, 2**53)), min_size=1,
-                max_size=40))
+@given(
+    st.lists(st.tuples(_text, _text, st.booleans(), st.integers(0, 2**53)), min_size=1, max_size=40)
+)
 def test_orjson_matches_javascript_json_stringify(rows: list[tuple[str, str, bool, int]]) -> None:
     users = [User(r[1], r[1] or str(r[3]), r[0], deleted=r[2]) for r in rows]
     g = Group(rows[0][3], rows[0][3], rows[0][0])
@@ -136,9 +144,15 @@ def test_orjson_matches_javascript_json_stringify(rows: list[tuple[str, str, boo
     p = build_payload(users, [g], SyncSettings(), api_url=API, org_id=ORG)
     body = p.requests[0].body
     js = subprocess.run(
-        ["node", "-e", "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>"
-         "process.stdout.write(JSON.stringify(JSON.parse(s))))"],
-        input=body, capture_output=True, check=True,
+        [
+            "node",
+            "-e",
+            "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>"
+            "process.stdout.write(JSON.stringify(JSON.parse(s))))",
+        ],
+        input=body,
+        capture_output=True,
+        check=True,
     ).stdout
     assert js == body
     assert orjson.loads(js) == orjson.loads(body)

@@ -22,8 +22,9 @@ from bwsync.model import (
 from bwsync.plan import OrgSnapshot, check_safety, enforce_safety, make_plan
 
 
-def _m(i: str, email: str, ext: str | None, status: int = STATUS_CONFIRMED,
-       type_: int = TYPE_USER) -> OrgMember:
+def _m(
+    i: str, email: str, ext: str | None, status: int = STATUS_CONFIRMED, type_: int = TYPE_USER
+) -> OrgMember:
     return OrgMember(id=i, email=email, external_id=ext, status=status, type=type_)
 
 
@@ -36,45 +37,67 @@ def _actions(plan: object) -> list[tuple[str, str]]:
 
 
 def test_invite_link_skip_and_unchanged() -> None:
-    org = OrgSnapshot(members=[
-        _m("1", "kept@x.com", "kept"),
-        _m("2", "hand@x.com", None),
-        _m("3", "taken@x.com", "other-ext"),
-    ], groups=[])
-    d = _d(User("kept", "kept", "kept@x.com"), User("hand", "hand", "hand@x.com"),
-           User("new", "new", "new@x.com"), User("t", "t", "taken@x.com"))
+    org = OrgSnapshot(
+        members=[
+            _m("1", "kept@x.com", "kept"),
+            _m("2", "hand@x.com", None),
+            _m("3", "taken@x.com", "other-ext"),
+        ],
+        groups=[],
+    )
+    d = _d(
+        User("kept", "kept", "kept@x.com"),
+        User("hand", "hand", "hand@x.com"),
+        User("new", "new", "new@x.com"),
+        User("t", "t", "taken@x.com"),
+    )
     plan = make_plan(d, org, SyncSettings())
-    assert _actions(plan) == [("link", "hand@x.com"), ("invite", "new@x.com"),
-                              ("skip", "taken@x.com")]
+    assert _actions(plan) == [
+        ("link", "hand@x.com"),
+        ("invite", "new@x.com"),
+        ("skip", "taken@x.com"),
+    ]
     assert plan.removals == 0 and plan.synced_members == 2
 
 
 def test_deleted_and_disabled_users_are_removed_but_never_owners_or_admins() -> None:
-    org = OrgSnapshot(members=[
-        _m("1", "gone@x.com", "gone"), _m("2", "off@x.com", "off"),
-        _m("3", "boss@x.com", "boss", type_=TYPE_OWNER),
-        _m("4", "adm@x.com", "adm", type_=TYPE_ADMIN),
-    ], groups=[])
-    d = _d(User("gone", "gone", "gone@x.com", deleted=True),
-           User("off", "off", "off@x.com", disabled=True),
-           User("boss", "boss", "boss@x.com", deleted=True),
-           User("adm", "adm", "adm@x.com", deleted=True),
-           User("never", "never", "never@x.com", deleted=True))
+    org = OrgSnapshot(
+        members=[
+            _m("1", "gone@x.com", "gone"),
+            _m("2", "off@x.com", "off"),
+            _m("3", "boss@x.com", "boss", type_=TYPE_OWNER),
+            _m("4", "adm@x.com", "adm", type_=TYPE_ADMIN),
+        ],
+        groups=[],
+    )
+    d = _d(
+        User("gone", "gone", "gone@x.com", deleted=True),
+        User("off", "off", "off@x.com", disabled=True),
+        User("boss", "boss", "boss@x.com", deleted=True),
+        User("adm", "adm", "adm@x.com", deleted=True),
+        User("never", "never", "never@x.com", deleted=True),
+    )
     assert _actions(make_plan(d, org, SyncSettings())) == [
-        ("remove", "gone@x.com"), ("skip", "boss@x.com"), ("skip", "adm@x.com")]
+        ("remove", "gone@x.com"),
+        ("skip", "boss@x.com"),
+        ("skip", "adm@x.com"),
+    ]
     plan = make_plan(d, org, SyncSettings(remove_disabled=True))
     assert ("remove", "off@x.com") in _actions(plan)
     assert plan.protected_external_ids == {"boss", "adm"}
 
 
 def test_remove_missing_revokes_restores_and_leaves_hand_added_alone() -> None:
-    org = OrgSnapshot(members=[
-        _m("1", "left@x.com", "left"),
-        _m("2", "back@x.com", "back", status=STATUS_REVOKED),
-        _m("3", "hand@x.com", None),
-        _m("4", "adm@x.com", "adm", type_=TYPE_ADMIN),
-        _m("5", "already@x.com", "already", status=STATUS_REVOKED),
-    ], groups=[])
+    org = OrgSnapshot(
+        members=[
+            _m("1", "left@x.com", "left"),
+            _m("2", "back@x.com", "back", status=STATUS_REVOKED),
+            _m("3", "hand@x.com", None),
+            _m("4", "adm@x.com", "adm", type_=TYPE_ADMIN),
+            _m("5", "already@x.com", "already", status=STATUS_REVOKED),
+        ],
+        groups=[],
+    )
     d = _d(User("back", "back", "back@x.com"))
     off = make_plan(d, org, SyncSettings())
     assert _actions(off) == [("restore", "back@x.com")]
@@ -85,8 +108,14 @@ def test_remove_missing_revokes_restores_and_leaves_hand_added_alone() -> None:
 
 
 def test_overwrite_predicts_server_removals() -> None:
-    org = OrgSnapshot(members=[_m("1", "a@x.com", "a"), _m("2", "b@x.com", "b"),
-                               _m("3", "o@x.com", "o", type_=TYPE_OWNER)], groups=[])
+    org = OrgSnapshot(
+        members=[
+            _m("1", "a@x.com", "a"),
+            _m("2", "b@x.com", "b"),
+            _m("3", "o@x.com", "o", type_=TYPE_OWNER),
+        ],
+        groups=[],
+    )
     plan = make_plan(_d(User("a", "a", "a@x.com")), org, SyncSettings(overwrite_existing=True))
     assert _actions(plan) == [("remove", "b@x.com")]
 
@@ -103,10 +132,13 @@ def test_groups_create_rename_and_membership_detail() -> None:
     )
     d = _d(User("a", "a", "a@x.com"), User("new", "new", "new@x.com"), groups=[eng, ops])
     plan = make_plan(d, org, SyncSettings())
-    assert [(c.action, c.subject, c.group) for c in plan.of(
-        "group_create", "group_rename", "member_add", "member_remove")] == [
+    assert [
+        (c.action, c.subject, c.group)
+        for c in plan.of("group_create", "group_rename", "member_add", "member_remove")
+    ] == [
         ("group_rename", "Engineering", None),
         ("member_add", "a@x.com", "Engineering"),
+        ("member_add", "new@x.com", "Engineering"),
         ("member_remove", "hand@x.com", "Engineering"),
         ("group_create", "Ops", None),
     ]
@@ -130,8 +162,10 @@ def test_safety_count_and_percent_limits() -> None:
     reasons = check_safety(plan, _d(*keep), SyncSettings())
     assert len(reasons) == 1 and "11.0% of 100" in reasons[0]
     assert check_safety(plan, _d(*keep), SyncSettings(max_removal_percent=20)) == []
-    assert "MAX_REMOVALS=5" in check_safety(plan, _d(*keep), SyncSettings(
-        max_removals=5, max_removal_percent=50))[0]
+    assert (
+        "MAX_REMOVALS=5"
+        in check_safety(plan, _d(*keep), SyncSettings(max_removals=5, max_removal_percent=50))[0]
+    )
     assert check_safety(plan, _d(*keep), SyncSettings(), allow_removals=11) == []
     assert check_safety(plan, _d(*keep), SyncSettings(), allow_removals=10)
     with pytest.raises(SafetyLimitError, match="--allow-removals"):

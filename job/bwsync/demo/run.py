@@ -8,6 +8,7 @@ The state lives in a temporary directory and is gone afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 import threading
@@ -26,15 +27,19 @@ def _say(text: str) -> None:
 def run_demo(*, keep_running: bool = False) -> int:
     from bwsync.cli import print_plan_text  # the CLI's own table, so the demo shows the real thing
 
-    with tempfile.TemporaryDirectory(prefix="bwsync-demo-") as tmp, FakeBitwarden(
-        self_hosted=True
-    ) as fake:
+    with (
+        tempfile.TemporaryDirectory(prefix="bwsync-demo-") as tmp,
+        FakeBitwarden(self_hosted=True) as fake,
+    ):
         fake.add_owner("owner@example.com")
         fake.add_member("grace.hopper@example.com")  # invited by hand before bwsync existed
         settings = load_settings(
             source="file",
-            bitwarden={"server": fake.base_url, "client_id": fake.client_id,
-                       "client_secret": fake.client_secret},
+            bitwarden={
+                "server": fake.base_url,
+                "client_id": fake.client_id,
+                "client_secret": fake.client_secret,
+            },
             state={"backend": "file", "path": Path(tmp) / "state.json"},
             log={"format": "console", "level": "warning"},
             sync={"remove_disabled": True},
@@ -48,22 +53,24 @@ def run_demo(*, keep_running: bool = False) -> int:
             _say("\n$ bwsync sync")
             outcome = execute(settings, RunOptions(command="sync"))
             report = summary(outcome.report)
-            _say(f"result: {report['result']} (exit {report['exit_code']}) in "
-                 f"{report['seconds']:.2f}s; applied: {report['applied'] or 'nothing'}")
+            _say(
+                f"result: {report['result']} (exit {report['exit_code']}) in "
+                f"{report['seconds']:.2f}s; applied: {report['applied'] or 'nothing'}"
+            )
             if outcome.report.exit_code != 0:
                 _say(f"error: {outcome.report.error}")
                 return outcome.report.exit_code
             if n == 1:
                 imported = fake.requests_to("import")
-                _say(f"the stand-in received {len(imported)} import request(s); it now has "
-                     f"{len(fake.members)} members and {len(fake.groups)} groups")
+                _say(
+                    f"the stand-in received {len(imported)} import request(s); it now has "
+                    f"{len(fake.members)} members and {len(fake.groups)} groups"
+                )
         _say("\nThe second sync found the directory unchanged and sent nothing.")
         if keep_running:
             _say(f"stand-in still serving at {fake.base_url} (Ctrl-C to stop)")
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()
-            except KeyboardInterrupt:
-                pass
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -63,7 +62,9 @@ class FileSource:
             return [CheckResult("read file", False, str(exc))]
         n_users = len(d.users or [])
         n_groups = len(d.groups or [])
-        return [CheckResult("read file", True, f"{self.server}: {n_users} users, {n_groups} groups")]
+        return [
+            CheckResult("read file", True, f"{self.server}: {n_users} users, {n_groups} groups")
+        ]
 
     def fetch(self, request: FetchRequest) -> Directory:
         data, suffix = self._read()
@@ -166,8 +167,8 @@ def _parse_csv(data: bytes, origin: str) -> tuple[list[User], list[Group]]:
                 deleted=_bool(row.get("deleted"), where),
             )
         )
-        for name in (row.get("groups") or "").split(";"):
-            name = name.strip()
+        for raw_name in (row.get("groups") or "").split(";"):
+            name = raw_name.strip()
             if name:
                 groups.setdefault(name, Group(reference_id=name, external_id=name, name=name))
                 groups[name].add_user(uid)

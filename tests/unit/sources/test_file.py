@@ -25,9 +25,13 @@ def test_csv(tmp_path: Path) -> None:
     f.write_text("id,email,disabled,groups\n1,Ada@X.com,,Eng;Ops\n2,b@x.com,yes,Eng\n")
     d = FileSource(FileSettings(path=f), SyncSettings()).fetch(FetchRequest())
     assert [(u.external_id, u.email, u.disabled) for u in d.users or []] == [
-        ("1", "ada@x.com", False), ("2", "b@x.com", True)]
+        ("1", "ada@x.com", False),
+        ("2", "b@x.com", True),
+    ]
     assert [(g.name, list(g.user_member_external_ids)) for g in d.groups or []] == [
-        ("Eng", ["1", "2"]), ("Ops", ["1"])]
+        ("Eng", ["1", "2"]),
+        ("Ops", ["1"]),
+    ]
 
 
 def test_switches_give_none(tmp_path: Path) -> None:
