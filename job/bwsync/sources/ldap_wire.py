@@ -1,0 +1,631 @@
+"""The LDAP wire: a small engine interface with two implementations.
+
+``ldap.py`` knows what to ask (bases, filters, attributes) and what the answers mean; this module
+knows how to ask. Keeping the two apart lets the source run unchanged on
+
+* **python-ldap** (C libldap): 3–4× faster than ldap3 and far lighter on memory, so it is the
+  default whenever it is importable (the ``fast-ldap`` extra; the image ships it);
+* **ldap3** (pure Python): always installed, the fallback.
+
+``BWSYNC_LDAP__ENGINE`` picks one explicitly. Both engines hand the source the same shapes:
+pages (sequences) of ``(dn, attributes)`` with attribute values as raw ``bytes`` lists, keys as
+the server spelled them, search references already dropped (python-ldap: entries whose dn is
+``None``, which the source skips). Decoding is left to the source, which decodes only the
+attributes it uses.
+
+Every library exception is translated here, at the boundary, into ``WireError`` (an
+``LdapError``, exit 3) whose message names the server URL and the operation and never contains
+the bind password. ``reason`` classifies the failure so ``check()`` can say which step broke.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import ssl
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+from bwsync.errors import LdapError, shorten
+
+Attrs = Mapping[str, Sequence[bytes]]
+"""One entry's attributes: name as the server spelled it → raw values."""
+Entry = tuple[str | None, Attrs]
+"""``(dn, attributes)``; a ``None`` dn is a search reference and carries no attributes."""
+
+EngineName = Literal["python-ldap", "ldap3"]
+Reason = Literal[
+    "unreachable", "tls", "credentials", "filter", "no_such_object", "timeout", "other"
+]
+
+#: LDAP_SERVER_SHOW_DELETED_OID: makes AD return tombstones under CN=Deleted Objects.
+SHOW_DELETED_OID = "1.2.840.113556.1.4.417"
+PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
+
+CA_HINT = "is BWSYNC_LDAP__CA_FILE the CA that signed the server certificate?"
+HOST_HINT = "does the server certificate name the host in BWSYNC_LDAP__URL?"
+
+
+class WireError(LdapError):
+    """An LDAP operation failed. ``reason`` says which kind of failure, for ``check()``."""
+
+    def __init__(self, url: str, message: str, reason: Reason = "other") -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"LDAP {url}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class WireOptions:
+    """How to reach and authenticate to the server (a secret-free view plus the password)."""
+
+    url: str
+    start_tls: bool = False
+    ca_file: Path | None = None
+    tls_verify: bool = True
+    bind_dn: str | None = None
+    bind_password: str | None = None
+    timeout: float = 300.0
+    page_size: int = 1000
+
+    def __repr__(self) -> str:  # the password never reaches a log through a repr
+        return f"WireOptions(url={self.url!r}, bind_dn={self.bind_dn!r}, password=***)"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.start_tls or self.url.lower().startswith("ldaps://")
+
+
+class Wire(Protocol):
+    """One connection to one server. ``open`` connects, upgrades and binds; ``close`` unbinds."""
+
+    engine: EngineName
+    url: str
+
+    def open(self) -> None: ...
+
+    def root_dse(self, attributes: Sequence[str]) -> Attrs: ...
+
+    def search(
+        self,
+        base: str,
+        filterstr: str,
+        attributes: Sequence[str],
+        *,
+        show_deleted: bool = False,
+        filter_setting: str | None = None,
+    ) -> Iterator[Sequence[Entry]]:
+        """Subtree search with the paged-results control; yields one page at a time, in server
+        order. ``filter_setting`` names the setting a malformed filter came from."""
+        ...
+
+    def read(self, dn: str, attributes: Sequence[str]) -> Attrs | None:
+        """Base-scope read of one entry; ``None`` when it does not exist."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _ldap3() -> Any:
+    """Import ldap3. Its 2.9.1 release touches pyasn1 names that newer pyasn1 deprecates; that
+    warning is about ldap3's code, not ours, so it is silenced for the import only."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ldap3
+        import ldap3.core.exceptions
+
+    return ldap3
+
+
+def python_ldap_available() -> bool:
+    try:
+        import ldap  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_wire(engine: Literal["auto", "python-ldap", "ldap3"], options: WireOptions) -> Wire:
+    """The wire for ``engine``; ``auto`` prefers python-ldap when it is importable."""
+    if engine == "auto":
+        engine = "python-ldap" if python_ldap_available() else "ldap3"
+    if engine == "python-ldap":
+        if not python_ldap_available():
+            raise WireError(
+                options.url,
+                "BWSYNC_LDAP__ENGINE=python-ldap but python-ldap is not installed "
+                "(install bwsync[fast-ldap], or use ldap3)",
+            )
+        return PythonLdapWire(options)
+    return Ldap3Wire(options)
+
+
+#: A StartTLS extended request, BER-encoded (message id 1), for ``tls_diagnosis``.
+_STARTTLS_REQUEST = b"\x30\x1d\x02\x01\x01\x77\x18\x80\x16" + b"1.3.6.1.4.1.1466.20037"
+
+
+def tls_diagnosis(options: WireOptions) -> tuple[Reason, str] | None:
+    """Why a connection fails below LDAP, in words a person can act on.
+
+    libldap (GnuTLS here) reports a refused certificate as "Can't contact LDAP server: (unknown
+    error code)". When that happens, repeat the connection with the standard library — same
+    CA file, same host name — and return ``("unreachable", why)`` when TCP fails or
+    ``("tls", why)`` with OpenSSL's verification message; ``None`` when it cannot tell.
+    """
+    parts = urlsplit(options.url)
+    host = parts.hostname or ""
+    port = parts.port or (636 if parts.scheme.lower() == "ldaps" else 389)
+    try:
+        sock = socket.create_connection((host, port), timeout=min(options.timeout, 10.0))
+    except OSError as exc:
+        return "unreachable", exc.strerror or str(exc)
+    with sock:
+        if not options.uses_tls:
+            return None
+        try:
+            if options.start_tls:
+                sock.sendall(_STARTTLS_REQUEST)
+                sock.recv(4096)  # the extended response; a refusal shows in the handshake
+            ctx = ssl.create_default_context(
+                cafile=str(options.ca_file) if options.ca_file else None
+            )
+            if not options.tls_verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            with ctx.wrap_socket(sock, server_hostname=host):
+                return None
+        except ssl.SSLCertVerificationError as exc:
+            return "tls", f"certificate verify failed: {exc.verify_message}"
+        except (OSError, ssl.SSLError) as exc:
+            return "tls", str(exc)
+
+
+def _tls_message(detail: str) -> tuple[str, Reason]:
+    low = detail.lower()
+    if "name" in low and ("match" in low or "hostname" in low):
+        return f"TLS handshake failed: {detail} ({HOST_HINT})", "tls"
+    return f"TLS handshake failed: {detail} ({CA_HINT})", "tls"
+
+
+def _looks_like_tls(detail: str) -> bool:
+    low = detail.lower()
+    return any(
+        w in low
+        for w in ("certificate", "ssl", "tls", "handshake", "x509", "issuer", "not trusted")
+    )
+
+
+# -- python-ldap --------------------------------------------------------------------------------
+
+
+class PythonLdapWire:
+    """python-ldap engine: the raw ``search_ext``/``result3`` loop, one page in memory."""
+
+    engine: EngineName = "python-ldap"
+
+    def __init__(self, options: WireOptions) -> None:
+        import ldap
+
+        self._ldap: Any = ldap
+        self.options = options
+        self.url = options.url
+        self._conn: Any = None
+
+    def _fail(
+        self,
+        op: str,
+        exc: Exception,
+        *,
+        base: str | None = None,
+        filterstr: str | None = None,
+        filter_setting: str | None = None,
+    ) -> WireError:
+        ldap = self._ldap
+        info: dict[str, Any] = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        desc = str(info.get("desc") or type(exc).__name__)
+        extra = str(info.get("info") or "")
+        detail = shorten(f"{desc}: {extra}" if extra else desc)
+        if isinstance(exc, ldap.INVALID_CREDENTIALS):
+            return WireError(
+                self.url,
+                f"bind as {self.options.bind_dn} refused: invalid credentials",
+                "credentials",
+            )
+        if isinstance(exc, ldap.FILTER_ERROR):
+            return WireError(self.url, _filter_message(filterstr, filter_setting), "filter")
+        if isinstance(exc, ldap.NO_SUCH_OBJECT):
+            return WireError(self.url, f"base DN {base} does not exist", "no_such_object")
+        if isinstance(exc, ldap.TIMEOUT | ldap.TIMELIMIT_EXCEEDED):
+            return WireError(
+                self.url, f"{op} timed out after {self.options.timeout:g} s", "timeout"
+            )
+        if isinstance(exc, ldap.SERVER_DOWN | ldap.CONNECT_ERROR):
+            found = tls_diagnosis(self.options) if op in ("StartTLS", "bind") else None
+            if found is not None and found[0] == "unreachable":
+                return WireError(self.url, f"server unreachable: {found[1]}", "unreachable")
+            if found is not None or op == "StartTLS" or _looks_like_tls(extra):
+                msg, reason = _tls_message(shorten(found[1] if found else detail))
+                return WireError(self.url, msg, reason)
+            return WireError(self.url, f"server unreachable: {detail}", "unreachable")
+        if op == "bind" and isinstance(
+            exc, ldap.STRONG_AUTH_REQUIRED | ldap.CONFIDENTIALITY_REQUIRED
+        ):
+            return WireError(
+                self.url,
+                f"bind as {self.options.bind_dn} refused: {detail} "
+                "(the server wants TLS: use ldaps:// or BWSYNC_LDAP__START_TLS=true)",
+                "credentials",
+            )
+        return WireError(self.url, f"{op} failed: {detail}")
+
+    def open(self) -> None:
+        ldap = self._ldap
+        o = self.options
+        try:
+            conn = ldap.initialize(o.url)
+            self._conn = conn
+            conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
+            conn.set_option(ldap.OPT_REFERRALS, 0)
+            conn.set_option(ldap.OPT_NETWORK_TIMEOUT, o.timeout)
+            conn.set_option(ldap.OPT_TIMEOUT, o.timeout)
+            conn.set_option(ldap.OPT_TIMELIMIT, max(1, int(o.timeout)))
+            conn.set_option(ldap.OPT_SIZELIMIT, 0)
+            if o.uses_tls:
+                if o.ca_file is not None:
+                    conn.set_option(ldap.OPT_X_TLS_CACERTFILE, str(o.ca_file))
+                conn.set_option(
+                    ldap.OPT_X_TLS_REQUIRE_CERT,
+                    ldap.OPT_X_TLS_DEMAND if o.tls_verify else ldap.OPT_X_TLS_NEVER,
+                )
+                # Options set on a connection apply only once a new TLS context is built.
+                conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+        except ldap.LDAPError as exc:
+            raise self._fail("connect", exc) from exc
+        if o.start_tls:
+            try:
+                conn.start_tls_s()
+            except ldap.LDAPError as exc:
+                raise self._fail("StartTLS", exc) from exc
+        try:
+            conn.simple_bind_s(o.bind_dn or "", o.bind_password or "")
+        except ldap.LDAPError as exc:
+            raise self._fail("bind", exc) from exc
+
+    def root_dse(self, attributes: Sequence[str]) -> Attrs:
+        ldap = self._ldap
+        try:
+            res = self._conn.search_ext_s(
+                "",
+                ldap.SCOPE_BASE,
+                "(objectClass=*)",
+                list(attributes),
+                timeout=self.options.timeout,
+            )
+        except ldap.LDAPError as exc:
+            raise self._fail("reading the root DSE", exc) from exc
+        for dn, attrs in res:
+            if dn is not None:
+                return attrs  # type: ignore[no-any-return]
+        return {}
+
+    def search(
+        self,
+        base: str,
+        filterstr: str,
+        attributes: Sequence[str],
+        *,
+        show_deleted: bool = False,
+        filter_setting: str | None = None,
+    ) -> Iterator[Sequence[Entry]]:
+        ldap = self._ldap
+        from ldap.controls import LDAPControl, SimplePagedResultsControl
+
+        conn = self._conn
+        paged = SimplePagedResultsControl(True, size=self.options.page_size, cookie="")
+        controls: list[Any] = [paged]
+        if show_deleted:
+            controls.append(LDAPControl(SHOW_DELETED_OID, True, None))
+        attrlist = list(attributes)
+        timeout = self.options.timeout
+        search_ext, result3 = conn.search_ext, conn.result3
+        scope = ldap.SCOPE_SUBTREE
+        while True:
+            try:
+                msgid = search_ext(base, scope, filterstr, attrlist, serverctrls=controls)
+                _, page, _, rctrls = result3(msgid, all=1, timeout=timeout)
+            except ldap.LDAPError as exc:
+                raise self._fail(
+                    f"search under {base}",
+                    exc,
+                    base=base,
+                    filterstr=filterstr,
+                    filter_setting=filter_setting,
+                ) from exc
+            yield page
+            cookie = b""
+            for c in rctrls:
+                if c.controlType == PAGED_RESULTS_OID:
+                    cookie = c.cookie
+                    break
+            if not cookie:
+                return
+            paged.cookie = cookie
+
+    def read(self, dn: str, attributes: Sequence[str]) -> Attrs | None:
+        ldap = self._ldap
+        try:
+            res = self._conn.search_ext_s(
+                dn,
+                ldap.SCOPE_BASE,
+                "(objectClass=*)",
+                list(attributes),
+                timeout=self.options.timeout,
+            )
+        except ldap.NO_SUCH_OBJECT:
+            return None
+        except ldap.LDAPError as exc:
+            raise self._fail(f"reading {dn}", exc, base=dn) from exc
+        for entry_dn, attrs in res:
+            if entry_dn is not None:
+                return attrs  # type: ignore[no-any-return]
+        return None
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(self._ldap.LDAPError):  # already gone: nothing to release
+                conn.unbind_ext_s()
+
+
+# -- ldap3 --------------------------------------------------------------------------------------
+
+
+def _ldap3_tls_class() -> Any:
+    Tls = _ldap3().Tls
+
+    class VerifyingTls(Tls):  # type: ignore[misc,valid-type]
+        """ldap3's ``Tls`` turns the standard library's host-name check off and replaces it
+        with its own (``ssl.match_hostname``: deprecated, gone in 3.12). This one lets
+        ``ssl`` check chain and host name during the handshake, as every other client does."""
+
+        def __init__(self, ca_file: Path | None, verify: bool) -> None:
+            super().__init__(
+                validate=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
+                ca_certs_file=str(ca_file) if ca_file else None,
+            )
+            self.verify = verify
+
+        def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+            ctx = ssl.create_default_context(cafile=self.ca_certs_file)
+            if not self.verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            raw = connection.socket
+            try:
+                connection.socket = ctx.wrap_socket(
+                    raw,
+                    server_side=False,
+                    do_handshake_on_connect=do_handshake,
+                    server_hostname=connection.server.host,
+                )
+            except BaseException:
+                raw.close()  # ldap3 would leave the refused socket open
+                raise
+
+    return VerifyingTls
+
+
+class Ldap3Wire:
+    """ldap3 engine: its own paged loop (ldap3's generator yields each page in reverse order,
+    and the source must keep server order), raw attribute values, no schema reading."""
+
+    engine: EngineName = "ldap3"
+
+    def __init__(self, options: WireOptions) -> None:
+        self._ldap3 = _ldap3()
+        self.options = options
+        self.url = options.url
+        self._conn: Any = None
+
+    def _fail(
+        self,
+        op: str,
+        exc: Exception,
+        *,
+        base: str | None = None,
+        filterstr: str | None = None,
+        filter_setting: str | None = None,
+    ) -> WireError:
+        e3 = self._ldap3.core.exceptions
+
+        text = shorten(str(exc) or type(exc).__name__)
+        if isinstance(exc, e3.LDAPInvalidCredentialsResult):
+            return WireError(
+                self.url,
+                f"bind as {self.options.bind_dn} refused: invalid credentials",
+                "credentials",
+            )
+        if isinstance(exc, e3.LDAPInvalidFilterError):
+            return WireError(self.url, _filter_message(filterstr, filter_setting), "filter")
+        if isinstance(exc, e3.LDAPNoSuchObjectResult):
+            return WireError(self.url, f"base DN {base} does not exist", "no_such_object")
+        if isinstance(exc, e3.LDAPTimeLimitExceededResult | e3.LDAPResponseTimeoutError):
+            return WireError(
+                self.url, f"{op} timed out after {self.options.timeout:g} s", "timeout"
+            )
+        if isinstance(exc, e3.LDAPStartTLSError | e3.LDAPCertificateError | ssl.SSLError) or (
+            isinstance(exc, e3.LDAPSocketOpenError) and _looks_like_tls(text)
+        ):
+            msg, reason = _tls_message(_ssl_detail(text))
+            return WireError(self.url, msg, reason)
+        if isinstance(exc, e3.LDAPCommunicationError | OSError):
+            return WireError(self.url, f"server unreachable: {text}", "unreachable")
+        if op == "bind" and isinstance(
+            exc, e3.LDAPStrongerAuthRequiredResult | e3.LDAPConfidentialityRequiredResult
+        ):
+            return WireError(
+                self.url,
+                f"bind as {self.options.bind_dn} refused: {text} "
+                "(the server wants TLS: use ldaps:// or BWSYNC_LDAP__START_TLS=true)",
+                "credentials",
+            )
+        return WireError(self.url, f"{op} failed: {text}")
+
+    def open(self) -> None:
+        ldap3 = self._ldap3
+        LDAPException = ldap3.core.exceptions.LDAPException
+
+        o = self.options
+        parts = urlsplit(o.url)
+        ldaps = parts.scheme.lower() == "ldaps"
+        try:
+            tls = _ldap3_tls_class()(o.ca_file, o.tls_verify) if o.uses_tls else None
+            server = ldap3.Server(
+                parts.hostname or "",
+                port=parts.port or (636 if ldaps else 389),
+                use_ssl=ldaps,
+                tls=tls,
+                get_info=ldap3.NONE,
+                connect_timeout=o.timeout,
+            )
+            conn = ldap3.Connection(
+                server,
+                user=o.bind_dn or None,
+                password=o.bind_password or None,
+                auto_bind=ldap3.AUTO_BIND_NONE,
+                raise_exceptions=True,
+                read_only=True,
+                receive_timeout=max(1, math.ceil(o.timeout)),
+                auto_referrals=False,
+                auto_range=False,
+                check_names=False,
+                return_empty_attributes=False,
+            )
+            self._conn = conn
+        except (LDAPException, OSError) as exc:
+            raise self._fail("connect", exc) from exc
+        try:
+            conn.open()
+        except (LDAPException, OSError) as exc:
+            raise self._fail("connect", exc) from exc
+        if o.start_tls:
+            try:
+                conn.start_tls()
+            except (LDAPException, OSError) as exc:
+                raise self._fail("StartTLS", exc) from exc
+        try:
+            conn.bind()
+        except (LDAPException, OSError) as exc:
+            raise self._fail("bind", exc) from exc
+
+    def root_dse(self, attributes: Sequence[str]) -> Attrs:
+        return self.read("", attributes) or {}
+
+    def search(
+        self,
+        base: str,
+        filterstr: str,
+        attributes: Sequence[str],
+        *,
+        show_deleted: bool = False,
+        filter_setting: str | None = None,
+    ) -> Iterator[Sequence[Entry]]:
+        ldap3 = self._ldap3
+        LDAPException = ldap3.core.exceptions.LDAPException
+        conn = self._conn
+        controls = [(SHOW_DELETED_OID, True, None)] if show_deleted else None
+        attrs = list(attributes)
+        cookie: bytes | None = None
+        time_limit = max(1, int(self.options.timeout))
+        while True:
+            try:
+                conn.search(
+                    base,
+                    filterstr,
+                    ldap3.SUBTREE,
+                    attributes=attrs,
+                    controls=controls,
+                    paged_size=self.options.page_size,
+                    paged_cookie=cookie,
+                    time_limit=time_limit,
+                )
+            except (LDAPException, OSError) as exc:
+                raise self._fail(
+                    f"search under {base}",
+                    exc,
+                    base=base,
+                    filterstr=filterstr,
+                    filter_setting=filter_setting,
+                ) from exc
+            response = conn.response
+            yield [
+                (e["dn"], e["raw_attributes"]) for e in response if e["type"] == "searchResEntry"
+            ]
+            try:
+                cookie = conn.result["controls"][PAGED_RESULTS_OID]["value"]["cookie"]
+            except (KeyError, TypeError):
+                cookie = None
+            if not cookie:
+                return
+
+    def read(self, dn: str, attributes: Sequence[str]) -> Attrs | None:
+        ldap3 = self._ldap3
+        LDAPException = ldap3.core.exceptions.LDAPException
+        LDAPNoSuchObjectResult = ldap3.core.exceptions.LDAPNoSuchObjectResult
+
+        try:
+            self._conn.search(
+                dn,
+                "(objectClass=*)",
+                ldap3.BASE,
+                attributes=list(attributes),
+                time_limit=max(1, int(self.options.timeout)),
+            )
+        except LDAPNoSuchObjectResult:
+            return None
+        except (LDAPException, OSError) as exc:
+            raise self._fail(f"reading {dn or 'the root DSE'}", exc, base=dn) from exc
+        for e in self._conn.response or ():
+            if e["type"] == "searchResEntry":
+                return e["raw_attributes"]  # type: ignore[no-any-return]
+        return None
+
+    def close(self) -> None:
+        LDAPException = self._ldap3.core.exceptions.LDAPException
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(LDAPException, OSError):  # already gone: nothing to release
+                conn.unbind()
+            # ldap3 keeps the socket of a failed open (refused, TLS error) in the connection.
+            sock = getattr(conn, "socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+
+def _ssl_detail(text: str) -> str:
+    """ldap3 wraps the ssl error in its own words (and lists every address tried); keep the
+    part a person can act on."""
+    for marker in (
+        "certificate verify failed",
+        "CERTIFICATE_VERIFY_FAILED",
+        "doesn't match",
+        "Hostname mismatch",
+        "IP address mismatch",
+    ):
+        i = text.find(marker)
+        if i >= 0:
+            end = text.find("(_ssl", i)
+            return text[i : end if end > 0 else None].strip(" ,'\"[]()")
+    return text
+
+
+def _filter_message(filterstr: str | None, setting: str | None) -> str:
+    where = f" (check {setting})" if setting else ""
+    return f"invalid filter {filterstr}{where}"
