@@ -188,8 +188,11 @@ def _families(r: RunReport) -> Iterator[Metric]:
     completed = r.result in SUCCESS_RESULTS
     last_success = r.last_success_timestamp or 0.0
     ended = r.finished or r.started
-    if completed:
-        last_success = max(last_success, ended)
+    if completed and last_success < r.started:
+        # The run did not record its own success time (the state's is older): its end is that
+        # time. When it did, that recorded value is used as is, so the next failed run, which
+        # carries it from the state, exports exactly the same number.
+        last_success = ended
 
     yield gauge(
         "last_success_timestamp_seconds",

@@ -3,15 +3,19 @@ read back from the gateway's own ``/metrics``."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from bwsync.cli import main
 from bwsync.config import MetricsSettings
 from bwsync.metrics import ACTIONS, RESULTS, deliver
 from bwsync.model import RunReport
+from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.metrics import PUSH_PASSWORD, PUSH_USER, Pushgateway, free_port
 
 pytestmark = pytest.mark.pushgateway
@@ -201,3 +205,111 @@ def test_untrusted_certificate_is_a_warning(pushgateway_secure: Pushgateway) -> 
     )
     [warning] = deliver(success_report(), settings)
     assert "certificate" in warning.lower()
+
+
+# --- real runs: the CLI, the file source and the Bitwarden stand-in, pushing to the gateway ----
+
+
+def _write_directory(path: Path, users: int) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "users": [{"id": f"u{i}", "email": f"user{i}@example.com"} for i in range(users)],
+                "groups": [{"id": "g1", "name": "Staff", "members": ["u0", "u1"]}],
+            }
+        )
+    )
+
+
+@pytest.fixture
+def sync_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake_bitwarden: FakeBitwarden
+) -> Path:
+    """Settings for a file-source sync to the stand-in; returns the directory file."""
+    directory = tmp_path / "dir.json"
+    _write_directory(directory, 3)
+    for name, value in {
+        "BWSYNC_PROFILE": "corp",
+        "BWSYNC_SOURCE": "file",
+        "BWSYNC_FILE__PATH": str(directory),
+        "BWSYNC_BITWARDEN__SERVER": fake_bitwarden.base_url,
+        "BWSYNC_BITWARDEN__CLIENT_ID": fake_bitwarden.client_id,
+        "BWSYNC_BITWARDEN__CLIENT_SECRET": fake_bitwarden.client_secret,
+        "BWSYNC_BITWARDEN__MAX_RETRIES": "2",
+        "BWSYNC_STATE__BACKEND": "file",
+        "BWSYNC_STATE__PATH": str(tmp_path / "state" / "state.json"),
+        "BWSYNC_LOG__FORMAT": "json",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return directory
+
+
+def test_real_runs_success_failure_safety_stop(
+    sync_env: Path,
+    pushgateway: Pushgateway,
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BWSYNC_METRICS__PUSHGATEWAY_URL", pushgateway.url)
+    gw = pushgateway
+    key = {"job": "bwsync", "profile": "corp", "source": "file"}
+
+    before = time.time()
+    assert main(["sync"]) == 0
+    assert gw.value("bwsync_last_run_result", result="success", **key) == 1
+    success_at = gw.value("bwsync_last_success_timestamp_seconds", **key)
+    assert success_at is not None
+    assert before <= success_at <= time.time()
+    assert gw.value("bwsync_directory_objects", kind="users", **key) == 3
+    assert gw.value("bwsync_planned_changes", action="invite", **key) == 3
+    assert gw.value("bwsync_applied_changes", action="invite", **key) == 3
+    assert gw.value("bwsync_applied_changes", action="group_create", **key) == 1
+    assert gw.value("bwsync_applied_differs", **key) == 0
+    assert gw.value("bwsync_bitwarden_requests_total", endpoint="import", code="200", **key) == 1
+    stages = {s["stage"] for s in gw.series("bwsync_stage_duration_seconds")}
+    assert {"fetch", "plan", "apply"} <= stages
+    duration = gw.value("bwsync_run_duration_seconds", **key)
+    assert duration is not None
+    assert duration > 0
+
+    # A failed run: the directory changed, and Bitwarden refuses the token.
+    _write_directory(sync_env, 4)
+    fake_bitwarden.fail("token", status=400, times=None)
+    assert main(["sync"]) != 0
+    assert gw.value("bwsync_last_run_result", result="failed", **key) == 1
+    assert gw.value("bwsync_last_run_result", result="success", **key) == 0
+    assert gw.value("bwsync_last_success_timestamp_seconds", **key) == success_at
+    last_run = gw.value("bwsync_last_run_timestamp_seconds", **key)
+    assert last_run is not None
+    assert last_run > success_at
+    assert gw.value("bwsync_bitwarden_requests_total", endpoint="token", code="400", **key) == 1
+
+    # A safety stop: 30 synced members are gone from the directory.
+    fake_bitwarden.clear_faults()
+    for i in range(10, 40):
+        fake_bitwarden.add_member(f"user{i}@example.com", external_id=f"u{i}")
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    assert main(["sync"]) == 6
+    assert gw.value("bwsync_last_run_result", result="safety_stop", **key) == 1
+    assert gw.value("bwsync_safety_limit_breached", **key) == 1
+    assert gw.value("bwsync_planned_changes", action="revoke", **key) == 30
+    assert gw.value("bwsync_last_success_timestamp_seconds", **key) == success_at
+
+
+def test_real_run_with_the_gateway_down_still_succeeds(
+    sync_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    textfile = tmp_path / "bwsync.prom"
+    monkeypatch.setenv("BWSYNC_METRICS__PUSHGATEWAY_URL", url)
+    monkeypatch.setenv("BWSYNC_METRICS__TEXTFILE_PATH", str(textfile))
+    assert main(["sync"]) == 0
+    assert url in capsys.readouterr().err
+    families = {f.name: f for f in text_string_to_metric_families(textfile.read_text())}
+    [success] = [
+        s for s in families["bwsync_last_run_result"].samples if s.labels["result"] == "success"
+    ]
+    assert success.value == 1
