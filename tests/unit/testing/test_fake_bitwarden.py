@@ -1,0 +1,939 @@
+"""The Bitwarden stand-in held to the contract (reference/bitwarden-public-api.md, §n), over
+real HTTP with httpx, as any client would see it."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from tests.fixtures.bitwarden import FakeFactory
+
+from bwsync.model import (
+    STATUS_CONFIRMED,
+    STATUS_INVITED,
+    STATUS_REVOKED,
+    STATUS_STAGED,
+    TYPE_OWNER,
+    TYPE_USER,
+)
+from bwsync.testing.fake_bitwarden import (
+    MODEL_STATE_INVALID,
+    OVERWRITE_NO_MP,
+    TOO_MUCH_DATA,
+    UNHANDLED,
+    FakeBitwarden,
+)
+
+MEMBER_KEYS = {
+    "object", "id", "userId", "name", "email", "twoFactorEnabled", "status", "type",
+    "externalId", "permissions", "collections", "resetPasswordEnrolled", "ssoExternalId",
+}  # fmt: skip
+
+
+class Api:
+    """A bare httpx client with a token for the stand-in, to poke it as a client would."""
+
+    def __init__(self, fake: FakeBitwarden) -> None:
+        self.fake = fake
+        self.http = httpx.Client(base_url=fake.base_url, timeout=10, trust_env=False)
+        self.token = ""
+
+    def get_token(self, **form: str) -> httpx.Response:
+        data = {
+            "grant_type": "client_credentials",
+            "client_id": self.fake.client_id,
+            "client_secret": self.fake.client_secret,
+            "scope": "api.organization",
+            "deviceType": "8",
+            "deviceIdentifier": "d3b07384-d113-4ec6-a0a2-9b2f0c4e5e1a",
+            "deviceName": "linux",
+        }
+        data.update(form)
+        data = {k: v for k, v in data.items() if v != "<omit>"}
+        return self.http.post("/identity/connect/token", data=data)
+
+    def login(self) -> None:
+        r = self.get_token()
+        assert r.status_code == 200, r.text
+        self.token = r.json()["access_token"]
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def imp(
+        self, body: Any, *, raw: bytes | None = None, ctype: str = "application/json"
+    ) -> httpx.Response:
+        content = raw if raw is not None else orjson.dumps(body)
+        return self.http.post(
+            "/api/public/organization/import",
+            content=content,
+            headers={**self.headers(), "Content-Type": ctype},
+        )
+
+    def get(self, path: str) -> httpx.Response:
+        return self.http.get("/api/public" + path, headers=self.headers())
+
+    def post(self, path: str) -> httpx.Response:
+        return self.http.post("/api/public" + path, headers=self.headers())
+
+
+@pytest.fixture
+def api(fake_bitwarden: FakeBitwarden) -> Iterator[Api]:
+    a = Api(fake_bitwarden)
+    a.login()
+    yield a
+    a.http.close()
+
+
+@pytest.fixture
+def vw(fake_vaultwarden: FakeBitwarden) -> Iterator[Api]:
+    a = Api(fake_vaultwarden)
+    a.login()
+    yield a
+    a.http.close()
+
+
+def body(members: list[dict[str, Any]] | None = None, groups: list[dict[str, Any]] | None = None,
+         *, overwrite: bool = False, **extra: Any) -> dict[str, Any]:  # fmt: skip
+    return {
+        "groups": groups or [],
+        "members": members or [],
+        "overwriteExisting": overwrite,
+        **extra,
+    }
+
+
+def m(ext: str, email: str | None = None, *, deleted: bool = False) -> dict[str, Any]:
+    return {"email": email if email is not None else f"{ext}@example.com", "externalId": ext,
+            "deleted": deleted}  # fmt: skip
+
+
+def g(ext: str, name: str | None = None, members: list[str] | None = None) -> dict[str, Any]:
+    return {"name": name or ext.upper(), "externalId": ext, "memberExternalIds": members or []}
+
+
+def assert_model_error(r: httpx.Response, errors: dict[str, list[str]]) -> None:
+    assert r.status_code == 400
+    assert r.json() == {"object": "error", "message": MODEL_STATE_INVALID, "errors": errors}
+
+
+# --------------------------------------------------------------------------------------------
+# §1, §2: URLs and identity
+
+
+def test_serves_identity_and_api_under_one_base_url_and_without_prefix(
+    fake_bitwarden: FakeBitwarden,
+) -> None:
+    api = Api(fake_bitwarden)
+    try:
+        assert api.get_token().status_code == 200
+        r = api.http.post("/connect/token", data={
+            "grant_type": "client_credentials", "client_id": fake_bitwarden.client_id,
+            "client_secret": fake_bitwarden.client_secret})  # fmt: skip
+        assert r.status_code == 200
+        token = r.json()["access_token"]
+        for path in ("/api/public/members", "/public/members"):
+            assert (
+                api.http.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            )
+    finally:
+        api.http.close()
+
+
+def test_token_success_shape_and_jwt_claims(fake_bitwarden: FakeBitwarden, api: Api) -> None:
+    r = api.get_token()
+    data = r.json()
+    assert r.status_code == 200
+    assert set(data) == {"access_token", "expires_in", "token_type", "scope"}
+    assert data["expires_in"] == 3600
+    assert data["token_type"] == "Bearer"
+    assert data["scope"] == "api.organization"
+    header, payload, _sig = data["access_token"].split(".")
+    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert orjson.loads(base64.urlsafe_b64decode(header + "=="))["typ"] == "at+jwt"
+    assert claims["client_id"] == fake_bitwarden.client_id
+    assert claims["sub"] == fake_bitwarden.org_id
+    assert claims["exp"] - claims["iat"] == 3600
+    assert "refresh_token" not in data
+
+
+def test_opaque_tokens_and_configurable_lifetime(fake_bitwarden_factory: FakeFactory) -> None:
+    fake = fake_bitwarden_factory(jwt_tokens=False, token_lifetime=120)
+    api = Api(fake)
+    try:
+        data = api.get_token().json()
+        assert "." not in data["access_token"]
+        assert data["expires_in"] == 120
+    finally:
+        api.http.close()
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"client_secret": "wrong"}, "invalid_client"),
+        ({"client_id": "organization"}, "invalid_client"),
+        ({"client_id": "organization.not-a-guid"}, "invalid_client"),
+        ({"client_id": "organization.0b7f8f0e-8d0a-4f63-9a55-111111111111"}, "invalid_client"),
+        ({"client_id": "user.0b7f8f0e-8d0a-4f63-9a55-111111111111"}, "invalid_client"),
+        ({"grant_type": "password"}, "unauthorized_client"),
+        ({"grant_type": "<omit>"}, "unsupported_grant_type"),
+        ({"grant_type": "magic"}, "unsupported_grant_type"),
+        ({"scope": "api"}, "invalid_scope"),
+    ],
+)
+def test_token_errors_are_oauth_400(api: Api, form: dict[str, str], error: str) -> None:
+    r = api.get_token(**form)
+    assert r.status_code == 400
+    assert r.json() == {"error": error}
+
+
+def test_token_scope_may_be_omitted_and_device_fields_are_ignored(api: Api) -> None:
+    r = api.get_token(scope="<omit>", deviceType="<omit>", deviceIdentifier="<omit>",
+                      deviceName="<omit>")  # fmt: skip
+    assert r.status_code == 200
+
+
+def test_token_endpoint_is_form_only(fake_bitwarden: FakeBitwarden, api: Api) -> None:
+    r = api.http.post("/identity/connect/token", json={"client_id": fake_bitwarden.client_id})
+    assert (r.status_code, r.json()) == (400, {"error": "invalid_request"})
+    assert api.http.get("/identity/connect/token").json() == {"error": "invalid_request"}
+
+
+def test_token_accepts_basic_client_authentication(fake_bitwarden: FakeBitwarden, api: Api) -> None:
+    r = api.http.post(
+        "/identity/connect/token",
+        data={"grant_type": "client_credentials", "scope": "api.organization"},
+        auth=(fake_bitwarden.client_id, fake_bitwarden.client_secret),
+    )
+    assert r.status_code == 200
+
+
+def test_disabled_api_is_invalid_client(fake_bitwarden_factory: FakeFactory) -> None:
+    api = Api(fake_bitwarden_factory(api_enabled=False))
+    try:
+        assert api.get_token().json() == {"error": "invalid_client"}
+    finally:
+        api.http.close()
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer nope", "Basic abc"])
+def test_api_without_valid_bearer_is_401_empty(api: Api, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    r = api.http.get("/api/public/members", headers=headers)
+    assert r.status_code == 401
+    assert r.content == b""
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_expired_token_is_401_and_a_new_one_works(fake_bitwarden: FakeBitwarden, api: Api) -> None:
+    assert api.get("/members").status_code == 200
+    fake_bitwarden.expire_tokens()
+    r = api.get("/members")
+    assert (r.status_code, r.content) == (401, b"")
+    assert "invalid_token" in r.headers["WWW-Authenticate"]
+    api.login()
+    assert api.get("/members").status_code == 200
+    assert fake_bitwarden.tokens_issued == 2
+
+
+def test_token_lifetime_is_enforced(fake_bitwarden_factory: FakeFactory) -> None:
+    fake = fake_bitwarden_factory(token_lifetime=1)
+    api = Api(fake)
+    try:
+        api.login()
+        assert api.get("/members").status_code == 200
+        time.sleep(1.1)
+        assert api.get("/members").status_code == 401
+    finally:
+        api.http.close()
+
+
+# --------------------------------------------------------------------------------------------
+# §3.1, §3.6: request validation
+
+
+def test_empty_body_is_model_state_error(api: Api) -> None:
+    assert_model_error(api.imp(None, raw=b""), {"": ["Body is empty."]})
+
+
+def test_malformed_json_is_keyed_by_json_path(api: Api) -> None:
+    r = api.imp(None, raw=b"{not json")
+    assert r.status_code == 400
+    assert r.json()["message"] == MODEL_STATE_INVALID
+    assert list(r.json()["errors"]) == ["$"]
+
+
+def test_wrong_json_type_is_keyed_by_its_path(api: Api) -> None:
+    r = api.imp(body([{"email": "a@x.com", "externalId": "a", "deleted": None}]))
+    assert r.status_code == 400
+    assert list(r.json()["errors"]) == ["$.members[0].deleted"]
+    r = api.imp({"groups": {}, "members": []})
+    assert list(r.json()["errors"]) == ["$.groups"]
+
+
+def test_non_json_content_type_is_415(api: Api) -> None:
+    assert api.imp(body(), ctype="text/plain").status_code == 415
+
+
+def test_field_validation_table(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    r = api.imp(
+        {
+            "groups": [
+                {"name": " ", "externalId": "", "memberExternalIds": []},
+                {"name": "n" * 101, "externalId": "x" * 301, "memberExternalIds": []},
+                {"name": "n" * 100, "externalId": "x" * 300, "memberExternalIds": []},
+            ],
+            "members": [
+                {"email": "no-at-sign", "externalId": "a"},
+                {"email": "a" * 251 + "@x.com", "externalId": "b"},
+                {"email": None, "externalId": "c"},
+                {"email": None, "externalId": "d", "deleted": True},
+                {"email": "e@x.com", "externalId": "   "},
+                {"email": "@x.com", "externalId": "f"},
+                {"email": "g@x.com", "externalId": "g" * 301},
+            ],
+        }
+    )
+    assert_model_error(
+        r,
+        {
+            "Groups[0].Name": ["The Name field is required."],
+            "Groups[0].ExternalId": ["The ExternalId field is required."],
+            "Groups[1].Name": ["The field Name must be a string with a maximum length of 100."],
+            "Groups[1].ExternalId": [
+                "The field ExternalId must be a string with a maximum length of 300."
+            ],
+            "Members[0].Email": ["The Email field is not a valid e-mail address."],
+            "Members[1].Email": ["The field Email must be a string with a maximum length of 256."],
+            "Members[2].Email": ["Email is required for enabled members."],
+            "Members[4].ExternalId": ["The ExternalId field is required."],
+            "Members[5].Email": ["The Email field is not a valid e-mail address."],
+            "Members[6].ExternalId": [
+                "The field ExternalId must be a string with a maximum length of 300."
+            ],
+            "OverwriteExisting": ["The OverwriteExisting field is required."],
+        },
+    )
+    assert fake_bitwarden.members == []
+
+
+def test_property_names_are_case_insensitive_and_ids_permissive(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    r = api.imp(
+        {
+            "Groups": [{"NAME": "Eng", "ExternalID": 7, "MemberExternalIds": [42, "b"]}],
+            "MEMBERS": [
+                {"Email": "A@X.com", "ExternalId": 42},
+                {"email": "b@x.com", "externalId": "b"},
+            ],
+            "OverwriteExisting": False,
+        }
+    )
+    assert r.status_code == 200, r.text
+    assert fake_bitwarden.find_member(external_id="42") is not None
+    assert fake_bitwarden.find_member(external_id="42").email == "a@x.com"  # type: ignore[union-attr]
+    assert fake_bitwarden.group_member_external_ids("7") == {"42", "b"}
+
+
+@pytest.mark.parametrize("missing", ["groups", "members"])
+def test_missing_arrays_crash_the_server(
+    api: Api, fake_bitwarden: FakeBitwarden, missing: str
+) -> None:
+    b = body([m("a")], [g("g")])
+    del b[missing]
+    r = api.imp(b)
+    assert (r.status_code, r.json()) == (
+        500,
+        {"object": "error", "message": UNHANDLED, "errors": None},
+    )
+    assert fake_bitwarden.members == []
+
+
+def test_null_member_external_ids_crash_the_server(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    r = api.imp(body([m("a")], [{"name": "G", "externalId": "g", "memberExternalIds": None}]))
+    assert r.status_code == 500
+    assert fake_bitwarden.members == []
+
+
+# --------------------------------------------------------------------------------------------
+# §3.2: size limits
+
+
+def test_cloud_cap_counts_active_members(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    many = [m(f"u{i}") for i in range(2001)]
+    r = api.imp(body(many))
+    assert r.status_code == 400
+    assert r.json() == {"object": "error", "message": TOO_MUCH_DATA, "errors": None}
+    assert fake_bitwarden.members == []
+    # exactly 2000 active is allowed; deleted entries do not count
+    assert api.imp(body([*many[:2000], m("gone", deleted=True)])).status_code == 200
+    assert len(fake_bitwarden.members) == 2000
+
+
+def test_cloud_cap_counts_groups_and_large_import_lifts_it(api: Api) -> None:
+    groups = [g(f"g{i}") for i in range(2001)]
+    assert api.imp(body([], groups)).json()["message"] == TOO_MUCH_DATA
+    assert api.imp(body([], groups, largeImport=True)).status_code == 200
+
+
+def test_self_hosted_has_no_cap(fake_bitwarden_self_hosted: FakeBitwarden) -> None:
+    api = Api(fake_bitwarden_self_hosted)
+    try:
+        api.login()
+        assert api.imp(body([m(f"u{i}") for i in range(2001)])).status_code == 200
+    finally:
+        api.http.close()
+
+
+# --------------------------------------------------------------------------------------------
+# §3.3, §3.4: the import algorithm
+
+
+def test_new_members_are_invited_users_with_lower_cased_email(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    r = api.imp(body([m("ann", "Ann@Example.COM")]))
+    assert (r.status_code, r.content) == (200, b"")
+    (ann,) = fake_bitwarden.members
+    assert (ann.email, ann.external_id, ann.status, ann.type) == (
+        "ann@example.com", "ann", STATUS_INVITED, TYPE_USER)  # fmt: skip
+    assert ann.user_id is None
+    assert fake_bitwarden.events == [("OrganizationUser_Invited", ann.id)]
+
+
+def test_staged_only_with_the_server_flag(fake_bitwarden_factory: FakeFactory) -> None:
+    for flag, expected in ((True, STATUS_STAGED), (False, STATUS_INVITED)):
+        fake = fake_bitwarden_factory(staged_status=flag)
+        api = Api(fake)
+        try:
+            api.login()
+            assert api.imp(body([m("a")], inviteUsersAfterProvisioning=False)).status_code == 200
+            assert fake.members[0].status == expected
+        finally:
+            api.http.close()
+
+
+def test_existing_email_under_another_external_id_is_skipped(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    fake_bitwarden.add_member("ann@example.com", external_id="old-ann")
+    assert (
+        api.imp(body([m("new-ann", "ann@example.com")], [g("g", members=["new-ann"])])).status_code
+        == 200
+    )
+    (ann,) = fake_bitwarden.members
+    assert ann.external_id == "old-ann"
+    assert fake_bitwarden.group_member_emails("g") == set()
+
+
+def test_member_without_external_id_is_linked_by_email(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    manual = fake_bitwarden.add_member("ann@example.com")
+    assert api.imp(body([m("ann")], [g("g", members=["ann"])])).status_code == 200
+    linked = fake_bitwarden.member(manual.id)
+    assert linked is not None
+    assert linked.external_id == "ann"
+    assert linked.status == STATUS_CONFIRMED
+    assert len(fake_bitwarden.members) == 1
+    assert fake_bitwarden.group_member_emails("g") == {"ann@example.com"}
+
+
+def test_revoked_members_are_not_restored_and_nothing_else_changes(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    fake_bitwarden.add_member("old@example.com", external_id="ann", status=STATUS_REVOKED)
+    assert api.imp(body([m("ann", "new@example.com")])).status_code == 200
+    (ann,) = fake_bitwarden.members
+    assert (ann.status, ann.email) == (STATUS_REVOKED, "old@example.com")
+
+
+def test_deleted_entries_remove_non_owners_only(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    fake_bitwarden.add_owner("boss@example.com", external_id="boss")
+    gone = fake_bitwarden.add_member("gone@example.com", external_id="gone", status=STATUS_INVITED)
+    fake_bitwarden.add_member("kept@example.com", external_id="kept")
+    fake_bitwarden.add_group("G", external_id="g", members=[gone])
+    r = api.imp(body([m("boss", deleted=True), m("gone", deleted=True), m("unknown", deleted=True),
+                      m("kept", deleted=True), m("kept")]))  # fmt: skip
+    assert r.status_code == 200
+    assert {x.external_id for x in fake_bitwarden.members} == {"boss", "kept"}
+    assert fake_bitwarden.group_member_emails("g") == set()
+    assert ("OrganizationUser_Removed", gone.id) in fake_bitwarden.events
+
+
+def test_overwrite_removes_unlisted_synced_members(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    fake_bitwarden.add_owner("boss@example.com", external_id="boss")
+    fake_bitwarden.add_member("manual@example.com")
+    fake_bitwarden.add_member("a@example.com", external_id="a")
+    fake_bitwarden.add_member("b@example.com", external_id="b")
+    assert api.imp(body([m("a")], overwrite=True)).status_code == 200
+    assert {x.email for x in fake_bitwarden.members} == {
+        "boss@example.com", "manual@example.com", "a@example.com"}  # fmt: skip
+    assert api.imp(body([], overwrite=True)).status_code == 200
+    assert {x.email for x in fake_bitwarden.members} == {"boss@example.com", "manual@example.com"}
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        {"status": STATUS_INVITED},
+        {"status": STATUS_STAGED},
+        {"master_password": False},
+        {"status": STATUS_REVOKED, "linked": False},
+    ],
+)
+def test_overwrite_guard_refuses_when_a_candidate_has_no_master_password(
+    api: Api, fake_bitwarden: FakeBitwarden, seed: dict[str, Any]
+) -> None:
+    fake_bitwarden.add_member("nomp@example.com", external_id="nomp", **seed)
+    fake_bitwarden.add_member("x@example.com", external_id="x")
+    fake_bitwarden.add_member("y@example.com", external_id="y")
+    r = api.imp(body([m("x", deleted=True)], overwrite=True))
+    assert r.status_code == 400
+    assert r.json() == {"object": "error", "message": OVERWRITE_NO_MP, "errors": None}
+    # not transactional: the explicit removal (step 3) already happened, step 4 did nothing
+    assert {x.external_id for x in fake_bitwarden.members} == {"nomp", "y"}
+
+
+def test_duplicate_active_emails_crash_after_removals(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    fake_bitwarden.add_member("gone@example.com", external_id="gone")
+    r = api.imp(body([m("gone", deleted=True), m("a", "same@x.com"), m("b", "SAME@x.com")]))
+    assert r.status_code == 500
+    assert r.json()["message"] == UNHANDLED
+    assert fake_bitwarden.members == []
+
+
+def test_duplicated_external_id_in_the_org_breaks_every_import(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    assert api.imp(body([m("dup", "one@x.com"), m("dup", "two@x.com")])).status_code == 200
+    assert len(fake_bitwarden.members) == 2  # both invited with the same externalId
+    r = api.imp(body([m("other")]))
+    assert r.status_code == 500
+    assert len(fake_bitwarden.members) == 2
+
+
+def test_groups_created_renamed_and_membership_replaced(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    manual_member = fake_bitwarden.add_member("manual@example.com")
+    a = fake_bitwarden.add_member("a@example.com", external_id="a")
+    fake_bitwarden.add_group("Old name", external_id="eng", members=[manual_member, a])
+    fake_bitwarden.add_group("Sales", external_id=None)  # manual group, same name as below
+    fake_bitwarden.add_group("Untouched", external_id="other", members=[a])
+    r = api.imp(
+        body(
+            [m("a"), m("b")], [g("eng", "Engineering", ["b", "nobody"]), g("sales", "Sales", ["a"])]
+        )
+    )
+    assert r.status_code == 200
+    eng = fake_bitwarden.find_group(external_id="eng")
+    assert eng is not None
+    assert eng.name == "Engineering"
+    assert fake_bitwarden.group_member_external_ids("eng") == {"b"}
+    assert fake_bitwarden.group_member_external_ids("sales") == {"a"}
+    assert len([x for x in fake_bitwarden.groups if x.name == "Sales"]) == 2
+    assert fake_bitwarden.group_member_external_ids("other") == {"a"}
+    # groups are never deleted, not even with overwrite
+    assert api.imp(body([m("a"), m("b")], [], overwrite=True)).status_code == 200
+    assert len(fake_bitwarden.groups) == 4
+
+
+def test_membership_uses_members_linked_before_this_request(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    """bwdc's batches rely on this: users first, groups in a later request (§3.2)."""
+    assert api.imp(body([m("a"), m("b")])).status_code == 200
+    assert api.imp(body([], [g("g", members=["a", "b"])])).status_code == 200
+    assert fake_bitwarden.group_member_external_ids("g") == {"a", "b"}
+
+
+def test_duplicate_group_external_ids_crash_after_members(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    r = api.imp(body([m("a")], [g("g"), g("g", "Other")]))
+    assert r.status_code == 500
+    assert len(fake_bitwarden.members) == 1
+    assert fake_bitwarden.groups == []
+
+
+def test_plan_without_groups_refuses_groups_after_members(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    fake_bitwarden.use_groups = False
+    r = api.imp(body([m("a")], [g("g")]))
+    assert r.json() == {
+        "object": "error",
+        "message": "Organization cannot use groups.",
+        "errors": None,
+    }
+    assert len(fake_bitwarden.members) == 1
+    assert api.imp(body([m("b")])).status_code == 200
+
+
+def test_plan_without_directory_sync(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    fake_bitwarden.use_directory = False
+    r = api.imp(body([m("a")]))
+    assert r.json()["message"] == "Organization cannot use directory syncing."
+    assert fake_bitwarden.members == []
+
+
+def test_seat_limit(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    fake_bitwarden.seats = 2
+    fake_bitwarden.add_owner("boss@example.com")
+    assert api.imp(body([m("a"), m("b")])).json()["message"] == "Seat limit has been reached."
+    assert api.imp(body([m("a")])).status_code == 200
+
+
+def test_confirmed_owner_rule_when_enabled(fake_bitwarden_factory: FakeFactory) -> None:
+    fake = fake_bitwarden_factory(require_confirmed_owner=True)
+    api = Api(fake)
+    try:
+        api.login()
+        r = api.imp(body([m("a")]))
+        assert r.json()["message"] == "Organization must have at least one confirmed owner."
+        fake.add_owner("boss@example.com")
+        assert api.imp(body([m("a")])).status_code == 200
+    finally:
+        api.http.close()
+
+
+# --------------------------------------------------------------------------------------------
+# §5: read endpoints, revoke and restore
+
+
+def test_member_shapes(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    owner = fake_bitwarden.add_owner("boss@example.com", name="Boss")
+    invited = fake_bitwarden.add_member("new@example.com", external_id="n", status=STATUS_INVITED)
+    r = api.get("/members")
+    data = r.json()
+    assert data["object"] == "list"
+    assert [x["id"] for x in data["data"]] == [owner.id, invited.id]
+    first, second = data["data"]
+    assert set(first) == MEMBER_KEYS
+    assert first["collections"] is None  # the list endpoint passes no collections
+    assert (first["type"], first["status"], first["name"], first["externalId"]) == (
+        TYPE_OWNER, STATUS_CONFIRMED, "Boss", None)  # fmt: skip
+    assert first["userId"] is not None
+    assert (second["userId"], second["name"], second["status"]) == (None, None, STATUS_INVITED)
+    one = api.get(f"/members/{invited.id}").json()
+    assert one == {**second, "collections": []}
+    assert api.get(f"/members/{invited.id.upper()}").status_code == 200
+
+
+def test_group_shapes_and_membership_ids(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    a = fake_bitwarden.add_member("a@example.com", external_id="a")
+    grp = fake_bitwarden.add_group("Eng", external_id="eng", members=[a])
+    fake_bitwarden.add_group("Manual")
+    data = api.get("/groups").json()
+    assert data["object"] == "list"
+    assert data["data"][0] == {"object": "group", "id": grp.id, "name": "Eng", "externalId": "eng",
+                               "collections": []}  # fmt: skip
+    assert data["data"][1]["externalId"] is None
+    assert api.get(f"/groups/{grp.id}").json() == data["data"][0]
+    assert api.get(f"/groups/{grp.id}/member-ids").json() == [a.id]
+    assert api.get(f"/members/{a.id}/group-ids").json() == [grp.id]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/members/{x}", "/members/{x}/group-ids", "/groups/{x}", "/groups/{x}/member-ids",
+     "/members/not-a-guid", "/nothing-here"],
+)  # fmt: skip
+def test_unknown_ids_and_paths_are_404_empty(api: Api, path: str) -> None:
+    r = api.get(path.format(x="0b7f8f0e-8d0a-4f63-9a55-111111111111"))
+    assert (r.status_code, r.content) == (404, b"")
+
+
+def test_revoke_and_restore(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    a = fake_bitwarden.add_member("a@example.com", external_id="a")
+    inv = fake_bitwarden.add_member("i@example.com", external_id="i", status=STATUS_INVITED)
+    for member, prior in ((a, STATUS_CONFIRMED), (inv, STATUS_INVITED)):
+        r = api.post(f"/members/{member.id}/revoke")
+        assert (r.status_code, r.content) == (200, b"")
+        assert fake_bitwarden.member(member.id).status == STATUS_REVOKED  # type: ignore[union-attr]
+        r = api.post(f"/members/{member.id}/revoke")
+        assert r.json() == {"object": "error", "message": "Already revoked.", "errors": None}
+        assert api.post(f"/members/{member.id}/restore").status_code == 200
+        assert fake_bitwarden.member(member.id).status == prior  # type: ignore[union-attr]
+        assert api.post(f"/members/{member.id}/restore").json()["message"] == "Already active."
+    assert ("OrganizationUser_Revoked", a.id) in fake_bitwarden.events
+    assert api.post("/members/0b7f8f0e-8d0a-4f63-9a55-111111111111/revoke").status_code == 404
+
+
+def test_owners_can_be_revoked_but_not_the_last_confirmed_one(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    one = fake_bitwarden.add_owner("one@example.com")
+    two = fake_bitwarden.add_owner("two@example.com")
+    assert api.post(f"/members/{one.id}/revoke").status_code == 200
+    r = api.post(f"/members/{two.id}/revoke")
+    assert r.status_code == 400
+    assert r.json()["message"] == "Organization must have at least one confirmed owner."
+
+
+# --------------------------------------------------------------------------------------------
+# §4: faults
+
+
+def test_throttle_sends_retry_after_and_the_internal_error_body(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    fake_bitwarden.throttle("list_members", times=2, retry_after=7)
+    for _ in range(2):
+        r = api.get("/members")
+        assert r.status_code == 429
+        assert r.headers["Retry-After"] == "7"
+        assert r.json() == {
+            "object": "error",
+            "message": "Slow down! Too many requests. Try again in 7s.",
+            "validationErrors": None,
+            "exceptionMessage": None,
+            "exceptionStackTrace": None,
+            "innerExceptionMessage": None,
+        }
+    assert api.get("/groups").status_code == 200  # other endpoints unaffected
+    assert api.get("/members").status_code == 200
+
+
+def test_token_endpoint_can_be_throttled(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    fake_bitwarden.throttle("token", retry_after=60)
+    assert api.get_token().status_code == 429
+    assert api.get_token().status_code == 200
+
+
+def test_server_errors_until_cleared(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    fake_bitwarden.server_error("*", times=None, status=503)
+    for _ in range(3):
+        r = api.get("/groups")
+        assert r.status_code == 503
+        assert r.json()["message"] == UNHANDLED
+    fake_bitwarden.clear_faults()
+    assert api.get("/groups").status_code == 200
+
+
+def test_fail_with_custom_body(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    fake_bitwarden.fail("import", status=502, body=b"<html>bad gateway</html>")
+    r = api.imp(body())
+    assert (r.status_code, r.content) == (502, b"<html>bad gateway</html>")
+
+
+def test_slow_and_disconnect(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    fake_bitwarden.slow("list_groups", 0.3, times=1)
+    started = time.monotonic()
+    assert api.get("/groups").status_code == 200
+    assert time.monotonic() - started >= 0.3
+    fake_bitwarden.disconnect("list_groups")
+    with pytest.raises(httpx.RemoteProtocolError):
+        api.get("/groups")
+    assert api.get("/groups").status_code == 200
+    assert [r.status for r in fake_bitwarden.requests_to("list_groups")] == [200, 0, 200]
+
+
+def test_unknown_fault_endpoint_is_refused(fake_bitwarden: FakeBitwarden) -> None:
+    with pytest.raises(ValueError, match="unknown endpoint"):
+        fake_bitwarden.throttle("imports")
+
+
+def test_requests_are_recorded_parsed(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    fake_bitwarden.clear_requests()
+    api.imp(body([m("a")]))
+    (rec,) = fake_bitwarden.requests
+    assert (rec.method, rec.path, rec.endpoint, rec.status) == (
+        "POST", "/api/public/organization/import", "import", 200)  # fmt: skip
+    assert rec.body == body([m("a")])
+    assert rec.headers["content-type"] == "application/json"
+
+
+# --------------------------------------------------------------------------------------------
+# §6: Vaultwarden
+
+
+VW_ERROR_KEYS = {
+    "message", "error", "error_description", "validationErrors", "errorModel",
+    "exceptionMessage", "exceptionStackTrace", "innerExceptionMessage", "object",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"deviceIdentifier": "<omit>"}, "device_identifier cannot be blank"),
+        ({"deviceName": "<omit>"}, "device_name cannot be blank"),
+        ({"deviceType": "<omit>"}, "device_type cannot be blank"),
+        ({"scope": "<omit>"}, "scope cannot be blank"),
+        ({"scope": "api"}, "Scope not supported"),
+        ({"client_id": "organization.nope"}, "Malformed client_id"),
+        ({"client_id": "organization.0b7f8f0e-8d0a-4f63-9a55-111111111111"}, "Invalid client_id"),
+        ({"client_secret": "wrong"}, "Incorrect client_secret"),
+    ],
+)
+def test_vw_token_errors(vw: Api, form: dict[str, str], message: str) -> None:
+    r = vw.get_token(**form)
+    assert r.status_code == 400
+    data = r.json()
+    assert set(data) == VW_ERROR_KEYS
+    assert data["message"] == message
+    assert data["validationErrors"] == {"": [message]}
+    assert data["errorModel"] == {"message": message, "object": "error"}
+
+
+def test_vw_token_accepts_snake_case_device_fields(vw: Api) -> None:
+    r = vw.get_token(deviceType="<omit>", deviceIdentifier="<omit>", deviceName="<omit>",
+                     device_type="8", device_identifier="x", device_name="linux")  # fmt: skip
+    assert r.status_code == 200
+    assert r.json()["expires_in"] == 3600
+
+
+def test_vw_has_no_list_endpoints_and_401_is_rocket_json(vw: Api) -> None:
+    for path in ("/members", "/groups", "/members/x/revoke"):
+        r = vw.get(path)
+        assert r.status_code == 404
+        assert r.json()["error"]["code"] == 404
+    r = vw.http.post("/api/public/organization/import", json=body())
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == 401
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"groups": [], "members": [{"email": "a@x.com", "externalId": "a"}],
+         "overwriteExisting": False},
+        {"groups": [], "members": [], "OverwriteExisting": False},
+        {"groups": [], "members": [{"email": None, "externalId": "a", "deleted": True}],
+         "overwriteExisting": False},
+        {"groups": [{"name": "G", "externalId": "g", "memberExternalIds": [1]}], "members": [],
+         "overwriteExisting": False},
+        {"groups": [], "members": [{"email": "a@x.com", "externalId": 1, "deleted": False}],
+         "overwriteExisting": False},
+    ],
+)  # fmt: skip
+def test_vw_import_is_strict(vw: Api, bad: dict[str, Any]) -> None:
+    r = vw.imp(bad)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == 422
+
+
+def test_vw_malformed_json_is_400(vw: Api) -> None:
+    assert vw.imp(None, raw=b"{").status_code == 400
+
+
+def test_vw_members_matched_by_email_revoked_and_restored(
+    vw: Api, fake_vaultwarden: FakeBitwarden
+) -> None:
+    owner = fake_vaultwarden.add_owner("boss@example.com")
+    a = fake_vaultwarden.add_member("a@example.com", external_id="old-a")
+    assert vw.imp(body([m("new-a", "A@example.com"), m("b")])).status_code == 200
+    assert fake_vaultwarden.member(a.id).external_id == "new-a"  # type: ignore[union-attr]
+    b = fake_vaultwarden.find_member(email="b@example.com")
+    assert b is not None
+    assert b.status == STATUS_INVITED
+    # deleted => revoked (not removed); the last confirmed owner is never revoked
+    r = vw.imp(
+        body(
+            [m("new-a", "a@example.com", deleted=True), m("boss", "boss@example.com", deleted=True)]
+        )
+    )
+    assert r.status_code == 200
+    assert fake_vaultwarden.member(a.id).status == STATUS_REVOKED  # type: ignore[union-attr]
+    assert fake_vaultwarden.member(owner.id).status == STATUS_CONFIRMED  # type: ignore[union-attr]
+    # re-appearing => restored
+    assert vw.imp(body([m("new-a", "a@example.com")])).status_code == 200
+    assert fake_vaultwarden.member(a.id).status == STATUS_CONFIRMED  # type: ignore[union-attr]
+
+
+def test_vw_other_owners_can_be_revoked(vw: Api, fake_vaultwarden: FakeBitwarden) -> None:
+    fake_vaultwarden.add_owner("one@example.com")
+    two = fake_vaultwarden.add_owner("two@example.com")
+    assert vw.imp(body([m("two", "two@example.com", deleted=True)])).status_code == 200
+    assert fake_vaultwarden.member(two.id).status == STATUS_REVOKED  # type: ignore[union-attr]
+
+
+def test_vw_groups_only_when_enabled(fake_bitwarden_factory: FakeFactory) -> None:
+    fake = fake_bitwarden_factory(vaultwarden=True)  # ORG_GROUPS_ENABLED defaults to false
+    api = Api(fake)
+    try:
+        api.login()
+        assert api.imp(body([m("a")], [g("g", members=["a"])])).status_code == 200
+        assert fake.groups == []
+    finally:
+        api.http.close()
+
+
+def test_vw_groups_keep_names_and_replace_membership(
+    vw: Api, fake_vaultwarden: FakeBitwarden
+) -> None:
+    a = fake_vaultwarden.add_member("a@example.com", external_id="a")
+    manual = fake_vaultwarden.add_member("manual@example.com")
+    fake_vaultwarden.add_group("Old", external_id="g", members=[a, manual])
+    assert vw.imp(body([m("a"), m("b")], [g("g", "New", ["b", "zzz"])])).status_code == 200
+    grp = fake_vaultwarden.find_group(external_id="g")
+    assert grp is not None
+    assert grp.name == "Old"
+    assert fake_vaultwarden.group_member_external_ids("g") == {"b"}
+
+
+def test_vw_overwrite_deletes_unlisted_after_adds_without_mp_guard(
+    vw: Api, fake_vaultwarden: FakeBitwarden
+) -> None:
+    fake_vaultwarden.add_owner("boss@example.com", external_id="boss")
+    fake_vaultwarden.add_member("inv@example.com", external_id="inv", status=STATUS_INVITED)
+    fake_vaultwarden.add_member("manual@example.com")
+    fake_vaultwarden.add_member("rev@example.com", external_id="rev")
+    r = vw.imp(body([m("rev", "rev@example.com", deleted=True), m("new")], overwrite=True))
+    assert r.status_code == 200
+    left = {x.email: x.status for x in fake_vaultwarden.members}
+    assert left == {
+        "boss@example.com": STATUS_CONFIRMED,  # last confirmed owner protected
+        "manual@example.com": STATUS_CONFIRMED,  # no externalId: untouched
+        "rev@example.com": STATUS_REVOKED,  # listed as deleted: stays, revoked
+        "new@example.com": STATUS_INVITED,
+    }
+
+
+def test_vw_duplicate_emails_do_not_crash(vw: Api, fake_vaultwarden: FakeBitwarden) -> None:
+    assert vw.imp(body([m("a", "same@x.com"), m("b", "same@x.com")])).status_code == 200
+    (only,) = fake_vaultwarden.members
+    assert only.external_id == "b"
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def test_command_line_serves_and_prints_the_base_url() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bwsync.testing.fake_bitwarden", "--port", "0", "--vaultwarden"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        base = proc.stdout.readline().strip()
+        creds = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(3))
+        assert base.startswith("http://127.0.0.1:")
+        with httpx.Client(base_url=base, trust_env=False, timeout=10) as http:
+            r = http.post("/identity/connect/token", data={
+                "grant_type": "client_credentials", "scope": "api.organization",
+                "client_id": creds["BWSYNC_BITWARDEN__CLIENT_ID"],
+                "client_secret": creds["BWSYNC_BITWARDEN__CLIENT_SECRET"],
+                "deviceType": "8", "deviceIdentifier": "x", "deviceName": "linux"})  # fmt: skip
+            assert r.status_code == 200
+            assert http.get("/api/public/members").status_code == 404  # Vaultwarden
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
