@@ -276,3 +276,58 @@ def test_state_show_and_clear(
     assert "members" not in json.dumps(shown)  # counts only, never member lists
     assert main(["state", "clear"]) == 0
     assert not env["state"].exists()
+
+
+def test_rate_limit_is_waited_out(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_bitwarden.throttle("import", times=1, retry_after=1)
+    assert main(["sync"]) == 0
+    assert [r.status for r in fake_bitwarden.requests_to("import")] == [429, 200]
+    summary = [e for e in _log_events(capsys.readouterr().err) if e["event"] == "summary"][-1]
+    assert summary["retries"] == 1
+
+
+def test_token_expiring_mid_run_is_fetched_again(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    fake_bitwarden.add_member("gone@example.com", external_id="gone")
+    fake_bitwarden.fail("list_groups", status=401, times=1)  # the token "expired" here
+    assert main(["sync", "--allow-removals", "1"]) == 0
+    assert fake_bitwarden.tokens_issued == 2
+    gone = fake_bitwarden.find_member(external_id="gone")
+    assert gone is not None and gone.status == STATUS_REVOKED
+
+
+def test_empty_directory_with_synced_members_stops(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    fake_bitwarden.add_member("a@example.com", external_id="a")
+    _directory(env["directory"], [])
+    assert main(["sync", "--allow-removals", "5"]) == 6
+    assert "returned no users" in capsys.readouterr().err
+    assert fake_bitwarden.requests_to("revoke_member") == []
+
+
+def test_duplicate_emails_exit_3_and_send_nothing(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _directory(env["directory"], [_u(1), {"id": "other", "email": "USER1@example.com"}])
+    assert main(["sync"]) == 3
+    assert "Emails must be unique" in capsys.readouterr().err
+    assert fake_bitwarden.requests == []
+
+
+def test_unusable_users_are_skipped_and_counted(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _directory(env["directory"], [_u(1), {"id": "nomail"},
+                                  {"id": "long", "email": "x" * 251 + "@e.com"}])
+    assert main(["sync"]) == 0
+    (imp,) = fake_bitwarden.requests_to("import")
+    assert [m["externalId"] for m in imp.body["members"]] == ["u1"]
+    summary = [e for e in _log_events(capsys.readouterr().err) if e["event"] == "summary"][-1]
+    assert summary["skipped"] == {"no_email": 1, "email_too_long": 1}
