@@ -44,8 +44,6 @@ ENV_PREFIX = "BWSYNC_"
 DEFAULT_SECRETS_DIR = "/run/secrets/bwsync"
 
 SourceName = Literal["ldap", "file", "entra", "google", "okta", "onelogin"]
-#: Sources whose modules exist in this build; the others are refused with a clear message.
-IMPLEMENTED_SOURCES: set[str] = {"ldap", "file"}
 
 
 class Section(BaseModel):
@@ -249,6 +247,89 @@ class LdapSettings(Section):
         return self
 
 
+class EntraSettings(Section):
+    """Microsoft Entra ID (Azure AD) through Microsoft Graph."""
+
+    tenant_id: str | None = None
+    """Directory (tenant) id of the organization."""
+    client_id: str | None = None
+    """Application (client) id of the app registration."""
+    client_secret: SecretStr | None = None
+    """A client secret of the app registration (or use `certificate_file`, or workload
+    identity)."""
+    certificate_file: Path | None = None
+    """PEM file holding the app's certificate and private key (a secret)."""
+    cloud: Literal["global", "usgov", "china"] = "global"
+    """National cloud: the token authority, the Graph scope and the Graph host all follow it."""
+    authority_url: str | None = None
+    """Token authority override (default per `cloud`, e.g. https://login.microsoftonline.com)."""
+    graph_url: str | None = None
+    """Graph host override (default per `cloud`, e.g. https://graph.microsoft.com)."""
+    ca_file: Path | None = None
+    """PEM bundle trusted for every call of this source, token requests included."""
+    timeout: float = Field(default=60.0, gt=0)
+    """Seconds per HTTP request."""
+
+
+class GoogleSettings(Section):
+    """Google Workspace through the Admin SDK Directory API."""
+
+    credentials_file: Path | None = None
+    """Service-account JSON key with domain-wide delegation (a secret)."""
+    admin_email: str | None = None
+    """The Workspace admin the service account impersonates (the JWT's `sub`)."""
+    customer: str | None = "my_customer"
+    """Customer id; `my_customer` is the admin's own account."""
+    domain: str | None = None
+    """Limit to one domain; empty = every domain of the customer."""
+    api_url: str = "https://admin.googleapis.com"
+    """Admin SDK host (proxies, tests)."""
+    ca_file: Path | None = None
+    """PEM bundle trusted for every call of this source, token requests included."""
+    timeout: float = Field(default=60.0, gt=0)
+    """Seconds per HTTP request."""
+
+
+class OktaSettings(Section):
+    """Okta through its Management API."""
+
+    org_url: str | None = None
+    """`https://<org>.okta.com` (normalized: no trailing slash, https only)."""
+    token: SecretStr | None = None
+    """API token (`SSWS`); or use `client_id` + `private_key_file` (OAuth 2.0, recommended)."""
+    client_id: str | None = None
+    """OAuth 2.0 service app client id (private_key_jwt)."""
+    private_key_file: Path | None = None
+    """PEM private key of the service app (a secret)."""
+    ca_file: Path | None = None
+    """PEM bundle trusted for every call of this source, token requests included."""
+    timeout: float = Field(default=60.0, gt=0)
+    """Seconds per HTTP request."""
+
+
+class OneLoginSettings(Section):
+    """OneLogin through its API (v1 users and roles)."""
+
+    client_id: str | None = None
+    """API credential client id."""
+    client_secret: SecretStr | None = None
+    """API credential client secret."""
+    region: Literal["us", "eu"] = "us"
+    """`us` or `eu`: the API host `api.<region>.onelogin.com`."""
+    subdomain: str | None = None
+    """Your `<subdomain>.onelogin.com`; when set, the API host is `<subdomain>.onelogin.com`."""
+    api_url: str | None = None
+    """API host override (proxies, tests)."""
+    use_email_prefix_suffix: bool = False
+    """Users whose email and username are not emails get `<username><email_suffix>`."""
+    email_suffix: str | None = None
+    """Suffix, with its `@`, appended to usernames that are not emails."""
+    ca_file: Path | None = None
+    """PEM bundle trusted for every call of this source, token requests included."""
+    timeout: float = Field(default=60.0, gt=0)
+    """Seconds per HTTP request."""
+
+
 class FileSettings(Section):
     """A JSON or CSV export of users and groups (the demo's source; HR exports)."""
 
@@ -334,6 +415,10 @@ class Settings(BaseSettings):
     bitwarden: BitwardenSettings = BitwardenSettings()
     sync: SyncSettings = SyncSettings()
     ldap: LdapSettings = LdapSettings()
+    entra: EntraSettings = EntraSettings()
+    google: GoogleSettings = GoogleSettings()
+    okta: OktaSettings = OktaSettings()
+    onelogin: OneLoginSettings = OneLoginSettings()
     file: FileSettings = FileSettings()
     state: StateSettings = StateSettings()
     log: LogSettings = LogSettings()

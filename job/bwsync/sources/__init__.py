@@ -18,4 +18,20 @@ def build_source(settings: Settings) -> Source:
         from bwsync.sources.file import FileSource
 
         return FileSource(settings.file, settings.sync)
-    raise ConfigError(f"BWSYNC_SOURCE: the {name!r} source is not available in this version yet")
+    if name == "entra":
+        from bwsync.sources.entra import EntraSource
+
+        return EntraSource(settings.entra, settings.sync)
+    if name == "google":
+        from bwsync.sources.google import GoogleSource
+
+        return GoogleSource(settings.google, settings.sync)
+    if name == "okta":
+        from bwsync.sources.okta import OktaSource
+
+        return OktaSource(settings.okta, settings.sync)
+    if name == "onelogin":
+        from bwsync.sources.onelogin import OneLoginSource
+
+        return OneLoginSource(settings.onelogin, settings.sync)
+    raise ConfigError(f"BWSYNC_SOURCE: unknown source {name!r}")
