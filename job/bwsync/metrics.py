@@ -70,7 +70,8 @@ Delivery
 returned as a warning and never fails the sync: the directory sync is what matters, and the
 ``BwsyncNoRecentSuccess`` alert catches metrics that stop arriving. The push is a PUT of the
 whole group {job="bwsync", profile=…} (no ``instance``), with basic auth and a CA bundle from
-``BWSYNC_METRICS__PUSHGATEWAY_*``; the textfile is replaced atomically. ``sync --every`` serves
+``BWSYNC_METRICS__PUSHGATEWAY_*``; the textfile is replaced atomically (give each profile its
+own ``.prom`` file: each write replaces the whole file). ``sync --every`` serves
 the latest run on ``BWSYNC_METRICS__LISTEN`` (``/metrics``, ``/healthz``) with
 ``MetricsServer``.
 """
