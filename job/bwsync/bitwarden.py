@@ -160,9 +160,13 @@ class OrgTokenAuth(httpx.Auth):
         client_secret: str,
         device_identifier: str,
         *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._timeout = httpx.Timeout(timeout).as_dict()
         self.token_url = token_url
+        self._headers = dict(headers or {})
         self._client_id = client_id
         self._secret = client_secret
         self._device_identifier = device_identifier
@@ -190,8 +194,9 @@ class OrgTokenAuth(httpx.Auth):
             "POST",
             self.token_url,
             data=form,
-            headers={"Accept": "application/json"},
-            extensions={_ENDPOINT_KEY: "token"},
+            headers={**self._headers, "Accept": "application/json"},
+            # built outside the client, so it carries its own timeout (httpx would wait forever)
+            extensions={_ENDPOINT_KEY: "token", "timeout": self._timeout},
         )
 
     def store(self, response: httpx.Response) -> str:
@@ -237,7 +242,7 @@ class OrgTokenAuth(httpx.Auth):
 # Error translation
 
 
-def _server_error_parts(  # noqa: PLR0912 - one branch per error shape servers send
+def _server_error_parts(
     body: bytes,
 ) -> tuple[str | None, dict[str, list[str]]]:
     """The server's message and field errors from any of the shapes it uses.
@@ -386,27 +391,30 @@ class BitwardenClient:
         self._clock = clock
         self._jitter = jitter
         self._max_retry_seconds = max_retry_seconds
+        version = _version()
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": f"bwsync/{version}",
+            "Device-Type": str(DEVICE_TYPE),
+            "Bitwarden-Client-Name": "bwsync",
+            "Bitwarden-Client-Version": version,
+        }
         self.auth = OrgTokenAuth(
             self.identity_url + "/connect/token",
             settings.client_id,
             settings.client_secret.get_secret_value(),
             settings.device_identifier,
+            headers=headers,
+            timeout=settings.timeout,
             clock=clock,
         )
-        version = _version()
         self._http = httpx.Client(
             transport=transport,
             timeout=settings.timeout,
             verify=self._verify(settings),
             trust_env=True,  # HTTPS_PROXY / NO_PROXY, as bwdc honours https_proxy
             follow_redirects=False,
-            headers={
-                "Accept": "application/json",
-                "User-Agent": f"bwsync/{version}",
-                "Device-Type": str(DEVICE_TYPE),
-                "Bitwarden-Client-Name": "bwsync",
-                "Bitwarden-Client-Version": version,
-            },
+            headers=headers,
             event_hooks={"response": [self._record]},
         )
 
@@ -450,7 +458,7 @@ class BitwardenClient:
         self._send(
             step,
             "import",
-            lambda: httpx.Request(
+            lambda: self._http.build_request(
                 "POST",
                 self.api_url + "/public/organization/import",
                 content=body,
@@ -519,10 +527,10 @@ class BitwardenClient:
     # ---- plumbing --------------------------------------------------------------------------
 
     def _get(self, path: str) -> Callable[[], httpx.Request]:
-        return lambda: httpx.Request("GET", self.api_url + path)
+        return lambda: self._http.build_request("GET", self.api_url + path)
 
     def _post_empty(self, path: str) -> Callable[[], httpx.Request]:
-        return lambda: httpx.Request("POST", self.api_url + path, content=b"")
+        return lambda: self._http.build_request("POST", self.api_url + path, content=b"")
 
     def _list(self, step: str, endpoint: str, path: str) -> list[Mapping[str, Any]] | None:
         response = self._exchange(step, endpoint, self._get(path), missing_ok=True)
@@ -594,6 +602,8 @@ class BitwardenClient:
                     self.auth.store(response)
             except _TokenRefused as refused:
                 response, is_token = refused.response, True
+                if response.is_success:  # 200 without a usable token
+                    raise self._unexpected("token", response) from None
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as error:
                 exc = error
                 failed = _request_of(error)

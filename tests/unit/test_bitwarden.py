@@ -1,0 +1,763 @@
+"""BitwardenClient against httpx.MockTransport: a handler routing on method and path.
+
+Covers the token flow (form, caching, renewal, one refresh on 401), the retry predicate,
+Retry-After, the time cap, error translation, and that the client secret never shows."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterator
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import orjson
+import pytest
+
+from bwsync.bitwarden import (
+    DEVICE_TYPE,
+    BitwardenClient,
+    backoff_delay,
+    should_retry,
+)
+from bwsync.config import BitwardenSettings
+from bwsync.errors import (
+    BitwardenAuthError,
+    BitwardenClientError,
+    BitwardenError,
+    BitwardenServerError,
+    ConfigError,
+)
+from bwsync.model import OrgGroup, OrgMember
+
+SECRET = "s3cr3t-Th1s-Must-Never-Show"
+ORG = "2f1e6d5c-4b3a-4c2d-9e8f-7a6b5c4d3e2f"
+API = "https://bw.example.test/api"
+IDENTITY = "https://bw.example.test/identity/connect/token"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Router:
+    """Routes (method, path) to handlers; records every request; serves tokens by default."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], list[Handler]] = {}
+        self.requests: list[httpx.Request] = []
+        self.tokens = 0
+        self.token_lifetime = 3600
+        self.valid: set[str] = set()
+
+    def on(self, method: str, path: str, *responses: Handler | httpx.Response) -> None:
+        """Answer with these, in order; the last one repeats."""
+        handlers = [r if callable(r) else (lambda _req, r=r: r) for r in responses]
+        self.routes[(method, path)] = handlers
+
+    def token(self, _request: httpx.Request) -> httpx.Response:
+        self.tokens += 1
+        value = f"token-{self.tokens}"
+        self.valid = {value}
+        return httpx.Response(
+            200,
+            json={
+                "access_token": value,
+                "expires_in": self.token_lifetime,
+                "token_type": "Bearer",
+                "scope": "api.organization",
+            },
+        )
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        key = (request.method, request.url.path)
+        handlers = self.routes.get(key)
+        if handlers:
+            handler = handlers.pop(0) if len(handlers) > 1 else handlers[0]
+            return handler(request)
+        if key == ("POST", "/identity/connect/token"):
+            return self.token(request)
+        return httpx.Response(404)
+
+    def to(self, path: str) -> list[httpx.Request]:
+        return [r for r in self.requests if r.url.path == path]
+
+
+def settings(**kw: Any) -> BitwardenSettings:
+    values: dict[str, Any] = {
+        "server": "https://bw.example.test",
+        "client_id": f"organization.{ORG}",
+        "client_secret": SECRET,
+        "max_retries": 3,
+    }
+    values.update(kw)
+    return BitwardenSettings(**values)
+
+
+class Env:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.slept: list[float] = []
+        self.requests: list[tuple[str, int]] = []
+        self.retries: list[str] = []
+        self.now = 1000.0
+
+    def client(self, **kw: Any) -> BitwardenClient:
+        return BitwardenClient(
+            settings(**kw),
+            transport=httpx.MockTransport(self.router),
+            sleep=self.sleep,
+            on_request=lambda e, s: self.requests.append((e, s)),
+            on_retry=self.retries.append,
+            clock=lambda: self.now,
+            jitter=lambda: 0.0,
+        )
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def router() -> Router:
+    return Router()
+
+
+@pytest.fixture
+def env(router: Router) -> Env:
+    return Env(router)
+
+
+@pytest.fixture
+def client(env: Env) -> Iterator[BitwardenClient]:
+    with env.client() as c:
+        yield c
+
+
+def members_json(*items: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(
+        200, json={"object": "list", "data": list(items), "continuationToken": None}
+    )
+
+
+def authed(router: Router, ok: httpx.Response) -> Handler:
+    """A handler that answers 401 unless the bearer token is the current one."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return ok if token in router.valid else httpx.Response(401)
+
+    return handle
+
+
+def no_secret(*things: object) -> None:
+    for thing in things:
+        assert SECRET not in str(thing)
+        assert SECRET not in repr(thing)
+
+
+# --------------------------------------------------------------------------------------------
+# token
+
+
+def test_token_request_form_and_headers(client: BitwardenClient, router: Router) -> None:
+    client.check_token()
+    (req,) = router.requests
+    assert str(req.url) == IDENTITY
+    assert req.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    form = parse_qsl(req.content.decode())
+    assert [k for k, _ in form] == [
+        "scope",
+        "client_id",
+        "deviceType",
+        "deviceIdentifier",
+        "deviceName",
+        "grant_type",
+        "client_secret",
+    ]
+    values = dict(form)
+    assert values["scope"] == "api.organization"
+    assert values["client_id"] == f"organization.{ORG}"
+    assert values["deviceType"] == str(DEVICE_TYPE) == "8"
+    assert values["deviceName"] == "linux"
+    assert values["deviceIdentifier"] == settings().device_identifier
+    assert values["grant_type"] == "client_credentials"
+    assert values["client_secret"] == SECRET
+    assert req.headers["Device-Type"] == "8"
+    assert req.headers["Bitwarden-Client-Name"] == "bwsync"
+    assert req.headers["User-Agent"].startswith("bwsync/")
+    assert req.headers["Accept"] == "application/json"
+    assert req.extensions["timeout"]["read"] == settings().timeout
+
+
+def test_api_requests_carry_client_headers_and_timeout(env: Env, router: Router) -> None:
+    router.on("GET", "/api/public/groups", members_json())
+    with env.client(timeout=7.5) as c:
+        c.list_groups()
+    for req in router.requests:
+        assert req.headers["Device-Type"] == "8"
+        assert req.headers["Bitwarden-Client-Name"] == "bwsync"
+        assert req.headers["Bitwarden-Client-Version"]
+        assert req.extensions["timeout"] == {"connect": 7.5, "read": 7.5, "write": 7.5, "pool": 7.5}
+
+
+def test_token_is_cached_and_sent_as_bearer(client: BitwardenClient, router: Router) -> None:
+    router.on("GET", "/api/public/members", authed(router, members_json()))
+    client.check_token()
+    for _ in range(3):
+        assert client.list_members() == []
+    assert router.tokens == 1
+    assert all(
+        r.headers["Authorization"] == "Bearer token-1" for r in router.to("/api/public/members")
+    )
+
+
+@pytest.mark.parametrize(("lifetime", "renew_after"), [(3600, 3300), (60, 54)])
+def test_token_renewed_before_it_expires(
+    env: Env, router: Router, lifetime: int, renew_after: int
+) -> None:
+    router.token_lifetime = lifetime
+    router.on("GET", "/api/public/groups", authed(router, members_json()))
+    with env.client() as c:
+        c.list_groups()
+        env.now += renew_after - 1
+        c.list_groups()
+        assert router.tokens == 1
+        env.now += 2
+        c.list_groups()
+        assert router.tokens == 2
+    assert all(s == 200 for _, s in env.requests)
+
+
+def test_401_fetches_a_new_token_once_and_repeats(
+    env: Env, client: BitwardenClient, router: Router
+) -> None:
+    router.on("GET", "/api/public/groups", authed(router, members_json()))
+    client.list_groups()
+    router.valid = set()  # the server forgot the token (expired, rotated key …)
+    assert client.list_groups() == []
+    assert router.tokens == 2
+    assert [s for e, s in env.requests if e == "list_groups"] == [200, 401, 200]
+    assert env.retries == []  # a refresh is not a retry
+
+
+def test_second_401_is_an_auth_error(client: BitwardenClient, router: Router) -> None:
+    router.on("GET", "/api/public/groups", httpx.Response(401))
+    with pytest.raises(BitwardenAuthError) as info:
+        client.list_groups()
+    assert info.value.status == 401
+    assert router.tokens == 2
+    assert len(router.to("/api/public/groups")) == 2
+
+
+def test_403_is_an_auth_error_not_retried(client: BitwardenClient, router: Router) -> None:
+    router.on("POST", "/api/public/organization/import", httpx.Response(403))
+    with pytest.raises(BitwardenAuthError):
+        client.import_organization(b"{}")
+    assert len(router.to("/api/public/organization/import")) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"error": "invalid_client"}, "invalid_client"),
+        ({"error": "invalid_scope", "error_description": "bad scope"}, "invalid_scope: bad scope"),
+        (
+            {
+                "message": "Incorrect client_secret",
+                "error": "",
+                "error_description": "",
+                "validationErrors": {"": ["Incorrect client_secret"]},
+                "errorModel": {"message": "Incorrect client_secret", "object": "error"},
+                "object": "error",
+            },
+            "Incorrect client_secret",
+        ),
+    ],
+)
+def test_token_4xx_is_auth_error_with_the_server_words(
+    env: Env, router: Router, body: dict[str, Any], expected: str
+) -> None:
+    router.on("POST", "/identity/connect/token", httpx.Response(400, json=body))
+    with env.client() as c, pytest.raises(BitwardenAuthError) as info:
+        c.check_token()
+    err = info.value
+    assert expected in str(err)
+    assert IDENTITY in str(err)
+    assert err.status == 400
+    assert err.url == IDENTITY
+    assert err.errors == {}
+    assert len(router.requests) == 1  # never retried
+    no_secret(err, err.args, err.message, err.__cause__, c)
+
+
+def test_token_failure_during_an_api_call_is_an_auth_error(
+    client: BitwardenClient, router: Router
+) -> None:
+    router.on(
+        "POST", "/identity/connect/token", httpx.Response(400, json={"error": "invalid_client"})
+    )
+    with pytest.raises(BitwardenAuthError, match="invalid_client") as info:
+        client.import_organization(b"{}")
+    assert router.to("/api/public/organization/import") == []
+    no_secret(info.value)
+
+
+def test_token_echoing_the_secret_is_cut_out_of_messages(
+    client: BitwardenClient, router: Router
+) -> None:
+    """A server that echoes the form in an unstructured body must not leak the secret far:
+    bodies are cut to 256 characters, the secret is beyond that."""
+    page = "<html>" + "x" * 400 + f"client_secret={SECRET}</html>"
+    router.on("POST", "/identity/connect/token", httpx.Response(400, text=page))
+    with pytest.raises(BitwardenAuthError) as info:
+        client.check_token()
+    no_secret(info.value)
+
+
+def test_token_429_is_retried(env: Env, client: BitwardenClient, router: Router) -> None:
+    router.on(
+        "POST",
+        "/identity/connect/token",
+        httpx.Response(429, headers={"Retry-After": "5"}),
+        router.token,
+    )
+    router.on("GET", "/api/public/members", members_json())
+    assert client.list_members() == []
+    assert env.slept == [5.0]
+    assert env.retries == ["token"]
+
+
+def test_token_200_without_a_token_is_refused(client: BitwardenClient, router: Router) -> None:
+    router.on("POST", "/identity/connect/token", httpx.Response(200, json={"nope": 1}))
+    with pytest.raises(BitwardenError):
+        client.check_token()
+
+
+def test_missing_key_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="CLIENT_SECRET"):
+        BitwardenClient(settings(client_secret=None))
+
+
+def test_repr_has_no_secret(client: BitwardenClient) -> None:
+    no_secret(client, client.auth, vars(client))
+
+
+# --------------------------------------------------------------------------------------------
+# retries
+
+
+def test_retry_predicate() -> None:
+    assert should_retry(429)
+    assert should_retry(500)
+    assert should_retry(503)
+    for status in (200, 301, 400, 401, 403, 404, 409, 415, 422):
+        assert not should_retry(status)
+    req = httpx.Request("GET", "https://x")
+    assert should_retry(None, httpx.ConnectError("refused", request=req))
+    assert should_retry(None, httpx.ReadTimeout("slow", request=req))
+    assert should_retry(None, httpx.RemoteProtocolError("dropped", request=req))
+    assert not should_retry(
+        None, httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]", request=req)
+    )
+    assert not should_retry(None, httpx.DecodingError("bad gzip", request=req))
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    assert [backoff_delay(n, 0.0) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    assert backoff_delay(1, 0.999) < 1.0
+    assert backoff_delay(30, 0.0) == 30.0
+
+
+def test_429_waits_retry_after(env: Env, client: BitwardenClient, router: Router) -> None:
+    router.on(
+        "POST",
+        "/api/public/organization/import",
+        httpx.Response(429, headers={"Retry-After": "7"}, json={"message": "Slow down!"}),
+        httpx.Response(200),
+    )
+    client.import_organization(b"{}")
+    assert env.slept == [7.0]
+    assert env.retries == ["import"]
+    assert [s for e, s in env.requests if e == "import"] == [429, 200]
+
+
+def test_429_retry_after_as_http_date(env: Env, client: BitwardenClient, router: Router) -> None:
+    import time
+
+    router.on(
+        "GET",
+        "/api/public/groups",
+        httpx.Response(429, headers={"Retry-After": formatdate(time.time() + 30, usegmt=True)}),
+        members_json(),
+    )
+    client.list_groups()
+    assert 28 <= env.slept[0] <= 31
+
+
+def test_429_without_retry_after_backs_off(
+    env: Env, client: BitwardenClient, router: Router
+) -> None:
+    router.on(
+        "GET",
+        "/api/public/groups",
+        httpx.Response(429),
+        httpx.Response(429),
+        members_json(),
+    )
+    client.list_groups()
+    assert env.slept == [0.5, 1.0]
+
+
+def test_5xx_exhausting_retries(env: Env, client: BitwardenClient, router: Router) -> None:
+    router.on(
+        "POST",
+        "/api/public/organization/import",
+        httpx.Response(
+            503,
+            json={
+                "object": "error",
+                "message": "An unhandled server error has occurred.",
+                "errors": None,
+            },
+        ),
+    )
+    with pytest.raises(BitwardenServerError) as info:
+        client.import_organization(b"{}", step="import 2/3")
+    err = info.value
+    assert err.status == 503
+    assert err.step == "import 2/3"
+    assert err.url == API + "/public/organization/import"
+    assert err.message == "An unhandled server error has occurred."
+    assert "import 2/3" in str(err)
+    assert "HTTP 503" in str(err)
+    assert "after 4 attempts" in str(err)
+    assert len(router.to("/api/public/organization/import")) == 4  # 1 + max_retries
+    assert env.slept == [0.5, 1.0, 2.0]
+    assert env.retries == ["import"] * 3
+
+
+def test_no_retries_when_max_retries_is_zero(env: Env, router: Router) -> None:
+    router.on("GET", "/api/public/groups", httpx.Response(500))
+    with env.client(max_retries=0) as c, pytest.raises(BitwardenServerError):
+        c.list_groups()
+    assert len(router.to("/api/public/groups")) == 1
+    assert env.slept == []
+
+
+def test_total_wait_is_capped(env: Env, router: Router) -> None:
+    router.on("GET", "/api/public/groups", httpx.Response(429, headers={"Retry-After": "1000"}))
+    with env.client() as c, pytest.raises(BitwardenServerError, match="gave up") as info:
+        c.list_groups()
+    assert env.slept == []
+    assert info.value.status == 429
+
+
+def test_400_not_retried_and_field_errors_surfaced(
+    env: Env, client: BitwardenClient, router: Router
+) -> None:
+    router.on(
+        "POST",
+        "/api/public/organization/import",
+        httpx.Response(
+            400,
+            json={
+                "object": "error",
+                "message": "The request's model state is invalid.",
+                "errors": {"Members[0].Email": ["The Email field is not a valid e-mail address."]},
+            },
+        ),
+    )
+    with pytest.raises(BitwardenClientError) as info:
+        client.import_organization(b"{}")
+    err = info.value
+    assert err.status == 400
+    assert err.message == "The request's model state is invalid."
+    assert err.errors == {"Members[0].Email": ["The Email field is not a valid e-mail address."]}
+    assert "Members[0].Email: The Email field is not a valid e-mail address." in str(err)
+    assert len(router.to("/api/public/organization/import")) == 1
+    assert env.slept == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"Message": "Seat limit has been reached.", "ValidationErrors": {"Seats": ["full"]}},
+        {"message": "Seat limit has been reached.", "validationErrors": {"Seats": "full"}},
+    ],
+)
+def test_internal_error_shape_any_casing(
+    client: BitwardenClient, router: Router, payload: dict[str, Any]
+) -> None:
+    router.on("POST", "/api/public/organization/import", httpx.Response(400, json=payload))
+    with pytest.raises(BitwardenClientError) as info:
+        client.import_organization(b"{}")
+    assert info.value.message == "Seat limit has been reached."
+    assert info.value.errors == {"Seats": ["full"]}
+
+
+def test_unstructured_bodies_are_shortened(client: BitwardenClient, router: Router) -> None:
+    router.on(
+        "POST", "/api/public/organization/import", httpx.Response(413, text="<html>" + "y" * 5000)
+    )
+    with pytest.raises(BitwardenClientError) as info:
+        client.import_organization(b"{}")
+    assert info.value.message is not None
+    assert len(info.value.message) <= 256
+    assert len(str(info.value)) < 500
+
+
+def test_redirect_is_not_followed_and_explained(client: BitwardenClient, router: Router) -> None:
+    router.on(
+        "POST",
+        "/api/public/organization/import",
+        httpx.Response(301, headers={"Location": "https://elsewhere/api"}),
+    )
+    with pytest.raises(BitwardenClientError, match="redirected to https://elsewhere/api"):
+        client.import_organization(b"{}")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("dropped"),
+    ],
+)
+def test_transport_errors_retried_then_translated(
+    env: Env, router: Router, exc: httpx.HTTPError
+) -> None:
+    def boom(request: httpx.Request) -> httpx.Response:
+        raise type(exc)(str(exc), request=request)
+
+    router.on("GET", "/api/public/members", boom)
+    with env.client() as c, pytest.raises(BitwardenServerError) as info:
+        c.list_members()
+    assert info.value.status is None
+    assert info.value.url == API + "/public/members"
+    assert not isinstance(info.value.__cause__, httpx.HTTPError) or True
+    assert len(router.to("/api/public/members")) == 4
+    assert ("list_members", 0) in env.requests
+    assert type(exc).__name__ in str(info.value)
+
+
+def test_transport_error_then_success(env: Env, client: BitwardenClient, router: Router) -> None:
+    def boom(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    router.on("GET", "/api/public/members", boom, members_json())
+    assert client.list_members() == []
+    assert env.slept == [0.5]
+
+
+def test_token_transport_error_is_named_as_token(
+    env: Env, client: BitwardenClient, router: Router
+) -> None:
+    def boom(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    router.on("POST", "/identity/connect/token", boom)
+    with pytest.raises(BitwardenServerError, match="identity/connect/token") as info:
+        client.list_members()
+    assert info.value.step == "token"
+    assert ("token", 0) in env.requests
+    assert env.retries == ["token"] * 3
+
+
+def test_certificate_failure_not_retried(env: Env, client: BitwardenClient, router: Router) -> None:
+    def boom(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(
+            "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed", request=request
+        )
+
+    router.on("POST", "/identity/connect/token", boom)
+    with pytest.raises(BitwardenServerError, match="CERTIFICATE_VERIFY_FAILED"):
+        client.check_token()
+    assert env.slept == []
+
+
+# --------------------------------------------------------------------------------------------
+# operations
+
+
+def test_import_sends_the_exact_bytes(client: BitwardenClient, router: Router) -> None:
+    body = orjson.dumps(
+        {"groups": [], "members": [], "overwriteExisting": False, "largeImport": False}
+    )
+    router.on("POST", "/api/public/organization/import", httpx.Response(200))
+    client.import_organization(body)
+    (req,) = router.to("/api/public/organization/import")
+    assert req.content == body
+    assert req.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert req.headers["Authorization"] == "Bearer token-1"
+    assert str(req.url) == API + "/public/organization/import"
+
+
+def test_list_members_and_groups_parse(client: BitwardenClient, router: Router) -> None:
+    router.on(
+        "GET",
+        "/api/public/members",
+        members_json(
+            {
+                "object": "member",
+                "id": "m1",
+                "email": "a@x.com",
+                "externalId": "a",
+                "status": 2,
+                "type": 2,
+                "userId": "u",
+                "name": "A",
+                "twoFactorEnabled": False,
+            },
+            {
+                "object": "member",
+                "id": "m2",
+                "email": "b@x.com",
+                "externalId": None,
+                "status": -1,
+                "type": 0,
+            },
+        ),
+    )
+    router.on(
+        "GET",
+        "/api/public/groups",
+        members_json(
+            {"object": "group", "id": "g1", "name": "Eng", "externalId": "eng", "collections": []},
+        ),
+    )
+    router.on("GET", "/api/public/groups/g1/member-ids", httpx.Response(200, json=["m1"]))
+    assert client.list_members() == [
+        OrgMember("m1", "a@x.com", "a", 2, 2),
+        OrgMember("m2", "b@x.com", None, -1, 0),
+    ]
+    assert client.list_groups() == [OrgGroup("g1", "Eng", "eng")]
+    assert client.group_member_ids("g1") == ["m1"]
+
+
+def test_list_endpoints_missing_give_none(client: BitwardenClient, router: Router) -> None:
+    catcher = {"error": {"code": 404, "reason": "Not Found", "description": "..."}}
+    router.on("GET", "/api/public/members", httpx.Response(404, json=catcher))
+    assert client.list_members() is None
+    assert client.list_groups() is None
+
+
+def test_group_member_ids_404_is_a_client_error(client: BitwardenClient, router: Router) -> None:
+    with pytest.raises(BitwardenClientError) as info:
+        client.group_member_ids("nope")
+    assert info.value.status == 404
+
+
+def test_unexpected_list_body_is_an_error(client: BitwardenClient, router: Router) -> None:
+    router.on("GET", "/api/public/members", httpx.Response(200, text="<html>captive portal</html>"))
+    with pytest.raises(BitwardenServerError, match="unexpected answer"):
+        client.list_members()
+
+
+def test_revoke_and_restore_urls(client: BitwardenClient, router: Router) -> None:
+    router.on("POST", "/api/public/members/m/1/revoke", httpx.Response(200))
+    router.on("POST", "/api/public/members/m2/restore", httpx.Response(200))
+    client.revoke_member("m/1")
+    client.restore_member("m2")
+    paths = [
+        r.url.raw_path
+        for r in router.requests
+        if r.method == "POST" and b"members" in r.url.raw_path
+    ]
+    assert paths == [b"/api/public/members/m%2F1/revoke", b"/api/public/members/m2/restore"]
+
+
+def test_revoke_error_carries_the_server_message(client: BitwardenClient, router: Router) -> None:
+    router.on(
+        "POST",
+        "/api/public/members/m1/revoke",
+        httpx.Response(
+            400, json={"object": "error", "message": "Already revoked.", "errors": None}
+        ),
+    )
+    with pytest.raises(BitwardenClientError, match=r"Already revoked\.") as info:
+        client.revoke_member("m1")
+    assert info.value.step == "revoke member"
+
+
+def test_on_request_sees_every_exchange(env: Env, client: BitwardenClient, router: Router) -> None:
+    router.on("POST", "/api/public/organization/import", httpx.Response(500), httpx.Response(200))
+    client.import_organization(b"{}")
+    assert env.requests == [("token", 200), ("import", 500), ("import", 200)]
+
+
+@pytest.mark.parametrize(
+    ("server", "api", "identity"),
+    [
+        ("us", "https://api.bitwarden.com", "https://identity.bitwarden.com/connect/token"),
+        ("eu", "https://api.bitwarden.eu", "https://identity.bitwarden.eu/connect/token"),
+        (
+            "https://vault.example.org/",
+            "https://vault.example.org/api",
+            "https://vault.example.org/identity/connect/token",
+        ),
+    ],
+)
+def test_url_layouts(server: str, api: str, identity: str) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.path.endswith("/connect/token"):
+            return Router().token(request)
+        return members_json()
+
+    with BitwardenClient(settings(server=server), transport=httpx.MockTransport(handler)) as c:
+        c.list_groups()
+    assert seen == [identity, api + "/public/groups"]
+
+
+# --------------------------------------------------------------------------------------------
+# TLS trust
+
+
+def _write_ca(path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bwsync test CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_explicit_ca_file_is_the_only_trust_anchor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = tmp_path / "ca.pem"
+    _write_ca(ca)
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+    verify = BitwardenClient._verify(settings(ca_file=ca))
+    assert isinstance(verify, ssl.SSLContext)
+    subjects = [dict(x[0] for x in c["subject"]) for c in verify.get_ca_certs()]
+    assert subjects == [{"commonName": "bwsync test CA"}]
+    assert BitwardenClient._verify(settings()) is True
+
+
+def test_unreadable_ca_file_is_a_configuration_error(tmp_path: Path) -> None:
+    bad = tmp_path / "nope.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="CA_FILE"):
+        BitwardenClient(settings(ca_file=bad))
