@@ -156,6 +156,14 @@ class ConfigMapStateStore(StateStore):
         return self._replace(obj, {**(obj.get("data") or {}), DATA_KEY: text})
 
     def _create(self, text: str) -> str:
+        """Write where no document is: into the ConfigMap if it exists without our key (made by
+        the chart, or cleared), else create it. Both are atomic: a PUT on the version just
+        read, or a POST that fails with 409 when another run created it first."""
+        existing = self._get()
+        if existing is not None:
+            if DATA_KEY in (existing.get("data") or {}):
+                raise self._conflict()
+            return self._replace(existing, {**(existing.get("data") or {}), DATA_KEY: text})
         body = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -167,12 +175,7 @@ class ConfigMapStateStore(StateStore):
             obj = _json(response, self.description)
             self._object = obj
             return _rv(obj)
-        if response.status_code == 409:
-            # It exists. Empty (made by the chart, or cleared) still means "no state yet":
-            # write into it, conditionally on the version just read.
-            existing = self._get()
-            if existing is not None and DATA_KEY not in (existing.get("data") or {}):
-                return self._replace(existing, {**(existing.get("data") or {}), DATA_KEY: text})
+        if response.status_code == 409:  # AlreadyExists: another run created it first
             raise self._conflict()
         if response.status_code == 404:
             raise StateError(
