@@ -15,7 +15,14 @@ from bwsync.state import open_store
 from bwsync.state.base import StateConflictError, StateDocument
 from bwsync.state.configmap import DATA_KEY, ConfigMapStateStore
 from bwsync.testing.fake_kubernetes import FakeKubernetes
-from tests.fixtures.state import SA_USER, InCluster, Kubeconfig, KubeTLS, write_kubeconfig
+from tests.fixtures.state import (
+    SA_USER,
+    InCluster,
+    Kubeconfig,
+    KubeTLS,
+    free_port,
+    write_kubeconfig,
+)
 
 CHART_LABELS = {
     "app.kubernetes.io/name": "bwsync",
@@ -197,10 +204,10 @@ def test_wrong_ca_is_refused(kube_in_cluster: InCluster, tmp_path: Path) -> None
 def test_unreachable_api_is_a_state_error(
     kube_in_cluster: InCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.fixtures.state import free_port  # noqa: PLC0415
-
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(free_port()))
-    with pytest.raises(StateError, match="cannot reach the Kubernetes API at https://127.0.0.1"):
+    with pytest.raises(
+        StateError, match=r"cannot reach the Kubernetes API at https://127\.0\.0\.1"
+    ):
         open_store(kube_in_cluster.settings()).load()
 
 
