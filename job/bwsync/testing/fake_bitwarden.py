@@ -47,6 +47,8 @@ import base64
 import dataclasses
 import re
 import secrets
+import ssl
+import sys
 import threading
 import time
 import uuid
@@ -348,6 +350,8 @@ class FakeBitwarden:
     * ``require_confirmed_owner``: refuse invites when the org has no confirmed owner, as the
       real server does (off by default so tests may seed organizations without an owner).
     * ``host`` / ``port``: where to listen (loopback, a free port by default).
+    * ``ssl_context``: serve HTTPS with this server-side context (``base_url`` becomes https),
+      to test CA trust end to end.
     """
 
     def __init__(
@@ -369,8 +373,10 @@ class FakeBitwarden:
         require_confirmed_owner: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.vaultwarden = vaultwarden
+        self._ssl_context = ssl_context
         self.self_hosted = self_hosted or vaultwarden
         if client_id is not None:
             org_id = client_id.partition(".")[2]
@@ -407,6 +413,12 @@ class FakeBitwarden:
             return self
         server = _Server((self._host, self._port), _Handler)
         server.fake = self
+        if self._ssl_context is not None:
+            # Handshake lazily, in the handler thread, so a client refusing our certificate
+            # cannot stall the accept loop.
+            server.socket = self._ssl_context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -450,7 +462,8 @@ class FakeBitwarden:
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>``: the ``server`` setting (``/api``, ``/identity`` derived)."""
-        return f"http://{self._host}:{self.port}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -462,7 +475,7 @@ class FakeBitwarden:
 
     def settings(self, **overrides: Any) -> BitwardenSettings:
         """``BitwardenSettings`` pointing at this server (imported lazily: pydantic)."""
-        from bwsync.config import BitwardenSettings  # noqa: PLC0415 - keep this module stdlib-only at import
+        from bwsync.config import BitwardenSettings
 
         values: dict[str, Any] = {
             "server": self.base_url,
@@ -789,7 +802,7 @@ class FakeBitwarden:
             return resp
         return _Response(status, b"", extra)
 
-    def _dispatch(  # noqa: PLR0911 - one answer per route
+    def _dispatch(
         self, endpoint: str, params: list[str], method: str, headers: dict[str, str], raw: bytes
     ) -> _Response:
         if endpoint == "token":
@@ -856,9 +869,7 @@ class FakeBitwarden:
             return None
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
 
-    def _token_official(  # noqa: PLR0911 - one answer per OAuth error
-        self, method: str, headers: dict[str, str], raw: bytes
-    ) -> _Response:
+    def _token_official(self, method: str, headers: dict[str, str], raw: bytes) -> _Response:
         """Duende IdentityServer, client_credentials for ``organization.<guid>`` (§2.1-2.3)."""
         form = self._form(headers, raw) if method == "POST" else None
         if form is None:
@@ -891,9 +902,7 @@ class FakeBitwarden:
             return _json(400, {"error": "invalid_scope"})
         return self._issue_token()
 
-    def _token_vaultwarden(  # noqa: PLR0911 - one answer per VW error
-        self, method: str, headers: dict[str, str], raw: bytes
-    ) -> _Response:
+    def _token_vaultwarden(self, method: str, headers: dict[str, str], raw: bytes) -> _Response:
         """Vaultwarden's ``/identity/connect/token`` for organization keys (§6.1)."""
         form = self._form(headers, raw) if method == "POST" else None
         if form is None:
@@ -1040,7 +1049,7 @@ class FakeBitwarden:
         self._run_official_import(model)
         return _Response(200)
 
-    def _run_official_import(  # noqa: PLR0912, PLR0915 - §3.4 step by step, kept in one place
+    def _run_official_import(  # noqa: PLR0915 - §3.4 step by step, kept in one place
         self, model: _OfficialImportModel
     ) -> None:
         """§3.4, in order and not transactional: each step commits before the next runs."""
@@ -1179,9 +1188,7 @@ class FakeBitwarden:
 
     # ---- import, Vaultwarden (§6.2) -------------------------------------------------------
 
-    def _import_vaultwarden(  # noqa: PLR0912 - §6.2 step by step
-        self, headers: dict[str, str], raw: bytes
-    ) -> _Response:
+    def _import_vaultwarden(self, headers: dict[str, str], raw: bytes) -> _Response:
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             return _rocket_catcher(415)
@@ -1348,7 +1355,7 @@ class _OfficialImportModel:
         return model
 
     @classmethod
-    def _from_json(  # noqa: PLR0912, PLR0915 - mirrors the request model field by field
+    def _from_json(  # noqa: PLR0915 - mirrors the request model field by field
         cls, doc: Any
     ) -> tuple[_OfficialImportModel, bool]:
         if not isinstance(doc, dict):
@@ -1413,9 +1420,7 @@ class _OfficialImportModel:
         model = cls(groups, members, bool(overwrite), large, invite)
         return model, overwrite is None
 
-    def _validate(  # noqa: PLR0912 - one branch per DataAnnotations rule
-        self, overwrite_missing: bool
-    ) -> dict[str, list[str]]:
+    def _validate(self, overwrite_missing: bool) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}
 
         def add(key: str, text: str) -> None:
@@ -1519,6 +1524,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     fake: FakeBitwarden
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet for connection and TLS failures (a client dropping the connection or refusing
+        our certificate is a test scenario); anything else is a bug and is printed."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
