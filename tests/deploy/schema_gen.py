@@ -127,6 +127,12 @@ ARGS = {
     "items": {"type": "string"},
     "description": "bwsync's command line after the entrypoint, e.g. [sync] or [plan].",
 }
+SECRET_FILES = {
+    "type": "object",
+    "description": "Extra files in the chart's Secret: file name → content.",
+    "propertyNames": {"pattern": "^[-._a-zA-Z0-9]+$"},
+    "additionalProperties": {"type": "string"},
+}
 RESOURCES = _obj(
     {"requests": MAP, "limits": MAP, "claims": LIST_OF_OBJ},
 )
@@ -149,6 +155,7 @@ def build() -> dict[str, Any]:
             "args": {"$ref": "#/definitions/args"},
             "settings": {"$ref": "#/definitions/settings"},
             "secrets": {"$ref": "#/definitions/secrets"},
+            "secretFiles": {"$ref": "#/definitions/secretFiles"},
             "existingSecret": STR,
             "state": {"$ref": "#/definitions/state"},
             "extraEnv": LIST_OF_OBJ,
@@ -184,6 +191,7 @@ def build() -> dict[str, Any]:
         "args": {"$ref": "#/definitions/args"},
         "settings": {"$ref": "#/definitions/settings"},
         "secrets": {"$ref": "#/definitions/secrets"},
+        "secretFiles": {"$ref": "#/definitions/secretFiles"},
         "existingSecret": STR,
         "state": {"$ref": "#/definitions/state"},
         "profiles": {
@@ -248,6 +256,7 @@ def build() -> dict[str, Any]:
             "resources": RESOURCES,
             "settings": settings,
             "secrets": secrets,
+            "secretFiles": SECRET_FILES,
             "state": state,
             "profile": profile,
         },

@@ -55,6 +55,7 @@ FULL = {
         },
         "ldap": {"bind_password": "ldap-pw"},
     },
+    "secretFiles": {"google-sa.json": '{"type": "service_account"}'},
     "extraEnv": [{"name": "TZ", "value": "Europe/Berlin"}],
     "extraEnvFrom": [{"configMapRef": {"name": "proxy-settings"}}],
     "extraVolumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
@@ -379,6 +380,7 @@ def test_settings_become_env_and_secrets_files_bwsync_accepts(
         "bwsync_bitwarden__client_id",
         "bwsync_bitwarden__client_secret",
         "bwsync_ldap__bind_password",
+        "google-sa.json",
     ]
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()

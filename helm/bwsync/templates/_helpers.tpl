@@ -73,7 +73,7 @@ profile's keys deep-merged over the top-level values. `name` names the CronJob a
 */}}
 {{- define "bwsync.profiles" -}}
 {{- $full := include "bwsync.fullname" . -}}
-{{- $keys := list "schedule" "timeZone" "suspend" "args" "settings" "secrets" "existingSecret" "state" "extraEnv" "resources" -}}
+{{- $keys := list "schedule" "timeZone" "suspend" "args" "settings" "secrets" "secretFiles" "existingSecret" "state" "extraEnv" "resources" -}}
 {{- $base := dict -}}
 {{- range $keys -}}
 {{- $_ := set $base . (deepCopy (index $.Values .)) -}}
