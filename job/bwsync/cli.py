@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from importlib.metadata import version as dist_version
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -103,10 +104,15 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("state", help="show or clear the stored state")
     st.add_argument("action", choices=["show", "clear"])
     cf = sub.add_parser("config", help="settings tools")
-    cf.add_argument(
-        "action",
-        choices=["reference"],
-        help="reference: print the settings table (Markdown) from the models",
+    cfs = cf.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    cfs.add_parser("reference", help="print the settings table (Markdown) from the models")
+    fb = cfs.add_parser("from-bwdc", help="convert a bwdc data.json to bwsync settings")
+    fb.add_argument("data_file", type=Path, metavar="PATH/data.json")
+    fb.add_argument(
+        "--format",
+        choices=["env", "helm"],
+        default="env",
+        help="an env file (default) or a Helm values file",
     )
     sub.add_parser("version", help="print the version")
     d = sub.add_parser(
@@ -129,10 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bwsync {_version()}")
         return 0
     if command == "config":
-        from bwsync.reference import settings_table
-
-        sys.stdout.write(settings_table())
-        return 0
+        return cmd_config(args)
     if command == "demo":
         from bwsync.demo.run import run_demo
 
@@ -371,6 +374,22 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
         print(f"FAIL  state: {exc}")
         code = code or 5
     return code
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.config_command == "reference":
+        from bwsync.reference import settings_table
+
+        sys.stdout.write(settings_table())
+        return 0
+    from bwsync.bwdc_config import from_bwdc
+
+    try:
+        sys.stdout.write(from_bwdc(args.data_file, args.format))
+    except ConfigError as exc:
+        print(f"bwsync: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
 
 
 def cmd_state(settings: Settings, action: str) -> int:

@@ -102,6 +102,8 @@ class RunReport:
     """Action → count confirmed applied (re-read from the server where it can be)."""
     skipped: dict[str, int] = field(default_factory=dict)
     """Reason → entries dropped before the import."""
+    sent: dict[str, int] = field(default_factory=dict)
+    """members, groups → entries carried by the import requests that succeeded."""
     requests: dict[tuple[str, int], int] = field(default_factory=dict)
     """(endpoint name, HTTP status or 0 for a transport error) → Bitwarden requests made."""
     retries: int = 0

@@ -276,11 +276,8 @@ class _Run:
             with self.stage("verify") as info:
                 self.outcome.differences = verify(client, plan, self.report)
                 info["differences"] = len(self.outcome.differences)
-        else:
-            self.report.applied = {
-                "members_sent": sum(r.members for r in payload.requests),
-                "groups_sent": sum(r.groups for r in payload.requests),
-            }
+        # Without list endpoints nothing can be confirmed: `applied` stays empty and the
+        # summary's `sent` says what went out.
         self.report.result, self.report.exit_code = "success", 0
         _remember_success(self.leased, payload.hash, directory, self.report, full=True)
         self.report.finished = time.time()
@@ -346,11 +343,14 @@ def read_org(client: BitwardenClient, *, detail: bool) -> OrgSnapshot | None:
 
 
 def _apply(client: BitwardenClient, payload: Payload, plan: Plan, stage: _Stages) -> None:
+    sent = stage.report.sent
     n = len(payload.requests)
     for i, req in enumerate(payload.requests, start=1):
         step = "import" if n == 1 else f"import {i}/{n}"
         with stage("apply", step=step, members=req.members, groups=req.groups):
             client.import_organization(req.body, step=step)
+        sent["members"] = sent.get("members", 0) + req.members
+        sent["groups"] = sent.get("groups", 0) + req.groups
     for change in plan.of("revoke", "restore"):
         assert change.member_id is not None
         with stage("apply", step=change.action, subject=change.subject):
@@ -438,6 +438,7 @@ def summary(report: RunReport) -> dict[str, Any]:
         "skipped": report.skipped,
         "planned": report.planned,
         "applied": report.applied,
+        "sent": report.sent,
         "retries": report.retries,
         "error": report.error,
     }

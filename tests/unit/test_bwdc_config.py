@@ -1,0 +1,136 @@
+"""``bwsync config from-bwdc``: every directory type, both data-file layouts, no secret printed,
+and the output is a valid bwsync configuration (``bwsync check --offline``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bwsync.bwdc_config import convert, load_data_file
+from bwsync.cli import main
+from bwsync.errors import ConfigError
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "bwdc"
+SECRET_KEYS = {
+    "password",
+    "key",
+    "token",
+    "clientSecret",
+    "apiKeyClientSecret",
+    "accessToken",
+    "privateKey",
+    "refreshToken",
+}
+
+
+def _secret_values(obj: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in SECRET_KEYS and isinstance(v, str) and v and v != "[STORED SECURELY]":
+                found.add(v)
+            found |= _secret_values(v)
+    return found
+
+
+def _env(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            out[name] = value.strip("'")
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.json")))
+def test_converts_without_secrets_and_validates(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = DATA / name
+    secrets = _secret_values(json.loads(path.read_text()))
+    for fmt in ("env", "helm"):
+        assert main(["config", "from-bwdc", str(path), "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        for s in secrets:
+            assert s not in out, f"{fmt} output of {name} leaks a secret"
+        if fmt == "helm":
+            values = yaml.safe_load(out)
+            assert values["settings"]["source"] in {"ldap", "entra", "google", "okta", "onelogin"}
+        else:
+            env = out
+    secret_dir = tmp_path / "secrets"
+    secret_dir.mkdir()
+    for line in env.splitlines():
+        if line.startswith("#   bwsync_"):
+            (secret_dir / line[4:].strip()).write_text("placeholder\n")
+    monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(secret_dir))
+    for k, v in _env(env).items():
+        monkeypatch.setenv(k, v)
+    assert main(["check", "--offline"]) == 0, capsys.readouterr()
+
+
+def _settings(name: str) -> dict[str, Any]:
+    conv = convert(load_data_file(DATA / name))
+    return {s.env: s.value for s in conv.settings}
+
+
+def test_ldap_plaintext_example() -> None:
+    s = _settings("ldap-v8-plaintext.json")
+    assert s["BWSYNC_LDAP__URL"] == "ldap://127.0.0.1:18389"
+    assert s["BWSYNC_LDAP__MEMBER_ATTRIBUTE"] == "memberUid"
+    assert s["BWSYNC_SYNC__INVITE_USERS"] is False
+    assert s["BWSYNC_BITWARDEN__SERVER"] == "http://127.0.0.1:18080"
+    assert s["BWSYNC_BITWARDEN__CLIENT_SECRET"] == "<secret>"
+
+
+def test_ad_with_start_tls_prefix_and_suffix() -> None:
+    conv = convert(load_data_file(DATA / "ldap-ad-keychain-v8.json"))
+    s = {x.env: x.value for x in conv.settings}
+    assert s["BWSYNC_LDAP__URL"] == "ldap://dc1.corp.example.com:389"
+    assert s["BWSYNC_LDAP__START_TLS"] is True
+    assert s["BWSYNC_LDAP__CA_FILE"] == "/etc/ssl/corp-ca.pem"
+    assert s["BWSYNC_LDAP__BASE_DN"] == "DC=corp,DC=example,DC=com"
+    assert s["BWSYNC_LDAP__EMAIL_SUFFIX"] == "@corp.example.com"
+    assert s["BWSYNC_LDAP__USER_FILTER"].startswith("(!(userAccountControl")
+    reasons = dict(conv.unmapped)
+    assert "OU=Staff" in reasons["directoryLdap.rootPath prefix"]
+    assert "sync.revisionDateAttribute" in reasons
+
+
+def test_nested_v4_layout() -> None:
+    conv = convert(load_data_file(DATA / "ldap-v4-nested.json"))
+    s = {x.env: x.value for x in conv.settings}
+    assert s["BWSYNC_LDAP__URL"] == "ldaps://ldap.example.org:636"
+    assert s["BWSYNC_BITWARDEN__SERVER"] == "https://bw.example.org"
+    assert s["BWSYNC_BITWARDEN__CLIENT_ID"] == "organization.cccccccc-bbbb-cccc-dddd-eeeeeeeeeeee"
+    assert s["BWSYNC_SYNC__GROUPS"] is False
+    assert s["BWSYNC_SYNC__INVITE_USERS"] is True  # the 7→8 migration default
+    assert conv.schedule_minutes == 120
+
+
+def test_cloud_sources() -> None:
+    entra = _settings("entra-v8.json")
+    assert entra["BWSYNC_ENTRA__CLOUD"] == "usgov"
+    assert entra["BWSYNC_BITWARDEN__SERVER"] == "https://vault.bitwarden.eu"
+    assert entra["BWSYNC_SYNC__USER_FILTER"] == "includeGroup:abc|exclude:x@y.com"
+    okta = _settings("okta-v8.json")
+    assert okta["BWSYNC_OKTA__ORG_URL"] == "https://example.okta.com"
+    onelogin = _settings("onelogin-v8.json")
+    assert onelogin["BWSYNC_ONELOGIN__REGION"] == "eu"
+    assert onelogin["BWSYNC_ONELOGIN__EMAIL_SUFFIX"] == "@example.com"
+    google = _settings("google-v8.json")
+    assert google["BWSYNC_GOOGLE__CUSTOMER"] == "C01abcd"
+
+
+def test_not_a_data_file(tmp_path: Path) -> None:
+    f = tmp_path / "x.json"
+    f.write_text('{"hello": 1}')
+    with pytest.raises(ConfigError, match="not a bwdc data file"):
+        load_data_file(f)
+    f.write_text('{"stateVersion": 2, "directoryType": 0}')
+    with pytest.raises(ConfigError, match="refuses versions < 3"):
+        load_data_file(f)
