@@ -40,9 +40,10 @@ entry but the ``User`` and its strings.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -300,9 +301,18 @@ class LdapSource:
 
     name = "ldap"
 
-    def __init__(self, ldap: LdapSettings, sync: SyncSettings) -> None:
+    def __init__(
+        self,
+        ldap: LdapSettings,
+        sync: SyncSettings,
+        *,
+        wire_factory: Callable[[WireOptions], Wire] | None = None,
+    ) -> None:
+        """``wire_factory`` replaces the engine chosen by ``BWSYNC_LDAP__ENGINE`` (unit tests
+        hand in an in-memory wire)."""
         self._ldap = ldap
         self._sync = sync
+        self._wire_factory = wire_factory
         #: Ask for ``member;range=0-<n-1>`` and follow in steps of ``n`` instead of relying on
         #: the server's own range size (Windows AD: 1,500; Samba: unlimited). Tests set it to
         #: exercise the ranged-retrieval path against Samba.
@@ -314,19 +324,19 @@ class LdapSource:
 
     def _wire(self) -> Wire:
         s = self._ldap
-        return make_wire(
-            s.engine,
-            WireOptions(
-                url=self.server,
-                start_tls=s.start_tls,
-                ca_file=s.ca_file,
-                tls_verify=s.tls_verify,
-                bind_dn=s.bind_dn,
-                bind_password=s.bind_password.get_secret_value() if s.bind_password else None,
-                timeout=s.timeout,
-                page_size=s.page_size,
-            ),
+        options = WireOptions(
+            url=self.server,
+            start_tls=s.start_tls,
+            ca_file=s.ca_file,
+            tls_verify=s.tls_verify,
+            bind_dn=s.bind_dn,
+            bind_password=s.bind_password.get_secret_value() if s.bind_password else None,
+            timeout=s.timeout,
+            page_size=s.page_size,
         )
+        if self._wire_factory is not None:
+            return self._wire_factory(options)
+        return make_wire(s.engine, options)
 
     def _plan(self, wire: Wire) -> tuple[SearchPlan, str | None]:
         mode = self._ldap.active_directory
@@ -346,6 +356,11 @@ class LdapSource:
         if not sync.users and not sync.groups:
             return Directory(None, None, skipped)
         wire = self._wire()
+        # 100,000 users make about a million short-lived library objects and 300,000 kept
+        # ones, none in reference cycles; the cyclic collector would rescan the growing heap
+        # a dozen times for nothing (10-20 % of the fetch). Paused for the fetch only.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             wire.open()
             plan, naming_context = self._plan(wire)
@@ -369,6 +384,8 @@ class LdapSource:
             groups = self._groups(wire, plan, index, skipped) if index is not None else None
         finally:
             wire.close()
+            if gc_was_enabled:
+                gc.enable()
         log.debug(
             "ldap fetch done",
             extra={"users": len(users or ()), "groups": len(groups or ()), "skipped": skipped},
