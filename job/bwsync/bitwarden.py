@@ -591,7 +591,12 @@ class BitwardenClient:
         attempt = 0
         while True:
             attempt += 1
-            request = build()
+            try:
+                request = build()
+            except (httpx.HTTPError, httpx.InvalidURL) as error:  # a malformed URL: not retried
+                raise BitwardenError(
+                    step, f"cannot build the request: {shorten(str(error))}"
+                ) from error
             request.extensions[_ENDPOINT_KEY] = endpoint
             is_token = not authenticated
             response: httpx.Response | None = None
@@ -611,34 +616,37 @@ class BitwardenClient:
                 if self._on_request is not None:
                     self._on_request(_endpoint_of(failed) if failed else endpoint, 0)
             if response is not None:
-                status = response.status_code
-                if 200 <= status < 300:
+                if response.is_success:
                     return response
-                if status == 404 and missing_ok and not is_token:
+                if response.status_code == 404 and missing_ok and not is_token:
                     return None
-            status_or_none = response.status_code if response is not None else None
+            status = response.status_code if response is not None else None
             url = self.auth.token_url if is_token else _url(request)
-            if not should_retry(status_or_none, exc) or attempt > self.settings.max_retries:
-                raise self._failure(
-                    step, response=response, exc=exc, url=url, is_token=is_token, attempt=attempt
+            note = ""
+            delay = 0.0
+            if should_retry(status, exc) and attempt <= self.settings.max_retries:
+                retry_after = _retry_after(response) if response is not None else None
+                delay = (
+                    retry_after
+                    if retry_after is not None
+                    else backoff_delay(attempt, self._jitter())
                 )
-            delay = _retry_after(response) if response is not None else None
-            if delay is None:
-                delay = backoff_delay(attempt, self._jitter())
-            elapsed = max(self._clock() - started, waited)
-            if elapsed + delay > self._max_retry_seconds:
-                failure = self._failure(
-                    step, response=response, exc=exc, url=url, is_token=is_token, attempt=attempt
+                if max(self._clock() - started, waited) + delay <= self._max_retry_seconds:
+                    if self._on_retry is not None:
+                        self._on_retry("token" if is_token else endpoint)
+                    self._sleep(delay)
+                    waited += delay
+                    continue
+                note = (
+                    f" (gave up: waiting {delay:.0f}s more would exceed "
+                    f"{self._max_retry_seconds:.0f}s of retries)"
                 )
-                failure.args = (
-                    f"{failure.args[0]} (gave up: waiting {delay:.0f}s more would exceed "
-                    f"{self._max_retry_seconds:.0f}s of retries)",
-                )
-                raise failure
-            if self._on_retry is not None:
-                self._on_retry("token" if is_token else endpoint)
-            self._sleep(delay)
-            waited += delay
+            failure = self._failure(
+                step, response=response, exc=exc, url=url, is_token=is_token, attempt=attempt
+            )
+            if note:
+                failure.args = (failure.args[0] + note,)
+            raise failure from exc
 
     def _failure(
         self,

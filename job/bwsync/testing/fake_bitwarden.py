@@ -1171,13 +1171,11 @@ class FakeBitwarden:
             else:
                 group.name = g.name or ""
                 self._events.append(("Group_Updated", group.id))
-            resolved: list[str] = []
-            for mext in g.member_external_ids or []:
-                mid = ext_to_member.get(mext) if mext is not None else None
-                if mid is not None and mid not in resolved:
-                    resolved.append(mid)
+            resolved = dict.fromkeys(
+                ext_to_member[x] for x in g.member_external_ids or [] if x in ext_to_member
+            )
             if set(resolved) != set(group.member_ids):
-                group.member_ids = resolved
+                group.member_ids = list(resolved)
 
     def _delete_member(self, member: FakeMember, event: str) -> None:
         self._members.pop(member.id, None)
@@ -1199,9 +1197,12 @@ class FakeBitwarden:
         model = _VaultwardenImportModel.parse(doc)
         if model is None:
             return _rocket_catcher(422)
-        # members first
+        # members first; indexes keep big imports linear
+        by_email: dict[str, FakeMember] = {}
+        for existing in self._members.values():
+            by_email.setdefault((existing.email or "").lower(), existing)
         for entry in model.members:
-            member = self._vw_find_by_email(entry.email)
+            member = by_email.get(entry.email.lower())
             if entry.deleted:
                 if member is not None:
                     if not self._vw_is_last_owner(member) and member.status != STATUS_REVOKED:
@@ -1223,21 +1224,22 @@ class FakeBitwarden:
                     has_master_password=False,
                 )
                 self._members[new.id] = new
+                by_email[new.email or ""] = new
         # groups, only with ORG_GROUPS_ENABLED
         if self.groups_enabled:
+            by_ext: dict[str, FakeMember] = {}
+            for existing in self._members.values():
+                if existing.external_id:
+                    by_ext.setdefault(existing.external_id, existing)
+            groups_by_ext = {x.external_id: x for x in self._groups.values() if x.external_id}
             for g in model.groups:
-                group = next(
-                    (x for x in self._groups.values() if x.external_id == g.external_id), None
-                )
+                group = groups_by_ext.get(g.external_id)
                 if group is None:
                     group = FakeGroup(id=str(uuid.uuid4()), name=g.name, external_id=g.external_id)
                     self._groups[group.id] = group
-                ids: list[str] = []
-                for mext in g.member_external_ids:
-                    m = next((x for x in self._members.values() if x.external_id == mext), None)
-                    if m is not None and m.id not in ids:
-                        ids.append(m.id)
-                group.member_ids = ids
+                    groups_by_ext[g.external_id] = group
+                ids = dict.fromkeys(by_ext[x].id for x in g.member_external_ids if x in by_ext)
+                group.member_ids = list(ids)
         # then overwrite: hard delete of unlisted external members, last owner protected
         if model.overwrite_existing:
             listed = {m.external_id for m in model.members}
@@ -1247,10 +1249,6 @@ class FakeBitwarden:
                         continue
                     self._delete_member(member, "OrganizationUser_Removed")
         return _Response(200)
-
-    def _vw_find_by_email(self, email: str) -> FakeMember | None:
-        lower = email.lower()
-        return next((m for m in self._members.values() if (m.email or "").lower() == lower), None)
 
     def _vw_is_last_owner(self, member: FakeMember) -> bool:
         return (

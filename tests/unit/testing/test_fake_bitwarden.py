@@ -937,3 +937,31 @@ def test_command_line_serves_and_prints_the_base_url() -> None:
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_duplicated_group_external_id_in_the_org_crashes_group_step(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    fake_bitwarden.add_group("One", external_id="dup")
+    fake_bitwarden.add_group("Two", external_id="dup")
+    r = api.imp(body([m("a")], [g("new")]))
+    assert r.status_code == 500
+    assert len(fake_bitwarden.members) == 1  # members were processed first
+    assert fake_bitwarden.find_group(external_id="new") is None
+    assert api.imp(body([m("b")])).status_code == 200  # no groups in the request: fine
+
+
+def test_large_imports_stay_fast(fake_bitwarden_self_hosted: FakeBitwarden) -> None:
+    api = Api(fake_bitwarden_self_hosted)
+    try:
+        api.login()
+        members = [m(f"u{i}") for i in range(20_000)]
+        groups = [g(f"g{j}", members=[f"u{i}" for i in range(j, 20_000, 50)]) for j in range(50)]
+        started = time.monotonic()
+        assert api.imp(body(members, groups)).status_code == 200
+        assert api.imp(body(members, groups)).status_code == 200
+        assert time.monotonic() - started < 20
+        assert len(fake_bitwarden_self_hosted.group_member_external_ids("g0")) == 400
+        assert len(api.get("/members").json()["data"]) == 20_000
+    finally:
+        api.http.close()
