@@ -157,11 +157,15 @@ class StateStore(ABC):
 
     def __init__(self) -> None:
         self._version: str | None = None
+        #: whether this store (this run) has read the document: then the lease is only granted
+        #: on the version it read, see ``acquire_lease``
+        self._loaded = False
 
     # -- what a backend implements -------------------------------------------------------
     @abstractmethod
     def _read(self) -> tuple[bytes | None, str | None]:
-        """Stored bytes and version, or ``(None, None)`` when nothing is stored yet."""
+        """Stored bytes and version; ``(None, None)`` when nothing is stored yet, ``(None,
+        version)`` when the container exists without a document."""
 
     @abstractmethod
     def _write(self, data: bytes, expected_version: str | None) -> str:
@@ -175,6 +179,7 @@ class StateStore(ABC):
     # -- what the run uses ---------------------------------------------------------------
     def load(self) -> StateDocument:
         data, self._version = self._read()
+        self._loaded = True
         if data is None:
             return StateDocument()
         return StateDocument.from_bytes(data, self.description)
@@ -186,15 +191,30 @@ class StateStore(ABC):
     def clear(self) -> None:
         self._delete()
         self._version = None
+        self._loaded = False
 
     def acquire_lease(self, holder: str, seconds: float, now: float | None = None) -> StateDocument:
-        """Load, then take the lease with a conditional write; return the document now held."""
+        """Read, then take the lease with a conditional write; return the document now held.
+
+        When this store already read the document earlier in the run (a run reads its state
+        before it plans), the lease is granted only on that same version. Another run that
+        wrote in between, by taking the lease or by applying and releasing it already, made
+        this run's plan stale; without this check a run that finished before its twin got here
+        would let both apply.
+        """
         now = time.time() if now is None else now
+        seen, loaded = self._version, self._loaded
         doc = self.load()
         if doc.lease and doc.lease.holder != holder and doc.lease.expires > now:
             raise LeaseHeldError(
                 f"another run holds the lease on {self.description}: {doc.lease.holder}, "
                 f"until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(doc.lease.expires))}"
+            )
+        if loaded and self._version != seen:
+            raise StateConflictError(
+                f"another run wrote {self.description} since this run read it "
+                f"({_last_run_of(doc)}); not applying a plan made on the older state. "
+                "The next run starts from the new one"
             )
         doc.lease = Lease(holder=holder, expires=now + seconds)
         try:
@@ -208,9 +228,37 @@ class StateStore(ABC):
         return doc
 
     def release(self, doc: StateDocument) -> None:
-        """Save the final document without the lease."""
+        """Save the final document without the lease.
+
+        Conditional on the version this run last wrote. If another process wrote meanwhile but
+        left our lease in place (a run that found nothing to do and recorded itself while we
+        applied), ours still wins: we held the lease. If our lease was taken over (it expired:
+        the run outlived ``BWSYNC_STATE__LEASE_SECONDS``), nothing is written and the error
+        says by whom.
+        """
+        holder = doc.lease.holder if doc.lease else None
         doc.lease = None
-        self.save(doc)
+        try:
+            self.save(doc)
+        except StateConflictError:
+            fresh = self.load()
+            if holder is None or fresh.lease is None or fresh.lease.holder != holder:
+                who = fresh.lease.holder if fresh.lease else "another run"
+                raise StateConflictError(
+                    f"{self.description} was written by {who} while this run held the lease "
+                    "(did it outlive BWSYNC_STATE__LEASE_SECONDS?); this run's state was not "
+                    "saved"
+                ) from None
+            self.save(doc)
+
+
+def _last_run_of(doc: StateDocument) -> str:
+    """A few words on who wrote the document last, from its own record."""
+    if doc.lease:
+        return f"lease holder {doc.lease.holder}"
+    run = doc.last_run or {}
+    parts = [f"{k} {run[k]}" for k in ("profile", "result", "finished") if run.get(k) is not None]
+    return "its last run: " + ", ".join(parts) if parts else "no run recorded"
 
 
 class NoStateStore(StateStore):

@@ -1,0 +1,230 @@
+"""The state document and the lease logic, over an in-memory backend."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import pytest
+
+from bwsync.errors import StateError
+from bwsync.state.base import (
+    HISTORY_LIMIT,
+    MAX_DOCUMENT_BYTES,
+    STATE_VERSION,
+    Lease,
+    LeaseHeldError,
+    NoStateStore,
+    StateConflictError,
+    StateDocument,
+    StateStore,
+)
+
+
+class Memory:
+    """One stored object shared by several stores, as a bucket is shared by several runs."""
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.version = 0
+        self.lock = threading.Lock()
+
+
+class MemoryStore(StateStore):
+    description = "memory test"
+
+    def __init__(self, memory: Memory) -> None:
+        super().__init__()
+        self.memory = memory
+
+    def _read(self) -> tuple[bytes | None, str | None]:
+        with self.memory.lock:
+            m = self.memory
+            return m.data, (str(m.version) if m.data is not None else None)
+
+    def _write(self, data: bytes, expected_version: str | None) -> str:
+        with self.memory.lock:
+            m = self.memory
+            current = str(m.version) if m.data is not None else None
+            if current != expected_version:
+                raise StateConflictError("conflict")
+            m.data, m.version = data, m.version + 1
+            return str(m.version)
+
+    def _delete(self) -> None:
+        self.memory.data = None
+
+
+# -- the document --------------------------------------------------------------------------
+def test_round_trip_keeps_every_field() -> None:
+    doc = StateDocument(
+        hash="h",
+        last_success="2026-01-01T00:00:00Z",
+        last_success_timestamp=1.5,
+        last_full_reconcile=2,
+        delta={"users": "t"},
+        lease=Lease("p/h/1", 99.0),
+    )
+    doc.record_run({"result": "success"})
+    back = StateDocument.from_bytes(doc.to_bytes(), "x")
+    assert back == doc
+    assert back.last_full_reconcile == 2.0
+
+
+def test_history_is_bounded_by_count() -> None:
+    doc = StateDocument()
+    for i in range(HISTORY_LIMIT + 5):
+        doc.record_run({"n": i})
+    assert len(doc.history) == HISTORY_LIMIT
+    assert doc.history[0] == {"n": 5}
+
+
+def test_size_cap_trims_oldest_history_first() -> None:
+    doc = StateDocument()
+    for i in range(HISTORY_LIMIT):
+        doc.record_run({"n": i, "error": "e" * 8000})
+    data = doc.to_bytes()
+    assert len(data) <= MAX_DOCUMENT_BYTES
+    assert doc.history[-1]["n"] == HISTORY_LIMIT - 1
+    assert doc.history[0]["n"] > 0
+
+
+def test_size_cap_without_history_to_trim_refuses() -> None:
+    doc = StateDocument(last_run={"error": "e" * MAX_DOCUMENT_BYTES})
+    with pytest.raises(StateError, match="over 65536"):
+        doc.to_bytes()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b"{}", "no valid version"),
+        (b'{"version": true}', "no valid version"),
+        (b'{"version": 0}', "no valid version"),
+        (b'{"version": "1"}', "no valid version"),
+        (b'{"version": 99}', "version 99"),
+        (b'{"version": 1, "hash": 5}', "hash should be str"),
+        (b'{"version": 1, "delta": []}', "delta should be dict"),
+        (b'{"version": 1, "lease": {"holder": "x"}}', "unexpected shape"),
+        (b'{"version": 1, "last_success_timestamp": "yesterday"}', "should be float"),
+    ],
+)
+def test_unusable_documents_are_refused_with_the_place(data: bytes, message: str) -> None:
+    with pytest.raises(StateError, match=message) as caught:
+        StateDocument.from_bytes(data, "configmap ns/name")
+    assert "configmap ns/name" in str(caught.value)
+    assert caught.value.exit_code == 5
+
+
+def test_document_never_holds_members() -> None:
+    fields = set(orjson.loads(StateDocument().to_bytes()))
+    assert fields == {
+        "version",
+        "hash",
+        "last_success",
+        "last_success_timestamp",
+        "last_full_reconcile",
+        "last_run",
+        "delta",
+        "history",
+        "lease",
+    }
+    assert orjson.loads(StateDocument().to_bytes())["version"] == STATE_VERSION
+
+
+# -- the lease -----------------------------------------------------------------------------
+def test_lease_granted_then_refused_to_another_then_released() -> None:
+    memory = Memory()
+    a, b = MemoryStore(memory), MemoryStore(memory)
+    held = a.acquire_lease("p/a/1", 60, now=100)
+    assert held.lease == Lease("p/a/1", 160)
+    with pytest.raises(LeaseHeldError, match="p/a/1, until 1970-01-01T00:02:40Z"):
+        b.acquire_lease("p/b/2", 60, now=120)
+    a.release(held)
+    assert MemoryStore(memory).load().lease is None
+
+
+def test_a_run_that_read_before_another_applied_does_not_apply() -> None:
+    """B read the state, A then took the lease, applied and released: B's plan is stale."""
+    memory = Memory()
+    a, b = MemoryStore(memory), MemoryStore(memory)
+    a.load()
+    b.load()
+    doc = a.acquire_lease("p/a/1", 60)
+    doc.hash = "new"
+    doc.record_run({"profile": "p", "result": "success"})
+    a.release(doc)
+    with pytest.raises(StateConflictError, match="its last run: profile p, result success"):
+        b.acquire_lease("p/b/2", 60)
+    assert MemoryStore(memory).load().hash == "new"
+
+
+def test_own_writes_do_not_count_as_another_run() -> None:
+    memory = Memory()
+    a = MemoryStore(memory)
+    doc = a.load()
+    doc.delta = {"users": "t"}
+    a.save(doc)
+    assert a.acquire_lease("p/a/1", 60).delta == {"users": "t"}
+
+
+def test_expired_lease_is_taken_over_and_the_old_holder_cannot_write() -> None:
+    memory = Memory()
+    old, new = MemoryStore(memory), MemoryStore(memory)
+    stale = old.acquire_lease("p/a/1", 60, now=100)
+    new.acquire_lease("p/b/2", 60, now=161)
+    stale.hash = "late"
+    with pytest.raises(StateConflictError, match="written by p/b/2 while this run held"):
+        old.release(stale)
+    assert MemoryStore(memory).load().hash is None
+
+
+def test_release_wins_over_a_write_that_kept_our_lease() -> None:
+    """A "nothing to do" run recorded itself while we held the lease (its document carried
+    our lease): our release still lands."""
+    memory = Memory()
+    holder, bystander = MemoryStore(memory), MemoryStore(memory)
+    doc = holder.acquire_lease("p/a/1", 60)
+    seen = bystander.load()
+    seen.record_run({"result": "no_change"})
+    bystander.save(seen)
+    doc.hash = "applied"
+    holder.release(doc)
+    final = MemoryStore(memory).load()
+    assert final.hash == "applied"
+    assert final.lease is None
+
+
+def test_lease_race_over_threads_has_one_winner() -> None:
+    memory = Memory()
+    stores = [MemoryStore(memory) for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+    won: list[str] = []
+    lost: list[str] = []
+
+    def go(i: int) -> None:
+        barrier.wait()
+        try:
+            stores[i].acquire_lease(f"p/h/{i}", 60)
+            won.append(str(i))
+        except LeaseHeldError as exc:
+            lost.append(str(exc))
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1
+    assert len(lost) == len(stores) - 1
+    assert all(f"p/h/{won[0]}" in msg for msg in lost)
+
+
+def test_no_state_store_remembers_nothing() -> None:
+    store = NoStateStore()
+    doc = store.acquire_lease("p/h/1", 60)
+    store.release(doc)
+    assert store.load() == StateDocument()
+    store.clear()
