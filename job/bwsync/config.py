@@ -301,10 +301,50 @@ class OktaSettings(Section):
     """OAuth 2.0 service app client id (private_key_jwt)."""
     private_key_file: Path | None = None
     """PEM private key of the service app (a secret)."""
+    key_id: str | None = None
+    """`kid` of the service app's public key, sent in the assertion's header; needed only when
+    the app has more than one key registered."""
     ca_file: Path | None = None
     """PEM bundle trusted for every call of this source, token requests included."""
     timeout: float = Field(default=60.0, gt=0)
     """Seconds per HTTP request."""
+
+    @field_validator("org_url")
+    @classmethod
+    def _okta_org_url(cls, v: str | None) -> str | None:
+        # bwdc concatenates the URL as typed (a trailing `/` gives `//`); we normalize, and
+        # refuse plain http: the API token or bearer token would cross the network in clear.
+        if v is None:
+            return v
+        v = v.strip().rstrip("/")
+        if "://" not in v:
+            v = "https://" + v
+        parts = urlsplit(v)
+        if parts.scheme.lower() != "https" or not parts.hostname:
+            raise ValueError("must be an https:// URL such as https://example.okta.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must be the org URL only, without a query or fragment")
+        if "-admin." in parts.hostname:
+            raise ValueError(
+                "is the Admin Console URL; use the org URL without `-admin` "
+                "(https://example.okta.com)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _okta_one_credential(self) -> OktaSettings:
+        oauth = self.client_id is not None or self.private_key_file is not None
+        if self.token is not None and oauth:
+            raise ValueError(
+                f"{ENV_PREFIX}OKTA__TOKEN and {ENV_PREFIX}OKTA__CLIENT_ID/__PRIVATE_KEY_FILE are "
+                "two different credentials: set one of them"
+            )
+        if oauth and (self.client_id is None or self.private_key_file is None):
+            raise ValueError(
+                f"{ENV_PREFIX}OKTA__CLIENT_ID and {ENV_PREFIX}OKTA__PRIVATE_KEY_FILE go together "
+                "(OAuth 2.0 service app with private_key_jwt)"
+            )
+        return self
 
 
 class OneLoginSettings(Section):
@@ -319,7 +359,7 @@ class OneLoginSettings(Section):
     subdomain: str | None = None
     """Your `<subdomain>.onelogin.com`; when set, the API host is `<subdomain>.onelogin.com`."""
     api_url: str | None = None
-    """API host override (proxies, tests)."""
+    """API base URL override (proxies, tests); wins over `region` and `subdomain`."""
     use_email_prefix_suffix: bool = False
     """Users whose email and username are not emails get `<username><email_suffix>`."""
     email_suffix: str | None = None
@@ -328,6 +368,36 @@ class OneLoginSettings(Section):
     """PEM bundle trusted for every call of this source, token requests included."""
     timeout: float = Field(default=60.0, gt=0)
     """Seconds per HTTP request."""
+
+    @field_validator("subdomain")
+    @classmethod
+    def _onelogin_subdomain(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip().lower().removesuffix(".onelogin.com")
+        if not v or not all(c.isalnum() or c == "-" for c in v):
+            raise ValueError("must be the `<subdomain>` of <subdomain>.onelogin.com")
+        return v
+
+    @field_validator("api_url")
+    @classmethod
+    def _onelogin_api_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip().rstrip("/")
+        parts = urlsplit(v)
+        if parts.scheme.lower() != "https" or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _onelogin_suffix(self) -> OneLoginSettings:
+        if self.use_email_prefix_suffix and not self.email_suffix:
+            raise ValueError(
+                f"{ENV_PREFIX}ONELOGIN__USE_EMAIL_PREFIX_SUFFIX needs "
+                f"{ENV_PREFIX}ONELOGIN__EMAIL_SUFFIX (for example @example.com)"
+            )
+        return self
 
 
 class FileSettings(Section):

@@ -1,0 +1,365 @@
+"""OneLogin through its v1 API (reference §7.5): users, and roles as groups.
+
+* Token: ``POST <base>/auth/oauth2/v2/token`` with HTTP Basic client id/secret and
+  ``{"grant_type":"client_credentials"}``; the API is called with ``Authorization:
+  bearer:<token>`` (OneLogin's v1 style), as bwdc does.
+* ``<base>`` is ``BWSYNC_ONELOGIN__API_URL`` if set, else ``https://<subdomain>.onelogin.com``
+  if a subdomain is set, else ``https://api.<region>.onelogin.com``.
+* ``GET /api/1/users[?<query>]`` and ``GET /api/1/roles[?<query>]``, 50 per page, following
+  ``pagination.next_link``; the query is the filter's native part, appended raw as bwdc does.
+* Ids are JSON numbers and stay numbers (``int``) all the way into the import body, as bwdc
+  sends them, so the hash matches.
+* Status 2 (suspended) is disabled; OneLogin has no deleted users. A user's email is ``email``
+  if valid, else ``username`` if it is an email, else ``username + email_suffix`` when
+  ``use_email_prefix_suffix`` is on; users without a valid email are dropped.
+* A role's members are the users whose ``role_id`` lists it — every user the users query
+  returned, including those dropped for their email, as bwdc (and none when user sync is off).
+
+Deliberate difference: bwdc stops paging silently on an HTTP error and syncs the users read so
+far — a shortened directory that, with removals on, removes people. Here any failed request,
+after the retries, fails the run (exit 3) and names the request.
+
+OneLogin's v1 limit is 5,000 calls an hour per account; ``X-RateLimit-Reset`` is the number of
+seconds to the next window, read by the same pacing as Okta's (``okta.PacedHttp``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+
+from bwsync.config import OneLoginSettings, SyncSettings
+from bwsync.errors import ConfigError, DirectoryError, shorten
+from bwsync.model import Directory, Group, User
+from bwsync.sources.base import CheckResult, FetchRequest
+from bwsync.sources.filters import parse_filter, scope_users_to_groups
+from bwsync.sources.okta import PacedHttp, RateHeaders, same_origin_next
+
+VALID_EMAIL = re.compile(r"^\S+@\S+\.\S+$")
+STATUS_SUSPENDED = 2
+
+
+class OneLoginError(DirectoryError):
+    """A OneLogin request failed; the message names the request and OneLogin's status."""
+
+    def __init__(self, detail: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(f"OneLogin {detail}")
+
+
+def onelogin_reset_in(response: httpx.Response, now: float) -> float | None:
+    """OneLogin's ``X-RateLimit-Reset`` counts seconds to the next window (not an epoch)."""
+    raw = response.headers.get("x-ratelimit-reset")
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
+ONELOGIN_RATE = RateHeaders("x-ratelimit-limit", "x-ratelimit-remaining", onelogin_reset_in)
+
+
+def onelogin_email(
+    raw: dict[str, Any], *, use_prefix_suffix: bool, suffix: str | None
+) -> str | None:
+    """bwdc's email rule (§7.5), returning ``None`` when no valid email can be made."""
+    email = raw.get("email")
+    candidate: str | None = None
+    if isinstance(email, str) and VALID_EMAIL.match(email):
+        candidate = email
+    else:
+        username = raw.get("username")
+        if isinstance(username, str) and username:
+            if VALID_EMAIL.match(username):
+                candidate = username
+            elif use_prefix_suffix and suffix:
+                candidate = username + suffix
+    if candidate is None:
+        return None
+    candidate = candidate.strip().lower()
+    return candidate if VALID_EMAIL.match(candidate) else None
+
+
+def _numeric_id(value: Any, what: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise OneLoginError(f"{what}: an entry has no numeric id ({type(value).__name__})")
+
+
+class OneLoginSource:
+    """OneLogin users and roles; see the module docstring."""
+
+    name = "onelogin"
+
+    def __init__(
+        self,
+        settings: OneLoginSettings,
+        sync: SyncSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        on_request: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sync = sync
+        self._transport = transport
+        self._sleep = sleep
+        self._clock = clock
+        self._on_request = on_request
+        self._http: PacedHttp | None = None
+        self._access_token: str | None = None
+        self._token_expires = 0.0
+
+    @property
+    def base_url(self) -> str:
+        s = self.settings
+        if s.api_url:
+            return s.api_url
+        if s.subdomain:
+            return f"https://{s.subdomain}.onelogin.com"
+        return f"https://api.{s.region}.onelogin.com"
+
+    @property
+    def server(self) -> str:
+        return self.base_url
+
+    def _require(self) -> None:
+        missing = [
+            f"BWSYNC_ONELOGIN__{n.upper()}: required for the onelogin source"
+            for n in ("client_id", "client_secret")
+            if getattr(self.settings, n) is None
+        ]
+        if missing:
+            raise ConfigError(missing)
+
+    def _client(self) -> PacedHttp:
+        if self._http is None:
+            self._require()
+            verify: Any = True
+            if self.settings.ca_file is not None:
+                import ssl
+
+                try:
+                    verify = ssl.create_default_context(cafile=str(self.settings.ca_file))
+                except (OSError, ssl.SSLError) as exc:
+                    raise ConfigError(
+                        f"BWSYNC_ONELOGIN__CA_FILE: cannot load {self.settings.ca_file}: {exc}"
+                    ) from None
+            client = httpx.Client(
+                verify=verify,
+                timeout=self.settings.timeout,
+                transport=self._transport,
+                trust_env=False,
+                headers={"Accept": "application/json", "User-Agent": "bwsync"},
+                follow_redirects=False,
+            )
+            self._http = PacedHttp(
+                client,
+                ONELOGIN_RATE,
+                OneLoginError,
+                sleep=self._sleep,
+                clock=self._clock,
+                on_request=self._on_request,
+            )
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.client.close()
+            self._http = None
+
+    def _authorization(self, *, renew: bool = False) -> str:
+        if renew or self._access_token is None or self._clock() >= self._token_expires:
+            assert self.settings.client_id is not None
+            assert self.settings.client_secret is not None
+            what = "POST /auth/oauth2/v2/token"
+            response = self._client().request(
+                "POST",
+                self.base_url + "/auth/oauth2/v2/token",
+                what,
+                auth=(self.settings.client_id, self.settings.client_secret.get_secret_value()),
+                json={"grant_type": "client_credentials"},
+            )
+            body = _json(response)
+            if response.status_code != 200 or not isinstance(body, dict):
+                raise _error(what, response, body)
+            token = body.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise OneLoginError(f"{what}: the response has no access_token", status=200)
+            lifetime = body.get("expires_in")
+            seconds = float(lifetime) if isinstance(lifetime, int | float) else 36000.0
+            self._access_token = token
+            self._token_expires = self._clock() + max(seconds - 60.0, 0.0)
+        return "bearer:" + self._access_token
+
+    def _get(self, url: str, what: str) -> dict[str, Any]:
+        http = self._client()
+        response = http.request("GET", url, what, headers={"Authorization": self._authorization()})
+        if response.status_code == 401:
+            # A token revoked or expired mid-run: one fresh token, then the error stands.
+            response = http.request(
+                "GET", url, what, headers={"Authorization": self._authorization(renew=True)}
+            )
+        body = _json(response)
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise _error(what, response, body)
+        status = body.get("status")
+        if not isinstance(status, dict) or status.get("code") != 200:
+            raise _error(what, response, body)
+        if not isinstance(body.get("data"), list):
+            raise OneLoginError(f"{what}: the response has no `data` list", status=200)
+        return body
+
+    def _pages(self, resource: str, query: str | None) -> Iterator[list[dict[str, Any]]]:
+        base = self.base_url
+        path = f"/api/1/{resource}"
+        url: str | None = base + path + (f"?{query}" if query else "")
+        what = f"GET {path}"
+        seen: set[str] = set()
+        while url is not None:
+            seen.add(url)
+            body = self._get(url, what)
+            yield [d for d in body["data"] if isinstance(d, dict)]
+            pagination = body.get("pagination")
+            link = pagination.get("next_link") if isinstance(pagination, dict) else None
+            url = same_origin_next(base, link) if isinstance(link, str) and link else None
+            if url is not None and url in seen:
+                raise OneLoginError(f"{what}: pagination loops back to a page already read")
+
+    # -- fetch -----------------------------------------------------------------------------
+
+    def fetch(self, request: FetchRequest) -> Directory:
+        # OneLogin has no incremental mode: every run is a full fetch (request.force unused).
+        self._require()
+        try:
+            return self._fetch()
+        finally:
+            self.close()
+
+    def _fetch(self) -> Directory:
+        user_filter = parse_filter(self.sync.user_filter)
+        group_filter = parse_filter(self.sync.group_filter)
+        directory = Directory(users=None, groups=None)
+        memberships: list[tuple[int, frozenset[int]]] = []
+        if self.sync.users:
+            users: list[User] = []
+            for page in self._pages("users", user_filter.query):
+                for raw in page:
+                    uid = _numeric_id(raw.get("id"), "GET /api/1/users")
+                    roles = raw.get("role_id") or []
+                    memberships.append((uid, frozenset(r for r in roles if isinstance(r, int))))
+                    email = onelogin_email(
+                        raw,
+                        use_prefix_suffix=self.settings.use_email_prefix_suffix,
+                        suffix=self.settings.email_suffix,
+                    )
+                    if email is None:
+                        directory.skipped["no_email"] += 1
+                        continue
+                    if not user_filter.keeps(email):
+                        continue
+                    users.append(
+                        User(
+                            reference_id=uid,
+                            external_id=uid,
+                            email=email,
+                            disabled=raw.get("status") == STATUS_SUSPENDED,
+                        )
+                    )
+            directory.users = users
+        if self.sync.groups:
+            groups: list[Group] = []
+            for page in self._pages("roles", group_filter.query):
+                for raw in page:
+                    rid = _numeric_id(raw.get("id"), "GET /api/1/roles")
+                    name = raw.get("name")
+                    if not group_filter.keeps(name if isinstance(name, str) else None):
+                        continue
+                    group = Group(reference_id=rid, external_id=rid, name=name)
+                    for uid, roles in memberships:
+                        if rid in roles:
+                            group.add_user(uid)
+                    groups.append(group)
+            directory.groups = groups
+            if directory.users is not None and group_filter.set is not None:
+                directory.users = scope_users_to_groups(
+                    directory.users, groups, remove_disabled=self.sync.remove_disabled
+                )
+        return directory
+
+    # -- check -----------------------------------------------------------------------------
+
+    def check(self) -> list[CheckResult]:
+        try:
+            self._require()
+        except ConfigError as exc:
+            return [CheckResult("settings", False, "; ".join(exc.problems))]
+        results: list[CheckResult] = []
+        try:
+            try:
+                self._authorization()
+            except OneLoginError as exc:
+                detail = str(exc)
+                if exc.status in (400, 401):
+                    detail += (
+                        "; check BWSYNC_ONELOGIN__CLIENT_ID/__CLIENT_SECRET and the region or "
+                        "subdomain (an EU account is not known to api.us.onelogin.com)"
+                    )
+                return [CheckResult("token", False, detail)]
+            results.append(CheckResult("token", True, f"{self.base_url}/auth/oauth2/v2/token"))
+            for label, resource in (("read users", "users"), ("read roles", "roles")):
+                try:
+                    self._get(f"{self.base_url}/api/1/{resource}", f"GET /api/1/{resource}")
+                    results.append(CheckResult(label, True, f"{self.base_url}/api/1/{resource}"))
+                except OneLoginError as exc:
+                    detail = str(exc)
+                    if exc.status in (401, 403):
+                        detail += (
+                            "; the API credential needs the 'Read users' scope (or Manage "
+                            "users / Read all); 'Authentication only' cannot list users"
+                        )
+                    results.append(CheckResult(label, False, detail))
+        finally:
+            self.close()
+        return results
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _error(what: str, response: httpx.Response, body: Any) -> OneLoginError:
+    """OneLogin's v1 errors are ``{"status": {error, code, type, message}}``; the token
+    endpoint and v2 may answer ``{error, error_description}`` or ``{message, statusCode}``."""
+    http = response.status_code
+    message: str | None = None
+    code: Any = None
+    if isinstance(body, dict):
+        status = body.get("status")
+        if isinstance(status, dict):
+            code = status.get("code")
+            message = " ".join(
+                str(status[k]) for k in ("type", "message") if status.get(k) not in (None, "")
+            )
+        elif "error" in body:
+            message = f"{body.get('error')}: {body.get('error_description') or ''}".rstrip(": ")
+        elif "message" in body:
+            message = str(body.get("message"))
+    detail = f"{what}: HTTP {http}"
+    if code is not None and code != http:
+        detail += f", status {code}"
+    if message:
+        detail += f" {shorten(message, 200)}"
+    elif body is None and response.content:
+        detail += f" {shorten(response.text, 120)}"
+    status_code = code if isinstance(code, int) and http == 200 else http
+    return OneLoginError(detail, status=status_code)
