@@ -385,3 +385,17 @@ def test_https_without_the_ca_is_refused_and_not_retried(tls_fake: FakeBitwarden
     ):
         client.check_token()
     assert clock.slept == []
+
+
+def test_client_lives_within_the_cloud_rate_limits(fake_bitwarden_factory: FakeFactory) -> None:
+    """One token for the whole run, and the 5-per-second POST limit absorbed by Retry-After."""
+    clock = Clock()
+    fake = fake_bitwarden_factory(rate_limits=True, clock=clock)
+    with make_client(fake, clock) as client:
+        for i in range(8):
+            client.import_organization(payload((f"u{i}", False)))
+        for _ in range(30):
+            client.list_groups()
+    assert fake.tokens_issued == 1
+    assert clock.slept == [1.0]
+    assert len(fake.members) == 8

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
+import math
 import re
 import secrets
 import ssl
@@ -350,6 +351,11 @@ class FakeBitwarden:
     * ``require_confirmed_owner``: refuse invites when the org has no confirmed owner, as the
       real server does (off by default so tests may seed organizations without an owner).
     * ``host`` / ``port``: where to listen (loopback, a free port by default).
+    * ``rate_limits``: enforce the cloud's committed per-IP limits (§4) — identity 5/s and
+      60/min, token 10/min; API POST/PUT/DELETE 5/s and 60/min, GET 200/min — answering 429
+      with ``Retry-After`` like the real middleware. Off by default (tests switch faults on
+      explicitly); never in self-hosted or Vaultwarden mode.
+    * ``clock``: monotonic seconds for token expiry and rate windows (tests may pass a fake).
     * ``ssl_context``: serve HTTPS with this server-side context (``base_url`` becomes https),
       to test CA trust end to end.
     """
@@ -371,6 +377,8 @@ class FakeBitwarden:
         groups_enabled: bool = False,
         seats: int | None = None,
         require_confirmed_owner: bool = False,
+        rate_limits: bool = False,
+        clock: Callable[[], float] = time.monotonic,
         host: str = "127.0.0.1",
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
@@ -392,6 +400,9 @@ class FakeBitwarden:
         self.groups_enabled = groups_enabled
         self.seats = seats
         self.require_confirmed_owner = require_confirmed_owner
+        self.rate_limits = rate_limits
+        self._clock = clock
+        self._windows: dict[tuple[str, float], list[float]] = {}
         self._host = host
         self._port = port
         self._lock = threading.RLock()
@@ -422,7 +433,7 @@ class FakeBitwarden:
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             daemon=True,
             name=f"fake-bitwarden-{server.server_address[1]}",
         )
@@ -739,7 +750,7 @@ class FakeBitwarden:
     def _handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Response:
         path = urlsplit(target).path
         endpoint, params = self._route(method, path)
-        fault = self._take_fault(endpoint)
+        fault = self._take_fault(endpoint) or self._rate_limited(method, endpoint)
         body: Any = None
         if endpoint == "token":
             body = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
@@ -765,6 +776,37 @@ class FakeBitwarden:
                 RecordedRequest(method, path, endpoint, headers, body, raw, response.status)
             )
         return response
+
+    def _rate_limited(self, method: str, endpoint: str) -> Fault | None:
+        """The cloud's AspNetCoreRateLimit rules (§4), sliding windows, one client IP.
+
+        Every matching rule must have room; blocked requests are not counted
+        (``StackBlockedRequests: false``). ``Retry-After`` is the time until the tripped
+        rule's oldest request leaves its window, in whole seconds, at least 1."""
+        if not self.rate_limits or self.self_hosted:
+            return None
+        if endpoint == "token":
+            rules = [("identity:*", 1.0, 5), ("identity:*", 60.0, 60), ("identity:token", 60.0, 10)]
+        elif method == "GET":
+            rules = [("api:get", 60.0, 200)]
+        else:
+            verb = method.lower()
+            rules = [(f"api:{verb}", 1.0, 5), (f"api:{verb}", 60.0, 60)]
+        now = self._clock()
+        with self._lock:
+            for name, period, limit in rules:
+                window = self._windows.setdefault((name, period), [])
+                window[:] = [t for t in window if t > now - period]
+                if len(window) >= limit:
+                    wait = max(1, math.ceil(window[0] + period - now))
+                    label = "1s" if period == 1.0 else "1m"
+                    body = _internal_error(
+                        429, f"Slow down! Too many requests. Try again in {label}."
+                    ).body
+                    return Fault(endpoint, status=429, retry_after=wait, body=body)
+            for name, period, _limit in rules:
+                self._windows[(name, period)].append(now)
+        return None
 
     def _take_fault(self, endpoint: str) -> Fault | None:
         with self._lock:
@@ -849,7 +891,7 @@ class FakeBitwarden:
             )
         else:
             token = secrets.token_urlsafe(48)
-        self._tokens[token] = time.monotonic() + self.token_lifetime
+        self._tokens[token] = self._clock() + self.token_lifetime
         self.tokens_issued += 1
         return _json(
             200,
@@ -935,7 +977,7 @@ class FakeBitwarden:
         auth = headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         expiry = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-        if expiry is None or expiry <= time.monotonic():
+        if expiry is None or expiry <= self._clock():
             if self.vaultwarden:
                 raise _HttpError(_rocket_catcher(401))
             challenge = (
@@ -1533,6 +1575,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle and the client's
+    # delayed ACK add ~40 ms to every keep-alive response.
+    disable_nagle_algorithm = True
     server: _Server
     server_version = "FakeBitwarden/1.0"
 

@@ -244,18 +244,6 @@ def test_expired_token_is_401_and_a_new_one_works(fake_bitwarden: FakeBitwarden,
     assert fake_bitwarden.tokens_issued == 2
 
 
-def test_token_lifetime_is_enforced(fake_bitwarden_factory: FakeFactory) -> None:
-    fake = fake_bitwarden_factory(token_lifetime=1)
-    api = Api(fake)
-    try:
-        api.login()
-        assert api.get("/members").status_code == 200
-        time.sleep(1.1)
-        assert api.get("/members").status_code == 401
-    finally:
-        api.http.close()
-
-
 # --------------------------------------------------------------------------------------------
 # §3.1, §3.6: request validation
 
@@ -963,5 +951,66 @@ def test_large_imports_stay_fast(fake_bitwarden_self_hosted: FakeBitwarden) -> N
         assert time.monotonic() - started < 20
         assert len(fake_bitwarden_self_hosted.group_member_external_ids("g0")) == 400
         assert len(api.get("/members").json()["data"]) == 20_000
+    finally:
+        api.http.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_cloud_rate_limits_on_identity(fake_bitwarden_factory: FakeFactory) -> None:
+    clock = FakeClock()
+    api = Api(fake_bitwarden_factory(rate_limits=True, clock=clock))
+    try:
+        assert [api.get_token().status_code for _ in range(6)] == [200] * 5 + [429]
+        r = api.get_token()
+        assert r.headers["Retry-After"] == "1"
+        assert r.json()["message"] == "Slow down! Too many requests. Try again in 1s."
+        clock.now += 1
+        assert [api.get_token().status_code for _ in range(6)] == [200] * 5 + [429]
+        clock.now += 10
+        r = api.get_token()  # 10 per minute on the token endpoint
+        assert r.status_code == 429
+        assert r.json()["message"] == "Slow down! Too many requests. Try again in 1m."
+        assert r.headers["Retry-After"] == "49"
+        clock.now += 49
+        assert api.get_token().status_code == 200
+    finally:
+        api.http.close()
+
+
+def test_cloud_rate_limits_on_the_api(fake_bitwarden_factory: FakeFactory) -> None:
+    clock = FakeClock()
+    api = Api(fake_bitwarden_factory(rate_limits=True, clock=clock))
+    try:
+        api.login()
+        assert [api.imp(body()).status_code for _ in range(6)] == [200] * 5 + [429]
+        assert [api.get("/groups").status_code for _ in range(201)] == [200] * 200 + [429]
+    finally:
+        api.http.close()
+
+
+def test_expiry_follows_the_injected_clock(fake_bitwarden_factory: FakeFactory) -> None:
+    clock = FakeClock()
+    api = Api(fake_bitwarden_factory(clock=clock))
+    try:
+        api.login()
+        clock.now += 3599
+        assert api.get("/members").status_code == 200
+        clock.now += 1
+        assert api.get("/members").status_code == 401
+    finally:
+        api.http.close()
+
+
+def test_self_hosted_ignores_rate_limits(fake_bitwarden_factory: FakeFactory) -> None:
+    api = Api(fake_bitwarden_factory(rate_limits=True, self_hosted=True))
+    try:
+        assert all(api.get_token().status_code == 200 for _ in range(12))
     finally:
         api.http.close()
