@@ -49,6 +49,7 @@ from bwsync.model import OrgGroup, OrgMember
 __all__ = [
     "DEVICE_NAME",
     "DEVICE_TYPE",
+    "ENDPOINTS",
     "MAX_RETRY_SECONDS",
     "BitwardenClient",
     "OrgTokenAuth",
@@ -56,6 +57,21 @@ __all__ = [
     "should_retry",
 ]
 
+#: Endpoint names reported to ``on_request``/``on_retry`` (metric labels); the stand-in
+#: (``bwsync.testing.fake_bitwarden.ENDPOINTS``) names requests the same way.
+ENDPOINTS: Final = (
+    "token",
+    "import",
+    "list_members",
+    "get_member",
+    "member_group_ids",
+    "list_groups",
+    "get_group",
+    "group_member_ids",
+    "revoke_member",
+    "restore_member",
+    "unknown",
+)
 #: bwdc sends 8 (Linux desktop) and ``linux`` from a Linux host; Vaultwarden requires both.
 DEVICE_TYPE: Final = 8
 DEVICE_NAME: Final = "linux"

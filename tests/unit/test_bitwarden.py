@@ -18,6 +18,7 @@ import pytest
 
 from bwsync.bitwarden import (
     DEVICE_TYPE,
+    ENDPOINTS,
     BitwardenClient,
     backoff_delay,
     should_retry,
@@ -761,3 +762,9 @@ def test_unreadable_ca_file_is_a_configuration_error(tmp_path: Path) -> None:
     bad.write_text("not a certificate")
     with pytest.raises(ConfigError, match="CA_FILE"):
         BitwardenClient(settings(ca_file=bad))
+
+
+def test_endpoint_names_match_the_stand_in() -> None:
+    from bwsync.testing import fake_bitwarden
+
+    assert fake_bitwarden.ENDPOINTS == ENDPOINTS
