@@ -282,6 +282,7 @@ class CloudHttp:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
+        content: str | bytes | None = None,
         ok: Callable[[httpx.Response], bool] | None = None,
     ) -> httpx.Response:
         """Send with retries; return the response when ``ok(response)`` (default: 2xx), else
@@ -296,7 +297,7 @@ class CloudHttp:
             response: httpx.Response | None = None
             try:
                 response = self.client.request(
-                    method, url, params=params, headers=headers, data=data
+                    method, url, params=params, headers=headers, data=data, content=content
                 )
             except httpx.HTTPError as exc:
                 if not should_retry(None, exc):
