@@ -44,10 +44,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import dataclasses
 import math
 import re
 import secrets
+import socket
 import ssl
 import sys
 import threading
@@ -447,6 +449,7 @@ class FakeBitwarden:
             return
         server.shutdown()
         server.server_close()
+        server.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -1563,7 +1566,33 @@ def _raise(exc: Exception) -> Any:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # server_close() would otherwise join every handler thread, and one blocked on a client's
+    # idle keep-alive connection would hang stop(); close_connections() ends those instead.
+    block_on_close = False
     fake: FakeBitwarden
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Hang up on every open client connection, as a stopped server would."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Quiet for connection and TLS failures (a client dropping the connection or refusing

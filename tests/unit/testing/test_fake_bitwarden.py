@@ -1014,3 +1014,16 @@ def test_self_hosted_ignores_rate_limits(fake_bitwarden_factory: FakeFactory) ->
         assert all(api.get_token().status_code == 200 for _ in range(12))
     finally:
         api.http.close()
+
+
+def test_stop_does_not_wait_for_idle_keep_alive_clients(
+    fake_bitwarden_factory: FakeFactory,
+) -> None:
+    fake = fake_bitwarden_factory()
+    with httpx.Client(base_url=fake.base_url, trust_env=False, timeout=5) as http:
+        assert http.get("/api/public/members").status_code == 401  # connection kept alive
+        started = time.monotonic()
+        fake.stop()
+        assert time.monotonic() - started < 2
+        with pytest.raises(httpx.TransportError):
+            http.get("/api/public/members")
