@@ -310,7 +310,7 @@ def test_unreachable_server(engine: str, tmp_path: Path) -> None:
     url = f"ldap://127.0.0.1:{free_port()}"
     with pytest.raises(LdapError) as err:
         LdapSource(
-            LdapSettings(url=url, base_dn="dc=example,dc=com", engine=engine),  # type: ignore[arg-type]
+            LdapSettings(url=url, base_dn="dc=example,dc=com", engine=engine),
             SyncSettings(),
         ).fetch(FetchRequest())
     assert str(err.value).startswith(f"LDAP {url}: server unreachable: ")
@@ -326,7 +326,7 @@ def test_unreachable_server(engine: str, tmp_path: Path) -> None:
     ],
 )
 def test_invalid_filter_names_the_setting(
-    slapd: Slapd, company: str, engine: str, where: dict[str, str], setting: str
+    slapd: Slapd, company: str, engine: str, where: dict[str, Any], setting: str
 ) -> None:
     where = dict(where)  # the parameter dict is shared by both engines' runs
     sync = SyncSettings(user_filter=where.pop("sync_user_filter", None))
