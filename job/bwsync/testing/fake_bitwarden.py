@@ -719,16 +719,17 @@ class FakeBitwarden:
 
     # ---- request handling -----------------------------------------------------------------
 
-    def _route(self, method: str, path: str) -> tuple[str, list[str]]:
-        """(endpoint name, path parameters) for a request path (prefix ``/api`` optional)."""
+    def _route(self, method: str, path: str) -> tuple[str, list[str], list[str]]:
+        """(endpoint name, path parameters, methods the path allows when ``method`` is not one
+        of them) for a request path (prefix ``/api`` optional)."""
         p = path.rstrip("/") or "/"
         if p in ("/identity/connect/token", "/connect/token"):
-            return "token", []
+            return "token", [], []
         if p.startswith("/api/"):
             p = p[4:]
         parts = [unquote(x) for x in p.strip("/").split("/")]
         if parts[:1] != ["public"]:
-            return "unknown", []
+            return "unknown", [], []
         rest = parts[1:]
         table: list[tuple[str, list[str], str]] = [
             ("POST", ["organization", "import"], "import"),
@@ -741,18 +742,19 @@ class FakeBitwarden:
             ("GET", ["groups", "*"], "get_group"),
             ("GET", ["groups", "*", "member-ids"], "group_member_ids"),
         ]
+        allowed: list[str] = []
         for m, pattern, name in table:
-            if (
-                m == method
-                and len(pattern) == len(rest)
-                and all(a == "*" or a == b.lower() for a, b in zip(pattern, rest, strict=True))
+            if len(pattern) == len(rest) and all(
+                a == "*" or a == b.lower() for a, b in zip(pattern, rest, strict=True)
             ):
-                return name, [b for a, b in zip(pattern, rest, strict=True) if a == "*"]
-        return "unknown", []
+                if m == method:
+                    return name, [b for a, b in zip(pattern, rest, strict=True) if a == "*"], []
+                allowed.append(m)
+        return "unknown", [], sorted(set(allowed))
 
     def _handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Response:
         path = urlsplit(target).path
-        endpoint, params = self._route(method, path)
+        endpoint, params, allowed = self._route(method, path)
         fault = self._take_fault(endpoint) or self._rate_limited(method, endpoint)
         body: Any = None
         if endpoint == "token":
@@ -771,7 +773,9 @@ class FakeBitwarden:
         else:
             with self._lock:
                 try:
-                    response = self._dispatch(endpoint, params, method, headers, raw)
+                    response = self._dispatch(
+                        endpoint, params, method, headers, raw, allowed=allowed
+                    )
                 except _HttpError as exc:
                     response = exc.response
         with self._lock:
@@ -848,7 +852,14 @@ class FakeBitwarden:
         return _Response(status, b"", extra)
 
     def _dispatch(
-        self, endpoint: str, params: list[str], method: str, headers: dict[str, str], raw: bytes
+        self,
+        endpoint: str,
+        params: list[str],
+        method: str,
+        headers: dict[str, str],
+        raw: bytes,
+        *,
+        allowed: list[str],
     ) -> _Response:
         if endpoint == "token":
             if self.vaultwarden:
@@ -857,6 +868,8 @@ class FakeBitwarden:
         if self.vaultwarden and endpoint not in ("import",):
             return _rocket_catcher(404)
         if endpoint == "unknown":
+            if allowed:  # the route exists for other methods: ASP.NET routing says 405
+                return _Response(405, headers={"Allow": ", ".join(allowed)})
             return _Response(404)
         self._authenticate(headers)
         if endpoint == "import":

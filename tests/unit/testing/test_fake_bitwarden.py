@@ -1027,3 +1027,10 @@ def test_stop_does_not_wait_for_idle_keep_alive_clients(
         assert time.monotonic() - started < 2
         with pytest.raises(httpx.TransportError):
             http.get("/api/public/members")
+
+
+def test_known_path_with_another_method_is_405(api: Api) -> None:
+    r = api.get("/organization/import")
+    assert (r.status_code, r.content, r.headers["Allow"]) == (405, b"", "POST")
+    r = api.http.delete("/api/public/members", headers=api.headers())
+    assert r.status_code == 405
