@@ -258,9 +258,7 @@ class OrgTokenAuth(httpx.Auth):
 # Error translation
 
 
-def _server_error_parts(
-    body: bytes,
-) -> tuple[str | None, dict[str, list[str]]]:
+def _server_error_parts(body: bytes) -> tuple[str | None, dict[str, list[str]]]:
     """The server's message and field errors from any of the shapes it uses.
 
     Public API ``{message, errors}``, internal ``{message, validationErrors}`` (any casing),

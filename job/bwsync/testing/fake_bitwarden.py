@@ -1088,6 +1088,8 @@ class FakeBitwarden:
     # ---- import, official (§3) ---------------------------------------------------------------
 
     def _import_official(self, headers: dict[str, str], raw: bytes) -> _Response:
+        """The controller (§3.1, §3.2): content type, model binding and validation, the
+        arrays it dereferences, the cloud cap; then the command."""
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in ("application/json", "text/json") and not ctype.endswith("+json"):
             return _Response(415)
@@ -1245,6 +1247,8 @@ class FakeBitwarden:
     # ---- import, Vaultwarden (§6.2) -------------------------------------------------------
 
     def _import_vaultwarden(self, headers: dict[str, str], raw: bytes) -> _Response:
+        """§6.2: strict body, members by email (deleted = revoke, back = restore), groups only
+        with ORG_GROUPS_ENABLED and never renamed, then overwrite as a hard delete."""
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             return _rocket_catcher(415)
@@ -1477,6 +1481,7 @@ class _OfficialImportModel:
         return model, overwrite is None
 
     def _validate(self, overwrite_missing: bool) -> dict[str, list[str]]:
+        """DataAnnotations as the request models declare them (§3.1); keys are model paths."""
         errors: dict[str, list[str]] = {}
 
         def add(key: str, text: str) -> None:
