@@ -500,9 +500,7 @@ def test_helm_test_hook_runs_check(render: Render) -> None:
     assert not _kind(render({"tests": {"enabled": False}}), "Pod")
 
 
-def test_notes_tell_how_to_trigger_a_first_run(
-    helm_bin: str, chart_dir: Path, tmp_path: Path
-) -> None:
+def _render_notes(helm_bin: str, chart_dir: Path, tmp_path: Path, *args: str) -> str:
     """NOTES.txt is rendered only by `helm install`, which needs a cluster to learn its version:
     render it as a template of a copy of the chart instead."""
     copy = tmp_path / "bwsync"
@@ -511,13 +509,28 @@ def test_notes_tell_how_to_trigger_a_first_run(
     indented = "".join("  " + line for line in notes_src.splitlines(keepends=True))
     (copy / "templates" / "zz-notes.yaml").write_text("notes: |\n" + indented)
     res = _helm(helm_bin, "template", RELEASE, str(copy), "--namespace", NAMESPACE,
-                "--kube-version", "1.37.0", "--show-only", "templates/zz-notes.yaml")  # fmt: skip
+                "--kube-version", "1.37.0", "--show-only", "templates/zz-notes.yaml",
+                *args)  # fmt: skip
     assert res.returncode == 0, res.stderr
-    notes = yaml.safe_load(res.stdout)["notes"]
+    return str(yaml.safe_load(res.stdout)["notes"])
+
+
+def test_notes_tell_how_to_trigger_a_first_run(
+    helm_bin: str, chart_dir: Path, tmp_path: Path
+) -> None:
+    notes = _render_notes(helm_bin, chart_dir, tmp_path)
     assert f"kubectl -n {NAMESPACE} create job --from=cronjob/{RELEASE}-bwsync " in notes
     assert f"get configmap {RELEASE}-bwsync-state" in notes
     assert f"kubectl -n {NAMESPACE} logs -f job/" in notes
     assert f"helm test {RELEASE}" in notes
+    assert "WARNING" not in notes
+
+
+def test_notes_warn_when_network_policy_blocks_the_state(
+    helm_bin: str, chart_dir: Path, tmp_path: Path
+) -> None:
+    notes = _render_notes(helm_bin, chart_dir, tmp_path, "--set", "networkPolicy.enabled=true")
+    assert "networkPolicy.kubeApiServer.cidrs" in notes
 
 
 # --- the values schema ------------------------------------------------------------------------
