@@ -222,7 +222,7 @@ def _ssl_context(
 ) -> ssl.SSLContext:
     try:
         if insecure:
-            ctx = ssl.create_default_context()
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no trust store needed to trust all
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         elif ca_file or ca_data:
