@@ -145,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         logs.setup(None, "info")
         print(f"bwsync: {exc}", file=sys.stderr)
+        if command == "sync":
+            _report_config_error(exc)
         return exc.exit_code
     logs.setup(settings.log.format, settings.log.level, _secrets(settings))
     try:
@@ -172,6 +174,33 @@ def _secrets(settings: Settings) -> list[str]:
             if value is not None and hasattr(value, "get_secret_value"):
                 out.append(value.get_secret_value())
     return out
+
+
+def _report_config_error(exc: ConfigError) -> None:
+    """A sync that cannot start still records ``config_error`` in the metrics, when the metrics
+    settings themselves are readable: a broken Secret at 3 a.m. must page someone."""
+    import time
+
+    from bwsync import metrics
+    from bwsync.config import metrics_settings_only
+    from bwsync.model import RunReport
+
+    found = metrics_settings_only()
+    if found is None:
+        return
+    metrics_settings, profile, source = found
+    now = time.time()
+    report = RunReport(
+        profile=profile,
+        source=source,
+        result="config_error",
+        exit_code=2,
+        started=now,
+        finished=now,
+        error=str(exc),
+    )
+    for warning in metrics.deliver(report, metrics_settings):
+        print(f"bwsync: warning: {warning}", file=sys.stderr)
 
 
 def _deliver(settings: Settings, outcome: Outcome) -> None:

@@ -518,7 +518,45 @@ class Settings(BaseSettings):
                     + ", ".join(f"{ENV_PREFIX}LDAP__{n.upper()}" for n in missing)
                     + " not set"
                 )
+        if self.source == "entra":
+            self._entra_settings_present()
+        if self.source == "google":
+            missing = [
+                n for n in ("credentials_file", "admin_email") if getattr(self.google, n) is None
+            ]
+            if missing:
+                raise ValueError(
+                    "source is google but "
+                    + ", ".join(f"{ENV_PREFIX}GOOGLE__{n.upper()}" for n in missing)
+                    + " not set"
+                )
         return self
+
+    def _entra_settings_present(self) -> None:
+        e = self.entra
+        missing = [n for n in ("tenant_id", "client_id") if getattr(e, n) is None]
+        if missing:
+            raise ValueError(
+                "source is entra but "
+                + ", ".join(f"{ENV_PREFIX}ENTRA__{n.upper()}" for n in missing)
+                + " not set"
+            )
+        if e.client_secret is not None and e.certificate_file is not None:
+            raise ValueError(
+                f"{ENV_PREFIX}ENTRA__CLIENT_SECRET and {ENV_PREFIX}ENTRA__CERTIFICATE_FILE are "
+                "both set: keep one credential"
+            )
+        # AKS workload identity projects the federated token and names it in this variable.
+        if (
+            e.client_secret is None
+            and e.certificate_file is None
+            and not os.environ.get("AZURE_FEDERATED_TOKEN_FILE")
+        ):
+            raise ValueError(
+                f"source is entra but no credential: set {ENV_PREFIX}ENTRA__CLIENT_SECRET or "
+                f"{ENV_PREFIX}ENTRA__CERTIFICATE_FILE, or run with workload identity "
+                "(AZURE_FEDERATED_TOKEN_FILE)"
+            )
 
 
 def env_name(loc: tuple[int | str, ...]) -> str:
@@ -562,3 +600,43 @@ def load_settings(**overrides: Any) -> Settings:
     if unknown:
         raise ConfigError(unknown)
     return settings
+
+
+class _MetricsOnly(BaseSettings):
+    """The metrics settings alone, read leniently when the full settings are invalid."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="ignore",
+        secrets_dir_missing="ok",
+        secrets_nested_delimiter="__",
+    )
+
+    profile: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,63}$")
+    source: str = "file"
+    metrics: MetricsSettings = MetricsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, NestedSecretsSettingsSource(file_secret_settings)
+
+
+def metrics_settings_only() -> tuple[MetricsSettings, str, str] | None:
+    """(metrics settings, profile, source label) from the environment, or None if even those
+    are invalid. The source label is kept only if it is a known source (bounded labels)."""
+    secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    try:
+        found = _MetricsOnly(_secrets_dir=secrets_dir)
+    except ValidationError:
+        return None
+    known = {"ldap", "file", "entra", "google", "okta", "onelogin"}
+    return found.metrics, found.profile, found.source if found.source in known else "unknown"

@@ -1,0 +1,98 @@
+"""``bwsync sync --every``: loop mode serves /metrics and /healthz and stops on SIGTERM; a
+configuration error still reaches the metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bwsync.cli import main
+from bwsync.testing.fake_bitwarden import FakeBitwarden
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def test_loop_serves_metrics_and_stops_on_sigterm(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BWSYNC_")}
+    env.update(
+        {
+            "BWSYNC_BITWARDEN__SERVER": fake_bitwarden.base_url,
+            "BWSYNC_BITWARDEN__CLIENT_ID": fake_bitwarden.client_id,
+            "BWSYNC_BITWARDEN__CLIENT_SECRET": fake_bitwarden.client_secret,
+            "BWSYNC_STATE__PATH": str(tmp_path / "state.json"),
+            "BWSYNC_METRICS__LISTEN": f"127.0.0.1:{port}",
+            "BWSYNC_PROFILE": "loop",
+            "BWSYNC_SECRETS_DIR": str(tmp_path),
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bwsync", "sync", "--every", "1s"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        results: dict[tuple[tuple[str, str], ...], float] = {}
+        deadline = time.monotonic() + 30
+        with httpx.Client(trust_env=False) as http:
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    text = http.get(f"http://127.0.0.1:{port}/metrics").text
+                except httpx.TransportError:
+                    time.sleep(0.1)
+                    continue
+                results = _samples(text, "bwsync_last_run_result")
+                if results.get((("profile", "loop"), ("result", "no_change"), ("source", "file"))):
+                    break  # the second run found nothing to do
+                time.sleep(0.2)
+            assert (
+                results.get((("profile", "loop"), ("result", "no_change"), ("source", "file")))
+                == 1.0
+            ), results
+            assert http.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        assert len(fake_bitwarden.requests_to("import")) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_config_error_still_writes_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    textfile = tmp_path / "bwsync.prom"
+    monkeypatch.setenv("BWSYNC_METRICS__TEXTFILE_PATH", str(textfile))
+    monkeypatch.setenv("BWSYNC_SOURCE", "ldap")
+    monkeypatch.setenv("BWSYNC_LDAP__PAGE_SIZE", "not-a-number")
+    assert main(["sync"]) == 2
+    results = _samples(textfile.read_text(), "bwsync_last_run_result")
+    key = (("profile", "default"), ("result", "config_error"), ("source", "ldap"))
+    assert results[key] == 1.0
