@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.bitwarden",
     "tests.fixtures.state",
     "tests.fixtures.metrics",
+    "tests.fixtures.okta_onelogin",
     "tests.fixtures.cloud",
 ]
 
