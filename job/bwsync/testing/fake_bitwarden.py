@@ -389,8 +389,12 @@ class FakeBitwarden:
         self._ssl_context = ssl_context
         self.self_hosted = self_hosted or vaultwarden
         if client_id is not None:
-            org_id = client_id.partition(".")[2]
-        self.org_id = org_id or str(uuid.uuid4())
+            prefix, _, org_id = client_id.partition(".")
+            if prefix != "organization":
+                raise ValueError(f"client_id must be organization.<guid>, not {client_id!r}")
+        self.org_id = (
+            str(uuid.UUID(org_id)) if org_id else str(uuid.uuid4())
+        )  # ValueError if not a GUID
         self.client_id = client_id or f"organization.{self.org_id}"
         self.client_secret = client_secret or secrets.token_urlsafe(22)
         self.token_lifetime = token_lifetime

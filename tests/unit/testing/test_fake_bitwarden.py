@@ -1034,3 +1034,25 @@ def test_known_path_with_another_method_is_405(api: Api) -> None:
     assert (r.status_code, r.content, r.headers["Allow"]) == (405, b"", "POST")
     r = api.http.delete("/api/public/members", headers=api.headers())
     assert r.status_code == 405
+
+
+@pytest.mark.parametrize(
+    "client_id", ["organization.not-a-guid", "user.2f1e6d5c-4b3a-4c2d-9e8f-7a6b5c4d3e2f"]
+)
+def test_malformed_configured_client_id_is_refused(client_id: str) -> None:
+    with pytest.raises(ValueError, match=r"organization|GUID|hexadecimal"):
+        FakeBitwarden(client_id=client_id)
+
+
+def test_fixed_credentials(fake_bitwarden_factory: FakeFactory) -> None:
+    fake = fake_bitwarden_factory(
+        client_id="organization.2F1E6D5C-4B3A-4C2D-9E8F-7A6B5C4D3E2F", client_secret="fixed"
+    )
+    assert fake.org_id == "2f1e6d5c-4b3a-4c2d-9e8f-7a6b5c4d3e2f"
+    api = Api(fake)
+    try:
+        assert api.get_token().status_code == 200
+        r = api.get_token(client_id="organization.2f1e6d5c4b3a4c2d9e8f7a6b5c4d3e2f")
+        assert r.status_code == 200  # the GUID part is parsed, not compared as text
+    finally:
+        api.http.close()
