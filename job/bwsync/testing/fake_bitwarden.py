@@ -65,6 +65,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 from bwsync.model import (
+    STATUS_ACCEPTED,
     STATUS_CONFIRMED,
     STATUS_INVITED,
     STATUS_REVOKED,
@@ -349,6 +350,9 @@ class FakeBitwarden:
       create Staged members (§3.1).
     * ``use_directory`` / ``use_groups`` / ``api_enabled``: plan features (§3.4 steps 1, 7; §2.1).
     * ``groups_enabled``: Vaultwarden's ``ORG_GROUPS_ENABLED`` (default false, as VW's).
+    * ``mail_enabled``: Vaultwarden with SMTP configured (default). Without mail, a new member
+      whose account already exists with a password (``add_account``) becomes Accepted instead
+      of Invited (§6.2).
     * ``seats``: seat limit for invites (None = unlimited / autoscale).
     * ``require_confirmed_owner``: refuse invites when the org has no confirmed owner, as the
       real server does (off by default so tests may seed organizations without an owner).
@@ -377,6 +381,7 @@ class FakeBitwarden:
         use_groups: bool = True,
         api_enabled: bool = True,
         groups_enabled: bool = False,
+        mail_enabled: bool = True,
         seats: int | None = None,
         require_confirmed_owner: bool = False,
         rate_limits: bool = False,
@@ -404,6 +409,8 @@ class FakeBitwarden:
         self.use_groups = use_groups
         self.api_enabled = api_enabled
         self.groups_enabled = groups_enabled
+        self.mail_enabled = mail_enabled
+        self._accounts: dict[str, bool] = {}
         self.seats = seats
         self.require_confirmed_owner = require_confirmed_owner
         self.rate_limits = rate_limits
@@ -548,6 +555,12 @@ class FakeBitwarden:
 
     def add_admin(self, email: str, **kw: Any) -> FakeMember:
         return self.add_member(email, type=TYPE_ADMIN, **kw)
+
+    def add_account(self, email: str, *, master_password: bool = True) -> None:
+        """Seed a user account that is not (yet) a member: Vaultwarden's import looks accounts
+        up by email when it adds a member (§6.2)."""
+        with self._lock:
+            self._accounts[email.lower()] = master_password
 
     def add_group(
         self,
@@ -1280,14 +1293,17 @@ class FakeBitwarden:
                     self._restore(member)
                 member.external_id = entry.external_id or None
             else:
+                # an existing account with a password, and no mail to invite it: Accepted
+                password = self._accounts.get(entry.email.lower(), False)
+                accepted = password and not self.mail_enabled
                 new = FakeMember(
                     id=str(uuid.uuid4()),
                     email=entry.email.lower(),
                     external_id=entry.external_id or None,
                     type=TYPE_USER,
-                    status=STATUS_INVITED,
-                    user_id=None,
-                    has_master_password=False,
+                    status=STATUS_ACCEPTED if accepted else STATUS_INVITED,
+                    user_id=str(uuid.uuid4()) if accepted else None,
+                    has_master_password=accepted,
                 )
                 self._members[new.id] = new
                 by_email[new.email or ""] = new

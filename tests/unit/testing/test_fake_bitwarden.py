@@ -16,6 +16,7 @@ import pytest
 from tests.fixtures.bitwarden import FakeFactory
 
 from bwsync.model import (
+    STATUS_ACCEPTED,
     STATUS_CONFIRMED,
     STATUS_INVITED,
     STATUS_REVOKED,
@@ -1054,5 +1055,24 @@ def test_fixed_credentials(fake_bitwarden_factory: FakeFactory) -> None:
         assert api.get_token().status_code == 200
         r = api.get_token(client_id="organization.2f1e6d5c4b3a4c2d9e8f7a6b5c4d3e2f")
         assert r.status_code == 200  # the GUID part is parsed, not compared as text
+    finally:
+        api.http.close()
+
+
+def test_vw_without_mail_existing_accounts_are_accepted(
+    fake_bitwarden_factory: FakeFactory,
+) -> None:
+    fake = fake_bitwarden_factory(vaultwarden=True, mail_enabled=False)
+    fake.add_account("has-account@example.com")
+    fake.add_account("no-password@example.com", master_password=False)
+    api = Api(fake)
+    try:
+        api.login()
+        r = api.imp(
+            body([m("a", "has-account@example.com"), m("b", "no-password@example.com"), m("c")])
+        )
+        assert r.status_code == 200
+        status = {x.external_id: x.status for x in fake.members}
+        assert status == {"a": STATUS_ACCEPTED, "b": STATUS_INVITED, "c": STATUS_INVITED}
     finally:
         api.http.close()
