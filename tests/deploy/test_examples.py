@@ -21,9 +21,11 @@ def test_values_example_renders_and_validates(helm_bin: str, example: str) -> No
     values = EXAMPLES / example / "values.yaml"
     for kube in KUBE_VERSIONS:
         res = subprocess.run(
-            [helm_bin, "template", "bwsync", str(CHART), "-f", str(values),
-             "--kube-version", kube],
-            capture_output=True, text=True, check=False, timeout=60,
+            [helm_bin, "template", "bwsync", str(CHART), "-f", str(values), "--kube-version", kube],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
         )
         assert res.returncode == 0, res.stderr
         docs = [d for d in yaml.safe_load_all(res.stdout) if d]

@@ -301,7 +301,9 @@ def test_token_expiring_mid_run_is_fetched_again(
 
 
 def test_empty_directory_with_synced_members_stops(
-    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
@@ -324,8 +326,9 @@ def test_duplicate_emails_exit_3_and_send_nothing(
 def test_unusable_users_are_skipped_and_counted(
     env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _directory(env["directory"], [_u(1), {"id": "nomail"},
-                                  {"id": "long", "email": "x" * 251 + "@e.com"}])
+    _directory(
+        env["directory"], [_u(1), {"id": "nomail"}, {"id": "long", "email": "x" * 251 + "@e.com"}]
+    )
     assert main(["sync"]) == 0
     (imp,) = fake_bitwarden.requests_to("import")
     assert [m["externalId"] for m in imp.body["members"]] == ["u1"]

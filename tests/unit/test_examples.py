@@ -30,7 +30,9 @@ def test_every_source_has_examples() -> None:
 
 @pytest.mark.parametrize("example", sorted(p.parent.name for p in EXAMPLES.glob("*/sync.env")))
 def test_env_example_validates(
-    example: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    example: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = EXAMPLES / example / "sync.env"

@@ -1,0 +1,55 @@
+"""run: stage order guarantees that need a controlled interleaving (the rest is in tests/e2e)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bwsync.config import load_settings
+from bwsync.model import Directory, User
+from bwsync.run import RunOptions, execute
+from bwsync.sources.base import CheckResult, FetchRequest
+from bwsync.state.file import FileStateStore
+from bwsync.testing.fake_bitwarden import FakeBitwarden
+
+
+class _RacingSource:
+    """Returns one user; while being read, 'another run' finishes and records its success."""
+
+    name = "file"
+    server = "racing test source"
+
+    def __init__(self, state_path: Path) -> None:
+        self.state_path = state_path
+
+    def fetch(self, request: FetchRequest) -> Directory:
+        other = FileStateStore(self.state_path)
+        doc = other.load()
+        doc.hash = "written-by-the-other-run"
+        doc.last_success_timestamp = 1.0
+        other.save(doc)
+        return Directory(users=[User("u1", "u1", "u1@example.com")], groups=None)
+
+    def check(self) -> list[CheckResult]:
+        return []
+
+
+def test_a_run_that_finished_meanwhile_stops_this_one(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    settings = load_settings(
+        bitwarden={
+            "server": fake_bitwarden.base_url,
+            "client_id": fake_bitwarden.client_id,
+            "client_secret": fake_bitwarden.client_secret,
+        },
+        state={"backend": "file", "path": path},
+    )
+    store = FileStateStore(path)
+    outcome = execute(settings, RunOptions(), source=_RacingSource(path), store=store)
+    assert outcome.report.exit_code == 5
+    assert "since this run read it" in (outcome.report.error or "")
+    assert fake_bitwarden.requests_to("import") == []
+    after = FileStateStore(path).load()
+    assert after.hash == "written-by-the-other-run"
+    assert after.lease is None  # our lease was given back
