@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 
 from bwsync.config import EntraSettings, SyncSettings
-from bwsync.errors import ConfigError
+from bwsync.errors import ConfigError, shorten
 from bwsync.logs import event
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
@@ -117,6 +117,9 @@ class _MsalHttp:
 
     def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         data = kwargs.get("data")
+        if isinstance(data, Mapping):
+            # msal hands the signed client assertion over as bytes; a form wants text.
+            data = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
         return self.http.request(
             method,
             url,
@@ -307,8 +310,11 @@ class EntraSource:
                 instance_discovery=False if custom else None,
                 token_cache=msal.TokenCache(),
             )
-        except ValueError as exc:  # msal: unreadable key, bad authority …
-            raise EntraError("", f"cannot set up the token client: {exc}") from None
+        except ValueError as exc:  # msal: tenant discovery refused, unreadable key …
+            raise EntraError(
+                f"GET /{s.tenant_id}/v2.0/.well-known/openid-configuration",
+                shorten(str(exc)),
+            ) from None
         self._http = CloudHttp(
             "Graph",
             error_class=EntraError,

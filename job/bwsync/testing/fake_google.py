@@ -6,7 +6,7 @@ Written from Google's published contracts; what it checks, as the real services 
 
 * ``POST /token`` with ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer``: the
   assertion's RS256 signature against the registered service account's public key (``kid`` =
-  ``private_key_id``), ``iss`` = the account's ``client_email``, ``aud`` = this token URI, a
+  ``private_key_id``), ``iss`` = the account's ``client_email``, ``aud`` = Google's token URI, a
   lifetime of at most one hour, the ``scope`` claim; with ``sub`` (domain-wide delegation),
   every requested scope must be delegated to the account's client id (else 401
   ``unauthorized_client``) and ``sub`` must be a user of the customer (else 400
@@ -46,6 +46,8 @@ _W = "https://www.googleapis.com/auth/"
 USERS_OK = {SCOPE_USER, _W + "admin.directory.user", _W + "cloud-platform"}
 GROUPS_OK = {SCOPE_GROUP, _W + "admin.directory.group", _W + "cloud-platform"}
 MEMBERS_OK = GROUPS_OK | {SCOPE_MEMBER, _W + "admin.directory.group.member"}
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+LEGACY_TOKEN_AUDIENCE = "https://accounts.google.com/o/oauth2/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 API = "/admin/directory/v1"
 
@@ -314,7 +316,9 @@ class FakeGoogle(FakeHttpsServer):
                 assertion,
                 account.public_key,
                 algorithms=["RS256"],
-                audience=self.token_uri,
+                # google-auth signs for Google's canonical token URI whatever ``token_uri``
+                # says, and Google accepts that (and the legacy one).
+                audience=[GOOGLE_TOKEN_AUDIENCE, LEGACY_TOKEN_AUDIENCE, self.token_uri],
                 issuer=account.client_email,
                 options={"require": ["exp", "iat", "aud", "iss"]},
                 leeway=30,

@@ -493,7 +493,7 @@ class FakeGraph(FakeHttpsServer):
             "x5t#S256": _b64url(hashlib.sha256(der).digest()),
             "x5t": _b64url(hashlib.sha1(der).digest()),  # noqa: S324 - the protocol's legacy thumbprint
         }
-        if not any(header.get(k) == v for k, v in thumbs.items()):
+        if not any(str(header.get(k, "")).rstrip("=") == v for k, v in thumbs.items()):
             return _aad_error(
                 401,
                 "invalid_client",

@@ -1,0 +1,438 @@
+"""Google Workspace through the Admin SDK Directory API v1 — bwdc's type 2 (reference §7.3).
+
+Authentication is a service account with domain-wide delegation: google-auth signs the JWT
+(``sub`` = ``BWSYNC_GOOGLE__ADMIN_EMAIL``, the three read-only scopes) and exchanges it at the
+key file's ``token_uri``, exactly as it would on its own, but its HTTP goes through ``_Transport``
+(an adapter over httpx), so the CA file, the timeout and the retry rules apply to the token
+request too. Admin SDK calls go through ``cloud_http``: 429, 5xx and Google's quota errors
+(403 ``rateLimitExceeded``/``userRateLimitExceeded``) back off and retry; any other error names
+the request and Google's ``reason``.
+
+What is read, as bwdc does (the import body is the one bwdc would send):
+
+* users (``sync.users``): ``users.list`` and again with ``showDeleted=true``, each with
+  ``customer`` and/or ``domain`` (whichever is set; no domain = every domain of the customer)
+  and the filter's ``query`` part; the set part is applied to ``primaryEmail``. Active users
+  without ``emails`` are skipped. email = ``primaryEmail``; ``disabled = suspended or archived``;
+  deleted = came from the deleted list.
+* groups (``sync.groups``): ``groups.list`` (+ the group filter's ``query``), filtered by name;
+  direct members from ``members.list``: ``USER`` members count only when ``ACTIVE``, ``GROUP``
+  members nest, a ``CUSTOMER`` member adds every fetched user. Then §6.2 user scoping.
+
+Google has no incremental mode: every run reads everything (no delta tokens). Deliberate
+differences: ``maxResults`` at the API maximum (500 users, 200 groups/members per page) instead
+of the default 100, and no ``customer``/``domain`` on ``members.list``, which ignores them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Generator, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from bwsync.config import GoogleSettings, SyncSettings
+from bwsync.errors import ConfigError, shorten
+from bwsync.model import Directory, Group, User
+from bwsync.sources.base import CheckResult, FetchRequest
+from bwsync.sources.cloud_http import CloudApiError, CloudHttp, RetryPolicy, should_retry
+from bwsync.sources.filters import parse_filter, scope_users_to_groups
+
+SCOPES = (
+    "https://www.googleapis.com/auth/admin.directory.user.readonly",
+    "https://www.googleapis.com/auth/admin.directory.group.readonly",
+    "https://www.googleapis.com/auth/admin.directory.group.member.readonly",
+)
+API = "/admin/directory/v1"
+QUOTA_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"}
+
+
+class GoogleError(CloudApiError):
+    """Google's token endpoint or the Admin SDK refused or failed a request."""
+
+    service = "Google"
+
+
+def google_error(response: httpx.Response) -> tuple[str | None, str]:
+    """``(reason, message)`` from Google's error shapes: the API's
+    ``{"error": {"code", "message", "errors": [{"reason"}]}}`` or OAuth's
+    ``{"error", "error_description"}``."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            reasons = [e.get("reason") for e in err.get("errors") or [] if isinstance(e, dict)]
+            reason = next((r for r in reasons if r), None) or err.get("status")
+            return (str(reason) if reason else None), shorten(str(err.get("message") or ""))
+        if isinstance(err, str):
+            return err, shorten(str(body.get("error_description") or ""))
+    text = response.text if response.content else response.reason_phrase
+    return None, shorten(text)
+
+
+def is_quota_error(response: httpx.Response) -> bool:
+    """Google's quota errors come as 403 with reason ``rateLimitExceeded`` /
+    ``userRateLimitExceeded``: temporary, unlike every other 403."""
+    if response.status_code != 403:
+        return False
+    reason, _ = google_error(response)
+    return reason in QUOTA_REASONS
+
+
+class _Response:
+    """google-auth's ``transport.Response`` over an httpx response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._r = response
+
+    @property
+    def status(self) -> int:
+        return self._r.status_code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._r.headers
+
+    @property
+    def data(self) -> bytes:
+        return self._r.content
+
+
+class _Transport:
+    """google-auth's ``transport.Request`` over ``CloudHttp``: 429/5xx are retried here; every
+    other answer goes back to google-auth, which turns errors into ``RefreshError``."""
+
+    def __init__(self, http: CloudHttp) -> None:
+        self.http = http
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> _Response:
+        response = self.http.request(
+            method,
+            url,
+            headers=headers,
+            content=body,
+            ok=lambda r: not should_retry(r.status_code),
+        )
+        return _Response(response)
+
+
+class _TokenAuth(httpx.Auth):
+    """Bearer token on every Admin SDK request; refreshed when expired and once on a 401."""
+
+    def __init__(self, source: GoogleSource) -> None:
+        self._source = source
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._source.token()}"
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = f"Bearer {self._source.token(fresh=True)}"
+            yield request
+
+
+class GoogleSource:
+    """See the module docstring. ``transport`` and ``policy`` are for tests."""
+
+    name = "google"
+
+    def __init__(
+        self,
+        settings: GoogleSettings,
+        sync: SyncSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sync = sync
+        self._transport = transport
+        self._policy = policy
+        self.api = settings.api_url.rstrip("/")
+        self._http: CloudHttp | None = None
+        self._token_http: CloudHttp | None = None
+        self._credentials: Any = None
+        self.skipped: Counter[str] = Counter()
+
+    @property
+    def server(self) -> str:
+        return self.api
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests made so far, token requests included."""
+        return sum(h.requests for h in (self._http, self._token_http) if h is not None)
+
+    # -- credentials -----------------------------------------------------------------------------
+    def _key_info(self) -> dict[str, Any]:
+        path = self.settings.credentials_file
+        if path is None:
+            raise ConfigError("source is google but BWSYNC_GOOGLE__CREDENTIALS_FILE not set")
+        try:
+            info = json.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(
+                f"BWSYNC_GOOGLE__CREDENTIALS_FILE: cannot read {path}: {exc.strerror}"
+            ) from None
+        except ValueError:
+            raise ConfigError(
+                f"BWSYNC_GOOGLE__CREDENTIALS_FILE: {path} is not a JSON key file"
+            ) from None
+        missing = [
+            k
+            for k in ("client_email", "private_key", "token_uri")
+            if not isinstance(info, dict) or not info.get(k)
+        ]
+        if missing or info.get("type", "service_account") != "service_account":
+            raise ConfigError(
+                f"BWSYNC_GOOGLE__CREDENTIALS_FILE: {path} is not a service-account key "
+                f"(missing {', '.join(missing) or 'type service_account'})"
+            )
+        return dict(info)
+
+    def _make_credentials(self, scopes: tuple[str, ...]) -> Any:
+        from google.oauth2 import service_account
+
+        if not self.settings.admin_email:
+            raise ConfigError("source is google but BWSYNC_GOOGLE__ADMIN_EMAIL not set")
+        info = self._key_info()
+        try:
+            return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                info, scopes=list(scopes), subject=self.settings.admin_email
+            )
+        except ValueError as exc:  # an unreadable private key
+            raise ConfigError(
+                f"BWSYNC_GOOGLE__CREDENTIALS_FILE: unusable private key ({type(exc).__name__})"
+            ) from None
+
+    def _token_client(self) -> CloudHttp:
+        if self._token_http is None:
+            self._token_http = CloudHttp(
+                "Google",
+                error_class=GoogleError,
+                ca_file=self.settings.ca_file,
+                timeout=self.settings.timeout,
+                describe=google_error,
+                policy=self._policy,
+                transport=self._transport,
+            )
+        return self._token_http
+
+    def _refresh(self, credentials: Any) -> None:
+        from google.auth import exceptions
+
+        name = f"POST {urlsplit(credentials._token_uri).path or '/'}"
+        try:
+            credentials.refresh(_Transport(self._token_client()))
+        except exceptions.RefreshError as exc:
+            data = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
+            error = str(data.get("error") or "refused")
+            description = str(data.get("error_description") or "")
+            if not data:
+                description = shorten(str(exc.args[0]) if exc.args else "")
+            raise GoogleError(name, f"{error}: {shorten(description)}", code=error) from None
+        except exceptions.GoogleAuthError as exc:
+            raise GoogleError(name, shorten(str(exc))) from None
+
+    def token(self, fresh: bool = False) -> str:
+        """An access token for the admin user (google-auth refreshes it when near expiry)."""
+        if self._credentials is None:
+            self._credentials = self._make_credentials(SCOPES)
+        if fresh or not self._credentials.valid:
+            self._refresh(self._credentials)
+        return str(self._credentials.token)
+
+    def _open(self) -> CloudHttp:
+        if self._http is None:
+            self._http = CloudHttp(
+                "Google",
+                error_class=GoogleError,
+                ca_file=self.settings.ca_file,
+                timeout=self.settings.timeout,
+                base_url=self.api,
+                auth=_TokenAuth(self),
+                describe=google_error,
+                retry_on=is_quota_error,
+                policy=self._policy,
+                transport=self._transport,
+            )
+        return self._http
+
+    def close(self) -> None:
+        for http in (self._http, self._token_http):
+            if http is not None:
+                http.close()
+        self._http = self._token_http = None
+        self._credentials = None
+
+    # -- paging -------------------------------------------------------------------------------
+    def _common(self) -> dict[str, str]:
+        params: dict[str, str] = {}
+        if self.settings.domain and self.settings.domain.strip():
+            params["domain"] = self.settings.domain.strip()
+        if self.settings.customer and self.settings.customer.strip():
+            params["customer"] = self.settings.customer.strip()
+        return params
+
+    def _items(self, path: str, key: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """Every ``key`` entry of every page, following ``nextPageToken``. An empty page has no
+        ``key`` at all."""
+        http = self._open()
+        query = dict(params)
+        while True:
+            body = http.get_json(path, params=query)
+            entries = body.get(key) or []
+            if not isinstance(entries, list):
+                raise GoogleError(f"GET {path}", f"`{key}` is not a list")
+            yield from (e for e in entries if isinstance(e, dict))
+            token = body.get("nextPageToken")
+            if not token:
+                return
+            query = {**params, "pageToken": str(token)}
+
+    # -- fetch --------------------------------------------------------------------------------
+    def fetch(self, request: FetchRequest) -> Directory:
+        self.skipped = Counter()
+        try:
+            users = self._users() if self.sync.users else None
+            groups: list[Group] | None = None
+            if self.sync.groups:
+                groups = self._groups(users or [])
+                if users is not None and parse_filter(self.sync.group_filter).set is not None:
+                    users = scope_users_to_groups(
+                        users, groups, remove_disabled=self.sync.remove_disabled
+                    )
+        finally:
+            self.close()
+        return Directory(users=users, groups=groups, skipped=self.skipped)
+
+    def _users(self) -> list[User]:
+        flt = parse_filter(self.sync.user_filter)
+        params = {**self._common(), "maxResults": "500"}
+        if flt.query:
+            params["query"] = flt.query
+        out: list[User] = []
+        for deleted in (False, True):
+            query = {**params, "showDeleted": "true"} if deleted else params
+            for item in self._items(f"{API}/users", "users", query):
+                email = item.get("primaryEmail")
+                if not isinstance(item.get("id"), str) or not flt.keeps(email):
+                    continue
+                if not deleted and not item.get("emails"):
+                    self.skipped["no_email"] += 1
+                    continue
+                out.append(
+                    User(
+                        reference_id=item["id"],
+                        external_id=item["id"],
+                        email=email.strip().lower() if isinstance(email, str) else None,
+                        disabled=bool(item.get("suspended")) or bool(item.get("archived")),
+                        deleted=deleted,
+                    )
+                )
+        return out
+
+    def _groups(self, users: list[User]) -> list[Group]:
+        flt = parse_filter(self.sync.group_filter)
+        params = {**self._common(), "maxResults": "200"}
+        if flt.query:
+            params["query"] = flt.query
+        groups: list[Group] = []
+        for item in self._items(f"{API}/groups", "groups", params):
+            gid = item.get("id")
+            if not isinstance(gid, str) or not flt.keeps(item.get("name")):
+                continue
+            group = Group(reference_id=gid, external_id=gid, name=item.get("name"))
+            members = self._items(
+                f"{API}/groups/{quote(gid, safe='')}/members", "members", {"maxResults": "200"}
+            )
+            for member in members:
+                kind = str(member.get("type") or "").lower()
+                mid = member.get("id")
+                if kind == "user" and member.get("status") == "ACTIVE" and mid:
+                    group.add_user(str(mid))
+                elif kind == "group" and mid:
+                    group.add_group(str(mid))
+                elif kind == "customer":
+                    for user in users:
+                        group.add_user(user.external_id)
+            groups.append(group)
+        return groups
+
+    # -- check --------------------------------------------------------------------------------
+    def check(self) -> list[CheckResult]:
+        try:
+            return self._check()
+        except ConfigError as exc:
+            return [CheckResult("credentials", False, str(exc))]
+        finally:
+            self.close()
+
+    def _check(self) -> list[CheckResult]:
+        info = self._key_info()
+        results = [
+            CheckResult(
+                "credentials", True, f"service account {info['client_email']} ({info['token_uri']})"
+            )
+        ]
+        try:
+            self.token()
+        except GoogleError as exc:
+            if exc.code != "unauthorized_client":
+                hint = ""
+                if exc.code == "invalid_grant" and "email" in str(exc).lower():
+                    hint = (
+                        f" — BWSYNC_GOOGLE__ADMIN_EMAIL {self.settings.admin_email} is not a "
+                        "user of the Workspace"
+                    )
+                return [*results, CheckResult("token", False, f"{exc}{hint}")]
+            missing = []
+            for scope in SCOPES:
+                try:
+                    self._refresh(self._make_credentials((scope,)))
+                except GoogleError as single:
+                    if single.code != "unauthorized_client":
+                        raise
+                    missing.append(scope)
+            detail = (
+                "domain-wide delegation is missing scope(s): "
+                + ", ".join(missing or SCOPES)
+                + f" for client id {info.get('client_id', '?')} (Admin console → Security → "
+                "API controls → Domain-wide delegation)"
+            )
+            return [*results, CheckResult("scopes", False, detail)]
+        results.append(
+            CheckResult(
+                "token", True, f"impersonating {self.settings.admin_email} with the three scopes"
+            )
+        )
+        probes = [
+            ("read users", f"{API}/users", {**self._common(), "maxResults": "1"}),
+            ("read groups", f"{API}/groups", {**self._common(), "maxResults": "1"}),
+        ]
+        for label, path, params in probes:
+            try:
+                self._open().get_json(path, params=params)
+                results.append(CheckResult(label, True, f"GET {self.api}{path}"))
+            except GoogleError as exc:
+                hint = ""
+                if exc.code == "forbidden":
+                    hint = (
+                        f" — is {self.settings.admin_email} an administrator, and is "
+                        "BWSYNC_GOOGLE__DOMAIN a domain of this customer?"
+                    )
+                results.append(CheckResult(label, False, f"{exc}{hint}"))
+        return results
