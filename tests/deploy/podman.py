@@ -157,7 +157,10 @@ class Podman:
         with _locked(self.home / "build.lock"):
             start = time.monotonic()
             self.run(*args, str(context), timeout=1200)
-            return time.monotonic() - start
+            seconds = time.monotonic() - start
+            # Earlier builds' leftovers: keep a few days of layer cache, not every build ever.
+            self.run("image", "prune", "--force", "--filter", "until=72h", check=False)
+            return seconds
 
     def image_size(self, ref: str) -> int:
         """Uncompressed size in bytes, as `docker images` shows it."""
@@ -169,7 +172,7 @@ class Podman:
         save = subprocess.Popen([*self.argv, "save", ref], stdout=subprocess.PIPE, env=self.env)
         try:
             gz = subprocess.run(
-                ["gzip", "-6"], stdin=save.stdout, capture_output=True, timeout=300, check=True
+                ["gzip", "-1"], stdin=save.stdout, capture_output=True, timeout=300, check=True
             )
         finally:
             assert save.stdout is not None
