@@ -16,7 +16,7 @@ __all__ = ["LeaseHeldError", "StateConflictError", "StateDocument", "StateStore"
 
 
 def open_store(settings: StateSettings) -> StateStore:
-    """The backend ``BWSYNC_STATE__BACKEND`` names (no I/O yet).
+    """The backend ``BWSYNC_STATE__BACKEND`` names; nothing is contacted yet.
 
     Backend modules are imported here, on demand, so a file-backed run never loads httpx's TLS
     setup for Kubernetes nor obstore (an optional extra) at all.

@@ -19,6 +19,7 @@ API error is translated here into ``StateError`` naming the ConfigMap, with the 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,11 @@ class ConfigMapStateStore(StateStore):
         self._timeout = timeout
         self._config = config
         self._object: dict[str, Any] | None = None
+        if config is None:
+            # Read the local connection files now, so ``description`` names the namespace from
+            # the start; a failure is raised again, with its message, on first use.
+            with contextlib.suppress(StateError):
+                self._config = load_config(namespace, service_account_dir)
         self._describe()
 
     @classmethod
@@ -68,8 +74,7 @@ class ConfigMapStateStore(StateStore):
 
     @property
     def config(self) -> KubeConfig:
-        """The connection, found on first use (reading the service-account or kubeconfig
-        files), so ``open_store`` itself does no I/O."""
+        """The connection (service-account or kubeconfig files, read locally; no request)."""
         if self._config is None:
             self._config = load_config(self._namespace, self._sa_dir)
             self._describe()
