@@ -245,6 +245,11 @@ def _version(e_tag: str | None, version: str | None) -> str:
     return orjson.dumps([e_tag, version]).decode()
 
 
+_QUERY = re.compile(r"(https?://[^\s?#]+)[?#][^\s]*")
+
+
 def _first_line(text: str) -> str:
+    """The first line of an obstore message, URL queries cut: an Azure SAS token or a
+    presigned signature travels in the query string and must never reach a log."""
     line = text.strip().splitlines()[0] if text.strip() else ""
-    return line[:200]
+    return _QUERY.sub(r"\1?…", line)[:200]

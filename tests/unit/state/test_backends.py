@@ -165,3 +165,16 @@ def test_create_race_lost_is_a_conflict() -> None:
     store.load()
     with pytest.raises(StateConflictError):
         store.save(StateDocument())
+
+
+def test_obstore_messages_lose_url_queries() -> None:
+    from bwsync.state.objectstore import _first_line
+
+    text = (
+        "Generic MicrosoftAzure error: Error performing GET "
+        "https://acct.blob.core.windows.net/c/state.json?sv=2022&sig=SECRETSIG in 3ms\nmore"
+    )
+    line = _first_line(text)
+    assert "SECRETSIG" not in line
+    assert "https://acct.blob.core.windows.net/c/state.json?…" in line
+    assert "more" not in line
