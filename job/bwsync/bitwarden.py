@@ -562,15 +562,16 @@ class BitwardenClient:
         except orjson.JSONDecodeError:
             raise self._unexpected(step, response) from None
 
-    @staticmethod
-    def _unexpected(step: str, response: httpx.Response) -> BitwardenError:
+    def _unexpected(self, step: str, response: httpx.Response) -> BitwardenError:
         url = _url(response.request)
         text = shorten(response.content.decode("utf-8", "replace"), 120)
-        return BitwardenServerError(
-            step,
-            f"unexpected answer from {url} (HTTP {response.status_code}): {text!r}",
-            status=response.status_code,
-            url=url,
+        return self._scrub(
+            BitwardenServerError(
+                step,
+                f"unexpected answer from {url} (HTTP {response.status_code}): {text!r}",
+                status=response.status_code,
+                url=url,
+            )
         )
 
     def _record(self, response: httpx.Response) -> None:
@@ -679,4 +680,20 @@ class BitwardenClient:
             error = _error_from_exception("token" if is_token else step, exc, url)
         if attempt > 1:
             error.args = (f"{error.args[0]} (after {attempt} attempts)",)
+        return self._scrub(error)
+
+    def _scrub(self, error: BitwardenError) -> BitwardenError:
+        """Mask the client secret wherever a server echoed it back into a structured message
+        (unstructured bodies are already cut short, which is not enough for JSON)."""
+        secret = self.settings.client_secret
+        value = secret.get_secret_value() if secret is not None else ""
+        if len(value) < 4:
+            return error
+
+        def mask(text: str) -> str:
+            return text.replace(value, "**********")
+
+        error.args = tuple(mask(a) if isinstance(a, str) else a for a in error.args)
+        error.message = mask(error.message) if error.message else error.message
+        error.errors = {mask(k): [mask(t) for t in v] for k, v in error.errors.items()}
         return error

@@ -768,3 +768,39 @@ def test_endpoint_names_match_the_stand_in() -> None:
     from bwsync.testing import fake_bitwarden
 
     assert fake_bitwarden.ENDPOINTS == ENDPOINTS
+
+
+def _echo(status: int, shape: str) -> Handler:
+    """A server that echoes the request (secret included) back in its error."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        echoed = request.content.decode()
+        if shape == "json":
+            return httpx.Response(
+                status, json={"message": f"bad request {echoed}", "errors": {echoed: [echoed]}}
+            )
+        if shape == "oauth":
+            return httpx.Response(
+                status, json={"error": "invalid_client", "error_description": echoed}
+            )
+        return httpx.Response(status, text=f"{echoed}")
+
+    return handle
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 429, 500])
+@pytest.mark.parametrize("shape", ["json", "oauth", "text"])
+def test_secret_never_shows_even_when_echoed(
+    env: Env, router: Router, status: int, shape: str
+) -> None:
+    router.on("POST", "/identity/connect/token", _echo(status, shape))
+    with env.client(max_retries=1) as c, pytest.raises(BitwardenError) as info:
+        c.list_members()
+    err = info.value
+    chain: list[object] = [err, err.args, err.message, err.errors, err.url]
+    cause = err.__cause__ or err.__context__
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    no_secret(*chain)
+    assert "**********" in str(err) or shape == "text" or status == 200
