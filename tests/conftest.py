@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ pytest_plugins = [
 
 
 @pytest.fixture(autouse=True)
-def _clean_bwsync_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _clean_bwsync_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.upper().startswith("BWSYNC_"):
             monkeypatch.delenv(name)
@@ -28,4 +27,3 @@ def _clean_bwsync_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     empty = tmp_path / "no-secrets"
     empty.mkdir()
     monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(empty))
-    yield
