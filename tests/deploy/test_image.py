@@ -10,18 +10,24 @@ the rest of the harness. One build per session; podman's layer cache makes a rer
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bwsync.testing.fake_bitwarden import FakeBitwarden
+from bwsync.testing.fake_kubernetes import FakeKubernetes
 from tests.fixtures.ldap import Slapd, person
+from tests.fixtures.state import KubeTLS
 
 from .conftest import ROOT
 from .podman import BASE_IMAGE, Podman, missing_binaries
@@ -211,3 +217,138 @@ def test_bad_setting_exits_2_before_contacting_anything(
     assert res.returncode == 2, shlex.join(["podman", "run", *scenario.options()]) + res.stderr
     assert "BWSYNC_LDAP__URLL" in res.stdout + res.stderr
     assert not scenario.fake.requests
+
+
+def test_chart_pod_runs_the_image_with_its_rbac(
+    built_image: Built,
+    helm_bin: str,
+    slapd: Slapd,
+    fake_bitwarden: FakeBitwarden,
+    fake_kube: FakeKubernetes,
+    kube_tls: KubeTLS,
+    tmp_path: Path,
+) -> None:
+    """The chart's CronJob pod, played by podman: its image, args, env, user, read-only root and
+    Secret files, with the service-account token limited to what the chart's Role grants,
+    against the Kubernetes API stand-in. The state ConfigMap the chart creates (empty) ends up
+    holding the run; then the `helm test` pod's `bwsync check` passes."""
+    namespace, release = "bwsync-ns", "corp"
+    tree = slapd.new_tree("chart")
+    slapd.add(
+        [
+            (f"uid=dee,ou=people,{tree}", person("dee", mail="dee@example.com")),
+            (f"uid=eve,ou=people,{tree}", person("eve", mail="eve@example.com")),
+        ]
+    )
+    repository, _, tag = built_image.tag.rpartition(":")
+    values = {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "settings": {
+            "source": "ldap",
+            "ldap": {
+                "url": slapd.url,
+                "bind_dn": slapd.bind_dn,
+                "base_dn": tree,
+                "user_path": "ou=people",
+                "group_path": "ou=groups",
+            },
+            "bitwarden": {"server": fake_bitwarden.base_url},
+        },
+        "secrets": {
+            "bitwarden": {
+                "client_id": fake_bitwarden.client_id,
+                "client_secret": fake_bitwarden.client_secret,
+            },
+            "ldap": {"bind_password": slapd.bind_password},
+        },
+    }
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    res = subprocess.run(
+        [helm_bin, "template", release, str(ROOT / "helm" / "bwsync"), "--namespace", namespace,
+         "--kube-version", "1.37.0", "-f", str(values_file)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+
+    def one(kind: str, component: str | None = None) -> dict[str, Any]:
+        found = [
+            d
+            for d in docs
+            if d["kind"] == kind
+            and component in (None, d["metadata"]["labels"].get("app.kubernetes.io/component"))
+        ]
+        assert len(found) == 1, kind
+        return found[0]
+
+    pod = one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    role, secret, state_cm = one("Role"), one("Secret"), one("ConfigMap", "state")
+    sa_name = one("ServiceAccount")["metadata"]["name"]
+
+    # What Kubernetes would do: the chart's ConfigMap exists, the token has the Role's rights,
+    # the Secret is mounted with fsGroup ownership, the service-account files are mounted.
+    state_name = state_cm["metadata"]["name"]
+    fake_kube.put_configmap(namespace, state_name, **{
+        k: state_cm["metadata"][k] for k in ("labels", "annotations")
+    })  # fmt: skip
+    rule = role["rules"][0]
+    user = f"system:serviceaccount:{namespace}:{sa_name}"
+    token = fake_kube.issue_token(user, set(rule["verbs"]), set(rule["resourceNames"]))
+    sa_dir = tmp_path / "serviceaccount"
+    sa_dir.mkdir()
+    (sa_dir / "token").write_text(token)
+    (sa_dir / "namespace").write_text(namespace)
+    shutil.copy(kube_tls.cert, sa_dir / "ca.crt")
+    secrets_dir = tmp_path / "secret-volume"
+    secrets_dir.mkdir()
+    fs_group = pod["securityContext"]["fsGroup"]
+    mode = next(v for v in pod["volumes"] if v["name"] == "secrets")["secret"]["defaultMode"]
+    for key, value in secret["data"].items():
+        f = secrets_dir / key
+        f.write_bytes(base64.b64decode(value))
+        os.chown(f, 0, fs_group)
+        f.chmod(mode)
+    for d in (sa_dir, secrets_dir):
+        d.chmod(0o755)
+    for f in sa_dir.iterdir():
+        f.chmod(0o644)
+
+    def run_pod(spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        c = spec["containers"][0]
+        sc, psc = c["securityContext"], spec["securityContext"]
+        assert sc["readOnlyRootFilesystem"] and sc["capabilities"]["drop"] == ["ALL"]
+        options = [
+            "--network=host", "--http-proxy=false", "--read-only", "--tmpfs", "/tmp",  # noqa: S108
+            "--user", f"{psc['runAsUser']}:{psc['runAsGroup']}", "--group-add", str(fs_group),
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "-v", f"{secrets_dir}:/run/secrets/bwsync:ro",
+            "-v", f"{sa_dir}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
+            "-e", "KUBERNETES_SERVICE_HOST=127.0.0.1",
+            "-e", f"KUBERNETES_SERVICE_PORT={fake_kube.port}",
+        ]  # fmt: skip
+        for e in c["env"]:
+            options += ["-e", f"{e['name']}={e['value']}"]
+        assert c["image"] == built_image.tag
+        return built_image.podman.container_run(c["image"], c["args"], options=options)
+
+    run = run_pod(pod)
+    assert run.returncode == 0, run.stdout + run.stderr
+    imports = fake_bitwarden.requests_to("import")
+    assert len(imports) == 1
+    assert sorted(m["email"] for m in imports[0].body["members"]) == [
+        "dee@example.com", "eve@example.com",
+    ]  # fmt: skip
+    stored = fake_kube.configmap(namespace, state_name)
+    assert stored is not None
+    assert stored["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert stored.get("data"), "the run left no state in the chart's ConfigMap"
+    assert any('"success"' in v for v in stored["data"].values())
+    by_pod = [r for r in fake_kube.requests if r.user == user]
+    assert by_pod
+    assert all(r.status < 400 for r in by_pod), [(r.method, r.path, r.status) for r in by_pod]
+
+    test_pod = one("Pod")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    check = run_pod(test_pod["spec"])
+    assert check.returncode == 0, check.stdout + check.stderr
