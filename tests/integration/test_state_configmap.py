@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from pathlib import Path
@@ -288,3 +289,45 @@ def test_kubeconfig_wins_over_in_cluster_when_set(
     open_store(kube_in_cluster.settings()).save(StateDocument())
     assert kube_in_cluster.api.count(user="kubeconfig-user") >= 1
     assert kube_in_cluster.api.count(user=SA_USER) == 0
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["data", "files"])
+def test_kubeconfig_client_certificate(
+    fake_kube: FakeKubernetes,
+    kube_tls: KubeTLS,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    inline: bool,
+) -> None:
+    """kubeadm's and kind's admin kubeconfig: a client certificate instead of a token."""
+    cert, key = kube_tls.client_cert("kubernetes-admin")
+    fake_kube.allow_client_cert("kubernetes-admin")
+    if inline:
+        user = {
+            "client-certificate-data": base64.b64encode(cert).decode(),
+            "client-key-data": base64.b64encode(key).decode(),
+        }
+    else:
+        (tmp_path / "admin.crt").write_bytes(cert)
+        (tmp_path / "admin.key").write_bytes(key)
+        user = {"client-certificate": "admin.crt", "client-key": "admin.key"}
+    write_kubeconfig(tmp_path / "config", fake_kube.url, kube_tls.cert, user)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    store = ConfigMapStateStore("bwsync-state", service_account_dir=tmp_path / "none")
+    store.save(StateDocument(hash="cert"))
+    assert store.load().hash == "cert"
+    assert fake_kube.count(user="kubernetes-admin") >= 2
+
+
+def test_unknown_client_certificate_is_a_401(
+    fake_kube: FakeKubernetes, kube_tls: KubeTLS, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = kube_tls.client_cert("stranger")
+    user = {
+        "client-certificate-data": base64.b64encode(cert).decode(),
+        "client-key-data": base64.b64encode(key).decode(),
+    }
+    write_kubeconfig(tmp_path / "config", fake_kube.url, kube_tls.cert, user)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    with pytest.raises(StateError, match="401"):
+        ConfigMapStateStore("bwsync-state", service_account_dir=tmp_path / "none").load()

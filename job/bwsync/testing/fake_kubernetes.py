@@ -23,6 +23,7 @@ import datetime
 import json
 import re
 import ssl
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -58,16 +59,24 @@ class Request:
 class FakeKubernetes:
     """The API server; ``start()`` serves it, ``url`` is its base URL, ``stop()`` ends it."""
 
-    def __init__(self, certfile: Path, keyfile: Path, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, certfile: Path, keyfile: Path, host: str = "127.0.0.1", client_ca: Path | None = None
+    ) -> None:
         self.lock = threading.RLock()
         self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
         self.tokens: dict[str, Account] = {}
+        #: client-certificate users, by the certificate's common name (as kubeadm's admin.conf)
+        self.cert_users: dict[str, Account] = {}
         self.requests: list[Request] = []
         #: statuses to answer the next requests with, before looking at them (500, 503 …)
         self.fail_next: list[int] = []
         self._rv = 1000
         self._ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ctx.load_cert_chain(str(certfile), str(keyfile))
+        if client_ca is not None:
+            # like the API server's --client-ca-file: a certificate is optional, checked if sent
+            self._ctx.verify_mode = ssl.CERT_OPTIONAL
+            self._ctx.load_verify_locations(str(client_ca))
         self._server = _Server((host, 0), _Handler, self)
         self._thread: threading.Thread | None = None
 
@@ -114,6 +123,13 @@ class FakeKubernetes:
         with self.lock:
             self.tokens[token] = Account(user, set(verbs), resource_names)
         return token
+
+    def allow_client_cert(
+        self, common_name: str, verbs: set[str] | frozenset[str] = ALL_VERBS
+    ) -> None:
+        """Accept a client certificate (signed by ``client_ca``) with this common name."""
+        with self.lock:
+            self.cert_users[common_name] = Account(common_name, set(verbs))
 
     def revoke_token(self, token: str) -> None:
         with self.lock:
@@ -168,7 +184,12 @@ class FakeKubernetes:
             ).replace("+00:00", "Z")
 
     def handle(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        client_cn: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         with self.lock:
             if self.fail_next:
@@ -177,7 +198,9 @@ class FakeKubernetes:
             match = _PATH.match(path.split("?", 1)[0])
             auth = headers.get("authorization", "")
             token = auth[7:] if auth.lower().startswith("bearer ") else ""
-            account = self.tokens.get(token)
+            account = self.tokens.get(token) if token else None
+            if account is None and not auth and client_cn:
+                account = self.cert_users.get(client_cn)
             if account is None:
                 return 401, _status(401, "Unauthorized", "Unauthorized")
             if not match:
@@ -359,6 +382,14 @@ class _Server(ThreadingHTTPServer):
         self.api = api
         super().__init__(address, handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up or refuses our certificate is the test's business (it sees
+        its own error); anything else is a bug in the stand-in and is printed."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ssl.SSLError | ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
     def get_request(self) -> tuple[socket, Any]:
         sock, addr = super().get_request()
         # TLS handshake in the handler's thread, so one slow client never blocks accept()
@@ -376,9 +407,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
         api = self.server.api
-        code, payload = api.handle(self.command, self.path, headers, body)
+        client_cn = _common_name(self.connection)
+        code, payload = api.handle(self.command, self.path, headers, body, client_cn)
         with api.lock:
-            account = api.tokens.get(headers.get("authorization", "")[7:])
+            account = api.tokens.get(headers.get("authorization", "")[7:]) or (
+                api.cert_users.get(client_cn or "") if "authorization" not in headers else None
+            )
             api.requests.append(
                 Request(self.command, self.path, account.user if account else None, code)
             )
@@ -393,3 +427,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
+
+
+def _common_name(conn: Any) -> str | None:
+    """The verified client certificate's CN, if the client sent one."""
+    getpeercert = getattr(conn, "getpeercert", None)
+    cert = getpeercert() if getpeercert else None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
