@@ -842,6 +842,8 @@ class FakeBitwarden:
         return None
 
     def _fault_response(self, fault: Fault) -> _Response:
+        """The answer to a switched-on fault: ``fault.body`` if given, else what this server
+        sends for that status on that endpoint."""
         status = fault.status or 500
         extra: dict[str, str] = {}
         if fault.retry_after is not None:
@@ -850,23 +852,28 @@ class FakeBitwarden:
             return _Response(
                 status, fault.body, {"Content-Type": "application/json; charset=utf-8", **extra}
             )
-        if status == 429:
-            if self.vaultwarden:
-                resp = _vw_error(429, "Too many login requests")
-            else:
-                period = f"{fault.retry_after}s" if fault.retry_after else "1m"
-                resp = _internal_error(429, f"Slow down! Too many requests. Try again in {period}.")
-            resp.headers.update(extra)
-            return resp
-        if status >= 500:
+        vw = self.vaultwarden
+        if status == 429 and vw:
+            resp = _vw_error(429, "Too many login requests")
+        elif status == 429:
+            period = f"{fault.retry_after}s" if fault.retry_after else "1m"
+            resp = _internal_error(429, f"Slow down! Too many requests. Try again in {period}.")
+        elif fault.endpoint == "token" and 400 <= status < 500:
             resp = (
-                _public_error(status, UNHANDLED)
-                if not self.vaultwarden
-                else _rocket_catcher(status)
+                _vw_error(status, "Invalid client_id")
+                if vw
+                else _json(status, {"error": "invalid_client"})
             )
-            resp.headers.update(extra)
-            return resp
-        return _Response(status, b"", extra)
+        elif vw and status in (401, 404, 422):
+            resp = _rocket_catcher(status)
+        elif status == 401:
+            resp = _Response(401, b"", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        elif status >= 500:
+            resp = _rocket_catcher(status) if vw else _public_error(status, UNHANDLED)
+        else:
+            resp = _Response(status)
+        resp.headers.update(extra)
+        return resp
 
     def _dispatch(
         self,

@@ -1076,3 +1076,19 @@ def test_vw_without_mail_existing_accounts_are_accepted(
         assert status == {"a": STATUS_ACCEPTED, "b": STATUS_INVITED, "c": STATUS_INVITED}
     finally:
         api.http.close()
+
+
+def test_fault_default_bodies_follow_the_server(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    fake_bitwarden.fail("token", status=400)
+    assert api.get_token().json() == {"error": "invalid_client"}
+    fake_bitwarden.fail("list_groups", status=401)
+    r = api.get("/groups")
+    assert (r.status_code, r.content) == (401, b"")
+    assert "invalid_token" in r.headers["WWW-Authenticate"]
+
+
+def test_vw_fault_default_bodies(vw: Api, fake_vaultwarden: FakeBitwarden) -> None:
+    fake_vaultwarden.fail("token", status=400)
+    assert vw.get_token().json()["message"] == "Invalid client_id"
+    fake_vaultwarden.fail("import", status=401)
+    assert vw.imp(body()).json()["error"]["code"] == 401
