@@ -26,11 +26,13 @@ from typing import Any
 
 import orjson
 
-from bwsync.errors import StateError
+from bwsync.errors import StateError, shorten
 
 STATE_VERSION = 1
 HISTORY_LIMIT = 20
 MAX_DOCUMENT_BYTES = 64 * 1024
+#: longest text kept in a run summary (an error message), in characters
+MAX_SUMMARY_TEXT = 2000
 
 
 class StateConflictError(StateError):
@@ -66,7 +68,20 @@ class StateDocument:
     lease: Lease | None = None
 
     def record_run(self, summary: dict[str, Any]) -> None:
-        """Remember a run's summary (counts, result, durations; never member lists)."""
+        """Remember a run's summary (counts, result, durations; never member lists).
+
+        Text values are cut to ``MAX_SUMMARY_TEXT`` characters: an error message listing
+        every bad setting or entry must not make the document too big to write, which would
+        turn the run's real failure into a state failure.
+        """
+        summary = {
+            k: (
+                shorten(v, MAX_SUMMARY_TEXT)
+                if isinstance(v, str) and len(v) > MAX_SUMMARY_TEXT
+                else v
+            )
+            for k, v in summary.items()
+        }
         self.last_run = summary
         self.history = [*self.history, summary][-HISTORY_LIMIT:]
 

@@ -11,6 +11,7 @@ from bwsync.errors import StateError
 from bwsync.state.base import (
     HISTORY_LIMIT,
     MAX_DOCUMENT_BYTES,
+    MAX_SUMMARY_TEXT,
     STATE_VERSION,
     Lease,
     LeaseHeldError,
@@ -82,7 +83,7 @@ def test_history_is_bounded_by_count() -> None:
 def test_size_cap_trims_oldest_history_first() -> None:
     doc = StateDocument()
     for i in range(HISTORY_LIMIT):
-        doc.record_run({"n": i, "error": "e" * 8000})
+        doc.record_run({"n": i, **{f"text{j}": "e" * 1900 for j in range(4)}})
     data = doc.to_bytes()
     assert len(data) <= MAX_DOCUMENT_BYTES
     assert doc.history[-1]["n"] == HISTORY_LIMIT - 1
@@ -228,3 +229,12 @@ def test_no_state_store_remembers_nothing() -> None:
     store.release(doc)
     assert store.load() == StateDocument()
     store.clear()
+
+
+def test_a_huge_error_message_is_cut_not_fatal() -> None:
+    doc = StateDocument()
+    doc.record_run({"result": "config_error", "error": "bad setting\n" * 20_000, "n": 1})
+    assert doc.last_run is not None
+    assert len(doc.last_run["error"]) <= MAX_SUMMARY_TEXT
+    assert doc.last_run["n"] == 1
+    assert len(doc.to_bytes()) <= MAX_DOCUMENT_BYTES
