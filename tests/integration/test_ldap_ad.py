@@ -8,7 +8,7 @@ range. Expected GUIDs come from Samba's own tools (``ldbsearch``), not from our 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from bwsync.errors import LdapError
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.ldap import LdapSource
-from bwsync.sources.ldap_wire import Attrs, Wire, WireOptions, make_wire
+from bwsync.sources.ldap_wire import Attrs, Entry, Wire, WireOptions, make_wire
 from tests.fixtures.ldap import SambaAD, ad_user
 
 pytestmark = [pytest.mark.samba, pytest.mark.slow]
@@ -258,3 +258,32 @@ def test_default_paths_are_cn_users(world: World, engine: str) -> None:
     assert list(admins.user_member_external_ids) == [
         world.ad.guid(f"CN=Administrator,CN=Users,{world.ad.base_dn}")
     ]
+
+
+def test_whole_domain_search_skips_search_references(world: World, engine: str) -> None:
+    """An empty path searches the whole domain (bwdc: "" is not null); Samba then answers
+    with search references too, which carry no entry and must be skipped."""
+    references = 0
+
+    def counting_wire(options: WireOptions) -> Wire:
+        wire = make_wire(engine, options)  # type: ignore[arg-type]
+        real_search = wire.search
+
+        def search(*args: Any, **kw: Any) -> Iterator[Sequence[Entry]]:
+            nonlocal references
+            for page in real_search(*args, **kw):
+                references += sum(1 for dn, _ in page if dn is None)
+                yield page
+
+        wire.search = search  # type: ignore[method-assign]
+        return wire
+
+    src = source(world, engine, user_path="", group_path="", user_filter="(mail=*)")
+    src._wire_factory = counting_wire
+    d = src.fetch(FetchRequest())
+    if engine == "python-ldap":  # ldap3's wire drops them itself
+        assert references > 0
+    assert d.users is not None and len(d.users) == 2 + BULK
+    assert d.skipped == {}
+    names = {x.name for x in d.groups or ()}
+    assert {"Team A", "Everyone", "Domain Admins"} <= names

@@ -147,10 +147,16 @@ class SearchPlan:
         suffix = ldap.email_suffix or None
         return cls(
             active_directory=ad,
-            user_base=search_base(ldap.user_path or default_path, base_dn),
+            # None takes the default (AD: CN=Users); an empty path means the whole base, as
+            # bwdc's null vs "" does
+            user_base=search_base(
+                ldap.user_path if ldap.user_path is not None else default_path, base_dn
+            ),
             user_filter=build_filter(user_class, user_sub),
             user_filter_setting=user_setting,
-            group_base=search_base(ldap.group_path or default_path, base_dn),
+            group_base=search_base(
+                ldap.group_path if ldap.group_path is not None else default_path, base_dn
+            ),
             group_filter=build_filter(group_class, group_sub),
             group_filter_setting=group_setting,
             email_attribute=ldap.email_attribute or "mail",

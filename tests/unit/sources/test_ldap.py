@@ -159,6 +159,8 @@ def test_defaults_for_ldap_and_active_directory() -> None:
     )
     # the prefix needs the suffix, as in bwdc
     assert plan(True).email_prefix_attribute is None
+    # an empty path is the whole base (None takes the default)
+    assert plan(True, user_path="", group_path="").user_base == "dc=example,dc=com"
     # explicit settings win over AD defaults
     o = plan(True, user_path="OU=Staff", group_object_class="groupOfNames")
     assert o.user_base == "OU=Staff,dc=example,dc=com"
