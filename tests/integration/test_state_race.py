@@ -109,7 +109,7 @@ def test_two_syncs_started_together_only_one_applies(
     }
     # The winner holds the lease across a slow import, so the other run is surely still
     # running (it has read the state) while the lease is held.
-    fake_bitwarden.slow("import", 2.0, times=1)
+    fake_bitwarden.slow("import", 3.0, times=1)
     procs = [_start(["-m", "bwsync", "sync"], env) for _ in range(2)]
     results = [(p.pid, p.wait(90), *p.communicate()) for p in procs]
     codes = sorted(code for _, code, _, _ in results)
