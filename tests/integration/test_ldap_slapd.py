@@ -387,3 +387,11 @@ def test_password_never_in_messages(slapd: Slapd, company: str, engine: str) -> 
             source.fetch(FetchRequest())
         assert secret not in str(err.value)
         assert all(secret not in r.detail for r in source.check())
+
+
+def test_size_limit_names_the_cause(slapd: Slapd, company: str, engine: str) -> None:
+    with pytest.raises(LdapError) as err:
+        fetch(slapd, company, engine, bind_dn=slapd.limited_dn)
+    msg = str(err.value)
+    assert msg.startswith(f"LDAP {slapd.url}: search under {company} failed: ")
+    assert "the server caps how many entries this account may read" in msg

@@ -47,6 +47,10 @@ SHOW_DELETED_OID = "1.2.840.113556.1.4.417"
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 
 CA_HINT = "is BWSYNC_LDAP__CA_FILE the CA that signed the server certificate?"
+SIZE_HINT = (
+    "the server caps how many entries this account may read; raise its limit (OpenLDAP: "
+    "limits dn.exact=<bind DN> size=unlimited size.pr=unlimited size.prtotal=unlimited)"
+)
 HOST_HINT = "does the server certificate name the host in BWSYNC_LDAP__URL?"
 
 
@@ -241,6 +245,8 @@ class PythonLdapWire:
             return WireError(self.url, _filter_message(filterstr, filter_setting), "filter")
         if isinstance(exc, ldap.NO_SUCH_OBJECT):
             return WireError(self.url, f"base DN {base} does not exist", "no_such_object")
+        if isinstance(exc, ldap.SIZELIMIT_EXCEEDED | ldap.ADMINLIMIT_EXCEEDED):
+            return WireError(self.url, f"{op} failed: {detail} ({SIZE_HINT})")
         if isinstance(exc, ldap.TIMEOUT | ldap.TIMELIMIT_EXCEEDED):
             return WireError(
                 self.url, f"{op} timed out after {self.options.timeout:g} s", "timeout"
@@ -476,6 +482,8 @@ class Ldap3Wire:
             return WireError(self.url, _filter_message(filterstr, filter_setting), "filter")
         if isinstance(exc, e3.LDAPNoSuchObjectResult):
             return WireError(self.url, f"base DN {base} does not exist", "no_such_object")
+        if isinstance(exc, e3.LDAPSizeLimitExceededResult | e3.LDAPAdminLimitExceededResult):
+            return WireError(self.url, f"{op} failed: {text} ({SIZE_HINT})")
         if isinstance(exc, e3.LDAPTimeLimitExceededResult | e3.LDAPResponseTimeoutError):
             return WireError(
                 self.url, f"{op} timed out after {self.options.timeout:g} s", "timeout"
