@@ -14,7 +14,9 @@ the lease, history trimming) is here, once, so every backend behaves the same.
 
 One writer at a time: before the Bitwarden stage a run takes the lease with a conditional write.
 Two runs that read the same version cannot both win that write; the loser re-reads, sees a live
-lease and exits 5 naming its holder. A crashed run's lease is taken over once it has expired.
+lease and exits 5 naming its holder. A run whose state was rewritten after it read it (another
+run applied and released in the meantime) does not get the lease either: its plan is stale.
+A crashed run's lease is taken over once it has expired.
 """
 
 from __future__ import annotations
