@@ -16,7 +16,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,13 +63,13 @@ def built_image() -> Built:
     return Built(podman, TAG, seconds)
 
 
-def _report(line: str) -> None:
+def _report(capsys: pytest.CaptureFixture[str], line: str) -> None:
     """Measurements, on the terminal even when pytest captures output."""
-    if sys.__stderr__ is not None:
-        sys.__stderr__.write(f"\n[image] {line}\n")
+    with capsys.disabled():
+        print(f"\n[image] {line}")
 
 
-def test_image_config(built_image: Built) -> None:
+def test_image_config(built_image: Built, capsys: pytest.CaptureFixture[str]) -> None:
     podman = built_image.podman
     info = json.loads(podman.run("image", "inspect", built_image.tag).stdout)[0]
     config = info["Config"]
@@ -85,9 +84,10 @@ def test_image_config(built_image: Built) -> None:
     compressed = podman.compressed_size(built_image.tag)
     base = podman.image_size(BASE_IMAGE)
     _report(
+        capsys,
         f"built in {built_image.build_seconds:.0f} s; size {size / 1e6:.0f} MB uncompressed "
         f"(base {base / 1e6:.0f} MB, bwsync's layers {(size - base) / 1e6:.0f} MB), "
-        f"{compressed / 1e6:.0f} MB compressed"
+        f"{compressed / 1e6:.0f} MB compressed",
     )
     assert compressed <= MAX_IMAGE_BYTES
 
