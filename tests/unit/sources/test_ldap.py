@@ -4,11 +4,14 @@ classification, ranged values, check() — with an in-memory wire, no server."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bwsync.config import LdapSettings, SyncSettings
 from bwsync.model import Group, User
@@ -129,6 +132,13 @@ def test_search_bases() -> None:
 
 def test_guid_is_microsoft_little_endian() -> None:
     assert guid_string(GUID_BYTES) == GUID_TEXT
+    with pytest.raises(ValueError, match="16 bytes"):
+        guid_string(b"short")
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_guid_matches_uuid_bytes_le(raw: bytes) -> None:
+    assert guid_string(raw) == str(uuid.UUID(bytes_le=raw))
 
 
 def test_active_directory_detection() -> None:
