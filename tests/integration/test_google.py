@@ -283,3 +283,45 @@ def test_cli_sync_end_to_end(
     assert main(["sync"]) == 0
     assert fake_bitwarden.find_member(email="a@example.com") is not None
     assert fake_bitwarden.find_group(name="Staff") is not None
+
+
+def test_same_directory_reads_the_same_through_entra_and_google(
+    fake_google: GoogleFixture, fake_graph: Any
+) -> None:
+    """The sources' contract: one logical directory in either service, the same users, flags
+    and (flattened) group memberships out."""
+    from bwsync.sources.entra import EntraSource
+
+    g_ada = fake_google.add_user("ada@example.com")
+    g_bob = fake_google.add_user("bob@example.com", suspended=True)
+    g_inner = fake_google.add_group("Inner")
+    fake_google.add_member(g_inner, g_bob)
+    g_staff = fake_google.add_group("Staff")
+    fake_google.add_member(g_staff, g_ada)
+    fake_google.add_member(g_staff, g_inner)
+    e_ada = fake_graph.add_user("ada@example.com")
+    e_bob = fake_graph.add_user("bob@example.com", enabled=False)
+    e_inner = fake_graph.add_group("Inner", [e_bob])
+    fake_graph.add_group("Staff", [e_ada, e_inner])
+    sync = SyncSettings(user_filter="exclude:admin@example.com")
+
+    def shape(d: Any) -> tuple[list[tuple[Any, ...]], dict[str, list[str]]]:
+        d = normalize(d)
+        email = {u.external_id: u.email for u in d.users}
+        users = sorted((u.email, u.disabled, u.deleted) for u in d.users)
+        groups = {
+            g.name: sorted(email[m] for m in g.user_member_external_ids if m in email)
+            for g in d.groups
+        }
+        return users, groups
+
+    google = shape(GoogleSource(fake_google.settings(), sync).fetch(FetchRequest()))
+    entra = shape(EntraSource(fake_graph.settings(), sync).fetch(FetchRequest()))
+    assert (
+        google
+        == entra
+        == (
+            [("ada@example.com", False, False), ("bob@example.com", True, False)],
+            {"Inner": ["bob@example.com"], "Staff": ["ada@example.com", "bob@example.com"]},
+        )
+    )
