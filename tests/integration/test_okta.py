@@ -220,7 +220,7 @@ def test_check_names_the_missing_scope(
     fake_okta.register_client("0oa_users_only", okta_key.public_pem, ("okta.users.read",))
     results = _source(okta_settings(fake_okta, client_id="0oa_users_only")).check()
     assert not results[0].ok
-    assert "not granted: okta.groups.read" in results[0].detail
+    assert "grant okta.groups.read to the service app" in results[0].detail
 
 
 def test_check_explains_a_non_admin_api_token(fake_okta: FakeOkta, okta_settings: Settings) -> None:

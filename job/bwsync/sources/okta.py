@@ -633,7 +633,7 @@ class OktaSource:
                     missing.append(scope)
         if not missing:
             return "grant the app okta.users.read and okta.groups.read (Okta API Scopes tab)"
-        return "not granted: " + ", ".join(missing) + " (service app → Okta API Scopes → Grant)"
+        return "grant " + ", ".join(missing) + " to the service app (its Okta API Scopes tab)"
 
     def _explain(self, exc: OktaError, scope: str) -> str:
         detail = str(exc)

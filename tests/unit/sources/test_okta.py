@@ -424,7 +424,7 @@ def test_token_flow_and_oauth_errors(tmp_path: Path) -> None:
     results = source.check()
     assert results[0].name == "token" and not results[0].ok
     assert "invalid_scope" in results[0].detail
-    assert "not granted: okta.groups.read" in results[0].detail
+    assert "grant okta.groups.read to the service app" in results[0].detail
 
 
 # -- settings -----------------------------------------------------------------------------------
