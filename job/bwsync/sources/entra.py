@@ -52,7 +52,13 @@ from bwsync.errors import ConfigError, shorten
 from bwsync.logs import event
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
-from bwsync.sources.cloud_http import CloudApiError, CloudHttp, RetryPolicy, should_retry
+from bwsync.sources.cloud_http import (
+    CloudApiError,
+    CloudHttp,
+    RetryPolicy,
+    json_error_detail,
+    should_retry,
+)
 from bwsync.sources.filters import Filter, SetFilter, parse_filter, scope_users_to_groups
 
 CLOUDS: dict[str, tuple[str, str]] = {
@@ -99,8 +105,6 @@ class EntraError(CloudApiError):
 def graph_error(response: httpx.Response) -> tuple[str | None, str]:
     """Graph's ``{"error": {"code", "message"}}``, or the identity platform's
     ``{"error", "error_description"}`` (first line: the AADSTS code and text, not the trace)."""
-    from bwsync.sources.cloud_http import json_error_detail
-
     return json_error_detail(response)
 
 

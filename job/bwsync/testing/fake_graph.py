@@ -634,7 +634,9 @@ class FakeGraph(FakeHttpsServer):
                 ids = group.members if parts[2] == "members" else self._transitive(group.id)
                 cast = parts[3] if len(parts) == 4 else None
                 if cast not in (None, "microsoft.graph.user", "microsoft.graph.group"):
-                    return _graph_error(400, "Request_BadRequest", f"Unknown type cast {cast}.")
+                    return _graph_error(
+                        400, "Request_UnsupportedQuery", f"Unsupported member type cast {cast}."
+                    )
                 return self._members(request, ids, cast)
             if (
                 len(parts) == 4
