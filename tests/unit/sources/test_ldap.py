@@ -496,3 +496,59 @@ def test_check_success_and_missing_base() -> None:
 def test_password_is_not_in_options_repr() -> None:
     options = WireOptions(url="ldap://x", bind_dn="cn=a", bind_password="hunter2")
     assert "hunter2" not in repr(options)
+
+
+def _reference_users(entries: Sequence[Entry], p: SearchPlan) -> list[User]:
+    """The obvious, slow reading of bwdc's rules: one lower-cased dict per entry."""
+    out = []
+    for dn, attrs in entries:
+        assert dn is not None
+        low = {k.lower(): v for k, v in attrs.items()}
+        mail = low.get(p.email_attribute.lower())
+        prefix = low.get(p.email_prefix_attribute.lower()) if p.email_prefix_attribute else None
+        guid = low.get("objectguid")
+        uac = low.get("useraccountcontrol")
+        if mail is not None:
+            email = mail[0].decode().strip().lower()
+        elif prefix is not None:
+            email = (prefix[0].decode() + (p.email_suffix or "")).strip().lower()
+        else:
+            email = ""
+        if not email:
+            continue
+        ext = str(uuid.UUID(bytes_le=guid[0])) if guid else dn
+        out.append(User(dn, ext, email, bool(uac and int(uac[0]) & 2)))
+    return out
+
+
+def _spellings(name: str) -> st.SearchStrategy[str]:
+    return st.sampled_from([name, name.lower(), name.upper(), name.title()])
+
+
+@st.composite
+def _entries(draw: st.DrawFn) -> list[Entry]:
+    entries: list[Entry] = []
+    for n in range(draw(st.integers(0, 12))):
+        attrs: dict[str, list[bytes]] = {}
+        if draw(st.booleans()):
+            attrs[draw(_spellings("mail"))] = [draw(st.sampled_from([b"A@x", b" b@Y ", b" "]))]
+        if draw(st.booleans()):
+            attrs[draw(_spellings("uid"))] = [draw(st.sampled_from([b"Jo", b"k"]))]
+        if draw(st.booleans()):
+            attrs[draw(_spellings("objectGUID"))] = [draw(st.binary(min_size=16, max_size=16))]
+        if draw(st.booleans()):
+            attrs[draw(_spellings("userAccountControl"))] = [
+                draw(st.sampled_from([b"512", b"514", b"66050"]))
+            ]
+        entries.append((f"cn={n}", attrs))
+    return entries
+
+
+@given(_entries(), st.sampled_from([None, "uid", "UID", "mail"]))
+def test_fast_path_agrees_with_the_obvious_reading(
+    entries: list[Entry], prefix: str | None
+) -> None:
+    p = plan(False, email_prefix_attribute=prefix, email_suffix="@s" if prefix else None)
+    users, _, skipped = collect(entries, p)
+    assert users == _reference_users(entries, p)
+    assert skipped["no_email"] == len(entries) - len(users)
