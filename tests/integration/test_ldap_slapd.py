@@ -6,6 +6,8 @@ server never leaks one test's entries into another's results.
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -395,3 +397,20 @@ def test_size_limit_names_the_cause(slapd: Slapd, company: str, engine: str) -> 
     msg = str(err.value)
     assert msg.startswith(f"LDAP {slapd.url}: search under {company} failed: ")
     assert "the server caps how many entries this account may read" in msg
+
+
+def test_a_hung_server_times_out(slapd: Slapd, engine: str, tmp_path: Path) -> None:
+    """A server that accepts connections but never answers (stopped with SIGSTOP) fails after
+    ``timeout`` seconds instead of hanging the job."""
+    hung = Slapd.create(tmp_path / "hung", pki=slapd.pki)
+    assert hung.proc is not None
+    hung.proc.send_signal(signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with pytest.raises(LdapError) as err:
+            fetch(hung, hung.base_dn, engine, timeout=1)
+        assert time.monotonic() - start < 5
+    finally:
+        hung.proc.send_signal(signal.SIGCONT)
+        hung.stop()
+    assert str(err.value) == f"LDAP {hung.url}: bind timed out after 1 s"

@@ -484,7 +484,9 @@ class Ldap3Wire:
             return WireError(self.url, f"base DN {base} does not exist", "no_such_object")
         if isinstance(exc, e3.LDAPSizeLimitExceededResult | e3.LDAPAdminLimitExceededResult):
             return WireError(self.url, f"{op} failed: {text} ({SIZE_HINT})")
-        if isinstance(exc, e3.LDAPTimeLimitExceededResult | e3.LDAPResponseTimeoutError):
+        if isinstance(exc, e3.LDAPTimeLimitExceededResult | e3.LDAPResponseTimeoutError) or (
+            isinstance(exc, e3.LDAPSocketReceiveError) and "timed out" in text
+        ):
             return WireError(
                 self.url, f"{op} timed out after {self.options.timeout:g} s", "timeout"
             )
