@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from bwsync.cli import main
-from bwsync.config import OneLoginSettings, SyncSettings
+from bwsync.config import OktaSettings, OneLoginSettings, SyncSettings
 from bwsync.normalize import normalize
 from bwsync.payload import build_payload
 from bwsync.sources.base import FetchRequest
@@ -17,7 +19,7 @@ from bwsync.sources.onelogin import OneLoginError, OneLoginSource
 from bwsync.testing.fake_bitwarden import FakeBitwarden
 from bwsync.testing.fake_okta import TlsFiles
 from bwsync.testing.fake_onelogin import FakeOneLogin, onelogin_directory
-from tests.fixtures.okta_onelogin import OneLoginFactory
+from tests.fixtures.okta_onelogin import OktaFactory, OneLoginFactory
 
 Settings = Callable[..., OneLoginSettings]
 
@@ -116,7 +118,7 @@ def test_an_http_error_mid_paging_fails_the_run(
 
                 raise Reply(400, {"status": {"error": True, "code": 400, "type": "bad request",
                                              "message": "Invalid cursor"}})  # fmt: skip
-        return original(method, path, *args)  # type: ignore[arg-type]
+        return original(method, path, *args)
 
     fake.route = route  # type: ignore[method-assign,assignment]
     with pytest.raises(OneLoginError, match=r"GET /api/1/users: HTTP 400 bad request Invalid"):
@@ -219,3 +221,69 @@ def test_bwsync_sync_end_to_end(
         "memberExternalIds": [101, 104, 107],
     }
     assert fake_onelogin.client_secret not in capsys.readouterr().err
+
+
+def test_same_directory_reads_the_same_through_okta_onelogin_and_a_file(
+    fake_okta_factory: OktaFactory,
+    okta_settings: Callable[..., OktaSettings],
+    fake_onelogin_factory: OneLoginFactory,
+    onelogin_settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """The sources' contract: one logical directory, the same users, flags and memberships."""
+    from bwsync.config import FileSettings
+    from bwsync.sources.file import FileSource
+    from bwsync.sources.okta import OktaSource
+    from bwsync.testing.fake_okta import OktaDirectory
+    from bwsync.testing.fake_onelogin import OneLoginDirectory
+
+    okta_dir = OktaDirectory()
+    okta_dir.add_user("00u_ada", "Ada@Example.com")
+    okta_dir.add_user("00u_bob", "bob@example.com", "SUSPENDED")
+    okta_dir.add_user("00u_cy", "cy@example.com", "DEPROVISIONED")
+    okta_dir.add_group("00g_staff", "Staff", ["00u_ada", "00u_bob"])
+    okta_dir.add_group("00g_inner", "Inner", ["00u_bob"])
+    onelogin_dir = OneLoginDirectory()
+    onelogin_dir.add_user(1, "Ada@Example.com", roles=[10])
+    onelogin_dir.add_user(2, "bob@example.com", status=2, roles=[10, 11])
+    onelogin_dir.add_role(10, "Staff")
+    onelogin_dir.add_role(11, "Inner")
+    directory_file = tmp_path / "directory.json"
+    directory_file.write_bytes(
+        orjson.dumps(
+            {
+                "users": [
+                    {"id": "ada", "email": "ada@example.com"},
+                    {"id": "bob", "email": "bob@example.com", "disabled": True},
+                ],
+                "groups": [
+                    {"id": "s", "name": "Staff", "members": ["ada", "bob"]},
+                    {"id": "i", "name": "Inner", "members": ["bob"]},
+                ],
+            }
+        )
+    )
+    sync = SyncSettings(user_filter="exclude:admin@example.com")
+
+    def shape(d: Any) -> tuple[list[tuple[Any, ...]], dict[str, list[str]]]:
+        d = normalize(d)
+        email = {u.external_id: u.email for u in d.users if not u.deleted}
+        users = sorted((u.email, u.disabled, u.deleted) for u in d.users if not u.deleted)
+        groups = {
+            g.name: sorted(email[m] for m in g.user_member_external_ids if m in email)
+            for g in d.groups
+        }
+        return users, groups
+
+    okta = fake_okta_factory(okta_dir)
+    onelogin = fake_onelogin_factory(onelogin_dir)
+    shapes = [
+        shape(OktaSource(okta_settings(okta), sync).fetch(FetchRequest())),
+        shape(_fetch(onelogin_settings(onelogin), sync).fetch(FetchRequest())),
+        shape(FileSource(FileSettings(path=directory_file), sync).fetch(FetchRequest())),
+    ]
+    expected = (
+        [("ada@example.com", False, False), ("bob@example.com", True, False)],
+        {"Staff": ["ada@example.com", "bob@example.com"], "Inner": ["bob@example.com"]},
+    )
+    assert shapes == [expected, expected, expected]
