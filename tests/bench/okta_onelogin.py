@@ -88,7 +88,7 @@ def run_sync(env: dict[str, str], workdir: Path) -> dict[str, Any]:
         seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     out, err = out_path.read_text(), err_path.read_text()
-    summary = next(
+    summary: dict[str, Any] = next(
         (json.loads(line) for line in reversed(err.splitlines()) if '"event":"summary"' in line),
         {},
     )

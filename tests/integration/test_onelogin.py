@@ -110,7 +110,7 @@ def test_an_http_error_mid_paging_fails_the_run(
     calls = {"n": 0}
     original = fake.route
 
-    def route(method: str, path: str, *args: object) -> object:
+    def route(method: str, path: str, *args: Any) -> Any:
         if path == "/api/1/users":
             calls["n"] += 1
             if calls["n"] == 2:

@@ -364,7 +364,10 @@ def _pem(tmp_path: Path, kind: str = "rsa") -> Path:
 
 def _claims(jwt: str) -> tuple[dict[str, Any], dict[str, Any]]:
     h, c, _ = jwt.split(".")
-    pad = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))  # noqa: E731
+
+    def pad(part: str) -> bytes:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
     return orjson.loads(pad(h)), orjson.loads(pad(c))
 
 

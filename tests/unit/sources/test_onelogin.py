@@ -58,7 +58,7 @@ def _source(handler: Handler, sync: SyncSettings | None = None, **settings: Any)
 
 
 def test_email_rules() -> None:
-    rule = {"use_prefix_suffix": True, "suffix": "@corp.io"}
+    rule: dict[str, Any] = {"use_prefix_suffix": True, "suffix": "@corp.io"}
     assert onelogin_email({"email": "Ann@X.io"}, **rule) == "ann@x.io"
     assert onelogin_email({"email": "", "username": "Bob@X.io"}, **rule) == "bob@x.io"
     assert onelogin_email({"email": "nope", "username": "cy"}, **rule) == "cy@corp.io"
