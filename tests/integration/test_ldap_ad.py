@@ -287,3 +287,22 @@ def test_whole_domain_search_skips_search_references(world: World, engine: str) 
     assert d.skipped == {}
     names = {x.name for x in d.groups or ()}
     assert {"Team A", "Everyone", "Domain Admins"} <= names
+
+
+def test_down_level_logon_name_and_small_pages(world: World, engine: str) -> None:
+    """``DOMAIN\\user`` binds work as in bwdc, and AD's paged results hold together across many
+    small pages (1,600 users in pages of 100)."""
+    d = fetch(
+        world,
+        engine,
+        bind_dn="EXAMPLE\\Administrator",
+        user_path="OU=bulk",
+        group_path="OU=bulk",
+        page_size=100,
+    )
+    # same entries in the same order as one unpaged ldapsearch
+    assert [u.reference_id for u in d.users or ()] == world.ad.search_dns(
+        world.bulk, "(objectClass=user)"
+    )
+    assert {u.email for u in d.users or ()} == {f"u{n:04d}@example.test" for n in range(BULK)}
+    assert len(group(d, "Everyone").user_member_external_ids) == BULK
