@@ -306,3 +306,12 @@ def test_down_level_logon_name_and_small_pages(world: World, engine: str) -> Non
     )
     assert {u.email for u in d.users or ()} == {f"u{n:04d}@example.test" for n in range(BULK)}
     assert len(group(d, "Everyone").user_member_external_ids) == BULK
+
+
+def test_both_engines_return_identical_directories(world: World) -> None:
+    pytest.importorskip("ldap", reason="python-ldap not installed (bwsync[fast-ldap])")
+    kw: dict[str, Any] = {"force": True, "email_suffix": "@example.test"}
+    fast = fetch(world, "python-ldap", **kw)
+    pure = fetch(world, "ldap3", **kw)
+    assert fast == pure
+    assert fast.users and any(u.deleted for u in fast.users)  # tombstones included

@@ -414,3 +414,12 @@ def test_a_hung_server_times_out(slapd: Slapd, engine: str, tmp_path: Path) -> N
         hung.proc.send_signal(signal.SIGCONT)
         hung.stop()
     assert str(err.value) == f"LDAP {hung.url}: bind timed out after 1 s"
+
+
+def test_both_engines_return_identical_directories(slapd: Slapd, company: str) -> None:
+    pytest.importorskip("ldap", reason="python-ldap not installed (bwsync[fast-ldap])")
+    for kw in ({}, {"group_object_class": "posixGroup", "member_attribute": "memberUid"}):
+        fast = fetch(slapd, company, "python-ldap", **kw)
+        pure = fetch(slapd, company, "ldap3", **kw)
+        assert fast == pure
+        assert fast.groups  # not vacuous
