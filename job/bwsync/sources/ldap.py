@@ -27,14 +27,20 @@ Deliberate differences from bwdc:
   about a second with python-ldap, and the run compares hashes anyway, so nothing is gained.
 * One user search serves both the user list and the member-resolution maps (bwdc searches
   twice; without the revision filter both searches return the same entries).
-* ``base_dn`` is used as given (bwdc cuts its root path to start at the first ``dc=``).
+* ``base_dn`` is used as given (bwdc cuts its root path to start at the first ``dc=``); an
+  unset path takes the default (AD: ``CN=Users``), an empty one means the whole base.
+* A sub-filter is trimmed before it is wrapped (a stray space would make the filter invalid).
 * Anonymous binds are allowed (bwdc refuses an empty username); so is a disabled
   verification, but only when ``tls_verify`` is switched off explicitly.
+* Tombstones without an email are returned (``email=None``); ``normalize`` drops them, as
+  bwdc's sync step 4 does.
 
-Speed: the user loop is the hot path (100,000 entries in well under a second with python-ldap).
-It asks only for the attributes it uses, processes one page at a time (the library's result
-objects never outlive their page), decodes only values it keeps, and allocates nothing per
-entry but the ``User`` and its strings.
+Speed (``tests/bench``): 100,000 users and 2,000 groups of 50 in about 1.0 s of wall time and
+under 100 MB with python-ldap, 1.2× the library's bare paged search. The user loop is the hot
+path: it asks only for the attributes it uses, processes one page at a time (the library's
+result objects never outlive their page) while the next page is already on its way, decodes
+only values it keeps, and allocates nothing per entry but the ``User``, its strings and its
+map entries.
 """
 
 from __future__ import annotations
