@@ -234,10 +234,48 @@ def test_check_explains_a_non_admin_api_token(fake_okta: FakeOkta, okta_settings
     assert "00wrong" not in results[0].detail
 
 
-def test_dpop_required_is_explained(fake_okta: FakeOkta, okta_settings: Settings) -> None:
+@pytest.mark.parametrize("resource_nonce", [False, True])
+def test_dpop_required_binds_the_token_to_a_run_key(
+    fake_okta: FakeOkta, okta_settings: Settings, resource_nonce: bool
+) -> None:
     fake_okta.dpop_required = True
-    with pytest.raises(OktaError, match=r"invalid_dpop_proof.*turn off"):
-        _source(okta_settings(fake_okta)).fetch(FetchRequest())
+    fake_okta.dpop_resource_nonce = resource_nonce
+    d = _source(okta_settings(fake_okta)).fetch(FetchRequest())
+    assert len(d.users or []) == 8 and len(d.groups or []) == 4
+    token_answers = [r.status for r in fake_okta.requests_to("/oauth2/v1/token")]
+    assert token_answers == [400, 400, 200]  # DPoP required, then the nonce, then the token
+    schemes = {
+        r.authorization.split(" ")[0] for r in fake_okta.requests_to("/api/") if r.authorization
+    }
+    assert schemes == {"DPoP"}
+    assert [r.status for r in fake_okta.requests_to("/api/")].count(401) == int(resource_nonce)
+    check = _source(okta_settings(fake_okta)).check()
+    assert all(r.ok for r in check)
+
+
+def test_dpop_proofs_are_checked_by_the_stand_in(
+    fake_okta: FakeOkta, okta_settings: Settings
+) -> None:
+    import ssl
+
+    import httpx
+
+    fake_okta.dpop_required = True
+    source = _source(okta_settings(fake_okta))
+    source._authorization()
+    source.close()
+    token = source._access_token
+    # A DPoP-bound token without its proof, or presented as a bearer token, is refused.
+    context = ssl.create_default_context(cafile=str(okta_settings(fake_okta).ca_file))
+    with httpx.Client(verify=context) as client:
+        bare = client.get(
+            f"{fake_okta.url}/api/v1/users", headers={"Authorization": f"DPoP {token}"}
+        )
+        bearer = client.get(
+            f"{fake_okta.url}/api/v1/users", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert bare.status_code == 401 and "invalid_dpop_proof" in bare.headers["WWW-Authenticate"]
+    assert bearer.status_code == 401
 
 
 def test_ca_file_is_required_for_a_private_ca(fake_okta: FakeOkta, okta_settings: Settings) -> None:

@@ -15,8 +15,10 @@ group name, the query part as Okta's native ``filter`` expression.
 
 Credentials: an API token (``Authorization: SSWS …``), or — Okta's recommendation — an OAuth 2.0
 service app authenticating with ``private_key_jwt`` (a JWT signed with the app's private key,
-exchanged at ``/oauth2/v1/token`` for a bearer token carrying ``okta.users.read`` and
-``okta.groups.read``).
+exchanged at ``/oauth2/v1/token`` for a token carrying ``okta.users.read`` and
+``okta.groups.read``). When the app requires DPoP (Okta's default for new service apps), the
+token endpoint says ``invalid_dpop_proof``; the source then binds the token to a key made for the
+run and proves possession on every call (``DpopKey``, RFC 9449), with Okta's nonce.
 
 Rate limits are per org and shared with every other client, so the client reads
 ``X-Rate-Limit-Remaining`` / ``X-Rate-Limit-Reset`` on each response and, once fewer than a tenth
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
 import re
 import time
 import uuid
@@ -179,14 +182,24 @@ class PacedHttp:
         elif limit and remaining < limit * self.reserve:
             self.not_before = now + min(reset_in / remaining, self.max_wait)
 
-    def request(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
-        """Send with retries; ``what`` ("GET /api/v1/users") names the request in errors."""
+    def request(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        fresh: Callable[[], dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send with retries; ``what`` ("GET /api/v1/users") names the request in errors.
+        ``fresh`` is called before every attempt for the arguments that must not be replayed
+        (a client assertion's or a DPoP proof's ``jti``, their ``iat`` after a long wait)."""
         attempt = 0
         while True:
             self._wait(self.not_before - self.clock())
             self.requests += 1
             try:
-                response = self.client.request(method, url, **kwargs)
+                extra = fresh() if fresh is not None else {}
+                response = self.client.request(method, url, **kwargs, **extra)
             except httpx.TransportError as exc:
                 if self.on_request:
                     self.on_request(method, what, 0)
@@ -276,16 +289,22 @@ def load_private_key(path: Any) -> Any:
     raise ConfigError(f"{where}: only RSA and EC P-256 keys are supported")
 
 
-def sign_jwt(claims: dict[str, Any], key: Any, kid: str | None = None) -> str:
+def sign_jwt(
+    claims: dict[str, Any],
+    key: Any,
+    kid: str | None = None,
+    header_fields: dict[str, Any] | None = None,
+) -> str:
     """A compact JWS: RS256 for an RSA key, ES256 for an EC P-256 key."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
     alg = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
-    header: dict[str, str] = {"alg": alg, "typ": "JWT"}
+    header: dict[str, Any] = {"alg": alg, "typ": "JWT"}
     if kid:
         header["kid"] = kid
+    header.update(header_fields or {})
     signing_input = f"{_b64url(orjson.dumps(header))}.{_b64url(orjson.dumps(claims))}".encode()
     if isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
@@ -308,6 +327,52 @@ def client_assertion(client_id: str, token_url: str, key: Any, kid: str | None, 
         "jti": str(uuid.uuid4()),
     }
     return sign_jwt(claims, key, kid)
+
+
+class DpopKey:
+    """RFC 9449 proofs from a key made for this run (EC P-256, ES256).
+
+    Okta turns "Require DPoP" on for new service apps; the token is then bound to this key, and
+    every API call carries a fresh proof of possession: ``htm``/``htu`` (the URL without its
+    query), ``iat``, a unique ``jti``, ``ath`` (the token's SHA-256) and the server's latest
+    ``nonce`` when it asked for one (``use_dpop_nonce`` + ``DPoP-Nonce``).
+    """
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self.key.public_key().public_numbers()
+        self.jwk = {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64url(numbers.x.to_bytes(32, "big")),
+            "y": _b64url(numbers.y.to_bytes(32, "big")),
+        }
+        self.nonce: str | None = None
+
+    def proof(self, method: str, url: str, now: float, access_token: str | None = None) -> str:
+        parts = urlsplit(url)
+        claims: dict[str, Any] = {
+            "htm": method,
+            "htu": urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
+            "iat": int(now),
+            "jti": str(uuid.uuid4()),
+        }
+        if access_token is not None:
+            digest = hashlib.sha256(access_token.encode("ascii")).digest()
+            claims["ath"] = _b64url(digest)
+        if self.nonce:
+            claims["nonce"] = self.nonce
+        return sign_jwt(claims, self.key, header_fields={"typ": "dpop+jwt", "jwk": self.jwk})
+
+    def remember_nonce(self, response: httpx.Response) -> bool:
+        """Keep a ``DPoP-Nonce`` the server sent; true when it is a new one."""
+        nonce = response.headers.get("dpop-nonce")
+        if nonce and nonce != self.nonce:
+            self.nonce = nonce
+            return True
+        return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,6 +445,7 @@ class OktaSource:
         self._access_token: str | None = None
         self._token_expires = 0.0
         self._granted: str | None = None
+        self._dpop: DpopKey | None = None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -447,33 +513,48 @@ class OktaSource:
         if self._key is None:
             self._key = load_private_key(self.settings.private_key_file)
         url = self._token_url()
-        assertion = client_assertion(
-            self.settings.client_id, url, self._key, self.settings.key_id, self._clock()
-        )
+        client_id, key, kid = self.settings.client_id, self._key, self.settings.key_id
         what = "POST /oauth2/v1/token"
-        response = self._client().request(
-            "POST",
-            url,
-            what,
-            data={
-                "grant_type": "client_credentials",
-                "scope": " ".join(scopes),
-                "client_assertion_type": CLIENT_ASSERTION_TYPE,
-                "client_assertion": assertion,
-            },
-        )
-        body = _json(response)
+
+        def fresh() -> dict[str, Any]:
+            # A new assertion (and DPoP proof) per attempt: Okta refuses a replayed jti.
+            now = self._clock()
+            extra: dict[str, Any] = {
+                "data": {
+                    "grant_type": "client_credentials",
+                    "scope": " ".join(scopes),
+                    "client_assertion_type": CLIENT_ASSERTION_TYPE,
+                    "client_assertion": client_assertion(client_id, url, key, kid, now),
+                }
+            }
+            if self._dpop is not None:
+                extra["headers"] = {"DPoP": self._dpop.proof("POST", url, now)}
+            return extra
+
+        for _ in range(3):
+            response = self._client().request("POST", url, what, fresh)
+            body = _json(response)
+            error = body.get("error") if isinstance(body, dict) else None
+            if response.status_code == 400 and error == "invalid_dpop_proof" and not self._dpop:
+                self._dpop = DpopKey()  # the app requires DPoP: bind the token to a run key
+                continue
+            if (
+                response.status_code == 400
+                and error == "use_dpop_nonce"
+                and self._dpop is not None
+                and self._dpop.remember_nonce(response)
+            ):
+                continue  # Okta asks for its nonce in the proof, once
+            break
         if response.status_code != 200 or not isinstance(body, dict):
             raise _oauth_error(what, response, body)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
             raise OktaError(f"{what}: the response has no access_token", status=200)
         token_type = str(body.get("token_type", "Bearer"))
-        if token_type.lower() != "bearer":
-            raise OktaError(
-                f"{what}: Okta issued a {token_type} token; turn off 'Require Demonstrating "
-                "Proof of Possession (DPoP)' on the service app, bwsync sends bearer tokens"
-            )
+        expected = "dpop" if self._dpop is not None else "bearer"
+        if token_type.lower() != expected:
+            raise OktaError(f"{what}: Okta issued a {token_type} token, expected {expected}")
         return body
 
     def _authorization(self, *, renew: bool = False) -> str:
@@ -487,17 +568,27 @@ class OktaSource:
             seconds = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
             self._token_expires = self._clock() + max(seconds - 60.0, 0.0)
             self._granted = str(body.get("scope", " ".join(SCOPES)))
-        return "Bearer " + self._access_token
+        return ("DPoP " if self._dpop else "Bearer ") + self._access_token
 
     def _get(self, url: str, what: str) -> httpx.Response:
-        """GET with the credential; an expired bearer token is renewed once (Okta answers 401
-        E0000011 when a token outlives its hour mid-run)."""
+        """GET with the credential. A 401 gets one more try: with the nonce a DPoP resource
+        server asked for, or with a renewed token (Okta answers 401 E0000011 when a token
+        outlives its hour mid-run)."""
         http = self._client()
-        response = http.request("GET", url, what, headers={"Authorization": self._authorization()})
+
+        def fresh() -> dict[str, Any]:
+            authorization = self._authorization()
+            headers = {"Authorization": authorization}
+            if self._dpop is not None and self._access_token is not None:
+                headers["DPoP"] = self._dpop.proof("GET", url, self._clock(), self._access_token)
+            return {"headers": headers}
+
+        response = http.request("GET", url, what, fresh)
         if response.status_code == 401 and self.uses_oauth:
-            response = http.request(
-                "GET", url, what, headers={"Authorization": self._authorization(renew=True)}
-            )
+            asked_nonce = self._dpop is not None and self._dpop.remember_nonce(response)
+            if not asked_nonce:
+                self._authorization(renew=True)
+            response = http.request("GET", url, what, fresh)
         if response.status_code != 200:
             raise _api_error(what, response)
         return response
@@ -707,10 +798,8 @@ def _oauth_error(what: str, response: httpx.Response, body: Any) -> OktaError:
         code = str(body.get("error"))
         description = shorten(str(body.get("error_description") or ""), 200)
         hint = ""
-        if code == "invalid_dpop_proof" or "DPoP" in description:
-            hint = (
-                "; turn off 'Require Demonstrating Proof of Possession (DPoP)' on the service app"
-            )
+        if code in ("invalid_dpop_proof", "use_dpop_nonce"):
+            hint = "; the DPoP proof was refused (is this machine's clock right?)"
         elif code == "invalid_client":
             hint = (
                 "; check BWSYNC_OKTA__CLIENT_ID, that the app uses 'Public key / Private key' "

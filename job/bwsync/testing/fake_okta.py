@@ -6,8 +6,10 @@ Written from Okta's published contract, so the real ``OktaSource`` runs against 
   verified against the public key registered for the client (RS256 or ES256): ``iss`` = ``sub`` =
   client id, ``aud`` = this token endpoint, ``exp`` in the future and at most an hour away, a
   ``jti`` never seen before. Scopes must have been granted (``invalid_scope`` otherwise);
-  ``dpop_required`` answers ``invalid_dpop_proof`` as a service app created with Okta's default
-  does. Tokens are opaque, carry their scopes and expire (``token_lifetime``).
+  ``dpop_required`` makes it a service app created with Okta's default: a DPoP proof
+  (RFC 9449) is required at the token endpoint, with the server's nonce (``use_dpop_nonce``),
+  the token is bound to the proof's key, and every API call must prove possession (``ath``).
+  Tokens are opaque, carry their scopes and expire (``token_lifetime``).
 * ``GET /api/v1/users``, ``/api/v1/groups``, ``/api/v1/groups/{id}/users`` with ``SSWS`` API
   tokens or bearer tokens: 401 ``E0000011`` for an unknown or expired token, 403 ``E0000006``
   with ``WWW-Authenticate: … error="insufficient_scope"`` for a missing scope, or for an API
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import math
 import random
 import re
@@ -529,6 +532,8 @@ class _Token:
     client_id: str
     scopes: frozenset[str]
     expires: float
+    jkt: str | None = None
+    """Thumbprint (RFC 7638) of the DPoP key the token is bound to; ``None`` for bearer."""
 
 
 class FakeOkta(TlsServer):
@@ -558,6 +563,13 @@ class FakeOkta(TlsServer):
         self.tokens: dict[str, _Token] = {}
         self.seen_jti: set[str] = set()
         self.dpop_required = False
+        """The service app requires DPoP (Okta's default for new apps): proofs verified at the
+        token endpoint (with a server nonce, as Okta asks) and on every API call."""
+        self.dpop_resource_nonce = False
+        """Also require the nonce in the API calls' proofs (RFC 9449 §9)."""
+        self.dpop_nonce = secrets.token_urlsafe(16)
+        self.resource_nonce = secrets.token_urlsafe(16)  # the resource server's own nonce
+        self.seen_dpop_jti: set[str] = set()
         self.token_lifetime = token_lifetime
         self.rate = RateWindow(rate_limit, rate_window) if rate_limit else None
         self.page_sizes: dict[str, tuple[int, int]] = {
@@ -614,7 +626,7 @@ class FakeOkta(TlsServer):
             raise Reply(404, _error("E0000007", f"Not found: Resource not found: {path} (Path)"))
         rate_headers = self._rate(kind)
         try:
-            self._authorize(headers.get("Authorization"), scope, path)
+            self._authorize(headers, scope, path)
         except Reply as reply:
             reply.headers.update(rate_headers)
             raise
@@ -639,8 +651,8 @@ class FakeOkta(TlsServer):
             )
         return headers
 
-    def _authorize(self, authorization: str | None, scope: str, path: str) -> None:
-        scheme, _, credential = (authorization or "").partition(" ")
+    def _authorize(self, headers: Any, scope: str, path: str) -> None:
+        scheme, _, credential = (headers.get("Authorization") or "").partition(" ")
         if scheme == "SSWS" and credential in self.api_tokens:
             if not self.api_tokens[credential]:
                 raise Reply(
@@ -650,13 +662,17 @@ class FakeOkta(TlsServer):
                     ),
                 )
             return
-        token = self.tokens.get(credential) if scheme == "Bearer" else None
+        token = self.tokens.get(credential) if scheme in ("Bearer", "DPoP") else None
+        if token is not None and (token.jkt is None) != (scheme == "Bearer"):
+            token = None  # a DPoP-bound token used as a bearer one, or the other way round
         if token is None or token.expires <= time.time():
             raise Reply(
                 401,
                 _error("E0000011", "Invalid token provided"),
-                {"WWW-Authenticate": 'Bearer error="invalid_token"'} if scheme == "Bearer" else {},
+                {"WWW-Authenticate": f'{scheme} error="invalid_token"'} if scheme else {},
             )
+        if token.jkt is not None:
+            self._resource_proof(headers, path, credential, token.jkt)
         if scope not in token.scopes:
             challenge = (
                 f'Bearer authorization_uri="{self.url}/oauth2/v1/authorize", '
@@ -687,8 +703,21 @@ class FakeOkta(TlsServer):
             raise oauth(401, "invalid_client", "Client authentication failed.")
         claims = self._verify_assertion(form["client_assertion"])
         client_id = str(claims["iss"])
-        if self.dpop_required and not headers.get("DPoP"):
-            raise oauth(400, "invalid_dpop_proof", "The DPoP proof JWT header is missing.")
+        jkt: str | None = None
+        if self.dpop_required:
+            proof = headers.get("DPoP")
+            if not proof:
+                raise oauth(400, "invalid_dpop_proof", "The DPoP proof JWT header is missing.")
+            try:
+                jkt, proof_claims = self._verify_dpop(proof, "POST", f"{self.url}/oauth2/v1/token")
+            except FilterError as exc:
+                raise oauth(400, "invalid_dpop_proof", str(exc)) from None
+            if proof_claims.get("nonce") != self.dpop_nonce:
+                reply = oauth(
+                    400, "use_dpop_nonce", "Authorization server requires nonce in DPoP proof."
+                )
+                reply.headers["DPoP-Nonce"] = self.dpop_nonce
+                raise reply
         requested = frozenset((form.get("scope") or "").split())
         granted = self.clients[client_id][1]
         if not requested:
@@ -701,17 +730,90 @@ class FakeOkta(TlsServer):
                 f"The following scopes were requested, but not granted: {missing}",
             )
         access = "eyJ" + secrets.token_urlsafe(32)
-        self.tokens[access] = _Token(client_id, requested, time.time() + self.token_lifetime)
+        self.tokens[access] = _Token(client_id, requested, time.time() + self.token_lifetime, jkt)
         return (
             200,
             {
-                "token_type": "Bearer",
+                "token_type": "DPoP" if jkt else "Bearer",
                 "expires_in": int(self.token_lifetime),
                 "access_token": access,
                 "scope": " ".join(sorted(requested)),
             },
             {"Cache-Control": "no-store", "Pragma": "no-cache"},
         )
+
+    def _resource_proof(self, headers: Any, path: str, token: str, jkt: str) -> None:
+        def refuse(description: str, error: str = "invalid_dpop_proof") -> Reply:
+            challenge = (
+                f'DPoP algs="ES256 RS256", error="{error}", error_description="{description}"'
+            )
+            reply = Reply(401, _error("E0000011", "Invalid token provided"))
+            reply.headers["WWW-Authenticate"] = challenge
+            if error == "use_dpop_nonce":
+                reply.headers["DPoP-Nonce"] = self.resource_nonce
+            return reply
+
+        proof = headers.get("DPoP")
+        if not proof:
+            raise refuse("The DPoP proof JWT header is missing.")
+        try:
+            proof_jkt, claims = self._verify_dpop(proof, "GET", self.url + path)
+        except FilterError as exc:
+            raise refuse(str(exc)) from None
+        ath = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).rstrip(b"=")
+        if claims.get("ath") != ath.decode():
+            raise refuse("'ath' claim in the DPoP proof JWT is invalid.")
+        if proof_jkt != jkt:
+            raise refuse("The DPoP proof JWT key does not match the access token's binding.")
+        if self.dpop_resource_nonce and claims.get("nonce") != self.resource_nonce:
+            raise refuse("Resource server requires nonce in DPoP proof.", "use_dpop_nonce")
+
+    def _verify_dpop(self, proof: str, method: str, url: str) -> tuple[str, dict[str, Any]]:
+        """Check a DPoP proof (RFC 9449 §4.3); returns its key's thumbprint and its claims.
+        Problems raise ``FilterError`` with Okta's wording."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+        try:
+            h64, c64, s64 = proof.split(".")
+            header = orjson.loads(_unb64(h64))
+            claims = orjson.loads(_unb64(c64))
+            signature = _unb64(s64)
+        except (ValueError, orjson.JSONDecodeError):
+            raise FilterError("The DPoP proof JWT is malformed.") from None
+        jwk = header.get("jwk") or {}
+        if header.get("typ") != "dpop+jwt":
+            raise FilterError("The DPoP proof JWT 'typ' header is invalid.")
+        if header.get("alg") != "ES256" or jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+            raise FilterError("The DPoP proof JWT uses an algorithm this stand-in does not take.")
+        try:
+            key = ec.EllipticCurvePublicNumbers(
+                int.from_bytes(_unb64(jwk["x"]), "big"),
+                int.from_bytes(_unb64(jwk["y"]), "big"),
+                ec.SECP256R1(),
+            ).public_key()
+            r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            key.verify(
+                encode_dss_signature(r, s), f"{h64}.{c64}".encode(), ec.ECDSA(hashes.SHA256())
+            )
+        except (KeyError, ValueError, InvalidSignature):
+            raise FilterError("The DPoP proof JWT signature is invalid.") from None
+        if claims.get("htm") != method:
+            raise FilterError("'htm' claim in the DPoP proof JWT is invalid.")
+        if claims.get("htu") != url:
+            raise FilterError("'htu' claim in the DPoP proof JWT is invalid.")
+        iat = claims.get("iat")
+        if not isinstance(iat, int) or abs(time.time() - iat) > 60:
+            raise FilterError("'iat' claim in the DPoP proof JWT is invalid.")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or jti in self.seen_dpop_jti:
+            raise FilterError("'jti' claim in the DPoP proof JWT is invalid or replayed.")
+        self.seen_dpop_jti.add(jti)
+        canonical = orjson.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")})
+        jkt = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=")
+        return jkt.decode(), dict(claims)
 
     def _verify_assertion(self, assertion: str) -> dict[str, Any]:
         from cryptography.exceptions import InvalidSignature

@@ -19,6 +19,7 @@ from bwsync.errors import ConfigError
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.okta import (
     OKTA_RATE,
+    DpopKey,
     OktaError,
     OktaSource,
     PacedHttp,
@@ -452,3 +453,16 @@ def test_exactly_one_credential(tmp_path: Path) -> None:
 
 def test_secrets_are_masked_in_repr() -> None:
     assert "00secret" not in repr(OktaSettings(org_url=ORG, token="00secret"))
+
+
+def test_dpop_proof_claims() -> None:
+    dpop = DpopKey()
+    header, claims = _claims(dpop.proof("GET", f"{ORG}/api/v1/users?limit=2", 1000.0, "tok"))
+    assert header["typ"] == "dpop+jwt" and header["alg"] == "ES256"
+    assert set(header["jwk"]) == {"kty", "crv", "x", "y"}  # the public half only
+    assert claims["htm"] == "GET" and claims["htu"] == f"{ORG}/api/v1/users"
+    assert claims["ath"] == "GnZ0607njffhrEOak8P6jjyUV4TU3sn9jjARc4svHWI"  # b64url(sha256("tok"))
+    assert "nonce" not in claims and claims["jti"] != _claims(dpop.proof("GET", ORG, 1.0))[1]["jti"]
+    assert dpop.remember_nonce(httpx.Response(400, headers={"DPoP-Nonce": "n1"}))
+    assert not dpop.remember_nonce(httpx.Response(400, headers={"DPoP-Nonce": "n1"}))
+    assert _claims(dpop.proof("POST", ORG, 1.0))[1]["nonce"] == "n1"
