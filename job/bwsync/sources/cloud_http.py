@@ -163,8 +163,9 @@ class RetryPolicy:
     """How long a source keeps trying. Defaults suit a CronJob: a few minutes at most.
 
     ``max_retries`` retries after the first attempt; ``max_total`` caps the seconds spent
-    waiting in all; a single wait is ``Retry-After`` when the service sent it (bounded by
-    ``max_wait``), else exponential backoff from ``base_delay`` with jitter. Tests pass
+    waiting in all; a single wait is ``Retry-After`` when the service sent it (in full: an
+    earlier retry only earns another 429), else exponential backoff from ``base_delay`` with
+    jitter, each wait capped at ``max_wait``. Tests pass
     ``sleep=slept.append`` to record waits instead of waiting.
     """
 
@@ -315,11 +316,9 @@ class CloudHttp:
             if attempt > self.policy.max_retries:
                 raise self._gave_up(name, response, failure, attempt)
             hint = self.wait_hint(response) if response is not None else None
-            delay = (
-                min(hint, self.policy.max_wait)
-                if hint is not None
-                else self.policy.backoff(attempt)
-            )
+            # The server's own wait is honoured in full (retrying earlier only earns another
+            # 429); ``max_total`` decides whether it is worth waiting at all.
+            delay = hint if hint is not None else self.policy.backoff(attempt)
             if waited + delay > self.policy.max_total:
                 raise self._gave_up(name, response, failure, attempt)
             waited += delay

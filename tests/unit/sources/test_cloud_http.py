@@ -141,3 +141,18 @@ def test_missing_ca_file_is_a_directory_error(tmp_path: object) -> None:
 
     with pytest.raises(DirectoryError, match="cannot load CA file"):
         CloudHttp("x", ca_file=Path("/nonexistent/ca.pem"))
+
+
+def test_a_long_retry_after_is_honoured_in_full_within_the_budget() -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"Retry-After": "200"})
+        return httpx.Response(200, json={})
+
+    slept: list[float] = []
+    http = _http(httpx.MockTransport(handler), slept)
+    http.request("GET", "/x")
+    assert slept == [200.0]  # above max_wait (120), below max_total (300)
