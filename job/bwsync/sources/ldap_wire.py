@@ -123,6 +123,7 @@ def _ldap3() -> Any:
         warnings.simplefilter("ignore", DeprecationWarning)
         import ldap3
         import ldap3.core.exceptions
+        import ldap3.utils.config
 
     return ldap3
 
@@ -555,6 +556,20 @@ class Ldap3Wire:
         except (LDAPException, OSError) as exc:
             raise self._fail("bind", exc) from exc
 
+    @contextlib.contextmanager
+    def _plain_dicts(self) -> Iterator[None]:
+        """ldap3 builds each entry's attributes as a ``CaseInsensitiveDict`` (pure Python, a
+        lower-casing lookup per access) unless told otherwise. The source matches names
+        case-insensitively itself, so plain dicts are asked for — for our calls only: the
+        setting is process-wide, and is restored at once."""
+        config = self._ldap3.utils.config
+        before = config.get_config_parameter("CASE_INSENSITIVE_ATTRIBUTE_NAMES")
+        config.set_config_parameter("CASE_INSENSITIVE_ATTRIBUTE_NAMES", False)
+        try:
+            yield
+        finally:
+            config.set_config_parameter("CASE_INSENSITIVE_ATTRIBUTE_NAMES", before)
+
     def root_dse(self, attributes: Sequence[str]) -> Attrs:
         return self.read("", attributes) or {}
 
@@ -576,16 +591,17 @@ class Ldap3Wire:
         time_limit = max(1, int(self.options.timeout))
         while True:
             try:
-                conn.search(
-                    base,
-                    filterstr,
-                    ldap3.SUBTREE,
-                    attributes=attrs,
-                    controls=controls,
-                    paged_size=self.options.page_size,
-                    paged_cookie=cookie,
-                    time_limit=time_limit,
-                )
+                with self._plain_dicts():
+                    conn.search(
+                        base,
+                        filterstr,
+                        ldap3.SUBTREE,
+                        attributes=attrs,
+                        controls=controls,
+                        paged_size=self.options.page_size,
+                        paged_cookie=cookie,
+                        time_limit=time_limit,
+                    )
             except (LDAPException, OSError) as exc:
                 raise self._fail(
                     f"search under {base}",
@@ -611,13 +627,14 @@ class Ldap3Wire:
         LDAPNoSuchObjectResult = ldap3.core.exceptions.LDAPNoSuchObjectResult
 
         try:
-            self._conn.search(
-                dn,
-                "(objectClass=*)",
-                ldap3.BASE,
-                attributes=list(attributes),
-                time_limit=max(1, int(self.options.timeout)),
-            )
+            with self._plain_dicts():
+                self._conn.search(
+                    dn,
+                    "(objectClass=*)",
+                    ldap3.BASE,
+                    attributes=list(attributes),
+                    time_limit=max(1, int(self.options.timeout)),
+                )
         except LDAPNoSuchObjectResult:
             return None
         except (LDAPException, OSError) as exc:
