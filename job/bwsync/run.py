@@ -158,7 +158,7 @@ class _Run:
         empty = not directory.users and not directory.groups
         if empty and not self.sync.overwrite_existing and not self.sync.remove_missing:
             # bwdc step 7: nothing fetched and nothing to remove → nothing to send.
-            self._unchanged("directory empty")
+            self._unchanged("directory empty", directory)
             return
         payload = self._payload(directory)
         if (
@@ -166,7 +166,7 @@ class _Run:
             and not self._reconcile_due()
             and not is_new_hash(payload, self.doc.hash)
         ):
-            self._unchanged("hash unchanged")
+            self._unchanged("hash unchanged", directory)
             return
         plan, payload = self._plan(directory, payload)
         if self.options.command == "plan":
@@ -286,12 +286,13 @@ class _Run:
         with self.stage("state_write", backend=self.store.description):
             self.store.release(releasing)
 
-    def _unchanged(self, why: str) -> None:
+    def _unchanged(self, why: str, directory: Directory) -> None:
         self.report.result, self.report.exit_code = "no_change", 0
         event("nothing_to_do", reason=why)
         if self.options.command == "sync":
             assert self.doc is not None
-            _remember_success(self.doc, None, None, self.report, full=False)
+            # New delta tokens are kept too: the directory they describe is the one applied.
+            _remember_success(self.doc, None, directory, self.report, full=False)
             self.report.finished = time.time()
             _record(self.doc, self.report)
             self.store.save(self.doc)

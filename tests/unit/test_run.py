@@ -53,3 +53,44 @@ def test_a_run_that_finished_meanwhile_stops_this_one(
     after = FileStateStore(path).load()
     assert after.hash == "written-by-the-other-run"
     assert after.lease is None  # our lease was given back
+
+
+class _DeltaSource:
+    """A source that hands out a new delta token on every read."""
+
+    name = "file"
+    server = "delta test source"
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def fetch(self, request: FetchRequest) -> Directory:
+        self.reads += 1
+        return Directory(
+            users=[User("u1", "u1", "u1@example.com")],
+            groups=None,
+            delta={"users": f"token-{self.reads}"},
+        )
+
+    def check(self) -> list[CheckResult]:
+        return []
+
+
+def test_unchanged_runs_keep_the_newest_delta_token(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    settings = load_settings(
+        bitwarden={
+            "server": fake_bitwarden.base_url,
+            "client_id": fake_bitwarden.client_id,
+            "client_secret": fake_bitwarden.client_secret,
+        },
+        state={"backend": "file", "path": path},
+    )
+    source = _DeltaSource()
+    assert execute(settings, RunOptions(), source=source).report.result == "success"
+    assert FileStateStore(path).load().delta == {"users": "token-1"}
+    assert execute(settings, RunOptions(), source=source).report.result == "no_change"
+    assert FileStateStore(path).load().delta == {"users": "token-2"}
+    assert len(fake_bitwarden.requests_to("import")) == 1
