@@ -610,14 +610,18 @@ class Ldap3Wire:
                     filterstr=filterstr,
                     filter_setting=filter_setting,
                 ) from exc
-            response = conn.response
-            yield [
-                (e["dn"], e["raw_attributes"]) for e in response if e["type"] == "searchResEntry"
-            ]
+            # Take the cookie before handing the page out: the caller may run other operations
+            # on this connection (ranged member reads), and each replaces conn.result.
             try:
                 cookie = conn.result["controls"][PAGED_RESULTS_OID]["value"]["cookie"]
             except (KeyError, TypeError):
                 cookie = None
+            page = [
+                (e["dn"], e["raw_attributes"])
+                for e in conn.response
+                if e["type"] == "searchResEntry"
+            ]
+            yield page
             if not cookie:
                 return
 
