@@ -167,10 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _secrets(settings: Settings) -> list[str]:
+    """Every secret value the settings hold, for the log handler to mask (a safety net: no
+    message is built with one)."""
     out: list[str] = []
-    for section in (settings.bitwarden, settings.ldap, settings.metrics):
-        for name in type(section).model_fields:
-            value = getattr(section, name)
+    for name in type(settings).model_fields:
+        section = getattr(settings, name)
+        for field in getattr(type(section), "model_fields", {}):
+            value = getattr(section, field)
             if value is not None and hasattr(value, "get_secret_value"):
                 out.append(value.get_secret_value())
     return out

@@ -334,3 +334,16 @@ def test_unusable_users_are_skipped_and_counted(
     assert [m["externalId"] for m in imp.body["members"]] == ["u1"]
     summary = [e for e in _log_events(capsys.readouterr().err) if e["event"] == "summary"][-1]
     assert summary["skipped"] == {"no_email": 1, "email_too_long": 1}
+
+
+def test_every_secret_setting_is_masked_in_logs(
+    env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bwsync.cli import _secrets
+    from bwsync.config import load_settings
+
+    monkeypatch.setenv("BWSYNC_OKTA__TOKEN", "okta-token-value")
+    monkeypatch.setenv("BWSYNC_ONELOGIN__CLIENT_SECRET", "onelogin-secret-value")
+    monkeypatch.setenv("BWSYNC_ENTRA__CLIENT_SECRET", "entra-secret-value")
+    found = set(_secrets(load_settings()))
+    assert {"okta-token-value", "onelogin-secret-value", "entra-secret-value"} <= found
