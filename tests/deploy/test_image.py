@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -85,11 +86,12 @@ def test_image_config(built_image: Built, capsys: pytest.CaptureFixture[str]) ->
     base = podman.image_size(BASE_IMAGE)
     _report(
         capsys,
-        f"built in {built_image.build_seconds:.0f} s; size {size / 1e6:.0f} MB uncompressed "
-        f"(base {base / 1e6:.0f} MB, bwsync's layers {(size - base) / 1e6:.0f} MB), "
-        f"{compressed / 1e6:.0f} MB compressed",
+        f"built in {built_image.build_seconds:.0f} s; size {size / 1e6:.1f} MB uncompressed "
+        f"(one layer; the base image alone is {base / 1e6:.1f} MB), "
+        f"{compressed / 1e6:.1f} MB compressed",
     )
-    assert compressed <= MAX_IMAGE_BYTES
+    # The issue's limit, on the size `docker images` shows: what a node's disk holds.
+    assert size <= MAX_IMAGE_BYTES
 
 
 def test_runtime_has_python_ldap_and_no_build_tools(built_image: Built) -> None:
@@ -105,6 +107,33 @@ def test_runtime_has_python_ldap_and_no_build_tools(built_image: Built) -> None:
     _version, uid, gcc, uv = res.stdout.split()
     assert uid == str(UID)
     assert (gcc, uv) == ("None", "None")
+
+
+def test_version_starts_from_shipped_bytecode(
+    built_image: Built, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The image ships bytecode for what bwsync imports: nothing is compiled at startup (the
+    read-only root could not keep it anyway). Also reports what a start costs."""
+    podman, tag = built_image.podman, built_image.tag
+    ro = ["--read-only", "--tmpfs", "/tmp"]  # noqa: S108
+    res = podman.container_run(tag, ["version"], options=[*ro, "-e", "PYTHONVERBOSE=1"])
+    assert res.returncode == 0, res.stderr
+    assert not (compiled := _compiled_at_run_time(res.stderr)), compiled
+    # `bwsync version` five times in one container: the interpreter's start and bwsync's
+    # imports, without the container runtime's own start.
+    loop = "TIMEFORMAT=%R; for _ in 1 2 3 4 5; do time bwsync version >/dev/null; done"
+    res = podman.container_run(tag, ["-c", loop], options=[*ro, "--entrypoint", "bash"])
+    assert res.returncode == 0, res.stderr
+    seconds = [float(s) for s in res.stderr.split()]
+    _report(
+        capsys,
+        "`bwsync version` in the container: " + ", ".join(f"{s:.2f}" for s in seconds) + " s",
+    )
+
+
+def _compiled_at_run_time(verbose_stderr: str) -> list[str]:
+    """Modules Python compiled from source (PYTHONVERBOSE names the .py, not a quoted .pyc)."""
+    return re.findall(r"^# code object from (/\S+\.py)$", verbose_stderr, flags=re.MULTILINE)
 
 
 @dataclass
@@ -181,15 +210,18 @@ def test_check_plan_sync_with_read_only_root(built_image: Built, scenario: Scena
     assert check.returncode == 0, check.stdout + check.stderr
     assert not scenario.fake.requests_to("import")
 
-    plan = podman.container_run(tag, ["plan"], options=scenario.options())
+    # PYTHONVERBOSE: a run that reads LDAP and Bitwarden compiles nothing either.
+    plan = podman.container_run(tag, ["plan"], options=scenario.options("-e", "PYTHONVERBOSE=1"))
     assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert not (compiled := _compiled_at_run_time(plan.stderr)), compiled
     assert "ann@example.com" in plan.stdout + plan.stderr
     assert not scenario.fake.requests_to("import")
     assert not (scenario.state / "state.json").exists()
 
     # The image's default command: one full sync.
-    sync = podman.container_run(tag, options=scenario.options())
+    sync = podman.container_run(tag, options=scenario.options("-e", "PYTHONVERBOSE=1"))
     assert sync.returncode == 0, sync.stdout + sync.stderr
+    assert not (compiled := _compiled_at_run_time(sync.stderr)), compiled
     imports = scenario.fake.requests_to("import")
     assert len(imports) == 1
     body = imports[0].body

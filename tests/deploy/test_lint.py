@@ -52,8 +52,11 @@ def test_dockerfile_shape() -> None:
     args = [rest for word, rest in ins if word == "ARG"]
     assert "PYTHON_IMAGE=python:3.12-slim-bookworm" in args
     froms = [rest for word, rest in ins if word == "FROM"]
-    assert froms == ["${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE} AS runtime"]
-    final = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM") :]
+    # The last stage flattens the pruned runtime stage into one layer.
+    assert froms == ["${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE} AS runtime", "scratch"]
+    starts = [i for i, (w, _) in enumerate(ins) if w == "FROM"]
+    runtime, final = ins[starts[1] : starts[2]], ins[starts[2] :]
+    assert ("COPY", "--from=runtime / /") in final
     user = [rest for word, rest in final if word == "USER"]
     assert len(user) == 1
     assert re.fullmatch(r"[1-9][0-9]*:[1-9][0-9]*", user[0])
@@ -63,7 +66,7 @@ def test_dockerfile_shape() -> None:
     for key in ("title", "description", "source", "licenses", "version", "revision", "created"):
         assert f"org.opencontainers.image.{key}=" in labels
     # python-ldap is built in the builder; the runtime gets only its shared libraries.
-    runtime_runs = " ".join(rest for word, rest in final if word == "RUN")
+    runtime_runs = " ".join(rest for word, rest in runtime if word == "RUN")
     assert "libldap-2.5-0" in runtime_runs
     assert "libldap2-dev" not in runtime_runs
     assert "gcc" not in runtime_runs
