@@ -10,8 +10,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-import orjson
-
 from bwsync.errors import DuplicateEmailError
 from bwsync.model import Directory, ExternalId, Group, User
 
@@ -61,17 +59,18 @@ def usable_users(users: list[User], skipped: Counter[str]) -> list[User]:
     return kept
 
 
-def _canonical(user: User) -> bytes:
-    # bwdc compares JSON.stringify(UserEntry): key order referenceId, externalId, email,
-    # disabled, deleted.
-    return orjson.dumps(
-        {
-            "referenceId": user.reference_id,
-            "externalId": user.external_id,
-            "email": user.email,
-            "disabled": user.disabled,
-            "deleted": user.deleted,
-        }
+def _canonical(user: User) -> tuple[object, ...]:
+    """What bwdc compares (``JSON.stringify`` of the entry: referenceId, externalId, email,
+    disabled, deleted), as a tuple: equal exactly when those JSON texts are equal, without a
+    100,000-string detour (it tripled the run's peak memory)."""
+    return (
+        type(user.reference_id),
+        user.reference_id,
+        type(user.external_id),
+        user.external_id,
+        user.email,
+        user.disabled,
+        user.deleted,
     )
 
 
@@ -82,7 +81,7 @@ def remove_duplicate_users(users: list[User], skipped: Counter[str]) -> list[Use
     tombstone and dropped; two different active users, or an active user after a deleted one,
     with one email is an error listing the emails — the import would be ambiguous.
     """
-    active: dict[str, bytes] = {}
+    active: dict[str, tuple[object, ...]] = {}
     deleted: set[str] = set()
     unique: list[User] = []
     conflicts: list[str] = []

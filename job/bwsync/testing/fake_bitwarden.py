@@ -47,6 +47,7 @@ import base64
 import contextlib
 import dataclasses
 import math
+import random
 import re
 import secrets
 import socket
@@ -1213,7 +1214,7 @@ class FakeBitwarden:
                     raise _HttpError(_public_error(400, "Seat limit has been reached."))
         for entry in new_entries:
             member = FakeMember(
-                id=str(uuid.uuid4()),
+                id=_new_id(),
                 email=(entry.email or "").lower(),
                 external_id=entry.external_id,
                 type=TYPE_USER,
@@ -1249,7 +1250,7 @@ class FakeBitwarden:
         for ext, g in wanted.items():
             group = existing_groups.get(ext)
             if group is None:
-                group = FakeGroup(id=str(uuid.uuid4()), name=g.name or "", external_id=ext)
+                group = FakeGroup(id=_new_id(), name=g.name or "", external_id=ext)
                 self._groups[group.id] = group
                 self._events.append(("Group_Created", group.id))
             else:
@@ -1304,12 +1305,12 @@ class FakeBitwarden:
                 password = self._accounts.get(entry.email.lower(), False)
                 accepted = password and not self.mail_enabled
                 new = FakeMember(
-                    id=str(uuid.uuid4()),
+                    id=_new_id(),
                     email=entry.email.lower(),
                     external_id=entry.external_id or None,
                     type=TYPE_USER,
                     status=STATUS_ACCEPTED if accepted else STATUS_INVITED,
-                    user_id=str(uuid.uuid4()) if accepted else None,
+                    user_id=_new_id() if accepted else None,
                     has_master_password=accepted,
                 )
                 self._members[new.id] = new
@@ -1324,7 +1325,7 @@ class FakeBitwarden:
             for g in model.groups:
                 group = groups_by_ext.get(g.external_id)
                 if group is None:
-                    group = FakeGroup(id=str(uuid.uuid4()), name=g.name, external_id=g.external_id)
+                    group = FakeGroup(id=_new_id(), name=g.name, external_id=g.external_id)
                     self._groups[group.id] = group
                     groups_by_ext[g.external_id] = group
                 ids = dict.fromkeys(by_ext[x].id for x in g.member_external_ids if x in by_ext)
@@ -1370,6 +1371,13 @@ class _JsonTypeError(Exception):
         super().__init__(path)
         self.path = path
         self.target = target
+
+
+def _new_id() -> str:
+    """A random version-4 UUID string; ``uuid.uuid4()`` is 5x slower, which shows when an
+    import creates 100,000 members (ids need not be cryptographically random here)."""
+    h = f"{random.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def _ci(obj: dict[str, Any]) -> dict[str, tuple[str, Any]]:
@@ -1478,7 +1486,19 @@ class _OfficialImportModel:
             if not isinstance(value, list):
                 raise _JsonTypeError(f"$.{name}", "OrganizationImportMemberRequestModel[]")
             members = []
+            append = members.append
             for i, item in enumerate(value):
+                # Fast path for the shape every client sends (camelCase, right types): the
+                # general path below gives the same result, 3x slower on 100,000 members.
+                if (
+                    type(item) is dict
+                    and len(item) == 3
+                    and type(item.get("email")) is str
+                    and type(item.get("externalId")) is str
+                    and type(item.get("deleted")) is bool
+                ):
+                    append(_ImportMember(item["email"], item["externalId"], item["deleted"]))
+                    continue
                 p = f"$.{name}[{i}]"
                 if not isinstance(item, dict):
                     raise _JsonTypeError(p, "OrganizationImportMemberRequestModel")
@@ -1491,7 +1511,7 @@ class _OfficialImportModel:
                 if "deleted" in m:
                     dkey, dvalue = m["deleted"]
                     deleted = bool(_bool(dvalue, f"{p}.{dkey}", nullable=False))
-                members.append(_ImportMember(email, ext, deleted))
+                append(_ImportMember(email, ext, deleted))
         overwrite: bool | None = None
         if "overwriteexisting" in top:
             okey, ovalue = top["overwriteexisting"]
@@ -1522,6 +1542,17 @@ class _OfficialImportModel:
                 elif value is not None and len(value) > limit:
                     add(key, f"The field {prop} must be a string with a maximum length of {limit}.")
         for i, m in enumerate(self.members or []):
+            e, x = m.email, m.external_id
+            if (  # the common, valid case: no error can come out of the checks below
+                e is not None
+                and x is not None
+                and len(e) <= 256
+                and len(x) <= 300
+                and x.strip()
+                and e.strip()
+                and _valid_email(e)
+            ):
+                continue
             before = len(errors)
             key = f"Members[{i}].Email"
             if m.email is not None:
