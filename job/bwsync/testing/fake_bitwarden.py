@@ -1150,12 +1150,15 @@ class FakeBitwarden:
         }
         # 2. existing external members; a duplicated externalId makes ToDictionary throw
         external: dict[str, FakeMember] = {}
+        unlinked: list[FakeMember] = []  # no externalId: the only candidates of step 5
         for m in self._members.values():
-            if not _blank(m.external_id):
-                assert m.external_id is not None
-                if m.external_id in external:
-                    raise _unhandled()
-                external[m.external_id] = m
+            x = m.external_id
+            if x is None or not x.strip():
+                unlinked.append(m)
+                continue
+            if x in external:
+                raise _unhandled()
+            external[x] = m
         # 3. explicit removals: deleted entries, not also active, known, not owners
         for ext in remove_ids - active_ext:
             gone = external.get(ext)
@@ -1181,19 +1184,21 @@ class FakeBitwarden:
             if entry.email in by_email:
                 raise _unhandled()  # Dictionary.Add on a duplicate key
             by_email[entry.email] = entry
-        for m in self._members.values():
-            if _blank(m.external_id) and m.email in by_email:
+        for m in unlinked:
+            if m.id in self._members and m.email in by_email:
                 m.external_id = by_email[m.email or ""].external_id
                 if m.external_id:
                     external[m.external_id] = m
         # 6. add new members (invite, or stage), skipping emails already in the org
-        org_emails = {(m.email or "").lower() for m in self._members.values()}
         staged = not model.invite_users_after_provisioning and self.staged_status
         new_entries: list[_ImportMember] = []
         seen_emails: set[str] = set()
+        org_emails: set[str] | None = None  # built only if some entry is new: O(org) per request
         for entry in active:
             if entry.external_id in external or _blank(entry.email):
                 continue
+            if org_emails is None:
+                org_emails = {(m.email or "").lower() for m in self._members.values()}
             email = (entry.email or "").lower()
             if email in org_emails or email in seen_emails:
                 continue
@@ -1223,6 +1228,8 @@ class FakeBitwarden:
                 has_master_password=False,
             )
             self._members[member.id] = member
+            if member.external_id:
+                external[member.external_id] = member
             self._events.append(
                 ("OrganizationUser_Staged" if staged else "OrganizationUser_Invited", member.id)
             )
@@ -1244,9 +1251,8 @@ class FakeBitwarden:
                 if eg.external_id in existing_groups:
                     raise _unhandled()
                 existing_groups[eg.external_id] = eg
-        ext_to_member = {
-            m.external_id: m.id for m in self._members.values() if not _blank(m.external_id)
-        }
+        # Every member with an externalId after steps 3-6 (kept up to date above).
+        ext_to_member = {x: m.id for x, m in external.items()}
         for ext, g in wanted.items():
             group = existing_groups.get(ext)
             if group is None:
