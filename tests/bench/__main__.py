@@ -94,6 +94,12 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+#: ``--self-hosted``: the stand-in without the cloud's 2,000-entry cap and bwsync without
+#: ``large_import``, so the import is one request (bwdc's behaviour against a self-hosted server)
+#: instead of 51 batches the stand-in re-indexes the organization for.
+SELF_HOSTED = {"on": False}
+
+
 def full_sync(
     engine: str, slapd: Slapd, repeat: int, workdir: Path, fake_args: tuple[str, ...] = ()
 ) -> tuple[Series, Series] | str:
@@ -110,7 +116,8 @@ def full_sync(
     client_id, secret = f"organization.{uuid.uuid4()}", uuid.uuid4().hex
     fake = subprocess.Popen(
         [sys.executable, "-m", "bwsync.testing.fake_bitwarden", "--port", str(port),
-         "--client-id", client_id, "--client-secret", secret, *fake_args],
+         "--client-id", client_id, "--client-secret", secret, *fake_args,
+         *(["--self-hosted"] if SELF_HOSTED["on"] else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_child_env({}),
     )  # fmt: skip
     env = _child_env(
@@ -125,7 +132,7 @@ def full_sync(
             "BWSYNC_BITWARDEN__CLIENT_ID": client_id,
             "BWSYNC_BITWARDEN__CLIENT_SECRET": secret,
             "BWSYNC_STATE__BACKEND": "none",
-            "BWSYNC_SYNC__LARGE_IMPORT": "true",
+            "BWSYNC_SYNC__LARGE_IMPORT": "false" if SELF_HOSTED["on"] else "true",
             "BWSYNC_LOG__FORMAT": "json",
             "BWSYNC_SECRETS_DIR": str(workdir / "no-secrets"),
         }
@@ -186,7 +193,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--engines", nargs="*", default=None)
     parser.add_argument("--no-sync", action="store_true", help="skip the full bwsync sync runs")
+    parser.add_argument(
+        "--self-hosted",
+        action="store_true",
+        help="one import request to a self-hosted stand-in instead of batches",
+    )
     args = parser.parse_args()
+    SELF_HOSTED["on"] = args.self_hosted
     chosen = args.engines or engines()
     with tempfile.TemporaryDirectory(prefix="bwsync-bench-") as tmp:
         root = Path(tmp)
