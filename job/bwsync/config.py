@@ -184,11 +184,11 @@ class LdapSettings(Section):
     base_dn: str | None = None
     """Search root, e.g. `dc=example,dc=com`; user and group paths are relative to it."""
     user_path: str | None = None
-    """Users are searched under `<user_path>,<base_dn>`. Default: the whole base (AD:
-    `CN=Users`)."""
+    """Users are searched under `<user_path>,<base_dn>`. Unset: the whole base (AD: `CN=Users`);
+    set but empty: the whole base, on AD too."""
     group_path: str | None = None
-    """Groups are searched under `<group_path>,<base_dn>`. Default: the whole base (AD:
-    `CN=Users`)."""
+    """Groups are searched under `<group_path>,<base_dn>`. Unset: the whole base (AD:
+    `CN=Users`); set but empty: the whole base, on AD too."""
     user_object_class: str | None = None
     """Default `person` (inetOrgPerson entries are persons too)."""
     group_object_class: str | None = None
