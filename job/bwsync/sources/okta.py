@@ -40,6 +40,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -136,6 +137,41 @@ class PacedHttp:
     ``sleep`` and ``clock`` are injectable so tests run without waiting. ``on_request`` is
     called with (method, path, status or 0) for every attempt, which the benchmark counts.
     """
+
+    @classmethod
+    def open(
+        cls,
+        rate: RateHeaders,
+        error: Callable[[str], DirectoryError],
+        *,
+        ca_file: Path | None,
+        ca_setting: str,
+        timeout: float,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        on_request: Callable[[str, str, int], None] | None = None,
+    ) -> PacedHttp:
+        """A paced client for one source: its own CA file (named by ``ca_setting`` when it
+        cannot be loaded) wins over the environment's bundles, no proxy variables, no
+        redirects."""
+        verify: Any = True
+        if ca_file is not None:
+            import ssl
+
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"{ca_setting}: cannot load {ca_file}: {exc}") from None
+        client = httpx.Client(
+            verify=verify,
+            timeout=timeout,
+            transport=transport,
+            trust_env=False,
+            headers={"Accept": "application/json", "User-Agent": "bwsync"},
+            follow_redirects=False,
+        )
+        return cls(client, rate, error, sleep=sleep, clock=clock, on_request=on_request)
 
     def __init__(
         self,
@@ -471,28 +507,13 @@ class OktaSource:
     def _client(self) -> PacedHttp:
         if self._http is None:
             self._require()
-            verify: Any = True
-            if self.settings.ca_file is not None:
-                import ssl
-
-                try:
-                    verify = ssl.create_default_context(cafile=str(self.settings.ca_file))
-                except (OSError, ssl.SSLError) as exc:
-                    raise ConfigError(
-                        f"BWSYNC_OKTA__CA_FILE: cannot load {self.settings.ca_file}: {exc}"
-                    ) from None
-            client = httpx.Client(
-                verify=verify,
-                timeout=self.settings.timeout,
-                transport=self._transport,
-                trust_env=False,
-                headers={"Accept": "application/json", "User-Agent": "bwsync"},
-                follow_redirects=False,
-            )
-            self._http = PacedHttp(
-                client,
+            self._http = PacedHttp.open(
                 OKTA_RATE,
                 OktaError,
+                ca_file=self.settings.ca_file,
+                ca_setting="BWSYNC_OKTA__CA_FILE",
+                timeout=self.settings.timeout,
+                transport=self._transport,
                 sleep=self._sleep,
                 clock=self._clock,
                 on_request=self._on_request,

@@ -141,28 +141,13 @@ class OneLoginSource:
     def _client(self) -> PacedHttp:
         if self._http is None:
             self._require()
-            verify: Any = True
-            if self.settings.ca_file is not None:
-                import ssl
-
-                try:
-                    verify = ssl.create_default_context(cafile=str(self.settings.ca_file))
-                except (OSError, ssl.SSLError) as exc:
-                    raise ConfigError(
-                        f"BWSYNC_ONELOGIN__CA_FILE: cannot load {self.settings.ca_file}: {exc}"
-                    ) from None
-            client = httpx.Client(
-                verify=verify,
-                timeout=self.settings.timeout,
-                transport=self._transport,
-                trust_env=False,
-                headers={"Accept": "application/json", "User-Agent": "bwsync"},
-                follow_redirects=False,
-            )
-            self._http = PacedHttp(
-                client,
+            self._http = PacedHttp.open(
                 ONELOGIN_RATE,
                 OneLoginError,
+                ca_file=self.settings.ca_file,
+                ca_setting="BWSYNC_ONELOGIN__CA_FILE",
+                timeout=self.settings.timeout,
+                transport=self._transport,
                 sleep=self._sleep,
                 clock=self._clock,
                 on_request=self._on_request,
