@@ -247,7 +247,16 @@ class LdapSettings(Section):
         return self
 
 
-class EntraSettings(Section):
+class HttpSourceSection(Section):
+    """Settings every HTTP-based directory source shares."""
+
+    ca_file: Path | None = None
+    """PEM bundle trusted for every call of this source, token requests included."""
+    timeout: float = Field(default=60.0, gt=0)
+    """Seconds per HTTP request."""
+
+
+class EntraSettings(HttpSourceSection):
     """Microsoft Entra ID (Azure AD) through Microsoft Graph."""
 
     tenant_id: str | None = None
@@ -265,13 +274,9 @@ class EntraSettings(Section):
     """Token authority override (default per `cloud`, e.g. https://login.microsoftonline.com)."""
     graph_url: str | None = None
     """Graph host override (default per `cloud`, e.g. https://graph.microsoft.com)."""
-    ca_file: Path | None = None
-    """PEM bundle trusted for every call of this source, token requests included."""
-    timeout: float = Field(default=60.0, gt=0)
-    """Seconds per HTTP request."""
 
 
-class GoogleSettings(Section):
+class GoogleSettings(HttpSourceSection):
     """Google Workspace through the Admin SDK Directory API."""
 
     credentials_file: Path | None = None
@@ -284,13 +289,9 @@ class GoogleSettings(Section):
     """Limit to one domain; empty = every domain of the customer."""
     api_url: str = "https://admin.googleapis.com"
     """Admin SDK host (proxies, tests)."""
-    ca_file: Path | None = None
-    """PEM bundle trusted for every call of this source, token requests included."""
-    timeout: float = Field(default=60.0, gt=0)
-    """Seconds per HTTP request."""
 
 
-class OktaSettings(Section):
+class OktaSettings(HttpSourceSection):
     """Okta through its Management API."""
 
     org_url: str | None = None
@@ -304,10 +305,6 @@ class OktaSettings(Section):
     key_id: str | None = None
     """`kid` of the service app's public key, sent in the assertion's header; needed only when
     the app has more than one key registered."""
-    ca_file: Path | None = None
-    """PEM bundle trusted for every call of this source, token requests included."""
-    timeout: float = Field(default=60.0, gt=0)
-    """Seconds per HTTP request."""
 
     @field_validator("org_url")
     @classmethod
@@ -347,7 +344,7 @@ class OktaSettings(Section):
         return self
 
 
-class OneLoginSettings(Section):
+class OneLoginSettings(HttpSourceSection):
     """OneLogin through its API (v1 users and roles)."""
 
     client_id: str | None = None
@@ -364,10 +361,6 @@ class OneLoginSettings(Section):
     """Users whose email and username are not emails get `<username><email_suffix>`."""
     email_suffix: str | None = None
     """Suffix, with its `@`, appended to usernames that are not emails."""
-    ca_file: Path | None = None
-    """PEM bundle trusted for every call of this source, token requests included."""
-    timeout: float = Field(default=60.0, gt=0)
-    """Seconds per HTTP request."""
 
     @field_validator("subdomain")
     @classmethod
