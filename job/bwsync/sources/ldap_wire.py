@@ -236,22 +236,19 @@ class PythonLdapWire:
         desc = str(info.get("desc") or type(exc).__name__)
         extra = str(info.get("info") or "")
         detail = shorten(f"{desc}: {extra}" if extra else desc)
-        if isinstance(exc, ldap.INVALID_CREDENTIALS):
-            return WireError(
-                self.url,
-                f"bind as {self.options.bind_dn} refused: invalid credentials",
-                "credentials",
-            )
-        if isinstance(exc, ldap.FILTER_ERROR):
-            return WireError(self.url, _filter_message(filterstr, filter_setting), "filter")
-        if isinstance(exc, ldap.NO_SUCH_OBJECT):
-            return WireError(self.url, f"base DN {base} does not exist", "no_such_object")
-        if isinstance(exc, ldap.SIZELIMIT_EXCEEDED | ldap.ADMINLIMIT_EXCEEDED):
-            return WireError(self.url, f"{op} failed: {detail} ({SIZE_HINT})")
-        if isinstance(exc, ldap.TIMEOUT | ldap.TIMELIMIT_EXCEEDED):
-            return WireError(
-                self.url, f"{op} timed out after {self.options.timeout:g} s", "timeout"
-            )
+        kind: Failure | None = (
+            "credentials" if isinstance(exc, ldap.INVALID_CREDENTIALS)
+            else "filter" if isinstance(exc, ldap.FILTER_ERROR)
+            else "no_such_object" if isinstance(exc, ldap.NO_SUCH_OBJECT)
+            else "size" if isinstance(exc, ldap.SIZELIMIT_EXCEEDED | ldap.ADMINLIMIT_EXCEEDED)
+            else "timeout" if isinstance(exc, ldap.TIMEOUT | ldap.TIMELIMIT_EXCEEDED)
+            else None
+        )  # fmt: skip
+        if kind is not None:
+            return _common_error(
+                self.url, self.options, op, kind, detail,
+                base=base, filterstr=filterstr, filter_setting=filter_setting,
+            )  # fmt: skip
         if isinstance(exc, ldap.SERVER_DOWN | ldap.CONNECT_ERROR):
             found = tls_diagnosis(self.options) if op in ("StartTLS", "bind") else None
             if found is not None and found[0] == "unreachable":
@@ -259,17 +256,12 @@ class PythonLdapWire:
             if found is not None or op == "StartTLS" or _looks_like_tls(extra):
                 msg, reason = _tls_message(shorten(found[1] if found else detail))
                 return WireError(self.url, msg, reason)
-            return WireError(self.url, f"server unreachable: {detail}", "unreachable")
-        if op == "bind" and isinstance(
+            kind = "unreachable"
+        elif op == "bind" and isinstance(
             exc, ldap.STRONG_AUTH_REQUIRED | ldap.CONFIDENTIALITY_REQUIRED
         ):
-            return WireError(
-                self.url,
-                f"bind as {self.options.bind_dn} refused: {detail} "
-                "(the server wants TLS: use ldaps:// or BWSYNC_LDAP__START_TLS=true)",
-                "credentials",
-            )
-        return WireError(self.url, f"{op} failed: {detail}")
+            kind = "needs_tls"
+        return _common_error(self.url, self.options, op, kind or "other", detail)
 
     def open(self) -> None:
         ldap = self._ldap
@@ -473,41 +465,35 @@ class Ldap3Wire:
         e3 = self._ldap3.core.exceptions
 
         text = shorten(str(exc) or type(exc).__name__)
-        if isinstance(exc, e3.LDAPInvalidCredentialsResult):
-            return WireError(
-                self.url,
-                f"bind as {self.options.bind_dn} refused: invalid credentials",
-                "credentials",
-            )
-        if isinstance(exc, e3.LDAPInvalidFilterError):
-            return WireError(self.url, _filter_message(filterstr, filter_setting), "filter")
-        if isinstance(exc, e3.LDAPNoSuchObjectResult):
-            return WireError(self.url, f"base DN {base} does not exist", "no_such_object")
-        if isinstance(exc, e3.LDAPSizeLimitExceededResult | e3.LDAPAdminLimitExceededResult):
-            return WireError(self.url, f"{op} failed: {text} ({SIZE_HINT})")
-        if isinstance(exc, e3.LDAPTimeLimitExceededResult | e3.LDAPResponseTimeoutError) or (
-            isinstance(exc, e3.LDAPSocketReceiveError) and "timed out" in text
-        ):
-            return WireError(
-                self.url, f"{op} timed out after {self.options.timeout:g} s", "timeout"
-            )
+        timed_out = isinstance(
+            exc, e3.LDAPTimeLimitExceededResult | e3.LDAPResponseTimeoutError
+        ) or (isinstance(exc, e3.LDAPSocketReceiveError) and "timed out" in text)
+        kind: Failure | None = (
+            "credentials" if isinstance(exc, e3.LDAPInvalidCredentialsResult)
+            else "filter" if isinstance(exc, e3.LDAPInvalidFilterError)
+            else "no_such_object" if isinstance(exc, e3.LDAPNoSuchObjectResult)
+            else "size" if isinstance(
+                exc, e3.LDAPSizeLimitExceededResult | e3.LDAPAdminLimitExceededResult)
+            else "timeout" if timed_out
+            else None
+        )  # fmt: skip
+        if kind is not None:
+            return _common_error(
+                self.url, self.options, op, kind, text,
+                base=base, filterstr=filterstr, filter_setting=filter_setting,
+            )  # fmt: skip
         if isinstance(exc, e3.LDAPStartTLSError | e3.LDAPCertificateError | ssl.SSLError) or (
             isinstance(exc, e3.LDAPSocketOpenError) and _looks_like_tls(text)
         ):
             msg, reason = _tls_message(_ssl_detail(text))
             return WireError(self.url, msg, reason)
         if isinstance(exc, e3.LDAPCommunicationError | OSError):
-            return WireError(self.url, f"server unreachable: {text}", "unreachable")
-        if op == "bind" and isinstance(
+            kind = "unreachable"
+        elif op == "bind" and isinstance(
             exc, e3.LDAPStrongerAuthRequiredResult | e3.LDAPConfidentialityRequiredResult
         ):
-            return WireError(
-                self.url,
-                f"bind as {self.options.bind_dn} refused: {text} "
-                "(the server wants TLS: use ldaps:// or BWSYNC_LDAP__START_TLS=true)",
-                "credentials",
-            )
-        return WireError(self.url, f"{op} failed: {text}")
+            kind = "needs_tls"
+        return _common_error(self.url, self.options, op, kind or "other", text)
 
     def open(self) -> None:
         ldap3 = self._ldap3
@@ -676,6 +662,55 @@ def _ssl_detail(text: str) -> str:
             end = text.find("(_ssl", i)
             return text[i : end if end > 0 else None].strip(" ,'\"[]()")
     return text
+
+
+Failure = Literal[
+    "credentials",
+    "filter",
+    "no_such_object",
+    "size",
+    "timeout",
+    "unreachable",
+    "needs_tls",
+    "other",
+]
+
+
+def _common_error(
+    url: str,
+    options: WireOptions,
+    op: str,
+    kind: Failure,
+    detail: str,
+    *,
+    base: str | None = None,
+    filterstr: str | None = None,
+    filter_setting: str | None = None,
+) -> WireError:
+    """The message for a failure both engines classify the same way, written once so the two
+    engines cannot drift apart (their tests assert identical messages)."""
+    if kind == "credentials":
+        return WireError(
+            url, f"bind as {options.bind_dn} refused: invalid credentials", "credentials"
+        )
+    if kind == "filter":
+        return WireError(url, _filter_message(filterstr, filter_setting), "filter")
+    if kind == "no_such_object":
+        return WireError(url, f"base DN {base} does not exist", "no_such_object")
+    if kind == "size":
+        return WireError(url, f"{op} failed: {detail} ({SIZE_HINT})")
+    if kind == "timeout":
+        return WireError(url, f"{op} timed out after {options.timeout:g} s", "timeout")
+    if kind == "unreachable":
+        return WireError(url, f"server unreachable: {detail}", "unreachable")
+    if kind == "needs_tls":
+        return WireError(
+            url,
+            f"bind as {options.bind_dn} refused: {detail} "
+            "(the server wants TLS: use ldaps:// or BWSYNC_LDAP__START_TLS=true)",
+            "credentials",
+        )
+    return WireError(url, f"{op} failed: {detail}")
 
 
 def _filter_message(filterstr: str | None, setting: str | None) -> str:
