@@ -17,8 +17,8 @@ from bwsync.payload import build_payload
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.onelogin import OneLoginError, OneLoginSource
 from bwsync.testing.fake_bitwarden import FakeBitwarden
-from bwsync.testing.fake_okta import TlsFiles
 from bwsync.testing.fake_onelogin import FakeOneLogin, onelogin_directory
+from bwsync.testing.tls import TlsFiles
 from tests.fixtures.okta_onelogin import OktaFactory, OneLoginFactory
 
 Settings = Callable[..., OneLoginSettings]

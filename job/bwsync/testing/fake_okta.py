@@ -23,7 +23,8 @@ Written from Okta's published contract, so the real ``OktaSource`` runs against 
   on every answer, 429 ``E0000047`` once the window's budget is spent.
 * Faults: ``fail(path_prefix, status=, times=)`` for 5xx or any error a test needs.
 
-Also home of the HTTPS helpers both cloud stand-ins use (``self_signed_tls``, ``TlsServer``) and
+Also home of the HTTPS helpers both cloud stand-ins use (``TlsServer``; certificates from
+``bwsync.testing.tls``) and
 of ``okta_directory``, a realistic directory generator (statuses of every kind, the Everyone
 group, empty groups, users in many groups).
 """
@@ -44,86 +45,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
+from bwsync.testing.tls import TlsFiles
+
 # --------------------------------------------------------------------------------------------
 # HTTPS plumbing shared by the cloud stand-ins
-
-
-@dataclass(frozen=True, slots=True)
-class TlsFiles:
-    """A self-signed certificate for 127.0.0.1/localhost: ``ca_file`` is what clients trust."""
-
-    cert_file: Path
-    key_file: Path
-
-    @property
-    def ca_file(self) -> Path:
-        return self.cert_file
-
-
-def self_signed_tls(directory: Path) -> TlsFiles:
-    """Write a fresh EC certificate (its own CA) for loopback into ``directory``."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bwsync test stand-in")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_file, key_file = directory / "standin.crt", directory / "standin.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return TlsFiles(cert_file, key_file)
 
 
 @dataclass(frozen=True, slots=True)

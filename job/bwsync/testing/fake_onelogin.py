@@ -34,7 +34,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from bwsync.testing.fake_okta import RateWindow, Reply, TlsFiles, TlsServer
+from bwsync.testing.fake_okta import RateWindow, Reply, TlsServer
+from bwsync.testing.tls import TlsFiles
 
 PAGE = 50
 
