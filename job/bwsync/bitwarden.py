@@ -44,7 +44,7 @@ from bwsync.errors import (
     ConfigError,
     shorten,
 )
-from bwsync.model import OrgGroup, OrgMember
+from bwsync.model import BITWARDEN_ENDPOINTS, OrgGroup, OrgMember
 
 __all__ = [
     "DEVICE_NAME",
@@ -57,21 +57,9 @@ __all__ = [
     "should_retry",
 ]
 
-#: Endpoint names reported to ``on_request``/``on_retry`` (metric labels); the stand-in
-#: (``bwsync.testing.fake_bitwarden.ENDPOINTS``) names requests the same way.
-ENDPOINTS: Final = (
-    "token",
-    "import",
-    "list_members",
-    "get_member",
-    "member_group_ids",
-    "list_groups",
-    "get_group",
-    "group_member_ids",
-    "revoke_member",
-    "restore_member",
-    "unknown",
-)
+#: Endpoint names reported to ``on_request``/``on_retry`` (metric labels), shared with the
+#: stand-in through ``bwsync.model``.
+ENDPOINTS: Final = BITWARDEN_ENDPOINTS
 #: bwdc sends 8 (Linux desktop) and ``linux`` from a Linux host; Vaultwarden requires both.
 DEVICE_TYPE: Final = 8
 DEVICE_NAME: Final = "linux"

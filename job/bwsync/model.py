@@ -120,6 +120,22 @@ class RunReport:
         return max(0.0, self.finished - self.started)
 
 
+#: Names of the Bitwarden API calls bwsync makes: the client's metric labels
+#: (``bitwarden_requests_total{endpoint}``) and the stand-in's names for requests and faults.
+BITWARDEN_ENDPOINTS = (
+    "token",
+    "import",
+    "list_members",
+    "get_member",
+    "member_group_ids",
+    "list_groups",
+    "get_group",
+    "group_member_ids",
+    "revoke_member",
+    "restore_member",
+    "unknown",
+)
+
 # Bitwarden's member status and type codes (public API, integers).
 STATUS_REVOKED, STATUS_INVITED, STATUS_ACCEPTED, STATUS_CONFIRMED, STATUS_STAGED = -1, 0, 1, 2, 3
 TYPE_OWNER, TYPE_ADMIN, TYPE_USER, TYPE_CUSTOM = 0, 1, 2, 4

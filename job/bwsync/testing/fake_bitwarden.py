@@ -66,6 +66,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 from bwsync.model import (
+    BITWARDEN_ENDPOINTS,
     STATUS_ACCEPTED,
     STATUS_CONFIRMED,
     STATUS_INVITED,
@@ -90,19 +91,7 @@ __all__ = [
 ]
 
 #: Endpoint names, shared with ``bwsync.bitwarden`` (its ``on_request`` metric labels).
-ENDPOINTS = (
-    "token",
-    "import",
-    "list_members",
-    "get_member",
-    "member_group_ids",
-    "list_groups",
-    "get_group",
-    "group_member_ids",
-    "revoke_member",
-    "restore_member",
-    "unknown",
-)
+ENDPOINTS = BITWARDEN_ENDPOINTS
 
 MODEL_STATE_INVALID = "The request's model state is invalid."
 UNHANDLED = "An unhandled server error has occurred."
