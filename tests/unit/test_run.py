@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bwsync.config import load_settings
+from bwsync.config import Settings, load_settings
 from bwsync.model import Directory, User
 from bwsync.run import RunOptions, execute
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.state.file import FileStateStore
 from bwsync.testing.fake_bitwarden import FakeBitwarden
+
+
+def _settings(fake: FakeBitwarden, state_path: Path) -> Settings:
+    return load_settings(
+        bitwarden={
+            "server": fake.base_url,
+            "client_id": fake.client_id,
+            "client_secret": fake.client_secret,
+        },
+        state={"backend": "file", "path": state_path},
+    )
 
 
 class _RacingSource:
@@ -37,14 +48,7 @@ def test_a_run_that_finished_meanwhile_stops_this_one(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
     path = tmp_path / "state.json"
-    settings = load_settings(
-        bitwarden={
-            "server": fake_bitwarden.base_url,
-            "client_id": fake_bitwarden.client_id,
-            "client_secret": fake_bitwarden.client_secret,
-        },
-        state={"backend": "file", "path": path},
-    )
+    settings = _settings(fake_bitwarden, path)
     store = FileStateStore(path)
     outcome = execute(settings, RunOptions(), source=_RacingSource(path), store=store)
     assert outcome.report.exit_code == 5
@@ -80,14 +84,7 @@ def test_unchanged_runs_keep_the_newest_delta_token(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
     path = tmp_path / "state.json"
-    settings = load_settings(
-        bitwarden={
-            "server": fake_bitwarden.base_url,
-            "client_id": fake_bitwarden.client_id,
-            "client_secret": fake_bitwarden.client_secret,
-        },
-        state={"backend": "file", "path": path},
-    )
+    settings = _settings(fake_bitwarden, path)
     source = _DeltaSource()
     assert execute(settings, RunOptions(), source=source).report.result == "success"
     assert FileStateStore(path).load().delta == {"users": "token-1"}
