@@ -177,13 +177,17 @@ class _Run:
         ):
             self._unchanged("hash unchanged", directory)
             return
+        # The hash remembered is the one compared above: that of bwdc's own body, before the
+        # plan leaves out protected members or adds removals. Remembering the adjusted body's
+        # hash would make every later run with such entries look changed.
+        directory_hash = payload.hash
         plan, payload = self._plan(directory, payload)
         if self.options.command == "plan":
             enforce_safety(self.outcome.safety)
             self.report.result, self.report.exit_code = "success", 0
             return
         enforce_safety(self.outcome.safety)
-        self._apply(directory, payload, plan)
+        self._apply(directory, payload, plan, directory_hash)
 
     def _fetch(self, doc: StateDocument) -> Directory:
         self.source = self.source or build_source(self.settings)
@@ -270,7 +274,9 @@ class _Run:
             event("plan_note", logging.WARNING, note=note)
         return plan, payload
 
-    def _apply(self, directory: Directory, payload: Payload, plan: Plan) -> None:
+    def _apply(
+        self, directory: Directory, payload: Payload, plan: Plan, directory_hash: str
+    ) -> None:
         client = self.client
         assert client is not None
         holder = lease_holder(self.settings.profile)
@@ -284,7 +290,7 @@ class _Run:
         # Without list endpoints nothing can be confirmed: `applied` stays empty and the
         # summary's `sent` says what went out.
         self.report.result, self.report.exit_code = "success", 0
-        _remember_success(self.leased, payload.hash, directory, self.report, full=True)
+        _remember_success(self.leased, directory_hash, directory, self.report, full=True)
         self.report.finished = time.time()
         _record(self.leased, self.report)
         releasing, self.leased = self.leased, None

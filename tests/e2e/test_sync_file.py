@@ -347,3 +347,16 @@ def test_every_secret_setting_is_masked_in_logs(
     monkeypatch.setenv("BWSYNC_ENTRA__CLIENT_SECRET", "entra-secret-value")
     found = set(_secrets(load_settings()))
     assert {"okta-token-value", "onelogin-secret-value", "entra-secret-value"} <= found
+
+
+def test_a_protected_admin_does_not_make_every_run_look_changed(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden
+) -> None:
+    # The admin's deleted entry is left out of the import; the next run must still find the
+    # directory unchanged and send nothing.
+    fake_bitwarden.add_member("user1@example.com", external_id="u1", type=TYPE_ADMIN)
+    _directory(env["directory"], [_u(1, deleted=True), _u(2)])
+    assert main(["sync"]) == 0
+    fake_bitwarden.clear_requests()
+    assert main(["sync"]) == 0
+    assert fake_bitwarden.requests == []
