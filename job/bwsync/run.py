@@ -263,7 +263,10 @@ class _Run:
             self.report.planned = plan.counts()
             info.update(self.report.planned)
         self.outcome.plan = plan
-        if plan.protected_external_ids or plan.of("remove"):
+        if plan.protected_external_ids or any(
+            c.action == "remove" and c.reason == GONE for c in plan.changes
+        ):
+            # Only then does the body differ from bwdc's; otherwise it is not built twice.
             payload = self._payload(directory, plan)
         self.outcome.safety = check_safety(
             plan, directory, self.sync, allow_removals=self.options.allow_removals
