@@ -33,6 +33,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
+import msgspec
 import orjson
 
 from bwsync.config import BitwardenSettings
@@ -357,6 +358,16 @@ def _endpoint_of(request: httpx.Request | None) -> str:
 # The client
 
 
+class _MemberList(msgspec.Struct):
+    """``GET /public/members``: ``{"object": "list", "data": [...], "continuationToken": …}``;
+    only ``data`` is read, and of each member only ``OrgMember``'s fields."""
+
+    data: list[OrgMember]
+
+
+_MEMBER_LIST: Final = msgspec.json.Decoder(_MemberList)
+
+
 class BitwardenClient:
     """Synchronous client for one organization; see the module docstring.
 
@@ -471,19 +482,16 @@ class BitwardenClient:
     def list_members(self) -> list[OrgMember] | None:
         """Every member in every status (§5); ``None`` where the server has no list endpoint
         (Vaultwarden answers 404)."""
-        data = self._list("list members", "list_members", "/public/members")
-        if data is None:
+        step = "list members"
+        response = self._exchange(
+            step, "list_members", self._get("/public/members"), missing_ok=True
+        )
+        if response is None:
             return None
-        return [
-            OrgMember(
-                id=str(item["id"]),
-                email=item.get("email"),
-                external_id=item.get("externalId"),
-                status=int(item.get("status", 0)),
-                type=int(item.get("type", 2)),
-            )
-            for item in data
-        ]
+        try:
+            return _MEMBER_LIST.decode(response.content).data
+        except msgspec.DecodeError:
+            raise self._unexpected(step, response) from None
 
     def list_groups(self) -> list[OrgGroup] | None:
         """Every group (§5); ``None`` where the server has no list endpoint."""

@@ -1,4 +1,5 @@
-"""Plain data shared by every stage: no I/O, no third-party imports.
+"""Plain data shared by every stage: no I/O; the one third-party import is msgspec, so the
+Bitwarden member list decodes straight into ``OrgMember``.
 
 A directory source turns its entries into ``User`` and ``Group`` records; ``normalize`` cleans
 them; ``payload`` serialises them. The field names follow bwdc's ``UserEntry``/``GroupEntry`` so
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
+
+import msgspec
 
 ExternalId: TypeAlias = str | int
 
@@ -141,15 +144,19 @@ STATUS_REVOKED, STATUS_INVITED, STATUS_ACCEPTED, STATUS_CONFIRMED, STATUS_STAGED
 TYPE_OWNER, TYPE_ADMIN, TYPE_USER, TYPE_CUSTOM = 0, 1, 2, 4
 
 
-@dataclass(slots=True, frozen=True)
-class OrgMember:
-    """A member of the organization as ``GET /public/members`` shows it."""
+class OrgMember(msgspec.Struct, frozen=True, rename="camel"):
+    """A member of the organization as ``GET /public/members`` shows it.
+
+    A msgspec struct rather than a dataclass so the member list is decoded straight from the
+    response bytes, reading only these five fields: on a 100,000-member organization (32 MB of
+    JSON) that takes 0.11 s and 37 MB, where parsing every field into dicts first took 0.56 s
+    and 165 MB (``tests/bench``)."""
 
     id: str
-    email: str | None
-    external_id: str | None
-    status: int
-    type: int
+    email: str | None = None
+    external_id: str | None = None
+    status: int = 0
+    type: int = 2
 
 
 @dataclass(slots=True, frozen=True)

@@ -804,3 +804,19 @@ def test_secret_never_shows_even_when_echoed(
         cause = cause.__cause__ or cause.__context__
     no_secret(*chain)
     assert "**********" in str(err) or shape == "text" or status == 200
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"email": "a@x.com", "status": 2, "type": 2},  # no id
+        {"id": "m1", "email": "a@x.com", "status": "confirmed", "type": 2},  # not an integer
+        "m1",
+    ],
+)
+def test_a_member_list_of_the_wrong_shape_is_an_unexpected_answer(
+    client: BitwardenClient, router: Router, item: object
+) -> None:
+    router.on("GET", "/api/public/members", httpx.Response(200, json={"data": [item]}))
+    with pytest.raises(BitwardenServerError, match=r"unexpected answer from .*/public/members"):
+        client.list_members()
