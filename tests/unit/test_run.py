@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from bwsync.config import Settings, load_settings
+from bwsync.errors import DirectoryError
 from bwsync.model import Directory, User
 from bwsync.run import RunOptions, execute
 from bwsync.sources.base import CheckResult, FetchRequest
@@ -91,3 +93,70 @@ def test_unchanged_runs_keep_the_newest_delta_token(
     assert execute(settings, RunOptions(), source=source).report.result == "no_change"
     assert FileStateStore(path).load().delta == {"users": "token-2"}
     assert len(fake_bitwarden.requests_to("import")) == 1
+
+
+class _WaitingSource:
+    """Holds the directory read until the stand-in has seen the member list requested (or a
+    deadline passes): only a read made beside the fetch lets it return early."""
+
+    name = "file"
+    server = "waiting test source"
+
+    def __init__(self, fake: FakeBitwarden, *, patience: float = 5, fail: bool = False) -> None:
+        self.fake = fake
+        self.patience = patience
+        self.fail = fail
+        self.saw_list_during_fetch = False
+
+    def fetch(self, request: FetchRequest) -> Directory:
+        deadline = time.monotonic() + self.patience
+        while time.monotonic() < deadline and not self.fake.requests_to("list_members"):
+            time.sleep(0.01)
+        self.saw_list_during_fetch = bool(self.fake.requests_to("list_members"))
+        if self.fail:
+            raise DirectoryError("waiting test source: bind refused")
+        return Directory(users=[User("u1", "u1", "u1@example.com")], groups=None)
+
+    def check(self) -> list[CheckResult]:
+        return []
+
+
+def test_without_a_remembered_hash_the_org_is_read_beside_the_fetch(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    source = _WaitingSource(fake_bitwarden)
+    outcome = execute(
+        _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=source
+    )
+    assert outcome.report.result == "success"
+    assert source.saw_list_during_fetch
+    assert len(fake_bitwarden.requests_to("list_members")) == 2  # the snapshot, the re-read
+    assert outcome.report.planned == {"invite": 1}
+
+
+def test_with_a_remembered_hash_an_unchanged_directory_costs_no_request(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    settings = _settings(fake_bitwarden, tmp_path / "state.json")
+    assert execute(settings, RunOptions(), source=_DeltaSource()).report.result == "success"
+    fake_bitwarden.clear_requests()
+    source = _WaitingSource(fake_bitwarden, patience=0.5)
+    outcome = execute(settings, RunOptions(), source=source)
+    assert outcome.report.result == "no_change"
+    assert not source.saw_list_during_fetch
+    assert fake_bitwarden.requests == []
+
+
+def test_a_directory_failure_is_reported_without_waiting_for_the_org_read(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    source = _WaitingSource(fake_bitwarden, patience=0, fail=True)
+    fake_bitwarden.slow("list_members", seconds=8, times=1)
+    start = time.monotonic()
+    outcome = execute(
+        _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=source
+    )
+    assert time.monotonic() - start < 7  # the slow answer (8 s) was not awaited
+    assert outcome.report.exit_code == 3
+    assert "bind refused" in (outcome.report.error or "")
+    assert fake_bitwarden.requests_to("import") == []

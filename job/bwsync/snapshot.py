@@ -1,0 +1,65 @@
+"""Reading the organization (members, groups, optionally each group's members) for the plan.
+
+On a large organization this is the run's most expensive request: 100,000 members are 32 MB of
+JSON, which the server takes a while to build. ``BackgroundRead`` lets the run start it before
+the directory fetch, so the two servers work at the same time; the run only asks for it when
+it will need the snapshot whatever the directory holds (see ``_Run._read_early``), because an
+unchanged directory must cost no Bitwarden request at all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from bwsync.bitwarden import BitwardenClient
+from bwsync.plan import OrgSnapshot
+
+
+def read_org(client: BitwardenClient, *, detail: bool) -> OrgSnapshot | None:
+    """The organization as the list endpoints show it; ``None`` where there are none
+    (Vaultwarden). ``detail`` adds one request per synced group for its member ids."""
+    members = client.list_members()
+    if members is None:
+        return None
+    groups = client.list_groups() or []
+    group_members = None
+    if detail:
+        group_members = {g.id: client.group_member_ids(g.id) for g in groups if g.external_id}
+    return OrgSnapshot(members=members, groups=groups, group_member_ids=group_members)
+
+
+class BackgroundRead:
+    """``read_org`` on a worker thread. The client is the worker's until ``result`` returns:
+    the caller does not use it meanwhile. The thread is a daemon, so a run that fails before
+    it needs the snapshot (an LDAP error) reports at once instead of waiting for it."""
+
+    def __init__(self, client: BitwardenClient, *, detail: bool) -> None:
+        self._client = client
+        self._detail = detail
+        self._snapshot: OrgSnapshot | None = None
+        self._error: BaseException | None = None
+        self.seconds = 0.0
+        """How long the read itself took (``result`` may have waited less)."""
+        self._thread = threading.Thread(target=self._work, name="bwsync-snapshot", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._snapshot = read_org(self._client, detail=self._detail)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+        finally:
+            self.seconds = time.perf_counter() - start
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def result(self) -> OrgSnapshot | None:
+        """Wait for the read; raise what it raised (a ``BitwardenError`` names the step)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._snapshot

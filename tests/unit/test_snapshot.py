@@ -1,0 +1,50 @@
+"""snapshot: the organization read, in line and on a worker thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bwsync.bitwarden import BitwardenClient
+from bwsync.errors import BitwardenAuthError
+from bwsync.snapshot import BackgroundRead, read_org
+from bwsync.testing.fake_bitwarden import FakeBitwarden
+
+
+@pytest.fixture
+def client(fake_bitwarden: FakeBitwarden) -> Iterator[BitwardenClient]:
+    with BitwardenClient(fake_bitwarden.settings(timeout=10.0)) as c:
+        yield c
+
+
+def test_background_read_gives_what_read_org_gives(
+    fake_bitwarden: FakeBitwarden, client: BitwardenClient
+) -> None:
+    member = fake_bitwarden.add_member("a@example.com", external_id="a")
+    fake_bitwarden.add_group("Eng", external_id="eng", members=[member])
+    inline = read_org(client, detail=True)
+    background = BackgroundRead(client, detail=True)
+    assert background.result() == inline
+    assert inline is not None
+    assert [m.external_id for m in inline.members] == ["a"]
+    assert list((inline.group_member_ids or {}).values()) == [[inline.members[0].id]]
+    assert not background.running
+    assert background.seconds > 0
+
+
+def test_background_read_raises_the_servers_refusal_in_the_caller(
+    fake_bitwarden: FakeBitwarden, client: BitwardenClient
+) -> None:
+    fake_bitwarden.fail("list_members", status=403, times=None)
+    background = BackgroundRead(client, detail=False)
+    with pytest.raises(BitwardenAuthError, match="list members") as info:
+        background.result()
+    assert info.value.status == 403
+
+
+def test_no_list_endpoints_is_none_in_the_background_too(
+    fake_vaultwarden: FakeBitwarden,
+) -> None:
+    with BitwardenClient(fake_vaultwarden.settings(timeout=10.0)) as c:
+        assert BackgroundRead(c, detail=False).result() is None
