@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from importlib import metadata
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -36,6 +35,7 @@ import httpx
 import msgspec
 import orjson
 
+from bwsync import __version__
 from bwsync.config import BitwardenSettings
 from bwsync.errors import (
     BitwardenAuthError,
@@ -74,13 +74,6 @@ BACKOFF_CAP: Final = 60.0
 TOKEN_MARGIN: Final = 300.0
 
 _ENDPOINT_KEY: Final = "bwsync_endpoint"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("bwsync")
-    except metadata.PackageNotFoundError:  # running from a source tree without metadata
-        return "0.0.0"
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +397,7 @@ class BitwardenClient:
         self._clock = clock
         self._jitter = jitter
         self._max_retry_seconds = max_retry_seconds
-        version = _version()
+        version = __version__
         headers = {
             "Accept": "application/json",
             "User-Agent": f"bwsync/{version}",

@@ -18,24 +18,16 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bwsync import logs
+from bwsync import __version__, logs
 from bwsync.config import Settings, load_settings
 from bwsync.errors import BwsyncError, ConfigError
 from bwsync.logs import event
 from bwsync.run import Outcome, RunOptions, execute, summary
-
-
-def _version() -> str:
-    try:
-        return dist_version("bwsync")
-    except Exception:
-        return "0+unknown"
 
 
 def _duration(text: str) -> float:
@@ -132,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "sync"
     if command == "version":
-        print(f"bwsync {_version()}")
+        print(f"bwsync {__version__}")
         return 0
     if command == "config":
         return cmd_config(args)

@@ -80,7 +80,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import importlib.metadata
 import os
 import ssl
 import tempfile
@@ -100,6 +99,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bwsync import __version__
 from bwsync.config import MetricsSettings
 from bwsync.errors import ConfigError
 from bwsync.model import RunReport, RunResult
@@ -144,14 +144,6 @@ METRIC_NAMES: frozenset[str] = frozenset(
 #: ample for one small PUT inside a cluster.
 PUSH_TIMEOUT = 10.0
 _LABELS = ("profile", "source")
-
-
-def bwsync_version() -> str:
-    """The installed bwsync version, or ``unknown`` when run from a bare source tree."""
-    try:
-        return importlib.metadata.version("bwsync")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class ReportCollector(Collector):
@@ -262,7 +254,7 @@ def _families(r: RunReport) -> Iterator[Metric]:
         "Always 1; labelled with the bwsync version.",
         labels=[*_LABELS, "version"],
     )
-    info.add_metric([*base, bwsync_version()], 1.0)
+    info.add_metric([*base, __version__], 1.0)
     yield info
 
 
