@@ -454,6 +454,11 @@ class MetricsSettings(Section):
     listen: str = "0.0.0.0:9464"
     """`host:port` serving `/metrics` and `/healthz` in `sync --every` loop mode."""
 
+    @property
+    def delivered(self) -> bool:
+        """Whether a run pushes or writes its metrics (else prometheus-client is not loaded)."""
+        return bool(self.pushgateway_url) or self.textfile_path is not None
+
 
 class Settings(BaseSettings):
     """All settings of one bwsync profile."""

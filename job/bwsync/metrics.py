@@ -380,7 +380,7 @@ def deliver(report: RunReport, settings: MetricsSettings, job: str = "bwsync") -
     Called after every run, failed ones included, so the failure itself reaches the alerts.
     """
     warnings: list[str] = []
-    if not settings.pushgateway_url and settings.textfile_path is None:
+    if not settings.delivered:
         return warnings
     registry = build_registry(report)
     if settings.pushgateway_url:
