@@ -46,14 +46,6 @@ class Payload:
     """bwdc's older hash without the organization id, accepted when comparing only."""
 
 
-def _member(user: User, remove_disabled: bool) -> dict[str, Any]:
-    return {
-        "email": user.email,
-        "externalId": user.external_id,
-        "deleted": user.deleted or (remove_disabled and user.disabled),
-    }
-
-
 def _group(group: Group) -> dict[str, Any]:
     item: dict[str, Any] = {}
     # JavaScript drops undefined properties; a group without a name has none.
@@ -103,7 +95,16 @@ def build_requests(
     """
     users = users or []
     groups = groups or []
-    members = [_member(u, sync.remove_disabled) for u in users]
+    remove_disabled = sync.remove_disabled
+    # Written out rather than a helper per user: 100,000 calls cost more than the dicts.
+    members = [
+        {
+            "email": u.email,
+            "externalId": u.external_id,
+            "deleted": u.deleted or (remove_disabled and u.disabled),
+        }
+        for u in users
+    ]
     if keep:
         members = [m for m in members if not (m["deleted"] and str(m["externalId"]) in keep)]
     for email, ext in remove or ():

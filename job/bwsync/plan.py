@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 from bwsync.config import SyncSettings
 from bwsync.errors import SafetyLimitError
 from bwsync.model import (
@@ -51,8 +53,10 @@ GONE = "gone from the directory"
 REMOVALS: frozenset[str] = frozenset({"remove", "revoke"})
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(msgspec.Struct, frozen=True):
+    """One planned change. A msgspec struct, not a frozen dataclass: a first sync plans one
+    per user, and 100,000 frozen dataclasses take 0.16 s to build where these take 0.05 s."""
+
     action: Action
     subject: str
     """The member's email or the group's name: what an admin recognises."""
@@ -163,13 +167,20 @@ def _plan_members(
 ) -> tuple[dict[str, OrgMember], dict[str, OrgMember], set[str]]:
     """Member changes; returns the indexes the group part needs (by externalId, the members
     about to be linked by email, the externalIds about to be invited)."""
-    by_ext: dict[str, OrgMember] = {}
-    by_email: dict[str, OrgMember] = {}
-    for m in org.members:
-        if m.external_id:
-            by_ext[m.external_id] = m
-        if m.email:
-            by_email.setdefault(m.email.lower(), m)
+    by_ext = {m.external_id: m for m in org.members if m.external_id}
+    # Needed only for a directory user the organization does not know by externalId; an
+    # organization in step never asks, and 100,000 lower-cased emails are not free.
+    by_email_built: dict[str, OrgMember] | None = None
+
+    def by_email() -> dict[str, OrgMember]:
+        nonlocal by_email_built
+        if by_email_built is None:
+            by_email_built = {}
+            for m in org.members:
+                if m.email:
+                    by_email_built.setdefault(m.email.lower(), m)
+        return by_email_built
+
     plan.synced_members = len(by_ext)
     changes = plan.changes
 
@@ -180,8 +191,11 @@ def _plan_members(
     seen_ext: set[str] = set()
     linked: dict[str, OrgMember] = {}
     if directory.users is not None:
+        revoked, restore_revoked = STATUS_REVOKED, sync.removal_mode == "revoke"
         for u in directory.users:
-            ext = _s(u.external_id)
+            ext = u.external_id
+            if type(ext) is not str:  # OneLogin's numbers (a call per user costs, so inline)
+                ext = str(ext)
             seen_ext.add(ext)
             email = u.email or ""
             gone = u.deleted or (sync.remove_disabled and u.disabled)
@@ -206,14 +220,14 @@ def _plan_members(
                 continue
             active_ext.add(ext)
             if existing is not None:
-                if existing.status == STATUS_REVOKED and sync.removal_mode == "revoke":
+                if existing.status == revoked and restore_revoked:
                     changes.append(
                         Change(
                             "restore", email, ext, "revoked, and back in the directory", existing.id
                         )
                     )
                 continue
-            other = by_email.get(email)
+            other = by_email().get(email)
             if other is not None and not other.external_id:
                 linked[ext] = other
                 changes.append(
@@ -274,10 +288,10 @@ def _plan_groups(
 ) -> None:
     org_by_ext = {g.external_id: g for g in org.groups if g.external_id}
     email_of: dict[str, str] = {}
-    if directory.users:
-        email_of = {_s(u.external_id): u.email or "" for u in directory.users}
     member_by_id = {}
-    if org.group_member_ids is not None:
+    if org.group_member_ids is not None:  # membership detail: only then are these needed
+        if directory.users:
+            email_of = {_s(u.external_id): u.email or "" for u in directory.users}
         member_by_id = {m.id: m for m in org.members}
     assert directory.groups is not None
     for g in directory.groups:
