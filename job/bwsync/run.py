@@ -148,13 +148,7 @@ class _Run:
         self.early: BackgroundRead | None = None
 
     def execute(self) -> Outcome:
-        # The pass builds several hundred thousand short, acyclic objects (entries, records,
-        # import bodies, the member list); the cyclic collector would walk them over and over
-        # for nothing (0.1-0.3 s on 100,000 users). It is paused for the pass and resumed after,
-        # so the few cycles made (tracebacks, the HTTP client) are collected at the end, also
-        # between the passes of `sync --every`.
-        collecting = gc.isenabled()
-        gc.disable()
+        collecting = _pause_gc()
         try:
             self._run()
         except BwsyncError as exc:
@@ -167,8 +161,7 @@ class _Run:
                 self.report.finished = time.time()
             if self.client is not None and not (self.early and self.early.running):
                 self.client.close()  # (a read still running keeps it: the worker exits alone)
-            if collecting:
-                gc.enable()
+            _resume_gc(collecting)
         return self.outcome
 
     def _run(self) -> None:
@@ -368,6 +361,31 @@ class _Run:
             self.store.release(releasing)
         except StateError as state_exc:
             event("state_not_updated", logging.WARNING, error=str(state_exc))
+
+
+def _pause_gc() -> bool:
+    """Pause the cyclic garbage collector for a pass; return whether it was running.
+
+    A pass builds several hundred thousand acyclic objects (entries, records, import bodies,
+    the member list) that reference counting frees; the collector would walk them over and over
+    for nothing (0.1-0.3 s on 100,000 users). A previous pass in this process (``sync --every``)
+    left its objects frozen (``_resume_gc``): they are unfrozen and collected first, so cycles it
+    made (tracebacks, HTTP clients) do not pile up."""
+    if gc.get_freeze_count():
+        gc.unfreeze()
+        gc.collect()
+    collecting = gc.isenabled()
+    gc.disable()
+    return collecting
+
+
+def _resume_gc(collecting: bool) -> None:
+    """Freeze what the pass left before the collector resumes: its first collection would
+    otherwise walk every object made during the pass (50 ms on 100,000 users), most of which
+    reference counting frees a moment later anyway."""
+    gc.freeze()
+    if collecting:
+        gc.enable()
 
 
 def _missing_credentials() -> list[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from pathlib import Path
 
 from bwsync.config import Settings, load_settings
@@ -160,3 +162,37 @@ def test_a_directory_failure_is_reported_without_waiting_for_the_org_read(
     assert outcome.report.exit_code == 3
     assert "bind refused" in (outcome.report.error or "")
     assert fake_bitwarden.requests_to("import") == []
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+class _CycleSource(_DeltaSource):
+    """Leaves one reference cycle behind per read, watched through a weak reference."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left: list[weakref.ref[_Cycle]] = []
+
+    def fetch(self, request: FetchRequest) -> Directory:
+        self.left.append(weakref.ref(_Cycle()))
+        return super().fetch(request)
+
+
+def test_the_collector_is_paused_for_a_pass_and_catches_up_at_the_next(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    settings = _settings(fake_bitwarden, tmp_path / "state.json")
+    source = _CycleSource()
+    try:
+        assert gc.isenabled()
+        execute(settings, RunOptions(), source=source)
+        assert gc.isenabled()  # resumed after the pass
+        gc.collect()
+        assert source.left[0]() is not None  # frozen with the pass's objects, not yet collected
+        execute(settings, RunOptions(), source=source)  # the next pass (sync --every)
+        assert source.left[0]() is None  # collected when the next pass started
+    finally:
+        gc.unfreeze()
