@@ -94,18 +94,22 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-#: ``--self-hosted``: the stand-in without the cloud's 2,000-entry cap and bwsync without
-#: ``large_import``, so the import is one request (bwdc's behaviour against a self-hosted server)
-#: instead of 51 batches the stand-in re-indexes the organization for.
-SELF_HOSTED = {"on": False}
-
-
 def full_sync(
-    engine: str, slapd: Slapd, repeat: int, workdir: Path, fake_args: tuple[str, ...] = ()
+    engine: str,
+    slapd: Slapd,
+    repeat: int,
+    workdir: Path,
+    fake_args: tuple[str, ...] = (),
+    *,
+    self_hosted: bool = False,
 ) -> tuple[Series, Series] | str:
     """``bwsync sync`` subprocesses against one stand-in: the first run fills an empty
     organization (100,000 invitations), the next ``repeat`` runs find it in step (the usual
-    scheduled run; with state backend ``none`` each still fetches, plans and imports)."""
+    scheduled run; with state backend ``none`` each still fetches, plans and imports).
+
+    ``self_hosted``: the stand-in without the cloud's 2,000-entry cap and bwsync without
+    ``large_import``, so the import is one request (bwdc against a self-hosted server)
+    instead of 51 batches."""
     try:
         import bwsync.cli
         import bwsync.testing.fake_bitwarden  # noqa: F401
@@ -117,7 +121,7 @@ def full_sync(
     fake = subprocess.Popen(
         [sys.executable, "-m", "bwsync.testing.fake_bitwarden", "--port", str(port),
          "--client-id", client_id, "--client-secret", secret, *fake_args,
-         *(["--self-hosted"] if SELF_HOSTED["on"] else [])],
+         *(["--self-hosted"] if self_hosted else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_child_env({}),
     )  # fmt: skip
     env = _child_env(
@@ -132,7 +136,7 @@ def full_sync(
             "BWSYNC_BITWARDEN__CLIENT_ID": client_id,
             "BWSYNC_BITWARDEN__CLIENT_SECRET": secret,
             "BWSYNC_STATE__BACKEND": "none",
-            "BWSYNC_SYNC__LARGE_IMPORT": "false" if SELF_HOSTED["on"] else "true",
+            "BWSYNC_SYNC__LARGE_IMPORT": "false" if self_hosted else "true",
             "BWSYNC_LOG__FORMAT": "json",
             "BWSYNC_SECRETS_DIR": str(workdir / "no-secrets"),
         }
@@ -199,7 +203,6 @@ def main() -> None:
         help="one import request to a self-hosted stand-in instead of batches",
     )
     args = parser.parse_args()
-    SELF_HOSTED["on"] = args.self_hosted
     chosen = args.engines or engines()
     with tempfile.TemporaryDirectory(prefix="bwsync-bench-") as tmp:
         root = Path(tmp)
@@ -231,7 +234,7 @@ def main() -> None:
                     )
                     if args.no_sync or (engine != "python-ldap" and args.users > 20_000):
                         continue  # the targets are for python-ldap; ldap3 runs take long
-                    sync = full_sync(engine, slapd, args.repeat, work)
+                    sync = full_sync(engine, slapd, args.repeat, work, self_hosted=args.self_hosted)
                     if isinstance(sync, str):
                         print(f"  bwsync sync: {sync}")
                         continue
@@ -240,7 +243,12 @@ def main() -> None:
                     # bwdc's flow, fetch → import, without the org snapshot and re-read that
                     # the plan and the applied-vs-planned check cost on a 100,000-member org.
                     bare_import = full_sync(
-                        engine, slapd, args.repeat, work, ("--vaultwarden", "--groups-enabled")
+                        engine,
+                        slapd,
+                        args.repeat,
+                        work,
+                        ("--vaultwarden", "--groups-enabled"),
+                        self_hosted=args.self_hosted,
                     )
                     if isinstance(bare_import, str):
                         print(f"  bwsync sync (no list endpoints): {bare_import}")
