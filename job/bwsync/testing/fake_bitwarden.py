@@ -46,6 +46,7 @@ import argparse
 import base64
 import contextlib
 import dataclasses
+import itertools
 import math
 import random
 import re
@@ -354,6 +355,14 @@ class FakeBitwarden:
     * ``clock``: monotonic seconds for token expiry and rate windows (tests may pass a fake).
     * ``ssl_context``: serve HTTPS with this server-side context (``base_url`` becomes https),
       to test CA trust end to end.
+
+    Like a real server's database indexes, the stand-in keeps members indexed by externalId and
+    email, and groups by member, so an import request costs in proportion to its own size, not
+    to the organization's (a 100,000-member directory arrives as 51 batches). Members' ``email``
+    and ``external_id`` and groups' ``member_ids`` must therefore change only through the
+    stand-in (its seeding methods and endpoints), never by assigning the attributes of its
+    internal objects; ``status``, ``type``, ``user_id`` and the other attributes are not
+    indexed. (The seeding methods and the inspection properties hand out copies anyway.)
     """
 
     def __init__(
@@ -411,6 +420,7 @@ class FakeBitwarden:
         self._lock = threading.RLock()
         self._members: dict[str, FakeMember] = {}
         self._groups: dict[str, FakeGroup] = {}
+        self._clear_indexes()
         self._tokens: dict[str, float] = {}
         self._faults: list[Fault] = []
         self._requests: list[RecordedRequest] = []
@@ -536,7 +546,7 @@ class FakeBitwarden:
             prior_status=prior,
         )
         with self._lock:
-            self._members[member.id] = member
+            self._put_member(member)
         return dataclasses.replace(member)
 
     def add_owner(self, email: str, **kw: Any) -> FakeMember:
@@ -566,7 +576,14 @@ class FakeBitwarden:
             id=group_id or str(uuid.uuid4()), name=name, external_id=external_id, member_ids=ids
         )
         with self._lock:
+            self._note_id(group.id)
+            old = self._groups.get(group.id)
+            if old is not None:
+                self._set_group_members(old, [])
             self._groups[group.id] = group
+            if self._groups_of is not None:
+                for i in ids:
+                    self._groups_of.setdefault(i, {})[group.id] = None
         return dataclasses.replace(group, member_ids=list(ids))
 
     def reset(self) -> None:
@@ -574,10 +591,137 @@ class FakeBitwarden:
         with self._lock:
             self._members.clear()
             self._groups.clear()
+            self._clear_indexes()
             self._tokens.clear()
             self._faults.clear()
             self._requests.clear()
             self._events.clear()
+
+    # ---- indexes ---------------------------------------------------------------------------
+
+    def _clear_indexes(self) -> None:
+        """Empty indexes over ``_members`` and ``_groups``, which only ``_put_member``,
+        ``_delete_member``, ``_set_external_id``, ``_set_group_members`` and ``add_group``
+        change (the class docstring says why they exist)."""
+        self._order = itertools.count()
+        self._seq: dict[str, int] = {}
+        """Member id -> its rank in ``_members`` (dict order), to break ties like a scan."""
+        self._by_ext: dict[str, list[FakeMember]] = {}
+        """Non-empty external_id -> members having it (more than one: a broken org)."""
+        self._ext_dups: set[str] = set()
+        """Keys of ``_by_ext`` held by more than one member."""
+        self._unlinked: dict[str | None, list[FakeMember]] = {}
+        """Stored email -> members whose external_id is blank (None or whitespace)."""
+        self._by_email: dict[str, list[FakeMember]] = {}
+        """Lower-cased email ("" for None) -> members having it."""
+        self._groups_of: dict[str, dict[str, None]] | None = None
+        """Member id -> ids of the groups whose ``member_ids`` list it; built when first
+        needed (``_member_groups``), as most organizations never lose a member."""
+        self._canonical_ids = True
+        """Every member and group id is a canonical GUID string (``_find``'s fast path)."""
+
+    def _note_id(self, key: str) -> None:
+        if self._canonical_ids:
+            try:
+                self._canonical_ids = str(uuid.UUID(key)) == key
+            except ValueError:
+                self._canonical_ids = False
+
+    def _put_member(self, member: FakeMember, *, canonical: bool = False) -> None:
+        """Add (or replace, keeping its place, as a dict does) a member, indexed;
+        ``canonical``: its id comes from ``_new_id``."""
+        old = self._members.get(member.id)
+        if old is None:
+            self._seq[member.id] = next(self._order)
+            if not canonical:
+                self._note_id(member.id)
+        else:
+            self._unindex(old)
+        self._members[member.id] = member
+        self._index_ext(member)
+        key = (member.email or "").lower()
+        same = self._by_email.get(key)
+        if same is None:
+            self._by_email[key] = [member]
+        else:
+            same.append(member)
+
+    def _unindex(self, member: FakeMember) -> None:
+        self._unindex_ext(member)
+        key = (member.email or "").lower()
+        same = self._by_email[key]
+        _remove_identical(same, member)
+        if not same:
+            del self._by_email[key]
+
+    def _index_ext(self, member: FakeMember) -> None:
+        x = member.external_id
+        if x:
+            same = self._by_ext.get(x)
+            if same is None:
+                self._by_ext[x] = [member]
+            else:
+                same.append(member)
+                self._ext_dups.add(x)
+        if x is None or not x.strip():
+            self._unlinked.setdefault(member.email, []).append(member)
+
+    def _unindex_ext(self, member: FakeMember) -> None:
+        x = member.external_id
+        if x:
+            same = self._by_ext[x]
+            _remove_identical(same, member)
+            if not same:
+                del self._by_ext[x]
+            if len(same) <= 1:
+                self._ext_dups.discard(x)
+        if x is None or not x.strip():
+            unlinked = self._unlinked[member.email]
+            _remove_identical(unlinked, member)
+            if not unlinked:
+                del self._unlinked[member.email]
+
+    def _set_external_id(self, member: FakeMember, external_id: str | None) -> None:
+        self._unindex_ext(member)
+        member.external_id = external_id
+        self._index_ext(member)
+
+    def _first(self, members: list[FakeMember]) -> FakeMember:
+        """The one of these members a scan of ``_members`` meets first."""
+        if len(members) == 1:
+            return members[0]
+        return min(members, key=lambda m: self._seq[m.id])
+
+    def _linked(self, external_id: str | None) -> FakeMember | None:
+        """The official import's externalId -> member map (§3.4 step 2, updated by steps
+        3-6): non-blank externalIds only; the member given it last when several share it."""
+        if external_id is None:
+            return None
+        same = self._by_ext.get(external_id)
+        if same is None or not external_id.strip():
+            return None
+        return same[-1]
+
+    def _member_groups(self) -> dict[str, dict[str, None]]:
+        if self._groups_of is None:
+            self._groups_of = {}
+            for g in self._groups.values():
+                for i in g.member_ids:
+                    self._groups_of.setdefault(i, {})[g.id] = None
+        return self._groups_of
+
+    def _set_group_members(self, group: FakeGroup, ids: list[str]) -> None:
+        index = self._groups_of
+        if index is not None:
+            old, new = set(group.member_ids), set(ids)
+            for i in old - new:
+                groups = index[i]
+                del groups[group.id]
+                if not groups:
+                    del index[i]
+            for i in new - old:
+                index.setdefault(i, {})[group.id] = None
+        group.member_ids = ids
 
     # ---- inspection ------------------------------------------------------------------------
 
@@ -1030,6 +1174,11 @@ class FakeBitwarden:
             key = str(uuid.UUID(raw_id))
         except ValueError:
             raise _HttpError(_Response(404)) from None
+        if self._canonical_ids:  # every key is its own canonical form: one lookup does
+            found = table.get(key)
+            if found is None:
+                raise _HttpError(_Response(404))
+            return found
         for k, v in table.items():
             try:
                 if str(uuid.UUID(k)) == key:
@@ -1049,7 +1198,8 @@ class FakeBitwarden:
 
     def _ep_member_group_ids(self, params: list[str]) -> _Response:
         member: FakeMember = self._find(self._members, params[0])
-        return _json(200, [g.id for g in self._groups.values() if member.id in g.member_ids])
+        mine = self._member_groups().get(member.id, {})
+        return _json(200, [g for g in self._groups if g in mine] if mine else [])
 
     def _ep_list_groups(self, params: list[str]) -> _Response:
         data = [g.as_json() for g in self._groups.values()]
@@ -1137,35 +1287,29 @@ class FakeBitwarden:
         remove_ids = {
             m.external_id for m in model.members if m.deleted and m.external_id is not None
         }
-        # 2. existing external members; a duplicated externalId makes ToDictionary throw
-        external: dict[str, FakeMember] = {}
-        unlinked: list[FakeMember] = []  # no externalId: the only candidates of step 5
-        for m in self._members.values():
-            x = m.external_id
-            if x is None or not x.strip():
-                unlinked.append(m)
-                continue
-            if x in external:
-                raise _unhandled()
-            external[x] = m
+        # 2. existing external members (self._linked: the index, not a scan); a duplicated
+        #    externalId makes ToDictionary throw
+        if any(x.strip() for x in self._ext_dups):
+            raise _unhandled()
         # 3. explicit removals: deleted entries, not also active, known, not owners
         for ext in remove_ids - active_ext:
-            gone = external.get(ext)
+            gone = self._linked(ext)
             if gone is not None and gone.type != TYPE_OWNER:
                 self._delete_member(gone, "OrganizationUser_Removed")
-                del external[ext]
         # 4. overwrite: remove every external non-owner not in the active set, unless one of
-        #    them has no master password
+        #    them has no master password (a scan of the org: that is what overwrite asks)
         if model.overwrite_existing:
             candidates = [
-                m for ext, m in external.items() if ext not in active_ext and m.type != TYPE_OWNER
+                m
+                for m in self._members.values()
+                if not _blank(m.external_id)
+                and m.external_id not in active_ext
+                and m.type != TYPE_OWNER
             ]
             if any(m.no_master_password for m in candidates):
                 raise _HttpError(_public_error(400, OVERWRITE_NO_MP))
             for m in candidates:
                 self._delete_member(m, "OrganizationUser_Removed")
-                assert m.external_id is not None
-                del external[m.external_id]
         # 5. link by email: members without an externalId adopt an active entry's
         by_email: dict[str, _ImportMember] = {}
         for entry in active:
@@ -1173,21 +1317,20 @@ class FakeBitwarden:
             if entry.email in by_email:
                 raise _unhandled()  # Dictionary.Add on a duplicate key
             by_email[entry.email] = entry
-        for m in unlinked:
-            if m.id in self._members and m.email in by_email:
-                m.external_id = by_email[m.email or ""].external_id
-                if m.external_id:
-                    external[m.external_id] = m
+        # (in the order a scan of the org meets them: it decides who holds a shared externalId)
+        unlinked = self._unlinked
+        adopted = [m for e in by_email if e in unlinked for m in unlinked[e]]
+        adopted.sort(key=lambda m: self._seq[m.id])
+        for m in adopted:
+            self._set_external_id(m, by_email[m.email or ""].external_id)
         # 6. add new members (invite, or stage), skipping emails already in the org
         staged = not model.invite_users_after_provisioning and self.staged_status
         new_entries: list[_ImportMember] = []
         seen_emails: set[str] = set()
-        org_emails: set[str] | None = None  # built only if some entry is new: O(org) per request
+        org_emails = self._by_email
         for entry in active:
-            if entry.external_id in external or _blank(entry.email):
+            if self._linked(entry.external_id) is not None or _blank(entry.email):
                 continue
-            if org_emails is None:
-                org_emails = {(m.email or "").lower() for m in self._members.values()}
             email = (entry.email or "").lower()
             if email in org_emails or email in seen_emails:
                 continue
@@ -1198,7 +1341,7 @@ class FakeBitwarden:
                 raise _HttpError(
                     _public_error(400, "Organization must have at least one confirmed owner.")
                 )
-            if self.seats is not None:
+            if self.seats is not None:  # a scan: statuses are not indexed (tests set them)
                 occupied = sum(
                     1
                     for m in self._members.values()
@@ -1216,9 +1359,7 @@ class FakeBitwarden:
                 user_id=None,
                 has_master_password=False,
             )
-            self._members[member.id] = member
-            if member.external_id:
-                external[member.external_id] = member
+            self._put_member(member, canonical=True)
             self._events.append(
                 ("OrganizationUser_Staged" if staged else "OrganizationUser_Invited", member.id)
             )
@@ -1240,8 +1381,8 @@ class FakeBitwarden:
                 if eg.external_id in existing_groups:
                     raise _unhandled()
                 existing_groups[eg.external_id] = eg
-        # Every member with an externalId after steps 3-6 (kept up to date above).
-        ext_to_member = {x: m.id for x, m in external.items()}
+        # Every member with an externalId after steps 3-6: self._linked, inlined.
+        by_ext = self._by_ext
         for ext, g in wanted.items():
             group = existing_groups.get(ext)
             if group is None:
@@ -1251,17 +1392,30 @@ class FakeBitwarden:
             else:
                 group.name = g.name or ""
                 self._events.append(("Group_Updated", group.id))
-            resolved = dict.fromkeys(
-                ext_to_member[x] for x in g.member_external_ids or [] if x in ext_to_member
-            )
+            resolved: dict[str, None] = {}
+            for x in g.member_external_ids or ():
+                same = by_ext.get(x) if x is not None else None
+                if same is not None and x is not None and x.strip():
+                    resolved[same[-1].id] = None
             if set(resolved) != set(group.member_ids):
-                group.member_ids = list(resolved)
+                self._set_group_members(group, list(resolved))
 
     def _delete_member(self, member: FakeMember, event: str) -> None:
-        self._members.pop(member.id, None)
-        for g in self._groups.values():
-            if member.id in g.member_ids:
-                g.member_ids.remove(member.id)
+        if self._members.get(member.id) is member:
+            del self._members[member.id]
+            del self._seq[member.id]
+            self._unindex(member)
+        index = self._member_groups()
+        groups = index.get(member.id)
+        if groups:  # each group listing it loses one mention (a group may list it twice)
+            for gid in list(groups):
+                ids = self._groups[gid].member_ids
+                i = ids.index(member.id)
+                del ids[i]
+                if member.id not in itertools.islice(ids, i, None):
+                    del groups[gid]
+            if not groups:
+                del index[member.id]
         self._events.append((event, member.id))
 
     # ---- import, Vaultwarden (§6.2) -------------------------------------------------------
@@ -1279,22 +1433,21 @@ class FakeBitwarden:
         model = _VaultwardenImportModel.parse(doc)
         if model is None:
             return _rocket_catcher(422)
-        # members first; indexes keep big imports linear
-        by_email: dict[str, FakeMember] = {}
-        for existing in self._members.values():
-            by_email.setdefault((existing.email or "").lower(), existing)
+        # members first, by email (the first member of the org with it)
+        by_email = self._by_email
         for entry in model.members:
-            member = by_email.get(entry.email.lower())
+            same = by_email.get(entry.email.lower())
+            member = self._first(same) if same else None
             if entry.deleted:
                 if member is not None:
                     if not self._vw_is_last_owner(member) and member.status != STATUS_REVOKED:
                         member.prior_status = member.status
                         member.status = STATUS_REVOKED
-                    member.external_id = entry.external_id or None
+                    self._set_external_id(member, entry.external_id or None)
             elif member is not None:
                 if member.status == STATUS_REVOKED:
                     self._restore(member)
-                member.external_id = entry.external_id or None
+                self._set_external_id(member, entry.external_id or None)
             else:
                 # an existing account with a password, and no mail to invite it: Accepted
                 password = self._accounts.get(entry.email.lower(), False)
@@ -1308,14 +1461,11 @@ class FakeBitwarden:
                     user_id=_new_id() if accepted else None,
                     has_master_password=accepted,
                 )
-                self._members[new.id] = new
-                by_email[new.email or ""] = new
+                self._put_member(new, canonical=True)
         # groups, only with ORG_GROUPS_ENABLED
         if self.groups_enabled:
-            by_ext: dict[str, FakeMember] = {}
-            for existing in self._members.values():
-                if existing.external_id:
-                    by_ext.setdefault(existing.external_id, existing)
+            by_ext = self._by_ext
+            first = self._first
             groups_by_ext = {x.external_id: x for x in self._groups.values() if x.external_id}
             for g in model.groups:
                 group = groups_by_ext.get(g.external_id)
@@ -1323,8 +1473,10 @@ class FakeBitwarden:
                     group = FakeGroup(id=_new_id(), name=g.name, external_id=g.external_id)
                     self._groups[group.id] = group
                     groups_by_ext[g.external_id] = group
-                ids = dict.fromkeys(by_ext[x].id for x in g.member_external_ids if x in by_ext)
-                group.member_ids = list(ids)
+                ids = dict.fromkeys(
+                    first(by_ext[x]).id for x in g.member_external_ids if x in by_ext
+                )
+                self._set_group_members(group, list(ids))
         # then overwrite: hard delete of unlisted external members, last owner protected
         if model.overwrite_existing:
             listed = {m.external_id for m in model.members}
@@ -1366,6 +1518,15 @@ class _JsonTypeError(Exception):
         super().__init__(path)
         self.path = path
         self.target = target
+
+
+def _remove_identical(items: list[FakeMember], member: FakeMember) -> None:
+    """Remove this very object (``list.remove`` compares fields: copies are equal)."""
+    for i, m in enumerate(items):
+        if m is member:
+            del items[i]
+            return
+    raise ValueError(member.id)
 
 
 def _new_id() -> str:
@@ -1474,7 +1635,10 @@ class _OfficialImportModel:
                 if mval is not None:
                     if not isinstance(mval, list):
                         raise _JsonTypeError(f"{p}.{mkey}", "IEnumerable`1[System.String]")
-                    mids = [_permissive(v, f"{p}.{mkey}[{j}]") for j, v in enumerate(mval)]
+                    if all(type(v) is str for v in mval):  # the usual case, fast
+                        mids = list(mval)
+                    else:
+                        mids = [_permissive(v, f"{p}.{mkey}[{j}]") for j, v in enumerate(mval)]
                 groups.append(_ImportGroup(gname, gext, mids))
         if "members" in top and top["members"][1] is not None:
             name, value = top["members"]

@@ -956,6 +956,126 @@ def test_large_imports_stay_fast(fake_bitwarden_self_hosted: FakeBitwarden) -> N
         api.http.close()
 
 
+# --------------------------------------------------------------------------------------------
+# the stand-in's indexes (externalId, email, group membership) behave like the scans they replace
+
+
+def test_removed_member_frees_email_and_external_id_within_one_import(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    old = fake_bitwarden.add_member("ann@example.com", external_id="old-ann")
+    fake_bitwarden.add_group("G", external_id="g", members=[old])
+    members = [m("old-ann", "ann@example.com", deleted=True), m("new-ann", "ann@example.com")]
+    r = api.imp(body(members, [g("g", members=["old-ann", "new-ann"])]))
+    assert r.status_code == 200
+    (ann,) = fake_bitwarden.members
+    assert (ann.external_id, ann.status) == ("new-ann", STATUS_INVITED)
+    assert ann.id != old.id
+    assert fake_bitwarden.group_member_external_ids("g") == {"new-ann"}
+    assert fake_bitwarden.events[:2] == [
+        ("OrganizationUser_Removed", old.id), ("OrganizationUser_Invited", ann.id)]  # fmt: skip
+    # and the removed member's externalId is free again
+    assert api.imp(body([m("old-ann", "other@example.com")])).status_code == 200
+    assert fake_bitwarden.find_member(external_id="old-ann") is not None
+
+
+def test_seeded_duplicate_external_ids_break_imports_until_one_goes(
+    fake_bitwarden: FakeBitwarden, api: Api
+) -> None:
+    one = fake_bitwarden.add_member("one@example.com", external_id="dup")
+    fake_bitwarden.add_member("two@example.com", external_id="dup")
+    fake_bitwarden.add_member("blank1@example.com", external_id=" ")  # blank: not "external"
+    fake_bitwarden.add_member("blank2@example.com", external_id=" ")
+    assert api.imp(body([m("a")])).status_code == 500
+    assert api.imp(body([])).status_code == 500
+    # replacing the seeded membership (same id) re-indexes it: the duplicate is gone
+    fake_bitwarden.add_member("one@example.com", external_id="one", member_id=one.id)
+    assert api.imp(body([m("a")], [g("g", members=["dup", "one", " "])])).status_code == 200
+    assert fake_bitwarden.members[0].email == "one@example.com"  # kept its place
+    assert fake_bitwarden.group_member_emails("g") == {"one@example.com", "two@example.com"}
+
+
+def test_blank_external_ids_are_linked_by_email(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    blank = fake_bitwarden.add_member("ann@example.com", external_id="  ")
+    assert api.imp(body([m("ann")], [g("g", members=["ann", "  "])])).status_code == 200
+    assert fake_bitwarden.member(blank.id).external_id == "ann"  # type: ignore[union-attr]
+    assert fake_bitwarden.group_member_emails("g") == {"ann@example.com"}
+    assert len(fake_bitwarden.members) == 1
+
+
+def test_shared_external_id_in_one_request_goes_to_the_later_member(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    """Two unlinked members adopt the same externalId (two entries, two emails): the group
+    gets the one a scan of the organization meets last, whatever the request order."""
+    first = fake_bitwarden.add_member("a@example.com")
+    later = fake_bitwarden.add_member("b@example.com")
+    r = api.imp(body([m("x", "b@example.com"), m("x", "a@example.com")], [g("g", members=["x"])]))
+    assert r.status_code == 200
+    assert fake_bitwarden.group_member_emails("g") == {"b@example.com"}
+    assert {x.id: x.external_id for x in fake_bitwarden.members} == {first.id: "x", later.id: "x"}
+    assert api.imp(body([m("y")])).status_code == 500  # the org now holds a duplicate
+
+
+def test_members_seeded_after_an_import_are_seen_by_the_next(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    assert api.imp(body([m("a")])).status_code == 200
+    b = fake_bitwarden.add_member("b@example.com", external_id="b")
+    fake_bitwarden.add_member("c@example.com")
+    r = api.imp(body([m("b"), m("other-c", "C@example.com")], [g("g", members=["a", "b"])]))
+    assert r.status_code == 200
+    assert fake_bitwarden.group_member_external_ids("g") == {"a", "b"}
+    assert api.get(f"/members/{b.id}/group-ids").json() == [fake_bitwarden.groups[0].id]
+    assert fake_bitwarden.find_member(email="c@example.com").external_id == "other-c"  # type: ignore[union-attr]
+    fake_bitwarden.reset()
+    api.login()
+    assert api.imp(body([m("a")], [g("g", members=["a"])])).status_code == 200
+    assert [x.external_id for x in fake_bitwarden.members] == ["a"]
+    assert fake_bitwarden.group_member_external_ids("g") == {"a"}
+
+
+def test_removal_drops_one_mention_per_group(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    a = fake_bitwarden.add_member("a@example.com", external_id="a")
+    b = fake_bitwarden.add_member("b@example.com", external_id="b")
+    one = fake_bitwarden.add_group("One", members=[a, b, a])  # a seeded group may list twice
+    two = fake_bitwarden.add_group("Two", members=[b, a])
+    fake_bitwarden.add_group("Three", members=[b])
+    assert api.get(f"/members/{a.id}/group-ids").json() == [one.id, two.id]
+    assert api.imp(body([m("a", deleted=True)])).status_code == 200
+    assert [x.member_ids for x in fake_bitwarden.groups] == [[b.id, a.id], [b.id], [b.id]]
+    assert api.get(f"/groups/{one.id}/member-ids").json() == [b.id]  # a is gone from the org
+
+
+def test_member_and_group_ids_not_in_canonical_form(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    """Seeded ids are matched as ASP.NET binds a Guid (case, dashes), even when stored oddly."""
+    odd = fake_bitwarden.add_member("a@example.com", member_id="ABCDEF00000040008000000000000001")
+    grp = fake_bitwarden.add_group("G", group_id="ABCDEF00-0000-4000-8000-0000000000AA",
+                                   members=[odd])  # fmt: skip
+    assert api.get("/members/abcdef00-0000-4000-8000-000000000001").json()["id"] == odd.id
+    assert api.get(f"/members/{odd.id}/group-ids").json() == [grp.id]
+    assert api.get("/groups/abcdef000000400080000000000000aa").json()["id"] == grp.id
+    assert api.post("/members/abcdef00-0000-4000-8000-000000000001/revoke").status_code == 200
+    assert api.get("/members/abcdef00-0000-4000-8000-000000000002").status_code == 404
+
+
+def test_vw_matches_the_first_member_with_an_email(
+    vw: Api, fake_vaultwarden: FakeBitwarden
+) -> None:
+    first = fake_vaultwarden.add_member("same@example.com", external_id="one")
+    fake_vaultwarden.add_member("SAME@example.com", external_id="two")
+    fake_vaultwarden.add_member("x@example.com", external_id="x")
+    assert vw.imp(body([m("x", "same@example.com")], [g("g", members=["x"])])).status_code == 200
+    assert fake_vaultwarden.member(first.id).external_id == "x"  # type: ignore[union-attr]
+    # two members now share "x": the group gets the earlier one
+    assert fake_vaultwarden.group_member_emails("g") == {"same@example.com"}
+    assert fake_vaultwarden.group_member_external_ids("g") == {"x"}
+    (grp,) = fake_vaultwarden.groups
+    assert grp.member_ids == [first.id]
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0
