@@ -447,6 +447,10 @@ class BitwardenClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
     def __enter__(self) -> BitwardenClient:
         return self
 

@@ -159,8 +159,10 @@ class _Run:
                     self.store.release(self.leased)
             if not self.report.finished:
                 self.report.finished = time.time()
-            if self.client is not None and not (self.early and self.early.running):
-                self.client.close()  # (a read still running keeps it: the worker exits alone)
+            if self.early is not None:
+                self.early.close()  # the client it shares: now, or when a running read ends
+            elif self.client is not None:
+                self.client.close()
             _resume_gc(collecting)
         return self.outcome
 

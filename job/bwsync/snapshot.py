@@ -32,13 +32,17 @@ def read_org(client: BitwardenClient, *, detail: bool) -> OrgSnapshot | None:
 class BackgroundRead:
     """``read_org`` on a worker thread. The client is the worker's until ``result`` returns:
     the caller does not use it meanwhile. The thread is a daemon, so a run that fails before
-    it needs the snapshot (an LDAP error) reports at once instead of waiting for it."""
+    it needs the snapshot (an LDAP error) reports at once instead of waiting for it; ``close``
+    then leaves closing the client to the worker."""
 
     def __init__(self, client: BitwardenClient, *, detail: bool) -> None:
         self._client = client
         self._detail = detail
         self._snapshot: OrgSnapshot | None = None
         self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._finished = False
+        self._closing = False
         self.seconds = 0.0
         """How long the read itself took (``result`` may have waited less)."""
         self._thread = threading.Thread(target=self._work, name="bwsync-snapshot", daemon=True)
@@ -52,10 +56,24 @@ class BackgroundRead:
             self._error = exc
         finally:
             self.seconds = time.perf_counter() - start
+            with self._lock:
+                self._finished = True
+                close = self._closing
+            if close:
+                self._client.close()
 
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    def close(self) -> None:
+        """Close the client now, or when the read ends if it is still running (the run is
+        over either way); exactly one of this and the worker closes it."""
+        with self._lock:
+            self._closing = True
+            close = self._finished
+        if close:
+            self._client.close()
 
     def result(self) -> OrgSnapshot | None:
         """Wait for the read; raise what it raised (a ``BitwardenError`` names the step)."""

@@ -48,3 +48,25 @@ def test_no_list_endpoints_is_none_in_the_background_too(
 ) -> None:
     with BitwardenClient(fake_vaultwarden.settings(timeout=10.0)) as c:
         assert BackgroundRead(c, detail=False).result() is None
+
+
+def test_close_during_a_read_leaves_closing_to_the_worker(
+    fake_bitwarden: FakeBitwarden,
+) -> None:
+    fake_bitwarden.slow("list_members", seconds=0.5, times=1)
+    client = BitwardenClient(fake_bitwarden.settings(timeout=10.0))
+    background = BackgroundRead(client, detail=False)
+    background.close()  # the run ended (say, on an LDAP error) while the read runs
+    assert background.running and not client.closed
+    snapshot = background.result()
+    assert snapshot is not None and snapshot.members == []
+    assert client.closed
+
+
+def test_close_after_the_read_closes_at_once(fake_bitwarden: FakeBitwarden) -> None:
+    client = BitwardenClient(fake_bitwarden.settings(timeout=10.0))
+    background = BackgroundRead(client, detail=False)
+    background.result()
+    assert not client.closed
+    background.close()
+    assert client.closed

@@ -795,6 +795,12 @@ class FakeBitwarden:
     def requests_to(self, endpoint: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.endpoint == endpoint]
 
+    def writes(self) -> list[RecordedRequest]:
+        """Requests that could change the organization: everything but the token and reads.
+        What "nothing sent" means after a directory error on a first run, which reads the
+        organization beside the directory fetch (``bwsync.snapshot``)."""
+        return [r for r in self.requests if r.method != "GET" and r.endpoint != "token"]
+
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
