@@ -215,7 +215,8 @@ def _plan_members(
                             existing.id,
                         )
                     )
-                elif existing.status != STATUS_REVOKED or sync.removal_mode == "remove":
+                else:  # the entry goes out as deleted: true, and the server removes whatever
+                    # the member's status, revoked included (§3.4 step 3)
                     changes.append(Change("remove", email, ext, why, existing.id))
                 continue
             active_ext.add(ext)

@@ -154,6 +154,22 @@ def test_revoke_then_restore_across_runs(
     assert len(fake_bitwarden.requests_to("restore_member")) == 1
 
 
+def test_a_revoked_member_deleted_in_the_directory_is_removed_as_planned(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVAL_PERCENT", "100")  # 1 of 1 synced member
+    fake_bitwarden.add_member("user1@example.com", external_id="u1", status=STATUS_REVOKED)
+    _directory(env["directory"], [_u(1, deleted=True), _u(2)])
+    assert main(["sync"]) == 0
+    assert fake_bitwarden.find_member(external_id="u1") is None  # the server removed it
+    summary = [e for e in _log_events(capsys.readouterr().err) if e["event"] == "summary"][-1]
+    assert summary["planned"] == {"remove": 1, "invite": 1}
+    assert summary["applied"] == {"remove": 1, "invite": 1}  # re-read: as planned
+
+
 def test_admins_are_never_removed(env: dict[str, Path], fake_bitwarden: FakeBitwarden) -> None:
     fake_bitwarden.add_member("user1@example.com", external_id="u1", type=TYPE_ADMIN)
     _directory(env["directory"], [_u(1, deleted=True), _u(2)])

@@ -185,3 +185,14 @@ def test_invited_member_revoked_when_gone_too() -> None:
     org = OrgSnapshot(members=[_m("1", "i@x.com", "i", status=STATUS_INVITED)], groups=[])
     plan = make_plan(_d(User("z", "z", "z@x.com")), org, SyncSettings(remove_missing=True))
     assert _actions(plan) == [("invite", "z@x.com"), ("revoke", "i@x.com")]
+
+
+def test_a_revoked_member_deleted_in_the_directory_is_removed_in_either_mode() -> None:
+    # The entry goes out as deleted: true and the server removes the membership whatever its
+    # status (§3.4 step 3); the plan must say so, and count it against the limits.
+    org = OrgSnapshot(members=[_m("1", "gone@x.com", "gone", status=STATUS_REVOKED)], groups=[])
+    d = _d(User("gone", "gone", "gone@x.com", deleted=True))
+    for mode in ("revoke", "remove"):
+        plan = make_plan(d, org, SyncSettings(removal_mode=mode))
+        assert _actions(plan) == [("remove", "gone@x.com")]
+        assert plan.removals == 1
