@@ -107,6 +107,8 @@ class RunReport:
     """Reason → entries dropped before the import."""
     sent: dict[str, int] = field(default_factory=dict)
     """members, groups → entries carried by the import requests that succeeded."""
+    unsent_batches: int = 0
+    """Member batches left out because the plan found nothing in them for the server to do."""
     requests: dict[tuple[str, int], int] = field(default_factory=dict)
     """(endpoint name, HTTP status or 0 for a transport error) → Bitwarden requests made."""
     retries: int = 0

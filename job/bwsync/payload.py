@@ -35,6 +35,9 @@ class ImportRequest:
     body: bytes
     members: int
     groups: int
+    member_external_ids: tuple[str, ...] = ()
+    """The members' externalIds (as text), when the import is split into batches: what the
+    run checks against the plan to leave out a batch that changes nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +157,17 @@ def build_payload(
     bodies = [_dumps(r) for r in reqs]
     hashed = bodies[0] if len(bodies) == 1 else b"[" + b",".join(bodies) + b"]"
     new, legacy = bwdc_hash(api_url, org_id, hashed)
+    batched = len(reqs) > 1
     return Payload(
         requests=[
-            ImportRequest(body=b, members=len(r["members"]), groups=len(r["groups"]))
+            ImportRequest(
+                body=b,
+                members=len(r["members"]),
+                groups=len(r["groups"]),
+                member_external_ids=(
+                    tuple([str(m["externalId"]) for m in r["members"]]) if batched else ()
+                ),
+            )
             for b, r in zip(bodies, reqs, strict=True)
         ],
         hash=new,

@@ -311,7 +311,9 @@ class _Run:
         holder = lease_holder(self.settings.profile)
         with self.stage("lease", holder=holder):
             self.leased = self.store.acquire_lease(holder, self.settings.state.lease_seconds)
-        _apply(client, payload, plan, self.stage)
+        _apply(
+            client, payload, plan, self.stage, send_all=self.options.force or self._reconcile_due()
+        )
         if plan.org_known:
             with self.stage("verify") as info:
                 self.outcome.differences = verify(client, plan, self.report)
@@ -424,10 +426,50 @@ def _log_changes(plan: Plan, *, dry: bool) -> None:
         )
 
 
-def _apply(client: BitwardenClient, payload: Payload, plan: Plan, stage: _Stages) -> None:
+#: Planned actions the import request carries out (revoke and restore use member endpoints;
+#: a skip is an entry the server ignores).
+IMPORTED = frozenset({"invite", "link", "remove"})
+
+
+def unchanged_batches(payload: Payload, plan: Plan) -> set[int]:
+    """Indexes of the member-only batches of a batched import in which the plan finds nothing
+    for the server to do: every entry's member is already in the organization as the entry
+    says, so §3.4 would change nothing. Leaving them out makes one changed user in 100,000
+    cost one import request instead of 51 (the cloud allows 60 POSTs a minute).
+
+    Only where the plan knows the organization (list endpoints read this run); group batches
+    are always sent, since memberships are not read without ``--detail``. A member changed by
+    hand in the moment between the snapshot and the apply is put right by the next run."""
+    if not plan.org_known or len(payload.requests) < 2:
+        return set()
+    touched = {c.external_id for c in plan.changes if c.action in IMPORTED and c.external_id}
+    return {
+        i
+        for i, req in enumerate(payload.requests)
+        if req.groups == 0 and req.members and touched.isdisjoint(req.member_external_ids)
+    }
+
+
+def _apply(
+    client: BitwardenClient, payload: Payload, plan: Plan, stage: _Stages, *, send_all: bool
+) -> None:
+    """POST the import request(s) in order, then revoke/restore through the member endpoints.
+    ``send_all`` (``--force``, a full reconcile) sends every batch, as bwdc does."""
     sent = stage.report.sent
     n = len(payload.requests)
+    unchanged = set() if send_all else unchanged_batches(payload, plan)
+    if unchanged:
+        stage.report.unsent_batches = len(unchanged)
+        event(
+            "batches_unchanged",
+            count=len(unchanged),
+            of=n,
+            note="these member batches hold only members the organization already has as the "
+            "directory says; not sent (--force sends every batch)",
+        )
     for i, req in enumerate(payload.requests, start=1):
+        if i - 1 in unchanged:
+            continue
         step = "import" if n == 1 else f"import {i}/{n}"
         with stage("apply", step=step, members=req.members, groups=req.groups):
             client.import_organization(req.body, step=step)
@@ -534,6 +576,7 @@ def summary(report: RunReport) -> dict[str, Any]:
         "planned": report.planned,
         "applied": report.applied,
         "sent": report.sent,
+        "unsent_batches": report.unsent_batches,
         "retries": report.retries,
         "error": report.error,
     }

@@ -377,3 +377,53 @@ def test_a_protected_admin_does_not_make_every_run_look_changed(
     fake_bitwarden.clear_requests()
     assert main(["sync"]) == 0
     assert fake_bitwarden.requests == []
+
+
+def test_a_batched_import_sends_only_the_batches_that_change_something(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BWSYNC_SYNC__LARGE_IMPORT", "true")
+    users = [_u(i) for i in range(4500)]  # member batches of 2,000, 2,000 and 500
+    staff = [{"id": "g1", "name": "Staff", "members": ["u1", "u4499"]}]
+    _directory(env["directory"], users, staff)
+    assert main(["sync"]) == 0
+    assert len(fake_bitwarden.requests_to("import")) == 4  # 3 member batches, 1 group batch
+
+    fake_bitwarden.clear_requests()
+    _directory(env["directory"], [*users, _u(4500)], staff)  # one newcomer, in the last batch
+    capsys.readouterr()
+    assert main(["sync"]) == 0
+    bodies = [r.body for r in fake_bitwarden.requests_to("import")]
+    assert [(len(b["members"]), len(b["groups"])) for b in bodies] == [(501, 0), (0, 1)]
+    assert bodies[0]["members"][-1]["externalId"] == "u4500"
+    assert len(fake_bitwarden.members) == 4501  # the organization is in step all the same
+    summary = [e for e in _log_events(capsys.readouterr().err) if e["event"] == "summary"][-1]
+    assert summary["unsent_batches"] == 2
+    assert summary["applied"] == {"invite": 1}
+
+    fake_bitwarden.clear_requests()
+    assert main(["sync", "--force"]) == 0  # --force sends every batch, as bwdc does
+    assert len(fake_bitwarden.requests_to("import")) == 4
+
+
+def test_a_member_removed_by_hand_brings_its_batch_back(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BWSYNC_SYNC__LARGE_IMPORT", "true")
+    monkeypatch.setenv("BWSYNC_STATE__BACKEND", "none")  # every run plans and applies
+    _directory(env["directory"], [_u(i) for i in range(4500)])
+    assert main(["sync"]) == 0
+    gone = fake_bitwarden.find_member(external_id="u2100")  # in the second batch
+    assert gone is not None
+    fake_bitwarden.remove_member(gone)
+    fake_bitwarden.clear_requests()
+    assert main(["sync"]) == 0
+    (imp,) = fake_bitwarden.requests_to("import")
+    assert [m["externalId"] for m in imp.body["members"]][:1] == ["u2000"]
+    assert fake_bitwarden.find_member(external_id="u2100") is not None  # invited again
+    fake_bitwarden.clear_requests()
+    assert main(["sync"]) == 0  # in step now: no member batch carries a change
+    assert fake_bitwarden.requests_to("import") == []

@@ -557,6 +557,13 @@ class FakeBitwarden:
     def add_admin(self, email: str, **kw: Any) -> FakeMember:
         return self.add_member(email, type=TYPE_ADMIN, **kw)
 
+    def remove_member(self, member: FakeMember | str) -> None:
+        """Remove a membership (a FakeMember, as ``members`` copies it, or its id) as an admin
+        does by hand in the Admin Console."""
+        with self._lock:
+            stored = self._members[member if isinstance(member, str) else member.id]
+            self._delete_member(stored, "OrganizationUser_Removed")
+
     def add_account(self, email: str, *, master_password: bool = True) -> None:
         """Seed a user account that is not (yet) a member: Vaultwarden's import looks accounts
         up by email when it adds a member (§6.2)."""
