@@ -81,7 +81,7 @@ def remove_duplicate_users(users: list[User], skipped: Counter[str]) -> list[Use
     tombstone and dropped; two different active users, or an active user after a deleted one,
     with one email is an error listing the emails — the import would be ambiguous.
     """
-    active: dict[str, tuple[object, ...]] = {}
+    active: dict[str, User] = {}  # compared canonically only when an email repeats
     deleted: set[str] = set()
     unique: list[User] = []
     conflicts: list[str] = []
@@ -92,7 +92,7 @@ def remove_duplicate_users(users: list[User], skipped: Counter[str]) -> list[Use
         if seen is not None:
             if user.deleted:
                 skipped["deleted_duplicate"] += 1  # a tombstone of the active user
-            elif seen != _canonical(user):
+            elif _canonical(seen) != _canonical(user):
                 conflicts.append(email)
             else:
                 skipped["duplicate"] += 1
@@ -101,7 +101,7 @@ def remove_duplicate_users(users: list[User], skipped: Counter[str]) -> list[Use
             if email in deleted:
                 conflicts.append(email)
             else:
-                active[email] = _canonical(user)
+                active[email] = user
                 unique.append(user)
         else:
             deleted.add(email)

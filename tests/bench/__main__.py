@@ -44,6 +44,8 @@ class Series:
     rss_mb: list[float]
     extra: dict[str, Any]
     cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+    """CPU seconds the Bitwarden stand-in spent during each run (not bwsync's work)."""
 
     @property
     def best(self) -> float:
@@ -59,6 +61,8 @@ class Series:
 
     def line(self, label: str) -> str:
         cpu = f"  client CPU {min(self.cpu):6.3f} s" if self.cpu else ""
+        if self.server_cpu:
+            cpu += f"  stand-in CPU {statistics.median(self.server_cpu):6.3f} s"
         return (
             f"  {label:<28} min {self.best:6.3f} s  median {self.median:6.3f} s  "
             f"peak RSS {self.rss:6.1f} MB{cpu}"
@@ -145,6 +149,7 @@ def full_sync(
         wait_for_port(port, fake, time.monotonic() + 20)
         for n in range(repeat + 1):
             log = workdir / f"sync-{engine}-{n}.log"
+            server_before = _cpu_seconds(fake.pid)
             with log.open("wb") as err:
                 start = time.perf_counter()
                 proc = subprocess.Popen(
@@ -160,11 +165,18 @@ def full_sync(
             series.seconds.append(elapsed)
             series.rss_mb.append(usage.ru_maxrss / 1024)
             series.cpu.append(usage.ru_utime + usage.ru_stime)
+            series.server_cpu.append(_cpu_seconds(fake.pid) - server_before)
             series.extra = {"stages": _stages(log)}
     finally:
         fake.terminate()
         fake.wait(10)
     return first, steady
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (``/proc/<pid>/stat`` fields 14-15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stages(log: Path) -> str:
