@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -326,3 +328,32 @@ def test_bwsync_sync_end_to_end(
         "Salesforce users",
     ]
     assert "PRIVATE KEY" not in capsys.readouterr().err
+
+
+def test_proxy_variables_are_honoured(
+    fake_okta: FakeOkta, okta_settings: Callable[..., OktaSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A "proxy" that records the first line it is sent and hangs up: the source must go
+    # through it (HTTPS_PROXY), as the Bitwarden client and the Entra/Google sources do.
+    seen: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        listener.close()  # retries are refused at once
+        with conn:
+            seen.append(conn.recv(4096).split(b"\r\n", 1)[0])
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        with pytest.raises(OktaError):
+            _source(okta_settings(fake_okta, timeout=5), sleep=lambda _: None).fetch(FetchRequest())
+        worker.join(5)
+    finally:
+        listener.close()
+    host = fake_okta.url.removeprefix("https://")
+    assert seen == [f"CONNECT {host} HTTP/1.1".encode()]

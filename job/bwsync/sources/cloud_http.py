@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bwsync.errors import DirectoryError, shorten
+from bwsync.errors import ConfigError, DirectoryError, shorten
 
 __all__ = [
     "CloudApiError",
@@ -88,18 +88,19 @@ class CloudApiError(DirectoryError):
         super().__init__(f"{where} failed: {detail}")
 
 
-def ssl_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+def ssl_verify(ca_file: Path | None, setting: str = "the CA file") -> ssl.SSLContext | bool:
     """httpx ``verify`` for a source: a context trusting exactly ``ca_file``, else ``True``.
 
-    Raises ``ConfigError``-free ``DirectoryError`` when the file cannot be read, naming it, so a
-    mistyped path is reported before any request is made.
+    A file that cannot be loaded is a settings problem (exit 2), named by its ``setting``
+    (``BWSYNC_ENTRA__CA_FILE``…) and reported before any request is made; every HTTP source
+    (Entra, Google, Okta, OneLogin) words it the same way.
     """
     if ca_file is None:
         return True
     try:
         return ssl.create_default_context(cafile=str(ca_file))
     except (OSError, ssl.SSLError) as exc:
-        raise DirectoryError(f"cannot load CA file {ca_file}: {exc}") from None
+        raise ConfigError(f"{setting}: cannot load {ca_file}: {exc}") from None
 
 
 def request_name(method: str, url: str | httpx.URL) -> str:
@@ -205,6 +206,7 @@ class CloudHttp:
         *,
         error_class: type[CloudApiError] = CloudApiError,
         ca_file: Path | None = None,
+        ca_setting: str = "the CA file",
         timeout: float = 60.0,
         base_url: str = "",
         auth: httpx.Auth | None = None,
@@ -227,7 +229,7 @@ class CloudHttp:
             auth=auth,
             headers=dict(headers or {}),
             timeout=timeout,
-            verify=ssl_verify(ca_file),
+            verify=ssl_verify(ca_file, ca_setting),
             # Proxy variables (HTTPS_PROXY/NO_PROXY) are honoured; certificate variables are
             # not, because ``verify`` is explicit whenever a CA file is configured.
             trust_env=True,

@@ -51,6 +51,7 @@ from bwsync.config import OktaSettings, SyncSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
+from bwsync.sources.cloud_http import ssl_verify
 from bwsync.sources.filters import Filter, parse_filter, scope_users_to_groups
 
 SCOPES = ("okta.users.read", "okta.groups.read")
@@ -153,21 +154,13 @@ class PacedHttp:
         on_request: Callable[[str, str, int], None] | None = None,
     ) -> PacedHttp:
         """A paced client for one source: its own CA file (named by ``ca_setting`` when it
-        cannot be loaded) wins over the environment's bundles, no proxy variables, no
-        redirects."""
-        verify: Any = True
-        if ca_file is not None:
-            import ssl
-
-            try:
-                verify = ssl.create_default_context(cafile=str(ca_file))
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f"{ca_setting}: cannot load {ca_file}: {exc}") from None
+        cannot be loaded) wins over the environment's bundles; proxy variables are honoured,
+        as by every other HTTP client of bwsync; no redirects."""
         client = httpx.Client(
-            verify=verify,
+            verify=ssl_verify(ca_file, ca_setting),
             timeout=timeout,
             transport=transport,
-            trust_env=False,
+            trust_env=True,
             headers={"Accept": "application/json", "User-Agent": "bwsync"},
             follow_redirects=False,
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
-from bwsync.errors import DirectoryError
+from bwsync.errors import ConfigError, DirectoryError
 from bwsync.sources.cloud_http import (
     CloudApiError,
     CloudHttp,
@@ -136,11 +138,12 @@ def test_json_error_detail_shapes() -> None:
     assert json_error_detail(r) == ("E0000011", "Invalid token")
 
 
-def test_missing_ca_file_is_a_directory_error(tmp_path: object) -> None:
-    from pathlib import Path
-
-    with pytest.raises(DirectoryError, match="cannot load CA file"):
-        CloudHttp("x", ca_file=Path("/nonexistent/ca.pem"))
+def test_an_unloadable_ca_file_is_a_settings_error_naming_the_setting(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"BWSYNC_ENTRA__CA_FILE: cannot load .*ca\.pem") as info:
+        CloudHttp("x", ca_file=not_pem, ca_setting="BWSYNC_ENTRA__CA_FILE")
+    assert info.value.exit_code == 2
 
 
 def test_a_long_retry_after_is_honoured_in_full_within_the_budget() -> None:
