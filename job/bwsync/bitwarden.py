@@ -451,6 +451,12 @@ class BitwardenClient:
     def closed(self) -> bool:
         return self._http.is_closed
 
+    def detach(self) -> None:
+        """Stop reporting requests and retries: the run they belonged to has ended (its summary
+        and metrics are out), and a read still running must not change them afterwards."""
+        self._on_request = None
+        self._on_retry = None
+
     def __enter__(self) -> BitwardenClient:
         return self
 

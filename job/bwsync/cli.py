@@ -11,13 +11,15 @@ document, check results) goes to stdout, so ``bwsync plan --output json > plan.j
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import logging
 import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(settings, offline=args.offline)
         if command == "state":
             return cmd_state(settings, args.action)
-        if command == "plan":
-            return cmd_plan(settings, args)
-        return cmd_sync(settings, args)
+        with paused_gc():
+            if command == "plan":
+                return cmd_plan(settings, args)
+            return cmd_sync(settings, args)
     except BwsyncError as exc:
         event("error", logging.ERROR, error=str(exc), exit_code=exc.exit_code)
         print(f"bwsync: {exc}", file=sys.stderr)
@@ -156,6 +159,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         logs.LOGGER.exception("unexpected error: %s", type(exc).__name__)
         return 1
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector, off for a pass (or, in loop mode, between the explicit
+    collections after each pass), and back as it was afterwards.
+
+    A pass builds several hundred thousand acyclic objects (entries, records, import bodies,
+    the member list) that reference counting frees; the collector walked them over and over
+    for nothing (0.1-0.3 s on 100,000 users). It resumes only once the pass's objects are gone
+    (the command has returned), so its first collection has little left to walk."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _secrets(settings: Settings) -> list[str]:
@@ -253,6 +274,8 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
             # A wrong setting will not fix itself: stop instead of failing every interval.
             if outcome.report.exit_code == 2:
                 return 2
+            del outcome
+            gc.collect()  # what the pass left in cycles (the collector is paused: paused_gc)
             stop.wait(max(0.0, args.every - (time.monotonic() - started)))
     finally:
         server.stop()

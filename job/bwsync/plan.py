@@ -17,6 +17,7 @@ group's membership — the plan shows those removals too.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -121,6 +122,8 @@ class Plan:
     """Members carrying an externalId, the base of the percentage limit."""
     protected_external_ids: set[str] = field(default_factory=set)
     """``deleted: true`` entries left out of the import because the member is an owner/admin."""
+    hazards: list[str] = field(default_factory=list)
+    """What the import would break beyond this run: the safety check refuses it (exit 6)."""
     notes: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
@@ -168,24 +171,25 @@ def _plan_members(
     """Member changes; returns the indexes the group part needs (by externalId, the members
     about to be linked by email, the externalIds about to be invited)."""
     by_ext = {m.external_id: m for m in org.members if m.external_id}
+
     # Needed only for a directory user the organization does not know by externalId; an
     # organization in step never asks, and 100,000 lower-cased emails are not free.
-    by_email_built: dict[str, OrgMember] | None = None
-
+    @functools.cache
     def by_email() -> dict[str, OrgMember]:
-        nonlocal by_email_built
-        if by_email_built is None:
-            by_email_built = {}
-            for m in org.members:
-                if m.email:
-                    by_email_built.setdefault(m.email.lower(), m)
-        return by_email_built
+        found: dict[str, OrgMember] = {}
+        for m in org.members:
+            if m.email:
+                found.setdefault(m.email.lower(), m)
+        return found
 
+    # Members without an externalId, by email: §3.4 step 5 gives each the externalId of the
+    # active entry with its email, even one that another member already holds.
+    unlinked = {m.email.lower(): m for m in org.members if not m.external_id and m.email}
     plan.synced_members = len(by_ext)
     changes = plan.changes
-
-    def protected(m: OrgMember) -> bool:
-        return m.type in (TYPE_OWNER, TYPE_ADMIN)
+    # Entries the plan expects the server to skip for an email another member holds: the
+    # server invites them after all when that member is removed by this same import.
+    owner_skips: list[tuple[int, str]] = []
 
     active_ext: set[str] = set()
     seen_ext: set[str] = set()
@@ -201,26 +205,14 @@ def _plan_members(
             gone = u.deleted or (sync.remove_disabled and u.disabled)
             existing = by_ext.get(ext)
             if gone:
-                if existing is None:
-                    continue
-                why = "deleted in the directory" if u.deleted else "disabled in the directory"
-                if protected(existing):
-                    plan.protected_external_ids.add(ext)
-                    changes.append(
-                        Change(
-                            "skip",
-                            email,
-                            ext,
-                            why + "; owners and admins are never removed",
-                            existing.id,
-                        )
-                    )
-                else:  # the entry goes out as deleted: true, and the server removes whatever
-                    # the member's status, revoked included (§3.4 step 3)
-                    changes.append(Change("remove", email, ext, why, existing.id))
+                if existing is not None:
+                    _plan_gone(plan, email, ext, existing, deleted=u.deleted)
                 continue
             active_ext.add(ext)
             if existing is not None:
+                twin = unlinked.get(email) if unlinked else None
+                if twin is not None:
+                    _second_holder(plan, email, ext, existing, twin)
                 if existing.status == revoked and restore_revoked:
                     changes.append(
                         Change(
@@ -235,6 +227,7 @@ def _plan_members(
                     Change("link", email, ext, "member added by hand with the same email", other.id)
                 )
             elif other is not None:
+                owner_skips.append((len(changes), other.external_id or ""))
                 changes.append(
                     Change(
                         "skip",
@@ -252,9 +245,47 @@ def _plan_members(
                 changes.append(Change("invite", email, ext, reason))
 
         changes.extend(_missing(by_ext, active_ext, seen_ext, sync))
+        if owner_skips:
+            _invite_freed_emails(changes, owner_skips)
 
     invited = {c.external_id for c in changes if c.action == "invite" and c.external_id}
     return by_ext, linked, invited
+
+
+def _plan_gone(plan: Plan, email: str, ext: str, existing: OrgMember, *, deleted: bool) -> None:
+    """A member whose entry goes out as ``deleted: true``: the server removes it whatever its
+    status, revoked included (§3.4 step 3), except owners and admins, whose entry bwsync
+    leaves out of the import."""
+    why = "deleted in the directory" if deleted else "disabled in the directory"
+    if existing.type in (TYPE_OWNER, TYPE_ADMIN):
+        plan.protected_external_ids.add(ext)
+        reason = why + "; owners and admins are never removed"
+        plan.changes.append(Change("skip", email, ext, reason, existing.id))
+    else:
+        plan.changes.append(Change("remove", email, ext, why, existing.id))
+
+
+def _second_holder(plan: Plan, email: str, ext: str, holder: OrgMember, twin: OrgMember) -> None:
+    """§3.4 step 5 links a member added by hand (``twin``) to an entry by email even when the
+    entry's externalId already belongs to ``holder``: a hazard, refused by the safety check."""
+    plan.changes.append(Change("link", email, ext, "externalId given to a second member", twin.id))
+    plan.hazards.append(
+        f"{email}: the server would give externalId {ext}, which member "
+        f"{holder.email or holder.id} already has, to the member added by hand with this email; "
+        "two members with one externalId make every later import fail (HTTP 500). Remove the "
+        "hand-added member or change the email in the directory"
+    )
+
+
+def _invite_freed_emails(changes: list[Change], owner_skips: list[tuple[int, str]]) -> None:
+    """A skip for an email held by a member this import removes becomes an invite: removals
+    run before invitations (§3.4 steps 3-4, then 6), so the email is free by then."""
+    removed = {c.external_id for c in changes if c.action == "remove"}
+    for i, owner in owner_skips:
+        if owner in removed:
+            c = changes[i]
+            why = "new in the directory; the email's current member is removed first"
+            changes[i] = Change("invite", c.subject, c.external_id, why)
 
 
 def _missing(
@@ -365,7 +396,7 @@ def check_safety(
 ) -> list[str]:
     """Reasons to refuse this plan (empty = safe). ``allow_removals`` is ``--allow-removals``:
     up to that many removals pass whatever the configured limits say, for this run only."""
-    reasons: list[str] = []
+    reasons: list[str] = list(plan.hazards)
     if directory.users is not None and not directory.users and plan.synced_members > 0:
         reasons.append(
             f"the directory returned no users while the organization has {plan.synced_members} "

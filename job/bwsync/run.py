@@ -13,7 +13,6 @@ with one job. What it guarantees:
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import socket
@@ -148,7 +147,6 @@ class _Run:
         self.early: BackgroundRead | None = None
 
     def execute(self) -> Outcome:
-        collecting = _pause_gc()
         try:
             self._run()
         except BwsyncError as exc:
@@ -163,7 +161,6 @@ class _Run:
                 self.early.close()  # the client it shares: now, or when a running read ends
             elif self.client is not None:
                 self.client.close()
-            _resume_gc(collecting)
         return self.outcome
 
     def _run(self) -> None:
@@ -311,9 +308,10 @@ class _Run:
         holder = lease_holder(self.settings.profile)
         with self.stage("lease", holder=holder):
             self.leased = self.store.acquire_lease(holder, self.settings.state.lease_seconds)
-        _apply(
-            client, payload, plan, self.stage, send_all=self.options.force or self._reconcile_due()
-        )
+        # Every batch goes when the snapshot may be as old as the fetch (read beside it: a
+        # first run, state backend none), and on --force or a due reconcile, as bwdc does.
+        send_all = self.early is not None or self.options.force or self._reconcile_due()
+        _apply(client, payload, plan, self.stage, send_all=send_all)
         if plan.org_known:
             with self.stage("verify") as info:
                 self.outcome.differences = verify(client, plan, self.report)
@@ -321,7 +319,9 @@ class _Run:
         # Without list endpoints nothing can be confirmed: `applied` stays empty and the
         # summary's `sent` says what went out.
         self.report.result, self.report.exit_code = "success", 0
-        _remember_success(self.leased, directory_hash, directory, self.report, full=True)
+        # A run that left batches out was not a full apply: the next reconcile stays due.
+        full = not self.report.unsent_batches
+        _remember_success(self.leased, directory_hash, directory, self.report, full=full)
         self.report.finished = time.time()
         _record(self.leased, self.report)
         releasing, self.leased = self.leased, None
@@ -367,31 +367,6 @@ class _Run:
             event("state_not_updated", logging.WARNING, error=str(state_exc))
 
 
-def _pause_gc() -> bool:
-    """Pause the cyclic garbage collector for a pass; return whether it was running.
-
-    A pass builds several hundred thousand acyclic objects (entries, records, import bodies,
-    the member list) that reference counting frees; the collector would walk them over and over
-    for nothing (0.1-0.3 s on 100,000 users). A previous pass in this process (``sync --every``)
-    left its objects frozen (``_resume_gc``): they are unfrozen and collected first, so cycles it
-    made (tracebacks, HTTP clients) do not pile up."""
-    if gc.get_freeze_count():
-        gc.unfreeze()
-        gc.collect()
-    collecting = gc.isenabled()
-    gc.disable()
-    return collecting
-
-
-def _resume_gc(collecting: bool) -> None:
-    """Freeze what the pass left before the collector resumes: its first collection would
-    otherwise walk every object made during the pass (50 ms on 100,000 users), most of which
-    reference counting frees a moment later anyway."""
-    gc.freeze()
-    if collecting:
-        gc.enable()
-
-
 def _missing_credentials() -> list[str]:
     return [
         "BWSYNC_BITWARDEN__CLIENT_ID and BWSYNC_BITWARDEN__CLIENT_SECRET are required to sync "
@@ -426,9 +401,10 @@ def _log_changes(plan: Plan, *, dry: bool) -> None:
         )
 
 
-#: Planned actions the import request carries out (revoke and restore use member endpoints;
-#: a skip is an entry the server ignores).
-IMPORTED = frozenset({"invite", "link", "remove"})
+#: Planned actions whose entry makes its batch worth sending: what the import carries out, and
+#: "skip" too — an entry the plan expects the server to ignore is sent all the same, so the
+#: server, not the plan, has the last word (revoke and restore use the member endpoints).
+IMPORTED = frozenset({"invite", "link", "remove", "skip"})
 
 
 def unchanged_batches(payload: Payload, plan: Plan) -> set[int]:
@@ -437,9 +413,10 @@ def unchanged_batches(payload: Payload, plan: Plan) -> set[int]:
     says, so §3.4 would change nothing. Leaving them out makes one changed user in 100,000
     cost one import request instead of 51 (the cloud allows 60 POSTs a minute).
 
-    Only where the plan knows the organization (list endpoints read this run); group batches
-    are always sent, since memberships are not read without ``--detail``. A member changed by
-    hand in the moment between the snapshot and the apply is put right by the next run."""
+    Only where the plan knows the organization (list endpoints read this run, after the fetch:
+    the run sends everything when it read them beside the fetch); group batches are always
+    sent, since memberships are not read without ``--detail``. A run that leaves batches out
+    does not count as a full reconcile."""
     if not plan.org_known or len(payload.requests) < 2:
         return set()
     touched = {c.external_id for c in plan.changes if c.action in IMPORTED and c.external_id}

@@ -74,6 +74,8 @@ class BackgroundRead:
             close = self._finished
         if close:
             self._client.close()
+        else:
+            self._client.detach()  # its remaining requests are no longer this run's
 
     def result(self) -> OrgSnapshot | None:
         """Wait for the read; raise what it raised (a ``BitwardenError`` names the step)."""

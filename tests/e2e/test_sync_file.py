@@ -413,17 +413,18 @@ def test_a_member_removed_by_hand_brings_its_batch_back(
     env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BWSYNC_SYNC__LARGE_IMPORT", "true")
-    monkeypatch.setenv("BWSYNC_STATE__BACKEND", "none")  # every run plans and applies
-    _directory(env["directory"], [_u(i) for i in range(4500)])
+    users = [_u(i) for i in range(4500)]
+    _directory(env["directory"], users)
     assert main(["sync"]) == 0
+    reconciled = _state(env)["last_full_reconcile"]
     gone = fake_bitwarden.find_member(external_id="u2100")  # in the second batch
     assert gone is not None
     fake_bitwarden.remove_member(gone)
     fake_bitwarden.clear_requests()
+    _directory(env["directory"], [*users, _u(4500)])  # and a newcomer, in the third batch
     assert main(["sync"]) == 0
-    (imp,) = fake_bitwarden.requests_to("import")
-    assert [m["externalId"] for m in imp.body["members"]][:1] == ["u2000"]
+    imports = [r.body["members"] for r in fake_bitwarden.requests_to("import")]
+    assert [m[0]["externalId"] for m in imports] == ["u2000", "u4000"]
     assert fake_bitwarden.find_member(external_id="u2100") is not None  # invited again
-    fake_bitwarden.clear_requests()
-    assert main(["sync"]) == 0  # in step now: no member batch carries a change
-    assert fake_bitwarden.requests_to("import") == []
+    # batches were left out: not a full apply, so a due reconcile stays due
+    assert _state(env)["last_full_reconcile"] == reconciled

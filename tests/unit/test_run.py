@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import time
-import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from bwsync.config import Settings, SyncSettings, load_settings
@@ -166,40 +165,6 @@ def test_a_directory_failure_is_reported_without_waiting_for_the_org_read(
     assert fake_bitwarden.requests_to("import") == []
 
 
-class _Cycle:
-    def __init__(self) -> None:
-        self.me = self
-
-
-class _CycleSource(_DeltaSource):
-    """Leaves one reference cycle behind per read, watched through a weak reference."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.left: list[weakref.ref[_Cycle]] = []
-
-    def fetch(self, request: FetchRequest) -> Directory:
-        self.left.append(weakref.ref(_Cycle()))
-        return super().fetch(request)
-
-
-def test_the_collector_is_paused_for_a_pass_and_catches_up_at_the_next(
-    fake_bitwarden: FakeBitwarden, tmp_path: Path
-) -> None:
-    settings = _settings(fake_bitwarden, tmp_path / "state.json")
-    source = _CycleSource()
-    try:
-        assert gc.isenabled()
-        execute(settings, RunOptions(), source=source)
-        assert gc.isenabled()  # resumed after the pass
-        gc.collect()
-        assert source.left[0]() is not None  # frozen with the pass's objects, not yet collected
-        execute(settings, RunOptions(), source=source)  # the next pass (sync --every)
-        assert source.left[0]() is None  # collected when the next pass started
-    finally:
-        gc.unfreeze()
-
-
 def test_unchanged_batches_are_member_batches_without_a_planned_import_change() -> None:
     users = [User(f"u{i}", f"u{i}", f"u{i}@example.com") for i in range(4100)]
     groups = [Group("g", "g", "G", user_member_external_ids={"u1": None})]
@@ -230,3 +195,124 @@ def test_unchanged_batches_are_member_batches_without_a_planned_import_change() 
         )
         == set()
     )
+
+
+class _Users:
+    """A source returning these users; ``during`` runs inside the fetch (a hand edit)."""
+
+    name = "file"
+    server = "users test source"
+
+    def __init__(self, users: list[User], during: Callable[[], None] | None = None) -> None:
+        self.users = users
+        self.during = during
+
+    def fetch(self, request: FetchRequest) -> Directory:
+        if self.during is not None:
+            self.during()
+        return Directory(users=list(self.users), groups=None)
+
+    def check(self) -> list[CheckResult]:
+        return []
+
+
+def _batched(fake: FakeBitwarden, path: Path) -> Settings:
+    return load_settings(
+        bitwarden={
+            "server": fake.base_url,
+            "client_id": fake.client_id,
+            "client_secret": fake.client_secret,
+        },
+        state={"backend": "file", "path": path},
+        sync={"large_import": True},
+    )
+
+
+def _remember_a_hash(path: Path) -> None:
+    store = FileStateStore(path)
+    doc = store.load()
+    doc.hash = "the hash of an earlier directory"
+    store.save(doc)
+
+
+def test_an_email_freed_by_a_removal_in_another_batch_is_invited(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    # x5 holds jsmith@ in the org and is deleted in the directory (batch 1); a new hire y has
+    # jsmith@ (batch 2): the removal frees the email, so the server invites y.
+    users = [User(f"u{i}", f"u{i}", f"u{i}@example.com") for i in range(4100)]
+    users[5] = User("x5", "x5", "x5-renamed@example.com", deleted=True)
+    users[3000] = User("y", "y", "jsmith@example.com")
+    for u in users:
+        if u.external_id not in ("x5", "y"):
+            fake_bitwarden.add_member(u.email, external_id=str(u.external_id))
+    fake_bitwarden.add_member("jsmith@example.com", external_id="x5")
+    path = tmp_path / "state.json"
+    _remember_a_hash(path)  # a plain changed run: the batches that change nothing are left out
+    settings = _batched(fake_bitwarden, path).model_copy(
+        update={"sync": SyncSettings(large_import=True, max_removal_percent=100)}
+    )
+    outcome = execute(settings, RunOptions(), source=_Users(users))
+    assert outcome.report.result == "success", outcome.report.error
+    assert outcome.report.planned == {"remove": 1, "invite": 1}
+    assert outcome.report.unsent_batches == 1  # batch 3 (u4000-u4099) holds no change
+    assert fake_bitwarden.find_member(external_id="y") is not None
+    assert outcome.differences == []
+
+
+def test_giving_an_externalid_to_a_second_member_is_refused(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    # u1's email changed to new@, which an admin had added by hand: §3.4 step 5 would give the
+    # hand-added member externalId u1 too, and every later import would fail with a 500.
+    fake_bitwarden.add_member("old@example.com", external_id="u1")
+    fake_bitwarden.add_member("new@example.com")
+    users = [User("u1", "u1", "new@example.com"), User("u2", "u2", "u2@example.com")]
+    outcome = execute(
+        _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=_Users(users)
+    )
+    assert outcome.report.exit_code == 6
+    assert "new@example.com: the server would give externalId u1" in (outcome.report.error or "")
+    assert fake_bitwarden.writes() == []
+
+
+def test_a_read_left_running_does_not_change_the_finished_report(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    fake_bitwarden.slow("list_members", seconds=1.0, times=1)
+    source = _WaitingSource(fake_bitwarden, patience=0, fail=True)
+    outcome = execute(
+        _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=source
+    )
+    before = dict(outcome.report.requests)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not fake_bitwarden.requests_to("list_groups"):
+        time.sleep(0.05)  # the abandoned read goes on to the groups
+    assert fake_bitwarden.requests_to("list_groups")
+    assert dict(outcome.report.requests) == before
+
+
+def test_a_first_run_sends_every_batch_as_its_snapshot_is_as_old_as_the_fetch(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    users = [User(f"u{i}", f"u{i}", f"u{i}@example.com") for i in range(4100)]
+    for u in users[:-1]:
+        fake_bitwarden.add_member(u.email, external_id=str(u.external_id))
+
+    def removed_by_hand_during_the_fetch() -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not fake_bitwarden.requests_to("list_groups"):
+            time.sleep(0.01)  # the snapshot, read beside the fetch, is in
+        fake_bitwarden.remove_member(fake_bitwarden.find_member(external_id="u10"))  # type: ignore[arg-type]
+
+    path = tmp_path / "state.json"
+    outcome = execute(
+        _batched(fake_bitwarden, path),
+        RunOptions(),
+        source=_Users(users, during=removed_by_hand_during_the_fetch),
+    )
+    assert outcome.report.result == "success", outcome.report.error
+    assert outcome.report.unsent_batches == 0
+    assert len(fake_bitwarden.requests_to("import")) == 3
+    assert fake_bitwarden.find_member(external_id="u10") is not None  # invited again
+    assert FileStateStore(path).load().last_full_reconcile is not None
