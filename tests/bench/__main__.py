@@ -106,10 +106,13 @@ def full_sync(
     fake_args: tuple[str, ...] = (),
     *,
     self_hosted: bool = False,
-) -> tuple[Series, Series] | str:
+) -> tuple[Series, Series, Series] | str:
     """``bwsync sync`` subprocesses against one stand-in: the first run fills an empty
-    organization (100,000 invitations), the next ``repeat`` runs find it in step (the usual
-    scheduled run; with state backend ``none`` each still fetches, plans and imports).
+    organization (100,000 invitations); the next ``repeat`` runs find it in step with state
+    backend ``none`` (each fetches, reads the organization beside the fetch, plans and sends the
+    whole import); the last ``repeat`` runs keep state in a file whose hash is made stale before
+    each run: the directory "changed since the last run" while the organization is in step, the
+    scheduled run after a change (organization read after the fetch, unchanged batches left out).
 
     ``self_hosted``: the stand-in without the cloud's 2,000-entry cap and bwsync without
     ``large_import``, so the import is one request (bwdc against a self-hosted server)
@@ -119,7 +122,8 @@ def full_sync(
         import bwsync.testing.fake_bitwarden  # noqa: F401
     except ImportError as exc:
         return f"skipped: {exc}"
-    first, steady = Series([], [], {}), Series([], [], {})
+    first, steady, changed = Series([], [], {}), Series([], [], {}), Series([], [], {})
+    state_file = workdir / f"state-{engine}-{uuid.uuid4().hex[:8]}.json"
     port = free_port()
     client_id, secret = f"organization.{uuid.uuid4()}", uuid.uuid4().hex
     fake = subprocess.Popen(
@@ -147,21 +151,29 @@ def full_sync(
     )
     try:
         wait_for_port(port, fake, time.monotonic() + 20)
-        for n in range(repeat + 1):
+        for n in range(2 * repeat + 1):
             log = workdir / f"sync-{engine}-{n}.log"
+            run_env = env
+            if n > repeat:
+                run_env = {
+                    **env,
+                    "BWSYNC_STATE__BACKEND": "file",
+                    "BWSYNC_STATE__PATH": str(state_file),
+                }
+                _stale_hash(state_file)
             server_before = _cpu_seconds(fake.pid)
             with log.open("wb") as err:
                 start = time.perf_counter()
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "bwsync", "sync"],
-                    stdout=subprocess.DEVNULL, stderr=err, env=env,
+                    stdout=subprocess.DEVNULL, stderr=err, env=run_env,
                 )  # fmt: skip
                 _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
                 elapsed = time.perf_counter() - start
             code = os.waitstatus_to_exitcode(status)
             if code != 0:
                 return f"failed (exit {code}): {log.read_text()[-800:]}"
-            series = first if n == 0 else steady
+            series = first if n == 0 else steady if n <= repeat else changed
             series.seconds.append(elapsed)
             series.rss_mb.append(usage.ru_maxrss / 1024)
             series.cpu.append(usage.ru_utime + usage.ru_stime)
@@ -170,7 +182,17 @@ def full_sync(
     finally:
         fake.terminate()
         fake.wait(10)
-    return first, steady
+    return first, steady, changed
+
+
+def _stale_hash(path: Path) -> None:
+    """A state file remembering a hash no directory has: the next run sees a change."""
+    from bwsync.state.file import FileStateStore
+
+    store = FileStateStore(path)
+    doc = store.load()
+    doc.hash = "stale: the directory changed since this run"
+    store.save(doc)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -269,8 +291,10 @@ def main() -> None:
                     labels = (
                         "empty org",
                         "org in step",
+                        "org in step, dir. changed",
                         "import only, empty org",
                         "import only, org in step",
+                        "import only, dir. changed",
                     )
                     for label, series in zip(labels, sync, strict=False):
                         print(series.line(f"bwsync sync, {label}"))
