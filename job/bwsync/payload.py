@@ -150,14 +150,16 @@ def build_payload(
     org_id: str,
     keep: frozenset[str] = frozenset(),
     remove: list[tuple[str | None, str]] | None = None,
+    member_ids: bool = True,
 ) -> Payload:
     """Serialise the requests and hash them as bwdc does (one request: that object; several:
-    the JSON array of them)."""
+    the JSON array of them). ``member_ids=False``: a run that sends every batch anyway does
+    not need each batch's externalIds (100,000 strings)."""
     reqs = build_requests(users, groups, sync, keep=keep, remove=remove)
     bodies = [_dumps(r) for r in reqs]
     hashed = bodies[0] if len(bodies) == 1 else b"[" + b",".join(bodies) + b"]"
     new, legacy = bwdc_hash(api_url, org_id, hashed)
-    batched = len(reqs) > 1
+    batched = member_ids and len(reqs) > 1
     return Payload(
         requests=[
             ImportRequest(
