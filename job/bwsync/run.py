@@ -233,6 +233,7 @@ class _Run:
                 self.sync,
                 api_url=self.settings.bitwarden.resolved_api_url,
                 org_id=self.settings.bitwarden.organization_id or "",
+                member_ids=not self._full_apply(),  # only unchanged_batches reads them
                 **extra,
             )
             info["requests"] = len(payload.requests)
@@ -247,12 +248,18 @@ class _Run:
         comparison, so that an unchanged directory costs no Bitwarden request at all."""
         bw = self.settings.bitwarden
         assert self.doc is not None
-        if not (bw.client_id and bw.client_secret):
-            return None
-        if not (self.options.force or self.doc.hash is None or self._reconcile_due()):
+        if not (bw.client_id and bw.client_secret) or not self._full_apply():
             return None
         self.client = self.client_factory(self.settings, self.report)
         return BackgroundRead(self.client, detail=self.options.detail)
+
+    def _full_apply(self) -> bool:
+        """This run applies everything, as bwdc would, whatever the directory holds: no hash
+        remembered (a first run, state backend ``none``), ``--force``, or a reconcile due.
+        It then reads the organization beside the fetch, and sends every batch, since that
+        snapshot may be as old as the fetch."""
+        assert self.doc is not None
+        return self.options.force or self.doc.hash is None or self._reconcile_due()
 
     def _reconcile_due(self) -> bool:
         every = self.sync.full_reconcile_every
@@ -308,10 +315,7 @@ class _Run:
         holder = lease_holder(self.settings.profile)
         with self.stage("lease", holder=holder):
             self.leased = self.store.acquire_lease(holder, self.settings.state.lease_seconds)
-        # Every batch goes when the snapshot may be as old as the fetch (read beside it: a
-        # first run, state backend none), and on --force or a due reconcile, as bwdc does.
-        send_all = self.early is not None or self.options.force or self._reconcile_due()
-        _apply(client, payload, plan, self.stage, send_all=send_all)
+        _apply(client, payload, plan, self.stage, send_all=self._full_apply())
         if plan.org_known:
             with self.stage("verify") as info:
                 self.outcome.differences = verify(client, plan, self.report)
@@ -476,10 +480,9 @@ def verify(client: BitwardenClient, plan: Plan, report: RunReport) -> list[str]:
         report.applied = plan.counts()
         report.applied.pop("skip", None)
         return []
-    members = client.list_members() or []
-    groups = client.list_groups() or []
-    by_ext = {m.external_id: m for m in members if m.external_id}
-    group_by_ext = {g.external_id: g for g in groups if g.external_id}
+    org = read_org(client, detail=False) or OrgSnapshot(members=[], groups=[])
+    by_ext = {m.external_id: m for m in org.members if m.external_id}
+    group_by_ext = {g.external_id: g for g in org.groups if g.external_id}
     applied: dict[str, int] = {}
     differences: list[str] = []
 
