@@ -32,6 +32,7 @@ from bwsync.errors import (
     ConfigError,
 )
 from bwsync.model import OrgGroup, OrgMember
+from bwsync.testing.tls import self_signed_tls
 
 SECRET = "s3cr3t-Th1s-Must-Never-Show"
 ORG = "2f1e6d5c-4b3a-4c2d-9e8f-7a6b5c4d3e2f"
@@ -720,28 +721,8 @@ def test_url_layouts(server: str, api: str, identity: str) -> None:
 
 
 def _write_ca(path: Path) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bwsync test CA")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files = self_signed_tls(path.parent / "ca", common_name="bwsync test CA")
+    path.write_bytes(files.ca_file.read_bytes())
 
 
 def test_explicit_ca_file_is_the_only_trust_anchor(

@@ -2,8 +2,8 @@
 
 One self-signed certificate that is its own CA (``ca_file`` is what clients trust), valid for
 ``localhost`` and ``127.0.0.1``, with an unencrypted PKCS#8 key that can also sign client
-certificates. Used by the cloud stand-ins, their benchmarks (outside pytest) and the Kubernetes
-stand-in's fixtures.
+certificates. Used by every HTTPS stand-in (Bitwarden, Entra, Google, Okta, OneLogin, Kubernetes),
+their benchmarks (outside pytest) and the tests that need a CA file.
 """
 
 from __future__ import annotations
@@ -24,8 +24,14 @@ class TlsFiles:
     def ca_file(self) -> Path:
         return self.cert_file
 
+    @property
+    def server_pair(self) -> tuple[str, str]:
+        """``(cert_file, key_file)`` for ``ssl.SSLContext.load_cert_chain`` or a stand-in's
+        ``tls=``."""
+        return str(self.cert_file), str(self.key_file)
 
-def self_signed_tls(directory: Path) -> TlsFiles:
+
+def self_signed_tls(directory: Path, common_name: str = "bwsync test stand-in") -> TlsFiles:
     """Write a fresh EC certificate (its own CA) for loopback into ``directory``."""
     import ipaddress
 
@@ -35,7 +41,7 @@ def self_signed_tls(directory: Path) -> TlsFiles:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bwsync test stand-in")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
