@@ -41,6 +41,18 @@ EngineName = Literal["python-ldap", "ldap3"]
 Reason = Literal[
     "unreachable", "tls", "credentials", "filter", "no_such_object", "timeout", "other"
 ]
+#: How an engine classifies a failure; ``_Engine._fail`` turns it into the message.
+Failure = Literal[
+    "credentials",
+    "filter",
+    "no_such_object",
+    "size",
+    "timeout",
+    "unreachable",
+    "tls",
+    "needs_tls",
+    "other",
+]
 
 #: LDAP_SERVER_SHOW_DELETED_OID: makes AD return tombstones under CN=Deleted Objects.
 SHOW_DELETED_OID = "1.2.840.113556.1.4.417"
@@ -191,11 +203,11 @@ def tls_diagnosis(options: WireOptions) -> tuple[Reason, str] | None:
             return "tls", str(exc)
 
 
-def _tls_message(detail: str) -> tuple[str, Reason]:
+def _tls_message(detail: str) -> str:
     low = detail.lower()
     if "mismatch" in low or "not valid for" in low or "doesn't match" in low:
-        return f"TLS handshake failed: {detail} ({HOST_HINT})", "tls"
-    return f"TLS handshake failed: {detail} ({CA_HINT})", "tls"
+        return f"TLS handshake failed: {detail} ({HOST_HINT})"
+    return f"TLS handshake failed: {detail} ({CA_HINT})"
 
 
 def _looks_like_tls(detail: str) -> bool:
@@ -206,21 +218,20 @@ def _looks_like_tls(detail: str) -> bool:
     )
 
 
-# -- python-ldap --------------------------------------------------------------------------------
+class _Engine:
+    """What the two engines share: the options, the connection, and the way a library exception
+    becomes a ``WireError`` (each engine classifies its own library's exceptions)."""
 
-
-class PythonLdapWire:
-    """python-ldap engine: the raw ``search_ext``/``result3`` loop, one page in memory."""
-
-    engine: EngineName = "python-ldap"
+    engine: EngineName
 
     def __init__(self, options: WireOptions) -> None:
-        import ldap
-
-        self._ldap: Any = ldap
         self.options = options
         self.url = options.url
         self._conn: Any = None
+
+    def _classify(self, op: str, exc: Exception) -> tuple[Failure, str]:
+        """The kind of failure ``exc`` is, and the detail its message shows."""
+        raise NotImplementedError
 
     def _fail(
         self,
@@ -231,6 +242,51 @@ class PythonLdapWire:
         filterstr: str | None = None,
         filter_setting: str | None = None,
     ) -> WireError:
+        """``exc`` as a ``WireError``: one message per kind of failure, written once so the two
+        engines cannot drift apart (their tests assert identical messages)."""
+        kind, detail = self._classify(op, exc)
+        url, o = self.url, self.options
+        if kind == "credentials":
+            return WireError(
+                url, f"bind as {o.bind_dn} refused: invalid credentials", "credentials"
+            )
+        if kind == "filter":
+            return WireError(url, _filter_message(filterstr, filter_setting), "filter")
+        if kind == "no_such_object":
+            return WireError(url, f"base DN {base} does not exist", "no_such_object")
+        if kind == "size":
+            return WireError(url, f"{op} failed: {detail} ({SIZE_HINT})")
+        if kind == "timeout":
+            return WireError(url, f"{op} timed out after {o.timeout:g} s", "timeout")
+        if kind == "unreachable":
+            return WireError(url, f"server unreachable: {detail}", "unreachable")
+        if kind == "tls":
+            return WireError(url, _tls_message(detail), "tls")
+        if kind == "needs_tls":
+            return WireError(
+                url,
+                f"bind as {o.bind_dn} refused: {detail} "
+                "(the server wants TLS: use ldaps:// or BWSYNC_LDAP__START_TLS=true)",
+                "credentials",
+            )
+        return WireError(url, f"{op} failed: {detail}")
+
+
+# -- python-ldap --------------------------------------------------------------------------------
+
+
+class PythonLdapWire(_Engine):
+    """python-ldap engine: the raw ``search_ext``/``result3`` loop, one page in memory."""
+
+    engine: EngineName = "python-ldap"
+
+    def __init__(self, options: WireOptions) -> None:
+        import ldap
+
+        self._ldap: Any = ldap
+        super().__init__(options)
+
+    def _classify(self, op: str, exc: Exception) -> tuple[Failure, str]:
         ldap = self._ldap
         info: dict[str, Any] = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
         desc = str(info.get("desc") or type(exc).__name__)
@@ -245,23 +301,19 @@ class PythonLdapWire:
             else None
         )  # fmt: skip
         if kind is not None:
-            return _common_error(
-                self.url, self.options, op, kind, detail,
-                base=base, filterstr=filterstr, filter_setting=filter_setting,
-            )  # fmt: skip
+            return kind, detail
         if isinstance(exc, ldap.SERVER_DOWN | ldap.CONNECT_ERROR):
             found = tls_diagnosis(self.options) if op in ("StartTLS", "bind") else None
             if found is not None and found[0] == "unreachable":
-                return WireError(self.url, f"server unreachable: {found[1]}", "unreachable")
+                return "unreachable", found[1]
             if found is not None or op == "StartTLS" or _looks_like_tls(extra):
-                msg, reason = _tls_message(shorten(found[1] if found else detail))
-                return WireError(self.url, msg, reason)
-            kind = "unreachable"
-        elif op == "bind" and isinstance(
+                return "tls", shorten(found[1] if found else detail)
+            return "unreachable", detail
+        if op == "bind" and isinstance(
             exc, ldap.STRONG_AUTH_REQUIRED | ldap.CONFIDENTIALITY_REQUIRED
         ):
-            kind = "needs_tls"
-        return _common_error(self.url, self.options, op, kind or "other", detail)
+            return "needs_tls", detail
+        return "other", detail
 
     def open(self) -> None:
         ldap = self._ldap
@@ -441,7 +493,7 @@ def _ldap3_tls_class() -> Any:
     return VerifyingTls
 
 
-class Ldap3Wire:
+class Ldap3Wire(_Engine):
     """ldap3 engine: its own paged loop (ldap3's generator yields each page in reverse order,
     and the source must keep server order), raw attribute values, no schema reading."""
 
@@ -449,19 +501,9 @@ class Ldap3Wire:
 
     def __init__(self, options: WireOptions) -> None:
         self._ldap3 = _ldap3()
-        self.options = options
-        self.url = options.url
-        self._conn: Any = None
+        super().__init__(options)
 
-    def _fail(
-        self,
-        op: str,
-        exc: Exception,
-        *,
-        base: str | None = None,
-        filterstr: str | None = None,
-        filter_setting: str | None = None,
-    ) -> WireError:
+    def _classify(self, op: str, exc: Exception) -> tuple[Failure, str]:
         e3 = self._ldap3.core.exceptions
 
         text = shorten(str(exc) or type(exc).__name__)
@@ -478,22 +520,18 @@ class Ldap3Wire:
             else None
         )  # fmt: skip
         if kind is not None:
-            return _common_error(
-                self.url, self.options, op, kind, text,
-                base=base, filterstr=filterstr, filter_setting=filter_setting,
-            )  # fmt: skip
+            return kind, text
         if isinstance(exc, e3.LDAPStartTLSError | e3.LDAPCertificateError | ssl.SSLError) or (
             isinstance(exc, e3.LDAPSocketOpenError) and _looks_like_tls(text)
         ):
-            msg, reason = _tls_message(_ssl_detail(text))
-            return WireError(self.url, msg, reason)
+            return "tls", _ssl_detail(text)
         if isinstance(exc, e3.LDAPCommunicationError | OSError):
-            kind = "unreachable"
-        elif op == "bind" and isinstance(
+            return "unreachable", text
+        if op == "bind" and isinstance(
             exc, e3.LDAPStrongerAuthRequiredResult | e3.LDAPConfidentialityRequiredResult
         ):
-            kind = "needs_tls"
-        return _common_error(self.url, self.options, op, kind or "other", text)
+            return "needs_tls", text
+        return "other", text
 
     def open(self) -> None:
         ldap3 = self._ldap3
@@ -662,55 +700,6 @@ def _ssl_detail(text: str) -> str:
             end = text.find("(_ssl", i)
             return text[i : end if end > 0 else None].strip(" ,'\"[]()")
     return text
-
-
-Failure = Literal[
-    "credentials",
-    "filter",
-    "no_such_object",
-    "size",
-    "timeout",
-    "unreachable",
-    "needs_tls",
-    "other",
-]
-
-
-def _common_error(
-    url: str,
-    options: WireOptions,
-    op: str,
-    kind: Failure,
-    detail: str,
-    *,
-    base: str | None = None,
-    filterstr: str | None = None,
-    filter_setting: str | None = None,
-) -> WireError:
-    """The message for a failure both engines classify the same way, written once so the two
-    engines cannot drift apart (their tests assert identical messages)."""
-    if kind == "credentials":
-        return WireError(
-            url, f"bind as {options.bind_dn} refused: invalid credentials", "credentials"
-        )
-    if kind == "filter":
-        return WireError(url, _filter_message(filterstr, filter_setting), "filter")
-    if kind == "no_such_object":
-        return WireError(url, f"base DN {base} does not exist", "no_such_object")
-    if kind == "size":
-        return WireError(url, f"{op} failed: {detail} ({SIZE_HINT})")
-    if kind == "timeout":
-        return WireError(url, f"{op} timed out after {options.timeout:g} s", "timeout")
-    if kind == "unreachable":
-        return WireError(url, f"server unreachable: {detail}", "unreachable")
-    if kind == "needs_tls":
-        return WireError(
-            url,
-            f"bind as {options.bind_dn} refused: {detail} "
-            "(the server wants TLS: use ldaps:// or BWSYNC_LDAP__START_TLS=true)",
-            "credentials",
-        )
-    return WireError(url, f"{op} failed: {detail}")
 
 
 def _filter_message(filterstr: str | None, setting: str | None) -> str:
