@@ -27,7 +27,6 @@ import ssl
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -45,6 +44,7 @@ from bwsync.errors import (
     ConfigError,
     shorten,
 )
+from bwsync.http_headers import retry_after
 from bwsync.model import BITWARDEN_ENDPOINTS, OrgGroup, OrgMember
 
 __all__ = [
@@ -100,23 +100,6 @@ def backoff_delay(attempt: int, jitter: float) -> float:
     ``jitter`` in [0, 1) spreading clients that failed together."""
     base: float = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
     return base * (0.5 + jitter / 2)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` as seconds (integer or HTTP date); ``None`` when absent or unreadable."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,12 +622,8 @@ class BitwardenClient:
             note = ""
             delay = 0.0
             if should_retry(status, exc) and attempt <= self.settings.max_retries:
-                retry_after = _retry_after(response) if response is not None else None
-                delay = (
-                    retry_after
-                    if retry_after is not None
-                    else backoff_delay(attempt, self._jitter())
-                )
+                hint = retry_after(response) if response is not None else None
+                delay = hint if hint is not None else backoff_delay(attempt, self._jitter())
                 if max(self._clock() - started, waited) + delay <= self._max_retry_seconds:
                     if self._on_retry is not None:
                         self._on_retry("token" if is_token else endpoint)

@@ -40,7 +40,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,6 +48,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bwsync.errors import ConfigError, DirectoryError, shorten
+from bwsync.http_headers import retry_after
 
 __all__ = [
     "CloudApiError",
@@ -116,22 +116,6 @@ def should_retry(status: int | None, exc: Exception | None = None) -> bool:
     if exc is not None:
         return isinstance(exc, httpx.TransportError) and "CERTIFICATE_VERIFY_FAILED" not in str(exc)
     return status == 429 or (status is not None and 500 <= status <= 599)
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or HTTP-date); ``None`` when absent/unreadable."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def json_error_detail(response: httpx.Response) -> tuple[str | None, str]:
