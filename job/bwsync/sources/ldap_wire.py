@@ -348,22 +348,26 @@ class PythonLdapWire(_Engine):
         except ldap.LDAPError as exc:
             raise self._fail("bind", exc) from exc
 
-    def root_dse(self, attributes: Sequence[str]) -> Attrs:
-        ldap = self._ldap
-        try:
-            res = self._conn.search_ext_s(
-                "",
-                ldap.SCOPE_BASE,
-                "(objectClass=*)",
-                list(attributes),
-                timeout=self.options.timeout,
-            )
-        except ldap.LDAPError as exc:
-            raise self._fail("reading the root DSE", exc) from exc
-        for dn, attrs in res:
-            if dn is not None:
+    def _base_entry(self, dn: str, attributes: Sequence[str]) -> Attrs | None:
+        """Base-scope read of ``dn`` (``""``: the root DSE); library errors are the caller's."""
+        res = self._conn.search_ext_s(
+            dn,
+            self._ldap.SCOPE_BASE,
+            "(objectClass=*)",
+            list(attributes),
+            timeout=self.options.timeout,
+        )
+        for entry_dn, attrs in res:
+            if entry_dn is not None:
                 return attrs  # type: ignore[no-any-return]
-        return {}
+        return None
+
+    def root_dse(self, attributes: Sequence[str]) -> Attrs:
+        try:
+            attrs = self._base_entry("", attributes)
+        except self._ldap.LDAPError as exc:
+            raise self._fail("reading the root DSE", exc) from exc
+        return {} if attrs is None else attrs
 
     def search(
         self,
@@ -432,21 +436,11 @@ class PythonLdapWire(_Engine):
     def read(self, dn: str, attributes: Sequence[str]) -> Attrs | None:
         ldap = self._ldap
         try:
-            res = self._conn.search_ext_s(
-                dn,
-                ldap.SCOPE_BASE,
-                "(objectClass=*)",
-                list(attributes),
-                timeout=self.options.timeout,
-            )
+            return self._base_entry(dn, attributes)
         except ldap.NO_SUCH_OBJECT:
             return None
         except ldap.LDAPError as exc:
             raise self._fail(f"reading {dn}", exc, base=dn) from exc
-        for entry_dn, attrs in res:
-            if entry_dn is not None:
-                return attrs  # type: ignore[no-any-return]
-        return None
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
