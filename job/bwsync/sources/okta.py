@@ -26,7 +26,8 @@ of the window's requests are left, spreads the rest over the time to the reset i
 running into the wall. A 429 waits until the reset. bwdc's fixed 500 ms pause between member
 fetches is gone: it wasted four minutes on 500 groups and still hit the limit on large orgs.
 
-``PacedHttp`` (retries, pacing, 429s) is shared with the OneLogin source.
+``PacedHttp`` (retries, pacing, 429s) and ``PacedSource`` (that client's life in a source run)
+are shared with the OneLogin source.
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 import orjson
 
-from bwsync.config import OktaSettings, SyncSettings
+from bwsync.config import HttpSourceSection, OktaSettings, SyncSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
@@ -264,6 +265,72 @@ class PacedHttp:
             return response
 
 
+def json_or_none(response: httpx.Response) -> Any:
+    """The decoded body, or ``None`` when it is not JSON (the caller names the request)."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+SettingsT = TypeVar("SettingsT", bound=HttpSourceSection)
+
+
+class PacedSource(Generic[SettingsT]):
+    """What the Okta and OneLogin sources share around ``PacedHttp``: the seams tests and the
+    benchmark inject, one client per run (opened after the settings check, closed by ``close``)
+    and the cached access token. Each source names its ``rate`` headers, its ``error_class`` and
+    its CA file ``ca_setting``, and defines ``_require`` (the settings check)."""
+
+    rate: ClassVar[RateHeaders]
+    error_class: ClassVar[type[DirectoryError]]
+    ca_setting: ClassVar[str]
+
+    def __init__(
+        self,
+        settings: SettingsT,
+        sync: SyncSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        on_request: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sync = sync
+        self._transport = transport
+        self._sleep = sleep
+        self._clock = clock
+        self._on_request = on_request
+        self._http: PacedHttp | None = None
+        self._access_token: str | None = None
+        self._token_expires = 0.0
+
+    def _require(self) -> object:
+        raise NotImplementedError
+
+    def _client(self) -> PacedHttp:
+        if self._http is None:
+            self._require()
+            self._http = PacedHttp.open(
+                self.rate,
+                self.error_class,
+                ca_file=self.settings.ca_file,
+                ca_setting=self.ca_setting,
+                timeout=self.settings.timeout,
+                transport=self._transport,
+                sleep=self._sleep,
+                clock=self._clock,
+                on_request=self._on_request,
+            )
+        return self._http
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.client.close()
+            self._http = None
+
+
 def same_origin_next(base: str, link: str) -> str:
     """The next-page URL, re-rooted on our configured base so a bearer token never follows a
     link to another host, and a proxy configured as the base stays in the path."""
@@ -448,33 +515,19 @@ def user_from_okta(raw: dict[str, Any]) -> User:
 # The source
 
 
-class OktaSource:
+class OktaSource(PacedSource[OktaSettings]):
     """Okta users and groups; see the module docstring for what is read and why."""
 
     name = "okta"
 
-    def __init__(
-        self,
-        settings: OktaSettings,
-        sync: SyncSettings,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        on_request: Callable[[str, str, int], None] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.sync = sync
-        self._transport = transport
-        self._sleep = sleep
-        self._clock = clock
-        self._on_request = on_request
-        self._http: PacedHttp | None = None
-        self._key: Any = None
-        self._access_token: str | None = None
-        self._token_expires = 0.0
-        self._granted: str | None = None
-        self._dpop: DpopKey | None = None
+    rate = OKTA_RATE
+    error_class = OktaError
+    ca_setting = "BWSYNC_OKTA__CA_FILE"
+
+    # Per-run OAuth state, set on first use.
+    _key: Any = None
+    _granted: str | None = None
+    _dpop: DpopKey | None = None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -496,27 +549,6 @@ class OktaSource:
             raise ConfigError([f"{m}: required for the okta source" for m in missing])
         assert self.settings.org_url is not None
         return self.settings.org_url
-
-    def _client(self) -> PacedHttp:
-        if self._http is None:
-            self._require()
-            self._http = PacedHttp.open(
-                OKTA_RATE,
-                OktaError,
-                ca_file=self.settings.ca_file,
-                ca_setting="BWSYNC_OKTA__CA_FILE",
-                timeout=self.settings.timeout,
-                transport=self._transport,
-                sleep=self._sleep,
-                clock=self._clock,
-                on_request=self._on_request,
-            )
-        return self._http
-
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.client.close()
-            self._http = None
 
     def _token_url(self) -> str:
         return self._require() + "/oauth2/v1/token"
@@ -547,7 +579,7 @@ class OktaSource:
 
         for _ in range(3):
             response = self._client().request("POST", url, what, fresh)
-            body = _json(response)
+            body = json_or_none(response)
             error = body.get("error") if isinstance(body, dict) else None
             if response.status_code == 400 and error == "invalid_dpop_proof" and not self._dpop:
                 self._dpop = DpopKey()  # the app requires DPoP: bind the token to a run key
@@ -614,7 +646,7 @@ class OktaSource:
         what = f"GET {path}"
         while url is not None:
             response = self._get(url, what)
-            page = _json(response)
+            page = json_or_none(response)
             if not isinstance(page, list):
                 raise OktaError(f"{what}: expected a JSON array, got {type(page).__name__}")
             if not page:
@@ -762,20 +794,13 @@ class OktaSource:
 # Error translation
 
 
-def _json(response: httpx.Response) -> Any:
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return None
-
-
 _SCOPE_IN_CHALLENGE = re.compile(r'scope="([^"]*)"')
 
 
 def _api_error(what: str, response: httpx.Response) -> OktaError:
     """Okta's error body is ``{errorCode, errorSummary, errorLink, errorId, errorCauses}``; a
     missing scope shows in ``WWW-Authenticate`` as ``error="insufficient_scope", scope="…"``."""
-    body = _json(response)
+    body = json_or_none(response)
     status = response.status_code
     code = summary = None
     if isinstance(body, dict):

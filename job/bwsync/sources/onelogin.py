@@ -26,19 +26,17 @@ seconds to the next window, read by the same pacing as Okta's (``okta.PacedHttp`
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import orjson
 
-from bwsync.config import OneLoginSettings, SyncSettings
+from bwsync.config import OneLoginSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.filters import parse_filter, scope_users_to_groups
-from bwsync.sources.okta import PacedHttp, RateHeaders, same_origin_next
+from bwsync.sources.okta import PacedSource, RateHeaders, json_or_none, same_origin_next
 
 VALID_EMAIL = re.compile(r"^\S+@\S+\.\S+$")
 STATUS_SUSPENDED = 2
@@ -91,30 +89,14 @@ def _numeric_id(value: Any, what: str) -> int:
     raise OneLoginError(f"{what}: an entry has no numeric id ({type(value).__name__})")
 
 
-class OneLoginSource:
+class OneLoginSource(PacedSource[OneLoginSettings]):
     """OneLogin users and roles; see the module docstring."""
 
     name = "onelogin"
 
-    def __init__(
-        self,
-        settings: OneLoginSettings,
-        sync: SyncSettings,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        on_request: Callable[[str, str, int], None] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.sync = sync
-        self._transport = transport
-        self._sleep = sleep
-        self._clock = clock
-        self._on_request = on_request
-        self._http: PacedHttp | None = None
-        self._access_token: str | None = None
-        self._token_expires = 0.0
+    rate = ONELOGIN_RATE
+    error_class = OneLoginError
+    ca_setting = "BWSYNC_ONELOGIN__CA_FILE"
 
     @property
     def base_url(self) -> str:
@@ -138,27 +120,6 @@ class OneLoginSource:
         if missing:
             raise ConfigError(missing)
 
-    def _client(self) -> PacedHttp:
-        if self._http is None:
-            self._require()
-            self._http = PacedHttp.open(
-                ONELOGIN_RATE,
-                OneLoginError,
-                ca_file=self.settings.ca_file,
-                ca_setting="BWSYNC_ONELOGIN__CA_FILE",
-                timeout=self.settings.timeout,
-                transport=self._transport,
-                sleep=self._sleep,
-                clock=self._clock,
-                on_request=self._on_request,
-            )
-        return self._http
-
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.client.close()
-            self._http = None
-
     def _authorization(self, *, renew: bool = False) -> str:
         if renew or self._access_token is None or self._clock() >= self._token_expires:
             assert self.settings.client_id is not None
@@ -171,7 +132,7 @@ class OneLoginSource:
                 auth=(self.settings.client_id, self.settings.client_secret.get_secret_value()),
                 json={"grant_type": "client_credentials"},
             )
-            body = _json(response)
+            body = json_or_none(response)
             if response.status_code != 200 or not isinstance(body, dict):
                 raise _error(what, response, body)
             token = body.get("access_token")
@@ -191,7 +152,7 @@ class OneLoginSource:
             response = http.request(
                 "GET", url, what, headers={"Authorization": self._authorization(renew=True)}
             )
-        body = _json(response)
+        body = json_or_none(response)
         if response.status_code != 200 or not isinstance(body, dict):
             raise _error(what, response, body)
         status = body.get("status")
@@ -313,13 +274,6 @@ class OneLoginSource:
         finally:
             self.close()
         return results
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _error(what: str, response: httpx.Response, body: Any) -> OneLoginError:
