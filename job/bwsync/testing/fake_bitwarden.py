@@ -54,14 +54,12 @@ import re
 import secrets
 import socket
 import ssl
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -78,6 +76,7 @@ from bwsync.model import (
     TYPE_OWNER,
     TYPE_USER,
 )
+from bwsync.testing.fake_http import StandInHandler, StandInServer
 
 if TYPE_CHECKING:
     from bwsync.config import BitwardenSettings
@@ -1822,9 +1821,10 @@ def _raise(exc: Exception) -> Any:
 # HTTP plumbing
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(StandInServer):
+    # Quiet for every connection and TLS failure (a client dropping the connection or refusing
+    # our certificate is a test scenario); anything else is a bug and is printed.
+    quiet_errors = (OSError,)
     # server_close() would otherwise join every handler thread, and one blocked on a client's
     # idle keep-alive connection would hang stop(); close_connections() ends those instead.
     block_on_close = False
@@ -1853,24 +1853,10 @@ class _Server(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet for connection and TLS failures (a client dropping the connection or refusing
-        our certificate is a test scenario); anything else is a bug and is printed."""
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; without TCP_NODELAY, Nagle and the client's
-    # delayed ACK add ~40 ms to every keep-alive response.
-    disable_nagle_algorithm = True
+class _Handler(StandInHandler):
     server: _Server
     server_version = "FakeBitwarden/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests read ``FakeBitwarden.requests`` instead of stderr."""
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

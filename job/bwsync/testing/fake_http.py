@@ -1,5 +1,6 @@
 """The HTTPS plumbing under the cloud stand-ins (``fake_graph``, ``fake_google``): a threaded
-stdlib server on loopback, request recording, and throttling on demand.
+stdlib server on loopback, request recording, and throttling on demand. ``StandInServer`` and
+``StandInHandler`` are also the base of the other stand-ins' servers.
 
 Only the standard library and the runtime dependencies are used, so the stand-ins can run in a
 benchmark's parent process or from ``python -m`` without pytest. A subclass implements
@@ -180,29 +181,37 @@ class FakeHttpsServer:
         return reply
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    fake: FakeHttpsServer
+class StandInServer(ThreadingHTTPServer):
+    """The threaded loopback server under every stand-in. A client that hangs up or refuses our
+    certificate (a test of exactly that) is not a stand-in failure: ``quiet_errors`` are not
+    printed; anything else still prints its traceback."""
+
+    quiet_errors: tuple[type[BaseException], ...] = (ConnectionError, ssl.SSLError, TimeoutError)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up or refuses our certificate (a test of exactly that) is not a
-        # stand-in failure; anything else still prints its traceback.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError | ssl.SSLError | TimeoutError):
+        if isinstance(sys.exc_info()[1], self.quiet_errors):
             return
         super().handle_error(request, client_address)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class StandInHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, as the real services; silent (tests read the recorded requests)."""
+
     protocol_version = "HTTP/1.1"
     # Headers and body are separate small writes: without TCP_NODELAY, Nagle's algorithm and
     # the client's delayed ACK add ~40 ms to every keep-alive response.
     disable_nagle_algorithm = True
-    server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+
+class _Server(StandInServer):
+    fake: FakeHttpsServer
+
+
+class _Handler(StandInHandler):
+    server: _Server
 
     def _serve(self) -> None:
         parts = urlsplit(self.path)

@@ -23,14 +23,15 @@ import datetime
 import json
 import re
 import ssl
-import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from socket import socket
 from typing import Any
+
+from bwsync.testing.fake_http import StandInServer
 
 ALL_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 MAX_CONFIGMAP_BYTES = 1024 * 1024
@@ -373,22 +374,12 @@ def _validate(obj: Any, ns: str) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(StandInServer):
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: FakeKubernetes
     ) -> None:
         self.api = api
         super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up or refuses our certificate is the test's business (it sees
-        its own error); anything else is a bug in the stand-in and is printed."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, ssl.SSLError | ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
 
     def get_request(self) -> tuple[socket, Any]:
         sock, addr = super().get_request()

@@ -44,12 +44,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
+from bwsync.testing.fake_http import StandInHandler
 from bwsync.testing.tls import TlsFiles
 
 # --------------------------------------------------------------------------------------------
@@ -164,13 +165,7 @@ class TlsServer:
         context.load_cert_chain(str(self.tls.cert_file), str(self.tls.key_file))
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body leave at once: no 40 ms stalls
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(StandInHandler):
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
