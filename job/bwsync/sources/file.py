@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
@@ -99,6 +100,17 @@ def _id(value: Any, where: str) -> str | int:
     raise DirectoryError(f"{where}: `id` must be a non-empty string or an integer")
 
 
+def _objects(
+    doc: dict[str, Any], key: str, origin: str
+) -> Iterator[tuple[str, dict[str, Any], str | int]]:
+    """Each object of the JSON list ``key``: where it is (for messages), itself, and its id."""
+    for i, raw in enumerate(doc.get(key) or []):
+        where = f"{origin} {key}[{i}]"
+        if not isinstance(raw, dict):
+            raise DirectoryError(f"{where}: expected an object")
+        yield where, raw, _id(raw.get("id"), where)
+
+
 def _parse_json(data: bytes, origin: str) -> tuple[list[User], list[Group]]:
     try:
         doc = orjson.loads(data)
@@ -107,11 +119,7 @@ def _parse_json(data: bytes, origin: str) -> tuple[list[User], list[Group]]:
     if not isinstance(doc, dict):
         raise DirectoryError(f"{origin}: expected an object with `users` and `groups`")
     users: list[User] = []
-    for i, raw in enumerate(doc.get("users") or []):
-        where = f"{origin} users[{i}]"
-        if not isinstance(raw, dict):
-            raise DirectoryError(f"{where}: expected an object")
-        uid = _id(raw.get("id"), where)
+    for where, raw, uid in _objects(doc, "users", origin):
         email = raw.get("email")
         if email is not None and not isinstance(email, str):
             raise DirectoryError(f"{where}: `email` must be a string")
@@ -125,11 +133,7 @@ def _parse_json(data: bytes, origin: str) -> tuple[list[User], list[Group]]:
             )
         )
     groups: list[Group] = []
-    for i, raw in enumerate(doc.get("groups") or []):
-        where = f"{origin} groups[{i}]"
-        if not isinstance(raw, dict):
-            raise DirectoryError(f"{where}: expected an object")
-        gid = _id(raw.get("id"), where)
+    for where, raw, gid in _objects(doc, "groups", origin):
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
             raise DirectoryError(f"{where}: `name` must be a non-empty string")
