@@ -22,6 +22,9 @@ different per source is how one of them ends up retrying a 400 or leaking a toke
 * ``CloudApiError`` — the ``DirectoryError`` subclass each source derives its own from
   (``EntraError``, ``GoogleError`` …), keeping status, request and the service's error code as
   attributes.
+* ``CloudSource`` — the base of the Entra and Google sources: their test seams, their token
+  and API clients (built by ``_cloud_http`` with the source's CA file, timeout and error shape),
+  the request count and ``close``.
 
 Usage::
 
@@ -42,17 +45,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
+from bwsync.config import HttpSourceSection, SyncSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.http_headers import retry_after
 
 __all__ = [
     "CloudApiError",
     "CloudHttp",
+    "CloudSource",
     "RetryPolicy",
     "json_error_detail",
     "request_name",
@@ -346,3 +351,71 @@ class CloudHttp:
                 request_name("GET", response.request.url), "response is not a JSON object"
             )
         return body
+
+
+SettingsT = TypeVar("SettingsT", bound=HttpSourceSection)
+
+
+class CloudSource(Generic[SettingsT]):
+    """What the Entra and Google sources share around ``CloudHttp``: the seams tests inject
+    (``transport``, ``policy``), a token client and an API client per run (both closed by
+    ``close``), their request count, and the ``skipped`` counter. Each source names its
+    ``error_class``, its CA file ``ca_setting`` and its error parser ``describe``."""
+
+    error_class: ClassVar[type[CloudApiError]]
+    ca_setting: ClassVar[str]
+
+    @staticmethod
+    def describe(response: httpx.Response) -> tuple[str | None, str]:
+        """``(code, message)`` of an error response (``CloudHttp``'s ``describe``)."""
+        return json_error_detail(response)
+
+    def __init__(
+        self,
+        settings: SettingsT,
+        sync: SyncSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sync = sync
+        self._transport = transport
+        self._policy = policy
+        self._token_http: CloudHttp | None = None
+        self._http: CloudHttp | None = None
+        self.skipped: Counter[str] = Counter()
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests made so far, token requests included."""
+        return sum(h.requests for h in (self._http, self._token_http) if h is not None)
+
+    def _cloud_http(
+        self,
+        service: str,
+        *,
+        base_url: str = "",
+        auth: httpx.Auth | None = None,
+        retry_on: Callable[[httpx.Response], bool] | None = None,
+    ) -> CloudHttp:
+        """A client with this source's CA file, timeout, errors and test seams."""
+        return CloudHttp(
+            service,
+            error_class=self.error_class,
+            ca_file=self.settings.ca_file,
+            ca_setting=self.ca_setting,
+            timeout=self.settings.timeout,
+            base_url=base_url,
+            auth=auth,
+            describe=self.describe,
+            retry_on=retry_on,
+            policy=self._policy,
+            transport=self._transport,
+        )
+
+    def close(self) -> None:
+        for http in (self._http, self._token_http):
+            if http is not None:
+                http.close()
+        self._http = self._token_http = None

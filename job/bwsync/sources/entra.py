@@ -55,6 +55,7 @@ from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
     CloudApiError,
     CloudHttp,
+    CloudSource,
     RetryPolicy,
     json_error_detail,
     should_retry,
@@ -209,10 +210,14 @@ def _clauses(text: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-class EntraSource:
+class EntraSource(CloudSource[EntraSettings]):
     """See the module docstring. ``transport`` and ``policy`` are for tests."""
 
     name = "entra"
+
+    error_class = EntraError
+    ca_setting = "BWSYNC_ENTRA__CA_FILE"
+    describe = staticmethod(graph_error)
 
     def __init__(
         self,
@@ -222,27 +227,16 @@ class EntraSource:
         transport: httpx.BaseTransport | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
-        self.settings = settings
-        self.sync = sync
-        self._transport = transport
-        self._policy = policy
+        super().__init__(settings, sync, transport=transport, policy=policy)
         authority, graph = CLOUDS[settings.cloud]
         self.resource = graph
         self.authority = (settings.authority_url or authority).rstrip("/")
         self.graph = (settings.graph_url or graph).rstrip("/")
         self._app: Any = None
-        self._token_http: CloudHttp | None = None
-        self._http: CloudHttp | None = None
-        self.skipped: Counter[str] = Counter()
 
     @property
     def server(self) -> str:
         return self.graph
-
-    @property
-    def requests(self) -> int:
-        """HTTP requests made so far, token requests included."""
-        return sum(h.requests for h in (self._http, self._token_http) if h is not None)
 
     # -- credentials --------------------------------------------------------------------------
     def _credential(self) -> str | dict[str, Any]:
@@ -294,16 +288,7 @@ class EntraSource:
                 "source is entra but BWSYNC_ENTRA__TENANT_ID / BWSYNC_ENTRA__CLIENT_ID not set"
             )
         credential = self._credential()
-        self._token_http = CloudHttp(
-            "Microsoft identity platform",
-            error_class=EntraError,
-            ca_file=s.ca_file,
-            ca_setting="BWSYNC_ENTRA__CA_FILE",
-            timeout=s.timeout,
-            describe=graph_error,
-            policy=self._policy,
-            transport=self._transport,
-        )
+        self._token_http = self._cloud_http("Microsoft identity platform")
         custom = s.authority_url is not None
         try:
             self._app = msal.ConfidentialClientApplication(
@@ -320,18 +305,7 @@ class EntraSource:
                 f"GET /{s.tenant_id}/v2.0/.well-known/openid-configuration",
                 shorten(str(exc)),
             ) from None
-        self._http = CloudHttp(
-            "Graph",
-            error_class=EntraError,
-            ca_file=s.ca_file,
-            ca_setting="BWSYNC_ENTRA__CA_FILE",
-            timeout=s.timeout,
-            base_url=self.graph,
-            auth=_TokenAuth(self.token),
-            describe=graph_error,
-            policy=self._policy,
-            transport=self._transport,
-        )
+        self._http = self._cloud_http("Graph", base_url=self.graph, auth=_TokenAuth(self.token))
         return self._http
 
     def token(self, fresh: bool = False) -> str:
@@ -362,10 +336,7 @@ class EntraSource:
         return str(result["access_token"])
 
     def close(self) -> None:
-        for http in (self._http, self._token_http):
-            if http is not None:
-                http.close()
-        self._http = self._token_http = None
+        super().close()
         self._app = None
 
     # -- paging ---------------------------------------------------------------------------------

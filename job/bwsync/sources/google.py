@@ -38,7 +38,13 @@ from bwsync.config import GoogleSettings, SyncSettings
 from bwsync.errors import ConfigError, shorten
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
-from bwsync.sources.cloud_http import CloudApiError, CloudHttp, RetryPolicy, should_retry
+from bwsync.sources.cloud_http import (
+    CloudApiError,
+    CloudHttp,
+    CloudSource,
+    RetryPolicy,
+    should_retry,
+)
 from bwsync.sources.filters import parse_filter, scope_users_to_groups
 
 SCOPES = (
@@ -144,10 +150,14 @@ class _TokenAuth(httpx.Auth):
             yield request
 
 
-class GoogleSource:
+class GoogleSource(CloudSource[GoogleSettings]):
     """See the module docstring. ``transport`` and ``policy`` are for tests."""
 
     name = "google"
+
+    error_class = GoogleError
+    ca_setting = "BWSYNC_GOOGLE__CA_FILE"
+    describe = staticmethod(google_error)
 
     def __init__(
         self,
@@ -157,24 +167,13 @@ class GoogleSource:
         transport: httpx.BaseTransport | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
-        self.settings = settings
-        self.sync = sync
-        self._transport = transport
-        self._policy = policy
+        super().__init__(settings, sync, transport=transport, policy=policy)
         self.api = settings.api_url.rstrip("/")
-        self._http: CloudHttp | None = None
-        self._token_http: CloudHttp | None = None
         self._credentials: Any = None
-        self.skipped: Counter[str] = Counter()
 
     @property
     def server(self) -> str:
         return self.api
-
-    @property
-    def requests(self) -> int:
-        """HTTP requests made so far, token requests included."""
-        return sum(h.requests for h in (self._http, self._token_http) if h is not None)
 
     # -- credentials -----------------------------------------------------------------------------
     def _key_info(self) -> dict[str, Any]:
@@ -220,16 +219,7 @@ class GoogleSource:
 
     def _token_client(self) -> CloudHttp:
         if self._token_http is None:
-            self._token_http = CloudHttp(
-                "Google",
-                error_class=GoogleError,
-                ca_file=self.settings.ca_file,
-                ca_setting="BWSYNC_GOOGLE__CA_FILE",
-                timeout=self.settings.timeout,
-                describe=google_error,
-                policy=self._policy,
-                transport=self._transport,
-            )
+            self._token_http = self._cloud_http("Google")
         return self._token_http
 
     def _refresh(self, credentials: Any) -> None:
@@ -258,26 +248,13 @@ class GoogleSource:
 
     def _open(self) -> CloudHttp:
         if self._http is None:
-            self._http = CloudHttp(
-                "Google",
-                error_class=GoogleError,
-                ca_file=self.settings.ca_file,
-                ca_setting="BWSYNC_GOOGLE__CA_FILE",
-                timeout=self.settings.timeout,
-                base_url=self.api,
-                auth=_TokenAuth(self),
-                describe=google_error,
-                retry_on=is_quota_error,
-                policy=self._policy,
-                transport=self._transport,
+            self._http = self._cloud_http(
+                "Google", base_url=self.api, auth=_TokenAuth(self), retry_on=is_quota_error
             )
         return self._http
 
     def close(self) -> None:
-        for http in (self._http, self._token_http):
-            if http is not None:
-                http.close()
-        self._http = self._token_http = None
+        super().close()
         self._credentials = None
 
     # -- paging -------------------------------------------------------------------------------
