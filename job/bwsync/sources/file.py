@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import Any
 
@@ -100,6 +100,17 @@ def _id(value: Any, where: str) -> str | int:
     raise DirectoryError(f"{where}: `id` must be a non-empty string or an integer")
 
 
+def _user(uid: str | int, email: str | None, fields: Mapping[str, Any], where: str) -> User:
+    """A user from one JSON object or CSV row, whose optional ``disabled``/``deleted`` it reads."""
+    return User(
+        reference_id=uid,
+        external_id=uid,
+        email=email,
+        disabled=_bool(fields.get("disabled"), where),
+        deleted=_bool(fields.get("deleted"), where),
+    )
+
+
 def _objects(
     doc: dict[str, Any], key: str, origin: str
 ) -> Iterator[tuple[str, dict[str, Any], str | int]]:
@@ -123,15 +134,7 @@ def _parse_json(data: bytes, origin: str) -> tuple[list[User], list[Group]]:
         email = raw.get("email")
         if email is not None and not isinstance(email, str):
             raise DirectoryError(f"{where}: `email` must be a string")
-        users.append(
-            User(
-                reference_id=uid,
-                external_id=uid,
-                email=email.strip().lower() if email else None,
-                disabled=_bool(raw.get("disabled"), where),
-                deleted=_bool(raw.get("deleted"), where),
-            )
-        )
+        users.append(_user(uid, email.strip().lower() if email else None, raw, where))
     groups: list[Group] = []
     for where, raw, gid in _objects(doc, "groups", origin):
         name = raw.get("name")
@@ -162,15 +165,7 @@ def _parse_csv(data: bytes, origin: str) -> tuple[list[User], list[Group]]:
         where = f"{origin} line {line}"
         uid = _id((row.get("id") or "").strip(), where)
         email = (row.get("email") or "").strip().lower() or None
-        users.append(
-            User(
-                reference_id=uid,
-                external_id=uid,
-                email=email,
-                disabled=_bool(row.get("disabled"), where),
-                deleted=_bool(row.get("deleted"), where),
-            )
-        )
+        users.append(_user(uid, email, row, where))
         for raw_name in (row.get("groups") or "").split(";"):
             name = raw_name.strip()
             if name:
