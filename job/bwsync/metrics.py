@@ -88,7 +88,7 @@ import typing
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from socket import AF_INET6
@@ -172,10 +172,10 @@ def _families(r: RunReport) -> Iterator[Metric]:
         g.add_metric(base, value)
         return g
 
-    def by(name: str, doc: str, label: str, values: dict[str, float]) -> GaugeMetricFamily:
+    def by(name: str, doc: str, label: str, values: Mapping[str, float]) -> GaugeMetricFamily:
         g = GaugeMetricFamily(PREFIX + name, doc, labels=[*_LABELS, label])
-        for key in sorted(values):
-            g.add_metric([*base, key], values[key])
+        for key, value in sorted(values.items()):
+            g.add_metric([*base, key], float(value))
         return g
 
     completed = r.result in SUCCESS_RESULTS
@@ -204,21 +204,19 @@ def _families(r: RunReport) -> Iterator[Metric]:
         "stage_duration_seconds",
         "Seconds the last run spent per stage.",
         "stage",
-        dict(r.stage_seconds),
+        r.stage_seconds,
     )
     yield by(
         "directory_objects",
         "Directory objects after normalisation, by kind.",
         "kind",
-        {k: float(v) for k, v in r.directory_objects.items()},
+        r.directory_objects,
     )
     for name, doc, counts in (
         ("planned_changes", "Changes the plan held, by action.", r.planned),
         ("applied_changes", "Changes confirmed applied, by action.", r.applied),
     ):
-        values = {k: float(v) for k, v in counts.items()}
-        if completed or counts:
-            values = dict.fromkeys(ACTIONS, 0.0) | values
+        values = dict.fromkeys(ACTIONS, 0) | counts if completed or counts else counts
         yield by(name, doc, "action", values)
     yield gauge(
         "applied_differs",
@@ -234,7 +232,7 @@ def _families(r: RunReport) -> Iterator[Metric]:
         "skipped_entries",
         "Directory entries dropped before the import, by reason.",
         "reason",
-        {k: float(v) for k, v in r.skipped.items()},
+        r.skipped,
     )
     requests = CounterMetricFamily(
         PREFIX + "bitwarden_requests",
