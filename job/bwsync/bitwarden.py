@@ -44,7 +44,7 @@ from bwsync.errors import (
     ConfigError,
     shorten,
 )
-from bwsync.http_headers import retry_after
+from bwsync.http_retry import retry_after, should_retry
 from bwsync.model import BITWARDEN_ENDPOINTS, OrgGroup, OrgMember
 
 __all__ = [
@@ -78,21 +78,6 @@ _ENDPOINT_KEY: Final = "bwsync_endpoint"
 
 # --------------------------------------------------------------------------------------------
 # Retry predicate and backoff
-
-
-def should_retry(status: int | None, exc: Exception | None = None) -> bool:
-    """The one place that decides what is temporary.
-
-    ``status`` is the HTTP status, or ``None`` when ``exc`` (an httpx exception) replaced the
-    response. Retried: 429 (rate limit), any 5xx (a full import is idempotent by design, §4),
-    timeouts and transport failures other than a certificate refusal. Never retried: every
-    other status, redirects included, and a TLS verification failure (waiting cannot fix it).
-    """
-    if exc is not None:
-        if not isinstance(exc, httpx.TransportError):
-            return False
-        return "CERTIFICATE_VERIFY_FAILED" not in str(exc)
-    return status == 429 or (status is not None and 500 <= status <= 599)
 
 
 def backoff_delay(attempt: int, jitter: float) -> float:

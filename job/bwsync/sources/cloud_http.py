@@ -52,7 +52,7 @@ import httpx
 
 from bwsync.config import HttpSourceSection, SyncSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
-from bwsync.http_headers import retry_after
+from bwsync.http_retry import retry_after, should_retry
 
 __all__ = [
     "CloudApiError",
@@ -113,14 +113,6 @@ def request_name(method: str, url: str | httpx.URL) -> str:
     out on purpose: continuation and delta tokens live there and say nothing useful."""
     path = url.path if isinstance(url, httpx.URL) else urlsplit(url).path
     return f"{method.upper()} {path or '/'}"
-
-
-def should_retry(status: int | None, exc: Exception | None = None) -> bool:
-    """Temporary failures, decided in one place: transport errors (except a refused
-    certificate, which waiting cannot fix), 429, and 5xx. Never other 4xx."""
-    if exc is not None:
-        return isinstance(exc, httpx.TransportError) and "CERTIFICATE_VERIFY_FAILED" not in str(exc)
-    return status == 429 or (status is not None and 500 <= status <= 599)
 
 
 def json_error_detail(response: httpx.Response) -> tuple[str | None, str]:
