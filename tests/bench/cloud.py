@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,19 +29,14 @@ from typing import Any
 from bwsync.testing.fake_google import FakeGoogle
 from bwsync.testing.fake_graph import DELTA_PAGE_MAX, FakeGraph
 from tests.fixtures.cloud import make_loopback_tls, service_account_info
+from tests.fixtures.ldap import free_port
 
 CLIENT_ID = "organization.6f1b0d0e-7a0b-4f43-9d6c-1c2a6f6e8a11"
 CLIENT_SECRET = "bench-secret-0123456789"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start_bitwarden() -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

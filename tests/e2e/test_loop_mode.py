@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,12 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bwsync.cli import main
 from bwsync.testing.fake_bitwarden import FakeBitwarden
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.fixtures.ldap import free_port
 
 
 def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -37,7 +31,7 @@ def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 def test_loop_serves_metrics_and_stops_on_sigterm(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BWSYNC_")}
     env.update(
         {
