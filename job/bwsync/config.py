@@ -509,36 +509,26 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _source_settings_present(self) -> Settings:
         if self.source == "ldap":
-            missing = [n for n in ("url", "base_dn") if getattr(self.ldap, n) is None]
-            if missing:
-                raise ValueError(
-                    "source is ldap but "
-                    + ", ".join(f"{ENV_PREFIX}LDAP__{n.upper()}" for n in missing)
-                    + " not set"
-                )
+            self._require("ldap", "url", "base_dn")
         if self.source == "entra":
             self._entra_settings_present()
         if self.source == "google":
-            missing = [
-                n for n in ("credentials_file", "admin_email") if getattr(self.google, n) is None
-            ]
-            if missing:
-                raise ValueError(
-                    "source is google but "
-                    + ", ".join(f"{ENV_PREFIX}GOOGLE__{n.upper()}" for n in missing)
-                    + " not set"
-                )
+            self._require("google", "credentials_file", "admin_email")
         return self
+
+    def _require(self, section: str, *names: str) -> None:
+        """Refuse the settings when any of ``names`` is unset in ``section``, naming them all."""
+        missing = [n for n in names if getattr(getattr(self, section), n) is None]
+        if missing:
+            raise ValueError(
+                f"source is {section} but "
+                + ", ".join(f"{ENV_PREFIX}{section.upper()}__{n.upper()}" for n in missing)
+                + " not set"
+            )
 
     def _entra_settings_present(self) -> None:
         e = self.entra
-        missing = [n for n in ("tenant_id", "client_id") if getattr(e, n) is None]
-        if missing:
-            raise ValueError(
-                "source is entra but "
-                + ", ".join(f"{ENV_PREFIX}ENTRA__{n.upper()}" for n in missing)
-                + " not set"
-            )
+        self._require("entra", "tenant_id", "client_id")
         if e.client_secret is not None and e.certificate_file is not None:
             raise ValueError(
                 f"{ENV_PREFIX}ENTRA__CLIENT_SECRET and {ENV_PREFIX}ENTRA__CERTIFICATE_FILE are "
