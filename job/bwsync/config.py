@@ -1,6 +1,6 @@
 """Settings: every knob of a run, validated before anything is contacted.
 
-Where settings come from, highest precedence first (``Settings.settings_customise_sources``):
+Where settings come from, highest precedence first (``settings_customise_sources``):
 
 1. keyword arguments (tests, ``bwsync demo``);
 2. environment variables ``BWSYNC_…``, nested with ``__`` (``BWSYNC_LDAP__URL``);
@@ -460,19 +460,37 @@ class MetricsSettings(Section):
         return bool(self.pushgateway_url) or self.textfile_path is not None
 
 
-class Settings(BaseSettings):
-    """All settings of one bwsync profile."""
+class _FromEnvironment(BaseSettings):
+    """Where settings are read from (see the module docstring); ``Settings`` and the lenient
+    ``_MetricsOnly`` read the same places the same way."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         case_sensitive=False,
-        extra="forbid",
         secrets_dir_missing="ok",
         secrets_nested_delimiter="__",
-        use_attribute_docstrings=True,
-        frozen=True,
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence, first wins: arguments, environment, secret files. No .env file: the
+        # container gets its environment from the orchestrator (or `docker run --env-file`).
+        secret_files = NestedSecretsSettingsSource(file_secret_settings)
+        return init_settings, env_settings, secret_files
+
+
+class Settings(_FromEnvironment):
+    """All settings of one bwsync profile."""
+
+    model_config = SettingsConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
     source: SourceName = "file"
     """Which directory to read: `ldap`, `entra`, `google`, `okta`, `onelogin` or `file`."""
@@ -491,20 +509,6 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Precedence, first wins: arguments, environment, secret files. No .env file: the
-        # container gets its environment from the orchestrator (or `docker run --env-file`).
-        secret_files = NestedSecretsSettingsSource(file_secret_settings)
-        return init_settings, env_settings, secret_files
 
     @model_validator(mode="after")
     def _source_settings_present(self) -> Settings:
@@ -590,32 +594,14 @@ def load_settings(**overrides: Any) -> Settings:
     return settings
 
 
-class _MetricsOnly(BaseSettings):
+class _MetricsOnly(_FromEnvironment):
     """The metrics settings alone, read leniently when the full settings are invalid."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        case_sensitive=False,
-        extra="ignore",
-        secrets_dir_missing="ok",
-        secrets_nested_delimiter="__",
-    )
+    model_config = SettingsConfigDict(extra="ignore")
 
     profile: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,63}$")
     source: str = "file"
     metrics: MetricsSettings = MetricsSettings()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, NestedSecretsSettingsSource(file_secret_settings)
 
 
 def metrics_settings_only() -> tuple[MetricsSettings, str, str] | None:
