@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -612,5 +612,5 @@ def metrics_settings_only() -> tuple[MetricsSettings, str, str] | None:
         found = _MetricsOnly(_secrets_dir=secrets_dir)
     except ValidationError:
         return None
-    known = {"ldap", "file", "entra", "google", "okta", "onelogin"}
-    return found.metrics, found.profile, found.source if found.source in known else "unknown"
+    known = found.source in get_args(SourceName)
+    return found.metrics, found.profile, found.source if known else "unknown"
