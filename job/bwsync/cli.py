@@ -402,7 +402,7 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
         print(f"{'ok  ' if result.ok else 'FAIL'}  directory: {result.name}: {result.detail}")
         if not result.ok:
             code = code or 3
-    if settings.bitwarden.client_id and settings.bitwarden.client_secret:
+    if settings.bitwarden.has_api_key:
         from bwsync.bitwarden import BitwardenClient
 
         try:

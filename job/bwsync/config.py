@@ -107,6 +107,11 @@ class BitwardenSettings(Section):
         return self.client_id.partition(".")[2] if self.client_id else None
 
     @property
+    def has_api_key(self) -> bool:
+        """Both halves of the organization API key are set: Bitwarden can be asked anything."""
+        return bool(self.client_id and self.client_secret)
+
+    @property
     def resolved_api_url(self) -> str:
         """API base URL, by bwdc's derivation rule (reference §5.1)."""
         if self.api_url:

@@ -246,9 +246,7 @@ class _Run:
         it whatever the directory holds: no hash remembered (a first run, state backend
         ``none``), ``--force``, or a full reconcile due. Otherwise the read waits for the hash
         comparison, so that an unchanged directory costs no Bitwarden request at all."""
-        bw = self.settings.bitwarden
-        assert self.doc is not None
-        if not (bw.client_id and bw.client_secret) or not self._full_apply():
+        if not self.settings.bitwarden.has_api_key or not self._full_apply():
             return None
         self.client = self.client_factory(self.settings, self.report)
         return BackgroundRead(self.client, detail=self.options.detail)
@@ -267,8 +265,7 @@ class _Run:
         return bool(every and time.time() - (self.doc.last_full_reconcile or 0) >= every)
 
     def _plan(self, directory: Directory, payload: Payload) -> tuple[Plan, Payload]:
-        bw = self.settings.bitwarden
-        has_credentials = bool(bw.client_id and bw.client_secret)
+        has_credentials = self.settings.bitwarden.has_api_key
         if self.options.command == "sync" and not has_credentials:
             raise ConfigError(_missing_credentials())
         org: OrgSnapshot | None = None
