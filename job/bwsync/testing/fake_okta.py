@@ -44,13 +44,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
-from bwsync.testing.fake_http import StandInHandler
+from bwsync.testing.fake_http import StandInHandler, StandInServer
 from bwsync.testing.tls import TlsFiles
 
 # --------------------------------------------------------------------------------------------
@@ -120,7 +119,7 @@ class TlsServer:
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: StandInServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -210,9 +209,7 @@ class TlsServer:
             do_GET = _serve
             do_POST = _serve
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
+        class Server(StandInServer):  # a client refusing the certificate is a test, not noise
             def get_request(self) -> Any:
                 sock, addr = super().get_request()
                 return (
