@@ -12,7 +12,9 @@ Where settings come from, highest precedence first (``settings_customise_sources
 
 Unknown ``BWSYNC_`` variables are errors, so a typo never silently falls back to a default.
 Each field's docstring is its reference text (unit, and why the default is what it is); the
-README's settings table is generated from them.
+README's settings table and the chart's schema are generated from them (``bwsync.reference``).
+They are not loaded as pydantic field descriptions: ``use_attribute_docstrings`` reads and parses
+this module's source at every start (30 ms of each run) for text only the generators need.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ SourceName = Literal["ldap", "file", "entra", "google", "okta", "onelogin"]
 
 
 class Section(BaseModel):
-    """Base of every nested settings group: unknown keys are errors, docstrings are docs."""
+    """Base of every nested settings group: unknown keys are errors, docstrings are docs
+    (``bwsync.reference.field_docs``)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class BitwardenSettings(Section):
@@ -495,7 +498,7 @@ class _FromEnvironment(BaseSettings):
 class Settings(_FromEnvironment):
     """All settings of one bwsync profile."""
 
-    model_config = SettingsConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
     source: SourceName = "file"
     """Which directory to read: `ldap`, `entra`, `google`, `okta`, `onelogin` or `file`."""

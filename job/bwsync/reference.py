@@ -6,6 +6,10 @@ when they disagree, so the documentation cannot drift from the code.
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
+import textwrap
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
@@ -30,14 +34,38 @@ def _is_secret(field: FieldInfo) -> bool:
     return SecretStr in getattr(field.annotation, "__args__", ()) or field.annotation is SecretStr
 
 
+@functools.cache
+def field_docs(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's attribute docstring (the string literal under its annotation), base
+    classes first so a subclass's own text wins, as pydantic's ``use_attribute_docstrings``
+    would give them. Read here, on demand, rather than by pydantic at every start."""
+    docs: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not (issubclass(cls, BaseModel) and cls.__module__.startswith("bwsync.")):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+        assert isinstance(body, ast.ClassDef)
+        for stmt, after in zip(body.body, body.body[1:], strict=False):
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[stmt.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
 def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     rows = []
+    docs = field_docs(model)
     for name, field in model.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             rows += _rows(annotation, f"{prefix}{name.upper()}__")
             continue
-        doc = " ".join((field.description or "").split()).replace("|", "\\|")
+        doc = " ".join(docs.get(name, "").split()).replace("|", "\\|")
         secret = " (secret)" if _is_secret(field) else ""
         rows.append(f"| `{prefix}{name.upper()}`{secret} | {_default(field)} | {doc} |")
     return rows

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from bwsync.config import Settings
+from bwsync.reference import field_docs
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "helm" / "bwsync" / "values.schema.json"
 
@@ -32,7 +33,7 @@ SECRET_COMPANIONS = {
 _KEEP = ("type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern")
 
 
-def _field_schema(prop: dict[str, Any]) -> dict[str, Any]:
+def _field_schema(prop: dict[str, Any], description: str | None) -> dict[str, Any]:
     """A JSON schema for one setting as a Helm value: its type, or null (= not set)."""
     variants = prop.get("anyOf", [prop])
     out: list[dict[str, Any]] = []
@@ -45,8 +46,8 @@ def _field_schema(prop: dict[str, Any]) -> dict[str, Any]:
         result["type"] = [result["type"], "null"]
     else:
         result = {"anyOf": [*out, {"type": "null"}]}
-    if prop.get("description"):
-        result["description"] = prop["description"]
+    if description:
+        result["description"] = description
     return result
 
 
@@ -67,7 +68,7 @@ def settings_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
         section_model = info.annotation
         prop = full["properties"][name]
         if "$ref" not in prop:
-            settings_props[name] = _field_schema(prop)
+            settings_props[name] = _field_schema(prop, field_docs(Settings).get(name))
             continue
         sdef = defs[prop["$ref"].rsplit("/", 1)[1]]
         plain: dict[str, Any] = {}
@@ -75,7 +76,7 @@ def settings_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
         for field, fprop in sdef["properties"].items():
             if field in CHART_MANAGED_FIELDS.get(name, set()):
                 continue
-            fschema = _field_schema(fprop)
+            fschema = _field_schema(fprop, field_docs(section_model).get(field))  # type: ignore[arg-type]
             if _is_secret(section_model, field):  # type: ignore[arg-type]
                 secret[field] = fschema
                 continue
