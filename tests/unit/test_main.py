@@ -1,0 +1,44 @@
+"""The process entry point: what it skips at exit must not lose output or the exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bwsync
+
+SCRIPT = Path(sys.executable).with_name("bwsync")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BWSYNC_")}
+    return {**env, "BWSYNC_SECRETS_DIR": "/nonexistent", **extra}
+
+
+@pytest.mark.parametrize(
+    "command", [[sys.executable, "-m", "bwsync"], [str(SCRIPT)]], ids=["-m", "script"]
+)
+def test_piped_output_and_the_exit_code_survive_the_fast_exit(command: list[str]) -> None:
+    # Piped, stdout is block-buffered: without the flush before os._exit it would be lost.
+    ok = subprocess.run([*command, "version"], capture_output=True, text=True, env=_env())
+    assert (ok.returncode, ok.stdout) == (0, f"bwsync {bwsync.__version__}\n")
+    bad = subprocess.run(
+        [*command, "sync"],
+        capture_output=True,
+        text=True,
+        env=_env(BWSYNC_SOURCE="ldap", BWSYNC_LOG__FORMAT="json"),
+    )
+    assert bad.returncode == 2
+    assert "BWSYNC_LDAP__URL" in bad.stderr
+
+
+def test_argument_errors_end_the_ordinary_way() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "bwsync", "--no-such-flag"], capture_output=True, text=True
+    )
+    assert res.returncode == 2
+    assert "usage: bwsync" in res.stderr
