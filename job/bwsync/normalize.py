@@ -50,7 +50,8 @@ def usable_users(users: list[User], skipped: Counter[str]) -> list[User]:
         if not clean:
             skipped["no_email"] += 1
             continue
-        if _js_length(clean) > MAX_EMAIL_LENGTH:
+        # a UTF-16 length is at most twice the code points: most emails need no count at all
+        if len(clean) > MAX_EMAIL_LENGTH // 2 and _js_length(clean) > MAX_EMAIL_LENGTH:
             skipped["email_too_long"] += 1
             continue
         if clean != email:

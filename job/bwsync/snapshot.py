@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from bwsync.bitwarden import BitwardenClient
 from bwsync.plan import OrgSnapshot
@@ -30,14 +31,18 @@ def read_org(client: BitwardenClient, *, detail: bool) -> OrgSnapshot | None:
 
 
 class BackgroundRead:
-    """``read_org`` on a worker thread. The client is the worker's until ``result`` returns:
-    the caller does not use it meanwhile. The thread is a daemon, so a run that fails before
-    it needs the snapshot (an LDAP error) reports at once instead of waiting for it; ``close``
-    then leaves closing the client to the worker."""
+    """``read_org`` on a worker thread, the client included: ``connect`` builds it there,
+    since loading the default CA bundle into its TLS context costs 30-40 ms that can as well
+    overlap the fetch (an unloadable ``BWSYNC_BITWARDEN__CA_FILE`` is then reported after the
+    fetch, by ``result``, with the same message and exit code). The client is the worker's
+    until ``result`` returns, then the caller's (``client``). The thread is a daemon, so a run
+    that fails before it needs the snapshot (an LDAP error) reports at once instead of waiting
+    for it; ``close`` then leaves closing the client to the worker."""
 
-    def __init__(self, client: BitwardenClient, *, detail: bool) -> None:
-        self._client = client
+    def __init__(self, connect: Callable[[], BitwardenClient], *, detail: bool) -> None:
+        self._connect = connect
         self._detail = detail
+        self._client: BitwardenClient | None = None
         self._snapshot: OrgSnapshot | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
@@ -50,8 +55,14 @@ class BackgroundRead:
 
     def _work(self) -> None:
         start = time.perf_counter()
+        client = None
         try:
-            self._snapshot = read_org(self._client, detail=self._detail)
+            client = self._connect()
+            with self._lock:
+                self._client = client
+                abandoned = self._closing
+            if not abandoned:  # the run may have ended while the client was being built
+                self._snapshot = read_org(client, detail=self._detail)
         except BaseException as exc:  # handed to the caller by result()
             self._error = exc
         finally:
@@ -59,23 +70,31 @@ class BackgroundRead:
             with self._lock:
                 self._finished = True
                 close = self._closing
-            if close:
-                self._client.close()
+            if close and client is not None:
+                client.close()
 
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def client(self) -> BitwardenClient:
+        """The client the read used; the caller's once ``result`` has returned."""
+        assert self._finished, "result() first"
+        assert self._client is not None
+        return self._client
 
     def close(self) -> None:
         """Close the client now, or when the read ends if it is still running (the run is
         over either way); exactly one of this and the worker closes it."""
         with self._lock:
             self._closing = True
-            close = self._finished
-        if close:
-            self._client.close()
-        else:
-            self._client.detach()  # its remaining requests are no longer this run's
+            finished, client = self._finished, self._client
+        if finished:
+            if client is not None:
+                client.close()
+        elif client is not None:
+            client.detach()  # its remaining requests are no longer this run's
 
     def result(self) -> OrgSnapshot | None:
         """Wait for the read; raise what it raised (a ``BitwardenError`` names the step)."""

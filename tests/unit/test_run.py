@@ -279,12 +279,14 @@ def test_giving_an_externalid_to_a_second_member_is_refused(
 def test_a_read_left_running_does_not_change_the_finished_report(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
-    fake_bitwarden.slow("list_members", seconds=1.0, times=1)
-    source = _WaitingSource(fake_bitwarden, patience=0, fail=True)
+    # The fetch fails once the member list is in, while the read waits on the groups.
+    fake_bitwarden.slow("list_groups", seconds=1.0, times=1)
+    source = _WaitingSource(fake_bitwarden, patience=5, fail=True)
     outcome = execute(
         _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=source
     )
     before = dict(outcome.report.requests)
+    assert not fake_bitwarden.requests_to("list_groups")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not fake_bitwarden.requests_to("list_groups"):
         time.sleep(0.05)  # the abandoned read goes on to the groups
@@ -316,3 +318,65 @@ def test_a_first_run_sends_every_batch_as_its_snapshot_is_as_old_as_the_fetch(
     assert len(fake_bitwarden.requests_to("import")) == 3
     assert fake_bitwarden.find_member(external_id="u10") is not None  # invited again
     assert FileStateStore(path).load().last_full_reconcile is not None
+
+
+def test_verify_counts_what_the_re_read_shows_and_words_the_rest(
+    fake_bitwarden: FakeBitwarden,
+) -> None:
+    """Each planned change against the organization as re-read after the import: those that
+    took effect are counted as applied, the others are worded as differences."""
+    from bwsync.bitwarden import BitwardenClient
+    from bwsync.model import STATUS_REVOKED, RunReport
+    from bwsync.plan import Change, Plan
+    from bwsync.run import verify
+
+    fake_bitwarden.add_member("a@example.com", external_id="a")
+    fake_bitwarden.add_member("kept@example.com", external_id="kept")
+    fake_bitwarden.add_member("rev@example.com", external_id="rev", status=STATUS_REVOKED)
+    fake_bitwarden.add_member("active@example.com", external_id="active")
+    fake_bitwarden.add_group("Eng", external_id="eng")
+
+    def change(action: str, subject: str, ext: str) -> Change:
+        return Change(action, subject, ext, "test")  # type: ignore[arg-type]
+
+    plan = Plan(
+        changes=[
+            change("invite", "a@example.com", "a"),  # there
+            change("invite", "b@example.com", "b"),  # not there
+            change("link", "kept@example.com", "kept"),  # there
+            change("remove", "gone@example.com", "gone"),  # gone
+            change("remove", "kept@example.com", "kept"),  # still there
+            change("revoke", "rev@example.com", "rev"),  # revoked
+            change("revoke", "active@example.com", "active"),  # not revoked
+            change("restore", "active@example.com", "active"),  # active
+            change("restore", "rev@example.com", "rev"),  # still revoked
+            change("group_create", "Eng", "eng"),  # there
+            change("group_create", "Ops", "ops"),  # not there
+            change("group_rename", "Eng", "eng"),  # has that name
+            change("group_rename", "Sales", "eng"),  # has another name
+            change("member_add", "a@example.com", "a"),  # not re-read
+            change("skip", "x@example.com", "x"),  # not counted
+        ]
+    )
+    report = RunReport(profile="default", source="file", command="sync", started=0.0)
+    with BitwardenClient(fake_bitwarden.settings(timeout=10.0)) as client:
+        differences = verify(client, plan, report)
+    assert report.applied == {
+        "invite": 1,
+        "link": 1,
+        "remove": 1,
+        "revoke": 1,
+        "restore": 1,
+        "group_create": 1,
+        "group_rename": 1,
+        "member_add": 1,
+    }
+    assert differences == [
+        "invite b@example.com (test)",
+        "remove kept@example.com (test)",
+        "revoke active@example.com (test)",
+        "restore rev@example.com (test)",
+        "create group Ops (test)",
+        "rename group Sales (test)",
+    ]
+    assert report.applied_differs

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 from bwsync.bitwarden import BitwardenClient
-from bwsync.errors import BitwardenAuthError
+from bwsync.errors import BitwardenAuthError, ConfigError
 from bwsync.snapshot import BackgroundRead, read_org
 from bwsync.testing.fake_bitwarden import FakeBitwarden
 
@@ -24,20 +25,21 @@ def test_background_read_gives_what_read_org_gives(
     member = fake_bitwarden.add_member("a@example.com", external_id="a")
     fake_bitwarden.add_group("Eng", external_id="eng", members=[member])
     inline = read_org(client, detail=True)
-    background = BackgroundRead(client, detail=True)
+    background = BackgroundRead(lambda: client, detail=True)
     assert background.result() == inline
     assert inline is not None
     assert [m.external_id for m in inline.members] == ["a"]
     assert list((inline.group_member_ids or {}).values()) == [[inline.members[0].id]]
     assert not background.running
     assert background.seconds > 0
+    assert background.client is client  # the caller's from now on
 
 
 def test_background_read_raises_the_servers_refusal_in_the_caller(
     fake_bitwarden: FakeBitwarden, client: BitwardenClient
 ) -> None:
     fake_bitwarden.fail("list_members", status=403, times=None)
-    background = BackgroundRead(client, detail=False)
+    background = BackgroundRead(lambda: client, detail=False)
     with pytest.raises(BitwardenAuthError, match="list members") as info:
         background.result()
     assert info.value.status == 403
@@ -47,7 +49,7 @@ def test_no_list_endpoints_is_none_in_the_background_too(
     fake_vaultwarden: FakeBitwarden,
 ) -> None:
     with BitwardenClient(fake_vaultwarden.settings(timeout=10.0)) as c:
-        assert BackgroundRead(c, detail=False).result() is None
+        assert BackgroundRead(lambda: c, detail=False).result() is None
 
 
 def test_close_during_a_read_leaves_closing_to_the_worker(
@@ -55,7 +57,7 @@ def test_close_during_a_read_leaves_closing_to_the_worker(
 ) -> None:
     fake_bitwarden.slow("list_members", seconds=0.5, times=1)
     client = BitwardenClient(fake_bitwarden.settings(timeout=10.0))
-    background = BackgroundRead(client, detail=False)
+    background = BackgroundRead(lambda: client, detail=False)
     background.close()  # the run ended (say, on an LDAP error) while the read runs
     assert background.running and not client.closed
     snapshot = background.result()
@@ -65,8 +67,39 @@ def test_close_during_a_read_leaves_closing_to_the_worker(
 
 def test_close_after_the_read_closes_at_once(fake_bitwarden: FakeBitwarden) -> None:
     client = BitwardenClient(fake_bitwarden.settings(timeout=10.0))
-    background = BackgroundRead(client, detail=False)
+    background = BackgroundRead(lambda: client, detail=False)
     background.result()
     assert not client.closed
     background.close()
     assert client.closed
+
+
+def test_a_client_that_cannot_be_built_is_raised_in_the_caller() -> None:
+    def connect() -> BitwardenClient:
+        raise ConfigError("BWSYNC_BITWARDEN__CA_FILE: cannot load /nowhere.pem")
+
+    background = BackgroundRead(connect, detail=False)
+    with pytest.raises(ConfigError, match="CA_FILE"):
+        background.result()
+    background.close()  # nothing to close: no error
+
+
+def test_close_while_the_client_is_being_built_skips_the_read(
+    fake_bitwarden: FakeBitwarden,
+) -> None:
+    building = threading.Event()
+    proceed = threading.Event()
+    client = BitwardenClient(fake_bitwarden.settings(timeout=10.0))
+
+    def connect() -> BitwardenClient:
+        building.set()
+        assert proceed.wait(5)
+        return client
+
+    background = BackgroundRead(connect, detail=False)
+    assert building.wait(5)
+    background.close()  # the run ended (an LDAP error) before the client existed
+    proceed.set()
+    assert background.result() is None
+    assert client.closed
+    assert fake_bitwarden.requests_to("list_members") == []
