@@ -15,7 +15,12 @@ SCRIPT = Path(sys.executable).with_name("bwsync")
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BWSYNC_")}
+    """Without PYTHONUNBUFFERED (set on some machines), so piped output is buffered."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BWSYNC_") and k != "PYTHONUNBUFFERED"
+    }
     return {**env, "BWSYNC_SECRETS_DIR": "/nonexistent", **extra}
 
 
@@ -24,10 +29,13 @@ def _env(**extra: str) -> dict[str, str]:
 )
 def test_piped_output_and_the_exit_code_survive_the_fast_exit(command: list[str]) -> None:
     # Piped, stdout is block-buffered: without the flush before os._exit it would be lost.
-    ok = subprocess.run([*command, "version"], capture_output=True, text=True, env=_env())
+    ok = subprocess.run(
+        [*command, "version"], check=False, capture_output=True, text=True, env=_env()
+    )
     assert (ok.returncode, ok.stdout) == (0, f"bwsync {bwsync.__version__}\n")
     bad = subprocess.run(
         [*command, "sync"],
+        check=False,
         capture_output=True,
         text=True,
         env=_env(BWSYNC_SOURCE="ldap", BWSYNC_LOG__FORMAT="json"),
@@ -38,7 +46,10 @@ def test_piped_output_and_the_exit_code_survive_the_fast_exit(command: list[str]
 
 def test_argument_errors_end_the_ordinary_way() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "bwsync", "--no-such-flag"], capture_output=True, text=True
+        [sys.executable, "-m", "bwsync", "--no-such-flag"],
+        check=False,
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 2
     assert "usage: bwsync" in res.stderr
