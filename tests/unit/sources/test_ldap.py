@@ -366,10 +366,47 @@ def test_fetch_with_memory_wire() -> None:
         Group("cn=g2," + BASE, "cn=g2," + BASE, "g2"),
     ]
     assert [(s[0], s[1], s[3]) for s in wire.searches] == [
+        ("ou=g," + BASE, "(&(objectClass=groupOfNames))", False),  # first: are uids needed?
         ("ou=p," + BASE, "(&(objectClass=person))", False),
-        ("ou=g," + BASE, "(&(objectClass=groupOfNames))", False),
     ]
+    assert "uid" in wire.searches[1][2]  # g1 lists "b" by uid
     assert wire.opened and wire.closed
+
+
+def test_the_user_search_asks_for_uids_only_when_a_member_value_is_one() -> None:
+    """Member values with both "=" and "," are DNs (§7.1); with no other value, no user's uid
+    is ever looked up, so the user search leaves the attribute out. A value that is not a DN
+    (an unnamed group's, which is skipped, does not count) brings it back."""
+    people = "ou=p," + BASE
+
+    def fetch(*member_values: bytes) -> tuple[list[str], list[Group]]:
+        wire = FakeWire(
+            pages={
+                people: [[(f"uid=a,{people}", {"mail": [b"a@x"], "uid": [b"a"]})]],
+                "ou=g," + BASE: [
+                    [
+                        ("cn=g," + BASE, {"cn": [b"g"], "member": list(member_values)}),
+                        ("cn=unnamed," + BASE, {"member": [b"a"]}),
+                    ]
+                ],
+            }
+        )
+        src = LdapSource(
+            ldap_settings(user_path="ou=p", group_path="ou=g"), SyncSettings(), wire_factory=wire
+        )
+        d = src.fetch(FetchRequest())
+        (user_search,) = [s for s in wire.searches if s[0] == people]
+        return user_search[2], d.groups or []
+
+    attributes, groups = fetch(f"uid=a,{people}".encode())
+    assert attributes == ["mail", "objectGUID", "userAccountControl"]
+    assert list(groups[0].user_member_external_ids) == [f"uid=a,{people}"]
+    for uid_like in (b"A", b"cn=a", b"a,b"):  # no "=", no ",", or one of them only
+        attributes, groups = fetch(f"uid=a,{people}".encode(), uid_like)
+        assert "uid" in attributes
+        assert list(groups[0].user_member_external_ids) == [f"uid=a,{people}"]
+    attributes, groups = fetch(b"A")
+    assert list(groups[0].user_member_external_ids) == [f"uid=a,{people}"]  # found by uid
 
 
 def test_nothing_to_sync_contacts_nobody() -> None:
