@@ -113,6 +113,7 @@ def test_batched_hash_covers_the_json_array() -> None:
     assert (
         p.hash == base64.b64encode(hashlib.sha256((API + ORG).encode() + array).digest()).decode()
     )
+    assert p.legacy_hash == base64.b64encode(hashlib.sha256(API.encode() + array).digest()).decode()
 
 
 def test_keep_and_remove_extensions() -> None:
