@@ -4,6 +4,7 @@ real HTTP with httpx, as any client would see it."""
 from __future__ import annotations
 
 import base64
+import random
 import subprocess
 import sys
 import time
@@ -1212,3 +1213,92 @@ def test_vw_fault_default_bodies(vw: Api, fake_vaultwarden: FakeBitwarden) -> No
     assert vw.get_token().json()["message"] == "Invalid client_id"
     fake_vaultwarden.fail("import", status=401)
     assert vw.imp(body()).json()["error"]["code"] == 401
+
+
+# --------------------------------------------------------------------------------------------
+# fast paths give what the general ones give (random requests, compared through the API)
+
+_POOL_EMAILS = ["ann@example.com", "Ann@Example.COM", "bob@x.org", "cy@z", "İx@t.com", "ix@t.com",
+                "dee@q.com", "eve@e.e"]  # fmt: skip
+_POOL_EXTS = ["u1", "u2", "u3", "u4", "u5", "u6"]
+
+
+def _random_entry(rng: random.Random, *, bad: float) -> dict[str, Any]:
+    email: Any = rng.choice(_POOL_EMAILS)
+    ext: Any = rng.choice(_POOL_EXTS)
+    if rng.random() < bad:
+        email = rng.choice(
+            ["no-at", "@lead.com", "trail@", "two@@x", " ", None, "a" * 251 + "@b.c"]
+        )
+    if rng.random() < bad:
+        ext = rng.choice([" ", "", None, "x" * 301, 7])
+    entry = {"email": email, "externalId": ext, "deleted": rng.random() < 0.2}
+    if rng.random() < bad:
+        del entry["deleted"]
+    return entry
+
+
+def _random_import(rng: random.Random, *, bad: float) -> dict[str, Any]:
+    members = [_random_entry(rng, bad=bad) for _ in range(rng.randrange(5))]
+    groups = [g(f"g{rng.randrange(3)}", members=rng.sample(_POOL_EXTS, 2)) for _ in range(2)]
+    return body(members, groups[: rng.randrange(3)], overwrite=rng.random() < 0.1)
+
+
+def _recased(doc: dict[str, Any]) -> dict[str, Any]:
+    """The same request with other property names, which ASP.NET binds alike."""
+    members = [{k.upper(): v for k, v in entry.items()} for entry in doc["members"]]
+    return {**doc, "members": members}
+
+
+def _outcome(fake: FakeBitwarden, r: httpx.Response) -> tuple[Any, ...]:
+    members = [(x.email, x.external_id, x.status, x.type) for x in fake.members]
+    groups = sorted((x.external_id or "", sorted(fake.group_member_external_ids(x.id)))
+                    for x in fake.groups)  # fmt: skip
+    return r.status_code, r.content, members, groups, [e for e, _ in fake.events]
+
+
+def test_member_entries_bind_alike_whatever_their_shape(
+    fake_bitwarden_factory: FakeFactory,
+) -> None:
+    # Entries in the shape clients send are checked in one pass; others go the general way.
+    fakes = [fake_bitwarden_factory(), fake_bitwarden_factory()]
+    apis = [Api(f) for f in fakes]
+    try:
+        for a in apis:
+            a.login()
+        rng = random.Random(7)  # noqa: S311 - reproducible requests, not secrets
+        for _ in range(150):
+            doc = _random_import(rng, bad=0.15)
+            one = _outcome(fakes[0], apis[0].imp(doc))
+            assert one == _outcome(fakes[1], apis[1].imp(_recased(doc))), doc
+    finally:
+        for a in apis:
+            a.http.close()
+
+
+def test_imported_members_are_indexed_like_seeded_ones(fake_bitwarden_factory: FakeFactory) -> None:
+    # An import adds its new members in bulk; a stand-in seeded with the same members one by
+    # one must answer the next import alike (same lookups by externalId and email).
+    imported, seeded = fake_bitwarden_factory(), fake_bitwarden_factory()
+    apis = Api(imported), Api(seeded)
+    try:
+        apis[0].login()
+        rng = random.Random(11)  # noqa: S311 - reproducible requests, not secrets
+        for _ in range(60):
+            apis[0].imp(_random_import(rng, bad=0.02))
+            seeded.reset()
+            for x in imported.members:
+                seeded.add_member(x.email, external_id=x.external_id, status=x.status,
+                                  type=x.type, member_id=x.id)  # fmt: skip
+            for x in imported.groups:
+                seeded.add_group(x.name, external_id=x.external_id, members=x.member_ids,
+                                 group_id=x.id)  # fmt: skip
+            apis[1].login()
+            doc, before = _random_import(rng, bad=0.02), len(imported.events)
+            r0, r1 = apis[0].imp(doc), apis[1].imp(doc)
+            outcomes = _outcome(imported, r0), _outcome(seeded, r1)
+            assert outcomes[0][:4] == outcomes[1][:4], doc
+            assert outcomes[0][4][before:] == outcomes[1][4], doc
+    finally:
+        for a in apis:
+            a.http.close()
