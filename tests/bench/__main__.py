@@ -107,12 +107,15 @@ def full_sync(
     *,
     self_hosted: bool = False,
 ) -> tuple[Series, Series, Series] | str:
-    """``bwsync sync`` subprocesses against one stand-in: the first run fills an empty
-    organization (100,000 invitations); the next ``repeat`` runs find it in step with state
-    backend ``none`` (each fetches, reads the organization beside the fetch, plans and sends the
-    whole import); the last ``repeat`` runs keep state in a file whose hash is made stale before
-    each run: the directory "changed since the last run" while the organization is in step, the
-    scheduled run after a change (organization read after the fetch, unchanged batches left out).
+    """``bwsync sync`` subprocesses against the stand-in, ``repeat`` times each:
+
+    * an empty organization filled with 100,000 invitations, each time against a freshly
+      started stand-in (so the empty case has a median too, not one sample);
+    * then, against the last one, the organization in step with state backend ``none`` (each
+      run fetches, reads the organization beside the fetch, plans and sends the whole import);
+    * then the same with state kept in a file whose hash is made stale before each run: the
+      directory "changed since the last run" while the organization is in step, the scheduled
+      run after a change (organization read after the fetch, unchanged batches left out).
 
     ``self_hosted``: the stand-in without the cloud's 2,000-entry cap and bwsync without
     ``large_import``, so the import is one request (bwdc against a self-hosted server)
@@ -126,12 +129,11 @@ def full_sync(
     state_file = workdir / f"state-{engine}-{uuid.uuid4().hex[:8]}.json"
     port = free_port()
     client_id, secret = f"organization.{uuid.uuid4()}", uuid.uuid4().hex
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "bwsync.testing.fake_bitwarden", "--port", str(port),
-         "--client-id", client_id, "--client-secret", secret, *fake_args,
-         *(["--self-hosted"] if self_hosted else [])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_child_env({}),
-    )  # fmt: skip
+    command = [
+        sys.executable, "-m", "bwsync.testing.fake_bitwarden", "--port", str(port),
+        "--client-id", client_id, "--client-secret", secret, *fake_args,
+        *(["--self-hosted"] if self_hosted else []),
+    ]  # fmt: skip
     env = _child_env(
         {
             "BWSYNC_SOURCE": "ldap",
@@ -149,12 +151,23 @@ def full_sync(
             "BWSYNC_SECRETS_DIR": str(workdir / "no-secrets"),
         }
     )
+    fake: subprocess.Popen[bytes] | None = None
     try:
-        wait_for_port(port, fake, time.monotonic() + 20)
-        for n in range(2 * repeat + 1):
+        for n in range(3 * repeat):
+            if n < repeat:  # a fresh stand-in: an empty organization
+                if fake is not None:
+                    _stop(fake)
+                fake = subprocess.Popen(
+                    command,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=_child_env({}),
+                )
+                wait_for_port(port, fake, time.monotonic() + 20)
+            assert fake is not None
             log = workdir / f"sync-{engine}-{n}.log"
             run_env = env
-            if n > repeat:
+            if n >= 2 * repeat:
                 run_env = {
                     **env,
                     "BWSYNC_STATE__BACKEND": "file",
@@ -173,16 +186,21 @@ def full_sync(
             code = os.waitstatus_to_exitcode(status)
             if code != 0:
                 return f"failed (exit {code}): {log.read_text()[-800:]}"
-            series = first if n == 0 else steady if n <= repeat else changed
+            series = first if n < repeat else steady if n < 2 * repeat else changed
             series.seconds.append(elapsed)
             series.rss_mb.append(usage.ru_maxrss / 1024)
             series.cpu.append(usage.ru_utime + usage.ru_stime)
             series.server_cpu.append(_cpu_seconds(fake.pid) - server_before)
             series.extra = {"stages": _stages(log)}
     finally:
-        fake.terminate()
-        fake.wait(10)
+        if fake is not None:
+            _stop(fake)
     return first, steady, changed
+
+
+def _stop(fake: subprocess.Popen[bytes]) -> None:
+    fake.terminate()
+    fake.wait(10)
 
 
 def _stale_hash(path: Path) -> None:
