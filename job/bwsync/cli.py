@@ -319,8 +319,13 @@ def plan_document(outcome: Outcome) -> dict[str, Any]:
         "notes": plan.notes if plan else [],
         "safety": outcome.safety,
         "requests": [
-            {"members": r.members, "groups": r.groups, "bytes": len(r.body)}
-            for r in (payload.requests if payload else [])
+            {
+                "members": r.members,
+                "groups": r.groups,
+                "bytes": len(r.body),
+                "sent": i not in outcome.unsent,
+            }
+            for i, r in enumerate(payload.requests if payload else [])
         ],
         "hash": payload.hash if payload else None,
         "send": _sent_entries(outcome),
@@ -333,8 +338,9 @@ def _sent_entries(outcome: Outcome) -> dict[str, Any]:
     if d is None or outcome.payload is None:
         return {"members": [], "groups": []}
     members = []
-    for r in outcome.payload.requests:
-        members.extend(orjson.loads(r.body)["members"])
+    for i, r in enumerate(outcome.payload.requests):
+        if i not in outcome.unsent:  # a batch left out as unchanged sends nobody
+            members.extend(orjson.loads(r.body)["members"])
     groups = [
         {"name": g.name, "externalId": g.external_id, "members": len(g.user_member_external_ids)}
         for g in (d.groups or [])
@@ -375,6 +381,12 @@ def print_plan_text(outcome: Outcome) -> None:
             "totals:    "
             + (", ".join(f"{k} {v}" for k, v in sorted(plan.counts().items())) or "none")
         )
+        if outcome.unsent and outcome.payload:
+            n = len(outcome.payload.requests)
+            print(
+                f"requests:  {n - len(outcome.unsent)} of {n} import batches would be sent; "
+                f"{len(outcome.unsent)} hold no change and are left out (--force sends all)"
+            )
     else:
         sent = _sent_entries(outcome)
         print(f"would send {len(sent['members'])} members and {len(sent['groups'])} groups:")

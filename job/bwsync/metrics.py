@@ -137,6 +137,7 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "skipped_entries",
         "bitwarden_requests_total",
         "retries_total",
+        "unsent_batches",
         "build_info",
     )
 )
@@ -247,6 +248,11 @@ def _families(r: RunReport) -> Iterator[Metric]:
     )
     retries.add_metric(base, float(r.retries))
     yield retries
+    yield gauge(
+        "unsent_batches",
+        "Import batches the last run left out because the plan found no change in them.",
+        float(r.unsent_batches),
+    )
     info = GaugeMetricFamily(
         PREFIX + "build_info",
         "Always 1; labelled with the bwsync version.",

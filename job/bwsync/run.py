@@ -66,6 +66,9 @@ class Outcome:
     plan: Plan | None = None
     safety: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
+    unsent: frozenset[int] = frozenset()
+    """Indexes of ``payload.requests`` left out as unchanged (``unchanged_batches``): what
+    ``sync`` does not send, and ``plan`` shows as not to be sent."""
 
 
 ClientFactory = Callable[[Settings, RunReport], BitwardenClient]
@@ -186,6 +189,9 @@ class _Run:
         # hash would make every later run with such entries look changed.
         directory_hash = payload.hash
         plan, payload = self._plan(directory, payload)
+        # --force, a reconcile due or no remembered hash send every batch, as bwdc does.
+        if not self._full_apply():
+            self.outcome.unsent = frozenset(unchanged_batches(payload, plan))
         if self.options.command == "plan":
             enforce_safety(self.outcome.safety)
             self.report.result, self.report.exit_code = "success", 0
@@ -320,7 +326,7 @@ class _Run:
         holder = lease_holder(self.settings.profile)
         with self.stage("lease", holder=holder):
             self.leased = self.store.acquire_lease(holder, self.settings.state.lease_seconds)
-        _apply(client, payload, plan, self.stage, send_all=self._full_apply())
+        _apply(client, payload, plan, self.stage, unchanged=self.outcome.unsent)
         if plan.org_known:
             with self.stage("verify") as info:
                 self.outcome.differences = verify(client, plan, self.report)
@@ -442,13 +448,17 @@ def unchanged_batches(payload: Payload, plan: Plan) -> set[int]:
 
 
 def _apply(
-    client: BitwardenClient, payload: Payload, plan: Plan, stage: _Stages, *, send_all: bool
+    client: BitwardenClient,
+    payload: Payload,
+    plan: Plan,
+    stage: _Stages,
+    *,
+    unchanged: frozenset[int],
 ) -> None:
-    """POST the import request(s) in order, then revoke/restore through the member endpoints.
-    ``send_all`` (``--force``, a full reconcile) sends every batch, as bwdc does."""
+    """POST the import request(s) in order but the ``unchanged`` ones, then revoke/restore
+    through the member endpoints."""
     sent = stage.report.sent
     n = len(payload.requests)
-    unchanged = set() if send_all else unchanged_batches(payload, plan)
     if unchanged:
         stage.report.unsent_batches = len(unchanged)
         event(

@@ -380,3 +380,28 @@ def test_verify_counts_what_the_re_read_shows_and_words_the_rest(
         "rename group Sales (test)",
     ]
     assert report.applied_differs
+
+
+def test_plan_shows_the_batches_a_sync_would_leave_out(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    """bwsync plan and bwsync sync agree on which batches go out: with a remembered hash, the
+    member batches holding no change are marked as not sent and their entries are not listed."""
+    from bwsync.cli import plan_document
+
+    users = [User(f"u{i}", f"u{i}", f"u{i}@example.com") for i in range(4100)]
+    for u in users[:-1]:
+        fake_bitwarden.add_member(u.email, external_id=str(u.external_id))
+    path = tmp_path / "state.json"
+    _remember_a_hash(path)
+    settings = _batched(fake_bitwarden, path)
+    planned = execute(settings, RunOptions(command="plan"), source=_Users(users))
+    assert planned.unsent == {0, 1}  # u0-u3999 are in the organization already
+    doc = plan_document(planned)
+    assert [r["sent"] for r in doc["requests"]] == [False, False, True]
+    assert [m["externalId"] for m in doc["send"]["members"]] == [f"u{i}" for i in range(4000, 4100)]
+    assert fake_bitwarden.writes() == []
+    synced = execute(settings, RunOptions(), source=_Users(users))
+    assert synced.unsent == planned.unsent
+    assert synced.report.unsent_batches == 2
+    assert len(fake_bitwarden.requests_to("import")) == 1
