@@ -315,14 +315,18 @@ def collect_users(  # noqa: PLR0915 - the hot loop is inlined on purpose (no per
         skipped["no_email"] += no_email
 
 
-def _resolve_members(found: list[tuple[Group, Sequence[bytes]]], index: UserIndex) -> list[Group]:
+def _has_uid_values(found: list[tuple[Group, list[str]]]) -> bool:
+    """Whether any member value is one ``_resolve_members`` looks up by uid."""
+    return any([v for v in values if "=" not in v or "," not in v] for _, values in found)
+
+
+def _resolve_members(found: list[tuple[Group, list[str]]], index: UserIndex) -> list[Group]:
     """bwdc's member classification (§7.1): a value with both "=" and "," is a user's DN or,
     if no user has that DN, a nested group's; anything else is a uid, ignored if unknown."""
     by_dn, by_uid = index.by_dn.get, index.by_uid.get
-    for group, members in found:
+    for group, values in found:
         users_of, groups_of = group.user_member_external_ids, group.group_member_reference_ids
-        for raw in members:
-            v = raw.decode("utf-8", "replace")
+        for v in values:
             if "=" in v and "," in v:
                 ext_id = by_dn(v)
                 if ext_id is not None:
@@ -408,9 +412,7 @@ class LdapSource:
             # "=" and "," is looked up by uid (§7.1), so when there is none the 100,000-entry
             # user search need not carry every user's uid (5-10 % of the fetch).
             found = self._read_groups(wire, plan, skipped) if sync.groups else None
-            by_uid = found is not None and any(
-                b"=" not in v or b"," not in v for _, members in found for v in members
-            )
+            by_uid = found is not None and _has_uid_values(found)
             users: list[User] | None = [] if sync.users else None
             index = UserIndex({}, {}) if sync.groups else None
             collect_users(
@@ -473,9 +475,9 @@ class LdapSource:
 
     def _read_groups(
         self, wire: Wire, plan: SearchPlan, skipped: Counter[str]
-    ) -> list[tuple[Group, Sequence[bytes]]]:
-        """Every group with its raw member values (ranged ones followed to the end); what
-        the values mean waits for the user search (``_resolve_members``)."""
+    ) -> list[tuple[Group, list[str]]]:
+        """Every group with its member values as text (ranged ones followed to the end);
+        what they mean waits for the user search (``_resolve_members``)."""
         member_attr = plan.member_attribute
         step = self.member_range_step
         request = f"{member_attr};range=0-{step - 1}" if step else member_attr
@@ -485,7 +487,7 @@ class LdapSource:
             member_attr.lower(),
             "objectguid",
         )
-        found: list[tuple[Group, Sequence[bytes]]] = []
+        found: list[tuple[Group, list[str]]] = []
         for page in wire.search(
             plan.group_base,
             plan.group_filter,
@@ -518,7 +520,7 @@ class LdapSource:
                 group = Group(dn, ext, label.decode("utf-8", "replace"))
                 if ranged is not None:
                     members = [*members, *self._rest_of_range(wire, dn, member_attr, ranged)]
-                found.append((group, members))
+                found.append((group, [v.decode("utf-8", "replace") for v in members]))
         return found
 
     def _rest_of_range(self, wire: Wire, dn: str, attr: str, options: str) -> list[bytes]:
