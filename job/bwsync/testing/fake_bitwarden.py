@@ -635,8 +635,10 @@ class FakeBitwarden:
         ``_put_new_members``, ``_delete_member``, ``_set_external_id``, ``_set_group_members``
         and ``add_group`` change (the class docstring says why they exist)."""
         self._order = itertools.count()
-        self._seq: dict[str, int] = {}
-        """Member id -> its rank in ``_members`` (dict order), to break ties like a scan."""
+        self._seq: dict[str, int] | None = None
+        """Member id -> its rank in ``_members`` (dict order), to break ties like a scan; built
+        when first needed (``_ranks``), as an organization whose members' emails and
+        externalIds are all distinct never has a tie to break."""
         self._by_ext: dict[str, list[FakeMember]] = {}
         """Non-empty external_id -> members having it (more than one: a broken org)."""
         self._ext_dups: set[str] = set()
@@ -663,7 +665,8 @@ class FakeBitwarden:
         ``canonical``: its id comes from ``_new_id``."""
         old = self._members.get(member.id)
         if old is None:
-            self._seq[member.id] = next(self._order)
+            if self._seq is not None:
+                self._seq[member.id] = next(self._order)
             if not canonical:
                 self._note_id(member.id)
         else:
@@ -677,32 +680,28 @@ class FakeBitwarden:
         else:
             same.append(member)
 
-    def _put_new_members(self, entries: list[_ImportMember], status: int) -> list[FakeMember]:
-        """Create users for validated import entries whose emails the organization lacks, as
-        ``_put_member(FakeMember(...), canonical=True)`` would one by one, but with dict
-        updates: those calls were a third of an import into an empty organization. The same
-        indexes result, as each member's id and lower-cased email are new keys
-        (``str.lower`` is idempotent) and its externalId is not blank (another new entry may
-        share it, though)."""
-        ids = _new_ids(len(entries))
-        members = [
-            # id, email, external_id, type, status, user_id, name, has_master_password
-            FakeMember(i, e["email"], e["externalId"], TYPE_USER, status, None, None, False)
-            for i, e in zip(ids, entries, strict=True)
-        ]
+    def _put_new_members(self, members: list[FakeMember]) -> None:
+        """Add members created with ``_new_ids`` whose lower-cased emails are new to the
+        organization and to one another, as ``_put_member(member, canonical=True)`` would one by
+        one, but with dict updates: those calls were a third of an import into an empty
+        organization. The same indexes result, as each id and email is a new key."""
+        ids = [m.id for m in members]
         self._members.update(zip(ids, members, strict=True))
-        self._seq.update(zip(ids, self._order, strict=False))  # ids first: no rank is lost
+        if self._seq is not None:  # ids first: zip takes no rank it would lose
+            self._seq.update(zip(ids, self._order, strict=False))
         self._by_email.update([(m.email or "", [m]) for m in members])
-        by_ext = self._by_ext
+        by_ext, unlinked = self._by_ext, self._unlinked
         for m in members:
-            x = m.external_id or ""
-            same = by_ext.get(x)
-            if same is None:
-                by_ext[x] = [m]
-            else:
-                same.append(m)
-                self._ext_dups.add(x)
-        return members
+            x = m.external_id
+            if x:
+                same = by_ext.get(x)
+                if same is None:
+                    by_ext[x] = [m]
+                else:
+                    same.append(m)
+                    self._ext_dups.add(x)
+            if x is None or not x.strip():
+                unlinked.setdefault(m.email, []).append(m)
 
     def _unindex(self, member: FakeMember) -> None:
         self._unindex_ext(member)
@@ -740,6 +739,8 @@ class FakeBitwarden:
                 del self._unlinked[member.email]
 
     def _set_external_id(self, member: FakeMember, external_id: str | None) -> None:
+        if member.external_id == external_id:  # re-indexing would only move it last in lists
+            return
         self._unindex_ext(member)
         member.external_id = external_id
         self._index_ext(member)
@@ -748,7 +749,14 @@ class FakeBitwarden:
         """The one of these members a scan of ``_members`` meets first."""
         if len(members) == 1:
             return members[0]
-        return min(members, key=lambda m: self._seq[m.id])
+        seq = self._ranks()
+        return min(members, key=lambda m: seq[m.id])
+
+    def _ranks(self) -> dict[str, int]:
+        """``_seq``, built now if it was not."""
+        if self._seq is None:
+            self._seq = dict(zip(self._members, self._order, strict=False))  # members first
+        return self._seq
 
     def _linked(self, external_id: str | None) -> FakeMember | None:
         """The official import's externalId -> member map (§3.4 step 2, updated by steps
@@ -1374,7 +1382,9 @@ class FakeBitwarden:
         # (in the order a scan of the org meets them: it decides who holds a shared externalId)
         unlinked = self._unlinked
         adopted = [m for e in unlinked.keys() & by_email.keys() for m in unlinked[e]]
-        adopted.sort(key=lambda m: self._seq[m.id])
+        if len(adopted) > 1:
+            seq = self._ranks()
+            adopted.sort(key=lambda m: seq[m.id])
         for m in adopted:
             self._set_external_id(m, by_email[m.email]["externalId"])
         # 6. add new members (invite, or stage), skipping emails already in the org. The
@@ -1399,9 +1409,13 @@ class FakeBitwarden:
                 )
                 if occupied + len(new_entries) > self.seats:
                     raise _HttpError(_public_error(400, "Seat limit has been reached."))
-        new_members = self._put_new_members(
-            new_entries, STATUS_STAGED if staged else STATUS_INVITED
-        )
+        status = STATUS_STAGED if staged else STATUS_INVITED
+        new_members = [
+            # id, email, external_id, type, status, user_id, name, has_master_password
+            FakeMember(i, e["email"], e["externalId"], TYPE_USER, status, None, None, False)
+            for i, e in zip(_new_ids(len(new_entries)), new_entries, strict=True)
+        ]
+        self._put_new_members(new_members)
         event = "OrganizationUser_Staged" if staged else "OrganizationUser_Invited"
         self._events.extend([(event, m.id) for m in new_members])
         # 7. groups
@@ -1443,7 +1457,8 @@ class FakeBitwarden:
     def _delete_member(self, member: FakeMember, event: str) -> None:
         if self._members.get(member.id) is member:
             del self._members[member.id]
-            del self._seq[member.id]
+            if self._seq is not None:
+                del self._seq[member.id]
             self._unindex(member)
         index = self._member_groups()
         groups = index.get(member.id)
@@ -1474,34 +1489,11 @@ class FakeBitwarden:
         if model is None:
             return _rocket_catcher(422)
         # members first, by email (the first member of the org with it)
-        by_email = self._by_email
-        for entry in model.members:
-            same = by_email.get(entry.email.lower())
-            member = self._first(same) if same else None
-            if entry.deleted:
-                if member is not None:
-                    if not self._vw_is_last_owner(member) and member.status != STATUS_REVOKED:
-                        member.prior_status = member.status
-                        member.status = STATUS_REVOKED
-                    self._set_external_id(member, entry.external_id or None)
-            elif member is not None:
-                if member.status == STATUS_REVOKED:
-                    self._restore(member)
-                self._set_external_id(member, entry.external_id or None)
-            else:
-                # an existing account with a password, and no mail to invite it: Accepted
-                password = self._accounts.get(entry.email.lower(), False)
-                accepted = password and not self.mail_enabled
-                new = FakeMember(
-                    id=_new_id(),
-                    email=entry.email.lower(),
-                    external_id=entry.external_id or None,
-                    type=TYPE_USER,
-                    status=STATUS_ACCEPTED if accepted else STATUS_INVITED,
-                    user_id=_new_id() if accepted else None,
-                    has_master_password=accepted,
-                )
-                self._put_member(new, canonical=True)
+        keys = [m["email"].lower() for m in model.members]
+        if len(set(keys)) == len(keys):
+            self._vw_import_members_once(model.members, keys)
+        else:
+            self._vw_import_members(model.members, keys)
         # groups, only with ORG_GROUPS_ENABLED
         if self.groups_enabled:
             by_ext = self._by_ext
@@ -1519,13 +1511,77 @@ class FakeBitwarden:
                 self._set_group_members(group, list(ids))
         # then overwrite: hard delete of unlisted external members, last owner protected
         if model.overwrite_existing:
-            listed = {m.external_id for m in model.members}
+            listed = {m["externalId"] for m in model.members}
             for member in list(self._members.values()):
                 if member.external_id and member.external_id not in listed:
                     if self._vw_is_last_owner(member):
                         continue
                     self._delete_member(member, "OrganizationUser_Removed")
         return _Response(200)
+
+    def _vw_import_members(self, entries: list[_VwMember], keys: list[str]) -> None:
+        """The members of an import, entry by entry (``keys``: their lower-cased emails). A
+        later entry with an email met before acts on the member the earlier one found or
+        added (§6.2: duplicates do not crash)."""
+        by_email = self._by_email
+        for entry, key in zip(entries, keys, strict=True):
+            same = by_email.get(key)
+            member = self._first(same) if same else None
+            if member is not None:
+                self._vw_update_member(member, entry)
+            elif not entry["deleted"]:
+                (new,) = self._vw_new_members([key], [entry["externalId"] or None])
+                self._put_member(new, canonical=True)
+
+    def _vw_import_members_once(self, entries: list[_VwMember], keys: list[str]) -> None:
+        """``_vw_import_members`` when no two entries share an email (``keys`` are unique), as
+        in every import bwsync sends: then each entry acts on a member of its own, and the new
+        ones are added in bulk after the loop (they cannot be the last confirmed owner the
+        revocations look for, being Users)."""
+        by_email, first, update = self._by_email, self._first, self._vw_update_member
+        new_emails: list[str] = []
+        new_exts: list[str | None] = []
+        for entry, key in zip(entries, keys, strict=True):
+            same = by_email.get(key)
+            if same is None:
+                if not entry["deleted"]:
+                    new_emails.append(key)
+                    new_exts.append(entry["externalId"] or None)
+                continue
+            member = same[0] if len(same) == 1 else first(same)
+            if (  # in step: nothing to change (what update() would find), inlined
+                not entry["deleted"]
+                and member.status != STATUS_REVOKED
+                and member.external_id == (entry["externalId"] or None)
+            ):
+                continue
+            update(member, entry)
+        self._put_new_members(self._vw_new_members(new_emails, new_exts))
+
+    def _vw_update_member(self, member: FakeMember, entry: _VwMember) -> None:
+        """An entry for an existing member: revoke (not the last confirmed owner) or restore,
+        and write its externalId."""
+        if entry["deleted"]:
+            if not self._vw_is_last_owner(member) and member.status != STATUS_REVOKED:
+                member.prior_status = member.status
+                member.status = STATUS_REVOKED
+        elif member.status == STATUS_REVOKED:
+            self._restore(member)
+        self._set_external_id(member, entry["externalId"] or None)
+
+    def _vw_new_members(self, emails: list[str], exts: list[str | None]) -> list[FakeMember]:
+        """Members for active entries the organization lacks (lower-cased emails, externalIds):
+        an existing account with a password, and no mail to invite it, is Accepted."""
+        members = [
+            # id, email, external_id, type, status, user_id, name, has_master_password
+            FakeMember(i, e, x, TYPE_USER, STATUS_INVITED, None, None, False)
+            for i, e, x in zip(_new_ids(len(emails)), emails, exts, strict=True)
+        ]
+        if self._accounts and not self.mail_enabled:
+            for m in members:
+                if self._accounts.get(m.email or "", False):
+                    m.status, m.user_id, m.has_master_password = STATUS_ACCEPTED, _new_id(), True
+        return members
 
     def _vw_is_last_owner(self, member: FakeMember) -> bool:
         return (
@@ -1580,14 +1636,25 @@ def _random_id_head() -> str:
 
 _ID_HEAD = _random_id_head()
 _id_counter = itertools.count(random.getrandbits(40))
+_ID_TAILS = [f"{i:03x}" for i in range(4096)]
+"""The last 3 hex digits of every 12-digit last group, to build ids by concatenation."""
 
 
 def _new_ids(n: int) -> list[str]:
     """``n`` version-4-shaped UUID strings, unique in this process: a random head drawn once
     and a counter as the last group. Drawing 128 random bits per id was a fifth of the
     stand-in's time when an import creates 100,000 members (ids need be unique, not
-    unpredictable)."""
-    return [f"{_ID_HEAD}{i & 0xFFFFFFFFFFFF:012x}" for i in itertools.islice(_id_counter, n)]
+    unpredictable), and formatting each number a tenth: the last group is 9 digits formatted
+    once per 4,096 ids and 3 from a table."""
+    numbers = list(itertools.islice(_id_counter, n))  # consecutive: taken in one C call
+    ids: list[str] = []
+    if numbers:
+        start, stop = numbers[0], numbers[-1] + 1
+        for block in range(start >> 12, ((stop - 1) >> 12) + 1):
+            base = block << 12
+            tails = _ID_TAILS[max(start - base, 0) : min(stop - base, 4096)]
+            ids += map(f"{_ID_HEAD}{block & 0xFFFFFFFFF:09x}".__add__, tails)
+    return ids
 
 
 def _new_id() -> str:
@@ -1808,10 +1875,11 @@ def _member_from_json(item: Any, p: str) -> _ImportMember:
     return {"email": email, "externalId": ext, "deleted": deleted}
 
 
-@dataclass(slots=True)
-class _VwMember:
+class _VwMember(TypedDict):
+    """One entry of ``members`` as parsed: serde's field names are the wire names."""
+
     email: str
-    external_id: str
+    externalId: str
     deleted: bool
 
 
@@ -1831,12 +1899,11 @@ class _VaultwardenImportModel:
     @classmethod
     def parse(cls, doc: Any) -> _VaultwardenImportModel | None:
         """serde with ``rename_all = "camelCase"``: exact names, every field required, strings
-        only; ``None`` means 422."""
+        only, other fields ignored; ``None`` means 422. ``doc`` comes from ``orjson.loads``, so
+        its values are exactly dicts, lists, strs, ints, floats, bools or None."""
 
         def req(obj: Any, key: str, kind: type) -> Any:
-            if not isinstance(obj, dict) or key not in obj or not isinstance(obj[key], kind):
-                raise KeyError(key)
-            if kind is int and isinstance(obj[key], bool):
+            if type(obj) is not dict or type(obj.get(key)) is not kind:
                 raise KeyError(key)
             return obj[key]
 
@@ -1846,19 +1913,25 @@ class _VaultwardenImportModel:
                     req(g, "name", str),
                     req(g, "externalId", str),
                     [
-                        x if isinstance(x, str) else _raise(KeyError("memberExternalIds"))
+                        x if type(x) is str else _raise(KeyError("memberExternalIds"))
                         for x in req(g, "memberExternalIds", list)
                     ],
                 )
                 for g in req(doc, "groups", list)
             ]
-            members = [
-                _VwMember(req(m, "email", str), req(m, "externalId", str), req(m, "deleted", bool))
-                for m in req(doc, "members", list)
-            ]
+            members: list[_VwMember] = req(doc, "members", list)
             overwrite = req(doc, "overwriteExisting", bool)
         except KeyError:
             return None
+        # The parsed entries serve as they are, once every one has its fields (one pass).
+        for m in members:
+            if not (
+                type(m) is dict
+                and type(m.get("email")) is str
+                and type(m.get("externalId")) is str
+                and type(m.get("deleted")) is bool
+            ):
+                return None
         return cls(groups, members, overwrite)
 
 

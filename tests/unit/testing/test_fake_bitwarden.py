@@ -4,10 +4,12 @@ real HTTP with httpx, as any client would see it."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import random
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +33,7 @@ from bwsync.testing.fake_bitwarden import (
     TOO_MUCH_DATA,
     UNHANDLED,
     FakeBitwarden,
+    _new_ids,
 )
 
 MEMBER_KEYS = {
@@ -893,6 +896,14 @@ def test_vw_overwrite_deletes_unlisted_after_adds_without_mp_guard(
     }
 
 
+def test_vw_rewrites_the_external_id_of_a_revoked_member(
+    vw: Api, fake_vaultwarden: FakeBitwarden
+) -> None:
+    a = fake_vaultwarden.add_member("a@example.com", external_id="a", status=STATUS_REVOKED)
+    assert vw.imp(body([m("a2", "a@example.com", deleted=True)])).status_code == 200
+    assert fake_vaultwarden.member(a.id) == dataclasses.replace(a, external_id="a2")
+
+
 def test_vw_duplicate_emails_do_not_crash(vw: Api, fake_vaultwarden: FakeBitwarden) -> None:
     assert vw.imp(body([m("a", "same@x.com"), m("b", "same@x.com")])).status_code == 200
     (only,) = fake_vaultwarden.members
@@ -1302,3 +1313,128 @@ def test_imported_members_are_indexed_like_seeded_ones(fake_bitwarden_factory: F
     finally:
         for a in apis:
             a.http.close()
+
+
+def _vw_seed(fake: FakeBitwarden) -> None:
+    """An organization with the awkward cases: two owners, an email and an externalId held
+    twice, a revoked member, one without externalId, an account that is not a member."""
+    fake.add_owner("ann@example.com", external_id="u1")
+    fake.add_owner("bob@x.org")
+    fake.add_member("Ann@Example.COM", external_id="u2")
+    fake.add_member("cy@z", external_id="u2", status=STATUS_REVOKED)
+    fake.add_member("dee@q.com")
+    fake.add_account("eve@e.e")
+    fake.add_group("Old", external_id="g0")
+
+
+def _random_vw_import(rng: random.Random) -> dict[str, Any]:
+    exts = [*_POOL_EXTS, "", " "]
+    members = [
+        {"email": rng.choice(_POOL_EMAILS), "externalId": rng.choice(exts),
+         "deleted": rng.random() < 0.3}
+        for _ in range(rng.randrange(6))
+    ]  # fmt: skip
+    groups = [
+        g(rng.choice(["g0", "g1", "g2", ""]), rng.choice(["A", "B"]),
+          rng.sample([*exts, "zzz"], rng.randrange(4)))
+        for _ in range(rng.randrange(3))
+    ]  # fmt: skip
+    return body(members, groups, overwrite=rng.random() < 0.15)
+
+
+def _vw_outcome(fake: FakeBitwarden, r: httpx.Response) -> tuple[Any, ...]:
+    members = fake.members
+    rank = {x.id: n for n, x in enumerate(members)}
+    groups = [(x.name, x.external_id, [rank.get(i) for i in x.member_ids]) for x in fake.groups]
+    return (
+        r.status_code,
+        r.content,
+        [(x.email, x.external_id, x.status, x.type, x.user_id is None, x.has_master_password)
+         for x in members],
+        groups,
+        [e for e, _ in fake.events],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("mail", [True, False])
+def test_vw_imports_act_alike_with_or_without_a_repeated_email(
+    fake_bitwarden_factory: FakeFactory, mail: bool
+) -> None:
+    # Members of a request whose emails are all distinct are handled in one pass and added in
+    # bulk; a repeated email sends the request entry by entry. Repeating an entry right after
+    # itself changes nothing (each entry's effect is idempotent), so both must end alike.
+    fakes = [fake_bitwarden_factory(vaultwarden=True, groups_enabled=True, mail_enabled=mail)
+             for _ in range(2)]  # fmt: skip
+    apis = [Api(f) for f in fakes]
+    try:
+        for f, a in zip(fakes, apis, strict=True):
+            _vw_seed(f)
+            a.login()
+        rng = random.Random(5)  # noqa: S311 - reproducible requests, not secrets
+        for _ in range(150):
+            doc = _random_vw_import(rng)
+            twice = [*doc["members"]]
+            if twice:
+                i = rng.randrange(len(twice))
+                twice.insert(i, twice[i])
+            one = _vw_outcome(fakes[0], apis[0].imp(doc))
+            assert one == _vw_outcome(fakes[1], apis[1].imp({**doc, "members": twice})), doc
+    finally:
+        for a in apis:
+            a.http.close()
+
+
+def _serde_accepts(doc: Any) -> bool:
+    """Vaultwarden's import model as serde binds it (§6.2), written plainly."""
+
+    def has(obj: Any, key: str, kind: type) -> bool:
+        return isinstance(obj, dict) and key in obj and isinstance(obj[key], kind)
+
+    return (
+        has(doc, "groups", list)
+        and all(has(x, "name", str) and has(x, "externalId", str)
+                and has(x, "memberExternalIds", list)
+                and all(isinstance(v, str) for v in x["memberExternalIds"])
+                for x in doc["groups"])
+        and has(doc, "members", list)
+        and all(has(x, "email", str) and has(x, "externalId", str) and has(x, "deleted", bool)
+                for x in doc["members"])
+        and has(doc, "overwriteExisting", bool)
+    )  # fmt: skip
+
+
+def _spoiled(rng: random.Random, doc: dict[str, Any]) -> Any:
+    """``doc`` with one random change that serde may or may not accept."""
+    targets: list[Any] = [doc, *doc["members"], *doc["groups"]]
+    obj = rng.choice(targets)
+    key = rng.choice([*obj, "extra"])
+    how = rng.randrange(4)
+    if how == 0:
+        obj.pop(key, None)
+    elif how == 1:
+        obj[key] = rng.choice([None, 1, 1.5, True, "s", [], ["s"], [1], {}])
+    elif how == 2 and doc["members"]:
+        doc["members"][rng.randrange(len(doc["members"]))] = rng.choice([None, "m", [], 1])
+    elif how == 3 and doc["groups"]:
+        doc["groups"][0]["memberExternalIds"].append(rng.choice([None, 1, True, "s"]))
+    return doc
+
+
+def test_vw_import_binds_like_serde(vw: Api) -> None:
+    rng = random.Random(3)  # noqa: S311 - reproducible requests, not secrets
+    for _ in range(300):
+        doc = _spoiled(rng, _random_vw_import(rng))
+        r = vw.imp(doc)
+        assert r.status_code == (200 if _serde_accepts(doc) else 422), doc
+
+
+def test_new_ids_are_consecutive_guids_across_blocks() -> None:
+    # ids are built 4,096 at a time from a table of tails: same strings as formatting each.
+    for n in (0, 1, 4095, 4097, 10_000):
+        ids = _new_ids(n)
+        assert len(ids) == n
+        if ids:
+            first = int(ids[0][-12:], 16)
+            assert [int(x[-12:], 16) for x in ids] == list(range(first, first + n))
+            assert {x[:-12] for x in ids} == {ids[0][:-12]}
+            assert all(str(uuid.UUID(x)) == x and uuid.UUID(x).version == 4 for x in ids)
