@@ -79,9 +79,11 @@ def main(argv: list[str]) -> None:
     result: dict[str, Any] = {"mode": mode, "engine": engine}
     if mode == "bare":
         plan = SearchPlan.resolve(settings, sync, False)
+        # The bench's groups list members by DN, so the source leaves the users' uid out
+        # (LdapSource.fetch reads the groups first to know); the bare search asks the same.
         searches = [
-            (plan.user_base, plan.user_filter, plan.user_attributes()),
             (plan.group_base, plan.group_filter, plan.group_attributes(plan.member_attribute)),
+            (plan.user_base, plan.user_filter, plan.user_attributes(uid=False)),
         ]
         fn = bare_python_ldap if engine == "python-ldap" else bare_ldap3
         result["entries"] = fn(url, dn, pw, searches)
