@@ -13,6 +13,7 @@ with one job. What it guarantees:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -259,9 +260,10 @@ class _Run:
         comparison, so that an unchanged directory costs no Bitwarden request at all."""
         if not self.settings.bitwarden.has_api_key or not self._full_apply():
             return None
-        return BackgroundRead(
-            lambda: self.client_factory(self.settings, self.report), detail=self.options.detail
-        )
+        # Not a lambda over self: the read would hold the run, and the run the read, a cycle
+        # keeping every object of the pass alive until a collection.
+        connect = functools.partial(self.client_factory, self.settings, self.report)
+        return BackgroundRead(connect, detail=self.options.detail)
 
     def _full_apply(self) -> bool:
         """This run applies everything, as bwdc would, whatever the directory holds: no hash

@@ -405,3 +405,28 @@ def test_plan_shows_the_batches_a_sync_would_leave_out(
     assert synced.unsent == planned.unsent
     assert synced.report.unsent_batches == 2
     assert len(fake_bitwarden.requests_to("import")) == 1
+
+
+def test_a_finished_run_is_freed_without_the_cyclic_collector(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    """The CLI pauses the collector for a pass: nothing of a finished run may stay alive in a
+    reference cycle (a read beside the fetch once held the run that held it), or a 100,000-user
+    pass would be kept until a collection walks it all."""
+    import gc
+    import weakref
+
+    source = _Users([User("u1", "u1", "u1@example.com")])
+    ref = weakref.ref(source)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        outcome = execute(
+            _settings(fake_bitwarden, tmp_path / "s.json"), RunOptions(), source=source
+        )
+        assert outcome.report.result == "success"  # with the organization read beside the fetch
+        del source, outcome
+        assert ref() is None
+    finally:
+        if collecting:
+            gc.enable()
