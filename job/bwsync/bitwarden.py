@@ -329,6 +329,22 @@ class _MemberList(msgspec.Struct):
 _MEMBER_LIST: Final = msgspec.json.Decoder(_MemberList)
 
 
+def tls_verify(settings: BitwardenSettings) -> ssl.SSLContext | bool:
+    """The client's ``verify``: an explicit ``ca_file`` wins over SSL_CERT_FILE and friends,
+    as the only trust anchor of an SSL context built here (httpx would otherwise read the
+    environment). An unloadable one is a ``ConfigError`` naming the setting; the run calls
+    this first, so that it is reported before any connection (the client itself may be built
+    later, beside the fetch)."""
+    if settings.ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(settings.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"BWSYNC_BITWARDEN__CA_FILE: cannot load {settings.ca_file}: {exc}"
+        ) from None
+
+
 class BitwardenClient:
     """Synchronous client for one organization; see the module docstring.
 
@@ -385,26 +401,12 @@ class BitwardenClient:
         self._http = httpx.Client(
             transport=transport,
             timeout=settings.timeout,
-            verify=self._verify(settings),
+            verify=tls_verify(settings),
             trust_env=True,  # HTTPS_PROXY / NO_PROXY, as bwdc honours https_proxy
             follow_redirects=False,
             headers=headers,
             event_hooks={"response": [self._record]},
         )
-
-    @staticmethod
-    def _verify(settings: BitwardenSettings) -> ssl.SSLContext | bool:
-        """An explicit ``ca_file`` wins over SSL_CERT_FILE and friends: it becomes the only
-        trust anchor of an SSL context built here (httpx would otherwise read the
-        environment)."""
-        if settings.ca_file is None:
-            return True
-        try:
-            return ssl.create_default_context(cafile=str(settings.ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"BWSYNC_BITWARDEN__CA_FILE: cannot load {settings.ca_file}: {exc}"
-            ) from None
 
     def __repr__(self) -> str:
         return (

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from bwsync.bitwarden import BitwardenClient
+from bwsync.bitwarden import BitwardenClient, tls_verify
 from bwsync.config import Settings
 from bwsync.errors import BwsyncError, ConfigError, SafetyLimitError, StateError
 from bwsync.logs import LOGGER, event
@@ -167,6 +167,8 @@ class _Run:
         return self.outcome
 
     def _run(self) -> None:
+        if self.settings.bitwarden.has_api_key:
+            tls_verify(self.settings.bitwarden)  # a bad CA file: exit 2 before any connection
         with self.stage("state_read", backend=self.store.description):
             self.doc = self.store.load()
         self.report.last_success_timestamp = self.doc.last_success_timestamp

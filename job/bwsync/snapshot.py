@@ -33,8 +33,8 @@ def read_org(client: BitwardenClient, *, detail: bool) -> OrgSnapshot | None:
 class BackgroundRead:
     """``read_org`` on a worker thread, the client included: ``connect`` builds it there,
     since loading the default CA bundle into its TLS context costs 30-40 ms that can as well
-    overlap the fetch (an unloadable ``BWSYNC_BITWARDEN__CA_FILE`` is then reported after the
-    fetch, by ``result``, with the same message and exit code). The client is the worker's
+    overlap the fetch (the run checks an explicit ``BWSYNC_BITWARDEN__CA_FILE`` before it
+    starts, so a bad one is still reported before any connection). The client is the worker's
     until ``result`` returns, then the caller's (``client``). The thread is a daemon, so a run
     that fails before it needs the snapshot (an LDAP error) reports at once instead of waiting
     for it; ``close`` then leaves closing the client to the worker."""

@@ -22,6 +22,7 @@ from bwsync.bitwarden import (
     BitwardenClient,
     backoff_delay,
     should_retry,
+    tls_verify,
 )
 from bwsync.config import BitwardenSettings
 from bwsync.errors import (
@@ -731,11 +732,11 @@ def test_explicit_ca_file_is_the_only_trust_anchor(
     ca = tmp_path / "ca.pem"
     _write_ca(ca)
     monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
-    verify = BitwardenClient._verify(settings(ca_file=ca))
+    verify = tls_verify(settings(ca_file=ca))
     assert isinstance(verify, ssl.SSLContext)
     subjects = [dict(x[0] for x in c["subject"]) for c in verify.get_ca_certs()]
     assert subjects == [{"commonName": "bwsync test CA"}]
-    assert BitwardenClient._verify(settings()) is True
+    assert tls_verify(settings()) is True
 
 
 def test_unreadable_ca_file_is_a_configuration_error(tmp_path: Path) -> None:

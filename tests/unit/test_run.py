@@ -430,3 +430,39 @@ def test_a_finished_run_is_freed_without_the_cyclic_collector(
     finally:
         if collecting:
             gc.enable()
+
+
+class _CountingSource:
+    name = "file"
+    server = "counting test source"
+
+    def __init__(self, users: list[User]) -> None:
+        self.users = users
+        self.fetches = 0
+
+    def fetch(self, request: FetchRequest) -> Directory:
+        self.fetches += 1
+        return Directory(users=list(self.users), groups=None)
+
+    def check(self) -> list[CheckResult]:
+        return []
+
+
+def test_a_bad_bitwarden_ca_file_stops_the_run_before_any_connection(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    """Even though the client is built beside the fetch: an empty directory must not turn it
+    into 'no change', nor a fetch error into exit 3."""
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    base = _settings(fake_bitwarden, tmp_path / "state.json")
+    settings = base.model_copy(
+        update={"bitwarden": base.bitwarden.model_copy(update={"ca_file": bad})}
+    )
+    for users in ([], [User("u1", "u1", "u1@example.com")]):
+        source = _CountingSource(users)
+        outcome = execute(settings, RunOptions(), source=source)
+        assert (outcome.report.result, outcome.report.exit_code) == ("config_error", 2)
+        assert "BWSYNC_BITWARDEN__CA_FILE" in (outcome.report.error or "")
+        assert source.fetches == 0
+    assert fake_bitwarden.requests == []
