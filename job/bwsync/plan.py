@@ -11,8 +11,10 @@ lists what will be *sent* and says so. bwdc never shows either.
 
 Protection rules, whatever the settings: owners and admins are never removed or revoked by
 bwsync (their ``deleted: true`` entries are left out of the import), and members without an
-externalId (added by hand) are never touched, except that the server itself replaces a synced
-group's membership — the plan shows those removals too.
+externalId (added by hand) are never touched, except by the server itself: it replaces a synced
+group's membership, and under ``overwrite_existing`` it removes every synced member but the
+owners that has no active entry, admins included. The plan shows those removals too, and the
+safety limits count them.
 """
 
 from __future__ import annotations
@@ -216,7 +218,7 @@ def _plan_members(  # noqa: PLR0915 - the per-user loop is inlined on purpose
             if gone:
                 any_gone = True
                 if existing is not None:
-                    _plan_gone(plan, email, ext, existing, deleted=u.deleted)
+                    _plan_gone(plan, email, ext, existing, deleted=u.deleted, sync=sync)
                 continue
             if existing is not None:
                 twin = unlinked.get(email) if unlinked else None
@@ -280,13 +282,20 @@ def _external_ids(
     return seen, active
 
 
-def _plan_gone(plan: Plan, email: str, ext: str, existing: OrgMember, *, deleted: bool) -> None:
+def _plan_gone(
+    plan: Plan, email: str, ext: str, existing: OrgMember, *, deleted: bool, sync: SyncSettings
+) -> None:
     """A member whose entry goes out as ``deleted: true``: the server removes it whatever its
     status, revoked included (§3.4 step 3), except owners and admins, whose entry bwsync
-    leaves out of the import."""
+    leaves out of the import. Under ``overwrite_existing`` an admin is removed all the same:
+    not an active entry, it is one of step 4's candidates, which spares only owners."""
     why = "deleted in the directory" if deleted else "disabled in the directory"
     if existing.type in (TYPE_OWNER, TYPE_ADMIN):
         plan.protected_external_ids.add(ext)
+        if existing.type == TYPE_ADMIN and sync.overwrite_existing:
+            why += "; overwrite_existing removes admins too"
+            plan.changes.append(Change("remove", email, ext, why, existing.id))
+            return
         reason = why + "; owners and admins are never removed"
         plan.changes.append(Change("skip", email, ext, reason, existing.id))
     else:
@@ -319,19 +328,26 @@ def _invite_freed_emails(changes: list[Change], owner_skips: list[tuple[int, str
 def _missing(
     by_ext: dict[str, OrgMember], active: set[str], seen: set[str], sync: SyncSettings
 ) -> list[Change]:
-    """Synced members absent from the directory: removed by the server under overwrite, or
-    revoked/removed by bwsync under ``remove_missing``. Owners and admins are left alone."""
+    """Synced members without an active entry: removed by the server under overwrite (§3.4
+    step 4 spares owners only; members with a deleted entry were planned by ``_plan_gone``),
+    or revoked/removed by bwsync under ``remove_missing``, which leaves admins alone too."""
     out: list[Change] = []
     absent = by_ext.keys() - active  # an organization in step: empty, and no loop at all
     if not absent:
         return out
     for ext, m in by_ext.items():  # in the organization's order
-        if ext not in absent or m.type in (TYPE_OWNER, TYPE_ADMIN):
+        if ext not in absent or m.type == TYPE_OWNER:
             continue
         who = m.email or ext
         if sync.overwrite_existing:
+            if ext in seen:
+                continue  # a deleted or disabled entry: planned once, by _plan_gone
             why = "not in the directory and overwrite_existing is on"
+            if m.type == TYPE_ADMIN:
+                why += "; the server removes admins too"
             out.append(Change("remove", who, ext, why, m.id))
+        elif m.type == TYPE_ADMIN:
+            continue
         elif sync.remove_missing and ext not in seen:
             if sync.removal_mode == "remove":
                 out.append(Change("remove", who, ext, GONE, m.id))

@@ -120,6 +120,42 @@ def test_overwrite_predicts_server_removals() -> None:
     assert _actions(plan) == [("remove", "b@x.com")]
 
 
+def test_overwrite_plans_each_removal_once_and_spares_only_owners() -> None:
+    """§3.4: a deleted entry's member goes in step 3, every other synced non-owner without an
+    active entry in step 4, admins included; each is one removal for the safety limits."""
+    org = OrgSnapshot(
+        members=[
+            _m("1", "gone@x.com", "gone"),
+            _m("2", "adm-gone@x.com", "adm-gone", type_=TYPE_ADMIN),
+            _m("3", "adm-absent@x.com", "adm-absent", type_=TYPE_ADMIN),
+            _m("4", "own@x.com", "own", type_=TYPE_OWNER),
+            _m("5", "off@x.com", "off"),
+        ],
+        groups=[],
+    )
+    directory = _d(
+        User("gone", "gone", "gone@x.com", deleted=True),
+        User("adm-gone", "adm-gone", "adm-gone@x.com", deleted=True),
+        User("own", "own", "own@x.com", deleted=True),
+        User("off", "off", "off@x.com", disabled=True),
+    )
+    sync = SyncSettings(
+        overwrite_existing=True, remove_disabled=True, max_removals=3, max_removal_percent=100
+    )
+    plan = make_plan(directory, org, sync)
+    assert _actions(plan) == [
+        ("remove", "gone@x.com"),
+        ("remove", "adm-gone@x.com"),
+        ("skip", "own@x.com"),
+        ("remove", "off@x.com"),
+        ("remove", "adm-absent@x.com"),
+    ]
+    assert plan.removals == 4
+    assert "admins too" in plan.changes[1].reason and "admins too" in plan.changes[4].reason
+    assert check_safety(plan, directory, sync)  # 4 > 3: counted once each
+    assert not check_safety(plan, directory, sync.model_copy(update={"max_removals": 4}))
+
+
 def test_groups_create_rename_and_membership_detail() -> None:
     eng = Group("g1", "g1", "Engineering")
     eng.add_user("a")
