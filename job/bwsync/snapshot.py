@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable
 
 from bwsync.bitwarden import BitwardenClient
@@ -97,8 +98,25 @@ class BackgroundRead:
             client.detach()  # its remaining requests are no longer this run's
 
     def result(self) -> OrgSnapshot | None:
-        """Wait for the read; raise what it raised (a ``BitwardenError`` names the step)."""
+        """Wait for the read; raise what it raised (a ``BitwardenError`` names the step), once.
+
+        An error is a web of reference cycles: its traceback holds the worker's frames, whose
+        locals hold the error, and once raised here it grows through the caller's frames too,
+        so the caller's whole run would stay alive until a collection (the CLI pauses the
+        collector). So this read lets go of it, and the worker's frames lose their locals
+        (their lines stay, for a traceback in the log)."""
         self._thread.join()
-        if self._error is not None:
-            raise self._error
+        error, self._error = self._error, None
+        if error is not None:
+            chained: list[BaseException] = []
+            link: BaseException | None = error
+            while link is not None and link not in chained:
+                chained.append(link)
+                traceback.clear_frames(link.__traceback__)
+                link = link.__cause__ or link.__context__
+            del chained, link
+            try:
+                raise error
+            finally:
+                del error  # nor may this frame hold it
         return self._snapshot

@@ -416,17 +416,20 @@ def test_a_finished_run_is_freed_without_the_cyclic_collector(
     import gc
     import weakref
 
-    source = _Users([User("u1", "u1", "u1@example.com")])
-    ref = weakref.ref(source)
     collecting = gc.isenabled()
     gc.disable()
     try:
-        outcome = execute(
-            _settings(fake_bitwarden, tmp_path / "s.json"), RunOptions(), source=source
-        )
-        assert outcome.report.result == "success"  # with the organization read beside the fetch
-        del source, outcome
-        assert ref() is None
+        for refused in (False, True):  # the read beside the fetch succeeds, or is refused
+            if refused:
+                fake_bitwarden.fail("list_members", status=403, times=None)
+            source = _Users([User("u1", "u1", "u1@example.com")])
+            ref = weakref.ref(source)
+            outcome = execute(
+                _settings(fake_bitwarden, tmp_path / f"{refused}.json"), RunOptions(), source=source
+            )
+            assert outcome.report.exit_code == (4 if refused else 0), outcome.report.error
+            del source, outcome
+            assert ref() is None
     finally:
         if collecting:
             gc.enable()
