@@ -86,7 +86,16 @@ class FakeWire:
         self.searches.append((base, filterstr, list(attributes), show_deleted))
         if base in self.search_errors:
             raise self.search_errors[base]
-        yield from self.pages.get(base, [])
+        # Only what was asked for, as a server answers (options such as ;range= aside), so
+        # a test notices an attribute the source forgot to request.
+        wanted = {name.lower().partition(";")[0] for name in attributes}
+        for page in self.pages.get(base, []):
+            yield [
+                (dn, {k: v for k, v in a.items() if k.lower().partition(";")[0] in wanted})
+                if dn is not None
+                else (dn, a)
+                for dn, a in page
+            ]
 
     def read(self, dn: str, attributes: Sequence[str]) -> Attrs | None:
         self.reads.append((dn, list(attributes)))
@@ -589,3 +598,25 @@ def test_fast_path_agrees_with_the_obvious_reading(
     users, _, skipped = collect(entries, p)
     assert users == _reference_users(entries, p)
     assert skipped["no_email"] == len(entries) - len(users)
+
+
+def test_an_email_prefix_attribute_named_uid_is_read_even_without_uid_members() -> None:
+    people = "ou=p," + BASE
+    wire = FakeWire(
+        pages={
+            people: [[(f"uid=a,{people}", {"uid": [b"a"]})]],  # no mail: uid + suffix
+            "ou=g," + BASE: [
+                [("cn=g," + BASE, {"cn": [b"g"], "member": [f"uid=a,{people}".encode()]})]
+            ],
+        }
+    )
+    src = LdapSource(
+        ldap_settings(
+            user_path="ou=p", group_path="ou=g", email_prefix_attribute="uid", email_suffix="@x"
+        ),
+        SyncSettings(),
+        wire_factory=wire,
+    )
+    d = src.fetch(FetchRequest())
+    assert d.users == [User(f"uid=a,{people}", f"uid=a,{people}", "a@x")]
+    assert list((d.groups or [])[0].user_member_external_ids) == [f"uid=a,{people}"]

@@ -318,6 +318,31 @@ def test_field_validation_table(api: Api, fake_bitwarden: FakeBitwarden) -> None
     assert fake_bitwarden.members == []
 
 
+def test_length_limits_hold_for_entries_in_the_usual_shape(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    """Entries as clients send them (camelCase, all three keys) take the one-pass check: the
+    limits must hold there too, at the boundary (256 characters of email, 300 of externalId)."""
+    ok_email = "a" * 250 + "@x.com"  # 256
+    r = api.imp(
+        body(
+            [
+                {"email": ok_email, "externalId": "x" * 300, "deleted": False},
+                {"email": "b" * 251 + "@x.com", "externalId": "b", "deleted": False},
+                {"email": "c@x.com", "externalId": "c" * 301, "deleted": False},
+            ]
+        )
+    )
+    assert r.status_code == 400
+    assert r.json()["errors"] == {
+        "Members[1].Email": ["The field Email must be a string with a maximum length of 256."],
+        "Members[2].ExternalId": [
+            "The field ExternalId must be a string with a maximum length of 300."
+        ],
+    }
+    assert fake_bitwarden.members == []
+
+
 def test_property_names_are_case_insensitive_and_ids_permissive(
     api: Api, fake_bitwarden: FakeBitwarden
 ) -> None:
