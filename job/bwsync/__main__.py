@@ -8,12 +8,15 @@ import or a test calling ``bwsync.cli.main`` must not pay are cut here, and only
   (25-30 ms of every run); it is paused while they load and the modules' objects are then
   frozen out of later collections, since they live as long as the process. pydantic's plugin
   discovery scans every installed distribution's metadata; bwsync uses no pydantic plugin, so
-  it is off unless ``PYDANTIC_DISABLE_PLUGINS`` says otherwise;
+  it is off while the settings models are built, unless ``PYDANTIC_DISABLE_PLUGINS`` says
+  otherwise (and the variable is not left for child processes, such as a kubeconfig exec
+  credential plugin);
 * exit: interpreter teardown frees, one by one, every object the pass left (a million on
   100,000 users: 60-80 ms). Once ``main`` has returned, everything the run promised is done —
   state saved, metrics pushed, logs written — so the logs and standard streams are flushed and
-  the process ends with ``os._exit``, the OS reclaiming the memory at once. A ``SystemExit``
-  from argument parsing, or an interrupt, still ends the ordinary way.
+  the process ends with ``os._exit``, the OS reclaiming the memory at once (``atexit``
+  handlers do not run; bwsync registers none). A ``SystemExit`` from argument parsing, or an
+  interrupt, still ends the ordinary way.
 """
 
 from __future__ import annotations
@@ -28,9 +31,13 @@ from typing import NoReturn
 
 def run() -> NoReturn:
     gc.disable()
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    plugins_set = "PYDANTIC_DISABLE_PLUGINS" not in os.environ
+    if plugins_set:
+        os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
     from bwsync.cli import main
 
+    if plugins_set:
+        del os.environ["PYDANTIC_DISABLE_PLUGINS"]
     gc.freeze()
     gc.enable()
     code = main()
