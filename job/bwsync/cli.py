@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import gc
 import logging
+import os
 import re
 import signal
 import sys
@@ -294,11 +295,20 @@ def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
     if report.exit_code not in (0, 6):
         print(f"bwsync: {report.error}", file=sys.stderr)
         return report.exit_code
-    if fmt == "json":
-        sys.stdout.buffer.write(orjson.dumps(plan_document(outcome), option=orjson.OPT_INDENT_2))
-        sys.stdout.write("\n")
-    else:
-        print_plan_text(outcome)
+    try:
+        if fmt == "json":
+            document = orjson.dumps(plan_document(outcome), option=orjson.OPT_INDENT_2)
+            sys.stdout.buffer.write(document)
+            sys.stdout.write("\n")
+        else:
+            print_plan_text(outcome)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped early (`bwsync plan | head`): not an error of the plan. Later
+        # writes (the final flush) go nowhere instead of failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return report.exit_code
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,28 @@ def test_argument_errors_end_the_ordinary_way() -> None:
     )
     assert res.returncode == 2
     assert "usage: bwsync" in res.stderr
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
+    """`bwsync plan | head`: the plan's exit code, and no 'unexpected error' in the log."""
+    directory = tmp_path / "dir.json"
+    users = [{"id": f"u{i}", "email": f"u{i}@example.com"} for i in range(20_000)]
+    directory.write_text(json.dumps({"users": users, "groups": []}))
+    env = _env(
+        BWSYNC_SOURCE="file",
+        BWSYNC_FILE__PATH=str(directory),
+        BWSYNC_STATE__BACKEND="none",
+        BWSYNC_LOG__FORMAT="json",
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "bwsync", "plan", "--output", "text"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline()  # the first line, then the reader goes away
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0
+    assert "unexpected error" not in err and "Traceback" not in err
