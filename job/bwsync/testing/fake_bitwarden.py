@@ -57,7 +57,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -164,15 +164,6 @@ class FakeMember:
     reset_password_enrolled: bool = False
     prior_status: int | None = None
     """Status before a revocation, for restore."""
-    _listed: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
-    """This member's entry in GET /public/members, kept between calls (``_listed_json``):
-    listing 100,000 members then only encodes, instead of building 100,000 dicts each time.
-    ``__setattr__`` drops it whenever a field it shows changes, so it cannot go stale."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        _set_attr(self, name, value)
-        if name in _LISTED_FIELDS:
-            _set_listed(self, None)
 
     def as_json(self, *, collections: list[Any] | None) -> dict[str, Any]:
         """The public API's MemberResponseModel (§5): camelCase, integer enums, nulls kept."""
@@ -182,32 +173,6 @@ class FakeMember:
     def no_master_password(self) -> bool:
         """True for members the overwrite guard protects: no account yet, or no master password."""
         return self.user_id is None or not self.has_master_password
-
-
-_set_attr = object.__setattr__
-_set_listed = vars(FakeMember)["_listed"].__set__  # the slot's own setter: no hook
-_LISTED_FIELDS = frozenset(
-    (
-        "email",
-        "external_id",
-        "type",
-        "status",
-        "user_id",
-        "name",
-        "two_factor_enabled",
-        "reset_password_enrolled",
-    )
-)
-"""The fields ``as_json`` shows (``id`` never changes)."""
-
-
-class _NewMember(FakeMember):
-    """A FakeMember built in bulk: without the ``__setattr__`` hook, which would make the
-    dataclass ``__init__`` eight times slower (it assigns every field). ``_put_member`` and
-    ``_put_new_members`` make each one a FakeMember as they store it."""
-
-    __slots__ = ()
-    __setattr__ = object.__setattr__  # type: ignore[assignment]  # (mypy wants a method)
 
 
 def _members_json(
@@ -233,15 +198,6 @@ def _members_json(
         }
         for m in members
     ]
-
-
-def _listed_json(members: Collection[FakeMember]) -> list[dict[str, Any]]:
-    """``as_json(collections=None)`` of each member, as kept in ``_listed`` (built for those
-    that have none yet): never to be changed by the caller."""
-    stale = [m for m in members if m._listed is None]
-    for m, listed in zip(stale, _members_json(stale, None), strict=True):
-        _set_listed(m, listed)
-    return [m._listed for m in members]  # type: ignore[misc]
 
 
 @dataclass(slots=True)
@@ -707,7 +663,6 @@ class FakeBitwarden:
     def _put_member(self, member: FakeMember, *, canonical: bool = False) -> None:
         """Add (or replace, keeping its place, as a dict does) a member, indexed;
         ``canonical``: its id comes from ``_new_id``."""
-        member.__class__ = FakeMember  # a _NewMember gets the hook (the others have it)
         old = self._members.get(member.id)
         if old is None:
             if self._seq is not None:
@@ -737,7 +692,6 @@ class FakeBitwarden:
         self._by_email.update([(m.email or "", [m]) for m in members])
         by_ext, unlinked = self._by_ext, self._unlinked
         for m in members:
-            m.__class__ = FakeMember  # a _NewMember gets the hook (the others have it)
             x = m.external_id
             if x:
                 same = by_ext.get(x)
@@ -1299,7 +1253,7 @@ class FakeBitwarden:
 
     def _ep_list_members(self, params: list[str]) -> _Response:
         # The list endpoint passes no collections, so the response carries ``null`` (§5).
-        data = _listed_json(self._members.values())
+        data = _members_json(self._members.values(), None)
         return _json(200, {"object": "list", "data": data, "continuationToken": None})
 
     def _ep_get_member(self, params: list[str]) -> _Response:
@@ -1456,9 +1410,9 @@ class FakeBitwarden:
                 if occupied + len(new_entries) > self.seats:
                     raise _HttpError(_public_error(400, "Seat limit has been reached."))
         status = STATUS_STAGED if staged else STATUS_INVITED
-        new_members: list[FakeMember] = [
+        new_members = [
             # id, email, external_id, type, status, user_id, name, has_master_password
-            _NewMember(i, e["email"], e["externalId"], TYPE_USER, status, None, None, False)
+            FakeMember(i, e["email"], e["externalId"], TYPE_USER, status, None, None, False)
             for i, e in zip(_new_ids(len(new_entries)), new_entries, strict=True)
         ]
         self._put_new_members(new_members)
@@ -1618,9 +1572,9 @@ class FakeBitwarden:
     def _vw_new_members(self, emails: list[str], exts: list[str | None]) -> list[FakeMember]:
         """Members for active entries the organization lacks (lower-cased emails, externalIds):
         an existing account with a password, and no mail to invite it, is Accepted."""
-        members: list[FakeMember] = [
+        members = [
             # id, email, external_id, type, status, user_id, name, has_master_password
-            _NewMember(i, e, x, TYPE_USER, STATUS_INVITED, None, None, False)
+            FakeMember(i, e, x, TYPE_USER, STATUS_INVITED, None, None, False)
             for i, e, x in zip(_new_ids(len(emails)), emails, exts, strict=True)
         ]
         if self._accounts and not self.mail_enabled:
