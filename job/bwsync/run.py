@@ -148,6 +148,8 @@ class _Run:
         self.doc: StateDocument | None = None
         self.leased: StateDocument | None = None
         self.early: BackgroundRead | None = None
+        self.full_apply = False
+        """Set once the state is read (``_decide_full_apply``), for the whole run."""
 
     def execute(self) -> Outcome:
         try:
@@ -172,6 +174,7 @@ class _Run:
         with self.stage("state_read", backend=self.store.description):
             self.doc = self.store.load()
         self.report.last_success_timestamp = self.doc.last_success_timestamp
+        self.full_apply = self._decide_full_apply(self.doc)
         self.early = self._read_early()
         directory = self._fetch(self.doc)
         empty = not directory.users and not directory.groups
@@ -180,11 +183,7 @@ class _Run:
             self._unchanged("directory empty", directory)
             return
         payload = self._payload(directory)
-        if (
-            not self.options.force
-            and not self._reconcile_due()
-            and not is_new_hash(payload, self.doc.hash)
-        ):
+        if not self.full_apply and not is_new_hash(payload, self.doc.hash):
             self._unchanged("hash unchanged", directory)
             return
         # The hash remembered is the one compared above: that of bwdc's own body, before the
@@ -193,7 +192,7 @@ class _Run:
         directory_hash = payload.hash
         plan, payload = self._plan(directory, payload)
         # --force, a reconcile due or no remembered hash send every batch, as bwdc does.
-        if not self._full_apply():
+        if not self.full_apply:
             self.outcome.unsent = frozenset(unchanged_batches(payload, plan))
         if self.options.command == "plan":
             enforce_safety(self.outcome.safety)
@@ -247,7 +246,7 @@ class _Run:
                 self.sync,
                 api_url=self.settings.bitwarden.resolved_api_url,
                 org_id=self.settings.bitwarden.organization_id or "",
-                member_ids=not self._full_apply(),  # only unchanged_batches reads them
+                member_ids=not self.full_apply,  # only unchanged_batches reads them
                 **extra,
             )
             info["requests"] = len(payload.requests)
@@ -260,25 +259,22 @@ class _Run:
         it whatever the directory holds: no hash remembered (a first run, state backend
         ``none``), ``--force``, or a full reconcile due. Otherwise the read waits for the hash
         comparison, so that an unchanged directory costs no Bitwarden request at all."""
-        if not self.settings.bitwarden.has_api_key or not self._full_apply():
+        if not self.settings.bitwarden.has_api_key or not self.full_apply:
             return None
         # Not a lambda over self: the read would hold the run, and the run the read, a cycle
         # keeping every object of the pass alive until a collection.
         connect = functools.partial(self.client_factory, self.settings, self.report)
         return BackgroundRead(connect, detail=self.options.detail)
 
-    def _full_apply(self) -> bool:
-        """This run applies everything, as bwdc would, whatever the directory holds: no hash
-        remembered (a first run, state backend ``none``), ``--force``, or a reconcile due.
-        It then reads the organization beside the fetch, and sends every batch, since that
-        snapshot may be as old as the fetch."""
-        assert self.doc is not None
-        return self.options.force or self.doc.hash is None or self._reconcile_due()
-
-    def _reconcile_due(self) -> bool:
+    def _decide_full_apply(self, doc: StateDocument) -> bool:
+        """Whether this run applies everything, as bwdc would, whatever the directory holds:
+        no hash remembered (a first run, state backend ``none``), ``--force``, or a full
+        reconcile due. It then reads the organization beside the fetch, and sends every batch,
+        since that snapshot may be as old as the fetch. Decided once, so that a reconcile
+        falling due in the middle of a run cannot change its course half-way."""
         every = self.sync.full_reconcile_every
-        assert self.doc is not None
-        return bool(every and time.time() - (self.doc.last_full_reconcile or 0) >= every)
+        due = bool(every and time.time() - (doc.last_full_reconcile or 0) >= every)
+        return self.options.force or doc.hash is None or due
 
     def _plan(self, directory: Directory, payload: Payload) -> tuple[Plan, Payload]:
         has_credentials = self.settings.bitwarden.has_api_key
