@@ -469,3 +469,26 @@ def test_a_bad_bitwarden_ca_file_stops_the_run_before_any_connection(
         assert "BWSYNC_BITWARDEN__CA_FILE" in (outcome.report.error or "")
         assert source.fetches == 0
     assert fake_bitwarden.requests == []
+
+
+def test_a_due_full_reconcile_applies_an_unchanged_directory(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    base = _settings(fake_bitwarden, path)
+    settings = base.model_copy(
+        update={"sync": base.sync.model_copy(update={"full_reconcile_every": 3600})}
+    )
+    source = _Users([User("u1", "u1", "u1@example.com")])
+    assert execute(settings, RunOptions(), source=source).report.result == "success"
+    assert execute(settings, RunOptions(), source=source).report.result == "no_change"
+    store = FileStateStore(path)
+    doc = store.load()
+    assert doc.last_full_reconcile is not None
+    doc.last_full_reconcile -= 3601  # an hour and a second ago
+    store.save(doc)
+    imports = len(fake_bitwarden.requests_to("import"))
+    outcome = execute(settings, RunOptions(), source=source)
+    assert outcome.report.result == "success"
+    assert len(fake_bitwarden.requests_to("import")) == imports + 1
+    assert (FileStateStore(path).load().last_full_reconcile or 0) > doc.last_full_reconcile
