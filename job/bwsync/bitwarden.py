@@ -27,7 +27,7 @@ import ssl
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -45,7 +45,7 @@ from bwsync.errors import (
     shorten,
 )
 from bwsync.http_retry import retry_after, should_retry
-from bwsync.model import BITWARDEN_ENDPOINTS, OrgGroup, OrgMember
+from bwsync.model import BITWARDEN_ENDPOINTS, MemberState, OrgGroup, OrgMember
 
 __all__ = [
     "DEVICE_NAME",
@@ -326,7 +326,15 @@ class _MemberList(msgspec.Struct):
     data: list[OrgMember]
 
 
+class _MemberStates(msgspec.Struct):
+    """The same response, read for ``MemberState``'s two fields only."""
+
+    data: list[MemberState]
+
+
+_ListT = TypeVar("_ListT", _MemberList, _MemberStates)
 _MEMBER_LIST: Final = msgspec.json.Decoder(_MemberList)
+_MEMBER_STATES: Final = msgspec.json.Decoder(_MemberStates)
 
 
 def tls_verify(settings: BitwardenSettings) -> ssl.SSLContext | bool:
@@ -455,6 +463,15 @@ class BitwardenClient:
     def list_members(self) -> list[OrgMember] | None:
         """Every member in every status (§5); ``None`` where the server has no list endpoint
         (Vaultwarden answers 404)."""
+        members = self._member_list(_MEMBER_LIST)
+        return None if members is None else members.data
+
+    def member_states(self) -> list[MemberState] | None:
+        """``list_members`` read for the check after an import: externalId and status only."""
+        states = self._member_list(_MEMBER_STATES)
+        return None if states is None else states.data
+
+    def _member_list(self, decoder: msgspec.json.Decoder[_ListT]) -> _ListT | None:
         step = "list members"
         response = self._exchange(
             step, "list_members", self._get("/public/members"), missing_ok=True
@@ -462,7 +479,7 @@ class BitwardenClient:
         if response is None:
             return None
         try:
-            return _MEMBER_LIST.decode(response.content).data
+            return decoder.decode(response.content)
         except msgspec.DecodeError:
             raise self._unexpected(step, response) from None
 

@@ -75,6 +75,13 @@ def test_end_to_end_import_and_read_back(
         ("ann@example.com", "ann", STATUS_INVITED),
         ("bob@example.com", "bob", STATUS_INVITED),
     }
+    states = bitwarden_client.member_states()
+    assert states is not None
+    assert {(m.external_id, m.status) for m in states} == {
+        (None, 2),
+        ("ann", STATUS_INVITED),
+        ("bob", STATUS_INVITED),
+    }
     groups = bitwarden_client.list_groups()
     assert groups is not None
     (eng,) = groups
@@ -225,6 +232,7 @@ def test_vaultwarden_end_to_end(fake_vaultwarden: FakeBitwarden) -> None:
     with make_client(fake_vaultwarden) as client:
         client.check_token()  # device fields are required by Vaultwarden
         assert client.list_members() is None
+        assert client.member_states() is None
         assert client.list_groups() is None
         client.import_organization(
             payload(
