@@ -22,9 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from bwsync.bitwarden import BitwardenClient, tls_verify
 from bwsync.config import Settings
 from bwsync.errors import BwsyncError, ConfigError, SafetyLimitError, StateError
 from bwsync.logs import LOGGER, event
@@ -45,6 +44,11 @@ from bwsync.snapshot import BackgroundRead, read_org
 from bwsync.sources import build_source
 from bwsync.sources.base import FetchRequest, Source
 from bwsync.state import StateDocument, StateStore, open_store
+
+if TYPE_CHECKING:
+    # Imported where a client is built (``default_client``), on the thread that reads the
+    # organization beside the fetch: httpx and its stack take 30-40 ms to load.
+    from bwsync.bitwarden import BitwardenClient
 
 Command = Literal["sync", "plan"]
 
@@ -74,10 +78,12 @@ class Outcome:
     ``sync`` does not send, and ``plan`` shows as not to be sent."""
 
 
-ClientFactory = Callable[[Settings, RunReport], BitwardenClient]
+ClientFactory = Callable[[Settings, RunReport], "BitwardenClient"]
 
 
 def default_client(settings: Settings, report: RunReport) -> BitwardenClient:
+    from bwsync.bitwarden import BitwardenClient  # here, not above: see TYPE_CHECKING
+
     def on_request(endpoint: str, code: int) -> None:
         key = (endpoint, code)
         report.requests[key] = report.requests.get(key, 0) + 1
@@ -171,7 +177,9 @@ class _Run:
         return self.outcome
 
     def _run(self) -> None:
-        if self.settings.bitwarden.has_api_key:
+        if self.settings.bitwarden.has_api_key and self.settings.bitwarden.ca_file is not None:
+            from bwsync.bitwarden import tls_verify  # here: see TYPE_CHECKING
+
             tls_verify(self.settings.bitwarden)  # a bad CA file: exit 2 before any connection
         with self.stage("state_read", backend=self.store.description):
             self.doc = self.store.load()

@@ -13,9 +13,12 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from bwsync.bitwarden import BitwardenClient
 from bwsync.plan import OrgSnapshot
+
+if TYPE_CHECKING:
+    from bwsync.bitwarden import BitwardenClient
 
 
 def read_org(client: BitwardenClient, *, detail: bool) -> OrgSnapshot | None:
