@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import socket
 import ssl
 from collections.abc import Iterator, Mapping, Sequence
@@ -142,7 +143,7 @@ def _ldap3() -> Any:
 
 def python_ldap_available() -> bool:
     try:
-        import ldap  # noqa: F401
+        import _ldap  # noqa: F401  (python-ldap's C extension: see PythonLdapWire)
     except ImportError:
         return False
     return True
@@ -275,15 +276,68 @@ class _Engine:
 # -- python-ldap --------------------------------------------------------------------------------
 
 
+def _ber_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(body),)) + body
+
+
+def paged_request_value(size: int, cookie: bytes) -> bytes:
+    """The paged-results request control's value (RFC 2696), BER-encoded:
+    ``SEQUENCE { size INTEGER, cookie OCTET STRING }``."""
+    number = size.to_bytes(size.bit_length() // 8 + 1, "big")  # positive: a leading 0 bit
+    body = b"\x02" + _ber_length(len(number)) + number + b"\x04" + _ber_length(len(cookie)) + cookie
+    return b"\x30" + _ber_length(len(body)) + body
+
+
+def paged_response_cookie(value: bytes) -> bytes:
+    """The cookie of a paged-results response control (same shape as the request's; the size
+    is the server's estimate, unused). ``ValueError`` when it is not that shape."""
+
+    def element(at: int, tag: int) -> tuple[int, int]:
+        """(start, end) of the content of the element at ``at``, which must carry ``tag``."""
+        if at + 2 > len(value) or value[at] != tag:
+            raise ValueError(f"expected BER tag {tag:#x} at byte {at}")
+        first, at = value[at + 1], at + 2
+        length = first
+        if first & 0x80:
+            count = first & 0x7F
+            if not 0 < count <= 4 or at + count > len(value):
+                raise ValueError(f"bad BER length at byte {at - 1}")
+            length, at = int.from_bytes(value[at : at + count], "big"), at + count
+        if at + length > len(value):
+            raise ValueError(f"BER element at byte {at} runs past the end")
+        return at, at + length
+
+    start, end = element(0, 0x30)
+    _, size_end = element(start, 0x02)
+    cookie_start, cookie_end = element(size_end, 0x04)
+    if cookie_end != end:
+        raise ValueError("trailing bytes in the paged results control")
+    return value[cookie_start:cookie_end]
+
+
 class PythonLdapWire(_Engine):
-    """python-ldap engine: the raw ``search_ext``/``result3`` loop, one page in memory."""
+    """python-ldap engine: the raw ``search_ext``/``result4`` loop, one page in memory.
+
+    It drives python-ldap's C extension, ``_ldap``, directly rather than through the ``ldap``
+    package. That package's ``__init__`` loads its object wrapper, the schema module (which
+    pulls in ``urllib.request``, ``http.client`` and ``email``) and pyasn1: 35-100 ms at every
+    start, on the run's critical path, where ``_ldap`` loads in 6 ms. What the wrapper adds is
+    not needed here: a lock per call (one connection, one thread), trace logging, and pyasn1
+    for the one control that has a value, the paged-results control, whose BER is the two
+    functions above. The exception classes are the same objects (``ldap`` re-exports
+    ``_ldap``'s), and the wrapper's one other service, filling ``info`` from ``errno``, is
+    done in ``_classify``. ``_ldap`` has had this interface since python-ldap 2; the tests run
+    every LDAP scenario against it, and the lock file pins the version."""
 
     engine: EngineName = "python-ldap"
 
     def __init__(self, options: WireOptions) -> None:
-        import ldap
+        import _ldap
 
-        self._ldap: Any = ldap
+        self._ldap: Any = _ldap
         super().__init__(options)
 
     def _classify(self, op: str, exc: Exception) -> tuple[Failure, str]:
@@ -291,6 +345,8 @@ class PythonLdapWire(_Engine):
         info: dict[str, Any] = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
         desc = str(info.get("desc") or type(exc).__name__)
         extra = str(info.get("info") or "")
+        if not extra and isinstance(info.get("errno"), int):
+            extra = os.strerror(info["errno"])
         detail = shorten(f"{desc}: {extra}" if extra else desc)
         kind: Failure | None = (
             "credentials" if isinstance(exc, ldap.INVALID_CREDENTIALS)
@@ -344,20 +400,18 @@ class PythonLdapWire(_Engine):
             except ldap.LDAPError as exc:
                 raise self._fail("StartTLS", exc) from exc
         try:
-            conn.simple_bind_s(o.bind_dn or "", o.bind_password or "")
+            msgid = conn.simple_bind(o.bind_dn or "", o.bind_password or "", None, None)
+            conn.result4(msgid, 1, o.timeout, 0, 0, 0)
         except ldap.LDAPError as exc:
             raise self._fail("bind", exc) from exc
 
     def _base_entry(self, dn: str, attributes: Sequence[str]) -> Attrs | None:
         """Base-scope read of ``dn`` (``""``: the root DSE); library errors are the caller's."""
-        res = self._conn.search_ext_s(
-            dn,
-            self._ldap.SCOPE_BASE,
-            "(objectClass=*)",
-            list(attributes),
-            timeout=self.options.timeout,
+        conn, timeout = self._conn, self.options.timeout
+        msgid = conn.search_ext(
+            dn, self._ldap.SCOPE_BASE, "(objectClass=*)", list(attributes), 0, None, None, timeout
         )
-        for entry_dn, attrs in res:
+        for entry_dn, attrs in conn.result4(msgid, 1, timeout, 0, 0, 0)[1]:
             if entry_dn is not None:
                 return attrs  # type: ignore[no-any-return]
         return None
@@ -379,17 +433,20 @@ class PythonLdapWire(_Engine):
         filter_setting: str | None = None,
     ) -> Iterator[Sequence[Entry]]:
         ldap = self._ldap
-        from ldap.controls import LDAPControl, SimplePagedResultsControl
-
         conn = self._conn
-        paged = SimplePagedResultsControl(True, size=self.options.page_size, cookie="")
-        controls: list[Any] = [paged]
+        size = self.options.page_size
+        extra: list[tuple[str, bool, bytes | None]] = []
         if show_deleted:
-            controls.append(LDAPControl(SHOW_DELETED_OID, True, None))
+            extra.append((SHOW_DELETED_OID, True, None))
         attrlist = list(attributes)
         timeout = self.options.timeout
-        search_ext, result3 = conn.search_ext, conn.result3
+        search_ext, result4 = conn.search_ext, conn.result4
         scope = ldap.SCOPE_SUBTREE
+
+        def request(cookie: bytes) -> int:
+            paged = (PAGED_RESULTS_OID, True, paged_request_value(size, cookie))
+            sent: int = search_ext(base, scope, filterstr, attrlist, 0, [paged, *extra], None)
+            return sent
 
         def fail(exc: Exception) -> WireError:
             return self._fail(
@@ -406,24 +463,30 @@ class PythonLdapWire(_Engine):
         msgid: int | None = None
         try:
             try:
-                msgid = search_ext(base, scope, filterstr, attrlist, serverctrls=controls)
+                msgid = request(b"")
             except ldap.LDAPError as exc:
                 raise fail(exc) from exc
             while msgid is not None:
                 try:
-                    _, page, _, rctrls = result3(msgid, all=1, timeout=timeout)
+                    _, page, _, rctrls = result4(msgid, 1, timeout, 0, 0, 0)  # no extop: 4
                 except ldap.LDAPError as exc:
                     raise fail(exc) from exc
                 msgid = None
                 cookie = b""
-                for c in rctrls:
-                    if c.controlType == PAGED_RESULTS_OID:
-                        cookie = c.cookie
+                for oid, _critical, value in rctrls:
+                    if oid == PAGED_RESULTS_OID:
+                        try:
+                            cookie = paged_response_cookie(value or b"")
+                        except ValueError as exc:
+                            raise WireError(
+                                self.url,
+                                f"search under {base}: the server's paged results control "
+                                f"is malformed ({exc})",
+                            ) from None
                         break
                 if cookie:
-                    paged.cookie = cookie
                     try:
-                        msgid = search_ext(base, scope, filterstr, attrlist, serverctrls=controls)
+                        msgid = request(cookie)
                     except ldap.LDAPError as exc:
                         raise fail(exc) from exc
                 yield page
@@ -431,7 +494,7 @@ class PythonLdapWire(_Engine):
         finally:
             if msgid is not None:  # the caller stopped early: do not leave the server working
                 with contextlib.suppress(ldap.LDAPError):
-                    conn.abandon_ext(msgid)
+                    conn.abandon_ext(msgid, None, None)
 
     def read(self, dn: str, attributes: Sequence[str]) -> Attrs | None:
         ldap = self._ldap
@@ -446,7 +509,7 @@ class PythonLdapWire(_Engine):
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(self._ldap.LDAPError):  # already gone: nothing to release
-                conn.unbind_ext_s()
+                conn.unbind_ext(None, None)
 
 
 # -- ldap3 --------------------------------------------------------------------------------------
