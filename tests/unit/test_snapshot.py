@@ -9,6 +9,7 @@ import pytest
 
 from bwsync.bitwarden import BitwardenClient
 from bwsync.errors import BitwardenAuthError, ConfigError
+from bwsync.model import OrgMember
 from bwsync.snapshot import BackgroundRead, read_org
 from bwsync.testing.fake_bitwarden import FakeBitwarden
 
@@ -52,14 +53,30 @@ def test_no_list_endpoints_is_none_in_the_background_too(
         assert BackgroundRead(lambda: c, detail=False).result() is None
 
 
+class _HeldClient(BitwardenClient):
+    """A client whose member list waits for ``release``, having set ``reading``."""
+
+    reading: threading.Event
+    release: threading.Event
+
+    def list_members(self) -> list[OrgMember] | None:
+        self.reading.set()
+        assert self.release.wait(10)
+        return super().list_members()
+
+
 def test_close_during_a_read_leaves_closing_to_the_worker(
     fake_bitwarden: FakeBitwarden,
 ) -> None:
-    fake_bitwarden.slow("list_members", seconds=0.5, times=1)
-    client = BitwardenClient(fake_bitwarden.settings(timeout=10.0))
+    # The read is held once under way: a close right after the start could come before the
+    # worker has the client, which rightly skips the read (the test further down).
+    client = _HeldClient(fake_bitwarden.settings(timeout=10.0))
+    client.reading, client.release = threading.Event(), threading.Event()
     background = BackgroundRead(lambda: client, detail=False)
+    assert client.reading.wait(5)
     background.close()  # the run ended (say, on an LDAP error) while the read runs
     assert background.running and not client.closed
+    client.release.set()
     snapshot = background.result()
     assert snapshot is not None and snapshot.members == []
     assert client.closed
