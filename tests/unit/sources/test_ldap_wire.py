@@ -64,5 +64,5 @@ def test_length_boundaries_match_python_ldap(length: int, size: int) -> None:
     ],
 )
 def test_malformed_response_values_are_refused(value: bytes) -> None:
-    with pytest.raises(ValueError, match="BER|trailing|expected"):
+    with pytest.raises(ValueError, match=r"BER|trailing|expected"):
         paged_response_cookie(value)
