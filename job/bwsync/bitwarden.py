@@ -561,8 +561,9 @@ class BitwardenClient:
         )
 
     def _record(self, response: httpx.Response) -> None:
-        if self._on_request is not None:
-            self._on_request(_endpoint_of(response.request), response.status_code)
+        # Read once: ``detach`` on another thread may clear it between a test and a call.
+        if (on_request := self._on_request) is not None:
+            on_request(_endpoint_of(response.request), response.status_code)
 
     def _send(
         self,
@@ -614,8 +615,8 @@ class BitwardenClient:
                 exc = error
                 failed = _request_of(error)
                 is_token = _endpoint_of(failed) == "token" if failed is not None else is_token
-                if self._on_request is not None:
-                    self._on_request(_endpoint_of(failed) if failed else endpoint, 0)
+                if (on_request := self._on_request) is not None:  # read once: see _record
+                    on_request(_endpoint_of(failed) if failed else endpoint, 0)
             if response is not None:
                 if response.is_success:
                     return response
@@ -629,8 +630,8 @@ class BitwardenClient:
                 hint = retry_after(response) if response is not None else None
                 delay = hint if hint is not None else backoff_delay(attempt, self._jitter())
                 if max(self._clock() - started, waited) + delay <= self._max_retry_seconds:
-                    if self._on_retry is not None:
-                        self._on_retry("token" if is_token else endpoint)
+                    if (on_retry := self._on_retry) is not None:  # read once: see _record
+                        on_retry("token" if is_token else endpoint)
                     self._sleep(delay)
                     waited += delay
                     continue
