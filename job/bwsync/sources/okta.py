@@ -136,7 +136,10 @@ class PacedHttp:
     * 5xx, timeouts and connection errors: exponential backoff, ``max_retries`` times. Every
       other status goes back to the caller, which knows the service's error shape.
 
-    ``sleep`` and ``clock`` are injectable so tests run without waiting. ``on_request`` is
+    ``sleep`` and the clocks are injectable so tests run without waiting: ``clock`` is the wall
+    clock, which the service's reset times (epoch seconds) are read against; ``monotonic``
+    times the waits, so a wall clock stepped back (NTP, a VM resumed) cannot lengthen them.
+    ``on_request`` is
     called with (method, path, status or 0) for every attempt, which the benchmark counts.
     """
 
@@ -175,6 +178,7 @@ class PacedHttp:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         max_retries: int = 5,
         max_wait: float = 900.0,
         reserve: float = 0.1,
@@ -185,6 +189,7 @@ class PacedHttp:
         self.error = error
         self.sleep = sleep
         self.clock = clock
+        self.monotonic = monotonic
         self.max_retries = max_retries
         self.max_wait = max_wait
         self.reserve = reserve
@@ -203,10 +208,10 @@ class PacedHttp:
         if remaining is None:
             return
         limit = _int_header(response, self.rate.limit)
-        now = self.clock()
-        reset_in = self.rate.reset_in(response, now)
+        reset_in = self.rate.reset_in(response, self.clock())
         if reset_in is None:
             return
+        now = self.monotonic()
         if remaining <= 0:
             self.not_before = now + min(reset_in, self.max_wait)
         elif limit and remaining < limit * self.reserve:
@@ -225,7 +230,7 @@ class PacedHttp:
         (a client assertion's or a DPoP proof's ``jti``, their ``iat`` after a long wait)."""
         attempt = 0
         while True:
-            self._wait(self.not_before - self.clock())
+            self._wait(self.not_before - self.monotonic())
             self.requests += 1
             try:
                 extra = fresh() if fresh is not None else {}

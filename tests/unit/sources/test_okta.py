@@ -130,6 +130,7 @@ def _paced(handler: Handler, clock: Clock, **kw: Any) -> PacedHttp:
         OktaError,
         sleep=clock.sleep,
         clock=clock,
+        monotonic=clock,
         **kw,
     )
 
@@ -162,6 +163,28 @@ def test_slows_down_before_zero_and_waits_at_zero() -> None:
     http.request("GET", f"{ORG}/x", "GET /x")  # waited 20/5 = 4 s first; now 0 left
     http.request("GET", f"{ORG}/x", "GET /x")  # waited for the reset
     assert clock.slept == [4.0, 20.0]
+
+
+def test_a_wall_clock_stepped_back_does_not_lengthen_the_wait() -> None:
+    """Waits are timed on the monotonic clock; only the reset is read against the wall."""
+    wall, steady = Clock(), Clock(now=100.0)
+    remaining = iter([5, 99])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=_rate(next(remaining), wall.now + 20))
+
+    http = PacedHttp(
+        httpx.Client(transport=httpx.MockTransport(handler)),
+        OKTA_RATE,
+        OktaError,
+        sleep=steady.sleep,
+        clock=wall,
+        monotonic=steady,
+    )
+    http.request("GET", f"{ORG}/x", "GET /x")  # 5 of 100 left, 20 s to the reset
+    wall.now -= 3600  # NTP steps the wall clock back an hour
+    http.request("GET", f"{ORG}/x", "GET /x")
+    assert steady.slept == [4.0]
 
 
 def test_429_waits_for_the_reset_then_retries() -> None:
