@@ -37,7 +37,7 @@ Decisions where the reference is silent (from the server source, see the module'
   Restore puts the member back in the status it had before (Invited without an account).
 * Unknown paths answer 404 with an empty body (official) or the JSON catcher (Vaultwarden).
 
-Only the standard library and orjson: the demo ships this module.
+Only the standard library, orjson and msgspec (runtime dependencies): the demo ships this module.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ import dataclasses
 import gc
 import itertools
 import math
+import operator
 import random
 import re
 import secrets
@@ -57,12 +58,13 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import msgspec
 import orjson
 
 from bwsync.model import (
@@ -198,6 +200,59 @@ def _members_json(
         }
         for m in members
     ]
+
+
+class _ListedMember(msgspec.Struct, tag_field="object", tag="member", rename="camel", gc=False):
+    """``FakeMember.as_json(collections=None)`` as a msgspec struct, for the list endpoint:
+    the same keys in the same order (the tag first), and msgspec encodes strings exactly as
+    orjson does (checked for every code point). 100,000 of them are built and encoded in
+    45 ms, where as many dicts and ``orjson.dumps`` took 95 ms. The values are not checked on
+    the way in: ``FakeBitwarden._plain_members`` says when the struct may be used at all."""
+
+    id: str
+    user_id: str | None
+    name: str | None
+    email: str | None
+    two_factor_enabled: bool
+    status: int
+    type: int
+    external_id: str | None
+    permissions: None
+    collections: None
+    reset_password_enrolled: bool
+    sso_external_id: None
+
+
+class _MemberList(msgspec.Struct, tag_field="object", tag="list", rename="camel", gc=False):
+    """``GET /public/members`` (§5): ``{"object": "list", "data": [...],
+    "continuationToken": null}``."""
+
+    data: list[_ListedMember]
+    continuation_token: None
+
+
+_ENCODER = msgspec.json.Encoder()
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+"""The integers orjson encodes (it refuses the others)."""
+
+
+def _plain(m: FakeMember) -> bool:
+    """Whether the member's listed values are of the plain types (str, None, bool, an int
+    orjson accepts) on which msgspec's encoding is byte for byte orjson's. The stand-in
+    stores nothing else; seeding may (``add_member(type=SomeEnum.X)``, a float status ...)."""
+    return (
+        type(m.id) is str
+        and (m.user_id is None or type(m.user_id) is str)
+        and (m.name is None or type(m.name) is str)
+        and (m.email is None or type(m.email) is str)
+        and (m.external_id is None or type(m.external_id) is str)
+        and type(m.two_factor_enabled) is bool
+        and type(m.reset_password_enrolled) is bool
+        and type(m.status) is int
+        and type(m.type) is int
+        and _INT64_MIN <= m.status <= _UINT64_MAX
+        and _INT64_MIN <= m.type <= _UINT64_MAX
+    )
 
 
 @dataclass(slots=True)
@@ -448,7 +503,11 @@ class FakeBitwarden:
         self._tokens: dict[str, float] = {}
         self._faults: list[Fault] = []
         self._requests: list[RecordedRequest] = []
-        self._events: list[tuple[str, str]] = []
+        self._event_types: list[str] = []
+        self._event_ids: list[str] = []
+        """The event log as two columns (type, member or group id): an import into an empty
+        organization logs 100,000 events, and two list extensions cost 8 ms less than as many
+        tuples (``events`` pairs them up when asked)."""
         self.tokens_issued = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -626,7 +685,8 @@ class FakeBitwarden:
             self._tokens.clear()
             self._faults.clear()
             self._requests.clear()
-            self._events.clear()
+            self._event_types.clear()
+            self._event_ids.clear()
 
     # ---- indexes ---------------------------------------------------------------------------
 
@@ -641,6 +701,15 @@ class FakeBitwarden:
         externalIds are all distinct never has a tie to break."""
         self._by_ext: dict[str, list[FakeMember]] = {}
         """Non-empty external_id -> members having it (more than one: a broken org)."""
+        self._ext_epoch = next(_epochs)
+        """Changes whenever ``_by_ext`` does (``_index_ext``, ``_unindex_ext``,
+        ``_put_new_members``), so that ``_resolved`` knows when it still holds."""
+        self._resolved: dict[str, tuple[int, list[str | None], list[str]]] = {}
+        """Group id -> (``_ext_epoch``, the ``memberExternalIds`` an import sent for it, the
+        member ids they resolved to then). Resolving is the group step's cost (a lookup in
+        ``_by_ext`` and a member per id: 14 ms for 200 groups of 50 in an organization of
+        100,000); unless ``_by_ext`` changed since, the same ids resolve alike, so a sync in
+        step resolves each group once, not on every import (2 ms)."""
         self._ext_dups: set[str] = set()
         """Keys of ``_by_ext`` held by more than one member."""
         self._unlinked: dict[str | None, list[FakeMember]] = {}
@@ -652,6 +721,10 @@ class FakeBitwarden:
         needed (``_member_groups``), as most organizations never lose a member."""
         self._canonical_ids = True
         """Every member and group id is a canonical GUID string (``_find``'s fast path)."""
+        self._plain_members = True
+        """Every member's listed values are ``_plain`` (the list endpoint's fast path). Only
+        seeding can store other values (``_put_member`` notes it), and the public API hands
+        out copies of members, never the stored objects, so nothing else can."""
 
     def _note_id(self, key: str) -> None:
         if self._canonical_ids:
@@ -672,6 +745,8 @@ class FakeBitwarden:
         else:
             self._unindex(old)
         self._members[member.id] = member
+        if self._plain_members and not _plain(member):
+            self._plain_members = False
         self._index_ext(member)
         key = (member.email or "").lower()
         same = self._by_email.get(key)
@@ -685,12 +760,15 @@ class FakeBitwarden:
         organization and to one another, as ``_put_member(member, canonical=True)`` would one by
         one, but with dict updates: those calls were a third of an import into an empty
         organization. The same indexes result, as each id and email is a new key."""
+        if not members:  # (not a change of _by_ext: see _ext_epoch)
+            return
         ids = [m.id for m in members]
         self._members.update(zip(ids, members, strict=True))
         if self._seq is not None:  # ids first: zip takes no rank it would lose
             self._seq.update(zip(ids, self._order, strict=False))
         self._by_email.update([(m.email or "", [m]) for m in members])
         by_ext, unlinked = self._by_ext, self._unlinked
+        self._ext_epoch = next(_epochs)
         for m in members:
             x = m.external_id
             if x:
@@ -712,6 +790,7 @@ class FakeBitwarden:
             del self._by_email[key]
 
     def _index_ext(self, member: FakeMember) -> None:
+        self._ext_epoch = next(_epochs)
         x = member.external_id
         if x:
             same = self._by_ext.get(x)
@@ -724,6 +803,7 @@ class FakeBitwarden:
             self._unlinked.setdefault(member.email, []).append(member)
 
     def _unindex_ext(self, member: FakeMember) -> None:
+        self._ext_epoch = next(_epochs)
         x = member.external_id
         if x:
             same = self._by_ext[x]
@@ -876,7 +956,12 @@ class FakeBitwarden:
         """Event log entries ``(event type, member or group id)``, as the server would log them
         (``OrganizationUser_Invited``, ``_Removed``, ``_Revoked``, ``Group_Created`` …)."""
         with self._lock:
-            return list(self._events)
+            return list(zip(self._event_types, self._event_ids, strict=True))
+
+    def _log(self, event: str, subject_id: str) -> None:
+        """Log one event (see ``events``)."""
+        self._event_types.append(event)
+        self._event_ids.append(subject_id)
 
     # ---- faults and tokens -----------------------------------------------------------------
 
@@ -1253,8 +1338,28 @@ class FakeBitwarden:
 
     def _ep_list_members(self, params: list[str]) -> _Response:
         # The list endpoint passes no collections, so the response carries ``null`` (§5).
-        data = _members_json(self._members.values(), None)
-        return _json(200, {"object": "list", "data": data, "continuationToken": None})
+        if not self._plain_members:  # what msgspec might encode otherwise than orjson
+            data = _members_json(self._members.values(), None)
+            return _json(200, {"object": "list", "data": data, "continuationToken": None})
+        listed = [
+            _ListedMember(
+                m.id,
+                m.user_id,
+                m.name,
+                m.email,
+                m.two_factor_enabled,
+                m.status,
+                m.type,
+                m.external_id,
+                None,
+                None,
+                m.reset_password_enrolled,
+                None,
+            )
+            for m in self._members.values()
+        ]
+        body = _ENCODER.encode(_MemberList(listed, None))
+        return _Response(200, body, {"Content-Type": "application/json; charset=utf-8"})
 
     def _ep_get_member(self, params: list[str]) -> _Response:
         member: FakeMember = self._find(self._members, params[0])
@@ -1294,7 +1399,7 @@ class FakeBitwarden:
             )
         member.prior_status = member.status
         member.status = STATUS_REVOKED
-        self._events.append(("OrganizationUser_Revoked", member.id))
+        self._log("OrganizationUser_Revoked", member.id)
         return _Response(200)
 
     def _ep_restore_member(self, params: list[str]) -> _Response:
@@ -1302,7 +1407,7 @@ class FakeBitwarden:
         if member.status != STATUS_REVOKED:
             raise _HttpError(_public_error(400, "Already active."))
         self._restore(member)
-        self._events.append(("OrganizationUser_Restored", member.id))
+        self._log("OrganizationUser_Restored", member.id)
         return _Response(200)
 
     @staticmethod
@@ -1328,7 +1433,7 @@ class FakeBitwarden:
         if (
             not self.self_hosted
             and not model.large_import
-            and (len(model.groups) > CLOUD_IMPORT_CAP or len(model.active) > CLOUD_IMPORT_CAP)
+            and (len(model.groups) > CLOUD_IMPORT_CAP or len(model.emails) > CLOUD_IMPORT_CAP)
         ):
             raise _HttpError(_public_error(400, TOO_MUCH_DATA))
         if any(g.member_external_ids is None for g in model.groups):
@@ -1345,13 +1450,11 @@ class FakeBitwarden:
         # 1. plan features
         if not self.use_directory:
             raise _HttpError(_public_error(400, "Organization cannot use directory syncing."))
-        active = model.active
-        remove_ids = {
-            m["externalId"] for m in model.members if m["deleted"] and m["externalId"] is not None
-        }
-        active_ext: set[str | None] = set()  # wanted by steps 3 and 4 only: built if they run
+        emails, exts = model.emails, model.external_ids
+        remove_ids = set(model.removed)
+        active_ext: set[str] = set()  # wanted by steps 3 and 4 only: built if they run
         if remove_ids or model.overwrite_existing:
-            active_ext = {m["externalId"] for m in active if m["externalId"] is not None}
+            active_ext = set(exts)
         # 2. existing external members (self._linked: the index, not a scan); a duplicated
         #    externalId makes ToDictionary throw
         if any(x.strip() for x in self._ext_dups):
@@ -1375,28 +1478,41 @@ class FakeBitwarden:
                 raise _HttpError(_public_error(400, OVERWRITE_NO_MP))
             for m in candidates:
                 self._delete_member(m, "OrganizationUser_Removed")
-        # 5. link by email: members without an externalId adopt an active entry's
-        by_email: dict[str | None, _ImportMember] = {m["email"]: m for m in active}
-        if len(by_email) < len(active):
+        # 5. link by email: members without an externalId adopt an active entry's. The server
+        #    builds a dictionary by email; its keys suffice until a member adopts one.
+        keys = set(emails)
+        if len(keys) < len(emails):
             raise _unhandled()  # Dictionary.Add on a duplicate key
         # (in the order a scan of the org meets them: it decides who holds a shared externalId)
         unlinked = self._unlinked
-        adopted = [m for e in unlinked.keys() & by_email.keys() for m in unlinked[e]]
+        adopted = [m for e in unlinked.keys() & keys for m in unlinked[e]]
         if len(adopted) > 1:
             seq = self._ranks()
             adopted.sort(key=lambda m: seq[m.id])
-        for m in adopted:
-            self._set_external_id(m, by_email[m.email]["externalId"])
+        if adopted:
+            ext_of = dict(zip(emails, exts, strict=True))
+            for m in adopted:
+                self._set_external_id(m, ext_of[m.email or ""])
         # 6. add new members (invite, or stage), skipping emails already in the org. The
         #    server also skips entries with a blank email or one met before in the request;
         #    validated active entries have neither (lower-cased emails, unique since step 5),
         #    nor a blank externalId, so being a key of _by_ext is self._linked.
         staged = not model.invite_users_after_provisioning and self.staged_status
         org_emails, by_ext = self._by_email, self._by_ext
-        new_entries = [
-            m for m in active if m["externalId"] not in by_ext and m["email"] not in org_emails
-        ]
-        if new_entries and not staged:
+        # (the lookups of every entry, in C when a whole request is answered at once: 20 ms
+        # less for 100,000 new entries, 3 ms for as many already there)
+        if exts and exts[0] in by_ext and all(map(by_ext.__contains__, exts)):
+            new_emails, new_exts = [], []  # none of them: an organization in step
+        elif by_ext.keys().isdisjoint(exts) and org_emails.keys().isdisjoint(emails):
+            new_emails, new_exts = emails, exts  # all of them: into an empty organization
+        else:
+            new = [
+                (e, x)
+                for e, x in zip(emails, exts, strict=True)
+                if x not in by_ext and e not in org_emails
+            ]
+            new_emails, new_exts = [e for e, _ in new], [x for _, x in new]
+        if new_emails and not staged:
             if self.require_confirmed_owner and self._confirmed_owners_except("") == 0:
                 raise _HttpError(
                     _public_error(400, "Organization must have at least one confirmed owner.")
@@ -1407,17 +1523,19 @@ class FakeBitwarden:
                     for m in self._members.values()
                     if m.status not in (STATUS_REVOKED, STATUS_STAGED)
                 )
-                if occupied + len(new_entries) > self.seats:
+                if occupied + len(new_emails) > self.seats:
                     raise _HttpError(_public_error(400, "Seat limit has been reached."))
         status = STATUS_STAGED if staged else STATUS_INVITED
+        ids = _new_ids(len(new_emails))
         new_members = [
             # id, email, external_id, type, status, user_id, name, has_master_password
-            FakeMember(i, e["email"], e["externalId"], TYPE_USER, status, None, None, False)
-            for i, e in zip(_new_ids(len(new_entries)), new_entries, strict=True)
+            FakeMember(i, e, x, TYPE_USER, status, None, None, False)
+            for i, e, x in zip(ids, new_emails, new_exts, strict=True)
         ]
         self._put_new_members(new_members)
         event = "OrganizationUser_Staged" if staged else "OrganizationUser_Invited"
-        self._events.extend([(event, m.id) for m in new_members])
+        self._event_types.extend(itertools.repeat(event, len(ids)))
+        self._event_ids.extend(ids)
         # 7. groups
         if not model.groups:
             return
@@ -1442,17 +1560,24 @@ class FakeBitwarden:
             if group is None:
                 group = FakeGroup(id=_new_id(), name=g.name or "", external_id=ext)
                 self._groups[group.id] = group
-                self._events.append(("Group_Created", group.id))
+                self._log("Group_Created", group.id)
             else:
                 group.name = g.name or ""
-                self._events.append(("Group_Updated", group.id))
-            resolved: dict[str, None] = {}
-            for x in g.member_external_ids or ():
-                same = by_ext.get(x) if x is not None else None
-                if same is not None and x is not None and x.strip():
-                    resolved[same[-1].id] = None
-            if set(resolved) != set(group.member_ids):
-                self._set_group_members(group, list(resolved))
+                self._log("Group_Updated", group.id)
+            mids = g.member_external_ids or ()
+            known = self._resolved.get(group.id)
+            if known is not None and known[0] == self._ext_epoch and known[1] == mids:
+                resolved_ids = known[2]
+            else:
+                resolved: dict[str, None] = {}
+                for x in mids:
+                    same = by_ext.get(x) if x is not None else None
+                    if same is not None and x is not None and x.strip():
+                        resolved[same[-1].id] = None
+                resolved_ids = list(resolved)
+                self._resolved[group.id] = (self._ext_epoch, list(mids), resolved_ids)
+            if group.member_ids != resolved_ids and set(resolved_ids) != set(group.member_ids):
+                self._set_group_members(group, list(resolved_ids))
 
     def _delete_member(self, member: FakeMember, event: str) -> None:
         if self._members.get(member.id) is member:
@@ -1471,7 +1596,7 @@ class FakeBitwarden:
                     del groups[gid]
             if not groups:
                 del index[member.id]
-        self._events.append((event, member.id))
+        self._log(event, member.id)
 
     # ---- import, Vaultwarden (§6.2) -------------------------------------------------------
 
@@ -1595,21 +1720,58 @@ class FakeBitwarden:
 # Request models
 
 
-class _ImportMember(TypedDict):
-    """One entry of ``members``, in the shape clients send (so the parsed object itself can
-    serve, see ``_OfficialImportModel._from_json``). Once validated, ``externalId`` is never
-    blank and an active (not deleted) entry's ``email`` is a valid, lower-cased address."""
+class _ImportMember(msgspec.Struct, gc=False):
+    """One entry of ``members``, bound. Once validated, ``external_id`` is never blank and an
+    active (not deleted) entry's ``email`` is a valid address (lower-cased in
+    ``_OfficialImportModel.emails``). A msgspec struct (untracked by the cyclic collector: it
+    holds strings only) so that the entries of a body in the usual shape are decoded straight
+    into it (``_WireMember``)."""
 
     email: str | None
-    externalId: str | None
+    external_id: str | None
     deleted: bool
+
+
+class _WireMember(_ImportMember, rename="camel", forbid_unknown_fields=True, gc=False):
+    """``_ImportMember`` in the shape every client sends: exactly ``email``, ``externalId`` and
+    ``deleted``, camelCase, strings within their length limits (in code points, as ``len``
+    counts them) and a boolean. What msgspec cannot check (the address, a blank externalId) is
+    checked by ``_OfficialImportModel._from_wire``."""
+
+    email: Annotated[str, msgspec.Meta(max_length=256)]
+    external_id: Annotated[str, msgspec.Meta(max_length=300)]
+    deleted: bool
+
+
+class _WireGroup(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    """One ``groups`` entry in the usual shape (see ``_WireMember``)."""
+
+    name: Annotated[str, msgspec.Meta(max_length=100)]
+    external_id: Annotated[str, msgspec.Meta(max_length=300)]
+    member_external_ids: list[str]
+
+
+class _WireImport(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """An import body in the usual shape: the three required properties present and of their
+    type, the two optional ones absent or booleans, no other property (any other casing is
+    one)."""
+
+    groups: list[_WireGroup]
+    members: list[_WireMember]
+    overwrite_existing: bool
+    large_import: bool = False
+    invite_users_after_provisioning: bool = True
+
+
+_WIRE_IMPORT = msgspec.json.Decoder(_WireImport)
+_DELETED = operator.attrgetter("deleted")
 
 
 @dataclass(slots=True)
 class _ImportGroup:
     name: str | None
     external_id: str | None
-    member_external_ids: list[str | None] | None
+    member_external_ids: Sequence[str | None] | None
 
 
 class _JsonTypeError(Exception):
@@ -1635,6 +1797,8 @@ def _random_id_head() -> str:
 
 
 _ID_HEAD = _random_id_head()
+_epochs = itertools.count()
+"""Values of ``FakeBitwarden._ext_epoch``, never twice the same."""
 _id_counter = itertools.count(random.getrandbits(40))
 _ID_TAILS = [f"{i:03x}" for i in range(4096)]
 """The last 3 hex digits of every 12-digit last group, to build ids by concatenation."""
@@ -1701,13 +1865,23 @@ def _valid_email(value: str) -> bool:
 
 @dataclass(slots=True)
 class _OfficialImportModel:
+    """A bound and validated import request. The command reads its members as columns:
+    ``emails`` and ``external_ids`` of the active entries (not ``deleted``), in request order,
+    and ``removed``, the externalIds of the deleted ones. Columns, because each can then be
+    built, and mostly used, by a C call rather than entry by entry in Python."""
+
     groups: list[_ImportGroup] | None
     members: list[_ImportMember] | None
+    """``None`` when the body had no (or a null) ``members``: the controller crashes on it."""
     overwrite_existing: bool
     large_import: bool
     invite_users_after_provisioning: bool
-    active: list[_ImportMember]
-    """The members not ``deleted`` (the same dicts), which both controller and command use."""
+    emails: list[str]
+    """The active entries' emails, valid and lower-cased."""
+    external_ids: list[str]
+    """The active entries' externalIds, never blank (same order as ``emails``)."""
+    removed: list[str]
+    """The deleted entries' externalIds, in request order."""
 
     @classmethod
     def parse(cls, raw: bytes) -> _OfficialImportModel:
@@ -1715,6 +1889,11 @@ class _OfficialImportModel:
         like DataAnnotations; any problem is a 400 with ``errors`` keyed by path (§3.6)."""
         if not raw.strip():
             raise _HttpError(_public_error(400, MODEL_STATE_INVALID, {"": ["Body is empty."]}))
+        return cls._from_wire(raw) or cls._from_any(raw)
+
+    @classmethod
+    def _from_any(cls, raw: bytes) -> _OfficialImportModel:
+        """``parse`` for any non-blank body, the general way: orjson, binding, validation."""
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -1724,19 +1903,72 @@ class _OfficialImportModel:
                 )
             ) from None
         try:
-            model, overwrite_missing, unchecked = cls._from_json(doc)
+            model, overwrite_missing = cls._from_json(doc)
         except _JsonTypeError as exc:
             text = f"The JSON value could not be converted to {exc.target}. Path: {exc.path}"
             raise _HttpError(_public_error(400, MODEL_STATE_INVALID, {exc.path: [text]})) from None
-        errors = model._validate(overwrite_missing, unchecked)
+        errors = model._validate(overwrite_missing)
         if errors:
             raise _HttpError(_public_error(400, MODEL_STATE_INVALID, errors))
+        active = [m for m in model.members if not m.deleted] if model.members else []
+        # valid: an active entry's email and any entry's externalId are non-blank strings
+        model.emails = [(m.email or "").lower() for m in active]
+        model.external_ids = [m.external_id or "" for m in active]
+        model.removed = [m.external_id or "" for m in model.members or () if m.deleted]
         return model
 
     @classmethod
-    def _from_json(cls, doc: Any) -> tuple[_OfficialImportModel, bool, list[int]]:
-        """The model, whether ``overwriteExisting`` was missing, and the indexes of the members
-        ``_validate`` must still check (the others were checked here)."""
+    def _from_wire(cls, raw: bytes) -> _OfficialImportModel | None:
+        """The model of a valid body in the shape every client sends (``_WireImport``), or
+        ``None`` for any other body, which then takes the general way (``_from_any``) to the
+        same model or to its error.
+
+        Why: that general way spent most of an import's time in Python, entry by entry (a
+        dict per entry, then type, length and address checks); msgspec decodes the body into
+        structs and checks names, types and lengths in C, and the rest is checked column by
+        column: the 51 batches of the benchmark's 100,000 members were parsed in 87 ms, now
+        in 38 ms (CPU, in process).
+
+        Exactly the bodies this accepts must bind and validate without error the general
+        way, to the same values: msgspec and orjson agree on JSON syntax (UTF-8, escapes,
+        surrogates, control characters, whitespace: see the test
+        ``test_bodies_msgspec_accepts_bind_alike_the_general_way``), a repeated property keeps
+        its last value in both, and the usual shape leaves no room for the rest: no numbers
+        (big ints, NaN), no nulls, no property in another casing, no permissive conversion."""
+        try:
+            wire = _WIRE_IMPORT.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec's error for bad UTF-8
+            return None
+        for g in wire.groups:
+            if not (g.name.strip() and g.external_id.strip()):
+                return None  # _validate: required
+        members = wire.members
+        exts = [m.external_id for m in members]
+        emails = _usual_emails([m.email for m in members])
+        if emails is None or not all(map(str.strip, exts)):
+            return None  # a blank externalId, or (maybe) an invalid address: _validate says
+        removed: list[str] = []
+        if any(map(_DELETED, members)):
+            active = [not m.deleted for m in members]
+            removed = [m.external_id for m in members if m.deleted]
+            emails = list(itertools.compress(emails, active))
+            exts = list(itertools.compress(exts, active))
+        groups = [_ImportGroup(g.name, g.external_id, g.member_external_ids) for g in wire.groups]
+        return cls(
+            groups,
+            cast(list[_ImportMember], members),
+            wire.overwrite_existing,
+            wire.large_import,
+            wire.invite_users_after_provisioning,
+            emails,
+            exts,
+            removed,
+        )
+
+    @classmethod
+    def _from_json(cls, doc: Any) -> tuple[_OfficialImportModel, bool]:
+        """The model as bound, its columns still empty; and whether ``overwriteExisting`` was
+        missing."""
         if not isinstance(doc, dict):
             raise _JsonTypeError(
                 "$", "Bit.Api.AdminConsole.Public.Models.Request.OrganizationImportRequestModel"
@@ -1744,7 +1976,6 @@ class _OfficialImportModel:
         top = _ci(doc)
         groups: list[_ImportGroup] | None = None
         members: list[_ImportMember] | None = None
-        unchecked: list[int] = []
         if "groups" in top and top["groups"][1] is not None:
             name, value = top["groups"]
             if not isinstance(value, list):
@@ -1754,30 +1985,7 @@ class _OfficialImportModel:
             name, value = top["members"]
             if not isinstance(value, list):
                 raise _JsonTypeError(f"$.{name}", "OrganizationImportMemberRequestModel[]")
-            # The list and its dicts are ours (``RecordedRequest.body`` parses its own copy):
-            # entries are completed in place, and the list becomes ``members``.
-            for i, item in enumerate(value):
-                # Fast path for what every client sends: camelCase, right types, valid values.
-                # Such an entry needs no conversion, and ``_validate`` would find no error in
-                # it (its checks are inlined here: one pass over 100,000 members, not three);
-                # ``_validate`` checks the others and lower-cases their emails.
-                if type(item) is dict and len(item) == 3:
-                    e, x, d = item.get("email"), item.get("externalId"), item.get("deleted")
-                    if (
-                        type(e) is str
-                        and type(x) is str
-                        and type(d) is bool
-                        and len(e) <= 256
-                        and 0 < e.find("@") == e.rfind("@") < len(e) - 1  # _valid_email
-                        and len(x) <= 300
-                        and x.strip()
-                    ):
-                        if not d:
-                            item["email"] = e.lower()
-                        continue
-                value[i] = _member_from_json(item, f"$.{name}[{i}]")
-                unchecked.append(i)
-            members = value
+            members = [_member_from_json(item, f"$.{name}[{i}]") for i, item in enumerate(value)]
         overwrite: bool | None = None
         if "overwriteexisting" in top:
             okey, ovalue = top["overwriteexisting"]
@@ -1790,14 +1998,11 @@ class _OfficialImportModel:
         if "inviteusersafterprovisioning" in top:
             ikey, ivalue = top["inviteusersafterprovisioning"]
             invite = bool(_bool(ivalue, f"$.{ikey}", nullable=False))
-        active = [m for m in members if not m["deleted"]] if members else []
-        model = cls(groups, members, bool(overwrite), large, invite, active)
-        return model, overwrite is None, unchecked
+        model = cls(groups, members, bool(overwrite), large, invite, [], [], [])
+        return model, overwrite is None
 
-    def _validate(self, overwrite_missing: bool, unchecked: list[int]) -> dict[str, list[str]]:
-        """DataAnnotations as the request models declare them (§3.1); keys are model paths.
-        Only the ``unchecked`` members (by index, ascending) are validated here: the others
-        passed the same checks in ``_from_json``."""
+    def _validate(self, overwrite_missing: bool) -> dict[str, list[str]]:
+        """DataAnnotations as the request models declare them (§3.1); keys are model paths."""
         errors: dict[str, list[str]] = {}
 
         def add(key: str, text: str) -> None:
@@ -1810,9 +2015,8 @@ class _OfficialImportModel:
                     add(key, f"The {prop} field is required.")
                 elif value is not None and len(value) > limit:
                     add(key, f"The field {prop} must be a string with a maximum length of {limit}.")
-        members = self.members or []
-        for i in unchecked:
-            email, ext = members[i]["email"], members[i]["externalId"]
+        for i, m in enumerate(self.members or []):
+            email, ext = m.email, m.external_id
             before = len(errors)
             key = f"Members[{i}].Email"
             if email is not None:
@@ -1826,16 +2030,42 @@ class _OfficialImportModel:
             elif ext is not None and len(ext) > 300:
                 add(xkey, "The field ExternalId must be a string with a maximum length of 300.")
             # IValidatableObject runs only when the member's own attributes passed.
-            if len(errors) == before and not members[i]["deleted"] and _blank(email):
+            if len(errors) == before and not m.deleted and _blank(email):
                 add(key, "Email is required for enabled members.")
         if overwrite_missing:
             add("OverwriteExisting", "The OverwriteExisting field is required.")
-        if not errors:
-            for i in unchecked:
-                m = members[i]
-                if m["email"] is not None and not m["deleted"]:
-                    m["email"] = m["email"].lower()
         return errors
+
+
+_AT_AND_LF_ONLY = bytes(b for b in range(256) if b not in b"@\n")
+"""The bytes ``bytes.translate`` deletes to keep only '@' and line feeds (in UTF-8, no other
+character's encoding contains those bytes)."""
+
+
+def _usual_emails(emails: list[str]) -> list[str] | None:
+    """These addresses lower-cased if ``_valid_email`` holds for each, else ``None``, in a few
+    C calls over them all rather than Python calls for each (8 ms for 100,000, not 23).
+
+    Joined by line feeds, they must show exactly one '@' between line feeds (their '@'s and
+    line feeds alone, in order, are "@\\n@\\n...@": so no address holds a line feed, and
+    each holds one '@'), and no '@' next to a line feed or at either end (none begins or ends
+    with it). An address holding a line feed makes this ``None``, valid or not: the caller
+    then takes the long way, which tells."""
+    if not emails:
+        return emails
+    joined = "\n".join(emails)
+    marks = joined.encode("utf-8", "surrogatepass").translate(None, _AT_AND_LF_ONLY)
+    if (
+        marks != b"@" + b"\n@" * (len(emails) - 1)
+        or "\n@" in joined
+        or "@\n" in joined
+        or joined[0] == "@"
+        or joined[-1] == "@"
+    ):
+        return None
+    # Lower-casing changes no character of the join (U+03A3, the one whose lower case
+    # depends on its neighbours, always changes) only if it changes none of the addresses.
+    return emails if joined.lower() == joined else list(map(str.lower, emails))
 
 
 def _group_from_json(item: Any, p: str) -> _ImportGroup:
@@ -1872,7 +2102,7 @@ def _member_from_json(item: Any, p: str) -> _ImportMember:
     if "deleted" in m:
         dkey, dvalue = m["deleted"]
         deleted = bool(_bool(dvalue, f"{p}.{dkey}", nullable=False))
-    return {"email": email, "externalId": ext, "deleted": deleted}
+    return _ImportMember(email, ext, deleted)
 
 
 class _VwMember(TypedDict):
