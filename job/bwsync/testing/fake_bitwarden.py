@@ -1734,9 +1734,10 @@ class _ImportMember(msgspec.Struct, gc=False):
 
 class _WireMember(_ImportMember, rename="camel", forbid_unknown_fields=True, gc=False):
     """``_ImportMember`` in the shape every client sends: exactly ``email``, ``externalId`` and
-    ``deleted``, camelCase, strings within their length limits (in code points, as ``len``
-    counts them) and a boolean. What msgspec cannot check (the address, a blank externalId) is
-    checked by ``_OfficialImportModel._from_wire``."""
+    ``deleted``, camelCase, strings within their length limits (in code points: bodies with
+    characters beyond the BMP, where .NET's count differs, never come here) and a boolean.
+    What msgspec cannot check (the address, a blank externalId) is checked by
+    ``_OfficialImportModel._from_wire``."""
 
     email: Annotated[str, msgspec.Meta(max_length=256)]
     external_id: Annotated[str, msgspec.Meta(max_length=300)]
@@ -1857,6 +1858,27 @@ def _bool(value: Any, path: str, *, nullable: bool) -> bool | None:
     )
 
 
+def _net_length(value: str) -> int:
+    """A string's length as .NET counts it (``string.Length``: UTF-16 code units), which the
+    server's ``[StringLength]``/``[MaxLength]`` limits compare: a character outside the Basic
+    Multilingual Plane (an emoji) counts twice, where ``len`` counts it once."""
+    return len(value) if value.isascii() else len(value.encode("utf-16-le")) // 2
+
+
+#: High surrogates written as JSON escapes (``\ud83d``): the other way to write such a character.
+_ESCAPED_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB]")
+
+
+def _beyond_bmp(raw: bytes) -> bool:
+    """Whether a body may hold a character outside the BMP, UTF-8 encoded (lead bytes F0-F4)
+    or escaped; an ASCII body without escapes (what clients send) is cleared in microseconds."""
+    if not raw.isascii() and any(
+        lead in raw for lead in (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
+    ):
+        return True
+    return b"\\u" in raw and _ESCAPED_HIGH_SURROGATE.search(raw) is not None
+
+
 def _valid_email(value: str) -> bool:
     """.NET's lenient EmailAddressAttribute: exactly one '@', neither first nor last."""
     i = value.find("@")
@@ -1935,6 +1957,8 @@ class _OfficialImportModel:
         ``test_bodies_msgspec_accepts_bind_alike_the_general_way``), a repeated property keeps
         its last value in both, and the usual shape leaves no room for the rest: no numbers
         (big ints, NaN), no nulls, no property in another casing, no permissive conversion."""
+        if _beyond_bmp(raw):
+            return None  # msgspec's lengths count code points; the server's, UTF-16 units
         try:
             wire = _WIRE_IMPORT.decode(raw)
         except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec's error for bad UTF-8
@@ -2013,7 +2037,7 @@ class _OfficialImportModel:
                 key = f"Groups[{i}].{prop}"
                 if _blank(value):
                     add(key, f"The {prop} field is required.")
-                elif value is not None and len(value) > limit:
+                elif value is not None and _net_length(value) > limit:
                     add(key, f"The field {prop} must be a string with a maximum length of {limit}.")
         for i, m in enumerate(self.members or []):
             email, ext = m.email, m.external_id
@@ -2022,12 +2046,12 @@ class _OfficialImportModel:
             if email is not None:
                 if not _valid_email(email):
                     add(key, "The Email field is not a valid e-mail address.")
-                if len(email) > 256:
+                if _net_length(email) > 256:
                     add(key, "The field Email must be a string with a maximum length of 256.")
             xkey = f"Members[{i}].ExternalId"
             if _blank(ext):
                 add(xkey, "The ExternalId field is required.")
-            elif ext is not None and len(ext) > 300:
+            elif ext is not None and _net_length(ext) > 300:
                 add(xkey, "The field ExternalId must be a string with a maximum length of 300.")
             # IValidatableObject runs only when the member's own attributes passed.
             if len(errors) == before and not m.deleted and _blank(email):
