@@ -69,22 +69,26 @@ class Series:
         )
 
 
-def measure(mode: str, engine: str, slapd: Slapd, repeat: int) -> Series:
-    out = Series([], [], {})
+def measure(engine: str, slapd: Slapd, repeat: int) -> tuple[Series, Series]:
+    """The bare search and ``fetch()``, alternated run by run: the host's speed drifts over
+    minutes, and a ratio of two series measured one after the other drifted with it (the same
+    code measured 0.87x and 1.28x)."""
+    bare, fetch = Series([], [], {}), Series([], [], {})
     for _ in range(repeat):
-        res = subprocess.run(
-            [sys.executable, "-m", "tests.bench.measure", mode, engine, slapd.url,
-             slapd.bind_dn, slapd.bind_password, BASE_DN],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if res.returncode != 0:
-            raise RuntimeError(f"{mode}/{engine} failed: {res.stderr[-2000:]}")
-        data = json.loads(res.stdout.strip().splitlines()[-1])
-        out.seconds.append(data.pop("seconds"))
-        out.rss_mb.append(data.pop("peak_rss_mb"))
-        out.cpu.append(data.pop("cpu_seconds"))
-        out.extra = data
-    return out
+        for mode, out in (("bare", bare), ("fetch", fetch)):
+            res = subprocess.run(
+                [sys.executable, "-m", "tests.bench.measure", mode, engine, slapd.url,
+                 slapd.bind_dn, slapd.bind_password, BASE_DN],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if res.returncode != 0:
+                raise RuntimeError(f"{mode}/{engine} failed: {res.stderr[-2000:]}")
+            data = json.loads(res.stdout.strip().splitlines()[-1])
+            out.seconds.append(data.pop("seconds"))
+            out.rss_mb.append(data.pop("peak_rss_mb"))
+            out.cpu.append(data.pop("cpu_seconds"))
+            out.extra = data
+    return bare, fetch
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -274,8 +278,7 @@ def main() -> None:
             )
             try:
                 for engine in chosen:
-                    bare = measure("bare", engine, slapd, args.repeat)
-                    fetch = measure("fetch", engine, slapd, args.repeat)
+                    bare, fetch = measure(engine, slapd, args.repeat)
                     print(f" {engine}: {fetch.extra}")
                     print(bare.line("bare paged search"))
                     print(fetch.line("LdapSource.fetch()"))
