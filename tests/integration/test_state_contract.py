@@ -1,6 +1,7 @@
 """The contract every state backend keeps, run against each one over real I/O.
 
-file (a temp dir), objectstore (moto S3 server), configmap through the pod's service account
+file (a temp dir), objectstore (moto S3 server; fake-gcs-server for GCS; Azurite for Azure
+Blob), configmap through the pod's service account
 and through a kubeconfig (the Kubernetes stand-in over HTTPS). Each test builds several store
 instances on the same object: each instance is one run.
 """
@@ -26,7 +27,14 @@ from bwsync.state.base import (
 
 StoreFactory = Callable[[], StateStore]
 
-BACKENDS = ["file", "objectstore", "configmap-in-cluster", "configmap-kubeconfig"]
+BACKENDS = [
+    "file",
+    "objectstore",
+    "objectstore-gcs",
+    "objectstore-azure",
+    "configmap-in-cluster",
+    "configmap-kubeconfig",
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -37,6 +45,10 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
         settings = StateSettings(backend="file", path=tmp_path / "state" / "state.json")
     elif request.param == "objectstore":
         settings = request.getfixturevalue("s3_state").settings()
+    elif request.param == "objectstore-gcs":
+        settings = request.getfixturevalue("gcs_state").settings()
+    elif request.param == "objectstore-azure":
+        settings = request.getfixturevalue("azure_state").settings()
     elif request.param == "configmap-in-cluster":
         settings = request.getfixturevalue("kube_in_cluster").settings()
     else:

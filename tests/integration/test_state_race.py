@@ -19,7 +19,14 @@ import pytest
 
 from bwsync.testing.fake_bitwarden import FakeBitwarden
 
-BACKENDS = ["file", "objectstore", "configmap-in-cluster", "configmap-kubeconfig"]
+BACKENDS = [
+    "file",
+    "objectstore",
+    "objectstore-gcs",
+    "objectstore-azure",
+    "configmap-in-cluster",
+    "configmap-kubeconfig",
+]
 
 # A process that takes the lease at an agreed instant, and says how it went.
 CONTENDER = textwrap.dedent(
@@ -55,6 +62,10 @@ def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str
         }
     elif request.param == "objectstore":
         extra = request.getfixturevalue("s3_state").env()
+    elif request.param == "objectstore-gcs":
+        extra = request.getfixturevalue("gcs_state").env()
+    elif request.param == "objectstore-azure":
+        extra = request.getfixturevalue("azure_state").env()
     elif request.param == "configmap-in-cluster":
         extra = request.getfixturevalue("kube_in_cluster").env()
     else:

@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 
 #: URL scheme → the platform's name in messages
 SCHEMES = {"s3": "S3", "s3a": "S3", "gs": "GCS", "az": "Azure", "azure": "Azure"}
-#: Server error codes meaning the bucket or container itself is missing (S3, GCS, Azure).
+#: Server error codes meaning the bucket or container itself is missing (S3, GCS, Azure). Azure's
+#: delete goes through a batch request whose per-blob answer obstore reports by message alone.
 MISSING_BUCKET = re.compile(
-    r"NoSuchBucket|ContainerNotFound|The specified bucket does not exist", re.IGNORECASE
+    r"NoSuchBucket|ContainerNotFound|The specified (?:bucket|container) does not exist",
+    re.IGNORECASE,
 )
 _CODE = re.compile(
     r"<Code>([A-Za-z0-9.]{1,64})</Code>|\"(?:code|reason)\"\s*:\s*\"([A-Za-z]{1,64})\""
@@ -246,10 +248,15 @@ def _version(e_tag: str | None, version: str | None) -> str:
 
 
 _QUERY = re.compile(r"(https?://[^\s?#]+)[?#][^\s]*")
+#: obstore's answer to an Azure account key that is not base64 goes on to quote the offending
+#: character and its offset: a piece of the key.
+_KEY_DETAIL = re.compile(r"(Invalid Access Key)\b.*", re.IGNORECASE)
 
 
 def _first_line(text: str) -> str:
     """The first line of an obstore message, URL queries cut: an Azure SAS token or a
-    presigned signature travels in the query string and must never reach a log."""
+    presigned signature travels in the query string and must never reach a log. Neither does
+    the detail of a malformed key."""
     line = text.strip().splitlines()[0] if text.strip() else ""
+    line = _KEY_DETAIL.sub(r"\1 (not valid base64; the value is not shown)", line)
     return _QUERY.sub(r"\1?…", line)[:200]
