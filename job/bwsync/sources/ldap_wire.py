@@ -276,24 +276,15 @@ class _Engine:
 # -- python-ldap --------------------------------------------------------------------------------
 
 
-def _ber_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def paged_request_value(size: int, cookie: bytes) -> bytes:
-    """The paged-results request control's value (RFC 2696), BER-encoded:
-    ``SEQUENCE { size INTEGER, cookie OCTET STRING }``."""
-    number = size.to_bytes(size.bit_length() // 8 + 1, "big")  # positive: a leading 0 bit
-    body = b"\x02" + _ber_length(len(number)) + number + b"\x04" + _ber_length(len(cookie)) + cookie
-    return b"\x30" + _ber_length(len(body)) + body
-
-
 def paged_response_cookie(value: bytes) -> bytes:
-    """The cookie of a paged-results response control (same shape as the request's; the size
-    is the server's estimate, unused). ``ValueError`` when it is not that shape."""
+    """The cookie of a paged-results response control (RFC 2696: ``SEQUENCE { size INTEGER,
+    cookie OCTET STRING }``; the size is the server's estimate, unused). ``ValueError`` when
+    it is not that shape.
+
+    Decoded here rather than by python-ldap's ``_ldap.decode_page_control``, which crashes the
+    process (a segmentation fault, python-ldap 3.4.8) on an empty control value: a server, or
+    anything between it and a plain ``ldap://`` client, could end a run with no message and
+    no exit code of ours. The request control is python-ldap's (``encode_page_control``)."""
 
     def element(at: int, tag: int) -> tuple[int, int]:
         """(start, end) of the content of the element at ``at``, which must carry ``tag``."""
@@ -323,14 +314,15 @@ class PythonLdapWire(_Engine):
 
     It drives python-ldap's C extension, ``_ldap``, directly rather than through the ``ldap``
     package. That package's ``__init__`` loads its object wrapper, the schema module (which
-    pulls in ``urllib.request``, ``http.client`` and ``email``) and pyasn1: 35-100 ms at every
-    start, on the run's critical path, where ``_ldap`` loads in 6 ms. What the wrapper adds is
-    not needed here: a lock per call (one connection, one thread), trace logging, and pyasn1
-    for the one control that has a value, the paged-results control, whose BER is the two
-    functions above. The exception classes are the same objects (``ldap`` re-exports
-    ``_ldap``'s), and the wrapper's one other service, filling ``info`` from ``errno``, is
-    done in ``_classify``. ``_ldap`` has had this interface since python-ldap 2; the tests run
-    every LDAP scenario against it, and the lock file pins the version."""
+    pulls in ``urllib.request``, ``http.client`` and ``email``) and, through ``ldap.extop``,
+    pyasn1: 35-100 ms at every start, on the run's critical path, where ``_ldap`` loads in
+    6 ms. What the wrapper adds is not needed here: a lock per call (one connection, one
+    thread), trace logging, and control classes around ``_ldap``'s own paged-control codec
+    (whose decoder this engine replaces: see ``paged_response_cookie``). The exception
+    classes are the same objects (``ldap`` re-exports ``_ldap``'s), and the wrapper's one
+    other service, filling a missing ``info`` from ``errno``, is done in ``_classify``.
+    ``_ldap`` has had this interface since python-ldap 2; the tests run every LDAP scenario
+    against it, and the lock file pins the version."""
 
     engine: EngineName = "python-ldap"
 
@@ -344,9 +336,9 @@ class PythonLdapWire(_Engine):
         ldap = self._ldap
         info: dict[str, Any] = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
         desc = str(info.get("desc") or type(exc).__name__)
+        if "info" not in info and isinstance(info.get("errno"), int):
+            info = {**info, "info": os.strerror(info["errno"])}  # as python-ldap's wrapper does
         extra = str(info.get("info") or "")
-        if not extra and isinstance(info.get("errno"), int):
-            extra = os.strerror(info["errno"])
         detail = shorten(f"{desc}: {extra}" if extra else desc)
         kind: Failure | None = (
             "credentials" if isinstance(exc, ldap.INVALID_CREDENTIALS)
@@ -442,9 +434,10 @@ class PythonLdapWire(_Engine):
         timeout = self.options.timeout
         search_ext, result4 = conn.search_ext, conn.result4
         scope = ldap.SCOPE_SUBTREE
+        encode_page_control = ldap.encode_page_control
 
         def request(cookie: bytes) -> int:
-            paged = (PAGED_RESULTS_OID, True, paged_request_value(size, cookie))
+            paged = (PAGED_RESULTS_OID, True, encode_page_control(size, cookie))
             sent: int = search_ext(base, scope, filterstr, attrlist, 0, [paged, *extra], None)
             return sent
 
