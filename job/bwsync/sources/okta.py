@@ -139,8 +139,8 @@ class PacedHttp:
     ``sleep`` and the clocks are injectable so tests run without waiting: ``clock`` is the wall
     clock, which the service's reset times (epoch seconds) are read against; ``monotonic``
     times the waits, so a wall clock stepped back (NTP, a VM resumed) cannot lengthen them.
-    ``on_request`` is
-    called with (method, path, status or 0) for every attempt, which the benchmark counts.
+    ``on_request`` is called with (method, path, status or 0) for every attempt, which the
+    benchmark counts.
     """
 
     @classmethod
@@ -155,6 +155,7 @@ class PacedHttp:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         on_request: Callable[[str, str, int], None] | None = None,
     ) -> PacedHttp:
         """A paced client for one source: its own CA file (named by ``ca_setting`` when it
@@ -168,7 +169,15 @@ class PacedHttp:
             headers={"Accept": "application/json", "User-Agent": "bwsync"},
             follow_redirects=False,
         )
-        return cls(client, rate, error, sleep=sleep, clock=clock, on_request=on_request)
+        return cls(
+            client,
+            rate,
+            error,
+            sleep=sleep,
+            clock=clock,
+            monotonic=monotonic,
+            on_request=on_request,
+        )
 
     def __init__(
         self,
@@ -299,6 +308,7 @@ class PacedSource(Generic[SettingsT]):
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         on_request: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -306,6 +316,7 @@ class PacedSource(Generic[SettingsT]):
         self._transport = transport
         self._sleep = sleep
         self._clock = clock
+        self._monotonic = monotonic
         self._on_request = on_request
         self._http: PacedHttp | None = None
         self._access_token: str | None = None
@@ -326,6 +337,7 @@ class PacedSource(Generic[SettingsT]):
                 transport=self._transport,
                 sleep=self._sleep,
                 clock=self._clock,
+                monotonic=self._monotonic,
                 on_request=self._on_request,
             )
         return self._http

@@ -209,3 +209,37 @@ def test_settings_validation() -> None:
     with pytest.raises(ConfigError, match="BWSYNC_ONELOGIN__CLIENT_SECRET"):
         OneLoginSource(OneLoginSettings(client_id="x"), SyncSettings()).fetch(FetchRequest())
     assert "s3cret" not in repr(OneLoginSettings(client_secret="s3cret"))
+
+
+def test_a_source_paces_on_the_clocks_it_is_given() -> None:
+    """The seams a source offers (sleep, clock, monotonic) reach its paced client: with fake
+    ones, three answers short of budget cost three waits of reset/remaining, then none."""
+    now = [1_000_000.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+        now[0] += seconds
+
+    headers = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "5", "X-RateLimit-Reset": "20"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/oauth2/v2/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 36000})
+        return httpx.Response(200, headers=headers, json={"data": []})
+
+    source = OneLoginSource(
+        OneLoginSettings(client_id="c", client_secret="s"),
+        SyncSettings(),
+        transport=httpx.MockTransport(handler),
+        sleep=sleep,
+        clock=lambda: now[0],
+        monotonic=lambda: now[0],
+    )
+    http = source._client()
+    for _ in range(3):  # 5 of 100 left, 20 s to the reset: 4 s between requests
+        http.request("GET", f"{BASE}/x", "GET /x")
+    headers["X-RateLimit-Remaining"] = "99"  # the budget is back
+    for _ in range(3):
+        http.request("GET", f"{BASE}/x", "GET /x")
+    assert slept == [4.0, 4.0, 4.0]
