@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
@@ -386,6 +387,8 @@ class BitwardenClient:
         self._sleep = sleep
         self._on_request = on_request
         self._on_retry = on_retry
+        self._callbacks = threading.Lock()
+        """Held while a callback runs and while ``detach`` clears them (see ``detach``)."""
         self._clock = clock
         self._jitter = jitter
         self._max_retry_seconds = max_retry_seconds
@@ -431,9 +434,22 @@ class BitwardenClient:
 
     def detach(self) -> None:
         """Stop reporting requests and retries: the run they belonged to has ended (its summary
-        and metrics are out), and a read still running must not change them afterwards."""
-        self._on_request = None
-        self._on_retry = None
+        and metrics are out), and a read still running must not change them afterwards. A
+        callback already running on the read's thread is waited for, so none runs after this
+        returns."""
+        with self._callbacks:
+            self._on_request = None
+            self._on_retry = None
+
+    def _report_request(self, endpoint: str, status: int) -> None:
+        with self._callbacks:
+            if self._on_request is not None:
+                self._on_request(endpoint, status)
+
+    def _report_retry(self, endpoint: str) -> None:
+        with self._callbacks:
+            if self._on_retry is not None:
+                self._on_retry(endpoint)
 
     def __enter__(self) -> BitwardenClient:
         return self
@@ -561,9 +577,7 @@ class BitwardenClient:
         )
 
     def _record(self, response: httpx.Response) -> None:
-        # Read once: ``detach`` on another thread may clear it between a test and a call.
-        if (on_request := self._on_request) is not None:
-            on_request(_endpoint_of(response.request), response.status_code)
+        self._report_request(_endpoint_of(response.request), response.status_code)
 
     def _send(
         self,
@@ -615,8 +629,7 @@ class BitwardenClient:
                 exc = error
                 failed = _request_of(error)
                 is_token = _endpoint_of(failed) == "token" if failed is not None else is_token
-                if (on_request := self._on_request) is not None:  # read once: see _record
-                    on_request(_endpoint_of(failed) if failed else endpoint, 0)
+                self._report_request(_endpoint_of(failed) if failed else endpoint, 0)
             if response is not None:
                 if response.is_success:
                     return response
@@ -630,8 +643,7 @@ class BitwardenClient:
                 hint = retry_after(response) if response is not None else None
                 delay = hint if hint is not None else backoff_delay(attempt, self._jitter())
                 if max(self._clock() - started, waited) + delay <= self._max_retry_seconds:
-                    if (on_retry := self._on_retry) is not None:  # read once: see _record
-                        on_retry("token" if is_token else endpoint)
+                    self._report_retry("token" if is_token else endpoint)
                     self._sleep(delay)
                     waited += delay
                     continue

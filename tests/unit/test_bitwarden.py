@@ -802,3 +802,37 @@ def test_a_member_list_of_the_wrong_shape_is_an_unexpected_answer(
     router.on("GET", "/api/public/members", httpx.Response(200, json={"data": [item]}))
     with pytest.raises(BitwardenServerError, match=r"unexpected answer from .*/public/members"):
         client.list_members()
+
+
+def test_detach_waits_for_a_callback_already_running() -> None:
+    """A read left running after its run ended may be inside a callback when the run detaches
+    it: detach waits for that call, and no callback runs once it has returned."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    seen: list[tuple[str, int]] = []
+
+    def on_request(endpoint: str, code: int) -> None:
+        entered.set()
+        release.wait(10)
+        seen.append((endpoint, code))
+
+    client = BitwardenClient(
+        settings(),
+        transport=httpx.MockTransport(lambda r: httpx.Response(404)),
+        on_request=on_request,
+    )
+    response = httpx.Response(404, request=httpx.Request("GET", "https://bw.test/public/members"))
+    worker = threading.Thread(target=client._record, args=(response,))
+    worker.start()
+    assert entered.wait(10)
+    detaching = threading.Thread(target=client.detach)
+    detaching.start()
+    detaching.join(0.3)
+    assert detaching.is_alive(), "detach returned while a callback was still running"
+    release.set()
+    worker.join(10)
+    detaching.join(10)
+    assert len(seen) == 1
+    client._record(response)  # after detach: not reported
+    assert len(seen) == 1
