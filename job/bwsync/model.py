@@ -163,8 +163,9 @@ class OrgMember(msgspec.Struct, frozen=True, rename="camel"):
 
 class MemberState(msgspec.Struct, frozen=True, rename="camel"):
     """What a re-read after an import checks of each member: is its externalId there, and is
-    it revoked. Decoding only these two fields of a 100,000-member list takes 0.03 s where
-    ``OrgMember`` takes 0.045 s: the ids and emails are skipped, not made into strings."""
+    it revoked. Decoding only these two fields takes two thirds of ``OrgMember``'s time (0.030
+    against 0.045 s for 100,000 members, measured side by side with the collector off): the
+    ids and emails are skipped, not made into strings."""
 
     external_id: str | None = None
     status: int = 0

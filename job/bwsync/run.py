@@ -513,15 +513,17 @@ def verify(client: BitwardenClient, plan: Plan, report: RunReport) -> list[str]:
         report.applied = plan.counts()
         report.applied.pop("skip", None)
         return []
-    status_of = {m.external_id: m.status for m in client.member_states() or () if m.external_id}
-    group_by_ext = {g.external_id: g for g in client.list_groups() or () if g.external_id}
+    states = client.member_states()
+    groups = client.list_groups() if states is not None else None  # both, or neither (§5)
+    status_of = {m.external_id: m.status for m in states or () if m.external_id}
+    group_by_ext = {g.external_id: g for g in groups or () if g.external_id}
     failed = [c for c in changes if c.action in _ADDED and (c.external_id or "") not in status_of]
     for change in changes:
         if change.action in _CHECKED_ONE_BY_ONE and not _took_effect(
             change, status_of, group_by_ext
         ):
             failed.append(change)
-    planned = report.planned or plan.counts()
+    planned = plan.counts()
     missing: Counter[str] = Counter(c.action for c in failed)
     report.applied = {
         action: count - missing[action]
