@@ -50,6 +50,7 @@ import orjson
 
 from bwsync.config import HttpSourceSection, OktaSettings, SyncSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
+from bwsync.http_retry import retry_after, should_retry
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import ssl_verify
@@ -134,7 +135,9 @@ class PacedHttp:
     * 429: wait until the reset (or ``Retry-After``), at most ``max_wait`` seconds, and retry,
       at most ``max_retries`` times in a row;
     * 5xx, timeouts and connection errors: exponential backoff, ``max_retries`` times. Every
-      other status goes back to the caller, which knows the service's error shape.
+      other status goes back to the caller, which knows the service's error shape. What is
+      temporary, and how to read ``Retry-After``, is ``bwsync.http_retry``'s decision, as for
+      every HTTP client of bwsync: a refused certificate is not retried.
 
     ``sleep`` and the clocks are injectable so tests run without waiting: ``clock`` is the wall
     clock, which the service's reset times (epoch seconds) are read against; ``monotonic``
@@ -247,7 +250,7 @@ class PacedHttp:
             except httpx.TransportError as exc:
                 if self.on_request:
                     self.on_request(method, what, 0)
-                if attempt >= self.max_retries:
+                if attempt >= self.max_retries or not should_retry(None, exc):
                     reason = type(exc).__name__
                     raise self.error(f"{what}: {reason}: {shorten(str(exc), 160)}") from None
                 self._wait(min(2.0**attempt, 30.0))
@@ -260,8 +263,8 @@ class PacedHttp:
             if status == 429:
                 wait = self.rate.reset_in(response, self.clock())
                 if wait is None:
-                    retry_after = response.headers.get("retry-after", "")
-                    wait = float(retry_after) if retry_after.isdigit() else 2.0**attempt
+                    hint = retry_after(response)
+                    wait = hint if hint is not None else 2.0**attempt
                 if attempt >= self.max_retries or wait > self.max_wait:
                     raise self.error(
                         f"{what}: rate limit still exceeded after {attempt} waits "
@@ -272,7 +275,7 @@ class PacedHttp:
                 self._wait(wait + 0.25)
                 attempt += 1
                 continue
-            if status >= 500 and attempt < self.max_retries:
+            if should_retry(status) and attempt < self.max_retries:  # a 5xx (429 is above)
                 self._wait(min(2.0**attempt, 30.0))
                 attempt += 1
                 continue

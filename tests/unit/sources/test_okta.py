@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -243,6 +244,27 @@ def test_a_400_is_never_retried() -> None:
 
     _paced(bad, clock).request("GET", f"{ORG}/x", "GET /x")
     assert calls == [1] and clock.slept == []
+
+
+def test_a_refused_certificate_and_a_dated_retry_after_follow_http_retry() -> None:
+    """The paced client decides what is temporary as every HTTP client of bwsync does
+    (``bwsync.http_retry``): a certificate refusal fails at once, waiting cannot fix it; a
+    429 without rate headers waits for its ``Retry-After``, an HTTP date included."""
+    clock = Clock()
+    calls: list[int] = []
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+
+    with pytest.raises(OktaError, match="CERTIFICATE_VERIFY_FAILED"):
+        _paced(refused, clock).request("GET", f"{ORG}/x", "GET /x")
+    assert calls == [1] and clock.slept == []
+    in_ten = formatdate(time.time() + 10, usegmt=True)
+    answers = [httpx.Response(429, headers={"Retry-After": in_ten}), httpx.Response(200)]
+    http = _paced(lambda r: answers.pop(0), clock)
+    assert http.request("GET", f"{ORG}/x", "GET /x").status_code == 200
+    assert len(clock.slept) == 1 and 8.0 < clock.slept[0] <= 10.25
 
 
 # -- the source over a mock transport ---------------------------------------------------------
