@@ -346,6 +346,7 @@ class CloudHttp:
 
 
 SettingsT = TypeVar("SettingsT", bound=HttpSourceSection)
+"""A source's settings section: the type parameter of ``CloudSource`` and ``okta.PacedSource``."""
 
 
 class CloudSource(Generic[SettingsT]):

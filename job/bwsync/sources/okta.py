@@ -42,18 +42,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 import orjson
 
-from bwsync.config import HttpSourceSection, OktaSettings, SyncSettings
+from bwsync.config import OktaSettings, SyncSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.http_retry import retry_after, should_retry
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
-from bwsync.sources.cloud_http import ssl_verify
+from bwsync.sources.cloud_http import SettingsT, ssl_verify
 from bwsync.sources.filters import Filter, parse_filter, scope_users_to_groups
 
 SCOPES = ("okta.users.read", "okta.groups.read")
@@ -288,9 +288,6 @@ def json_or_none(response: httpx.Response) -> Any:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
         return None
-
-
-SettingsT = TypeVar("SettingsT", bound=HttpSourceSection)
 
 
 class PacedSource(Generic[SettingsT]):
