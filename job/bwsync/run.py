@@ -323,7 +323,8 @@ class _Run:
             plan, directory, self.sync, allow_removals=self.options.allow_removals
         )
         self.report.safety_breach = bool(self.outcome.safety)
-        _log_changes(plan, dry=self.options.command == "plan" or bool(self.outcome.safety))
+        dry = self.options.command == "plan" or bool(self.outcome.safety)
+        _log_changes(plan, self.report.planned, dry=dry)
         for note in plan.notes:
             event("plan_note", logging.WARNING, note=note)
         return plan, payload
@@ -339,7 +340,9 @@ class _Run:
         _apply(client, payload, plan, self.stage, unchanged=self.outcome.unsent)
         if plan.org_known:
             with self.stage("verify") as info:
-                self.outcome.differences = verify(client, plan, self.report)
+                self.outcome.differences = verify(
+                    client, plan, self.report, planned=self.report.planned
+                )
                 info["differences"] = len(self.outcome.differences)
         # Without list endpoints nothing can be confirmed: `applied` stays empty and the
         # summary's `sent` says what went out.
@@ -405,9 +408,10 @@ def _missing_credentials() -> list[str]:
 LOG_EACH_LIMIT = 500
 
 
-def _log_changes(plan: Plan, *, dry: bool) -> None:
+def _log_changes(plan: Plan, counts: dict[str, int], *, dry: bool) -> None:
     """Each change is logged once: as an action when it is about to be applied, worded
-    "would …" when this run only plans or the safety check stops it."""
+    "would …" when this run only plans or the safety check stops it. ``counts`` are the plan's
+    (``plan.counts()``, taken once by the run: 10 ms on a first sync's 100,000 changes)."""
     each = len(plan.changes) <= LOG_EACH_LIMIT
     logged = (
         plan.changes
@@ -425,7 +429,7 @@ def _log_changes(plan: Plan, *, dry: bool) -> None:
     if not each:
         event(
             "changes",
-            counts=plan.counts(),
+            counts=counts,
             note=f"{len(plan.changes)} changes: removals are listed above, the others one by "
             "one at BWSYNC_LOG__LEVEL=debug and in `bwsync plan`",
         )
@@ -501,17 +505,25 @@ REREAD = frozenset(
 )
 
 
-def verify(client: BitwardenClient, plan: Plan, report: RunReport) -> list[str]:
+def verify(
+    client: BitwardenClient,
+    plan: Plan,
+    report: RunReport,
+    *,
+    planned: dict[str, int] | None = None,
+) -> list[str]:
     """Re-read the organization and check each planned member/group change took effect.
 
     Nothing to check (an organization already in step) means nothing is re-read: the member
     list of a large organization is the most expensive request a run makes. Of each member only
     its externalId and status are decoded (``MemberState``), and invitations and links, the bulk
-    of a first sync, are tested in one comprehension: a first sync checks 100,000 of them."""
+    of a first sync, are tested in one comprehension: a first sync checks 100,000 of them.
+    ``planned`` is ``plan.counts()`` when the caller has it already."""
     changes = plan.changes
+    if planned is None:
+        planned = plan.counts()
     if not any(c.action in REREAD for c in changes):
-        report.applied = plan.counts()
-        report.applied.pop("skip", None)
+        report.applied = {action: n for action, n in planned.items() if action != "skip"}
         return []
     states = client.member_states()
     groups = client.list_groups() if states is not None else None  # both, or neither (§5)
@@ -523,7 +535,6 @@ def verify(client: BitwardenClient, plan: Plan, report: RunReport) -> list[str]:
             change, status_of, group_by_ext
         ):
             failed.append(change)
-    planned = plan.counts()
     missing: Counter[str] = Counter(c.action for c in failed)
     report.applied = {
         action: count - missing[action]
