@@ -767,19 +767,7 @@ class FakeBitwarden:
         if self._seq is not None:  # ids first: zip takes no rank it would lose
             self._seq.update(zip(ids, self._order, strict=False))
         self._by_email.update([(m.email or "", [m]) for m in members])
-        by_ext, unlinked = self._by_ext, self._unlinked
-        self._ext_epoch = next(_epochs)
-        for m in members:
-            x = m.external_id
-            if x:
-                same = by_ext.get(x)
-                if same is None:
-                    by_ext[x] = [m]
-                else:
-                    same.append(m)
-                    self._ext_dups.add(x)
-            if x is None or not x.strip():
-                unlinked.setdefault(m.email, []).append(m)
+        self._index_ext(*members)
 
     def _unindex(self, member: FakeMember) -> None:
         self._unindex_ext(member)
@@ -789,18 +777,21 @@ class FakeBitwarden:
         if not same:
             del self._by_email[key]
 
-    def _index_ext(self, member: FakeMember) -> None:
+    def _index_ext(self, *members: FakeMember) -> None:
+        """Index members by externalId (without one: as unlinked, by email)."""
         self._ext_epoch = next(_epochs)
-        x = member.external_id
-        if x:
-            same = self._by_ext.get(x)
-            if same is None:
-                self._by_ext[x] = [member]
-            else:
-                same.append(member)
-                self._ext_dups.add(x)
-        if x is None or not x.strip():
-            self._unlinked.setdefault(member.email, []).append(member)
+        by_ext, unlinked = self._by_ext, self._unlinked
+        for member in members:
+            x = member.external_id
+            if x:
+                same = by_ext.get(x)
+                if same is None:
+                    by_ext[x] = [member]
+                else:
+                    same.append(member)
+                    self._ext_dups.add(x)
+            if x is None or not x.strip():
+                unlinked.setdefault(member.email, []).append(member)
 
     def _unindex_ext(self, member: FakeMember) -> None:
         self._ext_epoch = next(_epochs)
@@ -1720,6 +1711,12 @@ class FakeBitwarden:
 # Request models
 
 
+_MAX_LENGTH = {"Name": 100, "Email": 256, "ExternalId": 300}
+"""The request model's ``[StringLength]``/``[MaxLength]`` limits (group ``Name``, member
+``Email``, both ``ExternalId``s), in .NET lengths (``_net_length``): ``_validate`` checks them,
+and the wire structs let msgspec check them in the usual shape."""
+
+
 class _ImportMember(msgspec.Struct, gc=False):
     """One entry of ``members``, bound. Once validated, ``external_id`` is never blank and an
     active (not deleted) entry's ``email`` is a valid address (lower-cased in
@@ -1739,16 +1736,16 @@ class _WireMember(_ImportMember, rename="camel", forbid_unknown_fields=True, gc=
     What msgspec cannot check (the address, a blank externalId) is checked by
     ``_OfficialImportModel._from_wire``."""
 
-    email: Annotated[str, msgspec.Meta(max_length=256)]
-    external_id: Annotated[str, msgspec.Meta(max_length=300)]
+    email: Annotated[str, msgspec.Meta(max_length=_MAX_LENGTH["Email"])]
+    external_id: Annotated[str, msgspec.Meta(max_length=_MAX_LENGTH["ExternalId"])]
     deleted: bool
 
 
 class _WireGroup(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
     """One ``groups`` entry in the usual shape (see ``_WireMember``)."""
 
-    name: Annotated[str, msgspec.Meta(max_length=100)]
-    external_id: Annotated[str, msgspec.Meta(max_length=300)]
+    name: Annotated[str, msgspec.Meta(max_length=_MAX_LENGTH["Name"])]
+    external_id: Annotated[str, msgspec.Meta(max_length=_MAX_LENGTH["ExternalId"])]
     member_external_ids: list[str]
 
 
@@ -2032,13 +2029,18 @@ class _OfficialImportModel:
         def add(key: str, text: str) -> None:
             errors.setdefault(key, []).append(text)
 
+        def check_length(key: str, prop: str, value: str) -> None:
+            limit = _MAX_LENGTH[prop]
+            if _net_length(value) > limit:
+                add(key, f"The field {prop} must be a string with a maximum length of {limit}.")
+
         for i, g in enumerate(self.groups or []):
-            for prop, value, limit in (("Name", g.name, 100), ("ExternalId", g.external_id, 300)):
+            for prop, value in (("Name", g.name), ("ExternalId", g.external_id)):
                 key = f"Groups[{i}].{prop}"
                 if _blank(value):
                     add(key, f"The {prop} field is required.")
-                elif value is not None and _net_length(value) > limit:
-                    add(key, f"The field {prop} must be a string with a maximum length of {limit}.")
+                elif value is not None:
+                    check_length(key, prop, value)
         for i, m in enumerate(self.members or []):
             email, ext = m.email, m.external_id
             before = len(errors)
@@ -2046,13 +2048,12 @@ class _OfficialImportModel:
             if email is not None:
                 if not _valid_email(email):
                     add(key, "The Email field is not a valid e-mail address.")
-                if _net_length(email) > 256:
-                    add(key, "The field Email must be a string with a maximum length of 256.")
+                check_length(key, "Email", email)
             xkey = f"Members[{i}].ExternalId"
             if _blank(ext):
                 add(xkey, "The ExternalId field is required.")
-            elif ext is not None and _net_length(ext) > 300:
-                add(xkey, "The field ExternalId must be a string with a maximum length of 300.")
+            elif ext is not None:
+                check_length(xkey, "ExternalId", ext)
             # IValidatableObject runs only when the member's own attributes passed.
             if len(errors) == before and not m.deleted and _blank(email):
                 add(key, "Email is required for enabled members.")

@@ -362,8 +362,6 @@ def test_lengths_count_utf16_units_as_dotnet_does(
     groups = [{"name": "\U0001f600" * 51, "externalId": "g", "memberExternalIds": []}]
     text = orjson.dumps(body(members, groups))
     if escaped:  # what json.dumps writes: surrogate pairs as \ud83d\ude00
-        import json
-
         text = json.dumps(body(members, groups)).encode()
         assert text.isascii()
     r = api.imp(None, raw=text)
