@@ -24,17 +24,9 @@ from bwsync.state.base import (
     StateConflictError,
     StateDocument,
 )
+from tests.fixtures.state import BACKEND_FIXTURES, BACKENDS
 
 StoreFactory = Callable[[], StateStore]
-
-BACKENDS = [
-    "file",
-    "objectstore",
-    "objectstore-gcs",
-    "objectstore-azure",
-    "configmap-in-cluster",
-    "configmap-kubeconfig",
-]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -43,16 +35,8 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     settings: StateSettings
     if request.param == "file":
         settings = StateSettings(backend="file", path=tmp_path / "state" / "state.json")
-    elif request.param == "objectstore":
-        settings = request.getfixturevalue("s3_state").settings()
-    elif request.param == "objectstore-gcs":
-        settings = request.getfixturevalue("gcs_state").settings()
-    elif request.param == "objectstore-azure":
-        settings = request.getfixturevalue("azure_state").settings()
-    elif request.param == "configmap-in-cluster":
-        settings = request.getfixturevalue("kube_in_cluster").settings()
     else:
-        settings = request.getfixturevalue("kubeconfig").settings()
+        settings = request.getfixturevalue(BACKEND_FIXTURES[request.param]).settings()
     return lambda: open_store(settings)
 
 

@@ -18,15 +18,7 @@ import orjson
 import pytest
 
 from bwsync.testing.fake_bitwarden import FakeBitwarden
-
-BACKENDS = [
-    "file",
-    "objectstore",
-    "objectstore-gcs",
-    "objectstore-azure",
-    "configmap-in-cluster",
-    "configmap-kubeconfig",
-]
+from tests.fixtures.state import BACKEND_FIXTURES, BACKENDS
 
 # A process that takes the lease at an agreed instant, and says how it went.
 CONTENDER = textwrap.dedent(
@@ -60,16 +52,8 @@ def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str
             "BWSYNC_STATE__BACKEND": "file",
             "BWSYNC_STATE__PATH": str(tmp_path / "state" / "state.json"),
         }
-    elif request.param == "objectstore":
-        extra = request.getfixturevalue("s3_state").env()
-    elif request.param == "objectstore-gcs":
-        extra = request.getfixturevalue("gcs_state").env()
-    elif request.param == "objectstore-azure":
-        extra = request.getfixturevalue("azure_state").env()
-    elif request.param == "configmap-in-cluster":
-        extra = request.getfixturevalue("kube_in_cluster").env()
     else:
-        extra = request.getfixturevalue("kubeconfig").env()
+        extra = request.getfixturevalue(BACKEND_FIXTURES[request.param]).env()
     return base | extra
 
 

@@ -198,7 +198,8 @@ def test_unchanged_batches_are_member_batches_without_a_planned_import_change() 
 
 
 class _Users:
-    """A source returning these users; ``during`` runs inside the fetch (a hand edit)."""
+    """A source returning these users; ``during`` runs inside the fetch (a hand edit);
+    ``fetches`` counts the calls."""
 
     name = "file"
     server = "users test source"
@@ -206,8 +207,10 @@ class _Users:
     def __init__(self, users: list[User], during: Callable[[], None] | None = None) -> None:
         self.users = users
         self.during = during
+        self.fetches = 0
 
     def fetch(self, request: FetchRequest) -> Directory:
+        self.fetches += 1
         if self.during is not None:
             self.during()
         return Directory(users=list(self.users), groups=None)
@@ -435,22 +438,6 @@ def test_a_finished_run_is_freed_without_the_cyclic_collector(
             gc.enable()
 
 
-class _CountingSource:
-    name = "file"
-    server = "counting test source"
-
-    def __init__(self, users: list[User]) -> None:
-        self.users = users
-        self.fetches = 0
-
-    def fetch(self, request: FetchRequest) -> Directory:
-        self.fetches += 1
-        return Directory(users=list(self.users), groups=None)
-
-    def check(self) -> list[CheckResult]:
-        return []
-
-
 def test_a_bad_bitwarden_ca_file_stops_the_run_before_any_connection(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
@@ -463,7 +450,7 @@ def test_a_bad_bitwarden_ca_file_stops_the_run_before_any_connection(
         update={"bitwarden": base.bitwarden.model_copy(update={"ca_file": bad})}
     )
     for users in ([], [User("u1", "u1", "u1@example.com")]):
-        source = _CountingSource(users)
+        source = _Users(users)
         outcome = execute(settings, RunOptions(), source=source)
         assert (outcome.report.result, outcome.report.exit_code) == ("config_error", 2)
         assert "BWSYNC_BITWARDEN__CA_FILE" in (outcome.report.error or "")
