@@ -26,10 +26,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bwsync.testing.fake_google import FakeGoogle
-from bwsync.testing.fake_graph import DELTA_PAGE_MAX, FakeGraph
 from tests.fixtures.cloud import make_loopback_tls, service_account_info
 from tests.fixtures.ldap import free_port
+from tests.standins.google_workspace import FakeGoogle
+from tests.standins.graph import DELTA_PAGE_MAX, FakeGraph
 
 CLIENT_ID = "organization.6f1b0d0e-7a0b-4f43-9d6c-1c2a6f6e8a11"
 CLIENT_SECRET = "bench-secret-0123456789"

@@ -31,9 +31,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bwsync.testing.fake_okta import FakeOkta, okta_directory
-from bwsync.testing.fake_onelogin import FakeOneLogin, onelogin_directory
-from bwsync.testing.tls import TlsFiles, self_signed_tls
+from tests.standins.okta import FakeOkta, okta_directory
+from tests.standins.onelogin import FakeOneLogin, onelogin_directory
+from tests.standins.tls import TlsFiles, self_signed_tls
 
 CLIENT_ID = "0oabenchserviceapp001"
 

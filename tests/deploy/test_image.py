@@ -25,9 +25,9 @@ import pytest
 import yaml
 
 from bwsync.testing.fake_bitwarden import FakeBitwarden
-from bwsync.testing.fake_kubernetes import FakeKubernetes
 from tests.fixtures.ldap import Slapd, person
 from tests.fixtures.state import KubeTLS
+from tests.standins.kubernetes import FakeKubernetes
 
 from .conftest import ROOT
 from .podman import BASE_IMAGE, Podman, missing_binaries

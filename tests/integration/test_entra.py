@@ -18,7 +18,6 @@ from bwsync.payload import build_requests
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.entra import DELTA_KEY, EntraError, EntraSource
 from bwsync.testing.fake_bitwarden import FakeBitwarden
-from bwsync.testing.fake_graph import FEDERATED_AUDIENCE, FakeGraph
 from tests.fixtures.cloud import (
     GraphFixture,
     LoopbackTls,
@@ -27,6 +26,7 @@ from tests.fixtures.cloud import (
     rsa_key_pem,
     self_signed_pem,
 )
+from tests.standins.graph import FEDERATED_AUDIENCE, FakeGraph
 
 
 def _source(fake: GraphFixture, policy: RecordingPolicy | None = None, **sync: Any) -> EntraSource:

@@ -17,8 +17,8 @@ from bwsync.payload import build_requests
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.google import SCOPES, GoogleError, GoogleSource
 from bwsync.testing.fake_bitwarden import FakeBitwarden
-from bwsync.testing.fake_google import SCOPE_GROUP, SCOPE_MEMBER, SCOPE_USER
 from tests.fixtures.cloud import GoogleFixture, RecordingPolicy
+from tests.standins.google_workspace import SCOPE_GROUP, SCOPE_MEMBER, SCOPE_USER
 
 
 def _source(

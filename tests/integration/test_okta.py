@@ -20,9 +20,9 @@ from bwsync.payload import build_payload
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.okta import OktaError, OktaSource
 from bwsync.testing.fake_bitwarden import FakeBitwarden
-from bwsync.testing.fake_okta import FakeOkta, okta_directory
-from bwsync.testing.tls import TlsFiles
 from tests.fixtures.okta_onelogin import OKTA_CLIENT_ID, KeyPair, OktaFactory
+from tests.standins.okta import FakeOkta, okta_directory
+from tests.standins.tls import TlsFiles
 
 Settings = Callable[..., OktaSettings]
 

@@ -17,9 +17,9 @@ from bwsync.payload import build_payload
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.onelogin import OneLoginError, OneLoginSource
 from bwsync.testing.fake_bitwarden import FakeBitwarden
-from bwsync.testing.fake_onelogin import FakeOneLogin, onelogin_directory
-from bwsync.testing.tls import TlsFiles
 from tests.fixtures.okta_onelogin import OktaFactory, OneLoginFactory
+from tests.standins.onelogin import FakeOneLogin, onelogin_directory
+from tests.standins.tls import TlsFiles
 
 Settings = Callable[..., OneLoginSettings]
 
@@ -114,7 +114,7 @@ def test_an_http_error_mid_paging_fails_the_run(
         if path == "/api/1/users":
             calls["n"] += 1
             if calls["n"] == 2:
-                from bwsync.testing.fake_okta import Reply
+                from tests.standins.okta import Reply
 
                 raise Reply(400, {"status": {"error": True, "code": 400, "type": "bad request",
                                              "message": "Invalid cursor"}})  # fmt: skip
@@ -234,8 +234,8 @@ def test_same_directory_reads_the_same_through_okta_onelogin_and_a_file(
     from bwsync.config import FileSettings
     from bwsync.sources.file import FileSource
     from bwsync.sources.okta import OktaSource
-    from bwsync.testing.fake_okta import OktaDirectory
-    from bwsync.testing.fake_onelogin import OneLoginDirectory
+    from tests.standins.okta import OktaDirectory
+    from tests.standins.onelogin import OneLoginDirectory
 
     okta_dir = OktaDirectory()
     okta_dir.add_user("00u_ada", "Ada@Example.com")

@@ -9,7 +9,7 @@ import pytest
 
 from bwsync.cli import main
 from bwsync.testing.fake_bitwarden import FakeBitwarden
-from bwsync.testing.fake_google import FakeGoogle
+from tests.standins.google_workspace import FakeGoogle
 
 SOURCES = {
     "entra": {

@@ -15,7 +15,6 @@ from bwsync.errors import StateError
 from bwsync.state import open_store
 from bwsync.state.base import StateConflictError, StateDocument
 from bwsync.state.configmap import DATA_KEY, ConfigMapStateStore
-from bwsync.testing.fake_kubernetes import FakeKubernetes
 from tests.fixtures.state import (
     SA_USER,
     InCluster,
@@ -24,6 +23,7 @@ from tests.fixtures.state import (
     free_port,
     write_kubeconfig,
 )
+from tests.standins.kubernetes import FakeKubernetes
 
 CHART_LABELS = {
     "app.kubernetes.io/name": "bwsync",

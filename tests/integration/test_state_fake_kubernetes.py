@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bwsync.testing.fake_kubernetes import MAX_CONFIGMAP_BYTES, FakeKubernetes
 from tests.fixtures.state import KubeTLS
+from tests.standins.kubernetes import MAX_CONFIGMAP_BYTES, FakeKubernetes
 
 BASE = "/api/v1/namespaces/ns/configmaps"
 

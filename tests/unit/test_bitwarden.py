@@ -33,7 +33,7 @@ from bwsync.errors import (
     ConfigError,
 )
 from bwsync.model import OrgGroup, OrgMember
-from bwsync.testing.tls import self_signed_tls
+from tests.standins.tls import self_signed_tls
 
 SECRET = "s3cr3t-Th1s-Must-Never-Show"
 ORG = "2f1e6d5c-4b3a-4c2d-9e8f-7a6b5c4d3e2f"

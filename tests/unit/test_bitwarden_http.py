@@ -14,8 +14,8 @@ from bwsync.bitwarden import BitwardenClient
 from bwsync.errors import BitwardenAuthError, BitwardenClientError, BitwardenServerError
 from bwsync.model import STATUS_INVITED, STATUS_REVOKED
 from bwsync.testing.fake_bitwarden import FakeBitwarden
-from bwsync.testing.tls import self_signed_tls
 from tests.fixtures.bitwarden import FakeFactory, RecordingClient
+from tests.standins.tls import self_signed_tls
 
 
 def payload(

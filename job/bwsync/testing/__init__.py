@@ -1,7 +1,5 @@
-"""Stand-ins for servers bwsync talks to, for tests and for ``bwsync demo``.
+"""The Bitwarden stand-in ``bwsync demo`` runs, and the loopback HTTP plumbing under it.
 
-They are part of the package (not of ``tests/``) because the demo runs a real sync against them.
-Each speaks real HTTP on loopback and follows a published contract (see
-``reference/bitwarden-public-api.md``), so the production client code runs unmodified. Only the
-standard library and orjson are used here: no pytest, nothing a slim image lacks.
+Part of the package because the demo runs a real sync against it. The stand-ins only tests use
+(Graph, Google, Okta, OneLogin, Kubernetes) live in ``tests/standins``.
 """

@@ -43,7 +43,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from bwsync.testing.fake_http import FakeHttpsServer, Reply, Request
+from tests.standins.http_server import FakeHttpsServer, Reply, Request
 
 GRAPH_GLOBAL = "https://graph.microsoft.com"
 FEDERATED_AUDIENCE = "api://AzureADTokenExchange"

@@ -24,7 +24,7 @@ Written from Okta's published contract, so the real ``OktaSource`` runs against 
 * Faults: ``fail(path_prefix, status=, times=)`` for 5xx or any error a test needs.
 
 Also home of the HTTPS helpers both cloud stand-ins use (``TlsServer``; certificates from
-``bwsync.testing.tls``) and
+``tests.standins.tls``) and
 of ``okta_directory``, a realistic directory generator (statuses of every kind, the Everyone
 group, empty groups, users in many groups).
 """
@@ -50,7 +50,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import orjson
 
 from bwsync.testing.fake_http import StandInHandler, StandInServer
-from bwsync.testing.tls import TlsFiles
+from tests.standins.tls import TlsFiles
 
 # --------------------------------------------------------------------------------------------
 # HTTPS plumbing shared by the cloud stand-ins

@@ -34,8 +34,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from bwsync.testing.fake_okta import RateWindow, Reply, TlsServer
-from bwsync.testing.tls import TlsFiles
+from tests.standins.okta import RateWindow, Reply, TlsServer
+from tests.standins.tls import TlsFiles
 
 PAGE = 50
 

@@ -36,7 +36,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 
-from bwsync.testing.fake_http import FakeHttpsServer, Reply, Request
+from tests.standins.http_server import FakeHttpsServer, Reply, Request
 
 SCOPE_USER = "https://www.googleapis.com/auth/admin.directory.user.readonly"
 SCOPE_GROUP = "https://www.googleapis.com/auth/admin.directory.group.readonly"
