@@ -104,7 +104,7 @@ RUN printf '%s\n' \
     '            base = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__)' \
     '            yield from [base, *(f"{base}.{alias.name}" for alias in node.names)]' \
     'def ours(name):' \
-    '    return not name.startswith("bwsync.testing") and not name.endswith("__main__")' \
+    '    return not name.startswith("bwsync.standin") and not name.endswith("__main__")' \
     'def followed(module):' \
     '    file = getattr(module, "__file__", None) or ""' \
     '    return file.startswith(site) and file.endswith(".py") and ours(module.__name__)' \

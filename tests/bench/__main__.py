@@ -8,7 +8,7 @@ into a fresh slapd with ``slapadd``:
   (the library alone, results dropped page by page) next to the source's **fetch()** (records
   built, members resolved): wall time and peak RSS, each in its own process;
 * a **full ``bwsync sync``** subprocess (LDAP → normalize → payload → plan → import) against the
-  Bitwarden stand-in (``python -m bwsync.testing.fake_bitwarden``), wall time and the child's
+  Bitwarden stand-in (``python -m bwsync.standin``), wall time and the child's
   own peak RSS (``os.wait4``), state backend ``none`` so every run does the whole work.
 
 Each measurement runs ``--repeat`` times; the minimum and the median are shown because the
@@ -126,7 +126,7 @@ def full_sync(
     instead of 51 batches."""
     try:
         import bwsync.cli
-        import bwsync.testing.fake_bitwarden  # noqa: F401
+        import bwsync.standin.server  # noqa: F401
     except ImportError as exc:
         return f"skipped: {exc}"
     first, steady, changed = Series([], [], {}), Series([], [], {}), Series([], [], {})
@@ -134,7 +134,7 @@ def full_sync(
     port = free_port()
     client_id, secret = f"organization.{uuid.uuid4()}", uuid.uuid4().hex
     command = [
-        sys.executable, "-m", "bwsync.testing.fake_bitwarden", "--port", str(port),
+        sys.executable, "-m", "bwsync.standin", "--port", str(port),
         "--client-id", client_id, "--client-secret", secret, *fake_args,
         *(["--self-hosted"] if self_hosted else []),
     ]  # fmt: skip

@@ -3,7 +3,7 @@
 ``uv run python -m tests.bench.cloud [--users N] [--groups M] [--source entra|google|both]``
 
 For each source: the stand-in (Graph or Google) runs in this process over loopback HTTPS with a
-throwaway CA; the Bitwarden stand-in runs as ``python -m bwsync.testing.fake_bitwarden
+throwaway CA; the Bitwarden stand-in runs as ``python -m bwsync.standin
 --self-hosted``; ``bwsync sync`` runs as a child process (``BWSYNC_STATE__BACKEND=none``,
 ``BWSYNC_SYNC__LARGE_IMPORT=true``), so its wall time and peak RSS (``wait4``) are its own.
 The directory requests the stand-in served are compared with the minimum the API's paging
@@ -41,7 +41,7 @@ def _start_bitwarden() -> tuple[subprocess.Popen[str], str]:
         [
             sys.executable,
             "-m",
-            "bwsync.testing.fake_bitwarden",
+            "bwsync.standin",
             "--port",
             str(port),
             "--self-hosted",

@@ -4,7 +4,7 @@
 
 For each source: the stand-in (HTTPS, in this process, a directory of realistic shape from
 ``okta_directory`` / ``onelogin_directory``) and the Bitwarden stand-in (``python -m
-bwsync.testing.fake_bitwarden --self-hosted``, its own process) are started; then ``bwsync sync``
+bwsync.standin --self-hosted``, its own process) are started; then ``bwsync sync``
 runs as a subprocess with ``BWSYNC_STATE__BACKEND=none`` and ``BWSYNC_SYNC__LARGE_IMPORT=true``.
 Measured per run: wall time of the process, its peak RSS (``wait4`` rusage of that child only),
 the HTTP requests the stand-in answered, and the Bitwarden requests from the run's metrics
@@ -41,7 +41,7 @@ CLIENT_ID = "0oabenchserviceapp001"
 def start_bitwarden() -> tuple[subprocess.Popen[str], dict[str, str]]:
     """The Bitwarden stand-in as its own process; returns it and its BWSYNC_BITWARDEN__ env."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bwsync.testing.fake_bitwarden", "--port", "0", "--self-hosted"],
+        [sys.executable, "-m", "bwsync.standin", "--port", "0", "--self-hosted"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.ldap import Slapd, person
 from tests.fixtures.state import KubeTLS
+from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.kubernetes import FakeKubernetes
 
 from .conftest import ROOT

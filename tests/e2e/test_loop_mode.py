@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bwsync.cli import main
-from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.ldap import free_port
+from tests.standins.bitwarden import FakeBitwarden
 
 
 def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -13,7 +13,7 @@ import pytest
 
 from bwsync.cli import main
 from bwsync.model import STATUS_CONFIRMED, STATUS_REVOKED, TYPE_ADMIN
-from bwsync.testing.fake_bitwarden import FakeBitwarden
+from tests.standins.bitwarden import FakeBitwarden
 
 
 def _directory(path: Path, users: list[dict[str, Any]], groups: list[dict[str, Any]] = ()) -> Path:  # type: ignore[assignment]

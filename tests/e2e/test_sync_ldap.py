@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.ldap import Slapd, person
+from tests.standins.bitwarden import FakeBitwarden
 
 
 def _bwsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

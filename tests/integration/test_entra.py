@@ -17,7 +17,6 @@ from bwsync.normalize import normalize
 from bwsync.payload import build_requests
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.entra import DELTA_KEY, EntraError, EntraSource
-from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.cloud import (
     GraphFixture,
     LoopbackTls,
@@ -26,6 +25,7 @@ from tests.fixtures.cloud import (
     rsa_key_pem,
     self_signed_pem,
 )
+from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.graph import FEDERATED_AUDIENCE, FakeGraph
 
 

@@ -16,8 +16,8 @@ from bwsync.normalize import normalize
 from bwsync.payload import build_requests
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.google import SCOPES, GoogleError, GoogleSource
-from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.cloud import GoogleFixture, RecordingPolicy
+from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.google_workspace import SCOPE_GROUP, SCOPE_MEMBER, SCOPE_USER
 
 

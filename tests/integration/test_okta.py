@@ -19,8 +19,8 @@ from bwsync.normalize import normalize
 from bwsync.payload import build_payload
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.okta import OktaError, OktaSource
-from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.okta_onelogin import OKTA_CLIENT_ID, KeyPair, OktaFactory
+from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.okta import FakeOkta, okta_directory
 from tests.standins.tls import TlsFiles
 

@@ -16,8 +16,8 @@ from bwsync.normalize import normalize
 from bwsync.payload import build_payload
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.onelogin import OneLoginError, OneLoginSource
-from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.okta_onelogin import OktaFactory, OneLoginFactory
+from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.onelogin import FakeOneLogin, onelogin_directory
 from tests.standins.tls import TlsFiles
 

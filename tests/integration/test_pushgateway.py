@@ -15,8 +15,8 @@ from bwsync.cli import main
 from bwsync.config import MetricsSettings
 from bwsync.metrics import ACTIONS, RESULTS, deliver
 from bwsync.model import RunReport
-from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.metrics import PUSH_PASSWORD, PUSH_USER, Pushgateway, free_port
+from tests.standins.bitwarden import FakeBitwarden
 
 pytestmark = pytest.mark.pushgateway
 

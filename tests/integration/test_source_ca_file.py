@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bwsync.cli import main
-from bwsync.testing.fake_bitwarden import FakeBitwarden
+from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.google_workspace import FakeGoogle
 
 SOURCES = {

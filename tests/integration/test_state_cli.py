@@ -11,7 +11,7 @@ from bwsync.cli import main
 from bwsync.config import load_settings
 from bwsync.state import open_store
 from bwsync.state.base import STATE_VERSION, StateStore
-from bwsync.testing.fake_bitwarden import FakeBitwarden
+from tests.standins.bitwarden import FakeBitwarden
 
 BACKENDS = ["file", "objectstore", "configmap-in-cluster", "configmap-kubeconfig"]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.state import BACKEND_FIXTURES, BACKENDS
+from tests.standins.bitwarden import FakeBitwarden
 
 # A process that takes the lease at an agreed instant, and says how it went.
 CONTENDER = textwrap.dedent(

@@ -21,7 +21,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bwsync.testing.fake_http import StandInHandler, StandInServer
+from bwsync.standin.http import StandInHandler, StandInServer
 
 
 @dataclass(slots=True)

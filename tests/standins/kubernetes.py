@@ -31,7 +31,7 @@ from pathlib import Path
 from socket import socket
 from typing import Any
 
-from bwsync.testing.fake_http import StandInServer
+from bwsync.standin.http import StandInServer
 
 ALL_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 MAX_CONFIGMAP_BYTES = 1024 * 1024

@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 
-from bwsync.testing.fake_http import StandInHandler, StandInServer
+from bwsync.standin.http import StandInHandler, StandInServer
 from tests.standins.tls import TlsFiles
 
 # --------------------------------------------------------------------------------------------

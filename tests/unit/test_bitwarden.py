@@ -747,9 +747,9 @@ def test_unreadable_ca_file_is_a_configuration_error(tmp_path: Path) -> None:
 
 
 def test_endpoint_names_match_the_stand_in() -> None:
-    from bwsync.testing import fake_bitwarden
+    from bwsync.standin import server
 
-    assert fake_bitwarden.ENDPOINTS == ENDPOINTS
+    assert server.ENDPOINTS == ENDPOINTS
 
 
 def _echo(status: int, shape: str) -> Handler:

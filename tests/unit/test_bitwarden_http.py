@@ -13,8 +13,8 @@ import pytest
 from bwsync.bitwarden import BitwardenClient
 from bwsync.errors import BitwardenAuthError, BitwardenClientError, BitwardenServerError
 from bwsync.model import STATUS_INVITED, STATUS_REVOKED
-from bwsync.testing.fake_bitwarden import FakeBitwarden
 from tests.fixtures.bitwarden import FakeFactory, RecordingClient
+from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.tls import self_signed_tls
 
 

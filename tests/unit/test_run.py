@@ -14,7 +14,7 @@ from bwsync.plan import OrgSnapshot, make_plan
 from bwsync.run import RunOptions, execute, unchanged_batches
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.state.file import FileStateStore
-from bwsync.testing.fake_bitwarden import FakeBitwarden
+from tests.standins.bitwarden import FakeBitwarden
 
 
 def _settings(fake: FakeBitwarden, state_path: Path) -> Settings:

@@ -11,7 +11,7 @@ from bwsync.bitwarden import BitwardenClient
 from bwsync.errors import BitwardenAuthError, ConfigError
 from bwsync.model import OrgMember
 from bwsync.snapshot import BackgroundRead, read_org
-from bwsync.testing.fake_bitwarden import FakeBitwarden
+from tests.standins.bitwarden import FakeBitwarden
 
 
 @pytest.fixture

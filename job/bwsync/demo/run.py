@@ -1,6 +1,6 @@
 """``bwsync demo``: the whole job on the built-in demo directory, with nothing to set up.
 
-It starts the Bitwarden stand-in (``bwsync.testing.fake_bitwarden``) on a free loopback port,
+It starts the Bitwarden stand-in (``bwsync.standin``) on a free loopback port,
 seeds an organization with an owner and one member added by hand, then runs what an admin
 would run on day one: ``plan``, ``sync``, and ``sync`` again (nothing to do the second time).
 The state lives in a temporary directory and is gone afterwards.
@@ -17,7 +17,7 @@ from pathlib import Path
 from bwsync import logs
 from bwsync.config import load_settings
 from bwsync.run import RunOptions, execute, summary
-from bwsync.testing.fake_bitwarden import FakeBitwarden
+from bwsync.standin.server import BitwardenStandIn
 
 
 def _say(text: str) -> None:
@@ -29,23 +29,25 @@ def run_demo(*, keep_running: bool = False) -> int:
 
     with (
         tempfile.TemporaryDirectory(prefix="bwsync-demo-") as tmp,
-        FakeBitwarden(self_hosted=True) as fake,
+        BitwardenStandIn(self_hosted=True) as standin,
     ):
-        fake.add_owner("owner@example.com")
-        fake.add_member("grace.hopper@example.com")  # invited by hand before bwsync existed
+        standin.add_owner("owner@example.com")
+        standin.add_member("grace.hopper@example.com")  # invited by hand before bwsync existed
         settings = load_settings(
             source="file",
             bitwarden={
-                "server": fake.base_url,
-                "client_id": fake.client_id,
-                "client_secret": fake.client_secret,
+                "server": standin.base_url,
+                "client_id": standin.client_id,
+                "client_secret": standin.client_secret,
             },
             state={"backend": "file", "path": Path(tmp) / "state.json"},
             log={"format": "console", "level": "warning"},
             sync={"remove_disabled": True},
         )
         logs.setup("console", "warning")
-        _say(f"bwsync demo: the built-in demo directory → a Bitwarden stand-in at {fake.base_url}")
+        _say(
+            f"bwsync demo: the built-in demo directory → a Bitwarden stand-in at {standin.base_url}"
+        )
         _say("\n$ bwsync plan")
         outcome = execute(settings, RunOptions(command="plan", detail=True))
         print_plan_text(outcome)
@@ -61,14 +63,14 @@ def run_demo(*, keep_running: bool = False) -> int:
                 _say(f"error: {outcome.report.error}")
                 return outcome.report.exit_code
             if n == 1:
-                imported = fake.requests_to("import")
+                imported = standin.requests_to("import")
                 _say(
                     f"the stand-in received {len(imported)} import request(s); it now has "
-                    f"{len(fake.members)} members and {len(fake.groups)} groups"
+                    f"{len(standin.members)} members and {len(standin.groups)} groups"
                 )
         _say("\nThe second sync found the directory unchanged and sent nothing.")
         if keep_running:
-            _say(f"stand-in still serving at {fake.base_url} (Ctrl-C to stop)")
+            _say(f"stand-in still serving at {standin.base_url} (Ctrl-C to stop)")
             with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()
     return 0
