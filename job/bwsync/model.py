@@ -5,8 +5,9 @@ A directory source turns its entries into ``User`` and ``Group`` records; ``norm
 them; ``payload`` serialises them. The field names follow bwdc's ``UserEntry``/``GroupEntry`` so
 that the reference (``directory-connector-behaviour.md`` §1) reads straight onto this code.
 
-Identifiers are ``str`` everywhere except OneLogin, whose ids are JSON numbers that bwdc carries
-as numbers into the import body (and so into the hash); ``ExternalId`` allows both.
+Identifiers are ``str`` everywhere, OneLogin's numeric ids included: every externalId and group
+member id goes into the import body as a JSON string, because Vaultwarden refuses numbers
+(HTTP 422). bwdc sends OneLogin's as numbers; the README lists that difference.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Literal, TypeAlias
 
 import msgspec
 
-ExternalId: TypeAlias = str | int
+ExternalId: TypeAlias = str
 
 
 @dataclass(slots=True)

@@ -168,7 +168,7 @@ def make_plan(
     return plan
 
 
-def _plan_members(  # noqa: PLR0915 - the per-user loop is inlined on purpose
+def _plan_members(
     plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSettings
 ) -> tuple[dict[str, OrgMember], dict[str, OrgMember], set[str]]:
     """Member changes; returns the indexes the group part needs (by externalId, the members
@@ -203,8 +203,6 @@ def _plan_members(  # noqa: PLR0915 - the per-user loop is inlined on purpose
         any_gone = False
         for u in users:
             ext = u.external_id
-            if type(ext) is not str:  # OneLogin's numbers (a call per user costs, so inline)
-                ext = str(ext)
             existing = member_of(ext)
             gone = u.deleted or (remove_disabled and u.disabled)
             if (
@@ -269,16 +267,12 @@ def _plan_members(  # noqa: PLR0915 - the per-user loop is inlined on purpose
 def _external_ids(
     users: list[User], *, remove_disabled: bool, any_gone: bool
 ) -> tuple[set[str], set[str]]:
-    """(every user's externalId, those of the users not going out as deleted), as text:
-    taken in bulk after the plan's loop rather than two set.add per user in it."""
-    seen = {u.external_id if type(u.external_id) is str else str(u.external_id) for u in users}
+    """(every user's externalId, those of the users not going out as deleted): taken in bulk
+    after the plan's loop rather than two set.add per user in it."""
+    seen = {u.external_id for u in users}
     if not any_gone:
         return seen, seen
-    active = {
-        u.external_id if type(u.external_id) is str else str(u.external_id)
-        for u in users
-        if not (u.deleted or (remove_disabled and u.disabled))
-    }
+    active = {u.external_id for u in users if not (u.deleted or (remove_disabled and u.disabled))}
     return seen, active
 
 

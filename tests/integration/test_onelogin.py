@@ -32,21 +32,21 @@ def test_users_and_roles(fake_onelogin: FakeOneLogin, onelogin_settings: Setting
     d = _fetch(onelogin_settings(fake_onelogin)).fetch(FetchRequest())
     users = {u.external_id: u for u in d.users or []}
     # 105 has only a plain username and no suffix configured; 107 has nothing usable.
-    assert list(users) == [101, 102, 103, 104, 106]
-    assert users[102].email == "bob@example.com"
-    assert users[106].email == "kim@example.com"  # username used when email is invalid
-    assert users[103].disabled and not users[104].disabled  # suspended vs locked
+    assert list(users) == ["101", "102", "103", "104", "106"]
+    assert users["102"].email == "bob@example.com"
+    assert users["106"].email == "kim@example.com"  # username used when email is invalid
+    assert users["103"].disabled and not users["104"].disabled  # suspended vs locked
     assert d.skipped["no_email"] == 2
     roles = {g.external_id: g for g in d.groups or []}
     # Members are every user the query returned, also those dropped for their email (bwdc).
-    assert list(roles[501].user_member_external_ids) == [101, 102, 103, 105]
-    assert list(roles[502].user_member_external_ids) == [101, 104, 107]
-    assert roles[503].user_member_external_ids == {}
+    assert list(roles["501"].user_member_external_ids) == ["101", "102", "103", "105"]
+    assert list(roles["502"].user_member_external_ids) == ["101", "104", "107"]
+    assert roles["503"].user_member_external_ids == {}
     auth = {r.authorization for r in fake_onelogin.requests_to("/api/1/")}
     assert all(a and a.startswith("bearer:") for a in auth)
 
 
-def test_import_body_keeps_numeric_ids(
+def test_import_body_sends_numeric_ids_as_strings(
     fake_onelogin: FakeOneLogin, onelogin_settings: Settings
 ) -> None:
     sync = SyncSettings()
@@ -58,13 +58,16 @@ def test_import_body_keeps_numeric_ids(
         d.users, d.groups, sync, api_url="https://api.bitwarden.com", org_id="o"
     )
     raw = payload.requests[0].body
-    assert b'"externalId":101,' in raw and b'"memberExternalIds":[101,102,103,105]' in raw
+    # Strings, not bwdc's numbers: Vaultwarden refuses numbers (HTTP 422).
+    assert b'"externalId":"101",' in raw
+    assert b'"memberExternalIds":["101","102","103","105"]' in raw
     body = orjson.loads(raw)
-    assert {"email": "pat@corp.example.com", "externalId": 105, "deleted": False} in body["members"]
+    pat = {"email": "pat@corp.example.com", "externalId": "105", "deleted": False}
+    assert pat in body["members"]
     assert body["groups"][0] == {
         "name": "Engineering",
-        "externalId": 501,
-        "memberExternalIds": [101, 102, 103, 105],
+        "externalId": "501",
+        "memberExternalIds": ["101", "102", "103", "105"],
     }
 
 
@@ -74,7 +77,7 @@ def test_queries_and_set_filters(fake_onelogin: FakeOneLogin, onelogin_settings:
     d = _fetch(onelogin_settings(fake_onelogin), sync).fetch(FetchRequest())
     assert [g.name for g in d.groups or []] == ["Ops"]
     # Query: users whose email ends in @example.com; set: not ann; §6.2: direct Ops members.
-    assert [u.external_id for u in d.users or []] == [104]
+    assert [u.external_id for u in d.users or []] == ["104"]
     assert fake_onelogin.requests_to("/api/1/users")[0].path == "/api/1/users"
 
 
@@ -214,11 +217,11 @@ def test_bwsync_sync_end_to_end(
     assert main(["check"]) == 0
     assert main(["sync"]) == 0
     body = bw.requests_to("import")[0].body
-    assert [m["externalId"] for m in body["members"]] == [101, 102, 103, 104, 106]
+    assert [m["externalId"] for m in body["members"]] == ["101", "102", "103", "104", "106"]
     assert body["groups"][1] == {
         "name": "Ops",
-        "externalId": 502,
-        "memberExternalIds": [101, 104, 107],
+        "externalId": "502",
+        "memberExternalIds": ["101", "104", "107"],
     }
     assert fake_onelogin.client_secret not in capsys.readouterr().err
 

@@ -58,12 +58,13 @@ def test_remove_disabled_sends_disabled_as_deleted() -> None:
     assert req["groups"] == []
 
 
-def test_numeric_ids_stay_numbers() -> None:
-    g = Group(7, 7, "Role")
-    g.add_user(42)
-    p = build_payload([User(42, 42, "n@x.com")], [g], SyncSettings(), api_url=API, org_id=ORG)
-    assert b'"externalId":7,"memberExternalIds":[42]' in p.requests[0].body
-    assert b'"externalId":42,' in p.requests[0].body
+def test_ids_are_json_strings() -> None:
+    """Vaultwarden refuses a number (HTTP 422): sources hand over text, even OneLogin's ids."""
+    g = Group("7", "7", "Role")
+    g.add_user("42")
+    p = build_payload([User("42", "42", "n@x.com")], [g], SyncSettings(), api_url=API, org_id=ORG)
+    assert b'"externalId":"7","memberExternalIds":["42"]' in p.requests[0].body
+    assert b'"externalId":"42",' in p.requests[0].body
 
 
 def test_group_without_name_omits_the_key() -> None:

@@ -92,15 +92,18 @@ def _bool(value: Any, where: str) -> bool:
     raise DirectoryError(f"{where}: {value!r} is not a boolean")
 
 
-def _id(value: Any, where: str) -> str | int:
+def _id(value: Any, where: str) -> str:
+    """An id as text: a JSON number is accepted and becomes its decimal string (``9001`` and
+    ``"9001"`` are one id), since every externalId is sent as a string (Vaultwarden refuses
+    numbers with HTTP 422)."""
     if isinstance(value, str) and value.strip():
         return value
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return str(value)
     raise DirectoryError(f"{where}: `id` must be a non-empty string or an integer")
 
 
-def _user(uid: str | int, email: str | None, fields: Mapping[str, Any], where: str) -> User:
+def _user(uid: str, email: str | None, fields: Mapping[str, Any], where: str) -> User:
     """A user from one JSON object or CSV row, whose optional ``disabled``/``deleted`` it reads."""
     return User(
         reference_id=uid,
@@ -113,7 +116,7 @@ def _user(uid: str | int, email: str | None, fields: Mapping[str, Any], where: s
 
 def _objects(
     doc: dict[str, Any], key: str, origin: str
-) -> Iterator[tuple[str, dict[str, Any], str | int]]:
+) -> Iterator[tuple[str, dict[str, Any], str]]:
     """Each object of the JSON list ``key``: where it is (for messages), itself, and its id."""
     for i, raw in enumerate(doc.get(key) or []):
         where = f"{origin} {key}[{i}]"

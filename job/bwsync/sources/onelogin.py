@@ -7,8 +7,9 @@
   if a subdomain is set, else ``https://api.<region>.onelogin.com``.
 * ``GET /api/1/users[?<query>]`` and ``GET /api/1/roles[?<query>]``, 50 per page, following
   ``pagination.next_link``; the query is the filter's native part, appended raw as bwdc does.
-* Ids are JSON numbers and stay numbers (``int``) all the way into the import body, as bwdc
-  sends them, so the hash matches.
+* Ids are JSON numbers; they are sent as JSON strings (``"101"``), as every externalId is,
+  because Vaultwarden refuses numbers with HTTP 422. bwdc sends them as numbers, so the body
+  and the hash differ from bwdc's for OneLogin (README, deliberate differences).
 * Status 2 (suspended) is disabled; OneLogin has no deleted users. A user's email is ``email``
   if valid, else ``username`` if it is an email, else ``username + email_suffix`` when
   ``use_email_prefix_suffix`` is on; users without a valid email are dropped.
@@ -84,6 +85,7 @@ def onelogin_email(
 
 
 def _numeric_id(value: Any, what: str) -> int:
+    """OneLogin's id of a user or role; an entry without one is a OneLogin fault."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise OneLoginError(f"{what}: an entry has no numeric id ({type(value).__name__})")
@@ -212,8 +214,8 @@ class OneLoginSource(PacedSource[OneLoginSettings]):
                         continue
                     users.append(
                         User(
-                            reference_id=uid,
-                            external_id=uid,
+                            reference_id=str(uid),
+                            external_id=str(uid),
                             email=email,
                             disabled=raw.get("status") == STATUS_SUSPENDED,
                         )
@@ -227,10 +229,10 @@ class OneLoginSource(PacedSource[OneLoginSettings]):
                     name = raw.get("name")
                     if not group_filter.keeps(name if isinstance(name, str) else None):
                         continue
-                    group = Group(reference_id=rid, external_id=rid, name=name)
+                    group = Group(reference_id=str(rid), external_id=str(rid), name=name)
                     for uid, roles in memberships:
                         if rid in roles:
-                            group.add_user(uid)
+                            group.add_user(str(uid))
                     groups.append(group)
             directory.groups = groups
             if directory.users is not None and group_filter.set is not None:

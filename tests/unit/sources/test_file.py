@@ -34,6 +34,22 @@ def test_csv(tmp_path: Path) -> None:
     ]
 
 
+def test_numeric_ids_become_strings(tmp_path: Path) -> None:
+    """A JSON number as an id is its decimal text, for users, members and nested groups alike:
+    Vaultwarden refuses numeric externalIds (HTTP 422)."""
+    f = tmp_path / "dir.json"
+    f.write_text(
+        '{"users": [{"id": 9001, "email": "a@x.com"}],'
+        ' "groups": [{"id": 7, "name": "G", "members": [9001], "groups": [8]},'
+        ' {"id": "8", "name": "H"}]}'
+    )
+    d = FileSource(FileSettings(path=f), SyncSettings()).fetch(FetchRequest())
+    assert [(u.reference_id, u.external_id) for u in d.users or []] == [("9001", "9001")]
+    g, h = d.groups or []
+    assert (g.external_id, list(g.user_member_external_ids)) == ("7", ["9001"])
+    assert list(g.group_member_reference_ids) == ["8"] and h.reference_id == "8"
+
+
 def test_switches_give_none(tmp_path: Path) -> None:
     d = FileSource(FileSettings(), SyncSettings(users=False, groups=False)).fetch(FetchRequest())
     assert d.users is None and d.groups is None

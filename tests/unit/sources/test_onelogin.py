@@ -76,7 +76,7 @@ def test_reset_is_seconds_to_wait() -> None:
     assert onelogin_reset_in(httpx.Response(200), 0) is None
 
 
-def test_ids_stay_numbers_and_status_2_is_disabled() -> None:
+def test_ids_become_strings_and_status_2_is_disabled() -> None:
     users = [
         {"id": 7, "email": "a@x.io", "status": 1, "role_id": [9]},
         {"id": 8, "email": "b@x.io", "status": 2, "role_id": [9, 10]},
@@ -91,12 +91,12 @@ def test_ids_stay_numbers_and_status_2_is_disabled() -> None:
     )
     d = _source(handler).fetch(FetchRequest())
     assert [(u.external_id, u.disabled) for u in d.users or []] == [
-        (7, False),
-        (8, True),
-        (11, False),
+        ("7", False),
+        ("8", True),
+        ("11", False),
     ]
-    assert all(isinstance(u.external_id, int) for u in d.users or [])
-    assert [list(g.user_member_external_ids) for g in d.groups or []] == [[7, 8], [8]]
+    assert [list(g.user_member_external_ids) for g in d.groups or []] == [["7", "8"], ["8"]]
+    assert [g.external_id for g in d.groups or []] == ["9", "10"]
 
 
 def test_query_part_is_appended_raw() -> None:
