@@ -324,6 +324,10 @@ def plan_document(outcome: Outcome) -> dict[str, Any]:
         "organizationKnown": plan.org_known if plan else None,
         "directory": report.directory_objects,
         "skipped": report.skipped,
+        "skippedEntries": [
+            {"reason": r.reason, "entry": r.entry, "email": r.email}
+            for r in (outcome.directory.rejected if outcome.directory else [])
+        ],
         "counts": plan.counts() if plan else {},
         "changes": [c.as_dict() for c in plan.changes] if plan else [],
         "notes": plan.notes if plan else [],
@@ -368,6 +372,11 @@ def print_plan_text(outcome: Outcome) -> None:
     )
     if report.skipped:
         print("skipped:   " + ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items())))
+    left_out = outcome.directory.rejected if outcome.directory else []
+    for entry in left_out[:20]:
+        print(f"  left out: {entry.entry} <{entry.email}>: {entry.reason}")
+    if len(left_out) > 20:
+        print(f"  left out: {len(left_out) - 20} more (bwsync plan --output json lists them)")
     if report.result == "no_change":
         print("nothing to do: the directory is unchanged since the last successful sync")
         return

@@ -67,12 +67,26 @@ class Directory:
     ``skipped`` counts entries a source or ``normalize`` dropped, by a short reason name that
     is also a metric label. ``delta`` carries opaque incremental tokens a source wants kept
     in the state for the next run (Entra delta links); they are saved only if the run succeeds.
+    ``rejected`` names the entries ``normalize`` dropped for an email the servers would refuse,
+    so that the run can say which ones (they are counted in ``skipped`` too).
     """
 
     users: list[User] | None
     groups: list[Group] | None
     skipped: Counter[str] = field(default_factory=Counter)
     delta: dict[str, str] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class Rejected:
+    """A directory entry left out of the import because the servers would refuse its email."""
+
+    reason: str
+    """The ``skipped`` reason (``bwsync.email_rules.REASONS``)."""
+    entry: str
+    """The source's own id of the entry (an LDAP DN, a Graph id, the file's ``id`` …)."""
+    email: str
 
 
 RunResult = Literal["success", "no_change", "failed", "safety_stop", "config_error"]

@@ -3,6 +3,10 @@
 Order matters and is bwdc's: drop unusable users, flatten nested groups, then de-duplicate
 users. Each dropped entry is counted by reason so an admin can see *why* someone is missing
 (bwdc drops them silently).
+
+One rule is ours: an entry whose email a Bitwarden server would refuse (``email_rules``) is
+dropped and named, where bwdc sends it and the whole import fails (official server) or stops
+half-way (Vaultwarden). bwdc drops only the emails over 256 characters.
 """
 
 from __future__ import annotations
@@ -10,32 +14,31 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
+from bwsync.email_rules import email_problem
 from bwsync.errors import DuplicateEmailError
-from bwsync.model import Directory, ExternalId, Group, User
-
-#: The server rejects longer emails (and bwdc drops them); measured in UTF-16 code units,
-#: as JavaScript's ``String.length`` counts, so the cut-off is bwdc's to the character.
-MAX_EMAIL_LENGTH = 256
+from bwsync.model import Directory, ExternalId, Group, Rejected, User
 
 
 def normalize(directory: Directory) -> Directory:
     """Return the directory as bwdc would send it; raise ``DuplicateEmailError`` like bwdc."""
     skipped: Counter[str] = Counter(directory.skipped)
-    users = None if directory.users is None else usable_users(directory.users, skipped)
+    rejected = list(directory.rejected)
+    users = None if directory.users is None else usable_users(directory.users, skipped, rejected)
     groups = directory.groups
     if groups:
         flatten_groups(groups)
     if users is not None:
         users = remove_duplicate_users(users, skipped)
-    return Directory(users=users, groups=groups, skipped=skipped, delta=dict(directory.delta))
+    return Directory(
+        users=users, groups=groups, skipped=skipped, delta=dict(directory.delta), rejected=rejected
+    )
 
 
-def _js_length(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
-
-
-def usable_users(users: list[User], skipped: Counter[str]) -> list[User]:
-    """Keep users whose email is present and at most 256 characters (bwdc step 4).
+def usable_users(
+    users: list[User], skipped: Counter[str], rejected: list[Rejected] | None = None
+) -> list[User]:
+    """Keep users whose email is present and one the servers accept (bwdc step 4, and
+    ``email_rules``); ``rejected`` receives the entries dropped for their email.
 
     Emails are trimmed and lower-cased here too, so every source is held to the same rule even
     if it forgot to.
@@ -50,9 +53,11 @@ def usable_users(users: list[User], skipped: Counter[str]) -> list[User]:
         if not clean:
             skipped["no_email"] += 1
             continue
-        # a UTF-16 length is at most twice the code points: most emails need no count at all
-        if len(clean) > MAX_EMAIL_LENGTH // 2 and _js_length(clean) > MAX_EMAIL_LENGTH:
-            skipped["email_too_long"] += 1
+        problem = email_problem(clean)
+        if problem is not None:
+            skipped[problem] += 1
+            if rejected is not None:
+                rejected.append(Rejected(problem, user.reference_id, clean))
             continue
         if clean != email:
             user.email = clean

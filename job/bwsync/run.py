@@ -25,9 +25,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from bwsync.config import Settings
+from bwsync.email_rules import REASONS
 from bwsync.errors import BwsyncError, ConfigError, SafetyLimitError, StateError
 from bwsync.logs import LOGGER, event
-from bwsync.model import STATUS_REVOKED, Directory, OrgGroup, RunReport
+from bwsync.model import STATUS_REVOKED, Directory, OrgGroup, Rejected, RunReport
 from bwsync.normalize import normalize
 from bwsync.payload import Payload, build_payload, is_new_hash
 from bwsync.plan import (
@@ -237,6 +238,7 @@ class _Run:
             info.update(self.report.directory_objects)
             if self.report.skipped:
                 info["skipped"] = self.report.skipped
+        _warn_rejected(directory.rejected)
         self.outcome.directory = directory
         return directory
 
@@ -393,6 +395,28 @@ class _Run:
             self.store.release(releasing)
         except StateError as state_exc:
             event("state_not_updated", logging.WARNING, error=str(state_exc))
+
+
+#: Entries dropped for their email are named one warning each up to this many; the rest are
+#: counted in one more warning (and all of them in the summary's ``skipped``).
+REJECTED_LOG_LIMIT = 100
+
+
+def _warn_rejected(rejected: list[Rejected]) -> None:
+    """Name each directory entry left out of the import for an email the servers refuse: the
+    run goes on without it (one bad entry blocks nobody), and the admin learns which to fix."""
+    for r in rejected[:REJECTED_LOG_LIMIT]:
+        event(
+            "entry_skipped",
+            logging.WARNING,
+            reason=r.reason,
+            entry=r.entry,
+            email=r.email,
+            note=f"{REASONS.get(r.reason, r.reason)}: left out of the import; fix the entry",
+        )
+    if len(rejected) > REJECTED_LOG_LIMIT:
+        more = Counter(r.reason for r in rejected[REJECTED_LOG_LIMIT:])
+        event("entries_skipped", logging.WARNING, more=dict(more), note="not named one by one")
 
 
 def _missing_credentials() -> list[str]:

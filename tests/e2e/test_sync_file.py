@@ -340,17 +340,32 @@ def test_duplicate_emails_exit_3_and_send_nothing(
     assert {r.endpoint for r in fake_bitwarden.requests} <= {"token", "list_members", "list_groups"}
 
 
-def test_unusable_users_are_skipped_and_counted(
+def test_unusable_users_are_skipped_named_and_counted(
     env: dict[str, Path], fake_bitwarden: FakeBitwarden, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _directory(
-        env["directory"], [_u(1), {"id": "nomail"}, {"id": "long", "email": "x" * 251 + "@e.com"}]
+        env["directory"],
+        [
+            _u(1),
+            {"id": "nomail"},
+            {"id": "long", "email": "x" * 251 + "@e.com"},
+            {"id": "bad", "email": "not-an-email"},
+            {"id": "spaced", "email": "john smith@example.com"},
+        ],
     )
-    assert main(["sync"]) == 0
+    assert main(["sync"]) == 0  # one bad entry blocks nobody
     (imp,) = fake_bitwarden.requests_to("import")
     assert [m["externalId"] for m in imp.body["members"]] == ["u1"]
-    summary = [e for e in _log_events(capsys.readouterr().err) if e["event"] == "summary"][-1]
-    assert summary["skipped"] == {"no_email": 1, "email_too_long": 1}
+    events = _log_events(capsys.readouterr().err)
+    summary = [e for e in events if e["event"] == "summary"][-1]
+    assert summary["skipped"] == {"no_email": 1, "email_too_long": 1, "invalid_email": 2}
+    named = {(e["entry"], e["email"], e["reason"]) for e in events if e["event"] == "entry_skipped"}
+    assert named == {
+        ("long", "x" * 251 + "@e.com", "email_too_long"),
+        ("bad", "not-an-email", "invalid_email"),
+        ("spaced", "john smith@example.com", "invalid_email"),
+    }
+    assert all(e["level"] == "warning" for e in events if e["event"] == "entry_skipped")
 
 
 def test_every_secret_setting_is_masked_in_logs(

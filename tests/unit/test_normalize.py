@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bwsync.errors import DuplicateEmailError
-from bwsync.model import Directory, Group, User
+from bwsync.model import Directory, Group, Rejected, User
 from bwsync.normalize import flatten_groups, normalize, remove_duplicate_users, usable_users
 
 
@@ -133,16 +133,41 @@ def test_flatten_equals_transitive_closure(adj: list[list[int]]) -> None:
 
 def test_usable_users_counts_reasons_and_cleans_emails() -> None:
     skipped: Counter[str] = Counter()
+    rejected: list[Rejected] = []
+    long_ok = "é" * 32 + "@" + ".".join(["d" * 63] * 3 + ["c" * 31])  # 256 UTF-16 units
+    assert len(long_ok) == 256
     users = [
         User("1", "1", None),
         User("2", "2", "  "),
         User("3", "3", " Ada@Example.COM "),
         User("4", "4", "x" * 251 + "@e.com"),
-        User("5", "5", "é" * 250 + "@e.com"),
+        User("5", "5", long_ok),
+        User("cn=6", "6", "Not-An-Email"),
+        User("7", "7", "x" * 65 + "@e.com"),
+        User("8", "8", "john smith@example.com"),
     ]
-    kept = usable_users(users, skipped)
-    assert [u.email for u in kept] == ["ada@example.com", "é" * 250 + "@e.com"]
-    assert skipped == {"no_email": 2, "email_too_long": 1}
+    kept = usable_users(users, skipped, rejected)
+    assert [u.email for u in kept] == ["ada@example.com", long_ok]
+    assert skipped == {
+        "no_email": 2,
+        "email_too_long": 1,
+        "invalid_email": 2,
+        "email_local_part_too_long": 1,
+    }
+    # Named with their source entry; those without an email are only counted, as bwdc does.
+    assert rejected == [
+        Rejected("email_too_long", "4", "x" * 251 + "@e.com"),
+        Rejected("invalid_email", "cn=6", "not-an-email"),
+        Rejected("email_local_part_too_long", "7", "x" * 65 + "@e.com"),
+        Rejected("invalid_email", "8", "john smith@example.com"),
+    ]
+
+
+def test_normalize_carries_the_rejected_entries() -> None:
+    d = normalize(Directory(users=[User("a", "a", "a@x.com"), User("b", "b", "b")], groups=None))
+    assert [u.external_id for u in d.users or []] == ["a"]
+    assert d.rejected == [Rejected("invalid_email", "b", "b")]
+    assert d.skipped == {"invalid_email": 1}
 
 
 def test_astral_characters_count_twice_like_javascript() -> None:

@@ -1,0 +1,97 @@
+"""email_rules: what both Bitwarden servers accept (the official server's ``[EmailAddress]`` and
+``[StringLength(256)]``, Vaultwarden's ``util::is_valid_email`` on the email_address crate)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bwsync.email_rules import (
+    INVALID,
+    LOCAL_PART_TOO_LONG,
+    MAX_EMAIL_LENGTH,
+    REASONS,
+    TOO_LONG,
+    email_problem,
+    js_length,
+)
+
+LABEL = "d" * 63
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ann@example.com",
+        "ann.lee+tag@mail.example.co.uk",
+        "o'brien@example.com",
+        "x!#$%&'*+-/=?^_`{|}~@example.com",  # every atext character is allowed before the @
+        '"john smith"@example.com',  # a quoted local part may hold spaces
+        '"a\\"b"@example.com',
+        "ann@localhost",  # the crate asks for no minimum number of labels
+        "ann@xn--bcher-kva.example",
+        "jörg@bücher.example",
+        "ann@a-b.example",
+        "ann@example.123com",
+        "ann@exa_mple.com",  # atext, and a URL host may hold it
+        "a" * 64 + "@example.com",
+        "a@" + ".".join([LABEL] * 3) + ".co",
+    ],
+)
+def test_accepted(email: str) -> None:
+    assert email_problem(email) is None
+
+
+@pytest.mark.parametrize(
+    ("email", "reason"),
+    [
+        ("not-an-email", INVALID),  # reference/vaultwarden.md: HTTP 400
+        ("john smith@example.com", INVALID),  # ditto
+        ("@example.com", INVALID),
+        ("ann@", INVALID),
+        ("a@b@example.com", INVALID),
+        ('"a@b"@example.com', INVALID),  # the official server wants one @
+        ("ann <ann@example.com>", INVALID),  # a display name, not an address
+        ("ann\n@example.com", INVALID),
+        (".ann@example.com", INVALID),
+        ("ann..lee@example.com", INVALID),
+        ("ann.@example.com", INVALID),
+        ('""@example.com', INVALID),
+        ("ann@example..com", INVALID),
+        ("ann@-example.com", INVALID),
+        ("ann@example-.com", INVALID),
+        ("ann@ex/ample.com", INVALID),  # a URL would read a path
+        ("ann@ex?ample.com", INVALID),
+        ("ann@ex#ample.com", INVALID),
+        ("ann@ex%41mple.com", INVALID),
+        ("ann@ex|ample.com", INVALID),
+        ("ann@[192.168.0.1]", INVALID),  # a literal: no domain for Vaultwarden
+        ("ann@192.168.0.1", INVALID),  # an IPv4 address to a URL parser
+        ("ann@example.0x1f", INVALID),
+        ("ann@" + "d" * 64 + ".com", INVALID),  # a label over 63
+        ("a" * 65 + "@example.com", LOCAL_PART_TOO_LONG),
+        ("é" * 33 + "@example.com", LOCAL_PART_TOO_LONG),  # 66 bytes of UTF-8
+        ("a" * 244 + "@example.com", LOCAL_PART_TOO_LONG),  # reference: 256 in all, HTTP 400
+        ("a" * 64 + "@" + "d" * 192 + ".com", TOO_LONG),
+        ("\U0001f600" * 126 + "@e.com", TOO_LONG),  # 258 UTF-16 units
+    ],
+)
+def test_refused(email: str, reason: str) -> None:
+    assert email_problem(email) == reason
+
+
+def test_every_reason_is_explained() -> None:
+    assert set(REASONS) == {INVALID, LOCAL_PART_TOO_LONG, TOO_LONG}
+
+
+@given(st.text(max_size=300))
+def test_whatever_passes_meets_both_servers_basic_rules(email: str) -> None:
+    """Anything accepted passes the official server's ``[EmailAddress]`` and length, and
+    Vaultwarden's local-part limit."""
+    if email_problem(email) is None:
+        at = email.index("@")
+        assert 0 < at < len(email) - 1 and email.count("@") == 1
+        assert "\r" not in email and "\n" not in email
+        assert js_length(email) <= MAX_EMAIL_LENGTH
+        assert len(email[:at].encode("utf-8", "surrogatepass")) <= 64
