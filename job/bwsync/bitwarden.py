@@ -22,6 +22,7 @@ Three pieces, each with one job:
 
 from __future__ import annotations
 
+import logging
 import random
 import ssl
 import threading
@@ -46,6 +47,7 @@ from bwsync.errors import (
     shorten,
 )
 from bwsync.http_retry import retry_after, should_retry
+from bwsync.logs import event
 from bwsync.model import BITWARDEN_ENDPOINTS, MemberState, OrgGroup, OrgMember
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "MAX_RETRY_SECONDS",
     "BitwardenClient",
     "OrgTokenAuth",
+    "TokenCache",
     "backoff_delay",
     "should_retry",
 ]
@@ -109,6 +112,32 @@ class _Token:
         return f"_Token(renew_at={self.renew_at!r})"
 
 
+class TokenCache:
+    """Access tokens kept beyond one client, for ``sync --every``: each pass builds a new
+    client, and without this each would ask for a new token. Vaultwarden counts every token
+    request against its login rate limit (10 at once, then one a minute), so a loop every few
+    minutes, or a few profiles, would run into it. A token is reused until shortly before it
+    expires (``TOKEN_MARGIN``); keyed by token URL and client id. In memory only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, str], _Token] = {}
+
+    def __repr__(self) -> str:
+        return f"TokenCache({len(self._tokens)} tokens)"
+
+    def get(self, key: tuple[str, str]) -> _Token | None:
+        with self._lock:
+            return self._tokens.get(key)
+
+    def put(self, key: tuple[str, str], token: _Token | None) -> None:
+        with self._lock:
+            if token is None:
+                self._tokens.pop(key, None)
+            else:
+                self._tokens[key] = token
+
+
 class OrgTokenAuth(httpx.Auth):
     """Bearer tokens from the organization API key (``client_credentials``, §2; bwdc §5.2).
 
@@ -130,6 +159,7 @@ class OrgTokenAuth(httpx.Auth):
         headers: Mapping[str, str] | None = None,
         timeout: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        cache: TokenCache | None = None,
     ) -> None:
         self._timeout = httpx.Timeout(timeout).as_dict()
         self.token_url = token_url
@@ -138,7 +168,9 @@ class OrgTokenAuth(httpx.Auth):
         self._secret = client_secret
         self._device_identifier = device_identifier
         self._clock = clock
-        self._token: _Token | None = None
+        self._cache = cache
+        self._key = (token_url, client_id)
+        self._token: _Token | None = cache.get(self._key) if cache is not None else None
         self.fetched = 0
         """Tokens obtained so far (tests and debugging)."""
 
@@ -180,6 +212,8 @@ class OrgTokenAuth(httpx.Auth):
             raise _TokenRefused(response)
         margin = min(TOKEN_MARGIN, lifetime * 0.1)
         self._token = _Token(value, self._clock() + lifetime - margin)
+        if self._cache is not None:
+            self._cache.put(self._key, self._token)
         self.fetched += 1
         return value
 
@@ -191,6 +225,8 @@ class OrgTokenAuth(httpx.Auth):
 
     def forget(self) -> None:
         self._token = None
+        if self._cache is not None:
+            self._cache.put(self._key, None)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self.current()
@@ -209,13 +245,20 @@ class OrgTokenAuth(httpx.Auth):
 # Error translation
 
 
+#: Longest server message or field error kept from a structured (JSON) error body. Longer than
+#: ``MAX_BODY``: Vaultwarden's "User email <email> is not a valid email address" must keep the
+#: whole email to name the entry; the client secret is masked in these (``_scrub``).
+MAX_SERVER_MESSAGE: Final = 1000
+
+
 def _server_error_parts(body: bytes) -> tuple[str | None, dict[str, list[str]]]:
     """The server's message and field errors from any of the shapes it uses.
 
     Public API ``{message, errors}``, internal ``{message, validationErrors}`` (any casing),
     OAuth ``{error, error_description}``, Vaultwarden ``{message, errorModel, validationErrors}``
     and Rocket's catcher ``{error: {code, reason, description}}``. Unstructured bodies are cut
-    short: a server may echo what it was sent.
+    short: a server may echo what it was sent. A field error that only repeats the message
+    (Vaultwarden puts it under the key "") is dropped, so each text is shown once.
     """
     if not body.strip():
         return None, {}
@@ -248,14 +291,17 @@ def _server_error_parts(body: bytes) -> tuple[str | None, dict[str, list[str]]]:
         if isinstance(value, dict):
             for field_name, texts in value.items():
                 items = texts if isinstance(texts, list) else [texts]
-                errors[str(field_name)] = [shorten(str(t)) for t in items]
-    # Vaultwarden repeats its message under the key "": keep it once.
-    if errors.get("") == [message]:
-        del errors[""]
-    return (shorten(message) if message else None), errors
+                kept = [shorten(str(t), MAX_SERVER_MESSAGE) for t in items if str(t) != message]
+                if kept:
+                    errors[str(field_name)] = kept
+    return (shorten(message, MAX_SERVER_MESSAGE) if message else None), errors
 
 
-def _error_from_response(step: str, response: httpx.Response, *, token: bool) -> BitwardenError:
+def _error_from_response(
+    step: str, response: httpx.Response, *, token: bool, url_setting: str = ""
+) -> BitwardenError:
+    """The error for a final non-2xx answer. ``url_setting`` names the setting the token URL
+    comes from, for a token endpoint that is not there."""
     status = response.status_code
     url = _url(response.request)
     message, errors = _server_error_parts(response.content)
@@ -269,6 +315,19 @@ def _error_from_response(step: str, response: httpx.Response, *, token: bool) ->
     elif status == 429:
         detail += ": Rate limit exceeded. Try again later."
     cls: type[BitwardenError]
+    if token and status in (404, 405):
+        # A base URL with a path the server does not have (Vaultwarden: HTTP 404), or a
+        # web page answering instead of the identity server: no key was even looked at.
+        setting = url_setting or "BWSYNC_BITWARDEN__SERVER"
+        return BitwardenClientError(
+            step,
+            f"there is no identity endpoint at {url} (HTTP {status}): check {setting}; it "
+            "must be the server's base URL, under which /identity and /api are (for a "
+            "self-hosted server or Vaultwarden, the address of its web vault)",
+            status=status,
+            url=url,
+            message=message,
+        )
     if token and 400 <= status < 500 and status != 429:
         cls = BitwardenAuthError
         detail = (
@@ -358,7 +417,8 @@ class BitwardenClient:
     """Synchronous client for one organization; see the module docstring.
 
     ``transport`` replaces the network (``httpx.MockTransport`` in unit tests); ``sleep`` is
-    what waits between retries (tests pass a recorder); ``on_request(endpoint, status)`` is
+    what waits between retries (tests pass a recorder); ``tokens`` keeps the access token for
+    the next client (``sync --every``); ``on_request(endpoint, status)`` is
     called for every HTTP exchange, token requests and 401s included (status 0 for a transport
     failure) and ``on_retry(endpoint)`` before every retry, for metrics. ``clock`` and
     ``jitter`` are injectable for deterministic tests.
@@ -375,6 +435,7 @@ class BitwardenClient:
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         max_retry_seconds: float = MAX_RETRY_SECONDS,
+        tokens: TokenCache | None = None,
     ) -> None:
         if not settings.client_id or settings.client_secret is None:
             raise ConfigError(
@@ -384,6 +445,11 @@ class BitwardenClient:
         self.settings = settings
         self.api_url = settings.resolved_api_url.rstrip("/")
         self.identity_url = settings.resolved_identity_url.rstrip("/")
+        self._url_setting = (
+            f"BWSYNC_BITWARDEN__IDENTITY_URL={settings.identity_url}"
+            if settings.identity_url
+            else f"BWSYNC_BITWARDEN__SERVER={settings.server}"
+        )
         self._sleep = sleep
         self._on_request = on_request
         self._on_retry = on_retry
@@ -408,6 +474,7 @@ class BitwardenClient:
             headers=headers,
             timeout=settings.timeout,
             clock=clock,
+            cache=tokens,
         )
         self._http = httpx.Client(
             transport=transport,
@@ -637,26 +704,79 @@ class BitwardenClient:
                     return None
             status = response.status_code if response is not None else None
             url = self.auth.token_url if is_token else _url(request)
-            note = ""
-            delay = 0.0
-            if should_retry(status, exc) and attempt <= self.settings.max_retries:
-                hint = retry_after(response) if response is not None else None
-                delay = hint if hint is not None else backoff_delay(attempt, self._jitter())
-                if max(self._clock() - started, waited) + delay <= self._max_retry_seconds:
-                    self._report_retry("token" if is_token else endpoint)
-                    self._sleep(delay)
-                    waited += delay
-                    continue
-                note = (
-                    f" (gave up: waiting {delay:.0f}s more would exceed "
-                    f"{self._max_retry_seconds:.0f}s of retries)"
-                )
+            delay, note = self._next_wait(
+                status, exc, response, is_token=is_token, attempt=attempt, waited=waited,
+                elapsed=self._clock() - started,
+            )  # fmt: skip
+            if delay is not None:
+                self._report_retry("token" if is_token else endpoint)
+                self._sleep(delay)
+                waited += delay
+                continue
             failure = self._failure(
                 step, response=response, exc=exc, url=url, is_token=is_token, attempt=attempt
             )
             if note:
                 failure.args = (failure.args[0] + note,)
             raise failure from exc
+
+    def _next_wait(
+        self,
+        status: int | None,
+        exc: Exception | None,
+        response: httpx.Response | None,
+        *,
+        is_token: bool,
+        attempt: int,
+        waited: float,
+        elapsed: float,
+    ) -> tuple[float | None, str]:
+        """Seconds to wait before the next attempt, or ``None`` and why the retries end (a
+        note for the error, empty when the failure is not worth retrying at all)."""
+        if is_token and status == 429 and response is not None and not retry_after(response):
+            delay = self._login_limit_delay(attempt, waited)
+            if delay > 0:
+                return delay, ""
+            return None, (
+                f" (gave up after waiting {waited:.0f}s for the server's login rate limit, "
+                f"BWSYNC_BITWARDEN__LOGIN_RATE_LIMIT_WAIT={self.settings.login_rate_limit_wait:g})"
+            )
+        if not should_retry(status, exc) or attempt > self.settings.max_retries:
+            return None, ""
+        hint = retry_after(response) if response is not None else None
+        delay = hint if hint is not None else backoff_delay(attempt, self._jitter())
+        if max(elapsed, waited) + delay <= self._max_retry_seconds:
+            return delay, ""
+        return None, (
+            f" (gave up: waiting {delay:.0f}s more would exceed "
+            f"{self._max_retry_seconds:.0f}s of retries)"
+        )
+
+    def _login_limit_delay(self, attempt: int, waited: float) -> float:
+        """How long to wait before asking for a token again after a 429 without
+        ``Retry-After`` (0 = give up), and say so in the log.
+
+        That is Vaultwarden's login rate limit (reference/vaultwarden.md): a burst of 10 token
+        requests, then one every 60 s per client address, and no hint of when. The usual
+        retries would give up after about 20 s; these back off for up to
+        ``login_rate_limit_wait`` seconds in all (default 120: more than one refill), whatever
+        ``max_retries`` says, the last wait cut to what is left."""
+        limit = self.settings.login_rate_limit_wait
+        left = limit - waited
+        if left <= 0:
+            return 0.0
+        delay = min(backoff_delay(attempt, self._jitter()), left)
+        event(
+            "login_rate_limited",
+            logging.WARNING,
+            url=self.auth.token_url,
+            wait_seconds=round(delay, 1),
+            waited_seconds=round(waited, 1),
+            limit_seconds=limit,
+            note="waiting for the server's login rate limit (HTTP 429 without Retry-After at "
+            "the token endpoint; Vaultwarden allows one more login a minute)",
+        )
+        return delay
 
     def _failure(
         self,
@@ -669,7 +789,12 @@ class BitwardenClient:
         attempt: int,
     ) -> BitwardenError:
         if response is not None:
-            error = _error_from_response("token" if is_token else step, response, token=is_token)
+            error = _error_from_response(
+                "token" if is_token else step,
+                response,
+                token=is_token,
+                url_setting=self._url_setting,
+            )
         else:
             assert exc is not None
             error = _error_from_exception("token" if is_token else step, exc, url)

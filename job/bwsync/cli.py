@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -30,7 +31,7 @@ from bwsync import __version__, logs
 from bwsync.config import Settings, load_settings
 from bwsync.errors import BwsyncError, ConfigError
 from bwsync.logs import event
-from bwsync.run import Outcome, RunOptions, execute, summary
+from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute, summary
 
 
 def _duration(text: str) -> float:
@@ -229,7 +230,9 @@ def _deliver(settings: Settings, outcome: Outcome) -> None:
         event("metrics_not_delivered", logging.WARNING, warning=warning)
 
 
-def _one_sync(settings: Settings, args: argparse.Namespace) -> Outcome:
+def _one_sync(
+    settings: Settings, args: argparse.Namespace, client_factory: ClientFactory = default_client
+) -> Outcome:
     outcome = execute(
         settings,
         RunOptions(
@@ -238,6 +241,7 @@ def _one_sync(settings: Settings, args: argparse.Namespace) -> Outcome:
             allow_removals=args.allow_removals,
             detail=args.detail,
         ),
+        client_factory=client_factory,
     )
     event(
         "summary",
@@ -254,8 +258,12 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
         if outcome.report.error:
             print(f"bwsync: {outcome.report.error}", file=sys.stderr)
         return outcome.report.exit_code
+    from bwsync.bitwarden import TokenCache
     from bwsync.metrics import MetricsServer
 
+    # One access token for every pass until it is about to expire: each token request counts
+    # against Vaultwarden's login rate limit.
+    client_factory = functools.partial(default_client, tokens=TokenCache())
     server = MetricsServer(settings.metrics.listen)
     server.start()
     stop = threading.Event()
@@ -269,7 +277,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     try:
         while not stop.is_set():
             started = time.monotonic()
-            outcome = _one_sync(settings, args)
+            outcome = _one_sync(settings, args, client_factory)
             server.update(outcome.report)
             server.set_healthy(outcome.report.exit_code == 0)
             # A wrong setting will not fix itself: stop instead of failing every interval.

@@ -76,6 +76,11 @@ class BitwardenSettings(Section):
     """Seconds to wait for one HTTP response; an import of thousands of members takes a while."""
     max_retries: int = Field(default=5, ge=0, le=20)
     """Retries after a 429, a 5xx, a timeout or a connection error; a full import is idempotent."""
+    login_rate_limit_wait: float = Field(default=120.0, ge=0, le=3600)
+    """Seconds a token request answered HTTP 429 without `Retry-After` is retried for, with
+    backoff, before the run fails: Vaultwarden's login rate limit allows 10 logins at once, then
+    one a minute per client address (`LOGIN_RATELIMIT_MAX_BURST`, `LOGIN_RATELIMIT_SECONDS`).
+    120 outlasts one refill."""
     device_identifier: str = "5f0bd4a6-7a4e-4f2b-9d2e-6b77c3b0b5a1"
     """Sent with the token request (Vaultwarden requires it); a fixed value keeps the server's
     device list from growing by one entry per run."""

@@ -49,7 +49,7 @@ from bwsync.state import StateDocument, StateStore, open_store
 if TYPE_CHECKING:
     # Imported where a client is built (``default_client``), on the thread that reads the
     # organization beside the fetch: httpx and its stack take 30-40 ms to load.
-    from bwsync.bitwarden import BitwardenClient
+    from bwsync.bitwarden import BitwardenClient, TokenCache
 
 Command = Literal["sync", "plan"]
 
@@ -82,7 +82,11 @@ class Outcome:
 ClientFactory = Callable[[Settings, RunReport], "BitwardenClient"]
 
 
-def default_client(settings: Settings, report: RunReport) -> BitwardenClient:
+def default_client(
+    settings: Settings, report: RunReport, *, tokens: TokenCache | None = None
+) -> BitwardenClient:
+    """The client of one run, reporting into ``report``; ``tokens`` carries the access token
+    from one pass of ``sync --every`` to the next."""
     from bwsync.bitwarden import BitwardenClient  # here, not above: see TYPE_CHECKING
 
     def on_request(endpoint: str, code: int) -> None:
@@ -92,7 +96,9 @@ def default_client(settings: Settings, report: RunReport) -> BitwardenClient:
     def on_retry(_: str) -> None:
         report.retries += 1
 
-    return BitwardenClient(settings.bitwarden, on_request=on_request, on_retry=on_retry)
+    return BitwardenClient(
+        settings.bitwarden, on_request=on_request, on_retry=on_retry, tokens=tokens
+    )
 
 
 class _Stages:

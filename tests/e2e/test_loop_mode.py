@@ -90,3 +90,40 @@ def test_config_error_still_writes_metrics(tmp_path: Path, monkeypatch: pytest.M
     results = _samples(textfile.read_text(), "bwsync_last_run_result")
     key = (("profile", "default"), ("result", "config_error"), ("source", "ldap"))
     assert results[key] == 1.0
+
+
+def test_loop_reuses_its_access_token(fake_bitwarden: FakeBitwarden, tmp_path: Path) -> None:
+    """Each pass that talks to Bitwarden reuses the token of the first: Vaultwarden counts
+    every token request against its login rate limit (one a minute after a burst of 10)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BWSYNC_")}
+    env.update(
+        {
+            "BWSYNC_BITWARDEN__SERVER": fake_bitwarden.base_url,
+            "BWSYNC_BITWARDEN__CLIENT_ID": fake_bitwarden.client_id,
+            "BWSYNC_BITWARDEN__CLIENT_SECRET": fake_bitwarden.client_secret,
+            "BWSYNC_STATE__PATH": str(tmp_path / "state.json"),
+            "BWSYNC_METRICS__LISTEN": f"127.0.0.1:{port}",
+            "BWSYNC_SYNC__FULL_RECONCILE_EVERY": "1",  # every pass applies
+            "BWSYNC_SECRETS_DIR": str(tmp_path),
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bwsync", "sync", "--every", "1s"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(fake_bitwarden.requests_to("import")) < 3 and proc.poll() is None:
+            assert time.monotonic() < deadline, "three passes did not happen"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert len(fake_bitwarden.requests_to("import")) >= 3
+        assert fake_bitwarden.tokens_issued == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -20,6 +20,7 @@ from bwsync.bitwarden import (
     DEVICE_TYPE,
     ENDPOINTS,
     BitwardenClient,
+    TokenCache,
     backoff_delay,
     should_retry,
     tls_verify,
@@ -332,6 +333,82 @@ def test_token_429_is_retried(env: Env, client: BitwardenClient, router: Router)
     assert env.retries == ["token"]
 
 
+def test_token_429_without_retry_after_waits_out_the_login_rate_limit(
+    env: Env, router: Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Vaultwarden's login limiter: 429, no Retry-After, one login a minute. bwsync keeps
+    asking with backoff past max_retries (3 here), up to login_rate_limit_wait in all."""
+    limited = httpx.Response(429, json={"message": "Too many login requests"})
+    router.on("POST", "/identity/connect/token", *([limited] * 7), router.token)
+    caplog.set_level("WARNING", logger="bwsync")
+    with env.client(login_rate_limit_wait=90) as c:
+        c.check_token()
+    assert env.slept == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0]  # 61.5 s: one 60 s refill
+    assert env.retries == ["token"] * 7
+    waits = [r for r in caplog.records if r.getMessage() == "login_rate_limited"]
+    assert len(waits) == 7
+    assert "waiting for the server's login rate limit" in waits[0].bwsync_fields["note"]
+
+
+def test_login_rate_limit_wait_is_bounded(env: Env, router: Router) -> None:
+    router.on("POST", "/identity/connect/token", httpx.Response(429, text="Too many"))
+    with env.client(login_rate_limit_wait=90) as c, pytest.raises(BitwardenServerError) as info:
+        c.check_token()
+    assert sum(env.slept) == 90  # the last wait is cut to what is left
+    assert env.slept[-1] == 90 - 61.5
+    assert "gave up after waiting 90s for the server's login rate limit" in str(info.value)
+    assert "BWSYNC_BITWARDEN__LOGIN_RATE_LIMIT_WAIT=90" in str(info.value)
+    assert info.value.status == 429
+
+
+def test_token_404_says_there_is_no_identity_endpoint(env: Env, router: Router) -> None:
+    catcher = {"error": {"code": 404, "reason": "Not Found", "description": "..."}}
+    router.on("POST", "/vault/identity/connect/token", httpx.Response(404, json=catcher))
+    with (
+        env.client(server="https://bw.example.test/vault") as c,
+        pytest.raises(BitwardenClientError) as info,
+    ):
+        c.check_token()
+    text = str(info.value)
+    assert text.startswith(
+        "Bitwarden token failed: there is no identity endpoint at "
+        "https://bw.example.test/vault/identity/connect/token (HTTP 404): check "
+        "BWSYNC_BITWARDEN__SERVER=https://bw.example.test/vault"
+    )
+    assert "refused the organization API key" not in text
+    assert len(router.requests) == 1
+    with (
+        env.client(identity_url="https://id.example.test/x") as c,
+        pytest.raises(BitwardenClientError) as info,
+    ):
+        c.check_token()
+    assert "check BWSYNC_BITWARDEN__IDENTITY_URL=https://id.example.test/x" in str(info.value)
+
+
+def test_token_cache_carries_the_token_to_the_next_client(env: Env, router: Router) -> None:
+    """``sync --every``: one token for every pass until it is about to expire."""
+    tokens = TokenCache()
+    router.token_lifetime = 3600
+    router.on("GET", "/api/public/groups", authed(router, members_json()))
+    for _ in range(3):
+        with BitwardenClient(
+            settings(),
+            transport=httpx.MockTransport(router),
+            clock=lambda: env.now,
+            tokens=tokens,
+        ) as c:
+            c.list_groups()
+        env.now += 1000
+    assert router.tokens == 1  # 3000 s < 3600 - 300
+    env.now += 300
+    with BitwardenClient(
+        settings(), transport=httpx.MockTransport(router), clock=lambda: env.now, tokens=tokens
+    ) as c:
+        c.list_groups()
+    assert router.tokens == 2
+    assert "token-" not in repr(tokens)
+
+
 def test_token_200_without_a_token_is_refused(client: BitwardenClient, router: Router) -> None:
     router.on("POST", "/identity/connect/token", httpx.Response(200, json={"nope": 1}))
     with pytest.raises(BitwardenError):
@@ -498,6 +575,26 @@ def test_internal_error_shape_any_casing(
         client.import_organization(b"{}")
     assert info.value.message == "Seat limit has been reached."
     assert info.value.errors == {"Seats": ["full"]}
+
+
+def test_a_long_server_message_is_shown_once_and_whole(
+    client: BitwardenClient, router: Router
+) -> None:
+    """Vaultwarden repeats its message under validationErrors[""]; messages over 256
+    characters used to be shown twice (``…; (body): …``), and cut."""
+    text = f"User email {'a' * 244}@example.com is not a valid email address"
+    body = {
+        "message": text,
+        "validationErrors": {"": [text]},
+        "errorModel": {"message": text, "object": "error"},
+        "object": "error",
+    }
+    router.on("POST", "/api/public/organization/import", httpx.Response(400, json=body))
+    with pytest.raises(BitwardenClientError) as info:
+        client.import_organization(b"{}")
+    assert str(info.value).count(text) == 1
+    assert "(body)" not in str(info.value)
+    assert info.value.errors == {}
 
 
 def test_unstructured_bodies_are_shortened(client: BitwardenClient, router: Router) -> None:
