@@ -1,8 +1,12 @@
 """The state document and the contract every state backend fulfils.
 
 The document is small, versioned JSON: the last payload hash, timestamps, incremental tokens,
-the last run's summary, a short history and a lease. It never holds member lists or secrets,
-so it stays a few KiB whatever the directory size (ConfigMaps cap at 1 MiB; we keep < 64 KiB).
+the last run's summary, a short history and a lease — a few KiB, kept under
+``MAX_DOCUMENT_BYTES`` (64 KiB) by trimming the history. It never holds secrets. Against a
+server that cannot list members (Vaultwarden) it also holds ``memory``, the members bwsync
+synced there (``bwsync.memory``: compressed emails, opaque here), which may take up to
+``MAX_MEMORY_BYTES`` more: the whole stays under a ConfigMap's 1 MiB, so every backend can
+hold it. Version 2 added ``memory``; version 1 documents are read as they are.
 
 Backends only move bytes: ``_read`` returns the stored bytes and an opaque *version* (a
 ConfigMap ``resourceVersion``, an object ETag, a file's content digest); ``_write`` stores bytes
@@ -30,9 +34,12 @@ import orjson
 
 from bwsync.errors import StateError, shorten
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 HISTORY_LIMIT = 20
+#: The document without its memory of synced members; history gives way first.
 MAX_DOCUMENT_BYTES = 64 * 1024
+#: The memory of synced members (``bwsync.memory``). With the rest, under a ConfigMap's 1 MiB.
+MAX_MEMORY_BYTES = 900 * 1024
 #: longest text kept in a run summary (an error message), in characters
 MAX_SUMMARY_TEXT = 2000
 
@@ -68,6 +75,9 @@ class StateDocument:
     delta: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     lease: Lease | None = None
+    memory: dict[str, Any] | None = None
+    """The members bwsync synced to a server that cannot list them (``bwsync.memory``);
+    replaced only by a successful run."""
 
     def record_run(self, summary: dict[str, Any]) -> None:
         """Remember a run's summary (counts, result, durations; never member lists).
@@ -90,18 +100,25 @@ class StateDocument:
     def to_bytes(self) -> bytes:
         """The stored form; oldest history entries give way first when it would exceed the cap.
 
-        Nothing in the document grows with the directory, but a run summary carries error text
-        and per-reason counts: trimming history keeps a long streak of verbose failures from
-        making the state unwritable (which would fail every later run with exit 5).
+        Apart from the memory, nothing in the document grows with the directory, but a run
+        summary carries error text and per-reason counts: trimming history keeps a long streak
+        of verbose failures from making the state unwritable (which would fail every later run
+        with exit 5). The memory has its own cap, checked by the run before it applies.
         """
+        memory = len(orjson.dumps(self.memory)) if self.memory is not None else 0
+        if memory > MAX_MEMORY_BYTES:  # the run refuses such a memory before applying
+            raise StateError(
+                f"the memory of synced members is {memory} bytes, over {MAX_MEMORY_BYTES}; "
+                "not writing it"
+            )
         while True:
             data = orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-            if len(data) <= MAX_DOCUMENT_BYTES:
+            if len(data) - memory <= MAX_DOCUMENT_BYTES:
                 return data
             if not self.history:  # a bug, never a function of directory size
                 raise StateError(
-                    f"state document is {len(data)} bytes, over {MAX_DOCUMENT_BYTES}; "
-                    "not writing it"
+                    f"state document is {len(data) - memory} bytes (without the memory of "
+                    f"synced members), over {MAX_DOCUMENT_BYTES}; not writing it"
                 )
             self.history = self.history[1:]
 
@@ -142,6 +159,7 @@ class StateDocument:
                 lease=Lease(holder=str(lease["holder"]), expires=float(lease["expires"]))
                 if lease
                 else None,
+                memory=_typed(raw, "memory", dict),
             )
         except (TypeError, ValueError, KeyError) as exc:
             raise StateError(

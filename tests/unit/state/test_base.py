@@ -11,6 +11,7 @@ from bwsync.errors import StateError
 from bwsync.state.base import (
     HISTORY_LIMIT,
     MAX_DOCUMENT_BYTES,
+    MAX_MEMORY_BYTES,
     MAX_SUMMARY_TEXT,
     STATE_VERSION,
     Lease,
@@ -119,9 +120,9 @@ def test_unusable_documents_are_refused_with_the_place(data: bytes, message: str
     assert caught.value.exit_code == 5
 
 
-def test_document_never_holds_members() -> None:
-    fields = set(orjson.loads(StateDocument().to_bytes()))
-    assert fields == {
+def test_document_fields_and_no_memory_by_default() -> None:
+    fields = orjson.loads(StateDocument().to_bytes())
+    assert set(fields) == {
         "version",
         "hash",
         "last_success",
@@ -131,8 +132,33 @@ def test_document_never_holds_members() -> None:
         "delta",
         "history",
         "lease",
+        "memory",
     }
-    assert orjson.loads(StateDocument().to_bytes())["version"] == STATE_VERSION
+    assert fields["version"] == STATE_VERSION == 2
+    assert fields["memory"] is None  # members are remembered only for servers that cannot list
+
+
+def test_a_version_1_document_is_read_and_the_memory_kept_through_a_write() -> None:
+    doc = StateDocument.from_bytes(b'{"version": 1, "hash": "h"}', "file x")
+    assert doc.hash == "h" and doc.memory is None
+    doc.memory = {"format": 1, "scope": "s", "sets": {}}
+    again = StateDocument.from_bytes(doc.to_bytes(), "file x")
+    assert again.memory == doc.memory
+    with pytest.raises(StateError, match="memory should be dict"):
+        StateDocument.from_bytes(b'{"version": 2, "memory": []}', "file x")
+
+
+def test_the_memory_has_its_own_cap_beside_the_history_one() -> None:
+    doc = StateDocument(memory={"data": "m" * (MAX_MEMORY_BYTES - 100)})
+    for i in range(HISTORY_LIMIT):
+        doc.record_run({"n": i, **{f"text{j}": "e" * 1900 for j in range(4)}})
+    data = doc.to_bytes()
+    # under a ConfigMap's 1 MiB, with room for its metadata
+    assert MAX_DOCUMENT_BYTES < len(data) <= MAX_DOCUMENT_BYTES + MAX_MEMORY_BYTES < 1_000_000
+    assert doc.history[0]["n"] > 0  # the history gave way, not the memory
+    doc.memory = {"data": "m" * MAX_MEMORY_BYTES}
+    with pytest.raises(StateError, match="memory of synced members is"):
+        doc.to_bytes()
 
 
 # -- the lease -----------------------------------------------------------------------------
