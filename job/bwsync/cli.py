@@ -31,6 +31,7 @@ from bwsync import __version__, logs
 from bwsync.config import Settings, load_settings
 from bwsync.errors import BwsyncError, ConfigError
 from bwsync.logs import event
+from bwsync.plan import OWNERS_UNSEEN
 from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute, summary
 
 
@@ -392,22 +393,23 @@ def print_plan_text(outcome: Outcome) -> None:
         return
     for note in plan.notes:
         print(f"note: {note}")
-    if plan.org_known:
-        if not plan.changes:
-            print("no changes: the organization already matches the directory")
-        rows = [(c.action, c.subject, c.group or "", c.reason) for c in plan.changes]
-        if rows:
-            widths = [
-                max(len(r[i]) for r in [("ACTION", "SUBJECT", "GROUP", "REASON"), *rows])
-                for i in range(3)
-            ]
-            header = ("ACTION", "SUBJECT", "GROUP", "REASON")
-            for r in [header, *rows]:
-                print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    if plan.org_known and not plan.changes:
+        print("no changes: the organization already matches the directory")
+    rows = [(c.action, c.subject, c.group or "", c.reason) for c in plan.changes]
+    if rows:
+        widths = [
+            max(len(r[i]) for r in [("ACTION", "SUBJECT", "GROUP", "REASON"), *rows])
+            for i in range(3)
+        ]
+        header = ("ACTION", "SUBJECT", "GROUP", "REASON")
+        for r in [header, *rows]:
+            print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    if plan.org_known or plan.changes:
         print(
             "totals:    "
             + (", ".join(f"{k} {v}" for k, v in sorted(plan.counts().items())) or "none")
         )
+    if plan.org_known:
         if outcome.unsent and outcome.payload:
             n = len(outcome.payload.requests)
             print(
@@ -447,7 +449,16 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
         try:
             with BitwardenClient(settings.bitwarden) as client:
                 client.check_token()
-            print(f"ok    bitwarden: token from {settings.bitwarden.resolved_identity_url}")
+                print(f"ok    bitwarden: token from {settings.bitwarden.resolved_identity_url}")
+                listed = client.list_groups() is not None
+            if listed:
+                print("ok    bitwarden: members and groups can be listed (plans see the server)")
+            else:
+                print(
+                    "note  bitwarden: the server has no member or group list endpoints "
+                    "(Vaultwarden?): plans are made against bwsync's memory of what it synced; "
+                    f"{OWNERS_UNSEEN} ({len(settings.sync.protected)} listed)"
+                )
         except BwsyncError as exc:
             print(f"FAIL  bitwarden: {exc}")
             code = code or 4
@@ -487,8 +498,12 @@ def cmd_state(settings: Settings, action: str) -> int:
 
     store = open_store(settings.state)
     if action == "show":
+        from bwsync.memory import describe
+
         doc = store.load()
-        sys.stdout.buffer.write(orjson.dumps(asdict(doc), option=orjson.OPT_INDENT_2))
+        shown = asdict(doc)
+        shown["memory"] = describe(doc.memory)  # counts and size, not every email
+        sys.stdout.buffer.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2))
         sys.stdout.write("\n")
         return 0
     store.clear()

@@ -170,6 +170,12 @@ class SyncSettings(Section):
     """A plan that removes or revokes more members than this applies nothing and exits 6."""
     max_removal_percent: float = Field(default=10.0, ge=0, le=100)
     """…or more than this percentage of the synced members (those with an externalId)."""
+    protected_members: str | None = None
+    """Comma-separated emails that bwsync never sends as deleted and never removes or revokes,
+    on every server (break-glass and admin accounts). On a server that cannot list members
+    (Vaultwarden) bwsync cannot see who is an owner or admin: there this list is their only
+    protection. A run in which the server itself would remove one (`overwrite_existing`)
+    applies nothing and exits 6."""
     full_reconcile_every: int = Field(default=0, ge=0)
     """Seconds; apply even when the hash is unchanged once this long has passed since the
     last full apply, to repair changes made by hand in Bitwarden. 0 = only when it changed."""
@@ -177,6 +183,24 @@ class SyncSettings(Section):
     """Source-specific user filter: a raw LDAP filter such as `(department=IT)` for LDAP."""
     group_filter: str | None = None
     """Source-specific group filter: a raw LDAP filter for LDAP."""
+
+    @field_validator("protected_members")
+    @classmethod
+    def _emails(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        items = [e.strip().lower() for e in v.split(",") if e.strip()]
+        bad = [e for e in items if "@" not in e]
+        if bad:
+            raise ValueError(f"not an email: {', '.join(bad)} (a comma-separated list of emails)")
+        return ",".join(items)
+
+    @property
+    def protected(self) -> frozenset[str]:
+        """``protected_members`` as a set of lower-case emails."""
+        if not self.protected_members:
+            return frozenset()
+        return frozenset(self.protected_members.split(","))
 
 
 class LdapSettings(Section):

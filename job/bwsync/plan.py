@@ -6,15 +6,19 @@ go in, a list of ``Change`` comes out, each with a human reason. It predicts wha
 server's import algorithm (contract §3.4) will do with our payload, plus what bwsync does on its
 own through the member endpoints (revoke, restore).
 
-Where the server has no list endpoints (Vaultwarden) the actual state is unknown: the plan then
-lists what will be *sent* and says so. bwdc never shows either.
+Where the server has no list endpoints (Vaultwarden) the organization cannot be read: the plan
+is then made against bwsync's memory of the members it synced there (``bwsync.memory``, matched
+by email as Vaultwarden matches them), see ``_plan_unlisted``; without such a memory (a first
+run) it lists what will be *sent* and says so. bwdc never shows either.
 
-Protection rules, whatever the settings: owners and admins are never removed or revoked by
-bwsync (their ``deleted: true`` entries are left out of the import), and members without an
-externalId (added by hand) are never touched, except by the server itself: it replaces a synced
-group's membership, and under ``overwrite_existing`` it removes every synced member but the
-owners that has no active entry, admins included. The plan shows those removals too, and the
-safety limits count them.
+Protection rules, whatever the settings: the members of ``BWSYNC_SYNC__PROTECTED_MEMBERS`` are
+never sent as deleted, revoked or removed, on every server; where bwsync can read member types,
+owners and admins are never removed or revoked by bwsync either (their ``deleted: true`` entries
+are left out of the import), and members without an externalId (added by hand) are never
+touched, except by the server itself: it replaces a synced group's membership, and under
+``overwrite_existing`` it removes every synced member but the owners that has no active entry,
+admins included. The plan shows those removals too, and the safety limits count them; a
+protected member the server would remove is a hazard, and the run applies nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from typing import Any, Literal
 import msgspec
 
 from bwsync.config import SyncSettings
-from bwsync.errors import SafetyLimitError
+from bwsync.errors import ConfigError, SafetyLimitError
+from bwsync.memory import Memory
 from bwsync.model import (
     STATUS_REVOKED,
     TYPE_ADMIN,
@@ -53,6 +58,7 @@ Action = Literal[
     "member_remove",
 ]
 GONE = "gone from the directory"
+PROTECTED = "protected by BWSYNC_SYNC__PROTECTED_MEMBERS"
 #: Actions that take access away, counted against the safety limits.
 REMOVALS: frozenset[str] = frozenset({"remove", "revoke"})
 
@@ -124,10 +130,18 @@ class Plan:
     synced_members: int = 0
     """Members carrying an externalId, the base of the percentage limit."""
     protected_external_ids: set[str] = field(default_factory=set)
-    """``deleted: true`` entries left out of the import because the member is an owner/admin."""
+    """``deleted: true`` entries left out of the import: the member is an owner/admin or in
+    ``BWSYNC_SYNC__PROTECTED_MEMBERS``."""
+    send_deleted: list[tuple[str | None, str]] = field(default_factory=list)
+    """``deleted: true`` entries (email, externalId) the import carries beyond the directory's:
+    members gone from the directory (``remove_missing``), and on a server without list
+    endpoints the members revoked earlier that ``overwrite_existing`` must not delete."""
     hazards: list[str] = field(default_factory=list)
     """What the import would break beyond this run: the safety check refuses it (exit 6)."""
     notes: list[str] = field(default_factory=list)
+    memory: Memory | None = None
+    """Without list endpoints: the memory of synced members once this plan is applied (what
+    a successful run stores); ``None`` where the server can be read."""
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(c.action for c in self.changes))
@@ -151,16 +165,29 @@ def make_plan(
     *,
     sent_members: int = 0,
     sent_groups: int = 0,
+    memory: Memory | None = None,
+    scope: str = "",
 ) -> Plan:
-    """Predict the effect of importing ``directory`` into ``org`` with these settings."""
+    """Predict the effect of importing ``directory`` into ``org`` with these settings.
+
+    ``org`` is ``None`` where the server has no list endpoints: the plan is then made against
+    ``memory``, the members synced before to the organization ``scope`` names (``None``: no
+    memory yet). Raises ``ConfigError`` for settings such a server cannot honour safely."""
     if org is None:
-        return Plan(
-            org_known=False,
-            notes=[
-                "the server has no list endpoints (Vaultwarden?) or they were not read: "
-                f"showing what will be sent ({sent_members} members, {sent_groups} groups)",
-            ],
+        plan = Plan(org_known=False)
+        _plan_unlisted(plan, directory, sync, memory, scope)
+        plan.notes.insert(
+            0,
+            "the server has no member list endpoints (Vaultwarden?): "
+            + (
+                f"the plan is made against bwsync's memory of the {len(memory.members)} "
+                "members it synced there"
+                if memory is not None
+                else "showing what will be sent"
+            )
+            + f" ({sent_members} members, {sent_groups} groups)",
         )
+        return plan
     plan = Plan()
     by_ext, linked, invited = _plan_members(plan, directory, org, sync)
     if directory.groups is not None:
@@ -168,7 +195,7 @@ def make_plan(
     return plan
 
 
-def _plan_members(
+def _plan_members(  # noqa: PLR0915 - the per-user loop is inlined on purpose
     plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSettings
 ) -> tuple[dict[str, OrgMember], dict[str, OrgMember], set[str]]:
     """Member changes; returns the indexes the group part needs (by externalId, the members
@@ -256,7 +283,12 @@ def _plan_members(
         seen_ext, active_ext = _external_ids(
             users, remove_disabled=remove_disabled, any_gone=any_gone
         )
-        changes.extend(_missing(by_ext, active_ext, seen_ext, sync))
+        changes.extend(_missing(by_ext, active_ext, seen_ext, sync, plan.hazards))
+        plan.send_deleted = [
+            (c.subject if "@" in c.subject else None, c.external_id or "")
+            for c in changes
+            if c.action == "remove" and c.reason == GONE
+        ]
         if owner_skips:
             _invite_freed_emails(changes, owner_skips)
 
@@ -280,10 +312,17 @@ def _plan_gone(
     plan: Plan, email: str, ext: str, existing: OrgMember, *, deleted: bool, sync: SyncSettings
 ) -> None:
     """A member whose entry goes out as ``deleted: true``: the server removes it whatever its
-    status, revoked included (§3.4 step 3), except owners and admins, whose entry bwsync
-    leaves out of the import. Under ``overwrite_existing`` an admin is removed all the same:
-    not an active entry, it is one of step 4's candidates, which spares only owners."""
+    status, revoked included (§3.4 step 3), except owners, admins and protected members, whose
+    entry bwsync leaves out of the import. Under ``overwrite_existing`` an admin is removed all
+    the same: not an active entry, it is one of step 4's candidates, which spares only owners
+    (for a protected member that is a hazard: the run applies nothing)."""
     why = "deleted in the directory" if deleted else "disabled in the directory"
+    if _is_protected(existing.email or email, sync):
+        plan.protected_external_ids.add(ext)
+        if sync.overwrite_existing and existing.type != TYPE_OWNER:
+            plan.hazards.append(_overwrite_hazard(existing.email or email))
+        plan.changes.append(Change("skip", email, ext, f"{why}; {PROTECTED}", existing.id))
+        return
     if existing.type in (TYPE_OWNER, TYPE_ADMIN):
         plan.protected_external_ids.add(ext)
         if existing.type == TYPE_ADMIN and sync.overwrite_existing:
@@ -320,19 +359,31 @@ def _invite_freed_emails(changes: list[Change], owner_skips: list[tuple[int, str
 
 
 def _missing(
-    by_ext: dict[str, OrgMember], active: set[str], seen: set[str], sync: SyncSettings
+    by_ext: dict[str, OrgMember],
+    active: set[str],
+    seen: set[str],
+    sync: SyncSettings,
+    hazards: list[str],
 ) -> list[Change]:
     """Synced members without an active entry: removed by the server under overwrite (§3.4
     step 4 spares owners only; members with a deleted entry were planned by ``_plan_gone``),
-    or revoked/removed by bwsync under ``remove_missing``, which leaves admins alone too."""
+    or revoked/removed by bwsync under ``remove_missing``, which leaves admins alone too.
+    Protected members are left alone; one the server would remove is added to ``hazards``."""
     out: list[Change] = []
     absent = by_ext.keys() - active  # an organization in step: empty, and no loop at all
     if not absent:
         return out
+    protected = sync.protected
     for ext, m in by_ext.items():  # in the organization's order
         if ext not in absent or m.type == TYPE_OWNER:
             continue
         who = m.email or ext
+        if protected and (m.email or "").lower() in protected:
+            if sync.overwrite_existing and ext not in seen:
+                hazards.append(_overwrite_hazard(who))
+            elif sync.remove_missing and ext not in seen:
+                out.append(Change("skip", who, ext, f"{GONE}; {PROTECTED}", m.id))
+            continue
         if sync.overwrite_existing:
             if ext in seen:
                 continue  # a deleted or disabled entry: planned once, by _plan_gone
@@ -348,6 +399,179 @@ def _missing(
             elif m.status != STATUS_REVOKED:
                 out.append(Change("revoke", who, ext, GONE, m.id))
     return out
+
+
+def _is_protected(email: str, sync: SyncSettings) -> bool:
+    protected = sync.protected
+    return bool(protected) and email.lower() in protected
+
+
+def _overwrite_hazard(email: str) -> str:
+    return (
+        f"{email} is in BWSYNC_SYNC__PROTECTED_MEMBERS, but has no active entry in this import, "
+        "so overwrite_existing makes the server remove it: put it in the directory, take it "
+        "off the list, or turn BWSYNC_SYNC__OVERWRITE_EXISTING off"
+    )
+
+
+#: Said in every plan made without list endpoints (``check`` says it too).
+OWNERS_UNSEEN = (
+    "this server does not let bwsync see member types: owners and admins are protected from "
+    "revocation and removal only through BWSYNC_SYNC__PROTECTED_MEMBERS"
+)
+
+
+def _plan_unlisted(
+    plan: Plan,
+    directory: Directory,
+    sync: SyncSettings,
+    memory: Memory | None,
+    scope: str,
+) -> None:
+    """The member plan for a server without list endpoints (Vaultwarden, reference
+    ``vaultwarden.md``), made against ``memory``. Vaultwarden matches members by email:
+    ``deleted: true`` revokes (admins and all but the last owner included), an active entry
+    restores a revoked member, an absent member is left alone, and ``overwrite_existing``
+    deletes every member whose externalId the import does not carry (deleted entries count).
+
+    So: directory entries going out as deleted revoke the remembered members they name; with
+    ``remove_missing`` the remembered members absent from the directory are sent as deleted
+    (their externalId: the email, as only emails are remembered; Vaultwarden writes it onto
+    the membership, and takes it back from the entry when the member returns); under
+    ``overwrite_existing`` the remembered members without any entry are deleted, and those
+    revoked earlier are sent as deleted again so that they stay revoked. Protected members
+    are never sent as deleted; one overwrite would delete is a hazard."""
+    plan.notes.append(OWNERS_UNSEEN + f" ({len(sync.protected)} listed)")
+    _refuse_unlisted(sync, memory)
+    plan.synced_members = len(memory.members) if memory is not None else 0
+    if directory.users is None:  # user sync off: the members are not this run's business
+        plan.memory = memory
+        return
+    active, deleted = _unlisted_entries(plan, directory.users, sync, memory)
+    dropped = _unlisted_absent(plan, active | deleted, sync, memory)
+    deleted.update(e for e, _ in plan.send_deleted if e)
+    if memory is None and sync.remove_missing:
+        plan.notes.append(
+            "remove_missing: bwsync has no memory of the members it synced here yet (a first "
+            "run or a cleared state), so no one can be found gone this run; this run remembers "
+            "the members it sends"
+        )
+    remembered = memory.members if memory is not None else frozenset()
+    revoked = memory.revoked if memory is not None else frozenset()
+    plan.memory = Memory(
+        scope,
+        members=frozenset(active | (remembered - deleted - dropped)),
+        revoked=frozenset((revoked | deleted) - active),
+        other=memory.other if memory is not None else {},
+    )
+
+
+def _refuse_unlisted(sync: SyncSettings, memory: Memory | None) -> None:
+    """Settings a server without list endpoints cannot honour safely: exit 2, saying why."""
+    if sync.remove_missing and sync.removal_mode == "remove" and not sync.overwrite_existing:
+        raise ConfigError(
+            "BWSYNC_SYNC__REMOVAL_MODE=remove: this server cannot list members (Vaultwarden?) "
+            "and revokes the members an import marks deleted; it deletes members only under "
+            "overwrite_existing. Use BWSYNC_SYNC__REMOVAL_MODE=revoke (the default), or also "
+            "set BWSYNC_SYNC__OVERWRITE_EXISTING=true to have members gone from the directory "
+            "deleted"
+        )
+    if memory is None and sync.overwrite_existing:
+        raise ConfigError(
+            "BWSYNC_SYNC__OVERWRITE_EXISTING=true: this server cannot list members "
+            "(Vaultwarden?) and bwsync has no memory of the members it synced there yet (a "
+            "first run, a cleared state, another organization, or state backend none). The "
+            "server deletes every member whose externalId is missing from the import, and "
+            "bwsync could not count them against the safety limits. Run once without "
+            "OVERWRITE_EXISTING (that run remembers the members it sends), then turn it back on"
+        )
+
+
+def _unlisted_entries(
+    plan: Plan, users: list[User], sync: SyncSettings, memory: Memory | None
+) -> tuple[set[str], set[str]]:
+    """The directory's entries against the memory: invite, restore, revoke or skip; returns
+    the emails sent as active and those sent as deleted."""
+    remembered = memory.members if memory is not None else frozenset()
+    revoked = memory.revoked if memory is not None else frozenset()
+    changes = plan.changes
+    active: set[str] = set()
+    deleted: set[str] = set()
+    unknown_gone = 0
+    for u in users:
+        email = u.email or ""
+        if not (u.deleted or (sync.remove_disabled and u.disabled)):
+            active.add(email)
+            if memory is None or email in remembered:
+                continue
+            if email in revoked:
+                why = "revoked, and back in the directory"
+                changes.append(Change("restore", email, u.external_id, why))
+            else:
+                why = "new since the last sync (a member with this email is linked instead)"
+                changes.append(Change("invite", email, u.external_id, why))
+            continue
+        why = "deleted in the directory" if u.deleted else "disabled in the directory"
+        if _is_protected(email, sync):
+            plan.protected_external_ids.add(u.external_id)
+            if sync.overwrite_existing and email in remembered:
+                plan.hazards.append(_overwrite_hazard(email))
+            changes.append(Change("skip", email, u.external_id, f"{why}; {PROTECTED}"))
+            continue
+        deleted.add(email)
+        if email in remembered:
+            changes.append(Change("revoke", email, u.external_id, why))
+        elif email not in revoked:
+            unknown_gone += 1
+    if unknown_gone:
+        plan.notes.append(
+            f"{unknown_gone} directory entries go out as deleted for emails bwsync did not "
+            "sync as members before: the server revokes a member with such an email if there "
+            "is one (added by hand, or by another tool)"
+        )
+    return active, deleted
+
+
+def _unlisted_absent(
+    plan: Plan, in_directory: set[str], sync: SyncSettings, memory: Memory | None
+) -> set[str]:
+    """Remembered members without any directory entry: revoked (``remove_missing``), deleted
+    by the server (``overwrite_existing``) or left alone; returns those the server deletes.
+    Under overwrite the members revoked earlier are sent as deleted again (``send_deleted``)
+    so that they stay revoked."""
+    if memory is None:
+        return set()
+    dropped: set[str] = set()
+    for email in sorted(memory.members - in_directory):
+        if _is_protected(email, sync):
+            if sync.overwrite_existing:
+                plan.hazards.append(_overwrite_hazard(email))
+            elif sync.remove_missing:
+                plan.changes.append(Change("skip", email, email, f"{GONE}; {PROTECTED}"))
+            continue
+        if sync.remove_missing and sync.removal_mode == "revoke":
+            plan.changes.append(Change("revoke", email, email, GONE))
+            plan.send_deleted.append((email, email))
+        elif sync.overwrite_existing:
+            dropped.add(email)
+            why = (
+                f"{GONE}; left out, so overwrite_existing deletes it"
+                if sync.remove_missing
+                else "not in the directory and overwrite_existing is on: the server deletes it"
+            )
+            plan.changes.append(Change("remove", email, email, why))
+    if sync.overwrite_existing:
+        for email in sorted(memory.revoked - in_directory - memory.members):
+            if _is_protected(email, sync):
+                plan.hazards.append(_overwrite_hazard(email))
+            else:
+                plan.send_deleted.append((email, email))  # stays revoked, not deleted
+        plan.notes.append(
+            "overwrite_existing: the server also deletes every member whose externalId bwsync "
+            "did not send, those synced by another tool (bwdc) included; bwsync counts only "
+            "the members it remembers"
+        )
+    return dropped
 
 
 def _plan_groups(

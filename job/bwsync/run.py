@@ -28,11 +28,11 @@ from bwsync.config import Settings
 from bwsync.email_rules import REASONS
 from bwsync.errors import BwsyncError, ConfigError, SafetyLimitError, StateError
 from bwsync.logs import LOGGER, event
+from bwsync.memory import MAX_MEMORY_BYTES, Memory, MemoryStateError, encoded_size, scope_of
 from bwsync.model import STATUS_REVOKED, Directory, OrgGroup, Rejected, RunReport
 from bwsync.normalize import normalize
 from bwsync.payload import Payload, build_payload, is_new_hash
 from bwsync.plan import (
-    GONE,
     REMOVALS,
     Change,
     OrgSnapshot,
@@ -252,11 +252,7 @@ class _Run:
         extra: dict[str, Any] = {}
         if plan is not None:
             extra["keep"] = frozenset(plan.protected_external_ids)
-            extra["remove"] = [
-                (c.subject if "@" in c.subject else None, c.external_id or "")
-                for c in plan.changes
-                if c.action == "remove" and c.reason == GONE
-            ]
+            extra["remove"] = plan.send_deleted
         with self.stage("payload") as info:
             payload = build_payload(
                 directory.users,
@@ -310,21 +306,35 @@ class _Run:
                     org = read_org(self.client, detail=self.options.detail)
                 info["members"] = len(org.members) if org else None
                 info["groups"] = len(org.groups) if org else None
+        sent_members = sum(r.members for r in payload.requests)
+        sent_groups = sum(r.groups for r in payload.requests)
         with self.stage("plan") as info:
-            plan = make_plan(
-                directory,
-                org,
-                self.sync,
-                sent_members=sum(r.members for r in payload.requests),
-                sent_groups=sum(r.groups for r in payload.requests),
-            )
+            if has_credentials:
+                memory = None
+                if org is None:  # no list endpoints: judge against what was synced before
+                    memory = Memory.load(self.doc.memory if self.doc else None, self._scope)
+                    info["remembered"] = len(memory.members) if memory else None
+                plan = make_plan(
+                    directory,
+                    org,
+                    self.sync,
+                    sent_members=sent_members,
+                    sent_groups=sent_groups,
+                    memory=memory,
+                    scope=self._scope,
+                )
+            else:  # `plan` without the API key: the organization was not asked anything
+                plan = Plan(
+                    org_known=False,
+                    notes=[
+                        "no organization API key: the organization was not read; showing what "
+                        f"will be sent ({sent_members} members, {sent_groups} groups)"
+                    ],
+                )
             self.report.planned = plan.counts()
             info.update(self.report.planned)
         self.outcome.plan = plan
-        if plan.protected_external_ids or (
-            self.report.planned.get("remove")
-            and any(c.action == "remove" and c.reason == GONE for c in plan.changes)
-        ):
+        if plan.protected_external_ids or plan.send_deleted:
             # Only then does the body differ from bwdc's; otherwise it is not built twice.
             payload = self._payload(directory, plan)
         self.outcome.safety = check_safety(
@@ -337,11 +347,49 @@ class _Run:
             event("plan_note", logging.WARNING, note=note)
         return plan, payload
 
+    @property
+    def _scope(self) -> str:
+        bw = self.settings.bitwarden
+        return scope_of(bw.resolved_api_url, bw.organization_id or "")
+
+    def _memory_to_keep(self, plan: Plan) -> dict[str, Any] | None:
+        """The memory of synced members a successful apply of ``plan`` stores: ``None`` where
+        the server can be read (the organization itself is the memory). Encoded before
+        anything is sent, so that one too big to keep stops the run while nothing is applied,
+        when the plan needs it (removals judged against it); otherwise the run goes on without
+        one, and says what that costs."""
+        memory = plan.memory
+        if memory is None:
+            return None
+        stored = self.doc.memory if self.doc is not None else None
+        old = Memory.load(stored, self._scope) if stored is not None else None
+        if old is not None and (old.members, old.revoked) == (memory.members, memory.revoked):
+            return stored  # unchanged: not compressed again
+        with self.stage("memory") as info:
+            encoded = memory.dump()
+            size = encoded_size(encoded)
+            info.update(members=len(memory.members), revoked=len(memory.revoked), bytes=size)
+        if size <= MAX_MEMORY_BYTES:
+            return encoded
+        problem = (
+            f"the memory of the {len(memory.members)} members synced to this server (which "
+            f"cannot list them) would take {size} bytes of state, over the {MAX_MEMORY_BYTES} "
+            "a state document may hold (it must fit a ConfigMap)"
+        )
+        if self.sync.remove_missing or self.sync.overwrite_existing:
+            raise MemoryStateError(
+                f"{problem}; nothing was applied: BWSYNC_SYNC__REMOVE_MISSING and "
+                "OVERWRITE_EXISTING need it to judge removals. Turn them off to sync without it"
+            )
+        event("memory_not_kept", logging.WARNING, note=problem + "; not kept")
+        return None
+
     def _apply(
         self, directory: Directory, payload: Payload, plan: Plan, directory_hash: str
     ) -> None:
         client = self.client
         assert client is not None
+        memory = self._memory_to_keep(plan)
         holder = lease_holder(self.settings.profile)
         with self.stage("lease", holder=holder):
             self.leased = self.store.acquire_lease(holder, self.settings.state.lease_seconds)
@@ -358,6 +406,7 @@ class _Run:
         # A run that left batches out was not a full apply: the next reconcile stays due.
         full = not self.report.unsent_batches
         _remember_success(self.leased, directory_hash, directory, self.report, full=full)
+        self.leased.memory = memory
         self.report.finished = time.time()
         _record(self.leased, self.report)
         releasing, self.leased = self.leased, None
@@ -520,6 +569,8 @@ def _apply(
             client.import_organization(req.body, step=step)
         sent["members"] = sent.get("members", 0) + req.members
         sent["groups"] = sent.get("groups", 0) + req.groups
+    if not plan.org_known:
+        return  # revoked and restored by the import itself (Vaultwarden, by email)
     for change in plan.of("revoke", "restore"):
         assert change.member_id is not None
         with stage("apply", step=change.action, subject=change.subject):

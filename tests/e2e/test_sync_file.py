@@ -236,7 +236,8 @@ def test_vaultwarden_plan_and_sync(
     assert main(["plan", "--output", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["organizationKnown"] is False
-    assert "no list endpoints" in plan["notes"][0]
+    assert "no member list endpoints" in plan["notes"][0]
+    assert "only through BWSYNC_SYNC__PROTECTED_MEMBERS" in plan["notes"][1]
     assert [m["externalId"] for m in plan["send"]["members"]] == ["u1", "u2", "u3"]
     assert main(["sync"]) == 0
     assert {m.email for m in fake_vaultwarden.members} >= {
@@ -244,6 +245,10 @@ def test_vaultwarden_plan_and_sync(
         "user2@example.com",
         "user3@example.com",
     }
+    # The members it synced are remembered, for the next runs' removals and safety limits.
+    state = _state(env)
+    assert state["memory"]["sets"]["members"]["count"] == 3
+    assert state["memory"]["sets"]["revoked"]["count"] == 0
 
 
 def test_bad_settings_exit_2_and_contact_nothing(

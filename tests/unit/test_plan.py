@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bwsync.config import SyncSettings
-from bwsync.errors import SafetyLimitError
+from bwsync.errors import ConfigError, SafetyLimitError
+from bwsync.memory import Memory
 from bwsync.model import (
     STATUS_CONFIRMED,
     STATUS_INVITED,
@@ -19,7 +20,15 @@ from bwsync.model import (
     OrgMember,
     User,
 )
-from bwsync.plan import OrgSnapshot, check_safety, enforce_safety, make_plan
+from bwsync.plan import (
+    GONE,
+    PROTECTED,
+    OrgSnapshot,
+    Plan,
+    check_safety,
+    enforce_safety,
+    make_plan,
+)
 
 
 def _m(
@@ -184,6 +193,173 @@ def test_unknown_org_plan_says_what_will_be_sent() -> None:
     plan = make_plan(_d(User("a", "a", "a@x.com")), None, SyncSettings(), sent_members=1)
     assert not plan.org_known and plan.changes == []
     assert "1 members" in plan.notes[0]
+    assert "only through BWSYNC_SYNC__PROTECTED_MEMBERS (0 listed)" in plan.notes[1]
+
+
+# -- a server without list endpoints (Vaultwarden): the plan against bwsync's memory ---------
+
+SCOPE = "https://vw.example/api organization o"
+
+
+def _mem(members: set[str], revoked: set[str] = frozenset()) -> Memory:  # type: ignore[assignment]
+    return Memory(SCOPE, frozenset(members), frozenset(revoked))
+
+
+def _vw(d: Directory, memory: Memory | None, **sync: object) -> Plan:
+    return make_plan(d, None, SyncSettings(**sync), memory=memory, scope=SCOPE)
+
+
+def _u(name: str, **kw: bool) -> User:
+    return User(f"cn={name}", f"cn={name}", f"{name}@x.com", **kw)
+
+
+def test_unlisted_first_run_remembers_what_it_sends() -> None:
+    d = _d(_u("a"), _u("b"), _u("gone", deleted=True))
+    plan = _vw(d, None, remove_missing=True)
+    assert plan.changes == [] and plan.synced_members == 0 and plan.removals == 0
+    assert any("no memory of the members it synced" in n for n in plan.notes)
+    assert plan.memory == Memory(
+        SCOPE, frozenset({"a@x.com", "b@x.com"}), frozenset({"gone@x.com"})
+    )
+
+
+def test_unlisted_overwrite_without_memory_is_refused() -> None:
+    with pytest.raises(ConfigError, match="no memory of the members it synced there yet") as e:
+        _vw(_d(_u("a")), None, overwrite_existing=True)
+    assert e.value.exit_code == 2
+    assert "BWSYNC_SYNC__OVERWRITE_EXISTING=true" in str(e.value)
+
+
+def test_unlisted_remove_mode_is_refused_unless_overwrite_deletes() -> None:
+    with pytest.raises(ConfigError, match="BWSYNC_SYNC__REMOVAL_MODE=remove") as e:
+        _vw(_d(_u("a")), _mem({"a@x.com"}), remove_missing=True, removal_mode="remove")
+    assert "revokes the members an import marks deleted" in str(e.value)
+    plan = _vw(
+        _d(_u("a")),
+        _mem({"a@x.com", "b@x.com"}),
+        remove_missing=True,
+        removal_mode="remove",
+        overwrite_existing=True,
+        max_removal_percent=100,
+    )
+    assert _actions(plan) == [("remove", "b@x.com")]
+    assert "overwrite_existing deletes it" in plan.changes[0].reason
+    assert plan.send_deleted == []  # left out: the server deletes it
+    assert plan.memory is not None and plan.memory.members == {"a@x.com"}
+
+
+def test_unlisted_plan_against_memory() -> None:
+    memory = _mem({"kept@x.com", "off@x.com", "left@x.com"}, {"back@x.com", "old@x.com"})
+    d = _d(
+        _u("kept"),
+        _u("new"),
+        _u("back"),
+        _u("off", deleted=True),
+        _u("never", deleted=True),  # a tombstone bwsync never synced
+        _u("old", deleted=True),  # revoked before: nothing new
+    )
+    plan = _vw(d, memory, max_removal_percent=100)
+    assert _actions(plan) == [
+        ("invite", "new@x.com"),
+        ("restore", "back@x.com"),
+        ("revoke", "off@x.com"),
+    ]
+    assert plan.synced_members == 3 and plan.removals == 1
+    assert any(n.startswith("1 directory entries go out as deleted") for n in plan.notes)
+    assert plan.send_deleted == []  # left@x.com is left alone without remove_missing
+    assert plan.memory is not None
+    assert plan.memory.members == {"kept@x.com", "new@x.com", "back@x.com", "left@x.com"}
+    assert plan.memory.revoked == {"off@x.com", "never@x.com", "old@x.com"}
+
+
+def test_unlisted_remove_missing_revokes_by_sending_deleted() -> None:
+    memory = _mem({"kept@x.com", "left@x.com", "boss@x.com"})
+    plan = _vw(
+        _d(_u("kept")),
+        memory,
+        remove_missing=True,
+        protected_members="Boss@x.com",
+        max_removal_percent=100,
+    )
+    assert [(c.action, c.subject, c.reason) for c in plan.changes] == [
+        ("skip", "boss@x.com", f"{GONE}; {PROTECTED}"),
+        ("revoke", "left@x.com", GONE),
+    ]
+    # Only emails are remembered: the email is the entry's externalId.
+    assert plan.send_deleted == [("left@x.com", "left@x.com")]
+    assert plan.memory is not None
+    assert plan.memory.members == {"kept@x.com", "boss@x.com"}
+    assert plan.memory.revoked == {"left@x.com"}
+
+
+def test_unlisted_overwrite_counts_deletions_and_keeps_the_revoked_revoked() -> None:
+    memory = _mem({"a@x.com", "b@x.com", "c@x.com"}, {"r@x.com"})
+    sync = {"overwrite_existing": True, "max_removal_percent": 100}
+    plan = _vw(_d(_u("a")), memory, **sync)
+    assert _actions(plan) == [("remove", "b@x.com"), ("remove", "c@x.com")]
+    assert plan.removals == 2
+    assert plan.send_deleted == [("r@x.com", "r@x.com")]  # else overwrite deletes it
+    assert any("every member whose externalId bwsync did not send" in n for n in plan.notes)
+    assert plan.memory is not None
+    assert (plan.memory.members, plan.memory.revoked) == ({"a@x.com"}, {"r@x.com"})
+    # an empty directory: every remembered member, and the brake
+    empty = _vw(_d(), memory, **sync)
+    assert empty.removals == 3
+    assert "no users" in check_safety(empty, _d(), SyncSettings(**sync))[0]  # type: ignore[arg-type]
+
+
+def test_unlisted_protected_members_are_never_sent_deleted() -> None:
+    memory = _mem({"adm@x.com", "a@x.com"})
+    d = _d(_u("a"), _u("adm", deleted=True))
+    plan = _vw(d, memory, protected_members="adm@x.com")
+    assert [(c.action, c.subject, c.reason) for c in plan.changes] == [
+        ("skip", "adm@x.com", f"deleted in the directory; {PROTECTED}")
+    ]
+    assert plan.protected_external_ids == {"cn=adm"}
+    assert plan.hazards == []
+    # under overwrite the server would delete it: a hazard, whatever --allow-removals says
+    plan = _vw(d, memory, protected_members="adm@x.com", overwrite_existing=True)
+    assert plan.hazards and "adm@x.com is in BWSYNC_SYNC__PROTECTED_MEMBERS" in plan.hazards[0]
+    reasons = check_safety(plan, d, SyncSettings(), allow_removals=100)
+    assert reasons == plan.hazards
+
+
+def test_unlisted_without_user_sync_keeps_the_memory() -> None:
+    memory = _mem({"a@x.com"})
+    plan = _vw(Directory(users=None, groups=[]), memory, remove_missing=True)
+    assert plan.changes == [] and plan.memory is memory
+
+
+# -- protected members where the organization can be read ------------------------------------
+
+
+def test_protected_members_on_a_listing_server() -> None:
+    org = OrgSnapshot(
+        members=[
+            _m("1", "bg@x.com", "bg"),
+            _m("2", "gone@x.com", "gone"),
+            _m("3", "left@x.com", "left"),
+        ],
+        groups=[],
+    )
+    d = _d(User("bg", "bg", "bg@x.com", deleted=True), User("gone", "gone", "gone@x.com"))
+    sync = SyncSettings(protected_members="bg@x.com, LEFT@x.com", remove_missing=True)
+    plan = make_plan(d, org, sync)
+    assert [(c.action, c.subject) for c in plan.changes] == [
+        ("skip", "bg@x.com"),
+        ("skip", "left@x.com"),
+    ]
+    assert PROTECTED in plan.changes[0].reason and plan.protected_external_ids == {"bg"}
+    over = make_plan(d, org, sync.model_copy(update={"overwrite_existing": True}))
+    assert len(over.hazards) == 2  # the server would remove both
+    assert over.removals == 0
+
+
+def test_protected_members_setting_is_a_list_of_emails() -> None:
+    assert SyncSettings(protected_members=" A@x.com ,b@x.com,").protected == {"a@x.com", "b@x.com"}
+    assert SyncSettings().protected == frozenset()
+    with pytest.raises(ValueError, match="not an email: admin"):
+        SyncSettings(protected_members="a@x.com,admin")
 
 
 def _org(n: int) -> OrgSnapshot:

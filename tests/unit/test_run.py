@@ -6,9 +6,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from bwsync import run
 from bwsync.config import Settings, SyncSettings, load_settings
 from bwsync.errors import DirectoryError
-from bwsync.model import Directory, Group, OrgMember, User
+from bwsync.memory import Memory, scope_of
+from bwsync.model import STATUS_REVOKED, Directory, Group, OrgMember, User
 from bwsync.payload import build_payload
 from bwsync.plan import OrgSnapshot, make_plan
 from bwsync.run import RunOptions, execute, unchanged_batches
@@ -479,3 +483,78 @@ def test_a_due_full_reconcile_applies_an_unchanged_directory(
     assert outcome.report.result == "success"
     assert len(fake_bitwarden.requests_to("import")) == imports + 1
     assert (FileStateStore(path).load().last_full_reconcile or 0) > doc.last_full_reconcile
+
+
+class _ListSource:
+    """The users it is given, read as they are at each fetch."""
+
+    name = "file"
+    server = "list test source"
+
+    def __init__(self, *emails: str) -> None:
+        self.emails = list(emails)
+
+    def fetch(self, request: FetchRequest) -> Directory:
+        return Directory(users=[User(e, e, e) for e in self.emails], groups=None)
+
+    def check(self) -> list[CheckResult]:
+        return []
+
+
+def _vw_settings(fake: FakeBitwarden, state_path: Path, **sync: object) -> Settings:
+    return load_settings(
+        bitwarden={
+            "server": fake.base_url,
+            "client_id": fake.client_id,
+            "client_secret": fake.client_secret,
+            "max_retries": 0,
+        },
+        sync={"max_removal_percent": 100, **sync},
+        state={"backend": "file", "path": state_path},
+    )
+
+
+def _remembered(path: Path, fake: FakeBitwarden) -> Memory | None:
+    scope = scope_of(fake.api_url, fake.org_id)
+    return Memory.load(FileStateStore(path).load().memory, scope)
+
+
+def test_the_memory_changes_only_with_a_successful_run(
+    fake_vaultwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    settings = _vw_settings(fake_vaultwarden, path, remove_missing=True)
+    source = _ListSource("a@x.com", "b@x.com")
+    assert execute(settings, RunOptions(), source=source).report.exit_code == 0
+    first = _remembered(path, fake_vaultwarden)
+    assert first is not None and first.members == {"a@x.com", "b@x.com"}
+    source.emails = ["a@x.com"]
+    fake_vaultwarden.server_error("import", times=1)
+    failed = execute(settings, RunOptions(), source=source).report
+    assert failed.exit_code == 4
+    assert _remembered(path, fake_vaultwarden) == first  # not half-written
+    assert execute(settings, RunOptions(), source=source).report.exit_code == 0
+    after = _remembered(path, fake_vaultwarden)
+    assert after is not None
+    assert (after.members, after.revoked) == ({"a@x.com"}, {"b@x.com"})
+    assert fake_vaultwarden.find_member(email="b@x.com").status == STATUS_REVOKED  # type: ignore[union-attr]
+
+
+def test_a_memory_too_big_to_keep(
+    fake_vaultwarden: FakeBitwarden, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Needed (removals judged against it): nothing is applied, exit 5. Not needed: the run
+    applies and keeps none, and says so."""
+    monkeypatch.setattr(run, "MAX_MEMORY_BYTES", 50)
+    path = tmp_path / "state.json"
+    source = _ListSource("a@x.com", "b@x.com")
+    needed = execute(
+        _vw_settings(fake_vaultwarden, path, remove_missing=True), RunOptions(), source=source
+    ).report
+    assert needed.exit_code == 5
+    assert "over the 50 a state document may hold" in (needed.error or "")
+    assert fake_vaultwarden.requests_to("import") == []
+    plain = execute(_vw_settings(fake_vaultwarden, path), RunOptions(), source=source).report
+    assert plain.exit_code == 0
+    assert len(fake_vaultwarden.requests_to("import")) == 1
+    assert FileStateStore(path).load().memory is None
