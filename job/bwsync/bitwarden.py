@@ -397,6 +397,10 @@ _MEMBER_LIST: Final = msgspec.json.Decoder(_MemberList)
 _MEMBER_STATES: Final = msgspec.json.Decoder(_MemberStates)
 
 
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def tls_verify(settings: BitwardenSettings) -> ssl.SSLContext | bool:
     """The client's ``verify``: an explicit ``ca_file`` wins over SSL_CERT_FILE and friends,
     as the only trust anchor of an SSL context built here (httpx would otherwise read the
@@ -429,7 +433,7 @@ class BitwardenClient:
         settings: BitwardenSettings,
         *,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         on_request: Callable[[str, int], None] | None = None,
         on_retry: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -450,7 +454,9 @@ class BitwardenClient:
             if settings.identity_url
             else f"BWSYNC_BITWARDEN__SERVER={settings.server}"
         )
-        self._sleep = sleep
+        # Looked up when waiting, not bound here: an end-to-end test replaces time.sleep to
+        # wait out a rate limit on the stand-in's clock instead of the wall clock.
+        self._sleep = sleep if sleep is not None else _wait
         self._on_request = on_request
         self._on_retry = on_retry
         self._callbacks = threading.Lock()

@@ -16,6 +16,8 @@ from bwsync.email_rules import (
     email_problem,
     js_length,
 )
+from bwsync.standin.import_request import _valid_email as official_valid_email
+from tests.standins.bitwarden.vw_email import vw_is_valid_email
 
 LABEL = "d" * 63
 
@@ -41,6 +43,7 @@ LABEL = "d" * 63
 )
 def test_accepted(email: str) -> None:
     assert email_problem(email) is None
+    assert vw_is_valid_email(email) and official_valid_email(email)
 
 
 @pytest.mark.parametrize(
@@ -95,3 +98,26 @@ def test_whatever_passes_meets_both_servers_basic_rules(email: str) -> None:
         assert "\r" not in email and "\n" not in email
         assert js_length(email) <= MAX_EMAIL_LENGTH
         assert len(email[:at].encode("utf-8", "surrogatepass")) <= 64
+
+
+_ADDRESSY = st.text(alphabet='ab.-_+@ "\\<>[]/?#%|1é', max_size=24)
+
+
+@given(st.one_of(st.text(max_size=40), _ADDRESSY, _ADDRESSY.map(lambda s: s + "@example.com")))
+def test_what_bwsync_sends_both_stand_ins_accept(email: str) -> None:
+    """The two servers' checks as the stand-ins port them (the official server's
+    ``[EmailAddress]``, Vaultwarden's ``is_valid_email``), written apart from email_rules:
+    whatever bwsync lets through, neither refuses."""
+    if email_problem(email) is None:
+        assert official_valid_email(email)
+        assert vw_is_valid_email(email)
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["ann <ann@example.com>", "ann@ex#ample.com", "ann@ex%41mple.com", '"a@b"@example.com'],
+)
+def test_where_bwsync_is_stricter_than_vaultwarden(email: str) -> None:
+    """Corners Vaultwarden accepts and bwsync refuses on purpose (not addresses anyone means)."""
+    assert vw_is_valid_email(email)
+    assert email_problem(email) == INVALID

@@ -6,13 +6,20 @@ Vaultwarden's rules, not the official server's.
 With ``vaultwarden=True``, ``VaultwardenMode``:
 
 * issues tokens as Vaultwarden's ``/identity/connect/token`` (every device field required,
-  snake_case or not; its own error messages) (§6.1);
+  snake_case or not; its own error messages) (§6.1), behind its login rate limiter: a burst of
+  ``login_ratelimit_max_burst`` (10) token requests, then one every
+  ``login_ratelimit_seconds`` (60) on the stand-in's ``clock``, and over it HTTP 429 "Too many
+  login requests" without ``Retry-After`` (governor's GCRA, as ``src/ratelimit.rs``);
 * serves only the import: every other API path is Rocket's JSON 404, an unauthenticated call
   Rocket's JSON 401;
 * imports by email, strictly typed (serde, 422 otherwise): a deleted entry revokes (never the
   last confirmed owner), an entry back restores; groups only with ``groups_enabled``
   (``ORG_GROUPS_ENABLED``) and never renamed; ``overwriteExisting`` hard-deletes unlisted
   synced members after the adds, without the official master-password guard (§6.2);
+* is not atomic: the members are applied in order, and the first new member whose email
+  Vaultwarden's ``is_valid_email`` refuses (``vw_email``) stops the import with HTTP 400 "User
+  email <email> is not a valid email address": the members before it stay invited, the groups
+  are not updated, overwrite does not run;
 * with ``mail_enabled=False`` (no SMTP), adds a member whose account exists with a password
   (``add_account``) as Accepted instead of Invited;
 * answers injected faults with Vaultwarden's bodies.
@@ -41,6 +48,7 @@ from bwsync.standin.http import HttpError, Response, json_response
 from bwsync.standin.organization import Group, Member, new_id, new_ids
 from bwsync.standin.server import GUID
 from tests.standins.bitwarden.faults import Fault, FaultInjection
+from tests.standins.bitwarden.vw_email import vw_is_valid_email
 
 __all__ = ["VaultwardenMode", "rocket_catcher", "vw_error"]
 
@@ -104,6 +112,10 @@ class VaultwardenMode(FaultInjection):
     * ``mail_enabled``: Vaultwarden with SMTP configured (default). Without mail, a new member
       whose account already exists with a password (``add_account``) becomes Accepted instead
       of Invited (§6.2).
+    * ``login_ratelimit_max_burst``, ``login_ratelimit_seconds``: Vaultwarden's
+      ``LOGIN_RATELIMIT_MAX_BURST`` (10) and ``LOGIN_RATELIMIT_SECONDS`` (60); a burst of 0
+      switches the limiter off. The time is the stand-in's ``clock``, so a test moves it on
+      instead of waiting a minute.
     """
 
     def __init__(
@@ -112,6 +124,8 @@ class VaultwardenMode(FaultInjection):
         vaultwarden: bool = False,
         groups_enabled: bool = False,
         mail_enabled: bool = True,
+        login_ratelimit_max_burst: int = 10,
+        login_ratelimit_seconds: float = 60.0,
         self_hosted: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -119,6 +133,10 @@ class VaultwardenMode(FaultInjection):
         self.vaultwarden = vaultwarden
         self.groups_enabled = groups_enabled
         self.mail_enabled = mail_enabled
+        self.login_ratelimit_max_burst = login_ratelimit_max_burst
+        self.login_ratelimit_seconds = login_ratelimit_seconds
+        self._login_tat: float | None = None
+        """GCRA's theoretical arrival time of the next login (one client address: loopback)."""
         self._accounts: dict[str, bool] = {}
 
     def add_account(self, email: str, *, master_password: bool = True) -> None:
@@ -126,6 +144,26 @@ class VaultwardenMode(FaultInjection):
         up by email when it adds a member (§6.2)."""
         with self._lock:
             self._accounts[email.lower()] = master_password
+
+    def reset(self) -> None:
+        """Also forget the accounts and the login limiter's history."""
+        with self._lock:
+            super().reset()
+            self._accounts.clear()
+            self._login_tat = None
+
+    def _login_allowed(self) -> bool:
+        """governor's GCRA, ``Quota::with_period(seconds).allow_burst(burst)``: one cell every
+        ``seconds``, up to ``burst`` at once; a refused request does not count."""
+        burst, period = self.login_ratelimit_max_burst, self.login_ratelimit_seconds
+        if burst <= 0:
+            return True
+        now = self._clock()
+        tat = now if self._login_tat is None else max(self._login_tat, now)
+        if tat - now > (burst - 1) * period:
+            return False
+        self._login_tat = tat + period
+        return True
 
     def _mode(self) -> str:
         return "vaultwarden" if self.vaultwarden else super()._mode()
@@ -195,6 +233,8 @@ class VaultwardenMode(FaultInjection):
             if not value:
                 return vw_error(400, f"{name} cannot be blank")
             values[name] = value
+        if not self._login_allowed():  # api_key_login checks the limit before anything else
+            return vw_error(429, "Too many login requests")
         if values["scope"] != "api.organization":
             return vw_error(400, "Scope not supported")
         prefix, _, rest = values["client_id"].partition(".")
@@ -223,12 +263,15 @@ class VaultwardenMode(FaultInjection):
         model = _VaultwardenImportModel.parse(doc)
         if model is None:
             return rocket_catcher(422)
-        # members first, by email (the first member of the org with it)
+        # members first, by email (the first member of the org with it), in order: an invalid
+        # new email ends the request there, with what was done before it kept (not atomic)
         keys = [m["email"].lower() for m in model.members]
         if len(set(keys)) == len(keys):
-            self._vw_import_members_once(model.members, keys)
+            refused = self._vw_import_members_once(model.members, keys)
         else:
-            self._vw_import_members(model.members, keys)
+            refused = self._vw_import_members(model.members, keys)
+        if refused is not None:
+            return vw_error(400, f"User email {refused} is not a valid email address")
         # groups, only with ORG_GROUPS_ENABLED
         if self.groups_enabled:
             by_ext = self._by_ext
@@ -254,10 +297,16 @@ class VaultwardenMode(FaultInjection):
                     self._delete_member(member, "OrganizationUser_Removed")
         return Response(200)
 
-    def _vw_import_members(self, entries: list[_VwMember], keys: list[str]) -> None:
+    def _vw_refuses(self, email: str) -> bool:
+        """A new member's email that ``User::save`` refuses: only an email with neither a
+        membership nor an account is checked (a new placeholder account is saved)."""
+        return email not in self._accounts and not vw_is_valid_email(email)
+
+    def _vw_import_members(self, entries: list[_VwMember], keys: list[str]) -> str | None:
         """The members of an import, entry by entry (``keys``: their lower-cased emails). A
         later entry with an email met before acts on the member the earlier one found or
-        added (§6.2: duplicates do not crash)."""
+        added (§6.2: duplicates do not crash). Returns the first email refused, where the
+        import stopped, or ``None``."""
         by_email = self._by_email
         for entry, key in zip(entries, keys, strict=True):
             same = by_email.get(key)
@@ -265,14 +314,17 @@ class VaultwardenMode(FaultInjection):
             if member is not None:
                 self._vw_update_member(member, entry)
             elif not entry["deleted"]:
+                if self._vw_refuses(key):
+                    return key
                 (new,) = self._vw_new_members([key], [entry["externalId"] or None])
                 self._put_member(new, canonical=True)
+        return None
 
-    def _vw_import_members_once(self, entries: list[_VwMember], keys: list[str]) -> None:
+    def _vw_import_members_once(self, entries: list[_VwMember], keys: list[str]) -> str | None:
         """``_vw_import_members`` when no two entries share an email (``keys`` are unique), as
         in every import bwsync sends: then each entry acts on a member of its own, and the new
-        ones are added in bulk after the loop (they cannot be the last confirmed owner the
-        revocations look for, being Users)."""
+        ones are added in bulk when the loop ends, or stops at a refused email (they cannot be
+        the last confirmed owner the revocations look for, being Users)."""
         by_email, first, update = self._by_email, self._first, self._vw_update_member
         new_emails: list[str] = []
         new_exts: list[str | None] = []
@@ -280,6 +332,9 @@ class VaultwardenMode(FaultInjection):
             same = by_email.get(key)
             if same is None:
                 if not entry["deleted"]:
+                    if self._vw_refuses(key):
+                        self._put_new_members(self._vw_new_members(new_emails, new_exts))
+                        return key
                     new_emails.append(key)
                     new_exts.append(entry["externalId"] or None)
                 continue
@@ -292,6 +347,7 @@ class VaultwardenMode(FaultInjection):
                 continue
             update(member, entry)
         self._put_new_members(self._vw_new_members(new_emails, new_exts))
+        return None
 
     def _vw_update_member(self, member: Member, entry: _VwMember) -> None:
         """An entry for an existing member: revoke (not the last confirmed owner) or restore,

@@ -328,7 +328,12 @@ def test_vw_import_binds_like_serde(vw: Api) -> None:
     for _ in range(300):
         doc = _spoiled(rng, _random_vw_import(rng))
         r = vw.imp(doc)
-        assert r.status_code == (200 if _serde_accepts(doc) else 422), doc
+        if not _serde_accepts(doc):
+            assert r.status_code == 422, doc
+        elif r.status_code == 400:  # bound, then a spoiled email refused (a new member's)
+            assert r.json()["message"].endswith("is not a valid email address"), doc
+        else:
+            assert r.status_code == 200, doc
 
 
 def test_command_line_serves_and_prints_the_base_url() -> None:
@@ -356,3 +361,97 @@ def test_command_line_serves_and_prints_the_base_url() -> None:
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+# ---- reference/vaultwarden.md: refusals, the non-atomic import, the login limiter ----------
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "not-an-email",
+        "john smith@example.com",
+        "a" * 244 + "@example.com",  # 256 in all, the local part over 64
+        "ann@192.168.0.1",
+        "ann@ex/ample.com",
+    ],
+)
+def test_vw_refuses_an_invalid_new_email_with_400(vw: Api, email: str) -> None:
+    r = vw.imp(body([m("x", email)]))
+    assert r.status_code == 400
+    data = r.json()
+    assert set(data) == VW_ERROR_KEYS
+    assert data["message"] == f"User email {email} is not a valid email address"
+
+
+def test_vw_an_invalid_email_of_a_member_or_account_is_not_checked(
+    vw: Api, fake_vaultwarden: FakeBitwarden
+) -> None:
+    """Only a new account is saved, and so checked: an existing member, an existing account
+    or a deleted entry goes through."""
+    fake_vaultwarden.add_member("odd one@example.com", external_id="odd")
+    fake_vaultwarden.add_account("other odd@example.com")
+    r = vw.imp(
+        body([m("odd", "odd one@example.com"), m("o2", "other odd@example.com"),
+              m("gone", "not-an-email", deleted=True)])
+    )  # fmt: skip
+    assert r.status_code == 200
+    assert fake_vaultwarden.find_member(email="other odd@example.com") is not None
+
+
+def test_vw_import_is_not_atomic(vw: Api, fake_vaultwarden: FakeBitwarden) -> None:
+    """Applied in order, stopped at the first invalid entry: the members before it invited
+    (and revoked), none after it, groups not updated, overwrite not run."""
+    fake_vaultwarden.groups_enabled = True
+    old = fake_vaultwarden.add_member("old@example.com", external_id="old")
+    gone = fake_vaultwarden.add_member("gone@example.com", external_id="gone")
+    r = vw.imp(
+        body(
+            [m("a"), m("gone", deleted=True), m("bad", "not-an-email"), m("c")],
+            [g("g", "G", ["a", "c"])],
+            overwrite=True,
+        )
+    )
+    assert r.status_code == 400
+    emails = {x.email: x.status for x in fake_vaultwarden.members}
+    assert emails == {
+        "old@example.com": STATUS_CONFIRMED,  # overwrite did not run
+        "gone@example.com": STATUS_REVOKED,
+        "a@example.com": STATUS_INVITED,
+    }
+    assert fake_vaultwarden.groups == []
+    assert fake_vaultwarden.member(old.id) is not None and fake_vaultwarden.member(gone.id)
+    # the next run shows the next bad entry
+    r = vw.imp(body([m("a"), m("c", "c@example"), m("bad2", "x y@example.com")]))
+    assert r.json()["message"] == "User email x y@example.com is not a valid email address"
+    assert fake_vaultwarden.find_member(email="c@example") is not None
+
+
+def test_vw_login_rate_limit(fake_bitwarden_factory: FakeFactory) -> None:
+    """A burst of 10 token requests, then one per 60 s of the stand-in's clock; over it 429
+    "Too many login requests" without Retry-After, wrong secrets counted too."""
+    now = [1000.0]
+    fake = fake_bitwarden_factory(vaultwarden=True, clock=lambda: now[0])
+    api = Api(fake)
+    try:
+        codes = [api.get_token(client_secret="wrong").status_code for _ in range(3)]
+        codes += [api.get_token().status_code for _ in range(8)]
+        assert codes == [400] * 3 + [200] * 7 + [429]
+        r = api.get_token()
+        assert r.status_code == 429 and "Retry-After" not in r.headers
+        assert r.json()["message"] == "Too many login requests"
+        now[0] += 59
+        assert api.get_token().status_code == 429
+        now[0] += 1
+        assert api.get_token().status_code == 200  # one more a minute
+        assert api.get_token().status_code == 429
+        now[0] += 600
+        assert [api.get_token().status_code for _ in range(11)] == [200] * 10 + [429]
+    finally:
+        api.http.close()
+
+
+def test_vw_wrong_base_path_is_404_at_the_token_endpoint(vw: Api) -> None:
+    r = vw.http.post("/vault/identity/connect/token", data={"grant_type": "client_credentials"})
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == 404

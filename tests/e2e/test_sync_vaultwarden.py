@@ -1,0 +1,436 @@
+"""Issue 14 end to end: the real ``bwsync`` CLI, the file source and a state file, against the
+Bitwarden stand-in in Vaultwarden mode (``reference/vaultwarden.md``: no list endpoints,
+members by email, ``deleted`` revokes, overwrite deletes, the import not atomic, the login
+rate limit). One test per scenario of the issue, each checking the exit code and what the
+organization holds afterwards."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bwsync.cli import main
+from bwsync.model import STATUS_CONFIRMED, STATUS_INVITED, STATUS_REVOKED, TYPE_ADMIN
+from tests.fixtures.bitwarden import FakeFactory
+from tests.standins.bitwarden import FakeBitwarden
+from tests.standins.bitwarden.vaultwarden import vw_error
+
+OWNER = "owner@example.com"
+
+
+def _u(i: int | str, **kw: Any) -> dict[str, Any]:
+    return {"id": f"u{i}", "email": f"user{i}@example.com", **kw}
+
+
+class Env:
+    """The directory file, the state file, the stand-in and its clock."""
+
+    def __init__(self, tmp_path: Path, fake: FakeBitwarden, now: list[float]) -> None:
+        self.directory = tmp_path / "dir.json"
+        self.state = tmp_path / "state.json"
+        self.fake = fake
+        self.now = now
+
+    def write(self, users: list[dict[str, Any]], groups: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
+        self.directory.write_bytes(orjson.dumps({"users": users, "groups": list(groups)}))
+
+    def status(self) -> dict[str, int]:
+        """email → status of every member but the owner."""
+        return {m.email or "": m.status for m in self.fake.members if m.email != OWNER}
+
+    def memory_counts(self) -> tuple[int, int]:
+        sets = json.loads(self.state.read_text())["memory"]["sets"]
+        return sets["members"]["count"], sets["revoked"]["count"]
+
+
+@pytest.fixture
+def vw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_bitwarden_factory: FakeFactory) -> Env:
+    now = [1_000_000.0]
+    fake = fake_bitwarden_factory(vaultwarden=True, groups_enabled=True, clock=lambda: now[0])
+    fake.add_owner(OWNER)
+    env = Env(tmp_path, fake, now)
+    for k, v in {
+        "BWSYNC_SOURCE": "file",
+        "BWSYNC_FILE__PATH": str(env.directory),
+        "BWSYNC_BITWARDEN__SERVER": fake.base_url,
+        "BWSYNC_BITWARDEN__CLIENT_ID": fake.client_id,
+        "BWSYNC_BITWARDEN__CLIENT_SECRET": fake.client_secret,
+        "BWSYNC_BITWARDEN__MAX_RETRIES": "1",
+        "BWSYNC_STATE__BACKEND": "file",
+        "BWSYNC_STATE__PATH": str(env.state),
+        "BWSYNC_LOG__FORMAT": "json",
+        "BWSYNC_SECRETS_DIR": str(tmp_path / "no-secrets"),
+    }.items():
+        monkeypatch.setenv(k, v)
+
+    # bwsync's retry waits pass on the stand-in's clock, not the wall clock.
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    return env
+
+
+def _events(err: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+def _summary(err: str) -> dict[str, Any]:
+    return [e for e in _events(err) if e["event"] == "summary"][-1]
+
+
+def _twenty(env: Env) -> None:
+    """20 users; 4 groups, one nested: memberships 15/10/5/5 once flattened."""
+    env.write(
+        [_u(i) for i in range(1, 21)],
+        [
+            {"id": "all", "name": "All", "members": [f"u{i}" for i in range(1, 11)],
+             "groups": ["ops"]},
+            {"id": "eng", "name": "Eng", "members": [f"u{i}" for i in range(1, 11)]},
+            {"id": "ops", "name": "Ops", "members": [f"u{i}" for i in range(11, 16)]},
+            {"id": "hr", "name": "HR", "members": [f"u{i}" for i in range(16, 21)]},
+        ],
+    )  # fmt: skip
+
+
+def _sizes(fake: FakeBitwarden) -> list[int]:
+    return [len(fake.group_member_emails(g)) for g in ("all", "eng", "ops", "hr")]
+
+
+# -- 1. OVERWRITE_EXISTING=true with an empty directory ----------------------------------------
+
+
+def test_overwrite_without_memory_is_refused(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    vw.fake.add_member("synced-by-bwdc@example.com", external_id="bwdc-1")
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    vw.write([])
+    assert main(["sync"]) == 2
+    err = capsys.readouterr().err
+    assert "no memory of the members it synced there yet" in err
+    assert vw.fake.requests_to("import") == []
+    assert vw.status() == {"synced-by-bwdc@example.com": STATUS_CONFIRMED}
+
+
+def test_overwrite_with_an_empty_directory_stops_at_the_brake(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    assert vw.memory_counts() == (20, 0)
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    vw.write([])
+    vw.fake.clear_requests()
+    assert main(["sync"]) == 6
+    err = capsys.readouterr().err
+    assert "the directory returned no users while the organization has 20 synced members" in err
+    assert "20 removals/revocations exceed BWSYNC_SYNC__MAX_REMOVALS=25" not in err  # 20 ≤ 25
+    assert "20 removals/revocations are 100.0% of 20 synced members" in err
+    assert vw.fake.requests_to("import") == []
+    assert vw.status() == {f"user{i}@example.com": STATUS_INVITED for i in range(1, 21)}
+    assert vw.memory_counts() == (20, 0)
+
+
+def test_overwrite_with_5_users_of_2002_stops_at_the_limits(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vw.write([_u(i) for i in range(2002)])
+    assert main(["sync"]) == 0
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    vw.write([_u(i) for i in range(5)])
+    capsys.readouterr()
+    assert main(["plan", "--output", "json"]) == 6
+    plan = json.loads(capsys.readouterr().out)
+    removed = [c for c in plan["changes"] if c["action"] == "remove"]
+    assert len(removed) == 1997
+    assert "overwrite_existing is on: the server deletes it" in removed[0]["reason"]
+    assert main(["sync"]) == 6
+    assert (
+        "1997 removals/revocations exceed BWSYNC_SYNC__MAX_REMOVALS=25" in capsys.readouterr().err
+    )
+    assert len(vw.fake.requests_to("import")) == 1  # the first sync only
+    assert len(vw.status()) == 2002
+
+
+def test_overwrite_deletes_what_the_plan_counted_and_keeps_the_revoked_revoked(
+    vw: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vw.write([_u(i) for i in range(1, 6)] + [_u(6, deleted=True)])
+    vw.fake.add_member("user6@example.com", external_id="u6")
+    assert main(["sync"]) == 0
+    assert vw.status()["user6@example.com"] == STATUS_REVOKED
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    vw.write([_u(i) for i in range(1, 5)])  # user5 gone, user6's tombstone gone
+    assert main(["sync", "--allow-removals", "1"]) == 0
+    # user5 deleted by the server's overwrite, as planned; user6 sent as deleted: still revoked
+    assert vw.status() == {
+        **{f"user{i}@example.com": STATUS_INVITED for i in range(1, 5)},
+        "user6@example.com": STATUS_REVOKED,
+    }
+    assert vw.memory_counts() == (4, 1)
+
+
+# -- 2. and 3. REMOVE_MISSING ------------------------------------------------------------------
+
+
+def test_15_of_20_gone_stops_at_the_limits_and_sends_nothing(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    assert _sizes(vw.fake) == [15, 10, 5, 5]
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    vw.write(
+        [_u(i) for i in range(1, 6)],
+        [{"id": "all", "name": "All", "members": ["u1", "u2", "u3"]}],
+    )
+    vw.fake.clear_requests()
+    assert main(["sync"]) == 6
+    err = capsys.readouterr().err
+    assert "15 removals/revocations are 75.0% of 20 synced members" in err
+    assert err.count('"event":"would revoke"') == 15
+    assert vw.fake.requests_to("import") == []
+    assert _sizes(vw.fake) == [15, 10, 5, 5]  # memberships untouched
+    assert set(vw.status().values()) == {STATUS_INVITED}
+
+    assert main(["sync", "--allow-removals", "15"]) == 0
+    status = vw.status()
+    assert [e for e, s in status.items() if s == STATUS_REVOKED] == [
+        f"user{i}@example.com" for i in range(6, 21)
+    ]
+    assert vw.memory_counts() == (5, 15)
+
+
+def test_remove_missing_revokes_the_users_who_left_and_says_so(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    vw.write([_u(i) for i in range(1, 19)])  # user19 and user20 left
+    capsys.readouterr()
+    assert main(["plan", "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [(c["action"], c["subject"], c["reason"]) for c in plan["changes"]] == [
+        ("revoke", "user19@example.com", "gone from the directory"),
+        ("revoke", "user20@example.com", "gone from the directory"),
+    ]
+    sent = plan["send"]["members"]
+    assert {
+        "email": "user20@example.com",
+        "externalId": "user20@example.com",
+        "deleted": True,
+    } in sent
+    assert main(["sync"]) == 0
+    err = capsys.readouterr().err
+    assert '"change":"revoke user19@example.com (gone from the directory)"' in err
+    status = vw.status()
+    assert status["user19@example.com"] == status["user20@example.com"] == STATUS_REVOKED
+    assert sum(s == STATUS_INVITED for s in status.values()) == 18
+    # back in the directory: restored, with its own externalId again
+    vw.write([_u(i) for i in range(1, 21)])
+    assert main(["sync"]) == 0
+    assert set(vw.status().values()) == {STATUS_INVITED}
+    assert vw.fake.find_member(email="user20@example.com").external_id == "u20"  # type: ignore[union-attr]
+    assert vw.memory_counts() == (20, 0)
+
+
+def test_remove_mode_is_refused_on_a_server_that_revokes(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVAL_MODE", "remove")
+    vw.write([_u(i) for i in range(1, 20)])
+    assert main(["sync"]) == 2
+    assert "BWSYNC_SYNC__REMOVAL_MODE=remove: this server cannot list members" in (
+        capsys.readouterr().err
+    )
+    assert len(vw.status()) == 20 and len(vw.fake.requests_to("import")) == 1
+
+
+# -- 4. an admin marked deleted ----------------------------------------------------------------
+
+
+def test_an_admin_marked_deleted_is_protected_only_through_the_list(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    admin = vw.fake.add_admin("user1@example.com")  # an admin, synced from the directory too
+    assert main(["sync"]) == 0
+    assert vw.fake.member(admin.id).external_id == "u1"  # type: ignore[union-attr]
+    vw.write([_u(1, deleted=True)] + [_u(i) for i in range(2, 21)])
+    capsys.readouterr()
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "owners and admins are protected from revocation and removal only through " in out
+    monkeypatch.setenv("BWSYNC_SYNC__PROTECTED_MEMBERS", "USER1@example.com")
+    assert main(["plan", "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert any("only through BWSYNC_SYNC__PROTECTED_MEMBERS (1 listed)" in n for n in plan["notes"])
+    assert plan["changes"] == [
+        {
+            "action": "skip",
+            "subject": "user1@example.com",
+            "externalId": "u1",
+            "reason": "deleted in the directory; protected by BWSYNC_SYNC__PROTECTED_MEMBERS",
+        }
+    ]
+    assert main(["sync"]) == 0
+    assert vw.fake.member(admin.id).status == STATUS_CONFIRMED  # type: ignore[union-attr]
+    sent = vw.fake.requests_to("import")[-1].body["members"]
+    assert all(m["email"] != "user1@example.com" for m in sent)
+
+
+def test_without_the_list_an_admin_marked_deleted_is_revoked_and_counted(vw: Env) -> None:
+    _twenty(vw)
+    admin = vw.fake.add_admin("user1@example.com")
+    assert main(["sync"]) == 0
+    vw.write([_u(1, deleted=True)] + [_u(i) for i in range(2, 21)])
+    assert main(["sync"]) == 0  # 1 revocation: 5 % of 20, under both limits
+    revoked = vw.fake.member(admin.id)
+    assert revoked is not None and (revoked.type, revoked.status) == (TYPE_ADMIN, STATUS_REVOKED)
+
+
+# -- 5. a numeric id ---------------------------------------------------------------------------
+
+
+def test_a_numeric_id_is_sent_as_a_string(vw: Env) -> None:
+    vw.write(
+        [{"id": 9001, "email": "num@example.com"}, _u(1)],
+        [{"id": 7, "name": "Seven", "members": [9001, "u1"]}],
+    )
+    assert main(["sync"]) == 0
+    body = vw.fake.requests_to("import")[0].body
+    assert body["members"][0] == {
+        "email": "num@example.com",
+        "externalId": "9001",
+        "deleted": False,
+    }
+    assert body["groups"] == [
+        {"name": "Seven", "externalId": "7", "memberExternalIds": ["9001", "u1"]}
+    ]
+    assert vw.fake.find_member(email="num@example.com").external_id == "9001"  # type: ignore[union-attr]
+    assert vw.fake.group_member_emails("7") == {"num@example.com", "user1@example.com"}
+
+
+# -- 6. one invalid email ----------------------------------------------------------------------
+
+
+def test_one_invalid_email_blocks_nobody(
+    vw: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    textfile = tmp_path / "bwsync.prom"
+    monkeypatch.setenv("BWSYNC_METRICS__TEXTFILE_PATH", str(textfile))
+    vw.write(
+        [_u(1), {"id": "bad", "email": "not-an-email"}, _u(2)],
+        [{"id": "g", "name": "G", "members": ["u1", "bad", "u2"]}],
+    )
+    assert main(["sync"]) == 0
+    err = capsys.readouterr().err
+    summary = _summary(err)
+    assert summary["skipped"] == {"invalid_email": 1}
+    assert summary["sent"] == {"members": 2, "groups": 1}
+    (warning,) = [e for e in _events(err) if e["event"] == "entry_skipped"]
+    assert (warning["entry"], warning["email"]) == ("bad", "not-an-email")
+    assert vw.status() == {
+        "user1@example.com": STATUS_INVITED,
+        "user2@example.com": STATUS_INVITED,
+    }
+    assert vw.fake.group_member_emails("g") == {"user1@example.com", "user2@example.com"}
+    metrics = textfile.read_text()
+    assert re.search(r'bwsync_skipped_entries\{[^}]*reason="invalid_email"[^}]*\} 1\.0', metrics)
+
+
+def test_what_vaultwarden_refuses_half_way_is_reported_once(
+    vw: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Should the server still refuse an entry (here one forced on it), its long message is
+    printed once, whole, and the next run sends everything again."""
+    vw.write([_u(1)])
+    long_email = "x" * 60 + "@" + "y" * 200 + ".example"
+    message = f"User email {long_email} is not a valid email address"
+    vw.fake.fail("import", status=400, body=vw_error(400, message).body)
+    assert main(["sync"]) == 4
+    err = capsys.readouterr().err
+    final = [line for line in err.splitlines() if line.startswith("bwsync: ")]
+    assert len(final) == 1 and final[0].count(message) == 1 and "(body)" not in final[0]
+    assert main(["sync"]) == 0
+    assert vw.status() == {"user1@example.com": STATUS_INVITED}
+
+
+# -- 7. twelve `bwsync check` runs in a row ----------------------------------------------------
+
+
+def test_twelve_checks_in_a_row_wait_out_the_login_rate_limit(
+    vw: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    started = vw.now[0]
+    codes = [main(["check"]) for _ in range(12)]
+    assert codes == [0] * 12
+    err = capsys.readouterr().err
+    waits = [e for e in _events(err) if e["event"] == "login_rate_limited"]
+    assert waits and "waiting for the server's login rate limit" in waits[0]["note"]
+    # the fixture's token (none), 12 checks: 10 at once, then one a minute
+    assert vw.now[0] - started >= 60
+    assert vw.fake.tokens_issued == 12
+
+
+def test_a_login_rate_limit_outlasting_the_wait_fails_and_says_so(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    monkeypatch.setenv("BWSYNC_BITWARDEN__LOGIN_RATE_LIMIT_WAIT", "30")
+    assert [main(["check"]) for _ in range(10)] == [0] * 10
+    capsys.readouterr()
+    assert main(["sync"]) == 4
+    err = capsys.readouterr().err
+    assert "HTTP 429" in err and "Too many login requests" in err
+    assert "gave up after waiting 30s for the server's login rate limit" in err
+    assert vw.fake.requests_to("import") == []
+
+
+# -- 8. a wrong base path ----------------------------------------------------------------------
+
+
+def test_a_wrong_path_says_there_is_no_identity_endpoint(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    wrong = vw.fake.base_url + "/vault"
+    monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", wrong)
+    assert main(["sync"]) == 4
+    err = capsys.readouterr().err
+    assert (
+        f"bwsync: Bitwarden token failed: there is no identity endpoint at "
+        f"{wrong}/identity/connect/token (HTTP 404): check BWSYNC_BITWARDEN__SERVER={wrong}"
+    ) in err
+    assert "refused the organization API key" not in err
+
+
+# -- the memory across runs --------------------------------------------------------------------
+
+
+def test_state_show_counts_the_memory_and_clear_forgets_it(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    capsys.readouterr()
+    assert main(["state", "show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["memory"]["members"] == 20 and shown["memory"]["revoked"] == 0
+    assert "user1@example.com" not in json.dumps(shown)
+    assert main(["state", "clear"]) == 0
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    assert main(["sync"]) == 2  # no memory any more: the first-run rule again

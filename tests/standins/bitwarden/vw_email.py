@@ -1,0 +1,122 @@
+"""Vaultwarden's email check, ported for the stand-in from its source, step for step:
+``util::is_valid_email`` (vaultwarden 46d71107) on the ``email_address`` crate 0.2.9 with its
+default options, then a WHATWG URL parse of ``https://<domain>``.
+
+Written apart from ``bwsync.email_rules`` on purpose: bwsync's rule is what *both* servers
+accept and is stricter in places; this is what Vaultwarden alone accepts. A property test
+holds the two together (everything bwsync lets through, this accepts). Where the port cannot
+be exact (Unicode tables, IDNA), it follows Python's.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+__all__ = ["vw_is_valid_email"]
+
+_LOCAL_PART_MAX = 64
+_DOMAIN_MAX = 254
+_SUB_DOMAIN_MAX = 63
+_ATEXT = set("!#$%&'*+-/=?^_`{|}~")
+#: WHATWG forbidden domain code points that the crate's atext lets through.
+_FORBIDDEN_IN_HOST = set("%^|<>[]\\ ")
+
+
+def _is_atext(c: str) -> bool:
+    # char::is_alphanumeric, or one of the specials (0.2.9's is_utf8_non_ascii tested the
+    # code point's value as if it were UTF-8 bytes, which no alphanumeric-free character meets
+    # in practice)
+    return c.isalnum() or c in _ATEXT
+
+
+def _is_atom(s: str) -> bool:
+    return bool(s) and all(_is_atext(c) for c in s)
+
+
+def _is_qcontent(s: str) -> bool:
+    chars = iter(s)
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars, None)
+            if nxt is None or not ("!" <= nxt <= "~"):
+                return False
+        elif not (
+            c in " \t!" or "#" <= c <= "[" or "]" <= c <= "~" or (not c.isascii() and c.isalnum())
+        ):
+            return False
+    return True
+
+
+def _parse(address: str) -> tuple[str, str] | None:
+    """``EmailAddress::from_str``: the (local part, domain), or ``None`` on any error."""
+    display, sep, rest = address.rpartition(" <")
+    if sep:  # a display name: "name <addr>" is accepted, its address checked
+        rest = rest.strip()
+        if not rest.endswith(">"):
+            return None
+        email, display = rest[:-1], display.strip()
+    else:
+        email, display = address, ""
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return None
+    if not display and local.startswith("<"):
+        return None
+    # local part
+    if not local or len(local.encode()) > _LOCAL_PART_MAX:
+        return None
+    if local.startswith('"') and local.endswith('"'):
+        if len(local) <= 2 or not _is_qcontent(local[1:-1]):
+            return None
+    elif not all(_is_atom(a) for a in local.split(".")):
+        return None
+    # domain
+    if not domain or len(domain.encode()) > _DOMAIN_MAX:
+        return None
+    if domain.startswith("[") and domain.endswith("]"):
+        inner = domain[1:-1]
+        if not all("!" <= c <= "Z" or "^" <= c <= "~" or not c.isascii() for c in inner):
+            return None
+    else:
+        for label in domain.split("."):
+            if not label or not label[0].isalnum() or not label[-1].isalnum():
+                return None
+            if len(label.encode()) > _SUB_DOMAIN_MAX or not _is_atom(label):
+                return None
+    return local, domain
+
+
+def _url_domain_ok(domain: str) -> bool:
+    """``Url::parse("https://" + domain)``: the path must be "/", no query, a domain (not an
+    IP address) as the host."""
+    host = domain
+    for end in "/\\?#":
+        cut = host.find(end)
+        if cut != -1:
+            if end in "/\\":
+                return False  # a path other than "/"
+            if end == "?":
+                return False  # a query
+            host = host[:cut]  # a fragment: the URL is still fine
+    if not host or host.startswith("["):
+        return False  # an IPv6 literal, or nothing: no domain
+    host = unquote(host)
+    if any(c in _FORBIDDEN_IN_HOST or ord(c) < 0x20 or c == "\x7f" for c in host):
+        return False
+    try:
+        ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host.lower()
+    except UnicodeError:
+        return False
+    last = ascii_host.rstrip(".").rpartition(".")[2]
+    numeric = last.isdigit() or (
+        last[:2] in ("0x",) and all(c in "0123456789abcdef" for c in last[2:])
+    )
+    return not numeric  # an IPv4 address, or a failure to parse one: no domain either way
+
+
+def vw_is_valid_email(email: str) -> bool:
+    """What Vaultwarden's ``util::is_valid_email`` answers for ``email``."""
+    parsed = _parse(email)
+    if parsed is None:
+        return False
+    return _url_domain_ok(parsed[1])
