@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,26 @@ pytest_plugins = [
     "tests.fixtures.metrics",
     "tests.fixtures.okta_onelogin",
     "tests.fixtures.cloud",
+    "tests.fixtures.kube",
 ]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI a ``kube_apiserver`` test never skips, whatever skipped it (missing binaries,
+    helm or podman): CI's ./dev setup installs all of them, so a skip there hides a breakage."""
+    report = yield
+    if (
+        report.skipped
+        and os.environ.get("CI", "").lower() == "true"
+        and item.get_closest_marker("kube_apiserver") is not None
+    ):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"kube_apiserver test skipped under CI=true: {reason}"
+    return report
 
 
 @pytest.fixture(autouse=True)
