@@ -1,9 +1,9 @@
 """The contract every state backend keeps, run against each one over real I/O.
 
 file (a temp dir), objectstore (moto S3 server; fake-gcs-server for GCS; Azurite for Azure
-Blob), configmap through the pod's service account
-and through a kubeconfig (the Kubernetes stand-in over HTTPS). Each test builds several store
-instances on the same object: each instance is one run.
+Blob), configmap on a real kube-apiserver, as the chart's pod (its ServiceAccount, bound only by
+the chart's Role) and through a kubeconfig. Each test builds several store instances on the
+same object: each instance is one run.
 """
 
 from __future__ import annotations

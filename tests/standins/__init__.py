@@ -5,7 +5,8 @@ paging and rate limits included, so the production client code runs unmodified:
 
 * ``graph`` (Microsoft Graph and the Entra token endpoint), ``google_workspace`` (Admin SDK
   Directory and Google's OAuth token endpoint), ``okta``, ``onelogin``: the cloud directories.
-* ``kubernetes``: the ConfigMap slice of a kube-apiserver, for the ``configmap`` state backend.
+* ``kubernetes``: a broken Kubernetes API (5xx, no answer): the configmap state backend is
+  otherwise tested on a real kube-apiserver (``tests/fixtures/kube.py``).
 * ``bitwarden``: the shipped Bitwarden stand-in (``bwsync.standin``, which ``bwsync demo``
   runs) plus what only tests need: injected faults, the cloud's rate limits, Vaultwarden mode.
 * ``http_server`` (the HTTPS server under ``graph`` and ``google_workspace``) and ``tls``
