@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fixtures.kube import Helm, KubeApiServer, PodIdentity
 from tests.fixtures.ldap import Slapd, person
-from tests.fixtures.state import KubeTLS
 from tests.standins.bitwarden import FakeBitwarden
-from tests.standins.kubernetes import FakeKubernetes
 
 from .conftest import ROOT
 from .podman import BASE_IMAGE, Podman, missing_binaries
@@ -251,20 +249,23 @@ def test_bad_setting_exits_2_before_contacting_anything(
     assert not scenario.fake.requests
 
 
+@pytest.mark.kube_apiserver
 def test_chart_pod_runs_the_image_with_its_rbac(
     built_image: Built,
     helm_bin: str,
     slapd: Slapd,
     fake_bitwarden: FakeBitwarden,
-    fake_kube: FakeKubernetes,
-    kube_tls: KubeTLS,
+    kube_apiserver: KubeApiServer,
+    kube_namespace: str,
     tmp_path: Path,
 ) -> None:
-    """The chart's CronJob pod, played by podman: its image, args, env, user, read-only root and
-    Secret files, with the service-account token limited to what the chart's Role grants,
-    against the Kubernetes API stand-in. The state ConfigMap the chart creates (empty) ends up
-    holding the run; then the `helm test` pod's `bwsync check` passes."""
-    namespace, release = "bwsync-ns", "corp"
+    """The chart installed by helm on the real API server, then its CronJob pod, as the server
+    stored it, played by podman: its image, args, env, user, read-only root and Secret files,
+    with a token for the chart's ServiceAccount from the TokenRequest API mounted where the
+    kubelet mounts it, so the pod has exactly the rights the chart's Role gives. The state
+    ConfigMap the chart created (empty) ends up holding the run; then the `helm test` pod's
+    `bwsync check` passes."""
+    namespace, release = kube_namespace, "corp"
     tree = slapd.new_tree("chart")
     slapd.add(
         [
@@ -296,42 +297,24 @@ def test_chart_pod_runs_the_image_with_its_rbac(
     }
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    res = subprocess.run(
-        [helm_bin, "template", release, str(ROOT / "helm" / "bwsync"), "--namespace", namespace,
-         "--kube-version", "1.37.0", "-f", str(values_file)],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+    helm = Helm(kube_apiserver, tmp_path / "helm", helm_bin)
+    helm("install", release, str(ROOT / "helm" / "bwsync"), "-n", namespace, "-f", str(values_file))
+    admin = kube_apiserver.admin
+    cronjobs = admin.ok("GET", f"/apis/batch/v1/namespaces/{namespace}/cronjobs")["items"]
+    assert len(cronjobs) == 1
+    pod = cronjobs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    state_name = env["BWSYNC_STATE__CONFIGMAP"]
+    secret_name = next(v for v in pod["volumes"] if v["name"] == "secrets")["secret"]["secretName"]
+    secret = admin.ok("GET", f"/api/v1/namespaces/{namespace}/secrets/{secret_name}")
+    assert pod["automountServiceAccountToken"] is True
 
-    def one(kind: str, component: str | None = None) -> dict[str, Any]:
-        found = [
-            d
-            for d in docs
-            if d["kind"] == kind
-            and component in (None, d["metadata"]["labels"].get("app.kubernetes.io/component"))
-        ]
-        assert len(found) == 1, kind
-        return found[0]
-
-    pod = one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    role, secret, state_cm = one("Role"), one("Secret"), one("ConfigMap", "state")
-    sa_name = one("ServiceAccount")["metadata"]["name"]
-
-    # What Kubernetes would do: the chart's ConfigMap exists, the token has the Role's rights,
-    # the Secret is mounted with fsGroup ownership, the service-account files are mounted.
-    state_name = state_cm["metadata"]["name"]
-    fake_kube.put_configmap(namespace, state_name, **{
-        k: state_cm["metadata"][k] for k in ("labels", "annotations")
-    })  # fmt: skip
-    rule = role["rules"][0]
-    user = f"system:serviceaccount:{namespace}:{sa_name}"
-    token = fake_kube.issue_token(user, set(rule["verbs"]), set(rule["resourceNames"]))
-    sa_dir = tmp_path / "serviceaccount"
-    sa_dir.mkdir()
-    (sa_dir / "token").write_text(token)
-    (sa_dir / "namespace").write_text(namespace)
-    shutil.copy(kube_tls.cert, sa_dir / "ca.crt")
+    # What the kubelet would do: the service-account files (a TokenRequest token for the
+    # pod's ServiceAccount, the cluster CA, the namespace), the Secret with fsGroup ownership.
+    identity = PodIdentity.create(
+        kube_apiserver, namespace, pod["serviceAccountName"], tmp_path / "serviceaccount"
+    )
     secrets_dir = tmp_path / "secret-volume"
     secrets_dir.mkdir()
     fs_group = pod["securityContext"]["fsGroup"]
@@ -341,9 +324,9 @@ def test_chart_pod_runs_the_image_with_its_rbac(
         f.write_bytes(base64.b64decode(value))
         os.chown(f, 0, fs_group)
         f.chmod(mode)
-    for d in (sa_dir, secrets_dir):
+    for d in (identity.sa_dir, secrets_dir):
         d.chmod(0o755)
-    for f in sa_dir.iterdir():
+    for f in identity.sa_dir.iterdir():
         f.chmod(0o644)
 
     def run_pod(spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
@@ -355,10 +338,10 @@ def test_chart_pod_runs_the_image_with_its_rbac(
             "--user", f"{psc['runAsUser']}:{psc['runAsGroup']}", "--group-add", str(fs_group),
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "-v", f"{secrets_dir}:/run/secrets/bwsync:ro",
-            "-v", f"{sa_dir}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
-            "-e", "KUBERNETES_SERVICE_HOST=127.0.0.1",
-            "-e", f"KUBERNETES_SERVICE_PORT={fake_kube.port}",
+            "-v", f"{identity.sa_dir}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
         ]  # fmt: skip
+        for name, value in kube_apiserver.in_cluster_env().items():
+            options += ["-e", f"{name}={value}"]
         for e in c["env"]:
             options += ["-e", f"{e['name']}={e['value']}"]
         assert c["image"] == built_image.tag
@@ -371,16 +354,20 @@ def test_chart_pod_runs_the_image_with_its_rbac(
     assert sorted(m["email"] for m in imports[0].body["members"]) == [
         "dee@example.com", "eve@example.com",
     ]  # fmt: skip
-    stored = fake_kube.configmap(namespace, state_name)
+    stored = admin.configmap(namespace, state_name)
     assert stored is not None
     assert stored["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert stored.get("data"), "the run left no state in the chart's ConfigMap"
     assert any('"success"' in v for v in stored["data"].values())
-    by_pod = [r for r in fake_kube.requests if r.user == user]
-    assert by_pod
-    assert all(r.status < 400 for r in by_pod), [(r.method, r.path, r.status) for r in by_pod]
+    by_pod = kube_apiserver.audited(
+        namespace, lambda e: any(x.verb == "update" for x in e), user=identity.user
+    )
+    assert {e.verb for e in by_pod} == {"get", "update"}, by_pod
+    assert all(e.code < 400 for e in by_pod), by_pod
 
-    test_pod = one("Pod")
+    # the `helm test` pod, as helm would create it on `helm test`
+    hooks = helm("get", "hooks", release, "-n", namespace).stdout
+    (test_pod,) = [d for d in yaml.safe_load_all(hooks) if d and d["kind"] == "Pod"]
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     check = run_pod(test_pod["spec"])
     assert check.returncode == 0, check.stdout + check.stderr
