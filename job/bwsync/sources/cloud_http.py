@@ -346,7 +346,8 @@ class CloudHttp:
 
 
 SettingsT = TypeVar("SettingsT", bound=HttpSourceSection)
-"""A source's settings section: the type parameter of ``CloudSource`` and ``okta.PacedSource``."""
+"""A source's settings section: the type parameter of ``CloudSource`` and
+``paced_http.PacedSource``."""
 
 
 class CloudSource(Generic[SettingsT]):

@@ -21,7 +21,7 @@ far — a shortened directory that, with removals on, removes people. Here any f
 after the retries, fails the run (exit 3) and names the request.
 
 OneLogin's v1 limit is 5,000 calls an hour per account; ``X-RateLimit-Reset`` is the number of
-seconds to the next window, read by the same pacing as Okta's (``okta.PacedHttp``).
+seconds to the next window, read by the same pacing as Okta's (``paced_http.PacedHttp``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.filters import parse_filter, scope_users_to_groups
-from bwsync.sources.okta import PacedSource, RateHeaders, json_or_none, same_origin_next
+from bwsync.sources.paced_http import PacedSource, RateHeaders, json_or_none, same_origin_next
 
 VALID_EMAIL = re.compile(r"^\S+@\S+\.\S+$")
 STATUS_SUSPENDED = 2

@@ -1,9 +1,9 @@
-"""Okta source logic with httpx.MockTransport: filters, paging, pacing, errors, settings."""
+"""Okta source logic with httpx.MockTransport: filters, paging, errors, settings (the paced
+client under it: test_paced_http.py)."""
 
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -19,11 +19,9 @@ from bwsync.config import OktaSettings, SyncSettings
 from bwsync.errors import ConfigError
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.okta import (
-    OKTA_RATE,
     DpopKey,
     OktaError,
     OktaSource,
-    PacedHttp,
     build_okta_filter,
     client_assertion,
     deprovisioned_filter,
@@ -47,19 +45,6 @@ def _source(handler: Handler, sync: SyncSettings | None = None, **kw: Any) -> Ok
     return OktaSource(
         settings, sync or SyncSettings(), transport=httpx.MockTransport(handler), **kw
     )
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 # -- pure helpers ------------------------------------------------------------------------------
@@ -119,152 +104,6 @@ def test_reset_uses_the_server_date() -> None:
     response = httpx.Response(200, headers={"X-Rate-Limit-Reset": "1800000042", "Date": date})
     assert okta_reset_in(response, now=1_799_999_000.0) == 42.0  # local clock skewed
     assert okta_reset_in(httpx.Response(200), 0.0) is None
-
-
-# -- the paced client ----------------------------------------------------------------------------
-
-
-def _paced(handler: Handler, clock: Clock, **kw: Any) -> PacedHttp:
-    return PacedHttp(
-        httpx.Client(transport=httpx.MockTransport(handler)),
-        OKTA_RATE,
-        OktaError,
-        sleep=clock.sleep,
-        clock=clock,
-        monotonic=clock,
-        **kw,
-    )
-
-
-def _rate(remaining: int, reset: float, limit: int = 100) -> dict[str, str]:
-    return {
-        "X-Rate-Limit-Limit": str(limit),
-        "X-Rate-Limit-Remaining": str(remaining),
-        "X-Rate-Limit-Reset": str(int(reset)),
-    }
-
-
-def test_no_waiting_while_the_budget_is_comfortable() -> None:
-    clock = Clock()
-    http = _paced(lambda r: httpx.Response(200, headers=_rate(50, clock.now + 30)), clock)
-    for _ in range(5):
-        http.request("GET", f"{ORG}/x", "GET /x")
-    assert clock.slept == []
-
-
-def test_slows_down_before_zero_and_waits_at_zero() -> None:
-    clock = Clock()
-    remaining = iter([5, 0, 99])
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers=_rate(next(remaining), clock.now + 20))
-
-    http = _paced(handler, clock)
-    http.request("GET", f"{ORG}/x", "GET /x")  # 5 of 100 left, 20 s to the reset
-    http.request("GET", f"{ORG}/x", "GET /x")  # waited 20/5 = 4 s first; now 0 left
-    http.request("GET", f"{ORG}/x", "GET /x")  # waited for the reset
-    assert clock.slept == [4.0, 20.0]
-
-
-def test_a_wall_clock_stepped_back_does_not_lengthen_the_wait() -> None:
-    """Waits are timed on the monotonic clock; only the reset is read against the wall."""
-    wall, steady = Clock(), Clock(now=100.0)
-    remaining = iter([5, 99])
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers=_rate(next(remaining), wall.now + 20))
-
-    http = PacedHttp(
-        httpx.Client(transport=httpx.MockTransport(handler)),
-        OKTA_RATE,
-        OktaError,
-        sleep=steady.sleep,
-        clock=wall,
-        monotonic=steady,
-    )
-    http.request("GET", f"{ORG}/x", "GET /x")  # 5 of 100 left, 20 s to the reset
-    wall.now -= 3600  # NTP steps the wall clock back an hour
-    http.request("GET", f"{ORG}/x", "GET /x")
-    assert steady.slept == [4.0]
-
-
-def test_429_waits_for_the_reset_then_retries() -> None:
-    clock = Clock()
-    answers = [
-        httpx.Response(429, headers=_rate(0, clock.now + 7), json={"errorCode": "E0000047"}),
-        httpx.Response(200, json=[]),
-    ]
-    http = _paced(lambda r: answers.pop(0), clock)
-    assert http.request("GET", f"{ORG}/x", "GET /x").status_code == 200
-    assert clock.slept == [7.25]
-
-
-def test_429_gives_up_when_the_reset_is_too_far_or_repeats() -> None:
-    clock = Clock()
-    far = _paced(
-        lambda r: httpx.Response(429, headers=_rate(0, clock.now + 5000)), clock, max_wait=900
-    )
-    with pytest.raises(OktaError, match=r"GET /x: rate limit still exceeded .*5000 s"):
-        far.request("GET", f"{ORG}/x", "GET /x")
-    again = _paced(lambda r: httpx.Response(429, headers=_rate(0, clock.now + 1)), clock)
-    with pytest.raises(OktaError, match="after 5 waits"):
-        again.request("GET", f"{ORG}/x", "GET /x")
-
-
-def test_5xx_and_transport_errors_back_off_a_bounded_number_of_times() -> None:
-    clock = Clock()
-    calls: list[int] = []
-
-    def flaky(request: httpx.Request) -> httpx.Response:
-        calls.append(1)
-        if len(calls) < 3:
-            raise httpx.ConnectError("connection refused")
-        return httpx.Response(200)
-
-    assert _paced(flaky, clock).request("GET", f"{ORG}/x", "GET /x").status_code == 200
-    assert clock.slept == [1.0, 2.0]
-    always = _paced(lambda r: httpx.Response(503), clock, max_retries=2)
-    assert always.request("GET", f"{ORG}/x", "GET /x").status_code == 503  # caller translates
-    down = _paced(flaky_forever, clock, max_retries=1)
-    with pytest.raises(OktaError, match=r"GET /x: ConnectError: refused"):
-        down.request("GET", f"{ORG}/x", "GET /x")
-
-
-def flaky_forever(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("refused")
-
-
-def test_a_400_is_never_retried() -> None:
-    clock = Clock()
-    calls: list[int] = []
-
-    def bad(request: httpx.Request) -> httpx.Response:
-        calls.append(1)
-        return httpx.Response(400, json={"errorCode": "E0000031"})
-
-    _paced(bad, clock).request("GET", f"{ORG}/x", "GET /x")
-    assert calls == [1] and clock.slept == []
-
-
-def test_a_refused_certificate_and_a_dated_retry_after_follow_http_retry() -> None:
-    """The paced client decides what is temporary as every HTTP client of bwsync does
-    (``bwsync.http_retry``): a certificate refusal fails at once, waiting cannot fix it; a
-    429 without rate headers waits for its ``Retry-After``, an HTTP date included."""
-    clock = Clock()
-    calls: list[int] = []
-
-    def refused(request: httpx.Request) -> httpx.Response:
-        calls.append(1)
-        raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
-
-    with pytest.raises(OktaError, match="CERTIFICATE_VERIFY_FAILED"):
-        _paced(refused, clock).request("GET", f"{ORG}/x", "GET /x")
-    assert calls == [1] and clock.slept == []
-    in_ten = formatdate(time.time() + 10, usegmt=True)
-    answers = [httpx.Response(429, headers={"Retry-After": in_ten}), httpx.Response(200)]
-    http = _paced(lambda r: answers.pop(0), clock)
-    assert http.request("GET", f"{ORG}/x", "GET /x").status_code == 200
-    assert len(clock.slept) == 1 and 8.0 < clock.slept[0] <= 10.25
 
 
 # -- the source over a mock transport ---------------------------------------------------------
