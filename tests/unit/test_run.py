@@ -394,7 +394,7 @@ def test_plan_shows_the_batches_a_sync_would_leave_out(
 ) -> None:
     """bwsync plan and bwsync sync agree on which batches go out: with a remembered hash, the
     member batches holding no change are marked as not sent and their entries are not listed."""
-    from bwsync.cli import plan_document
+    from bwsync.output import plan_document
 
     users = [User(f"u{i}", f"u{i}", f"u{i}@example.com") for i in range(4100)]
     for u in users[:-1]:

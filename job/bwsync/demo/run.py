@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bwsync import logs
 from bwsync.config import load_settings
-from bwsync.run import RunOptions, execute, summary
+from bwsync.output import print_plan_text, summary_line
+from bwsync.run import RunOptions, execute
 from bwsync.standin.server import BitwardenStandIn
 
 
@@ -25,8 +26,6 @@ def _say(text: str) -> None:
 
 
 def run_demo(*, keep_running: bool = False) -> int:
-    from bwsync.cli import print_plan_text  # the CLI's own table, so the demo shows the real thing
-
     with (
         tempfile.TemporaryDirectory(prefix="bwsync-demo-") as tmp,
         BitwardenStandIn(self_hosted=True) as standin,
@@ -54,11 +53,7 @@ def run_demo(*, keep_running: bool = False) -> int:
         for n in (1, 2):
             _say("\n$ bwsync sync")
             outcome = execute(settings, RunOptions(command="sync"))
-            report = summary(outcome.report)
-            _say(
-                f"result: {report['result']} (exit {report['exit_code']}) in "
-                f"{report['seconds']:.2f}s; applied: {report['applied'] or 'nothing'}"
-            )
+            _say(summary_line(outcome.report))
             if outcome.report.exit_code != 0:
                 _say(f"error: {outcome.report.error}")
                 return outcome.report.exit_code
