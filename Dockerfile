@@ -31,7 +31,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends gcc libc6-dev libldap2-dev libsasl2-dev \
          >/dev/null \
-    && { python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_path("include") + "/Python.h"))' \
+    && { [ -e "$(python3 -c 'import sysconfig; print(sysconfig.get_path("include"))')/Python.h" ] \
          || apt-get install -y -qq --no-install-recommends python3-dev >/dev/null; } \
     && rm -rf /var/lib/apt/lists/*
 
@@ -84,50 +84,11 @@ RUN apt-get update -qq \
 
 COPY --from=builder /opt/bwsync /opt/bwsync
 
-# 1. Bytecode (unchecked-hash: valid whatever the files' times) for every module bwsync's import
-#    statements reach, following the libraries' own imports (those inside functions too), and
-#    for no other module of the standard library. 2. Pruning. 3. Every shared object left still
-#    finds its libraries; bwsync still starts.
-RUN printf '%s\n' \
-    'import ast, importlib, importlib.util, pathlib, py_compile, sys, sysconfig' \
-    'site = sysconfig.get_path("purelib")' \
-    'def load(name):' \
-    '    try:' \
-    '        importlib.import_module(name)' \
-    '    except Exception:' \
-    '        pass' \
-    'def named_by(module):' \
-    '    for node in ast.walk(ast.parse(pathlib.Path(module.__file__).read_bytes())):' \
-    '        if isinstance(node, ast.Import):' \
-    '            yield from (alias.name for alias in node.names)' \
-    '        elif isinstance(node, ast.ImportFrom):' \
-    '            base = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__package__)' \
-    '            yield from [base, *(f"{base}.{alias.name}" for alias in node.names)]' \
-    'def ours(name):' \
-    '    return not name.startswith("bwsync.standin") and not name.endswith("__main__")' \
-    'def followed(module):' \
-    '    file = getattr(module, "__file__", None) or ""' \
-    '    return file.startswith(site) and file.endswith(".py") and ours(module.__name__)' \
-    'top = pathlib.Path(importlib.util.find_spec("bwsync").origin).parent' \
-    'for path in top.rglob("*.py"):' \
-    '    name = ".".join(path.relative_to(top.parent).with_suffix("").parts).removesuffix(".__init__")' \
-    '    if ours(name):' \
-    '        load(name)' \
-    'done = set()' \
-    'while todo := [m for m in list(sys.modules.values()) if followed(m) and m.__name__ not in done]:' \
-    '    for module in todo:' \
-    '        done.add(module.__name__)' \
-    '        for name in named_by(module):' \
-    '            if ours(name):' \
-    '                load(name)' \
-    'sources = {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}' \
-    'mode = py_compile.PycInvalidationMode.UNCHECKED_HASH' \
-    'kept = {py_compile.compile(f, doraise=True, invalidation_mode=mode) for f in sources if f.endswith(".py")}' \
-    'stale = [c for c in pathlib.Path(sysconfig.get_path("stdlib")).rglob("*.pyc") if str(c) not in kept]' \
-    'for pyc in stale:' \
-    '    pyc.unlink()' \
-    'print(f"bytecode: {len(kept)} modules compiled, {len(stale)} unused standard library .pyc removed")' \
-    | /opt/bwsync/bin/python - \
+# 1. Bytecode for what bwsync can import, and no other .pyc of the standard library
+#    (docker/bytecode.py says how; mounted for this step, not copied into the image).
+# 2. Pruning. 3. Every shared object left still finds its libraries; bwsync still starts.
+RUN --mount=type=bind,source=docker/bytecode.py,target=/tmp/bytecode.py \
+    /opt/bwsync/bin/python /tmp/bytecode.py \
     && stdlib="$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')" \
     && rm -rf "${stdlib:?}"/{test,idlelib,tkinter,turtledemo,ensurepip,lib2to3,pydoc_data,distutils,venv,turtle.py} \
          "${stdlib:?}"/config-* "${stdlib:?}"/site-packages/{pip,setuptools,wheel}{,-*.dist-info} \
