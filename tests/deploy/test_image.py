@@ -29,6 +29,7 @@ from tests.standins.bitwarden import FakeBitwarden
 
 from .conftest import ROOT
 from .podman import BASE_IMAGE, Podman, missing_binaries
+from .shipped import find_test_code
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 
@@ -105,6 +106,30 @@ def test_runtime_has_python_ldap_and_no_build_tools(built_image: Built) -> None:
     _version, uid, gcc, uv = res.stdout.split()
     assert uid == str(UID)
     assert (gcc, uv) == ("None", "None")
+
+
+def test_the_image_holds_no_test_code(built_image: Built) -> None:
+    """The image's bwsync is the package and nothing of its test rig (rules: shipped.py)."""
+    code = (
+        "import json, pathlib, bwsync\n"
+        "top = pathlib.Path(bwsync.__file__).parent\n"
+        "print(json.dumps({'bwsync/' + str(p.relative_to(top)):"
+        " p.read_text() if p.suffix == '.py' else None"
+        " for p in top.rglob('*') if p.is_file() and '__pycache__' not in p.parts}))\n"
+    )
+    res = built_image.podman.container_run(
+        built_image.tag, ["-c", code],
+        options=["--read-only", "--tmpfs", "/tmp", "--entrypoint", "python"],  # noqa: S108
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    files = json.loads(res.stdout)
+    package = {
+        str(p.relative_to(ROOT / "job"))
+        for p in (ROOT / "job" / "bwsync").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert set(files) == package
+    assert find_test_code(files) == []
 
 
 def test_version_starts_from_shipped_bytecode(
