@@ -239,6 +239,10 @@ class LdapSettings(Section):
     """Attribute holding the user's email. Default `mail`."""
     group_name_attribute: str | None = None
     """Attribute holding the group's name; `cn` is the fallback. Default `cn` (AD: `name`)."""
+    group_id_attribute: str | None = None
+    """Attribute whose value becomes a group's externalId instead of its DN, e.g. `entryUUID`,
+    so that a renamed or moved group stays the same Bitwarden group. Default unset: the DN (AD:
+    `objectGUID`), as bwdc, which keeps its import bodies and hash; see the LDAP guide."""
     member_attribute: str | None = None
     """Attribute listing a group's members, as DNs or uids. Default `member`."""
     email_prefix_attribute: str | None = None

@@ -14,7 +14,11 @@ What it reads, as bwdc does:
 * **Groups**: subtree search under ``<group_path>,<base_dn>``; a member value that looks like a
   DN (``=`` and ``,``) and is a known user DN is a user, an unknown DN is a nested-group
   reference kept verbatim (``normalize`` flattens), anything else is a ``uid`` looked up
-  case-insensitively. Ranged values (``member;range=0-1499``) are followed to the end.
+  case-insensitively. Ranged values (``member;range=0-1499``) are followed to the end. A
+  group's ``external_id`` is its ``objectGUID``, else its DN, as bwdc; or, with
+  ``group_id_attribute`` (``entryUUID``), that attribute's value, so that an OpenLDAP rename
+  keeps the Bitwarden group (off by default: it changes the import body and hash; the
+  ``reference_id`` nested groups point at stays the DN either way).
 
 Order of users, groups and members is the server's, as bwdc's: it reaches the import body and
 so the hash.
@@ -147,6 +151,9 @@ class SearchPlan:
     group_name_attribute: str
     member_attribute: str
     user_object_class: str
+    group_id_attribute: str | None = None
+    """The attribute giving a group's externalId instead of its DN (``objectGUID``, the AD
+    default, is not one: it needs no setting)."""
 
     @classmethod
     def resolve(cls, ldap: LdapSettings, sync: SyncSettings, active_directory: bool) -> SearchPlan:
@@ -179,6 +186,12 @@ class SearchPlan:
             group_name_attribute=ldap.group_name_attribute or ("name" if ad else "cn"),
             member_attribute=ldap.member_attribute or "member",
             user_object_class=user_class,
+            group_id_attribute=(
+                ldap.group_id_attribute.strip()
+                if ldap.group_id_attribute
+                and ldap.group_id_attribute.strip().lower() != GUID_ATTRIBUTE.lower()
+                else None
+            ),
         )
 
     def user_attributes(self, *, uid: bool = True) -> list[str]:
@@ -192,7 +205,10 @@ class SearchPlan:
         return _unique(names)
 
     def group_attributes(self, member_request: str) -> list[str]:
-        return _unique([self.group_name_attribute, "cn", member_request, GUID_ATTRIBUTE])
+        names = [self.group_name_attribute, "cn", member_request, GUID_ATTRIBUTE]
+        if self.group_id_attribute:
+            names.append(self.group_id_attribute)
+        return _unique(names)
 
 
 def _sub_filter(own: str | None, sync: str | None, kind: str) -> tuple[str | None, str]:
@@ -487,6 +503,8 @@ class LdapSource:
             member_attr.lower(),
             "objectguid",
         )
+        lid = plan.group_id_attribute.lower() if plan.group_id_attribute else None
+        without_id = 0
         found: list[tuple[Group, list[str]]] = []
         for page in wire.search(
             plan.group_base,
@@ -497,7 +515,7 @@ class LdapSource:
             for dn, a in page:
                 if dn is None:
                     continue
-                name = cn = guid = None
+                name = cn = guid = own_id = None
                 members: Sequence[bytes] = ()
                 ranged: str | None = None
                 for key, values in a.items():
@@ -512,15 +530,30 @@ class LdapSource:
                         cn = values[0] if values else None
                     if low == lg:
                         guid = values[0] if values else None
+                    if low == lid and not options:
+                        own_id = values[0] if values else None
                 label = name if name is not None else cn
                 if label is None:
                     skipped["group_without_name"] += 1
                     continue
                 ext = guid_string(guid) if guid is not None and len(guid) == 16 else dn
+                if lid is not None:
+                    if own_id:
+                        ext = own_id.decode("utf-8", "replace")
+                    else:
+                        without_id += 1
                 group = Group(dn, ext, label.decode("utf-8", "replace"))
                 if ranged is not None:
                     members = [*members, *self._rest_of_range(wire, dn, member_attr, ranged)]
                 found.append((group, [v.decode("utf-8", "replace") for v in members]))
+        if without_id:
+            log.warning(
+                "%d groups have no %s (BWSYNC_LDAP__GROUP_ID_ATTRIBUTE): their %s is their "
+                "externalId instead",
+                without_id,
+                plan.group_id_attribute,
+                "objectGUID or DN" if plan.active_directory else "DN",
+            )
         return found
 
     def _rest_of_range(self, wire: Wire, dn: str, attr: str, options: str) -> list[bytes]:

@@ -382,6 +382,61 @@ def test_fetch_with_memory_wire() -> None:
     assert wire.opened and wire.closed
 
 
+def test_group_id_attribute_gives_the_group_its_externalid(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """BWSYNC_LDAP__GROUP_ID_ATTRIBUTE: the value (entryUUID …) is the externalId, the DN stays
+    the reference nested groups point at; an entry without it keeps its DN (with a warning),
+    so a misspelt attribute changes nothing. objectGUID is already the AD default."""
+    people, groups = "ou=p," + BASE, "ou=g," + BASE
+    parent, child, bare = f"cn=parent,{groups}", f"cn=child,{groups}", f"cn=bare,{groups}"
+    wire = FakeWire(
+        pages={
+            people: [[(f"uid=a,{people}", {"mail": [b"a@x"]})]],
+            groups: [
+                [
+                    (
+                        parent,
+                        {"cn": [b"parent"], "entryUUID": [b"u-1"], "member": [child.encode()]},
+                    ),
+                    (
+                        child,
+                        {
+                            "cn": [b"child"],
+                            "entryuuid": [b"u-2"],
+                            "member": [f"uid=a,{people}".encode()],
+                        },
+                    ),
+                    (bare, {"cn": [b"bare"]}),
+                ]
+            ],
+        }
+    )
+    src = LdapSource(
+        ldap_settings(user_path="ou=p", group_path="ou=g", group_id_attribute="entryUUID"),
+        SyncSettings(),
+        wire_factory=wire,
+    )
+    with caplog.at_level(logging.WARNING):
+        d = src.fetch(FetchRequest())
+    assert [(g.reference_id, g.external_id, g.name) for g in d.groups or []] == [
+        (parent, "u-1", "parent"),
+        (child, "u-2", "child"),
+        (bare, bare, "bare"),
+    ]
+    assert d.groups is not None and d.groups[0].group_member_reference_ids == {child: None}
+    assert "entryUUID" in wire.searches[0][2]
+    assert "1 groups have no entryUUID" in caplog.text
+    assert plan(False, group_id_attribute="entryUUID").group_attributes("member") == [
+        "cn",
+        "member",
+        "objectGUID",
+        "entryUUID",
+    ]
+    assert plan(True, group_id_attribute="objectguid").group_id_attribute is None
+    assert plan(False).group_id_attribute is None
+
+
 def test_the_user_search_asks_for_uids_only_when_a_member_value_is_one() -> None:
     """Member values with both "=" and "," are DNs (§7.1); with no other value, no user's uid
     is ever looked up, so the user search leaves the attribute out. A value that is not a DN
