@@ -1,4 +1,5 @@
-"""The Bitwarden client: organization API key → token → import, list, revoke, restore.
+"""The Bitwarden client: organization API key → token → import, list, revoke, restore, and
+empty or delete a group (§5: `PUT /public/groups/{id}/member-ids`, `DELETE /public/groups/{id}`).
 
 Written against ``reference/bitwarden-public-api.md`` (§n below) and bwdc's behaviour
 (``directory-connector-behaviour.md`` §5); works with the US and EU clouds, the official
@@ -29,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
@@ -584,18 +585,56 @@ class BitwardenClient:
             for g in data
         ]
 
-    def group_member_ids(self, group_id: str) -> list[str]:
-        """Membership ids (not user ids) of one group's members."""
+    @overload
+    def group_member_ids(self, group_id: str) -> list[str]: ...
+    @overload
+    def group_member_ids(self, group_id: str, *, missing_ok: Literal[True]) -> list[str] | None: ...
+    def group_member_ids(self, group_id: str, *, missing_ok: bool = False) -> list[str] | None:
+        """Membership ids (not user ids) of one group's members. ``missing_ok``: ``None`` when
+        the group is gone (404), e.g. deleted by hand since the group list was read."""
         step = "group member ids"
-        response = self._send(
+        response = self._exchange(
             step,
             "group_member_ids",
             self._get(f"/public/groups/{quote(group_id, safe='')}/member-ids"),
+            missing_ok=missing_ok,
         )
+        if response is None:
+            return None
         data = self._json(step, response)
         if not isinstance(data, list):
             raise self._unexpected(step, response)
         return [str(x) for x in data]
+
+    def set_group_member_ids(self, group_id: str, member_ids: list[str]) -> bool:
+        """Replace one group's membership (``PUT /public/groups/{id}/member-ids``, body
+        ``{"memberIds": [...]}``, 200 with an empty body): ``[]`` empties it, which is how a
+        stale group stops granting access. False when the group is gone (404): it grants
+        nothing either. Retried like any call: the same PUT twice is the same membership."""
+        return self._write_group(
+            "empty group" if not member_ids else "set group members",
+            "set_group_member_ids",
+            lambda: self._http.build_request(
+                "PUT",
+                f"{self.api_url}/public/groups/{quote(group_id, safe='')}/member-ids",
+                content=orjson.dumps({"memberIds": member_ids}),
+                headers={"Content-Type": "application/json; charset=utf-8"},
+            ),
+        )
+
+    def delete_group(self, group_id: str) -> bool:
+        """Delete one group with its memberships and collection grants (``DELETE
+        /public/groups/{id}``, 200 with an empty body); False when it was gone already (404)."""
+        return self._write_group(
+            "delete group",
+            "delete_group",
+            lambda: self._http.build_request(
+                "DELETE", f"{self.api_url}/public/groups/{quote(group_id, safe='')}"
+            ),
+        )
+
+    def _write_group(self, step: str, endpoint: str, build: Callable[[], httpx.Request]) -> bool:
+        return self._exchange(step, endpoint, build, missing_ok=True) is not None
 
     def revoke_member(self, member_id: str) -> None:
         """Revoke one membership (reversible; the import cannot do this, §5)."""

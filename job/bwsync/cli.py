@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -34,6 +34,9 @@ from bwsync.logs import event
 from bwsync.output import plan_document, print_plan_text
 from bwsync.plan import OWNERS_UNSEEN
 from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute, summary
+
+if TYPE_CHECKING:
+    from bwsync.model import OrgGroup
 
 
 def _duration(text: str) -> float:
@@ -63,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-removals",
         type=int,
         metavar="N",
-        help="allow up to N removals/revocations for this run, whatever the limits",
+        help="allow up to N members to lose access (removed, revoked, or in groups that left "
+        "the directory) for this run, whatever the limits",
     )
     s.add_argument(
         "--every",
@@ -342,8 +346,8 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
             with BitwardenClient(settings.bitwarden) as client:
                 client.check_token()
                 print(f"ok    bitwarden: token from {settings.bitwarden.resolved_identity_url}")
-                listed = client.list_groups() is not None
-            if listed:
+                groups = client.list_groups()
+            if groups is not None:
                 print("ok    bitwarden: members and groups can be listed (plans see the server)")
             else:
                 print(
@@ -351,6 +355,8 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
                     "(Vaultwarden?): plans are made against bwsync's memory of what it synced; "
                     f"{OWNERS_UNSEEN} ({len(settings.sync.protected)} listed)"
                 )
+            if settings.sync.remove_missing and settings.sync.groups:
+                _check_group_endpoints(groups, settings)
         except BwsyncError as exc:
             print(f"FAIL  bitwarden: {exc}")
             code = code or 4
@@ -365,6 +371,23 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
         print(f"FAIL  state: {exc}")
         code = code or 5
     return code
+
+
+def _check_group_endpoints(groups: list[OrgGroup] | None, settings: Settings) -> None:
+    """With ``remove_missing``, groups that leave the directory are emptied or deleted through
+    the group endpoints: say whether this server has them (Vaultwarden does not; ``groups`` is
+    then ``None``)."""
+    from bwsync.plan import NO_GROUP_ENDPOINTS
+
+    if groups is None:
+        print(f"note  bitwarden: {NO_GROUP_ENDPOINTS}")
+        return
+    synced = sum(1 for g in groups if g.external_id)
+    fate = "emptied" if settings.sync.stale_groups == "empty" else "deleted"
+    print(
+        f"ok    bitwarden: group endpoints ({len(groups)} groups, {synced} synced); synced "
+        f"groups that leave the directory are {fate} (BWSYNC_SYNC__STALE_GROUPS)"
+    )
 
 
 def cmd_config(args: argparse.Namespace) -> int:

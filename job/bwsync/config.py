@@ -166,8 +166,14 @@ class SyncSettings(Section):
     removal_mode: Literal["revoke", "remove"] = "revoke"
     """`revoke` keeps the member's data and is undone by restoring when they come back;
     `remove` deletes the membership (import `deleted: true`, as bwdc does)."""
+    stale_groups: Literal["empty", "delete"] = "empty"
+    """With `remove_missing`: what happens to a group bwsync synced before (it carries an
+    externalId) that the directory no longer has. `empty` takes its members out and keeps the
+    group and its collection grants for review; `delete` deletes it, grants included. Groups
+    made by hand are never touched."""
     max_removals: int = Field(default=25, ge=0)
-    """A plan that removes or revokes more members than this applies nothing and exits 6."""
+    """A plan that takes access from more members than this (removed, revoked, or members of
+    a group that left the directory; each member once) applies nothing and exits 6."""
     max_removal_percent: float = Field(default=10.0, ge=0, le=100)
     """…or more than this percentage of the synced members (those with an externalId)."""
     protected_members: str | None = None

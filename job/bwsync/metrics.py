@@ -30,7 +30,8 @@ other labels are small fixed sets named by the code, never data from the directo
     ``disabled_users``, ``deleted_users``); only the kinds the run got to count.
 ``bwsync_planned_changes{action}``
     Changes the plan holds, by action (``invite``, ``remove``, ``revoke``, ``restore``,
-    ``group_create``, ``group_rename``, ``member_add``, ``member_remove``). For a completed run
+    ``group_create``, ``group_rename``, ``group_empty``, ``group_delete``, ``member_add``,
+    ``member_remove``). For a completed run
     every action has a series (0 when none), so sums and comparisons never miss one.
 ``bwsync_applied_changes{action}``
     Changes confirmed applied, by action; same series as ``planned_changes``.
@@ -117,6 +118,8 @@ ACTIONS: tuple[str, ...] = (
     "restore",
     "group_create",
     "group_rename",
+    "group_empty",
+    "group_delete",
     "member_add",
     "member_remove",
 )

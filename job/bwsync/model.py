@@ -114,8 +114,8 @@ class RunReport:
     directory_objects: dict[str, int] = field(default_factory=dict)
     """users, groups, disabled_users, deleted_users → count, after normalisation."""
     planned: dict[str, int] = field(default_factory=dict)
-    """Action (invite, remove, revoke, restore, group_create, group_rename, member_add,
-    member_remove) → count the plan holds."""
+    """Action (invite, remove, revoke, restore, group_create, group_rename, group_empty,
+    group_delete, member_add, member_remove) → count the plan holds."""
     applied: dict[str, int] = field(default_factory=dict)
     """Action → count confirmed applied (re-read from the server where it can be)."""
     skipped: dict[str, int] = field(default_factory=dict)
@@ -151,6 +151,8 @@ BITWARDEN_ENDPOINTS = (
     "list_groups",
     "get_group",
     "group_member_ids",
+    "set_group_member_ids",
+    "delete_group",
     "revoke_member",
     "restore_member",
     "unknown",

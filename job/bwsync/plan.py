@@ -19,6 +19,12 @@ touched, except by the server itself: it replaces a synced group's membership, a
 ``overwrite_existing`` it removes every synced member but the owners that has no active entry,
 admins included. The plan shows those removals too, and the safety limits count them; a
 protected member the server would remove is a hazard, and the run applies nothing.
+
+Groups: the import never removes one, so under ``remove_missing`` a synced group (with an
+externalId) the directory no longer returns is emptied or deleted by bwsync through the group
+endpoints (``stale_groups``, ``_plan_stale``); groups without an externalId never are. Its
+members lose access, and each member losing access, by any route, counts once against the
+safety limits (``Plan.members_losing_access``).
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ Action = Literal[
     "skip",
     "group_create",
     "group_rename",
+    "group_empty",
+    "group_delete",
     "member_add",
     "member_remove",
 ]
@@ -61,6 +69,9 @@ GONE = "gone from the directory"
 PROTECTED = "protected by BWSYNC_SYNC__PROTECTED_MEMBERS"
 #: Actions that take access away, counted against the safety limits.
 REMOVALS: frozenset[str] = frozenset({"remove", "revoke"})
+#: What bwsync does to a synced group the directory no longer has (``stale_groups``), through
+#: the group endpoints: the members it loses count against the safety limits too.
+STALE_GROUP_ACTIONS: frozenset[str] = frozenset({"group_empty", "group_delete"})
 
 
 class Change(msgspec.Struct, frozen=True):
@@ -76,6 +87,10 @@ class Change(msgspec.Struct, frozen=True):
     """The organization member id, for changes bwsync makes through the member endpoints."""
     group: str | None = None
     """For member_add/member_remove: the group's name."""
+    group_id: str | None = None
+    """For group_empty/group_delete: the organization group id the group endpoints take."""
+    members_losing_access: int | None = None
+    """For group_empty/group_delete: how many members lose the access the group grants."""
 
     def sentence(self, dry_run: bool) -> str:
         verb = {
@@ -87,6 +102,8 @@ class Change(msgspec.Struct, frozen=True):
             "skip": "skip",
             "group_create": "create group",
             "group_rename": "rename group",
+            "group_empty": "empty group",
+            "group_delete": "delete group",
             "member_add": "add",
             "member_remove": "take",
         }[self.action]
@@ -109,6 +126,10 @@ class Change(msgspec.Struct, frozen=True):
             out["memberId"] = self.member_id
         if self.group:
             out["group"] = self.group
+        if self.group_id:
+            out["groupId"] = self.group_id
+        if self.members_losing_access is not None:
+            out["membersLosingAccess"] = self.members_losing_access
         return out
 
 
@@ -120,6 +141,9 @@ class OrgSnapshot:
     groups: list[OrgGroup]
     group_member_ids: dict[str, list[str]] | None = None
     """Group id → member ids; read only with ``--detail`` (one request per group)."""
+    stale_member_ids: dict[str, list[str]] = field(default_factory=dict)
+    """Group id → member ids of the groups ``stale_groups`` found, read after the fetch
+    (without ``--detail`` too): the plan counts who loses access through them."""
 
 
 @dataclass(slots=True)
@@ -142,6 +166,8 @@ class Plan:
     memory: Memory | None = None
     """Without list endpoints: the memory of synced members once this plan is applied (what
     a successful run stores); ``None`` where the server can be read."""
+    group_losses: dict[str, list[str]] = field(default_factory=dict)
+    """Stale group id → ids of the members losing the access it grants (``_plan_stale``)."""
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(c.action for c in self.changes))
@@ -149,6 +175,19 @@ class Plan:
     @property
     def removals(self) -> int:
         return sum(1 for c in self.changes if c.action in REMOVALS)
+
+    @property
+    def members_losing_access(self) -> int:
+        """Members this plan takes access from, each counted once however many ways: removed
+        or revoked, or a member of one or more stale groups. What the safety limits count."""
+        if not self.group_losses:
+            return self.removals
+        who = {
+            c.member_id or c.external_id or c.subject for c in self.changes if c.action in REMOVALS
+        }
+        for ids in self.group_losses.values():
+            who.update(ids)
+        return len(who)
 
     def of(self, *actions: str) -> list[Change]:
         return [c for c in self.changes if c.action in actions]
@@ -187,11 +226,15 @@ def make_plan(
             )
             + f" ({sent_members} members, {sent_groups} groups)",
         )
+        if sync.remove_missing and directory.groups is not None:
+            plan.notes.append(NO_GROUP_ENDPOINTS)
         return plan
     plan = Plan()
     by_ext, linked, invited = _plan_members(plan, directory, org, sync)
     if directory.groups is not None:
         _plan_groups(plan, directory, org, by_ext=by_ext, linked=linked, invited=invited)
+        if sync.remove_missing:
+            _plan_stale(plan, directory, org, sync)
     return plan
 
 
@@ -652,6 +695,97 @@ def _plan_groups(
             )
 
 
+#: What ``check`` and ``plan`` say where the server has no group endpoints (Vaultwarden).
+NO_GROUP_ENDPOINTS = (
+    "groups that leave the directory cannot be emptied on this server: it has no group "
+    "endpoints, and its import leaves a group it does not name as it is. Such a group keeps "
+    "its members and their collection access; empty or delete it by hand in the web vault "
+    "(Admin Console → Groups → the group → Members, or Delete)"
+)
+
+
+def stale_groups(directory: Directory, org: OrgSnapshot, sync: SyncSettings) -> list[OrgGroup]:
+    """Synced groups (with an externalId) that the directory no longer has: deleted there,
+    filtered out, or given a new id (an OpenLDAP DN after a rename). Only with
+    ``remove_missing`` and group sync on; groups made by hand (no externalId) never are. The
+    run reads these groups' member ids before planning (``OrgSnapshot.stale_member_ids``)."""
+    if not sync.remove_missing or directory.groups is None:
+        return []
+    wanted = {_s(g.external_id) for g in directory.groups}
+    return [g for g in org.groups if g.external_id and g.external_id not in wanted]
+
+
+def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSettings) -> None:
+    """``group_empty`` (or ``group_delete``, ``stale_groups=delete``) for each stale group,
+    with the members it takes access from; an already empty group under ``empty`` is in step.
+    With ``--detail`` each of those members gets its ``member_remove`` line too."""
+    stale = stale_groups(directory, org, sync)
+    if not stale:
+        return
+    assert directory.groups is not None
+    detail = org.group_member_ids
+    by_id = {m.id: m for m in org.members}
+    # What tells a rename from a deletion, where the directory lets us see it.
+    new_id_of = {
+        _s(g.reference_id): _s(g.external_id)
+        for g in directory.groups
+        if _s(g.reference_id) != _s(g.external_id)
+    }
+    created = {c.subject: c.external_id for c in plan.changes if c.action == "group_create"}
+    delete = sync.stale_groups == "delete"
+    for g in stale:
+        ext = g.external_id or ""
+        known = detail.get(g.id) if detail is not None else None
+        ids = known if known is not None else org.stale_member_ids.get(g.id, [])
+        members = [i for i in ids if i in by_id]
+        if not members and not delete:
+            continue  # emptied before: nothing left to take
+        if ext in new_id_of:
+            why = f"the directory now identifies this group as {new_id_of[ext]!r}"
+        elif g.name in created:
+            why = f"the directory has a group of this name under another id ({created[g.name]!r})"
+        else:
+            why = "gone from the directory's groups: deleted, filtered out, or given a new id"
+        n = len(members)
+        lose = f"{n} member{'s lose' if n != 1 else ' loses'} the access it grants"
+        if delete:
+            why += f"; {lose}, and its collection grants are deleted with it"
+        else:
+            why += f"; {lose}; the group and its collection grants stay for review"
+        plan.changes.append(
+            Change(
+                "group_delete" if delete else "group_empty",
+                g.name,
+                ext,
+                why,
+                group_id=g.id,
+                members_losing_access=n,
+            )
+        )
+        plan.group_losses[g.id] = members
+        if detail is None:
+            continue
+        for i in members:
+            m = by_id[i]
+            plan.changes.append(
+                Change(
+                    "member_remove",
+                    m.email or i,
+                    m.external_id,
+                    "the group is gone from the directory",
+                    i,
+                    group=g.name,
+                )
+            )
+    if created and plan.group_losses:
+        plan.notes.append(
+            "groups are created and synced groups are gone in the same plan: where a group "
+            "was renamed in a directory whose group ids change on rename (OpenLDAP DNs), the "
+            "new group has no collections yet; grant it the old group's collections "
+            '(docs/operations.md, "Groups that leave the directory")'
+        )
+
+
 def check_safety(
     plan: Plan,
     directory: Directory,
@@ -660,7 +794,12 @@ def check_safety(
     allow_removals: int | None = None,
 ) -> list[str]:
     """Reasons to refuse this plan (empty = safe). ``allow_removals`` is ``--allow-removals``:
-    up to that many removals pass whatever the configured limits say, for this run only."""
+    up to that many removals pass whatever the configured limits say, for this run only.
+
+    What the limits count is members losing access, each once (``Plan.members_losing_access``):
+    removed, revoked, or in one or more synced groups the directory no longer has. A member in
+    two stale groups is one person losing access, and the base of the percentage stays the
+    synced members, so the two limits keep meaning what they meant for removals alone."""
     reasons: list[str] = list(plan.hazards)
     if directory.users is not None and not directory.users and plan.synced_members > 0:
         reasons.append(
@@ -668,22 +807,34 @@ def check_safety(
             "synced members: refusing to treat that as everyone leaving (check the source's "
             "filters, paths and permissions)"
         )
-    n = plan.removals
+    losing = sum(1 for ids in plan.group_losses.values() if ids)
+    if directory.groups is not None and not directory.groups and losing:
+        reasons.append(
+            f"the directory returned no groups while {losing} synced groups still grant access "
+            "in the organization: refusing to treat that as every group leaving (check the "
+            "source's group filter, path and permissions)"
+        )
+    n = plan.members_losing_access
     if n == 0:
         return reasons
+    what = "removals/revocations"
+    if plan.group_losses:
+        in_groups = len({i for ids in plan.group_losses.values() for i in ids})
+        what = (
+            f"members losing access ({plan.removals} removed/revoked, {in_groups} in groups "
+            "that are gone from the directory)"
+        )
     if allow_removals is not None:
         if n > allow_removals:
-            reasons.append(f"{n} removals/revocations exceed --allow-removals {allow_removals}")
+            reasons.append(f"{n} {what} exceed --allow-removals {allow_removals}")
         return reasons
     if n > sync.max_removals:
-        reasons.append(
-            f"{n} removals/revocations exceed BWSYNC_SYNC__MAX_REMOVALS={sync.max_removals}"
-        )
+        reasons.append(f"{n} {what} exceed BWSYNC_SYNC__MAX_REMOVALS={sync.max_removals}")
     if plan.synced_members:
         pct = 100.0 * n / plan.synced_members
         if pct > sync.max_removal_percent:
             reasons.append(
-                f"{n} removals/revocations are {pct:.1f}% of {plan.synced_members} synced "
+                f"{n} {what} are {pct:.1f}% of {plan.synced_members} synced "
                 f"members, over BWSYNC_SYNC__MAX_REMOVAL_PERCENT={sync.max_removal_percent:g}"
             )
     return reasons

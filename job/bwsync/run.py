@@ -34,14 +34,16 @@ from bwsync.normalize import normalize
 from bwsync.payload import Payload, build_payload, is_new_hash
 from bwsync.plan import (
     REMOVALS,
+    STALE_GROUP_ACTIONS,
     Change,
     OrgSnapshot,
     Plan,
     check_safety,
     enforce_safety,
     make_plan,
+    stale_groups,
 )
-from bwsync.snapshot import BackgroundRead, read_org
+from bwsync.snapshot import BackgroundRead, read_org, read_stale_members
 from bwsync.sources import build_source
 from bwsync.sources.base import FetchRequest, Source
 from bwsync.state import StateDocument, StateStore, open_store
@@ -306,6 +308,11 @@ class _Run:
                     org = read_org(self.client, detail=self.options.detail)
                 info["members"] = len(org.members) if org else None
                 info["groups"] = len(org.groups) if org else None
+                stale = stale_groups(directory, org, self.sync) if org else []
+                if org is not None and stale:
+                    assert self.client is not None
+                    read_stale_members(self.client, org, stale)
+                    info["stale_groups"] = len(stale)
         sent_members = sum(r.members for r in payload.requests)
         sent_groups = sum(r.groups for r in payload.requests)
         with self.stage("plan") as info:
@@ -487,6 +494,10 @@ def _missing_credentials() -> list[str]:
 LOG_EACH_LIMIT = 500
 
 
+#: Changes logged one by one at info level however long the plan: those taking access away.
+_LOGGED_ALWAYS = REMOVALS | STALE_GROUP_ACTIONS
+
+
 def _log_changes(plan: Plan, counts: dict[str, int], *, dry: bool) -> None:
     """Each change is logged once: as an action when it is about to be applied, worded
     "would …" when this run only plans or the safety check stops it. ``counts`` are the plan's
@@ -495,10 +506,10 @@ def _log_changes(plan: Plan, counts: dict[str, int], *, dry: bool) -> None:
     logged = (
         plan.changes
         if each or LOGGER.isEnabledFor(logging.DEBUG)
-        else [c for c in plan.changes if c.action in REMOVALS]
+        else [c for c in plan.changes if c.action in _LOGGED_ALWAYS]
     )
     for change in logged:
-        level = logging.INFO if each or change.action in REMOVALS else logging.DEBUG
+        level = logging.INFO if each or change.action in _LOGGED_ALWAYS else logging.DEBUG
         if LOGGER.isEnabledFor(level):
             event(
                 "would " + change.action if dry else change.action,
@@ -578,11 +589,33 @@ def _apply(
                 client.revoke_member(change.member_id)
             else:
                 client.restore_member(change.member_id)
+    for change in plan.of(*STALE_GROUP_ACTIONS):
+        # After the import: a failure here leaves the directory's own changes applied, and
+        # the next run (the hash is not saved) plans only what is left of these.
+        assert change.group_id is not None
+        with stage("apply", step=change.action, subject=change.subject) as info:
+            if change.action == "group_empty":
+                found = client.set_group_member_ids(change.group_id, [])
+            else:
+                found = client.delete_group(change.group_id)
+            if not found:
+                info["note"] = "the group was gone already (deleted by hand meanwhile?)"
 
 
-#: Changes whose effect a re-read of the member and group lists shows.
+#: Changes whose effect a re-read of the member and group lists shows (an emptied group's
+#: member ids are read once more for it).
 REREAD = frozenset(
-    {"invite", "link", "remove", "revoke", "restore", "group_create", "group_rename"}
+    {
+        "invite",
+        "link",
+        "remove",
+        "revoke",
+        "restore",
+        "group_create",
+        "group_rename",
+        "group_empty",
+        "group_delete",
+    }
 )
 
 
@@ -610,9 +643,18 @@ def verify(
     groups = client.list_groups() if states is not None else None  # both, or neither (§5)
     status_of = {m.external_id: m.status for m in states or () if m.external_id}
     group_by_ext = {g.external_id: g for g in groups or () if g.external_id}
+    group_ids = {g.id for g in groups or ()}
     failed = [c for c in changes if c.action in _ADDED and (c.external_id or "") not in status_of]
     for change in changes:
-        if change.action in _CHECKED_ONE_BY_ONE and not _took_effect(
+        if change.action == "group_empty":
+            if change.group_id in group_ids and client.group_member_ids(
+                change.group_id or "", missing_ok=True
+            ):
+                failed.append(change)
+        elif change.action == "group_delete":
+            if change.group_id in group_ids:
+                failed.append(change)
+        elif change.action in _CHECKED_ONE_BY_ONE and not _took_effect(
             change, status_of, group_by_ext
         ):
             failed.append(change)
@@ -634,7 +676,7 @@ def verify(
 #: Changes a re-read confirms by the member's presence (its externalId in the list).
 _ADDED = frozenset({"invite", "link"})
 #: The other re-read changes, each tested by ``_took_effect``.
-_CHECKED_ONE_BY_ONE = REREAD - _ADDED
+_CHECKED_ONE_BY_ONE = REREAD - _ADDED - STALE_GROUP_ACTIONS
 
 
 def _took_effect(

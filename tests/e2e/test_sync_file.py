@@ -142,11 +142,12 @@ def test_revoke_then_restore_across_runs(
     monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
     monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVAL_PERCENT", "50")
     assert main(["sync"]) == 0
-    _directory(env["directory"], [_u(1), _u(3)])  # u2 left
+    staff = [{"id": "g1", "name": "Staff", "members": ["u1"]}]  # the group stays
+    _directory(env["directory"], [_u(1), _u(3)], staff)  # u2 left
     assert main(["sync"]) == 0
     m2 = fake_bitwarden.find_member(external_id="u2")
     assert m2 is not None and m2.status == STATUS_REVOKED
-    _directory(env["directory"], [_u(1), _u(2), _u(3)])  # u2 is back
+    _directory(env["directory"], [_u(1), _u(2), _u(3)], staff)  # u2 is back
     assert main(["sync"]) == 0
     m2 = fake_bitwarden.find_member(external_id="u2")
     assert m2 is not None and m2.status != STATUS_REVOKED

@@ -750,6 +750,67 @@ def test_group_member_ids_404_is_a_client_error(client: BitwardenClient, router:
     assert info.value.status == 404
 
 
+def test_group_member_ids_missing_ok_gives_none(client: BitwardenClient, router: Router) -> None:
+    router.on("GET", "/api/public/groups/g1/member-ids", httpx.Response(200, json=["m1", "m2"]))
+    assert client.group_member_ids("g1", missing_ok=True) == ["m1", "m2"]
+    assert client.group_member_ids("gone", missing_ok=True) is None
+
+
+def test_empty_a_group(env: Env, client: BitwardenClient, router: Router) -> None:
+    router.on("PUT", "/api/public/groups/g/1/member-ids", httpx.Response(200))
+    assert client.set_group_member_ids("g/1", []) is True
+    (put,) = [r for r in router.requests if r.method == "PUT"]
+    assert put.url.raw_path == b"/api/public/groups/g%2F1/member-ids"
+    assert put.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert orjson.loads(put.content) == {"memberIds": []}
+    assert put.headers["Authorization"].startswith("Bearer ")
+    assert ("set_group_member_ids", 200) in env.requests
+
+
+def test_set_group_members_sends_the_ids(client: BitwardenClient, router: Router) -> None:
+    router.on("PUT", "/api/public/groups/g1/member-ids", httpx.Response(200))
+    assert client.set_group_member_ids("g1", ["m1", "m2"]) is True
+    (put,) = [r for r in router.requests if r.method == "PUT"]
+    assert orjson.loads(put.content) == {"memberIds": ["m1", "m2"]}
+
+
+def test_delete_a_group(env: Env, client: BitwardenClient, router: Router) -> None:
+    router.on("DELETE", "/api/public/groups/g1", httpx.Response(200))
+    assert client.delete_group("g1") is True
+    assert [(r.method, r.url.path) for r in router.requests][-1] == (
+        "DELETE",
+        "/api/public/groups/g1",
+    )
+    assert ("delete_group", 200) in env.requests
+
+
+def test_group_writes_on_a_group_already_gone_say_so(
+    client: BitwardenClient, router: Router
+) -> None:
+    assert client.set_group_member_ids("gone", []) is False
+    assert client.delete_group("gone") is False
+
+
+def test_group_writes_retry_5xx_and_surface_400(
+    env: Env, client: BitwardenClient, router: Router
+) -> None:
+    router.on("PUT", "/api/public/groups/g1/member-ids", httpx.Response(503), httpx.Response(200))
+    assert client.set_group_member_ids("g1", []) is True
+    assert env.retries == ["set_group_member_ids"]
+    bad = {
+        "object": "error",
+        "message": "The request's model state is invalid.",
+        "errors": {"$.memberIds[0]": ["The JSON value could not be converted to System.Guid."]},
+    }
+    router.on("DELETE", "/api/public/groups/g2", httpx.Response(400, json=bad))
+    with pytest.raises(BitwardenClientError, match="model state is invalid") as info:
+        client.delete_group("g2")
+    assert info.value.step == "delete group"
+    assert info.value.errors == {
+        "$.memberIds[0]": ["The JSON value could not be converted to System.Guid."]
+    }
+
+
 def test_unexpected_list_body_is_an_error(client: BitwardenClient, router: Router) -> None:
     router.on("GET", "/api/public/members", httpx.Response(200, text="<html>captive portal</html>"))
     with pytest.raises(BitwardenServerError, match="unexpected answer"):

@@ -1,0 +1,240 @@
+"""plan: synced groups that leave the directory (issue 21), pure, with in-memory sets.
+
+A group bwsync synced (it carries an externalId) and the directory no longer has is emptied
+(or deleted) under ``remove_missing``; the members losing access through it are counted once
+each, together with removed and revoked members, against the safety limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from bwsync.config import SyncSettings
+from bwsync.model import (
+    STATUS_CONFIRMED,
+    TYPE_USER,
+    Directory,
+    Group,
+    OrgGroup,
+    OrgMember,
+    User,
+)
+from bwsync.plan import (
+    NO_GROUP_ENDPOINTS,
+    OrgSnapshot,
+    check_safety,
+    make_plan,
+    stale_groups,
+)
+
+ON = SyncSettings(remove_missing=True)
+
+
+def _m(i: str, *, synced: bool = True) -> OrgMember:
+    return OrgMember(
+        id=i,
+        email=f"{i}@x.com",
+        external_id=i if synced else None,
+        status=STATUS_CONFIRMED,
+        type=TYPE_USER,
+    )
+
+
+def _g(ext: str, name: str, *members: str, ref: str | None = None) -> Group:
+    g = Group(ref or ext, ext, name)
+    for m in members:
+        g.add_user(m)
+    return g
+
+
+def _world(**snapshot: object) -> tuple[Directory, OrgSnapshot]:
+    """Directory: ann, bob, cid, dan; group "kept". Organization: the four, plus "hand"
+    (no externalId); groups kept, sales (ann, bob), ops (bob, cid), empty (nobody), and a
+    group made by hand."""
+    users = [User(u, u, f"{u}@x.com") for u in ("ann", "bob", "cid", "dan")]
+    directory = Directory(users=users, groups=[_g("kept", "Kept", "ann")])
+    org = OrgSnapshot(
+        members=[_m("ann"), _m("bob"), _m("cid"), _m("dan"), _m("hand", synced=False)],
+        groups=[
+            OrgGroup("g-kept", "Kept", "kept"),
+            OrgGroup("g-sales", "Sales", "sales"),
+            OrgGroup("g-ops", "Ops", "ops"),
+            OrgGroup("g-empty", "Empty", "empty"),
+            OrgGroup("g-hand", "By hand", None),
+        ],
+        stale_member_ids={
+            "g-sales": ["ann", "bob"],
+            "g-ops": ["bob", "cid", "hand"],
+            "g-empty": [],
+        },
+        **snapshot,  # type: ignore[arg-type]
+    )
+    return directory, org
+
+
+def test_stale_groups_are_the_synced_ones_the_directory_lacks() -> None:
+    directory, org = _world()
+    assert [g.id for g in stale_groups(directory, org, ON)] == ["g-sales", "g-ops", "g-empty"]
+    assert stale_groups(directory, org, SyncSettings()) == []  # remove_missing off
+    no_groups = Directory(users=directory.users, groups=None)  # group sync off
+    assert stale_groups(no_groups, org, ON) == []
+
+
+def test_stale_groups_are_emptied_with_the_members_losing_access() -> None:
+    directory, org = _world()
+    plan = make_plan(directory, org, ON)
+    empties = plan.of("group_empty", "group_delete")
+    assert [(c.action, c.subject, c.group_id, c.members_losing_access) for c in empties] == [
+        ("group_empty", "Sales", "g-sales", 2),
+        ("group_empty", "Ops", "g-ops", 3),
+    ]  # "Empty" has nobody left to take: in step; "By hand" is never touched
+    assert "2 members lose the access it grants" in empties[0].reason
+    assert "gone from the directory's groups" in empties[0].reason
+    assert "stay for review" in empties[0].reason
+    assert empties[0].as_dict()["groupId"] == "g-sales"
+    assert empties[0].as_dict()["membersLosingAccess"] == 2
+    assert empties[0].sentence(dry_run=True).startswith("would empty group Sales (")
+    assert plan.counts() == {"group_empty": 2}
+    # bob is in both groups, "hand" has no externalId: four people, each counted once
+    assert plan.members_losing_access == 4 and plan.removals == 0
+
+
+def test_delete_mode_deletes_every_stale_group_even_an_empty_one() -> None:
+    directory, org = _world()
+    plan = make_plan(directory, org, SyncSettings(remove_missing=True, stale_groups="delete"))
+    assert [(c.action, c.subject, c.members_losing_access) for c in plan.changes] == [
+        ("group_delete", "Sales", 2),
+        ("group_delete", "Ops", 3),
+        ("group_delete", "Empty", 0),
+    ]
+    assert "collection grants are deleted with it" in plan.changes[0].reason
+    assert "0 members lose" in plan.changes[2].reason
+
+
+def test_without_remove_missing_a_stale_group_is_left_alone() -> None:
+    directory, org = _world()
+    plan = make_plan(directory, org, SyncSettings())
+    assert plan.changes == [] and plan.members_losing_access == 0
+
+
+def test_an_emptied_group_is_in_step_on_the_next_run() -> None:
+    directory, org = _world()
+    org.stale_member_ids = {"g-sales": [], "g-ops": [], "g-empty": []}
+    plan = make_plan(directory, org, ON)
+    assert plan.changes == []
+    assert check_safety(plan, directory, ON) == []
+
+
+def test_detail_lists_each_member_losing_access() -> None:
+    directory, org = _world(
+        group_member_ids={
+            "g-kept": ["ann"],
+            "g-sales": ["ann", "bob"],
+            "g-ops": ["bob", "cid", "hand"],
+            "g-empty": [],
+        }
+    )
+    org.stale_member_ids = {}  # --detail read them all already
+    plan = make_plan(directory, org, ON)
+    assert [(c.action, c.subject, c.group) for c in plan.changes] == [
+        ("group_empty", "Sales", None),
+        ("member_remove", "ann@x.com", "Sales"),
+        ("member_remove", "bob@x.com", "Sales"),
+        ("group_empty", "Ops", None),
+        ("member_remove", "bob@x.com", "Ops"),
+        ("member_remove", "cid@x.com", "Ops"),
+        ("member_remove", "hand@x.com", "Ops"),
+    ]
+    assert plan.changes[1].reason == "the group is gone from the directory"
+    assert plan.changes[1].member_id == "ann"
+
+
+def test_reasons_tell_a_new_id_for_the_same_entry_and_a_same_named_group() -> None:
+    """An OpenLDAP group whose externalId switched from its DN to its entryUUID
+    (BWSYNC_LDAP__GROUP_ID_ATTRIBUTE), and one re-created under the same name."""
+    users = [User("ann", "ann", "ann@x.com")]
+    dn = "cn=sales,ou=groups,dc=x"
+    directory = Directory(
+        users=users,
+        groups=[
+            _g("4f9c-uuid", "sales", "ann", ref=dn),
+            _g("cn=ops,ou=new,dc=x", "ops", "ann"),
+        ],
+    )
+    org = OrgSnapshot(
+        members=[_m("ann")],
+        groups=[OrgGroup("g1", "sales", dn), OrgGroup("g2", "ops", "cn=ops,ou=old,dc=x")],
+        stale_member_ids={"g1": ["ann"], "g2": ["ann"]},
+    )
+    plan = make_plan(directory, org, ON)
+    assert [(c.action, c.subject) for c in plan.changes] == [
+        ("group_create", "sales"),
+        ("group_create", "ops"),
+        ("group_empty", "sales"),
+        ("group_empty", "ops"),
+    ]
+    assert "now identifies this group as '4f9c-uuid'" in plan.changes[2].reason
+    assert "a group of this name under another id ('cn=ops,ou=new,dc=x')" in (
+        plan.changes[3].reason
+    )
+    assert any("grant it the old group's collections" in n for n in plan.notes)
+
+
+def test_safety_counts_each_member_losing_access_once() -> None:
+    """ann is revoked and in a stale group, bob in two stale groups: 2 members, not 4."""
+    users = [User("cid", "cid", "cid@x.com")]
+    directory = Directory(users=users, groups=[])
+    org = OrgSnapshot(
+        members=[_m("ann"), _m("bob"), _m("cid"), *(_m(f"u{i}") for i in range(17))],
+        groups=[OrgGroup("g1", "One", "one"), OrgGroup("g2", "Two", "two")],
+        stale_member_ids={"g1": ["ann", "bob"], "g2": ["bob"]},
+    )
+    keep = [User(f"u{i}", f"u{i}", f"u{i}@x.com") for i in range(17)]
+    directory = Directory(users=[*users, *keep], groups=[_g("other", "Other")])
+    plan = make_plan(directory, org, ON)
+    assert plan.removals == 2  # ann, bob revoked
+    assert plan.members_losing_access == 2
+    org.stale_member_ids = {"g1": ["ann", "bob", "cid"], "g2": ["bob"]}
+    plan = make_plan(directory, org, ON)
+    assert plan.members_losing_access == 3  # cid stays, but loses group One
+    sync = SyncSettings(remove_missing=True, max_removals=2, max_removal_percent=100)
+    (reason,) = check_safety(plan, directory, sync)
+    assert reason.startswith(
+        "3 members losing access (2 removed/revoked, 3 in groups that are gone from the "
+        "directory) exceed BWSYNC_SYNC__MAX_REMOVALS=2"
+    )
+    assert check_safety(plan, directory, sync.model_copy(update={"max_removals": 3})) == []
+    pct = SyncSettings(remove_missing=True, max_removal_percent=10)
+    (reason,) = check_safety(plan, directory, pct)
+    assert "15.0% of 20 synced members" in reason
+    assert check_safety(plan, directory, sync, allow_removals=3) == []
+    assert check_safety(plan, directory, sync, allow_removals=2)
+
+
+def test_group_losses_alone_trip_the_limits() -> None:
+    directory, org = _world()
+    sync = SyncSettings(remove_missing=True, max_removals=3, max_removal_percent=100)
+    plan = make_plan(directory, org, sync)
+    assert plan.removals == 0
+    (reason,) = check_safety(plan, directory, sync)
+    assert "4 members losing access (0 removed/revoked, 4 in groups" in reason
+
+
+def test_no_groups_at_all_is_a_safety_stop_when_synced_groups_grant_access() -> None:
+    directory, org = _world()
+    nothing = Directory(users=directory.users, groups=[])
+    generous = SyncSettings(remove_missing=True, max_removals=100, max_removal_percent=100)
+    plan = make_plan(nothing, org, generous)
+    reasons = check_safety(plan, nothing, generous, allow_removals=100)
+    assert len(reasons) == 1 and "returned no groups while 2 synced groups" in reasons[0]
+    # already emptied: nothing left to protect, the brake does not hold the run forever
+    org.stale_member_ids = {"g-sales": [], "g-ops": [], "g-empty": [], "g-kept": []}
+    plan = make_plan(nothing, org, generous)
+    assert check_safety(plan, nothing, generous) == []
+
+
+@pytest.mark.parametrize("remove_missing", [True, False])
+def test_a_server_without_group_endpoints_is_named_in_the_plan(remove_missing: bool) -> None:
+    directory, _ = _world()
+    plan = make_plan(directory, None, SyncSettings(remove_missing=remove_missing))
+    assert (NO_GROUP_ENDPOINTS in plan.notes) is remove_missing
+    assert "by hand in the web vault" in NO_GROUP_ENDPOINTS
