@@ -117,12 +117,16 @@ def _plain(m: Member) -> bool:
 
 @dataclass(slots=True)
 class Group:
-    """One group; ``member_ids`` are membership ids (not user ids), in insertion order."""
+    """One group; ``member_ids`` are membership ids (not user ids), in insertion order.
+    ``collections`` are its collection grants as the API shows them (``{"id", "readOnly",
+    "hidePasswords", "manage"}``): only seeding sets them, the import never touches them
+    (§3.4), and deleting the group deletes them with it."""
 
     id: str
     name: str
     external_id: str | None = None
     member_ids: list[str] = field(default_factory=list)
+    collections: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """The public API's GroupResponseModel (§5); members are not inline."""
@@ -131,7 +135,7 @@ class Group:
             "id": self.id,
             "name": self.name,
             "externalId": self.external_id,
-            "collections": [],
+            "collections": [dict(c) for c in self.collections],
         }
 
 
@@ -203,6 +207,11 @@ class Organization:
             stored = self._members[member if isinstance(member, str) else member.id]
             self._delete_member(stored, "OrganizationUser_Removed")
 
+    def remove_group(self, group: Group | str) -> None:
+        """Delete a group (by Group, id or external id) as an admin does by hand."""
+        with self._lock:
+            self._delete_group(self._resolve_group(group))
+
     def add_group(
         self,
         name: str,
@@ -210,11 +219,17 @@ class Organization:
         external_id: str | None = None,
         members: Iterable[Member | str] = (),
         group_id: str | None = None,
+        collections: Iterable[str] = (),
     ) -> Group:
-        """Seed a group; ``members`` are Members or membership ids."""
+        """Seed a group; ``members`` are Members or membership ids; ``collections`` are ids
+        of collections it grants (read, write, no manage: the Admin Console's default)."""
         ids = [m.id if isinstance(m, Member) else m for m in members]
         group = Group(
-            id=group_id or str(uuid.uuid4()), name=name, external_id=external_id, member_ids=ids
+            id=group_id or str(uuid.uuid4()),
+            name=name,
+            external_id=external_id,
+            member_ids=ids,
+            collections=[_grant(c) for c in collections],
         )
         with self._lock:
             self._note_id(group.id)
@@ -225,7 +240,21 @@ class Organization:
             if self._groups_of is not None:
                 for i in ids:
                     self._groups_of.setdefault(i, {})[group.id] = None
-        return dataclasses.replace(group, member_ids=list(ids))
+        return self._copy(group)
+
+    def grant_collection(self, group: Group | str, collection_id: str) -> None:
+        """Give a group (by Group, id or external id) access to a collection, as an admin does
+        in the Admin Console: the grant a stale group keeps when emptied, loses when deleted."""
+        with self._lock:
+            self._resolve_group(group).collections.append(_grant(collection_id))
+
+    @staticmethod
+    def _copy(group: Group) -> Group:
+        return dataclasses.replace(
+            group,
+            member_ids=list(group.member_ids),
+            collections=[dict(c) for c in group.collections],
+        )
 
     def reset(self) -> None:
         """Forget members, groups and events (the server's ``reset`` forgets its tokens and
@@ -420,9 +449,7 @@ class Organization:
     @property
     def groups(self) -> list[Group]:
         with self._lock:
-            return [
-                dataclasses.replace(g, member_ids=list(g.member_ids)) for g in self._groups.values()
-            ]
+            return [self._copy(g) for g in self._groups.values()]
 
     def member(self, member_id: str) -> Member | None:
         with self._lock:
@@ -499,6 +526,21 @@ class Organization:
             member.status = STATUS_CONFIRMED if member.user_id else STATUS_INVITED
         member.prior_status = None
 
+    def _replace_group_members(self, group: Group, ids: list[str]) -> None:
+        """``GroupUser_UpdateUsers``: the group lists exactly ``ids`` afterwards (members
+        already in it keep their place, new ones follow in request order)."""
+        wanted = dict.fromkeys(ids)
+        kept = [i for i in group.member_ids if i in wanted]
+        held = set(kept)
+        self._set_group_members(group, kept + [i for i in wanted if i not in held])
+
+    def _delete_group(self, group: Group) -> None:
+        """``Group_DeleteById``: the group goes, and with it (ON DELETE CASCADE) its
+        memberships and collection grants."""
+        self._set_group_members(group, [])
+        del self._groups[group.id]
+        self._resolved.pop(group.id, None)
+
     def _delete_member(self, member: Member, event: str) -> None:
         if self._members.get(member.id) is member:
             del self._members[member.id]
@@ -517,6 +559,11 @@ class Organization:
             if not groups:
                 del index[member.id]
         self._log(event, member.id)
+
+
+def _grant(collection_id: str) -> dict[str, Any]:
+    """One AssociationWithPermissionsResponseModel (§5)."""
+    return {"id": collection_id, "readOnly": False, "hidePasswords": False, "manage": False}
 
 
 def _remove_identical(items: list[Member], member: Member) -> None:

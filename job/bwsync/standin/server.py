@@ -33,6 +33,28 @@ Decisions where the reference is silent (from the server source, see the module'
   revoked member is 400 "Already revoked."; restoring an active one is 400 "Already active.";
   an id outside the organization is 404 with an empty body; success is 200 with an empty body.
   Restore puts the member back in the status it had before (Invited without an account).
+* The group writes bwsync uses for groups that leave the directory, read in bitwarden/server
+  ``ac309aa19ed3`` (``src/Api/AdminConsole/Public/Controllers/GroupsController.cs``,
+  ``Models/Request/UpdateMemberIdsRequestModel.cs``, ``src/Sql/dbo/Stored
+  Procedures/GroupUser_UpdateUsers.sql``, ``Group_DeleteById.sql``, ``Tables/GroupUser.sql``,
+  ``src/Infrastructure.Dapper/DapperHelpers.cs``):
+
+  - ``PUT /public/groups/{id}/member-ids``, body ``{"memberIds": [<member id>, ...]}``
+    (``group_request``): the group's membership becomes exactly those ids (membership ids,
+    as ``GET …/member-ids`` lists them), 200 with an empty body. Ids of no member of the
+    organization are dropped without a word (the procedure joins on the group's
+    organization); a missing or null list empties the group, as ``[]`` does. An id given
+    twice that is not in the group yet is inserted twice and breaks the table's primary key
+    (500, inferred from the procedure: its insert is not de-duplicated). A body that does not
+    bind is 400 with the public model-state error; a body that is not JSON (content type) is
+    415. No event is logged (the controller calls the repository directly).
+  - ``DELETE /public/groups/{id}``: the group is deleted, and with it (``ON DELETE CASCADE``)
+    its memberships and collection grants; 200 with an empty body, no event.
+  - Both: a group of no organization of the key's, or an id that is not a GUID, is 404 with an
+    empty body (``_find``); no or a bad token, 401, as every endpoint. (A route id that is not
+    a GUID fails ASP.NET's model binding, which the public API's model-state filter would
+    answer with 400, inferred; every endpoint here answers 404 alike, and bwsync only sends
+    ids the server gave it.)
 * Unknown paths answer 404 with an empty body; a known path with another method, 405.
 
 The tests extend it (``tests/standins/bitwarden``) with injected faults, the cloud's rate
@@ -58,12 +80,14 @@ import msgspec
 import orjson
 
 from bwsync.model import BITWARDEN_ENDPOINTS, STATUS_REVOKED, TYPE_OWNER
+from bwsync.standin.group_request import parse_member_ids
 from bwsync.standin.http import (
     BitwardenHttpServer,
     HttpError,
     Response,
     json_response,
     public_error,
+    unhandled,
 )
 from bwsync.standin.import_command import OfficialImport
 from bwsync.standin.organization import Group, Member, members_json
@@ -353,6 +377,8 @@ class BitwardenStandIn(OfficialImport):
             ("GET", ["groups"], "list_groups"),
             ("GET", ["groups", "*"], "get_group"),
             ("GET", ["groups", "*", "member-ids"], "group_member_ids"),
+            ("PUT", ["groups", "*", "member-ids"], "set_group_member_ids"),
+            ("DELETE", ["groups", "*"], "delete_group"),
         ]
         allowed: list[str] = []
         for m, pattern, name in table:
@@ -409,6 +435,8 @@ class BitwardenStandIn(OfficialImport):
         self._authenticate(headers)
         if endpoint == "import":
             return self._import_official(headers, raw)
+        if endpoint == "set_group_member_ids":
+            return self._ep_set_group_member_ids(params, headers, raw)
         handler: Callable[[list[str]], Response] = getattr(self, "_ep_" + endpoint)
         return handler(params)
 
@@ -579,6 +607,44 @@ class BitwardenStandIn(OfficialImport):
     def _ep_group_member_ids(self, params: list[str]) -> Response:
         group: Group = self._find(self._groups, params[0])
         return json_response(200, [i for i in group.member_ids if i in self._members])
+
+    def _ep_set_group_member_ids(
+        self, params: list[str], headers: dict[str, str], raw: bytes
+    ) -> Response:
+        """``GroupsController.PutMemberIds`` then ``GroupUser_UpdateUsers`` (module docstring).
+        Model binding runs before the action: a body that does not bind is 400 whatever the
+        group; only then is an unknown group 404."""
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in ("application/json", "text/json") and not ctype.endswith("+json"):
+            return Response(415)
+        ids = parse_member_ids(raw)
+        group: Group = self._find(self._groups, params[0])
+        members = self._members_by_canonical_id()
+        known = [members[i] for i in ids if i in members]
+        held = set(group.member_ids)
+        new = [i for i in known if i not in held]
+        if len(new) != len(set(new)):
+            raise unhandled()  # PK_GroupUser: the same new member inserted twice
+        self._replace_group_members(group, known)
+        return Response(200)
+
+    def _ep_delete_group(self, params: list[str]) -> Response:
+        """``GroupsController.Delete`` then ``Group_DeleteById`` (module docstring)."""
+        group: Group = self._find(self._groups, params[0])
+        self._delete_group(group)
+        return Response(200)
+
+    def _members_by_canonical_id(self) -> dict[str, str]:
+        """Canonical GUID text → stored member id (they differ only for seeded odd ids)."""
+        if self._canonical_ids:
+            return {i: i for i in self._members}
+        out: dict[str, str] = {}
+        for i in self._members:
+            try:
+                out[str(uuid.UUID(i))] = i
+            except ValueError:
+                continue
+        return out
 
     def _ep_revoke_member(self, params: list[str]) -> Response:
         member: Member = self._find(self._members, params[0])

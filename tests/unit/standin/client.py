@@ -64,6 +64,22 @@ class Api:
     def post(self, path: str) -> httpx.Response:
         return self.http.post("/api/public" + path, headers=self.headers())
 
+    def put(
+        self,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        ctype: str = "application/json",
+    ) -> httpx.Response:
+        content = raw if raw is not None else orjson.dumps(body)
+        return self.http.put(
+            "/api/public" + path, content=content, headers={**self.headers(), "Content-Type": ctype}
+        )
+
+    def delete(self, path: str) -> httpx.Response:
+        return self.http.delete("/api/public" + path, headers=self.headers())
+
 
 def body(members: list[dict[str, Any]] | None = None, groups: list[dict[str, Any]] | None = None,
          *, overwrite: bool = False, **extra: Any) -> dict[str, Any]:  # fmt: skip

@@ -1,6 +1,7 @@
 """``bwsync.standin.server``: the token endpoint, bearer tokens, the read endpoints, revoke and
-restore, routing and the request log, held to the contract (reference/bitwarden-public-api.md,
-§n) over real HTTP with httpx, as any client would see them."""
+restore, the group writes, routing and the request log, held to the contract
+(reference/bitwarden-public-api.md, §n) over real HTTP with httpx, as any client would see
+them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ import pytest
 from bwsync.model import STATUS_CONFIRMED, STATUS_INVITED, STATUS_REVOKED, TYPE_OWNER, TYPE_USER
 from tests.fixtures.bitwarden import FakeFactory
 from tests.standins.bitwarden import FakeBitwarden
-from tests.unit.standin.client import MEMBER_KEYS, Api, FakeClock, body, m
+from tests.unit.standin.client import (
+    MEMBER_KEYS,
+    Api,
+    FakeClock,
+    assert_model_error,
+    body,
+    g,
+    m,
+)
 
 
 def test_serves_identity_and_api_under_one_base_url_and_without_prefix(
@@ -314,3 +323,145 @@ def test_member_list_is_encoded_as_orjson_encodes_it(
         fake_bitwarden.add_member(f"x{len(fake_bitwarden.members)}@y.z", **exotic)
         assert not fake_bitwarden._plain_members  # orjson's way, as before
         assert api.get("/members").content == as_orjson()
+
+
+# ---- group writes: PUT /public/groups/{id}/member-ids, DELETE /public/groups/{id} -----------
+
+
+def _synced_group(api: Api, fake: FakeBitwarden) -> tuple[str, list[str]]:
+    """A group the import made, with a, b and c, and its member ids."""
+    r = api.imp(body([m("a"), m("b"), m("c"), m("d")], [g("eng", "Eng", ["a", "b", "c"])]))
+    assert r.status_code == 200
+    group = fake.find_group(external_id="eng")
+    assert group is not None
+    ids = {x.external_id: x.id for x in fake.members}
+    return group.id, [ids["a"], ids["b"], ids["c"], ids["d"]]
+
+
+def test_put_member_ids_replaces_the_membership(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    gid, (a, b, c, d) = _synced_group(api, fake_bitwarden)
+    fake_bitwarden.grant_collection(gid, "c0ffee00-0000-4000-8000-000000000001")
+    events = len(fake_bitwarden.events)
+    r = api.put(f"/groups/{gid}/member-ids", {"memberIds": [d, b]})
+    assert (r.status_code, r.content) == (200, b"")
+    assert api.get(f"/groups/{gid}/member-ids").json() == [b, d]  # kept first, then added
+    r = api.put(f"/groups/{gid.upper()}/member-ids", {"MEMBERIDS": [a.upper()]})  # any casing
+    assert r.status_code == 200
+    assert api.get(f"/groups/{gid}/member-ids").json() == [a]
+    # ids of nobody in the organization are dropped without a word
+    r = api.put(
+        f"/groups/{gid}/member-ids", {"memberIds": [c, "0b7f8f0e-8d0a-4f63-9a55-111111111111"]}
+    )
+    assert r.status_code == 200
+    assert api.get(f"/groups/{gid}/member-ids").json() == [c]
+    assert api.get(f"/members/{c}/group-ids").json() == [gid]
+    # the group stays, with its name, externalId and collection grants; nothing is logged
+    (group,) = api.get("/groups").json()["data"]
+    assert (group["name"], group["externalId"]) == ("Eng", "eng")
+    assert [x["id"] for x in group["collections"]] == ["c0ffee00-0000-4000-8000-000000000001"]
+    assert len(fake_bitwarden.events) == events
+
+
+@pytest.mark.parametrize("empty", [{"memberIds": []}, {"memberIds": None}, {}])
+def test_put_member_ids_without_ids_empties_the_group(
+    api: Api, fake_bitwarden: FakeBitwarden, empty: dict[str, object]
+) -> None:
+    gid, ids = _synced_group(api, fake_bitwarden)
+    assert api.put(f"/groups/{gid}/member-ids", empty).status_code == 200
+    assert api.get(f"/groups/{gid}/member-ids").json() == []
+    assert all(api.get(f"/members/{i}/group-ids").json() == [] for i in ids)
+    assert fake_bitwarden.find_group(external_id="eng") is not None
+
+
+def test_put_member_ids_model_errors(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    gid, (a, *_) = _synced_group(api, fake_bitwarden)
+    path = f"/groups/{gid}/member-ids"
+    assert_model_error(api.put(path, raw=b""), {"": ["Body is empty."]})
+    r = api.put(path, raw=b"{nope")
+    assert r.status_code == 400 and list(r.json()["errors"]) == ["$"]
+    model = "Bit.Api.AdminConsole.Public.Models.Request.UpdateMemberIdsRequestModel"
+    assert_model_error(
+        api.put(path, [a]), {"$": [f"The JSON value could not be converted to {model}. Path: $"]}
+    )
+    listed = "System.Collections.Generic.IEnumerable`1[System.Guid]"
+    assert_model_error(
+        api.put(path, {"memberIds": a}),
+        {"$.memberIds": [f"The JSON value could not be converted to {listed}. Path: $.memberIds"]},
+    )
+    for bad in ("not-a-guid", 7, None, "{" + a + "}", a.replace("-", "")):
+        assert_model_error(
+            api.put(path, {"memberIds": [a, bad]}),
+            {
+                "$.memberIds[1]": [
+                    "The JSON value could not be converted to System.Guid. Path: $.memberIds[1]"
+                ]
+            },
+        )
+    # binding comes first: a bad body is 400 for an unknown group too
+    r = api.put("/groups/0b7f8f0e-8d0a-4f63-9a55-111111111111/member-ids", raw=b"")
+    assert r.status_code == 400
+    assert api.put(path, raw=b'{"memberIds": []}', ctype="text/plain").status_code == 415
+    assert len(fake_bitwarden.group_member_emails(gid)) == 3  # nothing changed
+
+
+def test_put_member_ids_inserting_one_member_twice_breaks_the_primary_key(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    gid, (a, _b, _c, d) = _synced_group(api, fake_bitwarden)
+    assert api.put(f"/groups/{gid}/member-ids", {"memberIds": [a, a]}).status_code == 200
+    r = api.put(f"/groups/{gid}/member-ids", {"memberIds": [d, d]})
+    assert r.status_code == 500
+    assert r.json()["message"] == "An unhandled server error has occurred."
+
+
+def test_delete_group_takes_memberships_and_grants_with_it(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    gid, ids = _synced_group(api, fake_bitwarden)
+    fake_bitwarden.grant_collection("eng", "c0ffee00-0000-4000-8000-000000000001")
+    hand = fake_bitwarden.add_group("By hand", members=ids[:1])
+    r = api.delete(f"/groups/{gid}")
+    assert (r.status_code, r.content) == (200, b"")
+    assert [x["id"] for x in api.get("/groups").json()["data"]] == [hand.id]
+    assert api.get(f"/groups/{gid}").status_code == 404
+    assert api.get(f"/members/{ids[0]}/group-ids").json() == [hand.id]
+    assert api.get(f"/members/{ids[1]}/group-ids").json() == []
+    assert api.delete(f"/groups/{gid}").status_code == 404
+    # the import creates the group anew: a new id, no grants
+    api.imp(body([m("a")], [g("eng", "Eng", ["a"])]))
+    again = fake_bitwarden.find_group(external_id="eng")
+    assert again is not None and again.id != gid and again.collections == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/groups/{x}/member-ids"),
+        ("DELETE", "/groups/{x}"),
+        ("DELETE", "/groups/not-a-guid"),
+    ],
+)
+def test_group_writes_unknown_group_is_404_and_no_token_401(
+    api: Api, method: str, path: str
+) -> None:
+    url = "/api/public" + path.format(x="0b7f8f0e-8d0a-4f63-9a55-111111111111")
+    content = orjson.dumps({"memberIds": []}) if method == "PUT" else None
+    headers = {"Content-Type": "application/json"}
+    r = api.http.request(method, url, content=content, headers={**headers, **api.headers()})
+    assert (r.status_code, r.content) == (404, b"")
+    r = api.http.request(method, url, content=content, headers=headers)
+    assert r.status_code == 401
+
+
+def test_group_writes_are_recorded_under_their_names(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    gid, _ = _synced_group(api, fake_bitwarden)
+    fake_bitwarden.clear_requests()
+    api.put(f"/groups/{gid}/member-ids", {"memberIds": []})
+    api.delete(f"/groups/{gid}")
+    assert [(r.method, r.endpoint, r.status) for r in fake_bitwarden.requests] == [
+        ("PUT", "set_group_member_ids", 200),
+        ("DELETE", "delete_group", 200),
+    ]
+    assert len(fake_bitwarden.writes()) == 2

@@ -61,6 +61,13 @@ def test_vw_has_no_list_endpoints_and_401_is_rocket_json(vw: Api) -> None:
         r = vw.get(path)
         assert r.status_code == 404
         assert r.json()["error"]["code"] == 404
+    group = "0b7f8f0e-8d0a-4f63-9a55-111111111111"
+    for r in (
+        vw.put(f"/groups/{group}/member-ids", {"memberIds": []}),
+        vw.delete(f"/groups/{group}"),
+    ):
+        assert r.status_code == 404  # no group endpoints: its catcher, as for every /public/*
+        assert r.json()["error"]["code"] == 404
     r = vw.http.post("/api/public/organization/import", json=body())
     assert r.status_code == 401
     assert r.json()["error"]["code"] == 401
