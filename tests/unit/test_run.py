@@ -389,6 +389,42 @@ def test_verify_counts_what_the_re_read_shows_and_words_the_rest(
     assert report.applied_differs
 
 
+def test_verify_re_reads_emptied_and_deleted_groups(fake_bitwarden: FakeBitwarden) -> None:
+    """An emptied group counts as applied when it is empty (or gone), a deleted one when it is
+    gone; an emptied group the re-read shows full is a difference."""
+    from bwsync.bitwarden import BitwardenClient
+    from bwsync.model import RunReport
+    from bwsync.plan import Change, Plan
+    from bwsync.run import verify
+
+    a = fake_bitwarden.add_member("a@example.com", external_id="a")
+    empty = fake_bitwarden.add_group("Empty", external_id="e")
+    full = fake_bitwarden.add_group("Full", external_id="f", members=[a])
+    still = fake_bitwarden.add_group("Still", external_id="s")
+
+    def stale(action: str, name: str, group_id: str) -> Change:
+        return Change(action, name, name, "test", group_id=group_id)  # type: ignore[arg-type]
+
+    plan = Plan(
+        changes=[
+            stale("group_empty", "Empty", empty.id),  # empty
+            stale("group_empty", "Full", full.id),  # still has a
+            stale("group_empty", "Gone", "0b7f8f0e-8d0a-4f63-9a55-111111111111"),  # gone: fine
+            stale("group_delete", "Gone", "0b7f8f0e-8d0a-4f63-9a55-222222222222"),  # gone
+            stale("group_delete", "Still", still.id),  # still there
+        ]
+    )
+    report = RunReport(profile="default", source="file", command="sync", started=0.0)
+    with BitwardenClient(fake_bitwarden.settings(timeout=10.0)) as client:
+        differences = verify(client, plan, report)
+    assert report.applied == {"group_empty": 2, "group_delete": 1}
+    assert differences == ["empty group Full (test)", "delete group Still (test)"]
+    assert [r.path.rsplit("/", 2)[-2] for r in fake_bitwarden.requests_to("group_member_ids")] == [
+        empty.id,
+        full.id,
+    ]
+
+
 def test_plan_shows_the_batches_a_sync_would_leave_out(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 from bwsync.bitwarden import BitwardenClient
 from bwsync.errors import BitwardenAuthError, ConfigError
 from bwsync.model import OrgMember
-from bwsync.snapshot import BackgroundRead, read_org
+from bwsync.snapshot import BackgroundRead, read_org, read_stale_members
 from tests.standins.bitwarden import FakeBitwarden
 
 
@@ -34,6 +34,31 @@ def test_background_read_gives_what_read_org_gives(
     assert not background.running
     assert background.seconds > 0
     assert background.client is client  # the caller's from now on
+
+
+def test_stale_group_members_are_read_once_and_a_vanished_group_dropped(
+    fake_bitwarden: FakeBitwarden, client: BitwardenClient
+) -> None:
+    """Member ids of the stale groups, with or without --detail; a group deleted by hand
+    between the group list and this read (404) is no longer in the snapshot."""
+    a = fake_bitwarden.add_member("a@example.com", external_id="a")
+    sales = fake_bitwarden.add_group("Sales", external_id="sales", members=[a])
+    ops = fake_bitwarden.add_group("Ops", external_id="ops", members=[a])
+    org = read_org(client, detail=False)
+    assert org is not None
+    stale = [g for g in org.groups if g.external_id in ("sales", "ops")]
+    fake_bitwarden.remove_group(ops.id)  # by hand, meanwhile
+    fake_bitwarden.clear_requests()
+    read_stale_members(client, org, stale)
+    assert org.stale_member_ids == {sales.id: [a.id]}
+    assert [g.id for g in org.groups] == [sales.id]
+    assert len(fake_bitwarden.requests_to("group_member_ids")) == 2
+    # with --detail they were read already: no request
+    detailed = read_org(client, detail=True)
+    assert detailed is not None
+    fake_bitwarden.clear_requests()
+    read_stale_members(client, detailed, detailed.groups)
+    assert fake_bitwarden.requests == [] and detailed.stale_member_ids == {}
 
 
 def test_background_read_raises_the_servers_refusal_in_the_caller(
