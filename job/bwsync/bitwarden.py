@@ -37,7 +37,7 @@ import httpx
 import msgspec
 import orjson
 
-from bwsync import __version__
+from bwsync import __version__, stop
 from bwsync.config import BitwardenSettings
 from bwsync.errors import (
     BitwardenAuthError,
@@ -399,7 +399,7 @@ _MEMBER_STATES: Final = msgspec.json.Decoder(_MemberStates)
 
 
 def _wait(seconds: float) -> None:
-    time.sleep(seconds)
+    stop.sleep(seconds)
 
 
 def tls_verify(settings: BitwardenSettings) -> ssl.SSLContext | bool:
@@ -422,8 +422,9 @@ class BitwardenClient:
     """Synchronous client for one organization; see the module docstring.
 
     ``transport`` replaces the network (``httpx.MockTransport`` in unit tests); ``sleep`` is
-    what waits between retries (tests pass a recorder); ``tokens`` keeps the access token for
-    the next client (``sync --every``); ``on_request(endpoint, status)`` is
+    what waits between retries (tests pass a recorder; by default a stop request cuts it
+    short, and no attempt starts after one: ``bwsync.stop``); ``tokens`` keeps the access token
+    for the next client (``sync --every``); ``on_request(endpoint, status)`` is
     called for every HTTP exchange, token requests and 401s included (status 0 for a transport
     failure) and ``on_retry(endpoint)`` before every retry, for metrics. ``clock`` and
     ``jitter`` are injectable for deterministic tests.
@@ -455,8 +456,9 @@ class BitwardenClient:
             if settings.identity_url
             else f"BWSYNC_BITWARDEN__SERVER={settings.server}"
         )
-        # Looked up when waiting, not bound here: an end-to-end test replaces time.sleep to
-        # wait out a rate limit on the stand-in's clock instead of the wall clock.
+        # Looked up when waiting, not bound here: a stop request cuts the wait short
+        # (bwsync.stop.sleep), and an end-to-end test replaces bwsync.stop.sleep to wait out
+        # a rate limit on the stand-in's clock instead of the wall clock.
         self._sleep = sleep if sleep is not None else _wait
         self._on_request = on_request
         self._on_retry = on_retry
@@ -719,6 +721,7 @@ class BitwardenClient:
         attempt = 0
         while True:
             attempt += 1
+            stop.check(step)
             try:
                 request = build()
             except (httpx.HTTPError, httpx.InvalidURL) as error:  # a malformed URL: not retried

@@ -2,7 +2,8 @@
 
 Exit codes (DESIGN.md), mapped from the error tree in one place (``main``):
 0 done (applied, or nothing to do) · 1 unexpected error · 2 configuration · 3 directory ·
-4 Bitwarden · 5 state store · 6 safety limit reached, nothing applied.
+4 Bitwarden · 5 state store · 6 safety limit reached, nothing applied · 7 stopped by
+SIGTERM/SIGINT, lease given back (``bwsync.stop``; a second signal: 128 + its number, at once).
 
 Output: logs (JSON lines or console) go to stderr; what a command *answers* (a plan, a state
 document, check results) goes to stdout, so ``bwsync plan --output json > plan.json`` works.
@@ -17,13 +18,11 @@ import gc
 import logging
 import os
 import re
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -34,6 +33,7 @@ from bwsync.logs import event
 from bwsync.output import plan_document, print_plan_text
 from bwsync.plan import OWNERS_UNSEEN
 from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute, summary
+from bwsync.stop import StopRequest, on_signals
 
 if TYPE_CHECKING:
     from bwsync.model import OrgGroup
@@ -156,10 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(settings, offline=args.offline)
         if command == "state":
             return cmd_state(settings, args.action)
-        with paused_gc():
+        with paused_gc(), on_signals(StopRequest(settings.stop_grace_seconds)) as stop:
             if command == "plan":
-                return cmd_plan(settings, args)
-            return cmd_sync(settings, args)
+                return cmd_plan(settings, args, stop)
+            return cmd_sync(settings, args, stop)
     except BwsyncError as exc:
         event("error", logging.ERROR, error=str(exc), exit_code=exc.exit_code)
         print(f"bwsync: {exc}", file=sys.stderr)
@@ -237,7 +237,10 @@ def _deliver(settings: Settings, outcome: Outcome) -> None:
 
 
 def _one_sync(
-    settings: Settings, args: argparse.Namespace, client_factory: ClientFactory = default_client
+    settings: Settings,
+    args: argparse.Namespace,
+    stop: StopRequest,
+    client_factory: ClientFactory = default_client,
 ) -> Outcome:
     outcome = execute(
         settings,
@@ -248,19 +251,28 @@ def _one_sync(
             detail=args.detail,
         ),
         client_factory=client_factory,
+        stop=stop,
     )
+    report = outcome.report
     event(
         "summary",
-        logging.INFO if outcome.report.exit_code == 0 else logging.ERROR,
-        **summary(outcome.report),
+        logging.INFO
+        if report.exit_code == 0
+        else logging.WARNING
+        if report.result == "interrupted"
+        else logging.ERROR,
+        **summary(report),
     )
     _deliver(settings, outcome)
     return outcome
 
 
-def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_sync(settings: Settings, args: argparse.Namespace, stop: StopRequest) -> int:
+    """One pass, or loop mode (``--every``): passes until a stop request, which ends the pass
+    under way as any (``bwsync.stop``) or the wait between two. Loop mode then exits 0, or 7
+    when it interrupted a pass."""
     if not args.every:
-        outcome = _one_sync(settings, args)
+        outcome = _one_sync(settings, args, stop)
         if outcome.report.error:
             print(f"bwsync: {outcome.report.error}", file=sys.stderr)
         return outcome.report.exit_code
@@ -272,23 +284,17 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     client_factory = functools.partial(default_client, tokens=TokenCache())
     server = MetricsServer(settings.metrics.listen)
     server.start()
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: Any) -> None:
-        event("stopping", signal=signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     try:
-        while not stop.is_set():
+        while not stop.requested:
             started = time.monotonic()
-            outcome = _one_sync(settings, args, client_factory)
+            outcome = _one_sync(settings, args, stop, client_factory)
             server.update(outcome.report)
             server.set_healthy(outcome.report.exit_code == 0)
             # A wrong setting will not fix itself: stop instead of failing every interval.
             if outcome.report.exit_code == 2:
                 return 2
+            if outcome.report.result == "interrupted":
+                return outcome.report.exit_code
             del outcome
             gc.collect()  # what the pass left in cycles (the collector is paused: paused_gc)
             stop.wait(max(0.0, args.every - (time.monotonic() - started)))
@@ -297,12 +303,13 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_plan(settings: Settings, args: argparse.Namespace, stop: StopRequest) -> int:
     outcome = execute(
         settings,
         RunOptions(
             command="plan", force=args.force, detail=args.detail, allow_removals=args.allow_removals
         ),
+        stop=stop,
     )
     fmt = args.output or ("text" if sys.stdout.isatty() else "json")
     report = outcome.report

@@ -545,6 +545,11 @@ class Settings(_FromEnvironment):
     """Name of this sync profile: a metrics label and the state lease holder's prefix."""
     secrets_dir: Path = Path(DEFAULT_SECRETS_DIR)
     """Directory of secret files, one per setting (a mounted Kubernetes Secret)."""
+    stop_grace_seconds: float = Field(default=20.0, gt=0, le=600)
+    """After SIGTERM or SIGINT, how long the request in flight may take before the run gives it
+    up; it then gives its lease back and exits 7. Keep it at least 30 s below the pod's
+    `terminationGracePeriodSeconds` (the chart checks), which must also cover the last state
+    write and the metrics push."""
     bitwarden: BitwardenSettings = BitwardenSettings()
     sync: SyncSettings = SyncSettings()
     ldap: LdapSettings = LdapSettings()

@@ -12,7 +12,8 @@
     │   ├── BitwardenClientError             4xx other than auth: never retried
     │   └── BitwardenServerError             5xx, timeouts, connection errors: retried first
     ├── StateError                   exit 5  the state store failed, conflicted or is locked
-    └── SafetyLimitError             exit 6  the plan removes more than allowed; nothing applied
+    ├── SafetyLimitError             exit 6  the plan removes more than allowed; nothing applied
+    └── Interrupted                  exit 7  stopped by SIGTERM/SIGINT; lease given back
 
 Foreign exceptions (ldap3, python-ldap, httpx …) are translated into these at the module that
 talks to the library, with ``raise … from exc``, so the run loop only ever sees this tree.
@@ -131,3 +132,14 @@ class SafetyLimitError(BwsyncError):
 
     exit_code = 6
     kind = "safety_stop"
+
+
+class Interrupted(BwsyncError):
+    """A stop was requested (SIGTERM, SIGINT) and the run gave up before its end.
+
+    Its own exit code, because it is neither the run's fault nor a failure of a server: the
+    request in flight was let finish, the lease given back and the stored hash left as it was,
+    so the next run re-sends everything and finishes the job (``bwsync.stop``)."""
+
+    exit_code = 7
+    kind = "interrupted"

@@ -89,7 +89,7 @@ class Rejected:
     email: str
 
 
-RunResult = Literal["success", "no_change", "failed", "safety_stop", "config_error"]
+RunResult = Literal["success", "no_change", "failed", "safety_stop", "config_error", "interrupted"]
 
 
 @dataclass(slots=True)

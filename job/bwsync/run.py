@@ -7,7 +7,9 @@ with one job. What it guarantees:
 * the state's hash and delta tokens change only after every import request succeeded, so a
   failed run is retried in full next time (the import is idempotent) and never half-remembered;
 * every outcome, failed or not, ends in a ``RunReport`` — the summary line and the metrics are
-  made from it, so they cannot disagree.
+  made from it, so they cannot disagree;
+* a stop request (SIGTERM, SIGINT: ``bwsync.stop``) ends the run before its next request, as a
+  failure would: lease given back, hash untouched, result ``interrupted``, exit 7.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bwsync.config import Settings
 from bwsync.email_rules import REASONS
-from bwsync.errors import BwsyncError, ConfigError, SafetyLimitError, StateError
+from bwsync.errors import BwsyncError, ConfigError, Interrupted, SafetyLimitError, StateError
 from bwsync.logs import LOGGER, event
 from bwsync.memory import MAX_MEMORY_BYTES, Memory, MemoryStateError, encoded_size, scope_of
 from bwsync.model import STATUS_REVOKED, Directory, OrgGroup, Rejected, RunReport
@@ -47,6 +49,7 @@ from bwsync.snapshot import BackgroundRead, read_org, read_stale_members
 from bwsync.sources import build_source
 from bwsync.sources.base import FetchRequest, Source
 from bwsync.state import StateDocument, StateStore, open_store
+from bwsync.stop import StopRequest, active
 
 if TYPE_CHECKING:
     # Imported where a client is built (``default_client``), on the thread that reads the
@@ -128,11 +131,18 @@ def execute(
     source: Source | None = None,
     store: StateStore | None = None,
     client_factory: ClientFactory = default_client,
+    stop: StopRequest | None = None,
 ) -> Outcome:
     """Run one pass. Never raises for a failure of the run itself: the outcome's report
-    carries the result, the error message and the exit code."""
+    carries the result, the error message and the exit code. ``stop`` is the process's stop
+    request (the CLI's, set by SIGTERM/SIGINT); without one, nothing stops the pass."""
     return _Run(
-        settings, options, source, store or open_store(settings.state), client_factory
+        settings,
+        options,
+        source,
+        store or open_store(settings.state),
+        client_factory,
+        stop=stop or StopRequest(settings.stop_grace_seconds),
     ).execute()
 
 
@@ -146,8 +156,11 @@ class _Run:
         source: Source | None,
         store: StateStore,
         client_factory: ClientFactory,
+        *,
+        stop: StopRequest,
     ) -> None:
         self.settings = settings
+        self.stop = stop
         self.sync = settings.sync
         self.options = options
         self.source = source
@@ -170,7 +183,10 @@ class _Run:
 
     def execute(self) -> Outcome:
         try:
-            self._run()
+            # The work, where a stop request is checked and the grace period may interrupt;
+            # never the wrap-up below, which gives the lease back and records the run.
+            with active(self.stop):
+                self._run()
         except BwsyncError as exc:
             self._failed(exc)
         finally:
@@ -190,6 +206,7 @@ class _Run:
             from bwsync.bitwarden import tls_verify  # here: see TYPE_CHECKING
 
             tls_verify(self.settings.bitwarden)  # a bad CA file: exit 2 before any connection
+        self.stop.check("reading the state")
         with self.stage("state_read", backend=self.store.description):
             self.doc = self.store.load()
         self.report.last_success_timestamp = self.doc.last_success_timestamp
@@ -398,6 +415,7 @@ class _Run:
         assert client is not None
         memory = self._memory_to_keep(plan)
         holder = lease_holder(self.settings.profile)
+        self.stop.check("taking the state lease")
         with self.stage("lease", holder=holder):
             self.leased = self.store.acquire_lease(holder, self.settings.state.lease_seconds)
         _apply(client, payload, plan, self.stage, unchanged=self.outcome.unsent)
@@ -432,18 +450,30 @@ class _Run:
             self.store.save(self.doc)
 
     def _failed(self, exc: BwsyncError) -> None:
+        if self.stop.given_up and not isinstance(exc, Interrupted):
+            # The request in flight failed because the grace period interrupted its wait
+            # (python-ldap reports "Interrupted system call"): the stop, not the server.
+            exc = Interrupted(
+                f"stopped by {self.stop.reason}: the request in flight did not end within the "
+                f"{self.stop.grace:g} s grace period and was given up ({exc})"
+            )
         report = self.report
         report.result = (
             "safety_stop"
             if isinstance(exc, SafetyLimitError)
             else "config_error"
             if isinstance(exc, ConfigError)
+            else "interrupted"
+            if isinstance(exc, Interrupted)
             else "failed"
         )
         report.exit_code = exc.exit_code
         report.error = str(exc)
         report.safety_breach = report.safety_breach or isinstance(exc, SafetyLimitError)
-        event("run_failed", logging.ERROR, error=report.error, exit_code=report.exit_code)
+        if isinstance(exc, Interrupted):
+            event("run_interrupted", logging.WARNING, error=report.error, exit_code=exc.exit_code)
+        else:
+            event("run_failed", logging.ERROR, error=report.error, exit_code=report.exit_code)
         if self.options.command != "sync" or self.doc is None or isinstance(exc, StateError):
             return
         report.finished = time.time()

@@ -9,6 +9,7 @@ unchanged directory must cost no Bitwarden request at all.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import traceback
@@ -74,7 +75,14 @@ class BackgroundRead:
         self._closing = False
         self.seconds = 0.0
         """How long the read itself took (``result`` may have waited less)."""
-        self._thread = threading.Thread(target=self._work, name="bwsync-snapshot", daemon=True)
+        # In the caller's context: a stop request of the run (``bwsync.stop.active``) reaches
+        # the read's requests too.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._work,),
+            name="bwsync-snapshot",
+            daemon=True,
+        )
         self._thread.start()
 
     def _work(self) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from bwsync import stop
 from bwsync.cli import main
 from bwsync.model import STATUS_CONFIRMED, STATUS_INVITED, STATUS_REVOKED, TYPE_ADMIN
 from tests.fixtures.bitwarden import FakeFactory
@@ -73,7 +73,7 @@ def vw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_bitwarden_factory: 
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(stop, "sleep", sleep)
     return env
 
 

@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from bwsync import stop
 from bwsync.bitwarden import (
     DEVICE_TYPE,
     ENDPOINTS,
@@ -32,8 +33,10 @@ from bwsync.errors import (
     BitwardenError,
     BitwardenServerError,
     ConfigError,
+    Interrupted,
 )
 from bwsync.model import OrgGroup, OrgMember
+from bwsync.stop import StopRequest, active
 from tests.standins.tls import self_signed_tls
 
 SECRET = "s3cr3t-Th1s-Must-Never-Show"
@@ -516,6 +519,51 @@ def test_5xx_exhausting_retries(env: Env, client: BitwardenClient, router: Route
     assert len(router.to("/api/public/organization/import")) == 4  # 1 + max_retries
     assert env.slept == [0.5, 1.0, 2.0]
     assert env.retries == ["import"] * 3
+
+
+def test_a_stop_request_ends_the_retries(env: Env, router: Router) -> None:
+    """Stopped during a backoff wait: the wait is cut short and no further attempt is made
+    (``bwsync.stop``); the default ``sleep`` is the stop request's."""
+    request = StopRequest()
+    router.on("POST", "/api/public/organization/import", httpx.Response(503))
+
+    def backoff(seconds: float) -> None:
+        env.slept.append(seconds)
+        request.request("SIGTERM")  # the pod is being stopped while bwsync waits
+
+    with (
+        BitwardenClient(settings(), transport=httpx.MockTransport(router), sleep=backoff) as c,
+        active(request),
+        pytest.raises(Interrupted, match="stopped by SIGTERM before import 2/3"),
+    ):
+        c.import_organization(b"{}", step="import 2/3")
+    assert len(router.to("/api/public/organization/import")) == 1
+    assert len(env.slept) == 1
+
+
+def test_the_default_retry_wait_is_the_stop_requests(
+    router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(stop, "sleep", waits.append)
+    router.on(
+        "GET", "/api/public/groups", httpx.Response(503), httpx.Response(200, json={"data": []})
+    )
+    with BitwardenClient(settings(), transport=httpx.MockTransport(router)) as c:
+        assert c.list_groups() == []
+    assert len(waits) == 1
+
+
+def test_no_attempt_starts_once_a_stop_is_requested(router: Router) -> None:
+    request = StopRequest()
+    request.request("SIGINT")
+    with (
+        BitwardenClient(settings(), transport=httpx.MockTransport(router)) as c,
+        active(request),
+        pytest.raises(Interrupted),
+    ):
+        c.check_token()
+    assert router.requests == []
 
 
 def test_no_retries_when_max_retries_is_zero(env: Env, router: Router) -> None:

@@ -18,6 +18,7 @@ from bwsync.plan import OrgSnapshot, make_plan
 from bwsync.run import RunOptions, execute, unchanged_batches
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.state.file import FileStateStore
+from bwsync.stop import StopRequest
 from tests.standins.bitwarden import FakeBitwarden
 
 
@@ -265,6 +266,152 @@ def test_an_email_freed_by_a_removal_in_another_batch_is_invited(
     assert outcome.report.unsent_batches == 1  # batch 3 (u4000-u4099) holds no change
     assert fake_bitwarden.find_member(external_id="y") is not None
     assert outcome.differences == []
+
+
+def test_a_stop_during_the_fetch_ends_the_run_before_any_bitwarden_request(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    _remember_a_hash(path)
+    stop = StopRequest()
+    users = [User("u1", "u1", "u1@example.com")]
+    outcome = execute(
+        _settings(fake_bitwarden, path),
+        RunOptions(),
+        source=_Users(users, during=lambda: stop.request("SIGTERM")),
+        stop=stop,
+    )
+    report = outcome.report
+    assert (report.result, report.exit_code) == ("interrupted", 7)
+    assert report.error is not None and report.error.startswith("stopped by SIGTERM before")
+    assert fake_bitwarden.requests == []
+    doc = FileStateStore(path).load()
+    assert doc.hash == "the hash of an earlier directory"
+    assert doc.lease is None
+    assert doc.last_run is not None and doc.last_run["result"] == "interrupted"
+
+
+class _InterruptedWait:
+    """A directory read that the grace period interrupted, as python-ldap reports it."""
+
+    name = "file"
+    server = "interrupted test source"
+
+    def __init__(self, stop: StopRequest) -> None:
+        self.stop = stop
+
+    def fetch(self, request: FetchRequest) -> Directory:
+        self.stop.request("SIGTERM")
+        self.stop.given_up = True  # what the signal watcher sets when it interrupts the wait
+        raise DirectoryError("LDAP ldap://x: server unreachable: Interrupted system call")
+
+    def check(self) -> list[CheckResult]:
+        return []
+
+
+def test_a_request_failing_of_the_grace_periods_interruption_is_an_interruption(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    stop = StopRequest(grace=5)
+    outcome = execute(
+        _settings(fake_bitwarden, tmp_path / "state.json"),
+        RunOptions(),
+        source=_InterruptedWait(stop),
+        stop=stop,
+    )
+    assert (outcome.report.result, outcome.report.exit_code) == ("interrupted", 7)
+    assert outcome.report.error == (
+        "stopped by SIGTERM: the request in flight did not end within the 5 s grace period and "
+        "was given up (LDAP ldap://x: server unreachable: Interrupted system call)"
+    )
+
+
+def test_no_state_call_starts_after_a_stop(fake_bitwarden: FakeBitwarden, tmp_path: Path) -> None:
+    """Stopped before the run: not even the state is read. Stopped while the organization is
+    read (the last request before the lease): the lease is never taken."""
+    from bwsync.bitwarden import BitwardenClient
+    from bwsync.model import RunReport
+
+    path = tmp_path / "state.json"
+    _remember_a_hash(path)
+    before = FileStateStore(path).load()
+    early = StopRequest()
+    early.request("SIGTERM")
+    users = _Users([User("u1", "u1", "u1@example.com")])
+    outcome = execute(_settings(fake_bitwarden, path), RunOptions(), source=users, stop=early)
+    assert outcome.report.error == (
+        "stopped by SIGTERM before reading the state; nothing more was sent, and the next run "
+        "starts over"
+    )
+    assert users.fetches == 0
+    assert FileStateStore(path).load() == before  # not even the run recorded: no state call
+
+    stop = StopRequest()
+
+    def client(settings: Settings, report: RunReport) -> BitwardenClient:
+        def on_request(endpoint: str, code: int) -> None:
+            if endpoint == "list_groups":
+                stop.request("SIGTERM")  # the plan's last read is in flight
+
+        return BitwardenClient(settings.bitwarden, on_request=on_request)
+
+    outcome = execute(
+        _settings(fake_bitwarden, path),
+        RunOptions(),
+        source=users,
+        client_factory=client,
+        stop=stop,
+    )
+    assert (outcome.report.error or "").startswith(
+        "stopped by SIGTERM before taking the state lease"
+    )
+    assert fake_bitwarden.writes() == []
+    doc = FileStateStore(path).load()
+    assert doc.lease is None and doc.hash == before.hash
+
+
+def test_a_stop_while_applying_gives_the_lease_back_and_keeps_the_hash(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    """Stopped while import 1/3 is in flight: it is let finish, import 2/3 is never sent, the
+    lease is given back and the hash stays the earlier directory's."""
+    from bwsync.bitwarden import BitwardenClient
+    from bwsync.model import RunReport
+
+    stop = StopRequest()
+
+    def client(settings: Settings, report: RunReport) -> BitwardenClient:
+        def on_request(endpoint: str, code: int) -> None:
+            report.requests[(endpoint, code)] = report.requests.get((endpoint, code), 0) + 1
+            if endpoint == "import":
+                stop.request("SIGTERM")  # while the first import is in flight
+
+        return BitwardenClient(settings.bitwarden, on_request=on_request)
+
+    path = tmp_path / "state.json"
+    _remember_a_hash(path)
+    users = [User(f"u{i}", f"u{i}", f"u{i}@example.com") for i in range(4100)]
+    outcome = execute(
+        _batched(fake_bitwarden, path),
+        RunOptions(),
+        source=_Users(users),
+        client_factory=client,
+        stop=stop,
+    )
+    report = outcome.report
+    assert (report.result, report.exit_code) == ("interrupted", 7)
+    assert "before import 2/3" in (report.error or "")
+    assert report.sent == {"members": 2000, "groups": 0}
+    assert len(fake_bitwarden.requests_to("import")) == 1
+    assert len(fake_bitwarden.members) == 2000
+    doc = FileStateStore(path).load()
+    assert doc.hash == "the hash of an earlier directory"
+    assert doc.lease is None
+    assert doc.last_run is not None and doc.last_run["result"] == "interrupted"
+    # The next run finishes the job.
+    again = execute(_batched(fake_bitwarden, path), RunOptions(), source=_Users(users))
+    assert again.report.result == "success", again.report.error
+    assert len(fake_bitwarden.members) == 4100
 
 
 def test_giving_an_externalid_to_a_second_member_is_refused(

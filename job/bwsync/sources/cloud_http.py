@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import random
 import ssl
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bwsync import stop
 from bwsync.config import HttpSourceSection, SyncSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.http_retry import retry_after, should_retry
@@ -155,7 +155,7 @@ class RetryPolicy:
     max_total: float = 300.0
     max_wait: float = 120.0
     base_delay: float = 1.0
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = stop.sleep
     jitter: Callable[[], float] = random.random
 
     def backoff(self, attempt: int) -> float:
@@ -277,6 +277,7 @@ class CloudHttp:
         waited = 0.0
         while True:
             attempt += 1
+            stop.check(name)
             self.stats.requests[name] += 1
             response: httpx.Response | None = None
             try:

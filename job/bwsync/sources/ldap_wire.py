@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+from bwsync import stop
 from bwsync.errors import LdapError, shorten
 
 Attrs = Mapping[str, Sequence[bytes]]
@@ -437,6 +438,7 @@ class PythonLdapWire(_Engine):
         encode_page_control = ldap.encode_page_control
 
         def request(cookie: bytes) -> int:
+            stop.check(f"the next page of the search under {base}")
             paged = (PAGED_RESULTS_OID, True, encode_page_control(size, cookie))
             sent: int = search_ext(base, scope, filterstr, attrlist, 0, [paged, *extra], None)
             return sent
@@ -664,6 +666,7 @@ class Ldap3Wire(_Engine):
         cookie: bytes | None = None
         time_limit = max(1, int(self.options.timeout))
         while True:
+            stop.check(f"the next page of the search under {base}")
             try:
                 with self._plain_dicts():
                     conn.search(

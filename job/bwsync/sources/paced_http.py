@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import orjson
 
+from bwsync import stop
 from bwsync.config import SyncSettings
 from bwsync.errors import DirectoryError, shorten
 from bwsync.http_retry import retry_after, should_retry
@@ -85,7 +86,7 @@ class PacedHttp:
         ca_setting: str,
         timeout: float,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = stop.sleep,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         on_request: Callable[[str, str, int], None] | None = None,
@@ -117,7 +118,7 @@ class PacedHttp:
         rate: RateHeaders,
         error: Callable[[str], DirectoryError],
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = stop.sleep,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         max_retries: int = 5,
@@ -172,6 +173,7 @@ class PacedHttp:
         attempt = 0
         while True:
             self._wait(self.not_before - self.monotonic())
+            stop.check(what)
             self.requests += 1
             try:
                 extra = fresh() if fresh is not None else {}
@@ -235,7 +237,7 @@ class PacedSource(Generic[SettingsT]):
         sync: SyncSettings,
         *,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = stop.sleep,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         on_request: Callable[[str, str, int], None] | None = None,

@@ -7,7 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bwsync.errors import ConfigError, DirectoryError
+from bwsync import stop
+from bwsync.errors import ConfigError, DirectoryError, Interrupted
 from bwsync.sources.cloud_http import (
     CloudApiError,
     CloudHttp,
@@ -17,6 +18,7 @@ from bwsync.sources.cloud_http import (
     retry_after,
     should_retry,
 )
+from bwsync.stop import StopRequest, active
 
 
 class _Err(CloudApiError):
@@ -116,6 +118,29 @@ def test_transport_errors_retried_then_translated() -> None:
         _http(httpx.MockTransport(handler), slept).request("GET", "/x")
     assert "ConnectError: refused" in str(info.value) and info.value.status is None
     assert len(slept) == 3
+
+
+def test_a_stop_request_ends_the_retries() -> None:
+    """Stopped while waiting to retry: no further attempt (``bwsync.stop``); by default the
+    policy's wait is the stop request's, which the request cuts short."""
+    calls: list[str] = []
+    request = StopRequest()
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(req.url.path)
+        return httpx.Response(503)
+
+    def wait(seconds: float) -> None:
+        request.request("SIGTERM")
+
+    http = CloudHttp(
+        "Test API", error_class=_Err, base_url="https://api.test",
+        transport=httpx.MockTransport(handler), policy=RetryPolicy(sleep=wait),
+    )  # fmt: skip
+    with active(request), pytest.raises(Interrupted, match="before GET /users"):
+        http.request("GET", "/users")
+    assert calls == ["/users"]
+    assert RetryPolicy().sleep is stop.sleep
 
 
 def test_total_wait_is_bounded() -> None:

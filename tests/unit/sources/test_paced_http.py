@@ -12,8 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from bwsync import stop
+from bwsync.errors import Interrupted
 from bwsync.sources.okta import OKTA_RATE, OktaError
 from bwsync.sources.paced_http import PacedHttp
+from bwsync.stop import StopRequest, active
 
 ORG = "https://example.okta.com"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -94,6 +97,37 @@ def test_a_wall_clock_stepped_back_does_not_lengthen_the_wait() -> None:
     wall.now -= 3600  # NTP steps the wall clock back an hour
     http.request("GET", f"{ORG}/x", "GET /x")
     assert steady.slept == [4.0]
+
+
+def test_a_stop_request_ends_the_paced_client_too() -> None:
+    """A stop requested while a request waits for the rate limit's reset: no request more
+    (``bwsync.stop``); by default the wait is the stop request's, which the request cuts
+    short."""
+    clock = Clock()
+    request = StopRequest()
+    calls: list[str] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(req.url.path)
+        return httpx.Response(429, headers=_rate(0, clock.now + 7))
+
+    def wait(seconds: float) -> None:
+        request.request("SIGTERM")
+
+    http = PacedHttp(
+        httpx.Client(transport=httpx.MockTransport(handler)),
+        OKTA_RATE,
+        OktaError,
+        sleep=wait,
+        clock=clock,
+        monotonic=clock,
+    )
+    with active(request), pytest.raises(Interrupted, match="before GET /x"):
+        http.request("GET", "https://example.okta.com/x", "GET /x")
+    assert len(calls) == 1
+    default = PacedHttp(httpx.Client(), OKTA_RATE, OktaError)
+    assert default.sleep is stop.sleep
+    default.client.close()
 
 
 def test_429_waits_for_the_reset_then_retries() -> None:

@@ -1,0 +1,265 @@
+"""Stopping a run part-way, cleanly: what SIGTERM and SIGINT do to ``sync`` and ``plan``.
+
+Kubernetes stops a Job's pod with SIGTERM (``activeDeadlineSeconds``, a node drain, preemption,
+a deleted pod) and kills it ``terminationGracePeriodSeconds`` later. Dying on the first signal
+would keep the state lease until it expires, and leave no summary line and no metrics. So:
+
+* The first signal is a **stop request**. bwsync starts no new request (every Bitwarden
+  attempt, token requests included; every directory page; every state call of the run) and
+  cuts any retry or backoff wait short. The request in flight is let finish, or time out,
+  within the grace period, ``BWSYNC_STOP_GRACE_SECONDS`` (default 20 s); the chart sets
+  ``terminationGracePeriodSeconds`` above it.
+* When the grace period is over and the run still waits on that request, the main thread is
+  interrupted where it waits (a SIGALRM, sent to it alone, whose handler raises
+  ``Interrupted``; a request that fails of that interruption is reported as interrupted too).
+* The run then ends as a failed run does (``run.py``): the lease is given back, the stored hash
+  and delta tokens stay as they were (the next run sends everything again; the import is
+  idempotent), the summary line and the metrics say ``interrupted``, and the exit code is 7
+  (``errors.Interrupted``). A stop that comes once the run's work is done (its last state
+  write in flight) changes nothing: that run ends as it would have.
+* A second signal ends the process at once with 128 + the signal number (143 for SIGTERM,
+  130 for SIGINT), as a shell reports a process a signal killed. A lease it held stays until
+  it expires, or until a run on the same host sees its process gone (``state.liveness``).
+
+Why a watcher thread: a Python signal handler runs only once the main thread is back in the
+interpreter, so it would run only when the LDAP page or the HTTP answer it waits for arrives.
+Worse, a signal that lands in the main thread interrupts the system call it waits in, and
+python-ldap's C library does not resume its wait: it fails with "Can't contact LDAP server:
+Interrupted system call" (the crash tests caught it). So the stop signals are blocked in the
+main thread, and in every thread it starts, and the kernel delivers them to ``_Watcher``,
+whose thread alone leaves them unblocked: the interpreter's C-level handler writes the signal
+number to a socket (``signal.set_wakeup_fd``), where the watcher reads it at once. The
+Python-level handler does nothing but keep the default action (death) away.
+
+How the stop reaches the code that makes requests: the run makes its ``StopRequest`` the
+*active* one (``active``, a context variable) for its own work; the Bitwarden client, the
+cloud sources' HTTP layer and the LDAP engines call ``check(before)`` before each request and
+wait with ``sleep``, which find it there (``snapshot.BackgroundRead`` copies the context into
+its worker thread). Outside a run, both behave as if no stop were ever requested.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
+from typing import Final
+
+from bwsync.errors import Interrupted
+from bwsync.logs import event
+
+__all__ = [
+    "DEFAULT_GRACE_SECONDS",
+    "STOP_SIGNALS",
+    "StopRequest",
+    "active",
+    "check",
+    "on_signals",
+    "sleep",
+]
+
+#: Seconds the request in flight may take after a stop request (``BWSYNC_STOP_GRACE_SECONDS``).
+DEFAULT_GRACE_SECONDS: Final = 20.0
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+#: Written to the wakeup socket by ``on_signals`` to end its watcher (no signal has number 0).
+_QUIT: Final = 0
+
+
+class StopRequest:
+    """Whether, and why, this process was asked to stop; shared by every thread of the run."""
+
+    def __init__(self, grace: float = DEFAULT_GRACE_SECONDS) -> None:
+        self.grace = grace
+        """Seconds the request in flight may take after the request (see the module doc)."""
+        self.reason: str | None = None
+        """What asked: ``SIGTERM``, ``SIGINT``."""
+        self.given_up = False
+        """Whether the grace period ran out and the request in flight was interrupted."""
+        self._event = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"StopRequest(reason={self.reason!r}, grace={self.grace!r})"
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def check(self, before: str) -> None:
+        """Raise ``Interrupted`` if a stop was requested: call it before starting ``before``."""
+        if self._event.is_set():
+            raise Interrupted(
+                f"stopped by {self.reason} before {before}; nothing more was sent, and the next "
+                "run starts over"
+            )
+
+    def sleep(self, seconds: float) -> None:
+        """A retry or backoff wait, cut short by a stop request (the next ``check`` raises)."""
+        self._event.wait(seconds)
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; whether a stop was requested (loop mode's interval)."""
+        return self._event.wait(seconds)
+
+
+_ACTIVE: contextvars.ContextVar[StopRequest | None] = contextvars.ContextVar(
+    "bwsync_stop", default=None
+)
+
+
+@contextlib.contextmanager
+def active(stop: StopRequest) -> Iterator[StopRequest]:
+    """Make ``stop`` the one ``check`` and ``sleep`` consult, for the run's work. The grace
+    period's interruption, too, only ever hits code inside this block: never the wrap-up that
+    gives the lease back and reports."""
+    token = _ACTIVE.set(stop)
+    try:
+        yield stop
+    finally:
+        _ACTIVE.reset(token)
+
+
+def check(before: str) -> None:
+    """``StopRequest.check`` of the active stop request; nothing outside a run."""
+    stop = _ACTIVE.get()
+    if stop is not None:
+        stop.check(before)
+
+
+def sleep(seconds: float) -> None:
+    """A retry or backoff wait that the active stop request cuts short (``time.sleep`` outside
+    a run): the default ``sleep`` of every HTTP client that retries."""
+    stop = _ACTIVE.get()
+    if stop is None:
+        time.sleep(seconds)
+    else:
+        stop.sleep(seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# Signals
+
+
+def _grace_over(signum: int, frame: FrameType | None) -> None:
+    """SIGALRM, sent to the main thread by ``_Watcher`` when the grace period is over: give up
+    the request in flight, if the run is still at work (``active``)."""
+    stop = _ACTIVE.get()
+    if stop is not None and stop.requested:
+        raise Interrupted(
+            f"stopped by {stop.reason}: the request in flight did not end within the "
+            f"{stop.grace:g} s grace period (BWSYNC_STOP_GRACE_SECONDS), and was given up; "
+            "the next run starts over"
+        )
+
+
+class _Watcher(threading.Thread):
+    """Reads signal numbers from the wakeup socket: the first stop signal requests the stop
+    and starts the grace period, a second one ends the process."""
+
+    def __init__(self, receiver: socket.socket, stop: StopRequest, main: int) -> None:
+        super().__init__(name="bwsync-signals", daemon=True)
+        self.receiver = receiver
+        self.stop = stop
+        self.main = main
+        self.signals = 0
+
+    def run(self) -> None:
+        deadline: float | None = None
+        while True:
+            self.receiver.settimeout(
+                None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
+            try:
+                data = self.receiver.recv(64)
+            except TimeoutError:
+                deadline = None
+                # Only the main thread's waits can be interrupted; ``_grace_over`` decides.
+                self.stop.given_up = True
+                signal.pthread_kill(self.main, signal.SIGALRM)
+                continue
+            except OSError:
+                return
+            if not data or _QUIT in data:  # the block of ``on_signals`` is being left
+                return
+            for signum in data:
+                if signum in STOP_SIGNALS and self._stop_signal(signal.Signals(signum)):
+                    deadline = time.monotonic() + self.stop.grace
+
+    def _stop_signal(self, sig: signal.Signals) -> bool:
+        """Handle one stop signal; whether the grace period starts now."""
+        self.signals += 1
+        if self.signals == 1:
+            self.stop.request(sig.name)
+            event(
+                "stop_requested",
+                logging.WARNING,
+                signal=sig.name,
+                grace_seconds=self.stop.grace,
+                note="no new request is started; the one in flight may finish within the grace "
+                "period; then the lease is given back and bwsync exits 7. A second signal ends "
+                "it at once",
+            )
+            return True
+        code = 128 + int(sig)
+        event(
+            "stopped_at_once",
+            logging.ERROR,
+            signal=sig.name,
+            exit_code=code,
+            note="second signal: no lease given back, no summary, no metrics; a held lease "
+            "stays until it expires or a run on this host sees this process gone",
+        )
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(code)
+
+
+@contextlib.contextmanager
+def on_signals(stop: StopRequest) -> Iterator[StopRequest]:
+    """SIGTERM and SIGINT request ``stop`` while the block runs (the CLI's ``sync`` and
+    ``plan``); the handlers before it are restored after. Signals can only be handled on the
+    main thread: anywhere else this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def received(signum: int, frame: FrameType | None) -> None:
+        # The Python-level handler: ``_Watcher`` did the work already. Requesting again is
+        # harmless, and covers a signal that comes while the block is being left.
+        stop.request(signal.Signals(signum).name)
+
+    receiver, sender = socket.socketpair()
+    sender.setblocking(False)
+    # The wakeup socket first: a signal between the two steps is then never lost.
+    old_fd = signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
+    old_handlers = {s: signal.signal(s, received) for s in STOP_SIGNALS}
+    old_alarm = signal.signal(signal.SIGALRM, _grace_over)
+    watcher = _Watcher(receiver, stop, threading.main_thread().ident or 0)
+    watcher.start()  # before the mask: its thread is the one that takes the signals
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield stop
+    finally:
+        # In this order: no signal number is written to a closed socket, and the SIGALRM
+        # handler stays until the watcher, which may send one, has ended.
+        signal.set_wakeup_fd(old_fd)
+        sender.send(bytes([_QUIT]))
+        watcher.join()
+        sender.close()
+        receiver.close()
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        signal.signal(signal.SIGALRM, old_alarm)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

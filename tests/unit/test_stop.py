@@ -1,0 +1,110 @@
+"""stop: the stop request, where it is found, and the signals that set it (in this process;
+a second signal and whole runs are in tests/e2e/test_stop.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from bwsync import stop
+from bwsync.errors import Interrupted
+from bwsync.stop import StopRequest, active, on_signals
+
+#: Upper bound for a wait that a stop request must end early: reached only when it does not.
+NEVER = 600.0
+
+
+def _in_thread(target: object) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)  # type: ignore[arg-type]
+    thread.start()
+    return thread
+
+
+def test_check_raises_only_once_requested() -> None:
+    request = StopRequest()
+    request.check("import 1/3")  # nothing requested: nothing happens
+    request.request("SIGTERM")
+    request.request("SIGINT")  # the first reason is kept
+    with pytest.raises(Interrupted) as caught:
+        request.check("import 2/3")
+    assert caught.value.exit_code == 7
+    assert caught.value.kind == "interrupted"
+    assert "stopped by SIGTERM before import 2/3" in str(caught.value)
+
+
+def test_a_stop_request_cuts_a_wait_short() -> None:
+    request = StopRequest()
+    woke = threading.Event()
+
+    def backoff() -> None:
+        with active(request):
+            stop.sleep(NEVER)
+        woke.set()
+
+    thread = _in_thread(backoff)
+    request.request("SIGTERM")
+    assert woke.wait(NEVER)
+    thread.join()
+    assert request.wait(NEVER) is True
+
+
+def test_check_and_sleep_find_the_active_request_only() -> None:
+    request = StopRequest()
+    request.request("SIGINT")
+    stop.check("outside any run")  # no active request: nothing happens
+    with active(request):
+        with pytest.raises(Interrupted, match="SIGINT before list members"):
+            stop.check("list members")
+        stop.sleep(NEVER)  # requested already: returns at once
+    stop.check("after the run")
+
+
+def test_signals_request_the_stop_and_handlers_are_restored() -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)}
+    request = StopRequest()
+    with on_signals(request):
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert request.wait(NEVER)
+        assert request.reason == "SIGTERM"
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_the_grace_period_interrupts_a_wait_of_the_run_only() -> None:
+    """Past the grace period the main thread's wait is given up, inside the run's work
+    (``active``); outside it the same alarm changes nothing."""
+    inside = StopRequest(grace=0.01)
+
+    def request_in_flight() -> None:
+        with active(inside):
+            os.kill(os.getpid(), signal.SIGTERM)
+            threading.Event().wait(NEVER)  # a request that never ends
+
+    with (
+        on_signals(inside),
+        pytest.raises(Interrupted, match=r"did not end within the 0\.01 s"),
+    ):
+        request_in_flight()
+    outside = StopRequest(grace=0.01)
+    with on_signals(outside):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert outside.wait(NEVER)
+        # The watcher's alarm comes after the grace period; then this is still running.
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGALRM)
+        assert outside.reason == "SIGINT"
+
+
+def test_elsewhere_than_the_main_thread_nothing_is_installed() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[object] = []
+
+    def worker() -> None:
+        with on_signals(StopRequest()) as request:
+            seen.append(request)
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    _in_thread(worker).join()
+    assert isinstance(seen[0], StopRequest)
+    assert seen[1] == before
