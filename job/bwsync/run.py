@@ -49,6 +49,7 @@ from bwsync.snapshot import BackgroundRead, read_org, read_stale_members
 from bwsync.sources import build_source
 from bwsync.sources.base import FetchRequest, Source
 from bwsync.state import StateDocument, StateStore, open_store
+from bwsync.state.liveness import this_process
 from bwsync.stop import StopRequest, active
 
 if TYPE_CHECKING:
@@ -417,7 +418,9 @@ class _Run:
         holder = lease_holder(self.settings.profile)
         self.stop.check("taking the state lease")
         with self.stage("lease", holder=holder):
-            self.leased = self.store.acquire_lease(holder, self.settings.state.lease_seconds)
+            self.leased = self.store.acquire_lease(
+                holder, self.settings.state.lease_seconds, process=this_process()
+            )
         _apply(client, payload, plan, self.stage, unchanged=self.outcome.unsent)
         if plan.org_known:
             with self.stage("verify") as info:
@@ -777,7 +780,9 @@ def _record_failure(store: StateStore, report: RunReport) -> None:
     report.finished = time.time()
     try:
         fresh = store.load()
-        if fresh.lease is not None and fresh.lease.holder != lease_holder(report.profile):
+        if fresh.lease is not None and not fresh.lease.held_by(
+            lease_holder(report.profile), this_process()
+        ):
             return  # another run holds it: leave its document alone
         fresh.lease = None
         _record(fresh, report)

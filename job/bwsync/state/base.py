@@ -20,11 +20,23 @@ One writer at a time: before the Bitwarden stage a run takes the lease with a co
 Two runs that read the same version cannot both win that write; the loser re-reads, sees a live
 lease and exits 5 naming its holder. A run whose state was rewritten after it read it (another
 run applied and released in the meantime) does not get the lease either: its plan is stale.
-A crashed run's lease is taken over once it has expired.
+
+How a lease ends:
+
+* the holder gives it back: at the end of every run that took it, failed or interrupted
+  (SIGTERM/SIGINT, ``bwsync.stop``), with the run's summary and the hash unchanged unless the
+  run succeeded;
+* a run on the same host takes it over at once when the holder provably is gone: same machine
+  and PID namespace, and its process no longer runs (``liveness``, which also says why a pod's
+  lease cannot be judged so: another pod is another PID namespace). The log says so
+  (``lease_taken_over``, with the holder and the reason);
+* otherwise it expires, ``BWSYNC_STATE__LEASE_SECONDS`` after it was taken: the only way a
+  lease of a pod killed outright (SIGKILL, OOM, a lost node) ends.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -33,6 +45,8 @@ from typing import Any
 import orjson
 
 from bwsync.errors import StateError, shorten
+from bwsync.logs import event
+from bwsync.state import liveness
 
 STATE_VERSION = 2
 HISTORY_LIMIT = 20
@@ -55,8 +69,19 @@ class LeaseHeldError(StateError):
 @dataclass(slots=True)
 class Lease:
     holder: str
+    """``profile/host/pid``, for people (``lease_holder`` in ``run.py``)."""
     expires: float
     """Epoch seconds after which another run may take the lease over."""
+    process: str | None = None
+    """The holder's process identity (``liveness``): whether it provably is gone. ``None`` in
+    documents of older versions and where it cannot be read."""
+
+    def held_by(self, holder: str, process: str | None) -> bool:
+        """Whether this is the lease of that holder. Equal names are not enough when both
+        processes are known: two containers with the same host name both run bwsync as PID 1."""
+        return self.holder == holder and (
+            self.process is None or process is None or self.process == process
+        )
 
 
 @dataclass(slots=True)
@@ -156,7 +181,11 @@ class StateDocument:
                 last_run=_typed(raw, "last_run", dict),
                 delta={str(k): v for k, v in (_typed(raw, "delta", dict) or {}).items()},
                 history=[h for h in (_typed(raw, "history", list) or []) if isinstance(h, dict)],
-                lease=Lease(holder=str(lease["holder"]), expires=float(lease["expires"]))
+                lease=Lease(
+                    holder=str(lease["holder"]),
+                    expires=float(lease["expires"]),
+                    process=_typed(lease, "process", str),
+                )
                 if lease
                 else None,
                 memory=_typed(raw, "memory", dict),
@@ -228,22 +257,47 @@ class StateStore(ABC):
         self._version = None
         self._loaded = False
 
-    def acquire_lease(self, holder: str, seconds: float, now: float | None = None) -> StateDocument:
+    def acquire_lease(
+        self,
+        holder: str,
+        seconds: float,
+        now: float | None = None,
+        *,
+        process: str | None = None,
+    ) -> StateDocument:
         """Read, then take the lease with a conditional write; return the document now held.
+
+        A valid lease of another holder is refused, unless that holder provably is gone
+        (``liveness.gone``; ``process`` is this run's identity, recorded in the lease): then
+        it is taken over, and the log says from whom and why.
 
         When this store already read the document earlier in the run (a run reads its state
         before it plans), the lease is granted only on that same version. Another run that
         wrote in between, by taking the lease or by applying and releasing it already, made
         this run's plan stale; without this check a run that finished before its twin got here
-        would let both apply.
+        would let both apply. A takeover does not lift that rule: the holder that is gone wrote
+        its lease after this run read the state, and this run's plan predates whatever that
+        holder sent, so it exits 5 and the next run takes over and plans afresh.
         """
         now = time.time() if now is None else now
         seen, loaded = self._version, self._loaded
         doc = self.load()
-        if doc.lease and doc.lease.holder != holder and doc.lease.expires > now:
-            raise LeaseHeldError(
-                f"another run holds the lease on {self.description}: {doc.lease.holder}, "
-                f"until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(doc.lease.expires))}"
+        lease = doc.lease
+        if lease and not lease.held_by(holder, process) and lease.expires > now:
+            why = liveness.gone(lease.process)
+            if why is None:
+                raise LeaseHeldError(
+                    f"another run holds the lease on {self.description}: {lease.holder}, "
+                    f"until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(lease.expires))}"
+                    f"{_unprovable(lease)}"
+                )
+            event(
+                "lease_taken_over",
+                logging.WARNING,
+                holder=lease.holder,
+                reason=why,
+                expires=_iso(lease.expires),
+                backend=self.description,
             )
         if loaded and self._version != seen:
             raise StateConflictError(
@@ -251,7 +305,7 @@ class StateStore(ABC):
                 f"({_last_run_of(doc)}); not applying a plan made on the older state. "
                 "The next run starts from the new one"
             )
-        doc.lease = Lease(holder=holder, expires=now + seconds)
+        doc.lease = Lease(holder=holder, expires=now + seconds, process=process)
         try:
             self.save(doc)
         except StateConflictError:
@@ -271,13 +325,17 @@ class StateStore(ABC):
         the run outlived ``BWSYNC_STATE__LEASE_SECONDS``), nothing is written and the error
         says by whom.
         """
-        holder = doc.lease.holder if doc.lease else None
+        ours = doc.lease
         doc.lease = None
         try:
             self.save(doc)
         except StateConflictError:
             fresh = self.load()
-            if holder is None or fresh.lease is None or fresh.lease.holder != holder:
+            if (
+                ours is None
+                or fresh.lease is None
+                or not fresh.lease.held_by(ours.holder, ours.process)
+            ):
                 who = fresh.lease.holder if fresh.lease else "another run"
                 raise StateConflictError(
                     f"{self.description} was written by {who} while this run held the lease "
@@ -285,6 +343,22 @@ class StateStore(ABC):
                     "saved"
                 ) from None
             self.save(doc)
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _unprovable(lease: Lease) -> str:
+    """Why a valid lease is honoured, when the holder's liveness cannot be judged here."""
+    if lease.process is None:  # written by an older version: nothing to judge by
+        return ""
+    if liveness.visible(lease.process):
+        return " (its process still runs on this host)"
+    return (
+        " (taken on another host, pod or container: whether that run is still alive cannot be "
+        "told from here, so the lease is honoured until it expires)"
+    )
 
 
 def _last_run_of(doc: StateDocument) -> str:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 
 import orjson
 import pytest
 
 from bwsync.errors import StateError
+from bwsync.logs import LOGGER
 from bwsync.state.base import (
     HISTORY_LIMIT,
     MAX_DOCUMENT_BYTES,
@@ -21,6 +26,7 @@ from bwsync.state.base import (
     StateDocument,
     StateStore,
 )
+from bwsync.state.liveness import process_identity, this_process
 
 
 class Memory:
@@ -264,3 +270,113 @@ def test_a_huge_error_message_is_cut_not_fatal() -> None:
     assert len(doc.last_run["error"]) <= MAX_SUMMARY_TEXT
     assert doc.last_run["n"] == 1
     assert len(doc.to_bytes()) <= MAX_DOCUMENT_BYTES
+
+
+# -- taking over the lease of a holder that is gone (liveness) -------------------------------
+@pytest.fixture
+def events() -> Iterator[list[logging.LogRecord]]:
+    """The bwsync events logged during the test."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    LOGGER.addHandler(handler)
+    level = LOGGER.level
+    LOGGER.setLevel(logging.DEBUG)
+    yield records
+    LOGGER.removeHandler(handler)
+    LOGGER.setLevel(level)
+
+
+@pytest.fixture
+def ended() -> str:
+    """The identity of a process of this host that has ended (and was reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = process_identity(proc.pid)
+    proc.wait()
+    if identity is None:
+        pytest.skip("needs Linux /proc (process identities)")
+    return identity
+
+
+def test_the_lease_of_a_holder_gone_from_this_host_is_taken_over_at_once(
+    ended: str, events: list[logging.LogRecord]
+) -> None:
+    memory = Memory()
+    MemoryStore(memory).acquire_lease("p/h/1", 900, now=100, process=ended)  # then killed
+    taker = MemoryStore(memory)
+    doc = taker.acquire_lease("p/h/2", 900, now=101, process=this_process())
+    assert doc.lease == Lease("p/h/2", 1001, this_process())
+    (record,) = [r for r in events if r.getMessage() == "lease_taken_over"]
+    fields = record.bwsync_fields  # type: ignore[attr-defined]
+    assert fields["holder"] == "p/h/1"
+    assert fields["reason"] == f"process {ended.split('/')[3]} no longer runs on this host"
+    assert fields["expires"] == "1970-01-01T00:16:40Z"
+    assert record.levelno == logging.WARNING
+
+
+def test_the_lease_of_a_live_holder_of_this_host_is_refused() -> None:
+    if this_process() is None:
+        pytest.skip("needs Linux /proc (process identities)")
+    memory = Memory()
+    MemoryStore(memory).acquire_lease("p/h/1", 900, now=100, process=this_process())
+    with pytest.raises(LeaseHeldError, match=r"its process still runs on this host"):
+        MemoryStore(memory).acquire_lease("p/h/2", 900, now=101, process="linux/x/y/2/3")
+
+
+def test_a_holder_on_another_host_or_pod_waits_for_the_expiry(
+    events: list[logging.LogRecord],
+) -> None:
+    """A pod's process cannot be judged from another pod: only the expiry ends its lease."""
+    memory = Memory()
+    elsewhere = "linux/00000000-0000-0000-0000-000000000000/4026531836/1/42"
+    MemoryStore(memory).acquire_lease("p/pod-a/1", 900, now=100, process=elsewhere)
+    with pytest.raises(LeaseHeldError, match=r"another host, pod or container.*until it expires"):
+        MemoryStore(memory).acquire_lease("p/pod-b/1", 900, now=999, process=this_process())
+    assert MemoryStore(memory).acquire_lease("p/pod-b/1", 900, now=1000).lease is not None
+    assert not [r for r in events if r.getMessage() == "lease_taken_over"]
+
+
+def test_a_lease_without_an_identity_is_never_judged(ended: str) -> None:
+    """Written by an older version (no ``process``): honoured until it expires."""
+    memory = Memory()
+    MemoryStore(memory).acquire_lease("p/h/1", 900, now=100)
+    with pytest.raises(LeaseHeldError, match=r"p/h/1, until 1970-01-01T00:16:40Z$"):
+        MemoryStore(memory).acquire_lease("p/h/2", 900, now=101, process=ended)
+
+
+def test_the_same_holder_name_in_another_process_is_another_holder(ended: str) -> None:
+    """Two containers with one host name both run bwsync as PID 1: the names are equal, the
+    identities are not, and the lease is not shared."""
+    memory = Memory()
+    elsewhere = "linux/00000000-0000-0000-0000-000000000000/4026531836/1/42"
+    first = MemoryStore(memory)
+    held = first.acquire_lease("p/bwsync/1", 900, now=100, process=elsewhere)
+    with pytest.raises(LeaseHeldError):
+        MemoryStore(memory).acquire_lease("p/bwsync/1", 900, now=101, process=ended)
+    first.release(held)  # the holder's own release still works
+    assert MemoryStore(memory).load().lease is None
+
+
+def test_a_takeover_does_not_apply_a_plan_older_than_the_lost_holder(ended: str) -> None:
+    """B read the state, then A took the lease and died: B's plan predates whatever A sent,
+    so B gets no lease; the next run takes over and plans afresh."""
+    memory = Memory()
+    b = MemoryStore(memory)
+    b.load()
+    MemoryStore(memory).acquire_lease("p/h/1", 900, now=100, process=ended)
+    with pytest.raises(StateConflictError, match="lease holder p/h/1"):
+        b.acquire_lease("p/h/2", 900, now=101, process=this_process())
+    fresh = MemoryStore(memory)
+    fresh.load()
+    assert fresh.acquire_lease("p/h/3", 900, now=102, process=this_process()).lease is not None
+
+
+def test_the_process_identity_round_trips() -> None:
+    doc = StateDocument(lease=Lease("p/h/1", 99.0, "linux/b/1/2/3"))
+    assert StateDocument.from_bytes(doc.to_bytes(), "x") == doc
+    old = b'{"version": 1, "lease": {"holder": "p/h/1", "expires": 99}}'
+    assert StateDocument.from_bytes(old, "x").lease == Lease("p/h/1", 99.0, None)
+    with pytest.raises(StateError, match="process should be str"):
+        StateDocument.from_bytes(
+            b'{"version": 1, "lease": {"holder": "p", "expires": 9, "process": 5}}', "x"
+        )
