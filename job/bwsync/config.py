@@ -465,8 +465,9 @@ class StateSettings(Section):
     endpoint: str | None = None
     """S3-compatible endpoint (MinIO, Ceph …) for the `objectstore` backend."""
     lease_seconds: int = Field(default=900, ge=30)
-    """How long a run's lease lasts before another run may take it over (a crashed run's lease
-    expires). Must exceed the longest run."""
+    """How long a run's lease lasts before another run may take it over. Must exceed the
+    longest run. A run stopped by SIGTERM gives its lease back; one killed outright keeps it
+    until then, unless the next run is on the same host and sees its process gone."""
     service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
     """Where the pod's service-account `token`, `ca.crt` and `namespace` files are (`configmap`
     backend, in a cluster). The default is where Kubernetes mounts them; change it only for a

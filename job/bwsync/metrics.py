@@ -18,7 +18,8 @@ other labels are small fixed sets named by the code, never data from the directo
     Epoch seconds when this run ended, whatever its result.
 ``bwsync_last_run_result{result}``
     One series per result (``success``, ``no_change``, ``failed``, ``safety_stop``,
-    ``config_error``): 1 for this run's result, 0 for the others.
+    ``config_error``, ``interrupted``): 1 for this run's result, 0 for the others.
+    ``interrupted``: stopped by SIGTERM/SIGINT, lease given back, exit 7 (``bwsync.stop``).
 ``bwsync_run_duration_seconds``
     Wall-clock seconds of the whole run.
 ``bwsync_stage_duration_seconds{stage}``
@@ -55,7 +56,9 @@ A Pushgateway adds ``job`` (``bwsync``) and ``profile`` from the grouping key, a
 Alerts (``helm/bwsync/files/bwsync-rules.yaml``, also the chart's PrometheusRule)
 --------------------------------------------------------------------------------
 ``BwsyncSyncFailing``
-    ``last_run_result{result=~"failed|config_error"} == 1``.
+    ``last_run_result{result=~"failed|config_error"} == 1``. Not ``interrupted``: a run
+    stopped by SIGTERM (a drain, a rollout) is routine, the next one finishes the job; runs
+    interrupted again and again stop succeeding, which ``BwsyncNoRecentSuccess`` reports.
 ``BwsyncNoRecentSuccess``
     ``time() - last_success_timestamp_seconds > 3 * 3600``: three hourly runs missed; the
     threshold (runs times interval) is marked in the file and replaced by the chart.

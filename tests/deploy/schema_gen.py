@@ -188,6 +188,7 @@ def build() -> dict[str, Any]:
         "failedJobsHistoryLimit": NONNEG,
         "backoffLimit": NONNEG,
         "activeDeadlineSeconds": POS,
+        "terminationGracePeriodSeconds": POS,
         "ttlSecondsAfterFinished": NONNEG,
         "args": {"$ref": "#/definitions/args"},
         "settings": {"$ref": "#/definitions/settings"},

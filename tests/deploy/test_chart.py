@@ -47,7 +47,9 @@ FULL = {
         },
         "metrics": {"pushgateway_url": "http://pushgateway.monitoring:9091"},
         "state": {"lease_seconds": 1200},
+        "stop_grace_seconds": 45,
     },
+    "terminationGracePeriodSeconds": 90,
     "secrets": {
         "bitwarden": {
             "client_id": "organization.6d1b3a0e-58f5-4a3b-9c4b-3f1d0d2b6f2e",
@@ -280,17 +282,37 @@ def test_cronjob_and_pod_failure_policy(render: Render, name: str) -> None:
         for key in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
             assert isinstance(job[key], int), key
         rules = job["podFailurePolicy"]["rules"]
-        fail_job = [r for r in rules if r["action"] == "FailJob"]
-        assert fail_job == [
-            {
-                "action": "FailJob",
-                "onExitCodes": {"containerName": "bwsync", "operator": "In", "values": [2, 6]},
-                "onPodConditions": [],
-            }
-        ]
+        by_codes = {
+            tuple(r["onExitCodes"]["values"]): r["action"] for r in rules if "onExitCodes" in r
+        }
+        # 2 and 6 cannot change on a retry; 7 (stopped, lease given back) is retried freely.
+        assert by_codes == {(2, 6): "FailJob", (7,): "Ignore"}
+        for rule in rules:
+            if "onExitCodes" in rule:
+                assert rule["onExitCodes"]["containerName"] == "bwsync"
+                assert rule["onExitCodes"]["operator"] == "In"
         containers = job["template"]["spec"]["containers"]
         assert [c["name"] for c in containers] == ["bwsync"]
         assert containers[0]["args"] == ["sync"]
+        # SIGKILL comes after bwsync's stop grace and the 30 s it needs to give the lease back.
+        grace = VALUE_SETS[name].get("settings", {}).get("stop_grace_seconds", 20)
+        assert job["template"]["spec"]["terminationGracePeriodSeconds"] >= grace + 30
+
+
+def test_a_termination_grace_shorter_than_the_stop_grace_is_refused(
+    helm_bin: str, chart_dir: Path
+) -> None:
+    """The pod would be killed before bwsync gives its lease back after a SIGTERM."""
+    res = _helm(helm_bin, "template", RELEASE, str(chart_dir), "--kube-version", "1.37.0",
+                "--set", "settings.stop_grace_seconds=45",
+                "--set", "terminationGracePeriodSeconds=60")  # fmt: skip
+    assert res.returncode != 0
+    assert "terminationGracePeriodSeconds (60) must be at least" in res.stderr
+    res = _helm(helm_bin, "template", RELEASE, str(chart_dir), "--kube-version", "1.37.0",
+                "--set", "settings.stop_grace_seconds=45",
+                "--set", "terminationGracePeriodSeconds=75")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "terminationGracePeriodSeconds: 75" in res.stdout
 
 
 def test_rbac_is_only_the_state_configmaps(render: Render) -> None:

@@ -170,11 +170,16 @@ def test_cronjob_pod_spec_as_stored(
     rules = job["podFailurePolicy"]["rules"]
     assert rules[0]["action"] == "FailJob"
     assert rules[0]["onExitCodes"]["values"] == [2, 6]
-    assert rules[1] == {
+    assert rules[1] == {  # stopped by SIGTERM after giving its lease back: retried freely
+        "action": "Ignore",
+        "onExitCodes": {"containerName": "bwsync", "operator": "In", "values": [7]},
+    }
+    assert rules[2] == {
         "action": "Ignore",
         "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
     }
     pod = job["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 60  # 20 s stop grace + 40 s to wrap up
     assert pod["serviceAccountName"] == FULLNAME
     assert pod["automountServiceAccountToken"] is True  # configmap state needs the token
     assert pod["restartPolicy"] == "Never"

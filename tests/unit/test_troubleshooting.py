@@ -207,6 +207,44 @@ def _lease(r: pytest.FixtureRequest) -> str:
     return _raised(lambda: FileStateStore(path).acquire_lease("me/host/2", 600))
 
 
+def _stopped(r: pytest.FixtureRequest) -> str:
+    from bwsync.stop import StopRequest
+
+    stop = StopRequest()
+
+    class Stopped(_Users):
+        def fetch(self, request: FetchRequest) -> Directory:
+            stop.request("SIGTERM")  # the pod is being stopped while the directory is read
+            return super().fetch(request)
+
+    fake = r.getfixturevalue("fake_bitwarden")
+    settings = load_settings(
+        bitwarden={"server": fake.base_url, "client_id": fake.client_id,
+                   "client_secret": fake.client_secret},
+        state={"backend": "none"},
+    )  # fmt: skip
+    return execute(settings, RunOptions(), source=Stopped("a@x.com"), stop=stop).report.error or ""
+
+
+def _taken_over(r: pytest.FixtureRequest) -> str:
+    import subprocess
+    import sys
+
+    from bwsync.state.liveness import process_identity
+
+    caplog = r.getfixturevalue("caplog")
+    caplog.set_level(logging.WARNING, logger="bwsync")
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = process_identity(killed.pid)
+    killed.wait()
+    if identity is None:
+        pytest.skip("needs Linux /proc (process identities)")
+    path = r.getfixturevalue("tmp_path") / "s.json"
+    FileStateStore(path).acquire_lease("p/host/1", 600, process=identity)
+    FileStateStore(path).acquire_lease("p/host/2", 600)
+    return _events(caplog)
+
+
 def _newer_state(r: pytest.FixtureRequest) -> str:
     return _raised(lambda: StateDocument.from_bytes(b'{"version": 99}', "file s.json"))
 
@@ -306,6 +344,8 @@ PRODUCERS: dict[str, Producer] = {
     "Bitwarden import failed: HTTP 500": _unhandled,
     "Bitwarden … failed: HTTP 429": _still_limited,
     "another run holds the lease": _lease,
+    "stopped by SIGTERM before": _stopped,
+    "lease_taken_over": _taken_over,
     "state in … has version": _newer_state,
     "state in … is not valid JSON": _bad_json,
     "cannot read file": _unreadable,

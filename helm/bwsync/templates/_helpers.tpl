@@ -193,6 +193,12 @@ The pod spec shared by the CronJob and the `helm test` pod. Argument: (list $ $p
 serviceAccountName: {{ include "bwsync.serviceAccountName" $ }}
 automountServiceAccountToken: {{ eq $p.values.state.backend "configmap" }}
 restartPolicy: Never
+{{- /* bwsync's stop grace, then 30 s to give the lease back and push metrics (bwsync.stop) */}}
+{{- $grace := $p.values.settings.stop_grace_seconds | default 20 | float64 }}
+{{- if lt (float64 $.Values.terminationGracePeriodSeconds) (addf $grace 30) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be at least settings.stop_grace_seconds (%v) + 30: after the grace period bwsync still gives its state lease back and pushes its metrics" $.Values.terminationGracePeriodSeconds $grace) }}
+{{- end }}
+terminationGracePeriodSeconds: {{ $.Values.terminationGracePeriodSeconds }}
 enableServiceLinks: false
 {{- with $.Values.imagePullSecrets }}
 imagePullSecrets:
