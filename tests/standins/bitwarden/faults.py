@@ -10,21 +10,31 @@ does.
   ``disconnect``; each answers with the body this server sends for that status unless told;
 * the cloud's committed per-IP rate limits (``rate_limits=True``), answered with 429 and
   ``Retry-After`` like the real middleware;
-* ``expire_tokens``: every token issued so far expires now.
+* ``expire_tokens``: every token issued so far expires now;
+* ``pause``: the n-th request to an endpoint waits, before the endpoint runs or after it ran
+  and before its answer goes out, until the test releases it (or drops it: the connection is
+  closed without an answer). ``Pause.reached`` is set when the request got there: the test
+  knows where the client stands without sleeping (the crash tests' kill points). A fault's
+  ``skip`` lets that many matching requests through first: a fault at batch k of n.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bwsync.standin.http import UNHANDLED, Response, json_response, public_error
 from bwsync.standin.server import ENDPOINTS, BitwardenStandIn
 
-__all__ = ["Fault", "FaultInjection", "internal_error"]
+__all__ = ["Fault", "FaultInjection", "Pause", "internal_error"]
+
+#: How long a paused request waits for the test at most (a forgotten pause fails, never hangs).
+PAUSE_PATIENCE = 300.0
 
 
 @dataclass(slots=True)
@@ -42,9 +52,43 @@ class Fault:
     body: bytes | None = None
     delay: float = 0.0
     disconnect: bool = False
+    skip: int = 0
+    """Matching requests let through untouched before the fault starts."""
 
     def matches(self, endpoint: str) -> bool:
         return (self.times is None or self.times > 0) and self.endpoint in ("*", endpoint)
+
+
+@dataclass(slots=True)
+class Pause:
+    """The ``nth`` request to ``endpoint`` waits ``before`` the endpoint runs, or after (the
+    change made, the answer not yet sent), until ``release`` or ``drop``."""
+
+    endpoint: str
+    nth: int
+    before: bool
+    reached: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    """Set once the request is answered (or dropped) and in the request log."""
+    _go: threading.Event = field(default_factory=threading.Event)
+    dropped: bool = False
+
+    def wait(self, timeout: float = PAUSE_PATIENCE) -> None:
+        """Until the request is there; a test failure (not a hang) when it never comes."""
+        assert self.reached.wait(timeout), f"request {self.nth} to {self.endpoint} never came"
+
+    def release(self) -> None:
+        self._go.set()
+
+    def drop(self) -> None:
+        """Close the connection without an answer (for ``before``: the endpoint never runs)."""
+        self.dropped = True
+        self._go.set()
+
+    def _hold(self) -> None:
+        self.reached.set()
+        if not self._go.wait(PAUSE_PATIENCE):
+            self.dropped = True
 
 
 def internal_error(status: int, message: str) -> Response:
@@ -74,12 +118,61 @@ class FaultInjection(BitwardenStandIn):
         self.rate_limits = rate_limits
         self._windows: dict[tuple[str, float], list[float]] = {}
         self._faults: list[Fault] = []
+        self._pauses: list[Pause] = []
+        self._seen: dict[str, itertools.count[int]] = {}
+        self._pause_of = threading.local()
 
     def reset(self) -> None:
-        """Forget members, groups, tokens, faults, requests and events."""
+        """Forget members, groups, tokens, faults, pauses, requests and events."""
         with self._lock:
             super().reset()
             self._faults.clear()
+            self._release_pauses()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._release_pauses()  # a request still paused ends now
+        super().stop()
+
+    def pause(self, endpoint: str, nth: int = 1, *, before: bool = True) -> Pause:
+        """Hold the ``nth`` request to ``endpoint`` from now on (counting from this call)
+        ``before`` the endpoint runs, or after it ran and before the answer is sent."""
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; one of {', '.join(ENDPOINTS)}")
+        pause = Pause(endpoint, nth, before)
+        with self._lock:
+            self._seen.pop(endpoint, None)  # counted from now
+            self._pauses.append(pause)
+        return pause
+
+    def _release_pauses(self) -> None:
+        for pause in self._pauses:
+            pause.drop()
+        self._pauses.clear()
+        self._seen.clear()
+
+    def _paused(self, endpoint: str) -> Pause | None:
+        with self._lock:
+            if not any(p.endpoint == endpoint for p in self._pauses):
+                return None
+            n = next(self._seen.setdefault(endpoint, itertools.count(1)))
+            for p in self._pauses:
+                if p.endpoint == endpoint and p.nth == n:
+                    return p
+        return None
+
+    def _handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Response:
+        self._pause_of.current = None
+        response = super()._handle(method, target, headers, raw)
+        pause: Pause | None = self._pause_of.current
+        if pause is None:
+            return response
+        if not pause.before:  # the change is made (and logged); the answer waits
+            pause._hold()
+            if pause.dropped:
+                response = Response(0, disconnect=True)
+        pause.finished.set()
+        return response
 
     def fail(
         self,
@@ -90,9 +183,10 @@ class FaultInjection(BitwardenStandIn):
         retry_after: int | None = None,
         body: bytes | None = None,
         delay: float = 0.0,
+        skip: int = 0,
     ) -> None:
-        """Answer the next ``times`` requests to ``endpoint`` with ``status`` and ``body``
-        (default: the server's own error body for that status)."""
+        """Answer the next ``times`` requests to ``endpoint`` (after ``skip`` of them) with
+        ``status`` and ``body`` (default: the server's own error body for that status)."""
         self._add_fault(
             Fault(
                 endpoint,
@@ -101,6 +195,7 @@ class FaultInjection(BitwardenStandIn):
                 retry_after=retry_after,
                 body=body,
                 delay=delay,
+                skip=skip,
             )
         )
 
@@ -112,22 +207,26 @@ class FaultInjection(BitwardenStandIn):
         self._add_fault(Fault(endpoint, status=429, times=times, retry_after=retry_after))
 
     def server_error(
-        self, endpoint: str = "*", *, times: int | None = 1, status: int = 500
+        self, endpoint: str = "*", *, times: int | None = 1, status: int = 500, skip: int = 0
     ) -> None:
-        """5xx with the public API's unhandled-error body."""
-        self._add_fault(Fault(endpoint, status=status, times=times))
+        """5xx with the public API's unhandled-error body (after ``skip`` requests)."""
+        self._add_fault(Fault(endpoint, status=status, times=times, skip=skip))
 
-    def slow(self, endpoint: str = "*", seconds: float = 1.0, *, times: int | None = None) -> None:
+    def slow(
+        self, endpoint: str = "*", seconds: float = 1.0, *, times: int | None = None, skip: int = 0
+    ) -> None:
         """Delay the answer (then answer normally): for client timeouts."""
-        self._add_fault(Fault(endpoint, status=None, times=times, delay=seconds))
+        self._add_fault(Fault(endpoint, status=None, times=times, delay=seconds, skip=skip))
 
     def disconnect(self, endpoint: str = "*", *, times: int | None = 1) -> None:
         """Close the connection without answering: the client sees a transport error."""
         self._add_fault(Fault(endpoint, status=None, times=times, disconnect=True))
 
     def clear_faults(self) -> None:
+        """Switch every fault off, and let every pause go (dropped)."""
         with self._lock:
             self._faults.clear()
+            self._release_pauses()
 
     def _add_fault(self, fault: Fault) -> None:
         if fault.endpoint != "*" and fault.endpoint not in ENDPOINTS:
@@ -142,8 +241,15 @@ class FaultInjection(BitwardenStandIn):
                 self._tokens[t] = 0.0
 
     def _intercept(self, method: str, endpoint: str) -> Response | None:
-        """A switched-on fault for this endpoint, else a tripped rate limit, answers instead
-        of the endpoint (after its delay); a fault that only delays lets it answer."""
+        """A pause first (see ``pause``); then a switched-on fault for this endpoint, else a
+        tripped rate limit, answers instead of the endpoint (after its delay); a fault that
+        only delays lets it answer."""
+        pause = self._paused(endpoint)
+        self._pause_of.current = pause
+        if pause is not None and pause.before:
+            pause._hold()
+            if pause.dropped:
+                return Response(0, disconnect=True)
         fault = self._take_fault(endpoint) or self._rate_limited(method, endpoint)
         if fault is None:
             return None
@@ -190,6 +296,9 @@ class FaultInjection(BitwardenStandIn):
         with self._lock:
             for f in self._faults:
                 if f.matches(endpoint):
+                    if f.skip:
+                        f.skip -= 1
+                        return None
                     if f.times is not None:
                         f.times -= 1
                     return dataclasses.replace(f)

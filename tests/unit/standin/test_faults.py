@@ -3,7 +3,10 @@ limits (§4), as a client meets them."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from bwsync.standin.http import UNHANDLED
 from tests.fixtures.bitwarden import FakeFactory
 from tests.standins.bitwarden import FakeBitwarden
-from tests.unit.standin.client import Api, FakeClock, body
+from tests.unit.standin.client import Api, FakeClock, body, m
 
 
 def test_throttle_sends_retry_after_and_the_internal_error_body(
@@ -66,6 +69,81 @@ def test_slow_and_disconnect(api: Api, fake_bitwarden: FakeBitwarden) -> None:
         api.get("/groups")
     assert api.get("/groups").status_code == 200
     assert [r.status for r in fake_bitwarden.requests_to("list_groups")] == [200, 0, 200]
+
+
+def test_a_fault_can_skip_the_first_requests(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    """A 5xx at batch 3 of n: two requests through, then the fault."""
+    fake_bitwarden.server_error("list_groups", skip=2, times=1, status=503)
+    assert [api.get("/groups").status_code for _ in range(4)] == [200, 200, 503, 200]
+
+
+def _answer(call: Callable[[], httpx.Response]) -> int:
+    """The status the client got; 0 when the connection closed without an answer."""
+    try:
+        return call().status_code
+    except httpx.RemoteProtocolError:
+        return 0
+
+
+def test_a_pause_before_holds_the_request_until_released_or_dropped(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    api.get("/groups")  # not counted: pauses count from the call on
+    second = fake_bitwarden.pause("list_groups", 2)
+    answers: list[int] = []
+
+    def client() -> None:
+        for _ in range(2):
+            answers.append(_answer(lambda: api.get("/groups")))
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    second.wait()
+    assert answers == [200]  # the second request waits at the server
+    second.release()
+    thread.join()
+    assert answers == [200, 200]
+    dropped = fake_bitwarden.pause("import")
+    thread = threading.Thread(target=lambda: answers.append(_answer(lambda: api.imp(_one()))))
+    thread.start()
+    dropped.wait()
+    dropped.drop()
+    thread.join()
+    assert answers[-1] == 0  # closed without an answer
+    assert fake_bitwarden.members == []  # and the import never ran
+
+
+def test_a_pause_after_holds_the_answer_of_a_change_already_made(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    pause = fake_bitwarden.pause("import", before=False)
+    answers: list[int] = []
+    thread = threading.Thread(target=lambda: answers.append(_answer(lambda: api.imp(_one()))))
+    thread.start()
+    pause.wait()
+    assert [x.email for x in fake_bitwarden.members] == ["u1@example.com"]  # made
+    assert answers == []  # the answer not sent yet
+    pause.drop()
+    thread.join()
+    assert answers == [0]
+
+
+def test_stopping_the_server_ends_a_forgotten_pause(fake_bitwarden_factory: FakeFactory) -> None:
+    fake = fake_bitwarden_factory()
+    api = Api(fake)
+    api.login()
+    pause = fake.pause("list_groups")
+    answers: list[int] = []
+    thread = threading.Thread(target=lambda: answers.append(_answer(lambda: api.get("/groups"))))
+    thread.start()
+    pause.wait()
+    fake.stop()
+    thread.join()
+    assert answers == [0]
+
+
+def _one() -> dict[str, Any]:
+    return body([m("u1")])
 
 
 def test_unknown_fault_endpoint_is_refused(fake_bitwarden: FakeBitwarden) -> None:
