@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.okta_onelogin",
     "tests.fixtures.cloud",
     "tests.fixtures.kube",
+    "tests.fixtures.proxy",
 ]
 
 

@@ -1,0 +1,188 @@
+"""SIGTERM and SIGINT on real ``bwsync`` processes: what the crash-consistency matrix does not
+show (a second signal, the grace period running out, a retry wait cut short, loop mode,
+``plan``). The file source keeps these small; the LDAP ones use the crash scenario's slapd."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bwsync.state.file import FileStateStore
+from tests.e2e.bwsync_process import BwsyncProcess, run_bwsync
+from tests.e2e.crash import PEOPLE, base_env, start_directory
+from tests.fixtures.ldap import Slapd
+from tests.fixtures.proxy import HoldingProxy, ldap_search
+from tests.standins.bitwarden import FakeBitwarden
+
+DIRECTORY = """{"users": [%s], "groups": []}"""
+
+
+def _file_env(fake: FakeBitwarden, tmp_path: Path, users: int = 3) -> dict[str, str]:
+    """A file directory of ``users`` people (over 2,000: three import batches)."""
+    people = ",".join(f'{{"id": "u{i}", "email": "u{i}@example.com"}}' for i in range(users))
+    directory = tmp_path / "directory.json"
+    directory.write_text(DIRECTORY % people)
+    return {
+        "BWSYNC_PROFILE": "stop",
+        "BWSYNC_SECRETS_DIR": str(tmp_path),
+        "BWSYNC_SOURCE": "file",
+        "BWSYNC_FILE__PATH": str(directory),
+        "BWSYNC_BITWARDEN__SERVER": fake.base_url,
+        "BWSYNC_BITWARDEN__CLIENT_ID": fake.client_id,
+        "BWSYNC_BITWARDEN__CLIENT_SECRET": fake.client_secret,
+        "BWSYNC_STATE__PATH": str(tmp_path / "state.json"),
+        "BWSYNC_SYNC__LARGE_IMPORT": "true",
+    }
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_second_signal_ends_bwsync_at_once(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    env = _file_env(fake_bitwarden, tmp_path)
+    pause = fake_bitwarden.pause("import")
+    run = BwsyncProcess.start(env)
+    pause.wait()
+    run.signal(sig)
+    run.wait_for("stop_requested")
+    run.signal(sig)
+    assert run.finish() == code
+    (line,) = run.events("stopped_at_once")
+    assert line["signal"] == sig.name and line["exit_code"] == code
+    assert run.events("summary") == []  # no time for anything
+    pause.drop()
+    # The lease stays with the process that is gone; the next run here takes it over.
+    lease = FileStateStore(tmp_path / "state.json").load().lease
+    assert lease is not None and lease.holder == f"stop/{lease.holder.split('/')[1]}/{run.pid}"
+    again_code, again = run_bwsync(env)
+    assert again_code == 0, again.log()
+    assert again.events("lease_taken_over")[0]["holder"] == lease.holder
+    assert again.summary()["result"] == "success"
+
+
+def test_sigint_stops_cleanly_like_sigterm(fake_bitwarden: FakeBitwarden, tmp_path: Path) -> None:
+    """Ctrl-C at a terminal: the same clean stop, exit 7."""
+    env = _file_env(fake_bitwarden, tmp_path, users=2100)
+    pause = fake_bitwarden.pause("import")
+    run = BwsyncProcess.start(env)
+    pause.wait()
+    run.signal(signal.SIGINT)
+    run.wait_for("stop_requested")
+    pause.release()
+    assert run.finish() == 7, run.log()
+    assert run.summary()["error"].startswith("stopped by SIGINT before import 2/2")
+    assert FileStateStore(tmp_path / "state.json").load().lease is None
+
+
+def test_past_the_grace_period_the_request_in_flight_is_given_up(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    env = _file_env(fake_bitwarden, tmp_path) | {"BWSYNC_STOP_GRACE_SECONDS": "0.5"}
+    pause = fake_bitwarden.pause("import")  # an import that never ends
+    run = BwsyncProcess.start(env)
+    pause.wait()
+    run.signal(signal.SIGTERM)
+    assert run.finish() == 7, run.log()
+    summary = run.summary()
+    assert summary["result"] == "interrupted"
+    assert "did not end within the 0.5 s grace period" in summary["error"]
+    doc = FileStateStore(tmp_path / "state.json").load()
+    assert doc.lease is None and doc.hash is None
+    pause.drop()
+
+
+def test_a_retry_wait_is_cut_short(fake_bitwarden: FakeBitwarden, tmp_path: Path) -> None:
+    """A 429 asking for 100 s: the stop ends the wait, and no attempt follows (past the 20 s
+    grace period the message would say the request was given up instead)."""
+    env = _file_env(fake_bitwarden, tmp_path)
+    fake_bitwarden.throttle("import", retry_after=100)
+    answered = fake_bitwarden.pause("import", before=False)
+    run = BwsyncProcess.start(env)
+    answered.wait()
+    run.signal(signal.SIGTERM)
+    run.wait_for("stop_requested")
+    answered.release()  # the 429 reaches bwsync, which would wait 100 s
+    assert run.finish() == 7, run.log()
+    assert run.summary()["error"].startswith("stopped by SIGTERM before import;")
+    assert [r.status for r in fake_bitwarden.requests_to("import")] == [429]
+
+
+def test_loop_mode_stops_the_pass_under_way(fake_bitwarden: FakeBitwarden, tmp_path: Path) -> None:
+    from tests.fixtures.ldap import free_port
+
+    env = _file_env(fake_bitwarden, tmp_path) | {
+        "BWSYNC_METRICS__LISTEN": f"127.0.0.1:{free_port()}"
+    }
+    pause = fake_bitwarden.pause("import")
+    run = BwsyncProcess.start(env, "sync", "--every", "1h")
+    pause.wait()
+    run.signal(signal.SIGTERM)
+    run.wait_for("stop_requested")
+    pause.release()
+    assert run.finish() == 7, run.log()
+    assert [s["result"] for s in run.events("summary")] == ["interrupted"]
+    # Stopped between two passes instead: exit 0 (tests/e2e/test_loop_mode.py).
+
+
+def test_plan_is_stopped_too(fake_bitwarden: FakeBitwarden, tmp_path: Path) -> None:
+    env = _file_env(fake_bitwarden, tmp_path)
+    pause = fake_bitwarden.pause("list_members")
+    run = BwsyncProcess.start(env, "plan", "--output", "json")
+    pause.wait()
+    run.signal(signal.SIGTERM)
+    run.wait_for("stop_requested")
+    pause.release()
+    assert run.finish() == 7, run.log()
+    assert "stopped by SIGTERM before list groups" in run.log()
+    assert fake_bitwarden.writes() == []
+
+
+# -- the LDAP wait: python-ldap's C library and ldap3 ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    server = start_directory(tmp_path_factory.mktemp("stop-directory"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("engine", ["python-ldap", "ldap3"])
+@pytest.mark.parametrize("grace", ["20", "0.5"])
+def test_a_stop_while_waiting_for_an_ldap_page(
+    directory: Slapd,
+    fake_bitwarden: FakeBitwarden,
+    holding_proxy: Callable[..., HoldingProxy],
+    tmp_path: Path,
+    engine: str,
+    grace: str,
+) -> None:
+    """Waiting for page 2: the page is let arrive and no page 3 is asked for; or, when it
+    never arrives, the wait is given up after the grace period. Neither is a directory
+    failure (python-ldap reports a signal in its wait as a lost server)."""
+    ldap = holding_proxy(directory.port, ldap=True)
+    env = base_env(directory, ldap.port, fake_bitwarden, tmp_path / "s", tmp_path / "m.prom")
+    env |= {"BWSYNC_LDAP__ENGINE": engine, "BWSYNC_STOP_GRACE_SECONDS": grace,
+            "BWSYNC_STATE__PATH": str(tmp_path / "state.json")}  # fmt: skip
+    page = ldap.hold("up", ldap_search(2, containing=PEOPLE.encode()))
+    run = BwsyncProcess.start(env)
+    page.wait()
+    run.signal(signal.SIGTERM)
+    run.wait_for("stop_requested")
+    if grace == "20":
+        page.release()
+    assert run.finish() == 7, run.log()
+    error = run.summary()["error"]
+    if grace == "20":
+        assert error.startswith(
+            f"stopped by SIGTERM before the next page of the search under {PEOPLE}"
+        )
+    else:
+        assert "did not end within the 0.5 s grace period" in error, error
+        page.drop()
+    assert fake_bitwarden.writes() == []
