@@ -1,4 +1,5 @@
-"""Suite-wide hygiene: no BWSYNC_* variable or secrets directory leaks into a test."""
+"""Suite-wide hygiene: no BWSYNC_* variable, secrets directory or remembered secret leaks into
+a test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Generator
 from pathlib import Path
 
 import pytest
+
+from bwsync import redact
 
 # Fixtures that start real servers or stand-ins, one module per kind, usable from any layer.
 pytest_plugins = [
@@ -18,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.cloud",
     "tests.fixtures.kube",
     "tests.fixtures.proxy",
+    "tests.fixtures.echo",
 ]
 
 
@@ -48,3 +52,10 @@ def _clean_bwsync_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     empty = tmp_path / "no-secrets"
     empty.mkdir()
     monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(empty))
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> None:
+    """Each test starts as a new process would: nothing remembered for masking
+    (``bwsync.redact`` is process-wide), so one test's secret cannot mask another's text."""
+    redact.forget_all()

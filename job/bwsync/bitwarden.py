@@ -50,6 +50,7 @@ from bwsync.errors import (
 from bwsync.http_retry import retry_after, should_retry
 from bwsync.logs import event
 from bwsync.model import BITWARDEN_ENDPOINTS, MemberState, OrgGroup, OrgMember
+from bwsync.redact import redact, remember, strip_userinfo
 
 __all__ = [
     "DEVICE_NAME",
@@ -211,6 +212,7 @@ class OrgTokenAuth(httpx.Auth):
             raise _TokenRefused(response) from None
         if not isinstance(value, str) or not value:
             raise _TokenRefused(response)
+        remember(value)  # a server echoing a request must not show the bearer token either
         margin = min(TOKEN_MARGIN, lifetime * 0.1)
         self._token = _Token(value, self._clock() + lifetime - margin)
         if self._cache is not None:
@@ -449,6 +451,7 @@ class BitwardenClient:
                 "(the organization API key)"
             )
         self.settings = settings
+        remember(settings.client_secret.get_secret_value())  # whoever built these settings
         self.api_url = settings.resolved_api_url.rstrip("/")
         self.identity_url = settings.resolved_identity_url.rstrip("/")
         self._url_setting = (
@@ -751,7 +754,7 @@ class BitwardenClient:
                 if response.status_code == 404 and missing_ok and not is_token:
                     return None
             status = response.status_code if response is not None else None
-            url = self.auth.token_url if is_token else _url(request)
+            url = strip_userinfo(self.auth.token_url) if is_token else _url(request)
             delay, note = self._next_wait(
                 status, exc, response, is_token=is_token, attempt=attempt, waited=waited,
                 elapsed=self._clock() - started,
@@ -851,17 +854,11 @@ class BitwardenClient:
         return self._scrub(error)
 
     def _scrub(self, error: BitwardenError) -> BitwardenError:
-        """Mask the client secret wherever a server echoed it back into a structured message
-        (unstructured bodies are already cut short, which is not enough for JSON)."""
-        secret = self.settings.client_secret
-        value = secret.get_secret_value() if secret is not None else ""
-        if len(value) < 4:
-            return error
-
-        def mask(text: str) -> str:
-            return text.replace(value, "**********")
-
-        error.args = tuple(mask(a) if isinstance(a, str) else a for a in error.args)
-        error.message = mask(error.message) if error.message else error.message
-        error.errors = {mask(k): [mask(t) for t in v] for k, v in error.errors.items()}
+        """Mask every known secret (``bwsync.redact``: the client secret in each of its forms,
+        the bearer token, URL credentials) wherever a server echoed it back into a structured
+        message, and keep credentials out of the URL attribute."""
+        error.args = tuple(redact(a) if isinstance(a, str) else a for a in error.args)
+        error.message = redact(error.message) if error.message else error.message
+        error.errors = {redact(k): [redact(t) for t in v] for k, v in error.errors.items()}
+        error.url = strip_userinfo(error.url) if error.url else error.url
         return error

@@ -7,6 +7,9 @@ SIGTERM/SIGINT, lease given back (``bwsync.stop``; a second signal: 128 + its nu
 
 Output: logs (JSON lines or console) go to stderr; what a command *answers* (a plan, a state
 document, check results) goes to stdout, so ``bwsync plan --output json > plan.json`` works.
+Every message printed goes through the masking boundary (``_say``/``_complain``, which call
+``bwsync.redact.redact``): check lines, errors, warnings; ``bwsync.output`` does the same for
+the plan's notes and safety reasons.
 """
 
 from __future__ import annotations
@@ -32,11 +35,22 @@ from bwsync.errors import BwsyncError, ConfigError
 from bwsync.logs import event
 from bwsync.output import plan_document, print_plan_text
 from bwsync.plan import OWNERS_UNSEEN
+from bwsync.redact import redact, redact_data, remember_settings
 from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute, summary
 from bwsync.stop import StopRequest, on_signals
 
 if TYPE_CHECKING:
     from bwsync.model import OrgGroup
+
+
+def _say(text: str) -> None:
+    """Print one line of a command's answer on stdout, masked."""
+    print(redact(text))
+
+
+def _complain(text: str) -> None:
+    """Print one line of an error or warning on stderr, masked."""
+    print(redact(text), file=sys.stderr)
 
 
 def _duration(text: str) -> float:
@@ -146,11 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as exc:
         logs.setup(None, "info")
-        print(f"bwsync: {exc}", file=sys.stderr)
+        _complain(f"bwsync: {exc}")
         if command == "sync":
             _report_config_error(exc)
         return exc.exit_code
-    logs.setup(settings.log.format, settings.log.level, _secrets(settings))
+    remember_settings(settings)
+    logs.setup(settings.log.format, settings.log.level)
     try:
         if command == "check":
             return cmd_check(settings, offline=args.offline)
@@ -162,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_sync(settings, args, stop)
     except BwsyncError as exc:
         event("error", logging.ERROR, error=str(exc), exit_code=exc.exit_code)
-        print(f"bwsync: {exc}", file=sys.stderr)
+        _complain(f"bwsync: {exc}")
         return exc.exit_code
     except Exception as exc:
         logs.LOGGER.exception("unexpected error: %s", type(exc).__name__)
@@ -185,19 +200,6 @@ def paused_gc() -> Iterator[None]:
     finally:
         if collecting:
             gc.enable()
-
-
-def _secrets(settings: Settings) -> list[str]:
-    """Every secret value the settings hold, for the log handler to mask (a safety net: no
-    message is built with one)."""
-    out: list[str] = []
-    for name in type(settings).model_fields:
-        section = getattr(settings, name)
-        for field in getattr(type(section), "model_fields", {}):
-            value = getattr(section, field)
-            if value is not None and hasattr(value, "get_secret_value"):
-                out.append(value.get_secret_value())
-    return out
 
 
 def _report_config_error(exc: ConfigError) -> None:
@@ -224,7 +226,7 @@ def _report_config_error(exc: ConfigError) -> None:
         error=str(exc),
     )
     for warning in metrics.deliver(report, metrics_settings):
-        print(f"bwsync: warning: {warning}", file=sys.stderr)
+        _complain(f"bwsync: warning: {warning}")
 
 
 def _deliver(settings: Settings, outcome: Outcome) -> None:
@@ -274,7 +276,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
     if not args.every:
         outcome = _one_sync(settings, args, stop)
         if outcome.report.error:
-            print(f"bwsync: {outcome.report.error}", file=sys.stderr)
+            _complain(f"bwsync: {outcome.report.error}")
         return outcome.report.exit_code
     from bwsync.bitwarden import TokenCache
     from bwsync.metrics import MetricsServer
@@ -314,7 +316,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
     fmt = args.output or ("text" if sys.stdout.isatty() else "json")
     report = outcome.report
     if report.exit_code not in (0, 6):
-        print(f"bwsync: {report.error}", file=sys.stderr)
+        _complain(f"bwsync: {report.error}")
         return report.exit_code
     try:
         if fmt == "json":
@@ -334,7 +336,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
 
 
 def cmd_check(settings: Settings, *, offline: bool) -> int:
-    print(f"ok    settings ({settings.source} source, profile {settings.profile})")
+    _say(f"ok    settings ({settings.source} source, profile {settings.profile})")
     if offline:
         return 0
     from bwsync.sources import build_source
@@ -343,7 +345,7 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
     code = 0
     source = build_source(settings)
     for result in source.check():
-        print(f"{'ok  ' if result.ok else 'FAIL'}  directory: {result.name}: {result.detail}")
+        _say(f"{'ok  ' if result.ok else 'FAIL'}  directory: {result.name}: {result.detail}")
         if not result.ok:
             code = code or 3
     if settings.bitwarden.has_api_key:
@@ -352,12 +354,12 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
         try:
             with BitwardenClient(settings.bitwarden) as client:
                 client.check_token()
-                print(f"ok    bitwarden: token from {settings.bitwarden.resolved_identity_url}")
+                _say(f"ok    bitwarden: token from {settings.bitwarden.resolved_identity_url}")
                 groups = client.list_groups()
             if groups is not None:
-                print("ok    bitwarden: members and groups can be listed (plans see the server)")
+                _say("ok    bitwarden: members and groups can be listed (plans see the server)")
             else:
-                print(
+                _say(
                     "note  bitwarden: the server has no member or group list endpoints "
                     "(Vaultwarden?): plans are made against bwsync's memory of what it synced; "
                     f"{OWNERS_UNSEEN} ({len(settings.sync.protected)} listed)"
@@ -365,17 +367,17 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
             if settings.sync.remove_missing and settings.sync.groups:
                 _check_group_endpoints(groups, settings)
         except BwsyncError as exc:
-            print(f"FAIL  bitwarden: {exc}")
+            _say(f"FAIL  bitwarden: {exc}")
             code = code or 4
     else:
-        print("FAIL  bitwarden: BWSYNC_BITWARDEN__CLIENT_ID / __CLIENT_SECRET not set")
+        _say("FAIL  bitwarden: BWSYNC_BITWARDEN__CLIENT_ID / __CLIENT_SECRET not set")
         code = code or 2
     store = open_store(settings.state)
     try:
         store.load()
-        print(f"ok    state: {store.description} readable")
+        _say(f"ok    state: {store.description} readable")
     except BwsyncError as exc:
-        print(f"FAIL  state: {exc}")
+        _say(f"FAIL  state: {exc}")
         code = code or 5
     return code
 
@@ -387,11 +389,11 @@ def _check_group_endpoints(groups: list[OrgGroup] | None, settings: Settings) ->
     from bwsync.plan import NO_GROUP_ENDPOINTS
 
     if groups is None:
-        print(f"note  bitwarden: {NO_GROUP_ENDPOINTS}")
+        _say(f"note  bitwarden: {NO_GROUP_ENDPOINTS}")
         return
     synced = sum(1 for g in groups if g.external_id)
     fate = "emptied" if settings.sync.stale_groups == "empty" else "deleted"
-    print(
+    _say(
         f"ok    bitwarden: group endpoints ({len(groups)} groups, {synced} synced); synced "
         f"groups that leave the directory are {fate} (BWSYNC_SYNC__STALE_GROUPS)"
     )
@@ -408,7 +410,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     try:
         sys.stdout.write(from_bwdc(args.data_file, args.format))
     except ConfigError as exc:
-        print(f"bwsync: {exc}", file=sys.stderr)
+        _complain(f"bwsync: {exc}")
         return exc.exit_code
     return 0
 
@@ -423,13 +425,14 @@ def cmd_state(settings: Settings, action: str) -> int:
         from bwsync.memory import describe
 
         doc = store.load()
-        shown = asdict(doc)
+        # masked again: a document written by an older version may hold what this one masks
+        shown = redact_data(asdict(doc))
         shown["memory"] = describe(doc.memory)  # counts and size, not every email
         sys.stdout.buffer.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2))
         sys.stdout.write("\n")
         return 0
     store.clear()
-    print(f"cleared {store.description}")
+    _say(f"cleared {store.description}")
     return 0
 
 

@@ -41,6 +41,7 @@ from pydantic_settings import (
 )
 
 from bwsync.errors import ConfigError
+from bwsync.redact import strip_userinfo
 
 ENV_PREFIX = "BWSYNC_"
 DEFAULT_SECRETS_DIR = "/run/secrets/bwsync"
@@ -624,7 +625,7 @@ def _problem(err: Any) -> str:
     if isinstance(value, str | int | float | bool) and not any(
         s in env_name(loc).lower() for s in ("secret", "password", "token", "key")
     ):
-        shown = f" (got {str(value)[:80]!r})"
+        shown = f" (got {strip_userinfo(str(value))[:80]!r})"
     return f"{env_name(loc)}: {msg}{shown}"
 
 

@@ -17,27 +17,37 @@
 
 Foreign exceptions (ldap3, python-ldap, httpx …) are translated into these at the module that
 talks to the library, with ``raise … from exc``, so the run loop only ever sees this tree.
-Messages must never contain secrets; server bodies are cut to ``MAX_BODY`` characters because a
-server may echo what it was sent.
+Messages must never contain secrets: a server may echo what it was sent, so its text goes
+through ``shorten`` (masked by ``bwsync.redact``, then cut to ``MAX_BODY`` characters), and
+every error's message is masked again whenever it is turned into text (``BwsyncError.__str__``).
 """
 
 from __future__ import annotations
+
+from bwsync.redact import redact
 
 MAX_BODY = 256
 
 
 def shorten(text: str, limit: int = MAX_BODY) -> str:
-    """Cut an unstructured server text so an echoed secret or a huge HTML page stays out of logs."""
-    text = " ".join(text.split())
+    """Mask, then cut, an unstructured server text, so that neither an echoed secret nor a huge
+    HTML page reaches a log. Masking comes first: a cut through a secret would leave its first
+    characters, which no longer match the secret."""
+    text = " ".join(redact(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class BwsyncError(Exception):
-    """Root of every error bwsync raises on purpose."""
+    """Root of every error bwsync raises on purpose. Its text is always masked
+    (``bwsync.redact``): whoever prints, logs or stores ``str(error)`` gets no secret, even one
+    remembered after the error was built."""
 
     exit_code = 1
     #: short machine-readable kind, used in the summary log line and the ``result`` metric
     kind = "error"
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
 
 
 class ConfigError(BwsyncError):

@@ -4,8 +4,12 @@ Every line is an *event* with fields (``event("fetch", users=10, seconds=0.2)``)
 pipeline can filter on them. Member lists are never logged at info level; plan entries are
 logged once each, worded as actions ("invite x", "would invite x" in a plan).
 
-Secrets: none of our messages is built with one, and as a second line of defence the handler
-masks every secret value the settings hold, so even a library echoing a password cannot leak it.
+Secrets: none of our messages is built with one, and every finished line, at every level and
+in both formats, goes through the masking boundary (``bwsync.redact``), so even a library or a
+server echoing a password cannot leak it through a log. The libraries' own warnings (msal,
+google-auth, …, anything logged at WARNING or above outside ``bwsync``) go through the same
+formatter, with a ``logger`` field, instead of Python's last-resort handler, which would print
+them raw.
 """
 
 from __future__ import annotations
@@ -18,8 +22,14 @@ from typing import Any
 
 import orjson
 
+from bwsync.redact import redact, remember
+
 LOGGER = logging.getLogger("bwsync")
 _FIELDS = "bwsync_fields"
+
+
+class _LibraryHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root logger's handler for the libraries' warnings (replaced by each ``setup``)."""
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -27,18 +37,7 @@ def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
     LOGGER.log(level, name, extra={_FIELDS: fields})
 
 
-def _mask(text: str, secrets: Iterable[str]) -> str:
-    for s in secrets:
-        if s and s in text:
-            text = text.replace(s, "***")
-    return text
-
-
 class JsonFormatter(logging.Formatter):
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 4]
-
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -46,18 +45,15 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }
+        if not record.name.startswith("bwsync"):
+            doc["logger"] = record.name
         doc.update(getattr(record, _FIELDS, {}))
         if record.exc_info and record.levelno >= logging.ERROR:
             doc["exception"] = self.formatException(record.exc_info)
-        text = orjson.dumps(doc, default=str).decode()
-        return _mask(text, self.secrets)
+        return redact(orjson.dumps(doc, default=str).decode())
 
 
 class ConsoleFormatter(logging.Formatter):
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 4]
-
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         fields = getattr(record, _FIELDS, {})
@@ -73,18 +69,26 @@ class ConsoleFormatter(logging.Formatter):
         line = f"{stamp} {record.levelname.lower():7} {record.getMessage()}"
         if parts:
             line += "  " + " ".join(parts)
-        return _mask(line, self.secrets)
+        return redact(line)
 
 
 def setup(fmt: str | None, level: str, secrets: Iterable[str] = ()) -> None:
-    """(Re)configure the ``bwsync`` logger; idempotent so loop mode and tests can call it again."""
+    """(Re)configure the ``bwsync`` logger; idempotent so loop mode and tests can call it again.
+    ``secrets`` are remembered for masking (``bwsync.redact.remember``), with every form."""
     if fmt is None:
         fmt = "console" if sys.stderr.isatty() else "json"
+    remember(*secrets)
     handler = logging.StreamHandler(sys.stderr)
-    secrets = list(secrets)
-    handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else ConsoleFormatter(secrets))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     for old in list(LOGGER.handlers):
         LOGGER.removeHandler(old)
     LOGGER.addHandler(handler)
     LOGGER.setLevel(level.upper())
     LOGGER.propagate = False
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _LibraryHandler)]:
+        root.removeHandler(old)
+    libraries = _LibraryHandler(sys.stderr)
+    libraries.setLevel(logging.WARNING)
+    libraries.setFormatter(handler.formatter)
+    root.addHandler(libraries)

@@ -3,6 +3,10 @@ terminal, ``bwsync demo``), the plan as a JSON document for a program (``bwsync 
 and the one-line summary the demo prints after a sync.
 
 Its own module so that the CLI and the demo both use it without importing each other.
+
+The plan's notes and safety reasons are messages and go through the masking boundary
+(``bwsync.redact``); its rows and entries are directory and organization data, shown as they
+are (masking every one of 100,000 rows would cost more than the rest of the output).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from bwsync.redact import redact, redact_data
 
 if TYPE_CHECKING:
     from bwsync.model import RunReport
@@ -36,8 +42,8 @@ def plan_document(outcome: Outcome) -> dict[str, Any]:
         ],
         "counts": plan.counts() if plan else {},
         "changes": [c.as_dict() for c in plan.changes] if plan else [],
-        "notes": plan.notes if plan else [],
-        "safety": outcome.safety,
+        "notes": redact_data(plan.notes) if plan else [],
+        "safety": redact_data(outcome.safety),
         "requests": [
             {
                 "members": r.members,
@@ -91,7 +97,7 @@ def print_plan_text(outcome: Outcome) -> None:
     if plan is None:
         return
     for note in plan.notes:
-        print(f"note: {note}")
+        print(redact(f"note: {note}"))
     if plan.org_known and not plan.changes:
         print("no changes: the organization already matches the directory")
     rows = [(c.action, c.subject, c.group or "", c.reason) for c in plan.changes]
@@ -126,7 +132,7 @@ def print_plan_text(outcome: Outcome) -> None:
         for g in sent["groups"]:
             print(f"  group  {g['name']}  externalId={g['externalId']}  members={g['members']}")
     for reason in outcome.safety:
-        print(f"SAFETY STOP: {reason}")
+        print(redact(f"SAFETY STOP: {reason}"))
 
 
 def summary_line(report: RunReport) -> str:

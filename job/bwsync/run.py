@@ -45,6 +45,7 @@ from bwsync.plan import (
     make_plan,
     stale_groups,
 )
+from bwsync.redact import remember_settings
 from bwsync.snapshot import BackgroundRead, read_org, read_stale_members
 from bwsync.sources import build_source
 from bwsync.sources.base import FetchRequest, Source
@@ -136,7 +137,10 @@ def execute(
 ) -> Outcome:
     """Run one pass. Never raises for a failure of the run itself: the outcome's report
     carries the result, the error message and the exit code. ``stop`` is the process's stop
-    request (the CLI's, set by SIGTERM/SIGINT); without one, nothing stops the pass."""
+    request (the CLI's, set by SIGTERM/SIGINT); without one, nothing stops the pass.
+
+    Every pass first remembers the settings' secrets for masking (``bwsync.redact``)."""
+    remember_settings(settings)
     return _Run(
         settings,
         options,

@@ -377,13 +377,13 @@ def test_unusable_users_are_skipped_named_and_counted(
 def test_every_secret_setting_is_masked_in_logs(
     env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bwsync.cli import _secrets
     from bwsync.config import load_settings
+    from bwsync.redact import settings_secrets
 
     monkeypatch.setenv("BWSYNC_OKTA__TOKEN", "okta-token-value")
     monkeypatch.setenv("BWSYNC_ONELOGIN__CLIENT_SECRET", "onelogin-secret-value")
     monkeypatch.setenv("BWSYNC_ENTRA__CLIENT_SECRET", "entra-secret-value")
-    found = set(_secrets(load_settings()))
+    found = set(settings_secrets(load_settings()))
     assert {"okta-token-value", "onelogin-secret-value", "entra-secret-value"} <= found
 
 

@@ -991,7 +991,7 @@ def test_secret_never_shows_even_when_echoed(
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
     no_secret(*chain)
-    assert "**********" in str(err) or shape == "text" or status == 200
+    assert "***" in str(err) or shape == "text" or status == 200
 
 
 @pytest.mark.parametrize(

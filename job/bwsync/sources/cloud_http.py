@@ -53,6 +53,7 @@ from bwsync import stop
 from bwsync.config import HttpSourceSection, SyncSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.http_retry import retry_after, should_retry
+from bwsync.redact import redact
 
 __all__ = [
     "CloudApiError",
@@ -72,7 +73,9 @@ class CloudApiError(DirectoryError):
 
     ``request`` is ``"METHOD /path"`` (no query string, no credentials), ``status`` the HTTP
     status or ``None`` for a transport failure, ``code`` the service's machine-readable error
-    code when it sent one (``Authorization_RequestDenied``, ``rateLimitExceeded`` …).
+    code when it sent one (``Authorization_RequestDenied``, ``rateLimitExceeded`` …). ``detail``
+    is masked as it is stored (``bwsync.redact``): it is often a server's text, and a server may
+    echo the request that carried a secret.
     """
 
     service = "directory"
@@ -88,7 +91,7 @@ class CloudApiError(DirectoryError):
         self.request = request
         self.status = status
         self.code = code
-        self.detail = detail
+        self.detail = detail = redact(detail)
         where = f"{self.service} {request}" if request else self.service
         super().__init__(f"{where} failed: {detail}")
 

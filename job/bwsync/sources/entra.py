@@ -51,6 +51,7 @@ from bwsync.config import EntraSettings, SyncSettings
 from bwsync.errors import ConfigError, shorten
 from bwsync.logs import event
 from bwsync.model import Directory, Group, User
+from bwsync.redact import remember
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
     CloudApiError,
@@ -265,11 +266,13 @@ class EntraSource(CloudSource[EntraSettings]):
             def assertion() -> str:
                 # Re-read every time: the kubelet rotates the projected token.
                 try:
-                    return path.read_text().strip()
+                    token = path.read_text().strip()
                 except OSError as exc:
                     raise EntraError(
                         "", f"cannot read {FEDERATED_TOKEN_ENV} {path}: {exc.strerror}"
                     ) from None
+                remember(token)  # a bearer credential for the token endpoint
+                return token
 
             return {"client_assertion": assertion}
         raise ConfigError(
@@ -321,19 +324,25 @@ class EntraSource(CloudSource[EntraSettings]):
         except CloudApiError:
             raise
         except httpx.HTTPError as exc:
-            raise EntraError(name, f"{type(exc).__name__}: {exc}") from exc
+            raise EntraError(name, f"{type(exc).__name__}: {shorten(str(exc))}") from exc
         except ValueError as exc:  # msal: discovery document or key problems
-            raise EntraError(name, str(exc)) from None
+            raise EntraError(name, shorten(str(exc))) from None
         if not isinstance(result, dict) or "access_token" not in result:
             result = result if isinstance(result, dict) else {}
             error = str(result.get("error") or "no token")
             description = str(result.get("error_description") or "").splitlines()
+            # The first line of error_description only (the AADSTS code and text, not the trace
+            # ids); shortened, which masks first: a custom authority or an intercepting proxy
+            # may echo the token request, client secret included.
             raise EntraError(
                 name,
-                f"{error}: {description[0] if description else 'token request refused'}",
+                f"{shorten(error, 80)}: "
+                + (shorten(description[0]) if description else "token request refused"),
                 code=error,
             )
-        return str(result["access_token"])
+        token = str(result["access_token"])
+        remember(token)
+        return token
 
     def close(self) -> None:
         super().close()

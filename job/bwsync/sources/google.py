@@ -37,6 +37,7 @@ import httpx
 from bwsync.config import GoogleSettings, SyncSettings
 from bwsync.errors import ConfigError, shorten
 from bwsync.model import Directory, Group, User
+from bwsync.redact import remember
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
     CloudApiError,
@@ -244,7 +245,9 @@ class GoogleSource(CloudSource[GoogleSettings]):
             self._credentials = self._make_credentials(SCOPES)
         if fresh or not self._credentials.valid:
             self._refresh(self._credentials)
-        return str(self._credentials.token)
+        token = str(self._credentials.token)
+        remember(token)
+        return token
 
     def _open(self) -> CloudHttp:
         if self._http is None:

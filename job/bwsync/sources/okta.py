@@ -48,6 +48,7 @@ import orjson
 from bwsync.config import OktaSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.model import Directory, Group, User
+from bwsync.redact import remember
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.filters import Filter, parse_filter, scope_users_to_groups
 from bwsync.sources.paced_http import (
@@ -376,6 +377,7 @@ class OktaSource(PacedSource[OktaSettings]):
         if renew or self._access_token is None or self._clock() >= self._token_expires:
             body = self._fetch_token()
             self._access_token = str(body["access_token"])
+            remember(self._access_token)
             lifetime = body.get("expires_in")
             seconds = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
             self._token_expires = self._clock() + max(seconds - 60.0, 0.0)

@@ -35,6 +35,7 @@ import httpx
 from bwsync.config import OneLoginSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.model import Directory, Group, User
+from bwsync.redact import remember
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.filters import parse_filter, scope_users_to_groups
 from bwsync.sources.paced_http import PacedSource, RateHeaders, json_or_none, same_origin_next
@@ -143,6 +144,7 @@ class OneLoginSource(PacedSource[OneLoginSettings]):
             lifetime = body.get("expires_in")
             seconds = float(lifetime) if isinstance(lifetime, int | float) else 36000.0
             self._access_token = token
+            remember(token)
             self._token_expires = self._clock() + max(seconds - 60.0, 0.0)
         return "bearer:" + self._access_token
 

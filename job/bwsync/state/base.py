@@ -46,6 +46,7 @@ import orjson
 
 from bwsync.errors import StateError, shorten
 from bwsync.logs import event
+from bwsync.redact import redact_data
 from bwsync.state import liveness
 
 STATE_VERSION = 2
@@ -107,15 +108,16 @@ class StateDocument:
     def record_run(self, summary: dict[str, Any]) -> None:
         """Remember a run's summary (counts, result, durations; never member lists).
 
-        Text values are cut to ``MAX_SUMMARY_TEXT`` characters: an error message listing
-        every bad setting or entry must not make the document too big to write, which would
-        turn the run's real failure into a state failure.
+        Text values are masked (``bwsync.redact``: the document is readable by whoever may read
+        the ConfigMap or the bucket) and cut to ``MAX_SUMMARY_TEXT`` characters: an error
+        message listing every bad setting or entry must not make the document too big to
+        write, which would turn the run's real failure into a state failure.
         """
         summary = {
             k: (
                 shorten(v, MAX_SUMMARY_TEXT)
                 if isinstance(v, str) and len(v) > MAX_SUMMARY_TEXT
-                else v
+                else redact_data(v)
             )
             for k, v in summary.items()
         }

@@ -45,6 +45,7 @@ import httpx
 import yaml
 
 from bwsync.errors import StateError
+from bwsync.redact import remember
 
 DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: how old a cached service-account token may be before it is read again (client-go: 1 minute)
@@ -99,6 +100,7 @@ class _CachedBearer(httpx.Auth):
         with self._lock:
             if refresh or self._token is None or self._clock() >= self._expires:
                 self._token, self._expires = self._fetch()
+                remember(self._token)
             return self._token
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -141,6 +143,7 @@ class TokenFileAuth(_CachedBearer):
 class StaticTokenAuth(httpx.Auth):
     def __init__(self, token: str) -> None:
         self._header = f"Bearer {token}"
+        remember(token)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = self._header

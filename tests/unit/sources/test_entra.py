@@ -240,3 +240,38 @@ def test_google_settings_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BWSYNC_SOURCE", "google")
     with pytest.raises(ConfigError, match="CREDENTIALS_FILE, BWSYNC_GOOGLE__ADMIN_EMAIL not set"):
         load_settings()
+
+
+def test_an_echoed_client_secret_never_reaches_the_error() -> None:
+    """The issue's reproduction: an identity endpoint (a custom authority, an intercepting
+    proxy) echoing the token request in ``error_description``, URL-encoded."""
+    from urllib.parse import quote
+
+    from bwsync.redact import remember
+
+    secret = 'Entra"Secret\\XYZ-0123'
+    remember(secret)  # as every run does with the settings' secrets (run.execute, cli.main)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/openid-configuration"):
+            return Tenant(_empty_graph)(request)
+        body = request.content.decode()
+        return httpx.Response(
+            401,
+            json={"error": "invalid_client", "error_description": f"AADSTS7000215: {body}"},
+        )
+
+    settings = EntraSettings(
+        tenant_id=TENANT,
+        client_id="app",
+        client_secret=secret,  # type: ignore[arg-type]
+        authority_url=LOGIN,
+        graph_url=GRAPH,
+    )
+    source = EntraSource(settings, SyncSettings(), transport=httpx.MockTransport(refuse))
+    with pytest.raises(EntraError) as info:
+        source.token()
+    shown = f"{info.value} {info.value.detail}"
+    assert "AADSTS7000215" in shown
+    for form in (secret, quote(secret, safe=""), "Entra%22Secret", "XYZ-0123"):
+        assert form not in shown

@@ -167,6 +167,19 @@ def test_the_memory_has_its_own_cap_beside_the_history_one() -> None:
         doc.to_bytes()
 
 
+def test_run_summaries_are_masked_short_or_long() -> None:
+    from bwsync.redact import remember
+
+    remember("StateSecret-0123456789")
+    doc = StateDocument()
+    doc.record_run({"error": "echo: StateSecret-0123456789 via https://u:pw@h/", "n": 1})
+    doc.record_run({"error": "StateSecret-0123456789 " + "x" * (MAX_SUMMARY_TEXT + 10)})
+    data = doc.to_bytes().decode()
+    assert "StateSecret" not in data
+    assert "u:pw" not in data
+    assert doc.history[0]["n"] == 1
+
+
 # -- the lease -----------------------------------------------------------------------------
 def test_lease_granted_then_refused_to_another_then_released() -> None:
     memory = Memory()

@@ -1,0 +1,53 @@
+"""logs: every line, JSON or console, every level, tracebacks included, goes through the masking
+boundary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import quote
+
+import pytest
+
+from bwsync import logs
+from bwsync.redact import MASK
+
+SECRET = 'Log"Secret\\value-0123456789'
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_debug_lines_fields_and_tracebacks_are_masked(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.setup(fmt, "debug", [SECRET])
+    logs.event("token", logging.DEBUG, body=f"client_secret={quote(SECRET)}", raw=SECRET)
+    try:
+        raise RuntimeError(f"echoed {SECRET}")
+    except RuntimeError:
+        logs.LOGGER.exception("unexpected error: %s", "RuntimeError")
+    err = capsys.readouterr().err
+    assert SECRET not in err
+    assert quote(SECRET, safe="") not in err
+    assert json.dumps(SECRET)[1:-1] not in err
+    assert "0123456789" not in err
+    assert err.count(MASK) >= (3 if fmt == "json" else 2)  # console shows no traceback
+    if fmt == "json":
+        lines = [json.loads(line) for line in err.splitlines()]
+        assert lines[0]["event"] == "token" and lines[0]["level"] == "debug"
+        assert "RuntimeError" in lines[1]["exception"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_librarys_warnings_go_through_the_same_boundary(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.setup(fmt, "info", [SECRET])
+    library = logging.getLogger("some.library")
+    library.warning("retrying https://user:%s@host/x", "pw123456")
+    library.warning("sent client_secret=%s", quote(SECRET))
+    library.info("not shown: below WARNING")
+    err = capsys.readouterr().err
+    assert "pw123456" not in err and quote(SECRET) not in err and "not shown" not in err
+    assert len(err.splitlines()) == 2
+    if fmt == "json":
+        assert {json.loads(line)["logger"] for line in err.splitlines()} == {"some.library"}

@@ -1,0 +1,201 @@
+"""redact: the masking boundary — every form of a remembered secret, URL credentials,
+credential shapes; masking before cutting; where the secrets come from."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from bwsync import redact
+from bwsync.config import Settings
+from bwsync.errors import BitwardenError, ConfigError, shorten
+from bwsync.redact import MASK, redact_data, remember, settings_secrets, strip_userinfo
+
+SECRET = 'Entra"Secret\\XYZ~é /+&=%end'
+
+
+def _lower_hex(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
+
+
+def _written_forms(secret: str) -> dict[str, str]:
+    """How servers and libraries write a secret back, computed here independently."""
+    raw = secret.encode()
+    return {
+        "raw": secret,
+        "quote": quote(secret, safe=""),
+        "quote lower-case hex": _lower_hex(quote(secret, safe="")),
+        "quote with /": quote(secret),
+        "quote_plus": quote_plus(secret),
+        "quote_plus lower-case hex": _lower_hex(quote_plus(secret)),
+        "JSON": json.dumps(secret)[1:-1],
+        "JSON ASCII": json.dumps(secret, ensure_ascii=True)[1:-1],
+        "JSON ASCII upper-case hex": json.dumps(secret)[1:-1].replace("\\u00e9", "\\u00E9"),
+        "JSON with \\/": json.dumps(secret)[1:-1].replace("/", "\\/"),
+        "base64": base64.b64encode(raw).decode(),
+        "Basic a:": base64.b64encode(b"a:" + raw).decode(),
+        "Basic ab:": base64.b64encode(b"ab:" + raw).decode(),
+        "Basic abc:": base64.b64encode(b"abc:" + raw).decode(),
+        "base64url": base64.urlsafe_b64encode(b"x" + raw).decode(),
+    }
+
+
+@pytest.mark.parametrize("form", list(_written_forms(SECRET)))
+def test_every_written_form_of_a_secret_is_masked(form: str) -> None:
+    remember(SECRET)
+    written = _written_forms(SECRET)[form]
+    text = redact.redact(f"server said: <{written}> and more")
+    assert written not in text
+    assert MASK in text
+    # no stretch of the secret's letters survives either
+    assert "Secret" not in text.replace("Secret\\", "")
+
+
+def test_a_cut_comes_after_masking_so_no_prefix_survives() -> None:
+    secret = "TopSecretClientValue0123456789"
+    remember(secret)
+    echoed = "x" * 240 + f" client_secret={secret}&grant_type=client_credentials"
+    cut = shorten(echoed)
+    assert "TopSecret" not in cut
+    assert len(cut) <= 256
+
+
+def test_an_error_masks_a_secret_remembered_after_it_was_built() -> None:
+    error = BitwardenError("token", "the server echoed LateSecret-1234567")
+    assert "LateSecret" in error.args[0]
+    remember("LateSecret-1234567")
+    assert "LateSecret" not in str(error)
+    assert "LateSecret" not in str(ConfigError(["BWSYNC_X: got LateSecret-1234567"]))
+
+
+@pytest.mark.parametrize(
+    ("text", "kept", "gone"),
+    [
+        ("https://admin:p@ss@vault.example/identity", "vault.example/identity", "p@ss"),
+        ("GET http://u:pw@h:1/x?y=a@b.c", "h:1/x?y=a@b.c", "u:pw"),
+        ("ldaps://cn=x:secret@dc1", "dc1", "secret"),
+        ("mail user@example.com about https://host/a@b", "user@example.com", "***"),
+    ],
+)
+def test_url_credentials_are_stripped(text: str, kept: str, gone: str) -> None:
+    out = redact.redact(text)
+    assert kept in out
+    assert gone not in out or gone == MASK
+
+
+@pytest.mark.parametrize(
+    ("text", "gone"),
+    [
+        ("Authorization: Bearer eyJ0eXAiOiJKV1QifQ.abc.def-ghi", "eyJ0eXAi"),
+        ("authorization=SSWS 00abcdefGHIJKLmnopQRSTuv", "00abcdef"),
+        ("Authorization: bearer:0123456789abcdefABCD", "0123456789"),
+        ("DPoP AbCdEfGhIjKlMnOpQrStUv", "AbCdEfGh"),
+        ("Basic " + base64.b64encode(b"user:hunter2-hunter2").decode(), "dXNlcjpo"),
+        ("assertion eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln here", "eyJzdWIi"),
+        ("client_secret=abc%22def&grant_type=x", "abc%22def"),
+        ("?sv=2022&sig=AbCd%2BEf%3D&se=1", "AbCd%2BEf"),
+        ('{"password": "a\\"b c", "user": "x"}', 'a\\"b c'),
+        ("{'client_assertion': 'abc.def.ghi', 'x': 1}", "abc.def.ghi"),
+        ('{"x-amz-security-token": "IQoJb3/Tok+en=="}', "IQoJb3"),
+        ("AWS4-HMAC-SHA256 Credential=AKIA/x, Signature=0123456789abcdef", "0123456789abcdef"),
+    ],
+)
+def test_credentials_are_masked_by_their_shape_even_unknown(text: str, gone: str) -> None:
+    out = redact.redact(text)
+    assert gone not in out
+    assert MASK in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "HTTP Basic authentication failed",
+        "the bearer token expired",
+        "password policy: at least 12 characters",
+        "invite user12345@example.com (externalId cn=user12345,ou=people,dc=example,dc=com)",
+    ],
+)
+def test_prose_is_left_alone(text: str) -> None:
+    assert redact.redact(text) == text
+
+
+def test_short_values_are_not_masked_they_would_hide_words() -> None:
+    remember("pw1", "", None)
+    assert redact.redact("pw1 is too short to be masked") == "pw1 is too short to be masked"
+
+
+def test_the_longer_form_wins_over_a_form_inside_it() -> None:
+    remember("abcd", "abcd-efgh-ijkl")
+    assert redact.redact("x abcd-efgh-ijkl y abcd z") == f"x {MASK} y {MASK} z"
+
+
+def test_redact_data_masks_every_string_in_a_structure() -> None:
+    remember("NestedSecret99")
+    doc = {"error": "NestedSecret99", "list": ["a", "NestedSecret99"], "n": 3, "d": {"k": None}}
+    assert redact_data(doc) == {"error": MASK, "list": ["a", MASK], "n": 3, "d": {"k": None}}
+
+
+def test_strip_userinfo() -> None:
+    assert strip_userinfo("https://a:b@h/p") == f"https://{MASK}@h/p"
+    assert strip_userinfo("https://h/p") == "https://h/p"
+
+
+def test_remember_from_many_threads_loses_nothing() -> None:
+    values = [f"ThreadSecret-{i:04d}-xyz" for i in range(40)]
+    threads = [threading.Thread(target=remember, args=(v,)) for v in values]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    text = redact.redact(" ".join(values))
+    assert not any(v in text for v in values)
+
+
+def _pem_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def test_settings_secrets_cover_settings_urls_files_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = _pem_key()
+    okta_key = tmp_path / "okta.pem"
+    okta_key.write_text(key)
+    google_key = tmp_path / "google.json"
+    google_key.write_text(json.dumps({"type": "service_account", "private_key": key}))
+    token_file = tmp_path / "federated"
+    token_file.write_text("federated-token-value\n")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws/secret+key")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
+    settings = Settings(
+        okta={"private_key_file": okta_key, "client_id": "0oa1"},
+        google={"credentials_file": google_key},
+        onelogin={"client_secret": "onelogin-secret"},
+        ldap={"bind_password": "ldap-pw"},
+        metrics={"pushgateway_url": "https://prom:url%2Fpw@push.example"},
+    )
+    found = settings_secrets(settings)
+    lines = [line for line in key.splitlines() if "PRIVATE KEY" not in line]
+    assert {"onelogin-secret", "ldap-pw", "aws/secret+key", "federated-token-value"} <= set(found)
+    assert {"url%2Fpw", "url/pw"} <= set(found)
+    assert set(lines) <= set(found)
+    assert key.strip() in found
+
+
+def test_an_unreadable_credential_file_adds_nothing(tmp_path: Path) -> None:
+    settings = Settings(okta={"private_key_file": tmp_path / "missing", "client_id": "0oa1"})
+    assert settings_secrets(settings) == []
