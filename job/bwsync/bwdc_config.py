@@ -9,6 +9,12 @@ silently.
 Secrets are never printed: the file may hold them in plain text (bwdc with
 ``BITWARDENCLI_CONNECTOR_PLAINTEXT_SECRETS``), or the keychain placeholder. Each becomes a
 pointer to the secret file the admin must create instead.
+
+A setting that sends a credential in clear or turns a certificate check off is carried over
+faithfully but never silently: ``Conversion.warnings`` says so, in the output (as comments)
+and on stderr. An ``http://`` Bitwarden server on another host is converted as it is, without
+``BWSYNC_BITWARDEN__ALLOW_HTTP``: bwsync then refuses it until the admin chooses https or opts
+in, which is a decision this tool must not take for them.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import yaml
 
+from bwsync.config import is_loopback
 from bwsync.errors import ConfigError
 
 DIRECTORY_TYPES = {0: "ldap", 1: "entra", 2: "google", 3: "okta", 4: "onelogin"}
@@ -56,6 +64,8 @@ class Conversion:
     settings: list[Setting] = field(default_factory=list)
     unmapped: list[tuple[str, str]] = field(default_factory=list)
     """(bwdc setting, why bwsync has no equivalent or ignores it)."""
+    warnings: list[str] = field(default_factory=list)
+    """Settings carried over that expose a credential or skip a check (``bwsync.cleartext``)."""
     schedule_minutes: int | None = None
 
     def set(self, section: str | None, name: str, value: Any, *, secret: bool = False) -> None:
@@ -153,6 +163,15 @@ def _bitwarden(data: dict[str, Any], conv: Conversion) -> None:
         conv.set("bitwarden", "server", base if "://" in base else "https://" + base)
     conv.set("bitwarden", "api_url", urls.get("api"))
     conv.set("bitwarden", "identity_url", urls.get("identity"))
+    for key, name in (("base", "server"), ("api", "api_url"), ("identity", "identity_url")):
+        url = (urls.get(key) or "").strip()
+        parts = urlsplit(url)
+        if parts.scheme.lower() == "http" and not is_loopback(parts.hostname):
+            conv.warnings.append(
+                f"environmentUrls.{key} is {url}: the client secret would cross the network in "
+                f"clear; bwsync refuses BWSYNC_BITWARDEN__{name.upper()} over http:// unless "
+                "BWSYNC_BITWARDEN__ALLOW_HTTP=true — serve the server over https instead"
+            )
     if urls.get("webVault"):
         conv.skip("environmentUrls.webVault", "bwsync never opens the web vault")
     client_id = data.get("apiKeyClientId")
@@ -181,6 +200,18 @@ def _ldap(d: dict[str, Any], sync: dict[str, Any], conv: Conversion) -> None:
         )
     if d.get("sslAllowUnauthorized"):
         conv.set("ldap", "tls_verify", False)
+        conv.warnings.append(
+            "directoryLdap.sslAllowUnauthorized is on: carried over as BWSYNC_LDAP__TLS_VERIFY="
+            "false, so the LDAP server's certificate is not checked and anyone on the path can "
+            "pose as it and collect the bind password; give its CA in BWSYNC_LDAP__CA_FILE and "
+            "drop the setting"
+        )
+    if host and not ssl and (d.get("username") or d.get("password")) and not is_loopback(host):
+        conv.warnings.append(
+            f"directoryLdap connects to ldap://{host}:{port} without TLS: the bind password "
+            "crosses the network in clear; set ssl (ldaps://) or StartTLS "
+            "(BWSYNC_LDAP__URL=ldaps://… or BWSYNC_LDAP__START_TLS=true)"
+        )
     ca = d.get("tlsCaPath") if start_tls else d.get("sslCaPath")
     if ca:
         conv.set("ldap", "ca_file", ca)
@@ -319,8 +350,13 @@ def _quote(value: Any) -> str:
     return text
 
 
+def _warning_comments(conv: Conversion) -> list[str]:
+    return [f"# WARNING: {w}" for w in conv.warnings]
+
+
 def render_env(conv: Conversion, origin: str) -> str:
-    lines = [f"# bwsync settings converted from {origin} ({conv.source} directory)", ""]
+    lines = [f"# bwsync settings converted from {origin} ({conv.source} directory)"]
+    lines += [*_warning_comments(conv), ""]
     secrets = []
     for s in conv.settings:
         if s.secret:
@@ -354,6 +390,7 @@ def render_helm(conv: Conversion, origin: str) -> str:
     header = [
         f"# bwsync Helm values converted from {origin} ({conv.source} directory).",
         "# Fill in the empty secrets (or use existingSecret) before installing.",
+        *_warning_comments(conv),
     ]
     if conv.unmapped:
         header.append("# bwdc settings without a bwsync equivalent:")
@@ -362,6 +399,8 @@ def render_helm(conv: Conversion, origin: str) -> str:
     return "\n".join(header) + "\n" + body
 
 
-def from_bwdc(path: Path, fmt: str) -> str:
+def from_bwdc(path: Path, fmt: str) -> tuple[str, list[str]]:
+    """The converted settings as text, and the warnings to show on stderr besides."""
     conv = convert(load_data_file(path))
-    return render_helm(conv, path.name) if fmt == "helm" else render_env(conv, path.name)
+    text = render_helm(conv, path.name) if fmt == "helm" else render_env(conv, path.name)
+    return text, conv.warnings

@@ -336,7 +336,11 @@ def cmd_plan(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
 
 
 def cmd_check(settings: Settings, *, offline: bool) -> int:
+    from bwsync.cleartext import exposures
+
     _say(f"ok    settings ({settings.source} source, profile {settings.profile})")
+    for exposure in exposures(settings):
+        _say(f"WARN  settings: {exposure.setting}: {exposure.text}")
     if offline:
         return 0
     from bwsync.sources import build_source
@@ -408,10 +412,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     from bwsync.bwdc_config import from_bwdc
 
     try:
-        sys.stdout.write(from_bwdc(args.data_file, args.format))
+        text, warnings = from_bwdc(args.data_file, args.format)
     except ConfigError as exc:
         _complain(f"bwsync: {exc}")
         return exc.exit_code
+    sys.stdout.write(text)
+    for warning in warnings:
+        _complain(f"bwsync: warning: {warning}")
     return 0
 
 

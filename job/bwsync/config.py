@@ -19,6 +19,7 @@ this module's source at every start (30 ms of each run) for text only the genera
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -47,6 +48,35 @@ ENV_PREFIX = "BWSYNC_"
 DEFAULT_SECRETS_DIR = "/run/secrets/bwsync"
 
 SourceName = Literal["ldap", "file", "entra", "google", "okta", "onelogin"]
+
+
+def is_loopback(host: str | None) -> bool:
+    """A host whose traffic never leaves this machine (or pod): 127.0.0.0/8, ::1, localhost.
+    Plain http to it crosses no network (a TLS-terminating sidecar, the demo's stand-in)."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _https_only(v: str | None) -> str | None:
+    """An https:// URL, normalized without a trailing slash; plain http is refused because
+    these URLs carry a bearer token or a client secret (``bwsync.cleartext``)."""
+    if v is None:
+        return v
+    v = v.strip().rstrip("/")
+    parts = urlsplit(v)
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise ValueError(
+            "must be an https:// URL: it receives a bearer token or a client secret, "
+            "which must not cross the network in clear"
+        )
+    return v
 
 
 class Section(BaseModel):
@@ -85,6 +115,11 @@ class BitwardenSettings(Section):
     device_identifier: str = "5f0bd4a6-7a4e-4f2b-9d2e-6b77c3b0b5a1"
     """Sent with the token request (Vaultwarden requires it); a fixed value keeps the server's
     device list from growing by one entry per run."""
+    allow_http: bool = False
+    """Accept an `http://` `server`, `api_url` or `identity_url` on another host. Off, such a
+    URL is refused: the client secret, the bearer token and every member's email would cross
+    the network in clear. On, every run logs a warning; use it only where the path is encrypted
+    otherwise (a service mesh with mTLS). Loopback addresses (a sidecar) never need it."""
 
     @field_validator("client_id")
     @classmethod
@@ -109,6 +144,22 @@ class BitwardenSettings(Section):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be `us`, `eu` or an http(s) URL")
         return v
+
+    @model_validator(mode="after")
+    def _http_needs_consent(self) -> BitwardenSettings:
+        if self.allow_http:
+            return self
+        for name in ("server", "api_url", "identity_url"):
+            value = getattr(self, name)
+            parts = urlsplit(value or "")
+            if parts.scheme == "http" and not is_loopback(parts.hostname):
+                raise ValueError(
+                    f"{ENV_PREFIX}BITWARDEN__{name.upper()}: http:// would send the client "
+                    "secret and the bearer token in clear; use https://, or set "
+                    f"{ENV_PREFIX}BITWARDEN__ALLOW_HTTP=true where the path is encrypted "
+                    "otherwise"
+                )
+        return self
 
     @property
     def organization_id(self) -> str | None:
@@ -319,9 +370,13 @@ class EntraSettings(HttpSourceSection):
     cloud: Literal["global", "usgov", "china"] = "global"
     """National cloud: the token authority, the Graph scope and the Graph host all follow it."""
     authority_url: str | None = None
-    """Token authority override (default per `cloud`, e.g. https://login.microsoftonline.com)."""
+    """Token authority override (default per `cloud`, e.g. https://login.microsoftonline.com);
+    https only: it receives the client secret."""
     graph_url: str | None = None
-    """Graph host override (default per `cloud`, e.g. https://graph.microsoft.com)."""
+    """Graph host override (default per `cloud`, e.g. https://graph.microsoft.com); https only:
+    it receives the bearer token."""
+
+    _entra_https = field_validator("authority_url", "graph_url")(_https_only)
 
 
 class GoogleSettings(HttpSourceSection):
@@ -336,7 +391,9 @@ class GoogleSettings(HttpSourceSection):
     domain: str | None = None
     """Limit to one domain; empty = every domain of the customer."""
     api_url: str = "https://admin.googleapis.com"
-    """Admin SDK host (proxies, tests)."""
+    """Admin SDK host (proxies, tests); https only: it receives the bearer token."""
+
+    _google_https = field_validator("api_url")(_https_only)
 
 
 class OktaSettings(HttpSourceSection):

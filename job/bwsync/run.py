@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from bwsync.cleartext import exposures
 from bwsync.config import Settings
 from bwsync.email_rules import REASONS
 from bwsync.errors import BwsyncError, ConfigError, Interrupted, SafetyLimitError, StateError
@@ -139,8 +140,11 @@ def execute(
     carries the result, the error message and the exit code. ``stop`` is the process's stop
     request (the CLI's, set by SIGTERM/SIGINT); without one, nothing stops the pass.
 
-    Every pass first remembers the settings' secrets for masking (``bwsync.redact``)."""
+    Every pass first remembers the settings' secrets for masking (``bwsync.redact``) and logs
+    a warning for each setting that sends a credential in clear (``bwsync.cleartext``)."""
     remember_settings(settings)
+    for exposure in exposures(settings):
+        event("cleartext", logging.WARNING, setting=exposure.setting, warning=exposure.text)
     return _Run(
         settings,
         options,

@@ -295,7 +295,9 @@ def test_through_an_http_proxy(
     monkeypatch.setenv("HTTP_PROXY", fake_bitwarden.base_url)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    settings = fake_bitwarden.settings(server="http://bitwarden.example.invalid", timeout=5.0)
+    settings = fake_bitwarden.settings(
+        server="http://bitwarden.example.invalid", timeout=5.0, allow_http=True
+    )
     with BitwardenClient(settings, sleep=lambda _s: None) as client:
         assert client.list_members() == []
     assert [r.endpoint for r in fake_bitwarden.requests] == ["token", "list_members"]

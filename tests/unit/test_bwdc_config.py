@@ -134,3 +134,39 @@ def test_not_a_data_file(tmp_path: Path) -> None:
     f.write_text('{"stateVersion": 2, "directoryType": 0}')
     with pytest.raises(ConfigError, match="refuses versions < 3"):
         load_data_file(f)
+
+
+def _variant(tmp_path: Path, **ldap: Any) -> Path:
+    """The plaintext LDAP example with some of its directoryLdap keys changed."""
+    data = json.loads((DATA / "ldap-v8-plaintext.json").read_text())
+    data["directoryLdap"].update(ldap)
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["env", "helm"])
+def test_unverified_tls_is_carried_over_loudly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    path = _variant(tmp_path, ssl=True, sslAllowUnauthorized=True, hostname="dc1.example.com")
+    assert main(["config", "from-bwdc", str(path), "--format", fmt]) == 0
+    out, err = capsys.readouterr()
+    assert "tls_verify: false" in out if fmt == "helm" else "BWSYNC_LDAP__TLS_VERIFY=false" in out
+    assert "# WARNING: directoryLdap.sslAllowUnauthorized is on" in out
+    assert "bwsync: warning: directoryLdap.sslAllowUnauthorized is on" in err
+
+
+def test_a_bind_without_tls_and_an_http_server_are_loud(tmp_path: Path) -> None:
+    data = json.loads(_variant(tmp_path, hostname="ldap.example.com").read_text())
+    data["environmentUrls"]["base"] = "http://vault.example.com"
+    conv = convert(data)
+    assert len(conv.warnings) == 2
+    assert "ldap://ldap.example.com:18389 without TLS" in conv.warnings[1]
+    assert "BWSYNC_BITWARDEN__ALLOW_HTTP" in conv.warnings[0]
+    assert "BWSYNC_BITWARDEN__ALLOW_HTTP" not in {s.env for s in conv.settings}
+
+
+def test_loopback_and_tls_carry_no_warning() -> None:
+    assert convert(load_data_file(DATA / "ldap-v8-plaintext.json")).warnings == []
+    assert convert(load_data_file(DATA / "ldap-v4-nested.json")).warnings == []

@@ -118,3 +118,51 @@ def test_bind_dn_needs_password_and_start_tls_needs_ldap(monkeypatch: pytest.Mon
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert "BWSYNC_LDAP__START_TLS cannot be combined" in str(info.value)
+
+
+# -- clear text: refused where nothing needs it, consented to where something might ------------
+
+
+@pytest.mark.parametrize("setting", ["SERVER", "API_URL", "IDENTITY_URL"])
+def test_http_bitwarden_on_another_host_needs_consent(
+    monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    monkeypatch.setenv(f"BWSYNC_BITWARDEN__{setting}", "http://vault.example.com")
+    with pytest.raises(ConfigError, match=f"BWSYNC_BITWARDEN__{setting}: http:// would send"):
+        load_settings()
+    monkeypatch.setenv("BWSYNC_BITWARDEN__ALLOW_HTTP", "true")
+    assert load_settings().bitwarden.allow_http
+
+
+@pytest.mark.parametrize(
+    "server", ["http://127.0.0.1:8080", "http://[::1]:80", "http://localhost", "http://127.9.0.1"]
+)
+def test_http_bitwarden_on_loopback_needs_no_consent(
+    monkeypatch: pytest.MonkeyPatch, server: str
+) -> None:
+    monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", server)
+    assert load_settings().bitwarden.server == server
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("BWSYNC_ENTRA__GRAPH_URL", "http://graph.example"),
+        ("BWSYNC_ENTRA__AUTHORITY_URL", "http://127.0.0.1:8443"),
+        ("BWSYNC_GOOGLE__API_URL", "http://admin.example"),
+    ],
+)
+def test_bearer_token_apis_are_https_only(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=f"{variable}: must be an https:// URL"):
+        load_settings()
+
+
+def test_a_refused_url_is_echoed_without_its_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", "ftp://admin:hunter2@vault.example.com")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "hunter2" not in str(info.value) and "vault.example.com" in str(info.value)
+    assert "hunter2" not in "\n".join(info.value.problems)

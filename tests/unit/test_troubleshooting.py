@@ -326,6 +326,22 @@ def _metrics_not_delivered(r: pytest.FixtureRequest) -> str:
     return _events(caplog)
 
 
+def _cleartext(r: pytest.FixtureRequest) -> str:
+    caplog = r.getfixturevalue("caplog")
+    caplog.set_level(logging.WARNING, logger="bwsync")
+    settings = load_settings(
+        bitwarden={"server": "http://vault.example.com", "allow_http": True},
+        state={"backend": "none"},
+    )
+    execute(settings, RunOptions(command="plan"), source=_Users("a@x.com"))
+    return _events(caplog)
+
+
+def _http_bitwarden(r: pytest.FixtureRequest) -> str:
+    r.getfixturevalue("monkeypatch").setenv("BWSYNC_BITWARDEN__SERVER", "http://vault.example.com")
+    return _raised(load_settings)
+
+
 PRODUCERS: dict[str, Producer] = {
     "invalid configuration:": _config_error,
     "BWSYNC_X: not a bwsync setting": _unknown_setting,
@@ -356,6 +372,8 @@ PRODUCERS: dict[str, Producer] = {
     "BWSYNC_SYNC__REMOVAL_MODE=remove": _remove_mode,
     "the memory of the N members": _memory_too_big,
     "metrics_not_delivered": _metrics_not_delivered,
+    "cleartext": _cleartext,
+    "BWSYNC_BITWARDEN__SERVER: http:// would send": _http_bitwarden,
 }
 #: Rows whose message needs a real LDAP server with TLS, accounts and entries: produced and
 #: asserted by the slapd tests named; here their words must be in the code or that test.

@@ -201,6 +201,11 @@ class GoogleSource(CloudSource[GoogleSettings]):
                 f"BWSYNC_GOOGLE__CREDENTIALS_FILE: {path} is not a service-account key "
                 f"(missing {', '.join(missing) or 'type service_account'})"
             )
+        if urlsplit(str(info["token_uri"])).scheme.lower() != "https":
+            raise ConfigError(
+                f"BWSYNC_GOOGLE__CREDENTIALS_FILE: {path}: token_uri must be an https:// URL "
+                "(it receives the signed assertion, a credential for an hour)"
+            )
         return dict(info)
 
     def _make_credentials(self, scopes: tuple[str, ...]) -> Any:

@@ -30,6 +30,7 @@ import base64
 import contextlib
 import datetime
 import json
+import logging
 import os
 import ssl
 import subprocess
@@ -45,6 +46,7 @@ import httpx
 import yaml
 
 from bwsync.errors import StateError
+from bwsync.logs import event
 from bwsync.redact import remember
 
 DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -378,6 +380,16 @@ def from_kubeconfig(  # noqa: PLR0915 - kubectl's rules, in the order it applies
             "use an exec credential plugin (kubectl's own recommendation)"
         )
     ca_data = data_of(c.get("certificate-authority-data"), "certificate-authority-data")
+    if c.get("insecure-skip-tls-verify"):
+        # never silent (bwsync.cleartext): the token goes to whoever answers
+        event(
+            "cleartext",
+            logging.WARNING,
+            setting="KUBECONFIG",
+            warning=f"{origin}: insecure-skip-tls-verify: the Kubernetes API server's "
+            "certificate is not checked, so anyone on the path can pose as it and collect the "
+            "token; give its CA (certificate-authority) instead",
+        )
     verify = _ssl_context(
         ca_file=path_of(c.get("certificate-authority"), cluster.base),
         ca_data=ca_data.decode("ascii", errors="replace") if ca_data else None,

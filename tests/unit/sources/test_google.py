@@ -142,3 +142,15 @@ def test_non_list_body_is_an_error(key_file: Path) -> None:
     )
     with pytest.raises(GoogleError, match="`users` is not a list"):
         src.fetch(FetchRequest())
+
+
+def test_a_key_whose_token_uri_is_not_https_is_refused(tmp_path: Path, key_file: Path) -> None:
+    info = json.loads(key_file.read_text())
+    info["token_uri"] = "http://oauth2.example/token"
+    path = tmp_path / "http-key.json"
+    path.write_text(json.dumps(info))
+    source = GoogleSource(
+        GoogleSettings(credentials_file=path, admin_email="a@b.c", api_url=API), SyncSettings()
+    )
+    with pytest.raises(ConfigError, match="token_uri must be an https:// URL"):
+        source.token()

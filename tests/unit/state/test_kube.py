@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import ssl
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,15 @@ def test_exec_plugin_without_token(tmp_path: Path) -> None:
     plugin.chmod(0o755)
     with pytest.raises(StateError, match="did not print an ExecCredential with a token"):
         ExecAuth({"command": str(plugin)}, tmp_path).token()
+
+
+def test_unchecked_certificates_are_never_silent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bwsync import logs
+
+    logs.setup("json", "info")
+    from_kubeconfig([_write(tmp_path / "config", MAIN)])
+    (line,) = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    assert line["event"] == "cleartext" and line["level"] == "warning"
+    assert "insecure-skip-tls-verify" in line["warning"]
