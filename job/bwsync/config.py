@@ -557,8 +557,10 @@ class MetricsSettings(Section):
     """CA bundle for an https Pushgateway."""
     textfile_path: Path | None = None
     """Write metrics here (node_exporter textfile collector format), atomically."""
-    listen: str = "0.0.0.0:9464"
-    """`host:port` serving `/metrics` and `/healthz` in `sync --every` loop mode."""
+    listen: str = "127.0.0.1:9464"
+    """`host:port` serving `/metrics` and `/healthz` in `sync --every` loop mode. Loopback by
+    default, so nothing is exposed unless asked: set `0.0.0.0:9464` (or the address Prometheus
+    reaches, e.g. in a container with a published port) to be scraped from elsewhere."""
 
     @property
     def delivered(self) -> bool:

@@ -77,14 +77,23 @@ whole group {job="bwsync", profile=…} (no ``instance``), with basic auth and a
 ``BWSYNC_METRICS__PUSHGATEWAY_*``; the textfile is replaced atomically (give each profile its
 own ``.prom`` file: each write replaces the whole file). ``sync --every`` serves
 the latest run on ``BWSYNC_METRICS__LISTEN`` (``/metrics``, ``/healthz``) with
-``MetricsServer``.
+``MetricsServer``: loopback (``127.0.0.1:9464``) unless the setting says otherwise, each
+connection closed after ``HANDLER_TIMEOUT`` seconds of silence, at most ``MAX_CONNECTIONS``
+served at once (more are closed at once), and its errors logged as JSON events, never as
+tracebacks.
+
+No free text is exported: every label value is a fixed set chosen by the code (results,
+stages, kinds, actions, skip reasons, endpoint names) or a validated setting (profile), so no
+error message, and no secret in one, can reach a metric.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
 import os
+import socket
 import ssl
 import tempfile
 import threading
@@ -96,6 +105,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from socket import AF_INET6
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
@@ -106,6 +116,7 @@ from prometheus_client.registry import Collector
 from bwsync import __version__
 from bwsync.config import MetricsSettings
 from bwsync.errors import ConfigError
+from bwsync.logs import event
 from bwsync.model import RunReport, RunResult
 
 PREFIX = "bwsync_"
@@ -444,8 +455,67 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
+#: Seconds a connection may stay silent (no request sent, the response not read) before it is
+#: closed. A scrape takes milliseconds; a half-open connection must not hold a thread for ever.
+HANDLER_TIMEOUT = 10.0
+#: Connections served at once; one more is closed as soon as it is accepted. Prometheus scrapes
+#: one at a time and the kubelet's probes add one or two.
+MAX_CONNECTIONS = 16
+
+
 class _Server(ThreadingHTTPServer):
+    """One thread per connection, but at most ``max_connections`` at once; errors go to the
+    JSON log instead of socketserver's traceback on stderr."""
+
     daemon_threads = True
+    #: listen backlog: socketserver's 5 drops the SYNs of a burst, each retried a second later
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.refused = 0
+        """Connections closed unanswered because every slot was taken (tests, debugging)."""
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                event(
+                    "metrics_connections_refused",
+                    logging.WARNING,
+                    refused=self.refused,
+                    limit=MAX_CONNECTIONS,
+                    note="more connections than the metrics server serves at once; "
+                    "the extra ones were closed",
+                )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # the thread never started
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is routine (debug); anything else is a warning.
+        Never a traceback: stderr carries JSON lines only."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        routine = isinstance(exc, ConnectionError | TimeoutError | socket.timeout)
+        event(
+            "metrics_request_failed",
+            logging.DEBUG if routine else logging.WARNING,
+            client=str(client_address[0]) if client_address else "",
+            error=f"{type(exc).__name__}: {exc}" if exc is not None else "unknown",
+        )
 
 
 class _Server6(_Server):
@@ -461,8 +531,16 @@ class MetricsServer:
     must not get the pod killed by a liveness probe.
     """
 
-    def __init__(self, listen: str) -> None:
+    def __init__(
+        self,
+        listen: str,
+        *,
+        timeout: float = HANDLER_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.host, self.port = parse_listen(listen)
+        self.timeout = timeout
+        self.max_connections = max_connections
         self._collector = ReportCollector()
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self._collector)
@@ -492,7 +570,7 @@ class MetricsServer:
             return
         server_cls = _Server6 if ":" in self.host else _Server
         try:
-            server = server_cls((self.host, self.port), self._handler_class())
+            server = server_cls((self.host, self.port), self._handler_class(), self.max_connections)
         except OSError as exc:
             raise ConfigError(
                 f"BWSYNC_METRICS__LISTEN: cannot listen on {self.host or '*'}:{self.port}: "
@@ -503,6 +581,11 @@ class MetricsServer:
             target=server.serve_forever, name="bwsync-metrics", daemon=True
         )
         self._thread.start()
+
+    @property
+    def refused(self) -> int:
+        """Connections closed unanswered because ``max_connections`` were being served."""
+        return self._server.refused if self._server is not None else 0
 
     def stop(self) -> None:
         """Stop serving and release the port; safe to call twice."""
@@ -526,6 +609,7 @@ class MetricsServer:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "bwsync"
+            timeout = owner.timeout  # socket timeout: a silent client is dropped
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]

@@ -6,6 +6,8 @@ import importlib.metadata
 import os
 import socket
 import stat
+import threading
+import typing
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -289,6 +291,96 @@ def test_port_in_use_is_a_config_error() -> None:
         port = s.getsockname()[1]
         with pytest.raises(ConfigError, match="BWSYNC_METRICS__LISTEN"):
             MetricsServer(f"127.0.0.1:{port}").start()
+
+
+def test_the_default_listen_address_is_loopback() -> None:
+    assert parse_listen(MetricsSettings().listen) == ("127.0.0.1", 9464)
+
+
+def _wait_closed(socks: list[socket.socket], count: int) -> int:
+    """Wait (on the sockets, not the clock) until ``count`` of them were closed by the server;
+    return how many were. A generous bound keeps a broken server from hanging the suite."""
+    import selectors
+
+    closed = 0
+    with selectors.DefaultSelector() as sel:
+        for sock in socks:
+            sel.register(sock, selectors.EVENT_READ)
+        while closed < count:
+            ready = sel.select(timeout=60)
+            if not ready:
+                break
+            for key, _ in ready:
+                sock = typing.cast(socket.socket, key.fileobj)
+                sel.unregister(sock)
+                try:
+                    data = sock.recv(1)
+                except ConnectionResetError:
+                    data = b""
+                assert data == b"", "the server answered a silent client"
+                closed += 1
+    return closed
+
+
+def test_half_open_connections_hold_at_most_the_cap_of_threads() -> None:
+    """300 clients that connect and say nothing: before, one thread each for ever (302
+    threads); now at most ``max_connections`` handler threads, the rest closed at once."""
+    with MetricsServer("127.0.0.1:0", timeout=120, max_connections=16) as srv:
+        before = threading.active_count()
+        socks = [socket.create_connection(srv.address) for _ in range(300)]
+        try:
+            assert _wait_closed(socks, 300 - 16) == 300 - 16
+            assert srv.refused == 300 - 16
+            assert threading.active_count() <= before + 16
+            # once one of the held connections goes, a scrape is served again
+            socks[0].close()
+            status = None
+            for _ in range(200):  # the freed slot is back when the handler notices the close
+                try:
+                    status = get(base(srv) + "/healthz")[0]
+                    break
+                except (urllib.error.URLError, ConnectionError):
+                    continue
+            assert status == 200
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_a_silent_connection_is_closed_after_the_handler_timeout() -> None:
+    with MetricsServer("127.0.0.1:0", timeout=0.2) as srv:
+        with socket.create_connection(srv.address) as sock:
+            sock.settimeout(60)  # a bound for a broken server, far above the 0.2 s
+            assert sock.recv(1) == b""
+        assert get(base(srv) + "/healthz")[0] == 200
+
+
+def test_a_client_gone_mid_answer_is_a_json_log_line_not_a_traceback(
+    server: MetricsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from bwsync import logs
+
+    logs.setup("json", "debug")
+    inner = server._server
+    assert inner is not None
+    try:
+        raise BrokenPipeError(32, "Broken pipe")
+    except BrokenPipeError:
+        inner.handle_error(None, ("10.0.0.7", 51234))
+    try:
+        raise ValueError("odd request")
+    except ValueError:
+        inner.handle_error(None, ("10.0.0.8", 51235))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert [(x["event"], x["level"], x["client"]) for x in lines] == [
+        ("metrics_request_failed", "debug", "10.0.0.7"),
+        ("metrics_request_failed", "warning", "10.0.0.8"),
+    ]
+    assert "BrokenPipeError" in lines[0]["error"]
 
 
 @pytest.mark.parametrize(
