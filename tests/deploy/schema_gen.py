@@ -244,7 +244,7 @@ def build() -> dict[str, Any]:
                 ),
             }
         ),
-        "tests": _obj({"enabled": BOOL}),
+        "tests": _obj({"enabled": BOOL, "serviceAccount": _obj({"annotations": STRMAP})}),
     }
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",

@@ -186,6 +186,11 @@ def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def _sync_only(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The documents that are not the `helm test` pods' (component `test`)."""
+    return [d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component") != "test"]
+
+
 def _pod_specs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     specs = [c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in _kind(docs, "CronJob")]
     return specs + [p["spec"] for p in _kind(docs, "Pod")]
@@ -317,7 +322,7 @@ def test_a_termination_grace_shorter_than_the_stop_grace_is_refused(
 
 def test_rbac_is_only_the_state_configmaps(render: Render) -> None:
     for name in ("defaults", "profiles", "full", "network-policy"):
-        docs = render(VALUE_SETS[name])
+        docs = _sync_only(render(VALUE_SETS[name]))
         role = _one(docs, "Role")
         assert len(role["rules"]) == 1
         rule = role["rules"][0]
@@ -363,8 +368,8 @@ def test_objectstore_state_settings_and_workload_identity(render: Render) -> Non
     assert env["BWSYNC_STATE__BACKEND"] == "objectstore"
     assert env["BWSYNC_STATE__URL"] == "s3://bwsync/state.json"
     assert env["BWSYNC_STATE__ENDPOINT"] == "https://minio:9000"
-    sa = _one(docs, "ServiceAccount")
-    assert "eks.amazonaws.com/role-arn" in sa["metadata"]["annotations"]
+    for sa in _kind(docs, "ServiceAccount"):  # the sync's, and the test's by default
+        assert "eks.amazonaws.com/role-arn" in sa["metadata"]["annotations"]
 
 
 def test_settings_become_env_and_secrets_files_bwsync_accepts(
@@ -460,7 +465,8 @@ def test_profiles_one_cronjob_secret_and_state_each(render: Render) -> None:
     assert env("support")["BWSYNC_STATE__BACKEND"] == "objectstore"
     states = {c["metadata"]["name"] for c in _kind(docs, "ConfigMap")}
     assert states == {names["engineering"] + "-state", names["sales"] + "-state"}
-    assert sorted(_one(docs, "Role")["rules"][0]["resourceNames"]) == sorted(states)
+    for role in _kind(docs, "Role"):  # the sync's and the test's, each on every state map
+        assert sorted(role["rules"][0]["resourceNames"]) == sorted(states)
     tests = {p["metadata"]["labels"]["bwsync/profile"] for p in _kind(docs, "Pod")}
     assert tests == {"engineering", "sales", "support"}
 
@@ -519,7 +525,46 @@ def test_helm_test_hook_runs_check(render: Render) -> None:
     pod = pods[0]
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert pod["spec"]["containers"][0]["args"] == ["check"]
-    assert not _kind(render({"tests": {"enabled": False}}), "Pod")
+    disabled = render({"tests": {"enabled": False}})
+    assert not _kind(disabled, "Pod")
+    assert [d["kind"] for d in disabled if d["kind"] == "ServiceAccount"] == ["ServiceAccount"]
+
+
+@pytest.mark.parametrize("name", ["defaults", "profiles", "full"])
+def test_helm_test_pod_may_only_read_the_state(render: Render, name: str) -> None:
+    """`bwsync check` reads; its pod runs as its own ServiceAccount, with `get` on the state
+    ConfigMaps and nothing else (the sync's account may update them)."""
+    docs = render(VALUE_SETS[name])
+    tests = [d for d in docs if d not in _sync_only(docs)]
+    sa = _one(tests, "ServiceAccount")
+    role, binding = _one(tests, "Role"), _one(tests, "RoleBinding")
+    assert sa["automountServiceAccountToken"] is False
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": _one(_sync_only(docs), "Role")["rules"][0]["resourceNames"],
+            "verbs": ["get"],
+        }
+    ]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+    sync_sa = _one(_sync_only(docs), "ServiceAccount")["metadata"]["name"]
+    for pod in _kind(docs, "Pod"):
+        assert pod["spec"]["serviceAccountName"] == sa["metadata"]["name"] != sync_sa
+    for cron in _kind(docs, "CronJob"):
+        spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert spec["serviceAccountName"] == sync_sa
+
+
+def test_helm_test_account_without_configmap_state_has_no_rights(render: Render) -> None:
+    docs = render(VALUE_SETS["no-state"])
+    assert not _kind(docs, "Role") and not _kind(docs, "RoleBinding")
+    own = render({"tests": {"serviceAccount": {"annotations": {"iam.gke.io/x": "read-only"}}}})
+    test_sa = next(d for d in _kind(own, "ServiceAccount") if d not in _sync_only(own))
+    assert test_sa["metadata"]["annotations"] == {"iam.gke.io/x": "read-only"}
 
 
 def _render_notes(helm_bin: str, chart_dir: Path, tmp_path: Path, *args: str) -> str:

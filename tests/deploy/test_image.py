@@ -289,7 +289,8 @@ def test_chart_pod_runs_the_image_with_its_rbac(
     with a token for the chart's ServiceAccount from the TokenRequest API mounted where the
     kubelet mounts it, so the pod has exactly the rights the chart's Role gives. The state
     ConfigMap the chart created (empty) ends up holding the run; then the `helm test` pod's
-    `bwsync check` passes."""
+    `bwsync check` passes as its own ServiceAccount, which may read the state and nothing
+    else."""
     namespace, release = kube_namespace, "corp"
     tree = slapd.new_tree("chart")
     slapd.add(
@@ -354,7 +355,7 @@ def test_chart_pod_runs_the_image_with_its_rbac(
     for f in identity.sa_dir.iterdir():
         f.chmod(0o644)
 
-    def run_pod(spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    def run_pod(spec: dict[str, Any], sa_dir: Path) -> subprocess.CompletedProcess[str]:
         c = spec["containers"][0]
         sc, psc = c["securityContext"], spec["securityContext"]
         assert sc["readOnlyRootFilesystem"] and sc["capabilities"]["drop"] == ["ALL"]
@@ -363,7 +364,7 @@ def test_chart_pod_runs_the_image_with_its_rbac(
             "--user", f"{psc['runAsUser']}:{psc['runAsGroup']}", "--group-add", str(fs_group),
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "-v", f"{secrets_dir}:/run/secrets/bwsync:ro",
-            "-v", f"{identity.sa_dir}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
+            "-v", f"{sa_dir}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
         ]  # fmt: skip
         for name, value in kube_apiserver.in_cluster_env().items():
             options += ["-e", f"{name}={value}"]
@@ -372,7 +373,7 @@ def test_chart_pod_runs_the_image_with_its_rbac(
         assert c["image"] == built_image.tag
         return built_image.podman.container_run(c["image"], c["args"], options=options)
 
-    run = run_pod(pod)
+    run = run_pod(pod, identity.sa_dir)
     assert run.returncode == 0, run.stdout + run.stderr
     imports = fake_bitwarden.requests_to("import")
     assert len(imports) == 1
@@ -394,5 +395,18 @@ def test_chart_pod_runs_the_image_with_its_rbac(
     hooks = helm("get", "hooks", release, "-n", namespace).stdout
     (test_pod,) = [d for d in yaml.safe_load_all(hooks) if d and d["kind"] == "Pod"]
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    check = run_pod(test_pod["spec"])
+    test_account = test_pod["spec"]["serviceAccountName"]
+    assert test_account != pod["serviceAccountName"]
+    tester = PodIdentity.create(kube_apiserver, namespace, test_account, tmp_path / "test-sa")
+    tester.sa_dir.chmod(0o755)
+    for f in tester.sa_dir.iterdir():
+        f.chmod(0o644)
+    check = run_pod(test_pod["spec"], tester.sa_dir)
     assert check.returncode == 0, check.stdout + check.stderr
+    by_test = kube_apiserver.audited(namespace, bool, user=tester.user)
+    assert {e.verb for e in by_test} == {"get"}, by_test
+    assert all(e.code < 400 for e in by_test), by_test
+    # and it could not have written: the server refuses its token an update of the state
+    path = f"/api/v1/namespaces/{namespace}/configmaps/{state_name}"
+    as_tester = admin.as_token(tester.token)
+    assert as_tester.request("PUT", path, as_tester.ok("GET", path)).status_code == 403

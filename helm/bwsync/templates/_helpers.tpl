@@ -41,6 +41,11 @@ app.kubernetes.io/part-of: bwsync
 {{- end -}}
 {{- end -}}
 
+{{/* The `helm test` pods' own ServiceAccount: read-only on the state, nothing else. */}}
+{{- define "bwsync.testServiceAccountName" -}}
+{{- printf "%s-test" (include "bwsync.fullname" .) -}}
+{{- end -}}
+
 {{- define "bwsync.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag -}}
 {{- if .Values.image.digest -}}
@@ -184,13 +189,16 @@ as BWSYNC_<SECTION>__<FIELD>, then extraEnv. Argument: (list $ $profile).
 {{- end -}}
 
 {{/*
-The pod spec shared by the CronJob and the `helm test` pod. Argument: (list $ $profile $args).
+The pod spec shared by the CronJob and the `helm test` pod. Argument: (list $ $profile $args)
+or (list $ $profile $args $serviceAccountName) for another ServiceAccount than the sync's.
 */}}
 {{- define "bwsync.podSpec" -}}
 {{- $ := index . 0 -}}
 {{- $p := index . 1 -}}
 {{- $args := index . 2 -}}
-serviceAccountName: {{ include "bwsync.serviceAccountName" $ }}
+{{- $sa := include "bwsync.serviceAccountName" $ -}}
+{{- if gt (len .) 3 }}{{ $sa = index . 3 }}{{ end }}
+serviceAccountName: {{ $sa }}
 automountServiceAccountToken: {{ eq $p.values.state.backend "configmap" }}
 restartPolicy: Never
 {{- /* bwsync's stop grace, then 30 s to give the lease back and push metrics (bwsync.stop) */}}
