@@ -47,15 +47,13 @@ COPY pyproject.toml uv.lock ./
 RUN --mount=type=secret,id=build_ca,required=false \
     if [ -s /run/secrets/build_ca ]; then export SSL_CERT_FILE=/run/secrets/build_ca; fi; \
     /opt/uv/bin/uv venv --python "$(command -v python3)" /opt/bwsync \
-    && /opt/uv/bin/uv sync --frozen --no-dev --no-install-project \
-         --extra fast-ldap --extra objectstore
+    && /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --extra fast-ldap
 
 COPY README.md ./
 COPY job ./job
 RUN --mount=type=secret,id=build_ca,required=false \
     if [ -s /run/secrets/build_ca ]; then export SSL_CERT_FILE=/run/secrets/build_ca; fi; \
-    /opt/uv/bin/uv sync --frozen --no-dev --no-editable \
-         --extra fast-ldap --extra objectstore \
+    /opt/uv/bin/uv sync --frozen --no-dev --no-editable --extra fast-ldap \
     && find /opt/bwsync -name '*.so' -exec strip --strip-unneeded {} + \
     && find /opt/bwsync -depth -name __pycache__ -type d -exec rm -rf {} + \
     && /opt/bwsync/bin/python -B -m bwsync --help >/dev/null

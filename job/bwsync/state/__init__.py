@@ -19,7 +19,7 @@ def open_store(settings: StateSettings) -> StateStore:
     """The backend ``BWSYNC_STATE__BACKEND`` names; nothing is contacted yet.
 
     Backend modules are imported here, on demand, so a file-backed run never loads httpx's TLS
-    setup for Kubernetes nor obstore (an optional extra) at all.
+    setup for Kubernetes nor obstore at all.
     """
     if settings.backend == "none":
         return NoStateStore()
