@@ -51,6 +51,7 @@ from bwsync.http_retry import retry_after, should_retry
 from bwsync.logs import event
 from bwsync.model import BITWARDEN_ENDPOINTS, MemberState, OrgGroup, OrgMember
 from bwsync.redact import redact, remember, strip_userinfo
+from bwsync.setting_files import ca_context
 
 __all__ = [
     "DEVICE_NAME",
@@ -412,12 +413,7 @@ def tls_verify(settings: BitwardenSettings) -> ssl.SSLContext | bool:
     later, beside the fetch)."""
     if settings.ca_file is None:
         return True
-    try:
-        return ssl.create_default_context(cafile=str(settings.ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"BWSYNC_BITWARDEN__CA_FILE: cannot load {settings.ca_file}: {exc}"
-        ) from None
+    return ca_context(settings.ca_file, "BWSYNC_BITWARDEN__CA_FILE")
 
 
 class BitwardenClient:

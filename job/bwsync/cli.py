@@ -20,7 +20,6 @@ import functools
 import gc
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -30,13 +29,14 @@ from typing import TYPE_CHECKING
 import orjson
 
 from bwsync import __version__, logs
-from bwsync.config import Settings, load_settings
+from bwsync.config import Settings, parse_duration
 from bwsync.errors import BwsyncError, ConfigError
 from bwsync.logs import event
 from bwsync.output import plan_document, print_plan_text
 from bwsync.plan import OWNERS_UNSEEN
 from bwsync.redact import redact, redact_data, remember_settings
 from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute, summary
+from bwsync.settings import load_settings
 from bwsync.stop import StopRequest, on_signals
 
 if TYPE_CHECKING:
@@ -54,10 +54,11 @@ def _complain(text: str) -> None:
 
 
 def _duration(text: str) -> float:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 1h")
-    value = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    """``--every``: the same durations as the settings (``bwsync.config.parse_duration``)."""
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 1h") from None
     if value < 1:
         raise argparse.ArgumentTypeError("the interval must be at least 1s")
     return value
@@ -113,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="check the plan against this removal allowance instead of the limits",
     )
+    pl.add_argument(
+        "--directory-only",
+        action="store_true",
+        help="read the directory alone and list what the import would carry; Bitwarden is "
+        "not contacted and no API key is needed",
+    )
     c = sub.add_parser("check", help="check settings, directory, Bitwarden and state, each alone")
     c.add_argument(
         "--offline", action="store_true", help="check the settings only; contact nothing"
@@ -157,9 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(keep_running=args.keep_running)
     try:
-        settings = load_settings()
+        settings = load_settings(api_key=needs_api_key(command, args))
     except ConfigError as exc:
         logs.setup(None, "info")
+        if command == "check":
+            for problem in exc.problems:
+                _say(f"FAIL  settings: {problem}")
+            return exc.exit_code
         _complain(f"bwsync: {exc}")
         if command == "sync":
             _report_config_error(exc)
@@ -182,6 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         logs.LOGGER.exception("unexpected error: %s", type(exc).__name__)
         return 1
+
+
+def needs_api_key(command: str, args: argparse.Namespace) -> bool:
+    """Whether ``command`` talks to Bitwarden, so that the settings pass refuses a missing
+    organization API key before anything is contacted: ``sync``, ``plan`` (but
+    ``plan --directory-only``) and ``check`` — offline too, since it answers for ``sync``.
+    ``state`` touches only the state store."""
+    if command == "plan":
+        return not args.directory_only
+    return command in ("sync", "check")
 
 
 @contextlib.contextmanager
@@ -208,8 +229,8 @@ def _report_config_error(exc: ConfigError) -> None:
     import time
 
     from bwsync import metrics
-    from bwsync.config import metrics_settings_only
     from bwsync.model import RunReport
+    from bwsync.settings import metrics_settings_only
 
     found = metrics_settings_only()
     if found is None:
@@ -309,7 +330,11 @@ def cmd_plan(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
     outcome = execute(
         settings,
         RunOptions(
-            command="plan", force=args.force, detail=args.detail, allow_removals=args.allow_removals
+            command="plan",
+            force=args.force,
+            detail=args.detail,
+            allow_removals=args.allow_removals,
+            bitwarden=not args.directory_only,
         ),
         stop=stop,
     )
@@ -336,6 +361,9 @@ def cmd_plan(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
 
 
 def cmd_check(settings: Settings, *, offline: bool) -> int:
+    """Each side on its own line, as ``sync`` will need it. The settings pass (files, modules,
+    API key) has run already: a problem there printed ``FAIL settings`` lines and exit 2
+    before this. Exit: 3 directory, 4 Bitwarden, 5 state, the first failing side's code."""
     from bwsync.cleartext import exposures
 
     _say(f"ok    settings ({settings.source} source, profile {settings.profile})")
@@ -343,6 +371,7 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
         _say(f"WARN  settings: {exposure.setting}: {exposure.text}")
     if offline:
         return 0
+    from bwsync.bitwarden import BitwardenClient
     from bwsync.sources import build_source
     from bwsync.state import open_store
 
@@ -352,37 +381,31 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
         _say(f"{'ok  ' if result.ok else 'FAIL'}  directory: {result.name}: {result.detail}")
         if not result.ok:
             code = code or 3
-    if settings.bitwarden.has_api_key:
-        from bwsync.bitwarden import BitwardenClient
-
-        try:
-            with BitwardenClient(settings.bitwarden) as client:
-                client.check_token()
-                _say(f"ok    bitwarden: token from {settings.bitwarden.resolved_identity_url}")
-                groups = client.list_groups()
-            if groups is not None:
-                _say("ok    bitwarden: members and groups can be listed (plans see the server)")
-            else:
-                _say(
-                    "note  bitwarden: the server has no member or group list endpoints "
-                    "(Vaultwarden?): plans are made against bwsync's memory of what it synced; "
-                    f"{OWNERS_UNSEEN} ({len(settings.sync.protected)} listed)"
-                )
-            if settings.sync.remove_missing and settings.sync.groups:
-                _check_group_endpoints(groups, settings)
-        except BwsyncError as exc:
-            _say(f"FAIL  bitwarden: {exc}")
-            code = code or 4
-    else:
-        _say("FAIL  bitwarden: BWSYNC_BITWARDEN__CLIENT_ID / __CLIENT_SECRET not set")
-        code = code or 2
+    try:
+        with BitwardenClient(settings.bitwarden) as client:
+            client.check_token()
+            _say(f"ok    bitwarden: token from {settings.bitwarden.resolved_identity_url}")
+            groups = client.list_groups()
+        if groups is not None:
+            _say("ok    bitwarden: members and groups can be listed (plans see the server)")
+        else:
+            _say(
+                "note  bitwarden: the server has no member or group list endpoints "
+                "(Vaultwarden?): plans are made against bwsync's memory of what it synced; "
+                f"{OWNERS_UNSEEN} ({len(settings.sync.protected)} listed)"
+            )
+        if settings.sync.remove_missing and settings.sync.groups:
+            _check_group_endpoints(groups, settings)
+    except BwsyncError as exc:
+        _say(f"FAIL  bitwarden: {exc}")
+        code = code or exc.exit_code
     store = open_store(settings.state)
     try:
-        store.load()
-        _say(f"ok    state: {store.description} readable")
+        verified = store.check()
+        _say(f"ok    state: {store.description} {verified}")
     except BwsyncError as exc:
         _say(f"FAIL  state: {exc}")
-        code = code or 5
+        code = code or exc.exit_code
     return code
 
 

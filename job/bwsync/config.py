@@ -15,34 +15,51 @@ Each field's docstring is its reference text (unit, and why the default is what 
 README's settings table and the chart's schema are generated from them (``bwsync.reference``).
 They are not loaded as pydantic field descriptions: ``use_attribute_docstrings`` reads and parses
 this module's source at every start (30 ms of each run) for text only the generators need.
+
+Values are read as an admin writes them, by type, in every section (``Section``): a choice
+(a ``Literal``) in any letter case, a boolean as `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`,
+spaces around either ignored; a duration (``Duration``, the one type for every wait and
+interval) as seconds (`900`) or with a unit (`90s`, `15m`, `1h`, `1d`, `1h30m`). A new setting
+gets this by its type alone: declare a choice as a ``Literal``, a wait as ``Duration``.
+
+This module holds the schemas: types, defaults, the rules about values (what each source
+section requires, mutually exclusive options, URL shapes). Reading them from the environment,
+the messages, and what a run needs beyond the values (the API key for the commands that use
+it, files that must exist and parse, optional modules) are ``bwsync.settings``'s: its
+``load_settings`` is the one validation pass every command runs first, so ``check --offline``
+refuses exactly what ``sync`` would, before any contact.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
+import re
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-
-from bwsync.errors import ConfigError
-from bwsync.redact import strip_userinfo
 
 ENV_PREFIX = "BWSYNC_"
 DEFAULT_SECRETS_DIR = "/run/secrets/bwsync"
@@ -79,11 +96,118 @@ def _https_only(v: str | None) -> str | None:
     return v
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_HELP = "a duration such as 900 (seconds), 90s, 15m, 1h or 1h30m"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a number of seconds (`900`, `2.5`) or amounts with units `s`, `m`,
+    `h`, `d`, in any case, written together (`90s`, `15m`, `1h30m`). ``ValueError`` otherwise.
+    Shared by the settings and the command line (``sync --every``)."""
+    compact = "".join(text.split()).lower()
+    try:
+        return float(compact)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"must be {DURATION_HELP}")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def _duration_input(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+#: ``parse_duration``'s language as a JSON-schema pattern (the chart's values schema).
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*|(\d+(\.\d+)?\s*[smhdSMHD]\s*)+)$"
+
+
+class _DurationJsonSchema:
+    """A duration in JSON schema: the number of seconds with its bounds, or a string with a
+    unit (the chart's values schema accepts what the environment accepts)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [handler(schema), {"type": "string", "pattern": DURATION_PATTERN}]}
+
+
+Duration = Annotated[float, BeforeValidator(_duration_input), _DurationJsonSchema]
+"""Seconds, written as `900`, `90s`, `15m`, `1h` … (``parse_duration``). Every setting that is
+a wait, a timeout or an interval has this type; bounds go in its ``Field``."""
+
+
+def _spelling(annotation: Any) -> str | None:
+    """How an admin may spell a value of this type: ``"choice"`` (a ``Literal`` of strings: any
+    case), ``"bool"``, or ``None`` (as given). ``X | None`` is read as ``X``."""
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = {_spelling(a) for a in get_args(annotation) if a is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    if get_origin(annotation) is Literal and all(isinstance(a, str) for a in get_args(annotation)):
+        return "choice"
+    if annotation is bool:
+        return "bool"
+    return None
+
+
+@functools.cache
+def _spellings(model: type[BaseModel]) -> dict[str, str]:
+    found = {name: _spelling(f.annotation) for name, f in model.model_fields.items()}
+    return {name: kind for name, kind in found.items() if kind is not None}
+
+
+def as_written(model: type[BaseModel], data: Any) -> Any:
+    """``data`` with choices lower-cased and booleans trimmed, before pydantic reads them:
+    `BWSYNC_LOG__LEVEL=DEBUG`, `BWSYNC_SOURCE=LDAP` and `BWSYNC_SYNC__USERS= True` mean what
+    the admin meant. Decided by each field's type, so a new setting follows without a rule of
+    its own."""
+    if not isinstance(data, dict):
+        return data
+    spellings = _spellings(model)
+    out = dict(data)
+    for name, value in data.items():
+        kind = spellings.get(name)
+        if kind is not None and isinstance(value, str):
+            out[name] = value.strip().lower() if kind == "choice" else value.strip()
+    return out
+
+
 class Section(BaseModel):
     """Base of every nested settings group: unknown keys are errors, docstrings are docs
-    (``bwsync.reference.field_docs``)."""
+    (``bwsync.reference.field_docs``), values are read as written (``as_written``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_written(cls, data: Any) -> Any:
+        return as_written(cls, data)
+
+
+class SourceSection(Section):
+    """A directory source's settings group: it knows which of its settings the source cannot
+    run without (``required``), checked only when ``BWSYNC_SOURCE`` names it."""
+
+    #: the ``BWSYNC_SOURCE`` value and the section's name in ``Settings``
+    source_name: typing.ClassVar[str]
+
+    def required(self) -> list[str]:
+        """One line per missing setting (``BWSYNC_…: required for the … source``); empty when
+        the source has what it needs to start."""
+        return []
+
+    def _unset(self, *names: str) -> list[str]:
+        return [
+            f"{self._env(n)}: required for the {self.source_name} source"
+            for n in names
+            if getattr(self, n) is None
+        ]
+
+    def _env(self, name: str) -> str:
+        return f"{ENV_PREFIX}{self.source_name.upper()}__{name.upper()}"
 
 
 class BitwardenSettings(Section):
@@ -103,15 +227,16 @@ class BitwardenSettings(Section):
     """Organization API key client secret."""
     ca_file: Path | None = None
     """PEM bundle trusted for the Bitwarden server instead of the system store."""
-    timeout: float = Field(default=60.0, gt=0)
-    """Seconds to wait for one HTTP response; an import of thousands of members takes a while."""
+    timeout: Duration = Field(default=60.0, gt=0)
+    """How long to wait for one HTTP response (`60`, `2m`); an import of thousands of members
+    takes a while."""
     max_retries: int = Field(default=5, ge=0, le=20)
     """Retries after a 429, a 5xx, a timeout or a connection error; a full import is idempotent."""
-    login_rate_limit_wait: float = Field(default=120.0, ge=0, le=3600)
-    """Seconds a token request answered HTTP 429 without `Retry-After` is retried for, with
-    backoff, before the run fails: Vaultwarden's login rate limit allows 10 logins at once, then
-    one a minute per client address (`LOGIN_RATELIMIT_MAX_BURST`, `LOGIN_RATELIMIT_SECONDS`).
-    120 outlasts one refill."""
+    login_rate_limit_wait: Duration = Field(default=120.0, ge=0, le=3600)
+    """How long (`120`, `2m`) a token request answered HTTP 429 without `Retry-After` is retried
+    for, with backoff, before the run fails: Vaultwarden's login rate limit allows 10 logins at
+    once, then one a minute per client address (`LOGIN_RATELIMIT_MAX_BURST`,
+    `LOGIN_RATELIMIT_SECONDS`). 120 seconds outlasts one refill."""
     device_identifier: str = "5f0bd4a6-7a4e-4f2b-9d2e-6b77c3b0b5a1"
     """Sent with the token request (Vaultwarden requires it); a fixed value keeps the server's
     device list from growing by one entry per run."""
@@ -234,9 +359,10 @@ class SyncSettings(Section):
     (Vaultwarden) bwsync cannot see who is an owner or admin: there this list is their only
     protection. A run in which the server itself would remove one (`overwrite_existing`)
     applies nothing and exits 6."""
-    full_reconcile_every: int = Field(default=0, ge=0)
-    """Seconds; apply even when the hash is unchanged once this long has passed since the
-    last full apply, to repair changes made by hand in Bitwarden. 0 = only when it changed."""
+    full_reconcile_every: Duration = Field(default=0.0, ge=0)
+    """A duration (`86400`, `24h`, `7d`): apply even when the hash is unchanged once this long
+    has passed since the last full apply, to repair changes made by hand in Bitwarden. 0 =
+    only when it changed."""
     user_filter: str | None = None
     """Source-specific user filter: a raw LDAP filter such as `(department=IT)` for LDAP."""
     group_filter: str | None = None
@@ -261,8 +387,10 @@ class SyncSettings(Section):
         return frozenset(self.protected_members.split(","))
 
 
-class LdapSettings(Section):
+class LdapSettings(SourceSection):
     """Any LDAP server, or Active Directory (auto-detected from the root DSE)."""
+
+    source_name = "ldap"
 
     url: str | None = None
     """`ldap://host:port` or `ldaps://host:port`."""
@@ -312,8 +440,8 @@ class LdapSettings(Section):
     """`auto` asks the root DSE; `true`/`false` skip the question."""
     page_size: int = Field(default=1000, ge=1, le=100_000)
     """Entries per page of the paged-results control. 1000 is AD's MaxPageSize."""
-    timeout: float = Field(default=300.0, gt=0)
-    """Seconds: the server time limit per search (bwdc's 300) and the network timeout."""
+    timeout: Duration = Field(default=300.0, gt=0)
+    """The server time limit per search (bwdc's 300 seconds, `5m`) and the network timeout."""
     engine: Literal["auto", "python-ldap", "ldap3"] = "auto"
     """Wire library. `auto` = python-ldap (C libldap, 3–4× faster) when installed, else ldap3."""
 
@@ -345,18 +473,29 @@ class LdapSettings(Section):
             )
         return self
 
+    def required(self) -> list[str]:
+        problems = self._unset("url", "base_dn")
+        if self.bind_password is not None and not self.bind_dn:
+            problems.append(
+                f"{self._env('bind_dn')}: required when {self._env('bind_password')} is set "
+                "(without it the bind is anonymous and the password unused)"
+            )
+        return problems
 
-class HttpSourceSection(Section):
+
+class HttpSourceSection(SourceSection):
     """Settings every HTTP-based directory source shares."""
 
     ca_file: Path | None = None
     """PEM bundle trusted for every call of this source, token requests included."""
-    timeout: float = Field(default=60.0, gt=0)
-    """Seconds per HTTP request."""
+    timeout: Duration = Field(default=60.0, gt=0)
+    """How long one HTTP request may take (`60`, `2m`)."""
 
 
 class EntraSettings(HttpSourceSection):
     """Microsoft Entra ID (Azure AD) through Microsoft Graph."""
+
+    source_name = "entra"
 
     tenant_id: str | None = None
     """Directory (tenant) id of the organization."""
@@ -378,9 +517,31 @@ class EntraSettings(HttpSourceSection):
 
     _entra_https = field_validator("authority_url", "graph_url")(_https_only)
 
+    def required(self) -> list[str]:
+        problems = self._unset("tenant_id", "client_id")
+        if self.client_secret is not None and self.certificate_file is not None:
+            problems.append(
+                f"{self._env('certificate_file')}: {self._env('client_secret')} is set too; "
+                "keep one credential"
+            )
+        # AKS workload identity projects the federated token and names it in this variable.
+        if (
+            self.client_secret is None
+            and self.certificate_file is None
+            and not os.environ.get("AZURE_FEDERATED_TOKEN_FILE")
+        ):
+            problems.append(
+                f"{self._env('client_secret')}: required for the entra source, or "
+                f"{self._env('certificate_file')}, or workload identity "
+                "(AZURE_FEDERATED_TOKEN_FILE)"
+            )
+        return problems
+
 
 class GoogleSettings(HttpSourceSection):
     """Google Workspace through the Admin SDK Directory API."""
+
+    source_name = "google"
 
     credentials_file: Path | None = None
     """Service-account JSON key with domain-wide delegation (a secret)."""
@@ -395,9 +556,14 @@ class GoogleSettings(HttpSourceSection):
 
     _google_https = field_validator("api_url")(_https_only)
 
+    def required(self) -> list[str]:
+        return self._unset("credentials_file", "admin_email")
+
 
 class OktaSettings(HttpSourceSection):
     """Okta through its Management API."""
+
+    source_name = "okta"
 
     org_url: str | None = None
     """`https://<org>.okta.com` (normalized: no trailing slash, https only)."""
@@ -448,9 +614,20 @@ class OktaSettings(HttpSourceSection):
             )
         return self
 
+    def required(self) -> list[str]:
+        problems = self._unset("org_url")
+        if self.token is None and self.client_id is None:
+            problems.append(
+                f"{self._env('token')}: required for the okta source, or "
+                f"{self._env('client_id')} with {self._env('private_key_file')} (OAuth 2.0)"
+            )
+        return problems
+
 
 class OneLoginSettings(HttpSourceSection):
     """OneLogin through its API (v1 users and roles)."""
+
+    source_name = "onelogin"
 
     client_id: str | None = None
     """API credential client id."""
@@ -497,12 +674,41 @@ class OneLoginSettings(HttpSourceSection):
             )
         return self
 
+    def required(self) -> list[str]:
+        return self._unset("client_id", "client_secret")
 
-class FileSettings(Section):
+
+class FileSettings(SourceSection):
     """A JSON or CSV export of users and groups (the demo's source; HR exports)."""
+
+    source_name = "file"
 
     path: Path | None = None
     """The file; `.json` or `.csv` (format in the README). Default: the built-in demo directory."""
+
+
+#: Object-storage URL schemes → the platform's name in messages.
+STATE_URL_SCHEMES = {"s3": "S3", "s3a": "S3", "gs": "GCS", "az": "Azure", "azure": "Azure"}
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def split_state_url(url: str) -> tuple[str, str, str]:
+    """``(scheme, bucket, key)`` of an object-storage state URL; ``ValueError`` saying what is
+    wrong with it otherwise."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in STATE_URL_SCHEMES:
+        got = parts.scheme or "no"
+        raise ValueError(f"must start with s3://, gs:// or az:// (got {got} scheme)")
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    if not bucket or not key or key.endswith("/"):
+        raise ValueError(
+            f"must name a bucket and an object key, like {scheme}://bucket/bwsync/state.json"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or fragment")
+    return scheme, bucket, key
 
 
 class StateSettings(Section):
@@ -522,17 +728,65 @@ class StateSettings(Section):
     backend."""
     endpoint: str | None = None
     """S3-compatible endpoint (MinIO, Ceph …) for the `objectstore` backend."""
-    lease_seconds: int = Field(default=900, ge=30)
-    """How long a run's lease lasts before another run may take it over. Must exceed the
-    longest run. A run stopped by SIGTERM gives its lease back; one killed outright keeps it
-    until then, unless the next run is on the same host and sees its process gone."""
+    lease_seconds: Duration = Field(default=900.0, ge=30)
+    """How long a run's lease lasts (`900`, `15m`) before another run may take it over. Must
+    exceed the longest run. A run stopped by SIGTERM gives its lease back; one killed outright
+    keeps it until then, unless the next run is on the same host and sees its process gone."""
     service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
     """Where the pod's service-account `token`, `ca.crt` and `namespace` files are (`configmap`
     backend, in a cluster). The default is where Kubernetes mounts them; change it only for a
     token projected elsewhere."""
-    timeout: float = Field(default=30.0, gt=0)
-    """Seconds to wait for one response from the Kubernetes API or the object store; the state
+    timeout: Duration = Field(default=30.0, gt=0)
+    """How long to wait for one response from the Kubernetes API or the object store; the state
     document is a few KiB, so anything slower is an outage."""
+
+    @field_validator("configmap")
+    @classmethod
+    def _configmap_name(cls, v: str) -> str:
+        v = v.strip()
+        if not _DNS_SUBDOMAIN.fullmatch(v):
+            raise ValueError(
+                "must be a Kubernetes object name: lower-case letters, digits, '-' and '.'"
+            )
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_name(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if not _DNS_LABEL.fullmatch(v):
+            raise ValueError(
+                "must be a Kubernetes namespace: at most 63 lower-case letters, digits and '-'"
+            )
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _state_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            split_state_url(v)
+        return v
+
+    @model_validator(mode="after")
+    def _objectstore_settings(self) -> StateSettings:
+        if self.backend != "objectstore":
+            return self
+        problems = []
+        if not self.url:
+            problems.append(
+                f"{ENV_PREFIX}STATE__URL: required when {ENV_PREFIX}STATE__BACKEND=objectstore"
+            )
+        if self.endpoint:
+            if self.url and split_state_url(self.url)[0] == "gs":
+                problems.append(f"{ENV_PREFIX}STATE__ENDPOINT: not supported for gs:// URLs")
+            parts = urlsplit(self.endpoint.strip())
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                problems.append(f"{ENV_PREFIX}STATE__ENDPOINT: must be an http:// or https:// URL")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 class LogSettings(Section):
@@ -541,7 +795,12 @@ class LogSettings(Section):
     format: Literal["json", "console"] | None = None
     """`json` (one object per line) or `console`. Default: console on a terminal, JSON otherwise."""
     level: Literal["debug", "info", "warning", "error"] = "info"
-    """Lowest level written to stderr."""
+    """Lowest level written to stderr, in any case (`DEBUG`; `warn` is `warning`)."""
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _warn(cls, v: Any) -> Any:
+        return "warning" if v == "warn" else v
 
 
 class MetricsSettings(Section):
@@ -559,8 +818,30 @@ class MetricsSettings(Section):
     """Write metrics here (node_exporter textfile collector format), atomically."""
     listen: str = "127.0.0.1:9464"
     """`host:port` serving `/metrics` and `/healthz` in `sync --every` loop mode. Loopback by
-    default, so nothing is exposed unless asked: set `0.0.0.0:9464` (or the address Prometheus
-    reaches, e.g. in a container with a published port) to be scraped from elsewhere."""
+    default, so nothing is exposed unless asked: set `0.0.0.0:9464` (or `[::]:9464`, or the
+    address Prometheus reaches, e.g. in a container with a published port) to be scraped from
+    elsewhere."""
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _pushgateway_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip()
+        parts = urlsplit(v if "://" in v else "http://" + v)
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        split_listen(v)
+        return v.strip()
 
     @property
     def delivered(self) -> bool:
@@ -568,9 +849,24 @@ class MetricsSettings(Section):
         return bool(self.pushgateway_url) or self.textfile_path is not None
 
 
+def split_listen(listen: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces) → (host, port); ``ValueError``
+    otherwise."""
+    host, sep, port_text = listen.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not sep or not 0 <= port <= 65535:
+        raise ValueError("must be host:port, [v6-address]:port or :port")
+    return host, port
+
+
 class _FromEnvironment(BaseSettings):
     """Where settings are read from (see the module docstring); ``Settings`` and the lenient
-    ``_MetricsOnly`` read the same places the same way."""
+    ``MetricsOnly`` read the same places the same way."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -606,11 +902,11 @@ class Settings(_FromEnvironment):
     """Name of this sync profile: a metrics label and the state lease holder's prefix."""
     secrets_dir: Path = Path(DEFAULT_SECRETS_DIR)
     """Directory of secret files, one per setting (a mounted Kubernetes Secret)."""
-    stop_grace_seconds: float = Field(default=20.0, gt=0, le=600)
-    """After SIGTERM or SIGINT, how long the request in flight may take before the run gives it
-    up; it then gives its lease back and exits 7. Keep it at least 30 s below the pod's
-    `terminationGracePeriodSeconds` (the chart checks), which must also cover the last state
-    write and the metrics push."""
+    stop_grace_seconds: Duration = Field(default=20.0, gt=0, le=600)
+    """After SIGTERM or SIGINT, how long (`20`; `45s` in the environment, seconds in the chart's
+    values) the request in flight may take before the run gives it up; it then gives its lease
+    back and exits 7. Keep it at least 30 s below the pod's `terminationGracePeriodSeconds` (the
+    chart checks), which must also cover the last state write and the metrics push."""
     bitwarden: BitwardenSettings = BitwardenSettings()
     sync: SyncSettings = SyncSettings()
     ldap: LdapSettings = LdapSettings()
@@ -623,91 +919,28 @@ class Settings(_FromEnvironment):
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _as_written(cls, data: Any) -> Any:
+        return as_written(cls, data)
+
     @model_validator(mode="after")
     def _source_settings_present(self) -> Settings:
-        if self.source == "ldap":
-            self._require("ldap", "url", "base_dn")
-        if self.source == "entra":
-            self._entra_settings_present()
-        if self.source == "google":
-            self._require("google", "credentials_file", "admin_email")
+        # One line per missing setting; ``_problems`` splits them back into lines.
+        problems = self.source_settings.required()
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
-    def _require(self, section: str, *names: str) -> None:
-        """Refuse the settings when any of ``names`` is unset in ``section``, naming them all."""
-        missing = [n for n in names if getattr(getattr(self, section), n) is None]
-        if missing:
-            raise ValueError(
-                f"source is {section} but "
-                + ", ".join(f"{ENV_PREFIX}{section.upper()}__{n.upper()}" for n in missing)
-                + " not set"
-            )
-
-    def _entra_settings_present(self) -> None:
-        e = self.entra
-        self._require("entra", "tenant_id", "client_id")
-        if e.client_secret is not None and e.certificate_file is not None:
-            raise ValueError(
-                f"{ENV_PREFIX}ENTRA__CLIENT_SECRET and {ENV_PREFIX}ENTRA__CERTIFICATE_FILE are "
-                "both set: keep one credential"
-            )
-        # AKS workload identity projects the federated token and names it in this variable.
-        if (
-            e.client_secret is None
-            and e.certificate_file is None
-            and not os.environ.get("AZURE_FEDERATED_TOKEN_FILE")
-        ):
-            raise ValueError(
-                f"source is entra but no credential: set {ENV_PREFIX}ENTRA__CLIENT_SECRET or "
-                f"{ENV_PREFIX}ENTRA__CERTIFICATE_FILE, or run with workload identity "
-                "(AZURE_FEDERATED_TOKEN_FILE)"
-            )
+    @property
+    def source_settings(self) -> SourceSection:
+        """The settings group of the source ``BWSYNC_SOURCE`` names."""
+        section = getattr(self, self.source)
+        assert isinstance(section, SourceSection)
+        return section
 
 
-def env_name(loc: tuple[int | str, ...]) -> str:
-    """The environment variable a pydantic error location points to."""
-    return ENV_PREFIX + "__".join(str(p).upper() for p in loc if not isinstance(p, int))
-
-
-def _problem(err: Any) -> str:
-    loc = tuple(err.get("loc", ()))
-    msg = str(err.get("msg", "invalid"))
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if err.get("type") == "extra_forbidden":
-        return f"{env_name(loc)}: not a bwsync setting (misspelt?)"
-    if not loc or msg.startswith(ENV_PREFIX):
-        return msg
-    value = err.get("input")
-    shown = ""
-    # Echo the offending value only for plain, short, non-secret scalars.
-    if isinstance(value, str | int | float | bool) and not any(
-        s in env_name(loc).lower() for s in ("secret", "password", "token", "key")
-    ):
-        shown = f" (got {strip_userinfo(str(value))[:80]!r})"
-    return f"{env_name(loc)}: {msg}{shown}"
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Build the settings from the environment and the secrets directory, or raise
-    ``ConfigError`` listing every problem, one line each. ``overrides`` win over both."""
-    secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR", DEFAULT_SECRETS_DIR)
-    unknown = [
-        f"{name}: not a bwsync setting (misspelt?)"
-        for name in sorted(os.environ)
-        if name.upper().startswith(ENV_PREFIX)
-        and name.upper()[len(ENV_PREFIX) :].split("__")[0].lower() not in Settings.model_fields
-    ]
-    try:
-        settings = Settings(_secrets_dir=secrets_dir, **overrides)
-    except ValidationError as exc:
-        raise ConfigError(unknown + [_problem(e) for e in exc.errors()]) from None
-    if unknown:
-        raise ConfigError(unknown)
-    return settings
-
-
-class _MetricsOnly(_FromEnvironment):
+class MetricsOnly(_FromEnvironment):
     """The metrics settings alone, read leniently when the full settings are invalid."""
 
     model_config = SettingsConfigDict(extra="ignore")
@@ -715,15 +948,3 @@ class _MetricsOnly(_FromEnvironment):
     profile: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,63}$")
     source: str = "file"
     metrics: MetricsSettings = MetricsSettings()
-
-
-def metrics_settings_only() -> tuple[MetricsSettings, str, str] | None:
-    """(metrics settings, profile, source label) from the environment, or None if even those
-    are invalid. The source label is kept only if it is a known source (bounded labels)."""
-    secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR", DEFAULT_SECRETS_DIR)
-    try:
-        found = _MetricsOnly(_secrets_dir=secrets_dir)
-    except ValidationError:
-        return None
-    known = found.source in get_args(SourceName)
-    return found.metrics, found.profile, found.source if known else "unknown"

@@ -114,7 +114,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from bwsync import __version__
-from bwsync.config import MetricsSettings
+from bwsync.config import MetricsSettings, split_listen
 from bwsync.errors import ConfigError
 from bwsync.logs import event
 from bwsync.model import RunReport, RunResult
@@ -443,16 +443,10 @@ def _reason(exc: BaseException) -> str:
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces) → (host, port)."""
-    host, sep, port_text = listen.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
     try:
-        port = int(port_text)
-    except ValueError:
-        port = -1
-    if not sep or not 0 <= port <= 65535:
-        raise ConfigError(f"BWSYNC_METRICS__LISTEN: must be host:port (got {listen!r})")
-    return host, port
+        return split_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(f"BWSYNC_METRICS__LISTEN: {exc} (got {listen!r})") from None
 
 
 #: Seconds a connection may stay silent (no request sent, the response not read) before it is

@@ -27,6 +27,8 @@ def _default(field: FieldInfo) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a duration of `900` seconds, not `900.0`
     return f"`{value}`"
 
 

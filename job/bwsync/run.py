@@ -70,6 +70,9 @@ class RunOptions:
     allow_removals: int | None = None
     detail: bool = False
     """Read each group's members to plan membership changes (one request per group)."""
+    bitwarden: bool = True
+    """Read the organization (``plan``); false for ``plan --directory-only``, which lists what
+    the import would carry without contacting Bitwarden."""
 
 
 @dataclass(slots=True)
@@ -189,6 +192,9 @@ class _Run:
         self.early: BackgroundRead | None = None
         self.full_apply = False
         """Set once the state is read (``_decide_full_apply``), for the whole run."""
+        self.uses_bitwarden = options.bitwarden and settings.bitwarden.has_api_key
+        """Whether this run talks to Bitwarden (the settings pass made sure that ``sync`` and
+        ``plan`` have the API key; ``plan --directory-only`` does not talk to it)."""
 
     def execute(self) -> Outcome:
         try:
@@ -211,7 +217,7 @@ class _Run:
         return self.outcome
 
     def _run(self) -> None:
-        if self.settings.bitwarden.has_api_key and self.settings.bitwarden.ca_file is not None:
+        if self.uses_bitwarden and self.settings.bitwarden.ca_file is not None:
             from bwsync.bitwarden import tls_verify  # here: see TYPE_CHECKING
 
             tls_verify(self.settings.bitwarden)  # a bad CA file: exit 2 before any connection
@@ -301,7 +307,7 @@ class _Run:
         it whatever the directory holds: no hash remembered (a first run, state backend
         ``none``), ``--force``, or a full reconcile due. Otherwise the read waits for the hash
         comparison, so that an unchanged directory costs no Bitwarden request at all."""
-        if not self.settings.bitwarden.has_api_key or not self.full_apply:
+        if not self.uses_bitwarden or not self.full_apply:
             return None
         # Not a lambda over self: the read would hold the run, and the run the read, a cycle
         # keeping every object of the pass alive until a collection.
@@ -319,7 +325,7 @@ class _Run:
         return self.options.force or doc.hash is None or due
 
     def _plan(self, directory: Directory, payload: Payload) -> tuple[Plan, Payload]:
-        has_credentials = self.settings.bitwarden.has_api_key
+        has_credentials = self.uses_bitwarden
         if self.options.command == "sync" and not has_credentials:
             raise ConfigError(_missing_credentials())
         org: OrgSnapshot | None = None

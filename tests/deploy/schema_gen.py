@@ -30,6 +30,10 @@ SECRET_COMPANIONS = {
     "ldap": {"bind_dn"},
     "metrics": {"pushgateway_username"},
 }
+#: Durations the chart computes with (``_helpers.tpl`` compares ``stop_grace_seconds`` with
+#: ``terminationGracePeriodSeconds``): a number of seconds there, since Helm's templates cannot
+#: read `45s`. bwsync itself accepts either spelling in the environment.
+CHART_ARITHMETIC = {"stop_grace_seconds"}
 _KEEP = ("type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern")
 
 
@@ -51,6 +55,11 @@ def _field_schema(prop: dict[str, Any], description: str | None) -> dict[str, An
     return result
 
 
+def _numbers_only(prop: dict[str, Any]) -> dict[str, Any]:
+    """A duration's schema without its string spelling (see ``CHART_ARITHMETIC``)."""
+    return {"anyOf": [v for v in prop.get("anyOf", [prop]) if v.get("type") != "string"]}
+
+
 def _is_secret(section: type, field: str) -> bool:
     ann = section.model_fields[field].annotation  # type: ignore[attr-defined]
     return SecretStr in getattr(ann, "__args__", (ann,))
@@ -68,6 +77,8 @@ def settings_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
         section_model = info.annotation
         prop = full["properties"][name]
         if "$ref" not in prop:
+            if name in CHART_ARITHMETIC:
+                prop = {k: v for k, v in prop.items() if k != "anyOf"} | _numbers_only(prop)
             settings_props[name] = _field_schema(prop, field_docs(Settings).get(name))
             continue
         sdef = defs[prop["$ref"].rsplit("/", 1)[1]]

@@ -18,7 +18,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bwsync.config import Settings, load_settings
+from bwsync.config import Settings
+from bwsync.settings import load_settings
+from tests.fixtures.setting_files import localize
 
 from .conftest import CHART, ROOT
 from .schema_gen import build
@@ -414,9 +416,10 @@ def test_settings_become_env_and_secrets_files_bwsync_accepts(
     for key, value in secret["data"].items():
         (secrets_dir / key).write_bytes(base64.b64decode(value))
 
-    for name, value in env.items():
-        if name.startswith("BWSYNC_"):
-            monkeypatch.setenv(name, value)
+    # The CA file the extra volume mounts (a ConfigMap in the cluster), made here.
+    bwsync_env = {name: value for name, value in env.items() if name.startswith("BWSYNC_")}
+    for name, value in localize(bwsync_env, tmp_path / "mounted").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(secrets_dir))
     settings = load_settings()
     assert settings.profile == "default"

@@ -33,6 +33,8 @@ def test_check_shows_each_exposure(
     monkeypatch.setenv("BWSYNC_LDAP__TLS_VERIFY", "false")
     monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", "http://vault.example.com")
     monkeypatch.setenv("BWSYNC_BITWARDEN__ALLOW_HTTP", "true")
+    monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_ID", "organization.1")
+    monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_SECRET", "bw-secret")
     assert main(["check", "--offline"]) == 0
     out = capsys.readouterr().out.splitlines()
     warned = [line.split(":")[1].strip() for line in out if line.startswith("WARN  settings:")]
@@ -43,11 +45,11 @@ def test_check_shows_each_exposure(
 def test_every_run_logs_them(
     base_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # no API key: plan contacts no Bitwarden server, and still says the URL is in clear
+    # plan --directory-only contacts no Bitwarden server, and still says the URL is in clear
     monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", "http://vault.example.com")
     monkeypatch.setenv("BWSYNC_BITWARDEN__ALLOW_HTTP", "true")
     for _ in range(2):
-        assert main(["plan"]) == 0
+        assert main(["plan", "--directory-only"]) == 0
         (warning,) = _warnings(capsys.readouterr().err)
         assert warning["setting"] == "BWSYNC_BITWARDEN__SERVER"
         assert "in clear" in warning["warning"]
@@ -56,9 +58,14 @@ def test_every_run_logs_them(
 def test_a_failing_ldap_run_warned_first(
     base_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with socket.socket() as s:  # a port nothing listens on
+    with socket.socket() as s, socket.socket() as t:  # ports nothing listens on
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        t.bind(("127.0.0.1", 0))
+        port, bitwarden_port = s.getsockname()[1], t.getsockname()[1]
+    monkeypatch.setenv("BWSYNC_BITWARDEN__SERVER", f"http://127.0.0.1:{bitwarden_port}")
+    monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_ID", "organization.1")
+    monkeypatch.setenv("BWSYNC_BITWARDEN__CLIENT_SECRET", "bw-secret")
+    monkeypatch.setenv("BWSYNC_BITWARDEN__MAX_RETRIES", "0")
     monkeypatch.setenv("BWSYNC_SOURCE", "ldap")
     monkeypatch.setenv("BWSYNC_LDAP__URL", f"ldaps://127.0.0.1:{port}")
     monkeypatch.setenv("BWSYNC_LDAP__BASE_DN", "dc=example,dc=com")

@@ -16,8 +16,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bwsync.cli import main
+from bwsync.sources.file import demo_directory
 from tests.fixtures.ldap import free_port
 from tests.standins.bitwarden import FakeBitwarden
+
+
+def _demo_copy(tmp_path: Path) -> Path:
+    """The demo directory as a file: a sync never reads the built-in one by omission."""
+    path = tmp_path / "directory.json"
+    path.write_bytes(demo_directory())
+    return path
 
 
 def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -40,6 +48,7 @@ def test_loop_serves_metrics_and_stops_on_sigterm(
             "BWSYNC_BITWARDEN__CLIENT_ID": fake_bitwarden.client_id,
             "BWSYNC_BITWARDEN__CLIENT_SECRET": fake_bitwarden.client_secret,
             "BWSYNC_STATE__PATH": str(tmp_path / "state.json"),
+            "BWSYNC_FILE__PATH": str(_demo_copy(tmp_path)),
             "BWSYNC_METRICS__LISTEN": f"127.0.0.1:{port}",
             "BWSYNC_PROFILE": "loop",
             "BWSYNC_SECRETS_DIR": str(tmp_path),
@@ -113,6 +122,7 @@ def test_loop_reuses_its_access_token(fake_bitwarden: FakeBitwarden, tmp_path: P
             "BWSYNC_BITWARDEN__CLIENT_ID": fake_bitwarden.client_id,
             "BWSYNC_BITWARDEN__CLIENT_SECRET": fake_bitwarden.client_secret,
             "BWSYNC_STATE__PATH": str(tmp_path / "state.json"),
+            "BWSYNC_FILE__PATH": str(_demo_copy(tmp_path)),
             "BWSYNC_METRICS__LISTEN": f"127.0.0.1:{port}",
             "BWSYNC_SYNC__FULL_RECONCILE_EVERY": "1",  # every pass applies
             "BWSYNC_SECRETS_DIR": str(tmp_path),

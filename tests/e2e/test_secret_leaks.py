@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from bwsync.cli import main
+from bwsync.sources.file import demo_directory
 from tests.fixtures.cloud import rsa_key_pem, self_signed_pem, service_account_info
 from tests.fixtures.echo import EchoHttps, LdapEcho
 from tests.fixtures.okta_onelogin import KeyPair
@@ -374,6 +376,10 @@ def test_no_form_of_a_secret_leaves_the_process(
         BWSYNC_BITWARDEN__MAX_RETRIES="0",
     )
     case.configure(rig)
+    if os.environ["BWSYNC_SOURCE"] == "file":  # a sync never reads the demo directory unasked
+        directory = tmp_path / "directory.json"
+        directory.write_bytes(demo_directory())
+        rig.env(BWSYNC_FILE__PATH=str(directory))
 
     code = main([command])
     captured = capfd.readouterr()

@@ -5,6 +5,7 @@ and what the state holds."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -377,12 +378,15 @@ def test_unusable_users_are_skipped_named_and_counted(
 def test_every_secret_setting_is_masked_in_logs(
     env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bwsync.config import load_settings
     from bwsync.redact import settings_secrets
+    from bwsync.settings import load_settings
 
-    monkeypatch.setenv("BWSYNC_OKTA__TOKEN", "okta-token-value")
-    monkeypatch.setenv("BWSYNC_ONELOGIN__CLIENT_SECRET", "onelogin-secret-value")
-    monkeypatch.setenv("BWSYNC_ENTRA__CLIENT_SECRET", "entra-secret-value")
+    # Other sources' secrets, as one Kubernetes Secret shared by several profiles mounts them
+    # (as variables, another source's settings are refused: a wrong BWSYNC_SOURCE).
+    secrets = Path(os.environ["BWSYNC_SECRETS_DIR"])
+    (secrets / "bwsync_okta__token").write_text("okta-token-value\n")
+    (secrets / "bwsync_onelogin__client_secret").write_text("onelogin-secret-value\n")
+    (secrets / "bwsync_entra__client_secret").write_text("entra-secret-value\n")
     found = set(settings_secrets(load_settings()))
     assert {"okta-token-value", "onelogin-secret-value", "entra-secret-value"} <= found
 

@@ -55,5 +55,5 @@ def test_an_unloadable_ca_file_is_exit_2_naming_the_setting(
         monkeypatch.setenv(k, v)
     assert main(["sync"]) == 2
     err = capsys.readouterr().err
-    assert f"{setting}: cannot load {not_pem}" in err
+    assert f"{setting}: {not_pem} holds no usable PEM certificate" in err
     assert fake_bitwarden.writes() == []

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from bwsync.cli import main
-from bwsync.config import load_settings
+from bwsync.settings import load_settings
 from bwsync.state import open_store
 from bwsync.state.base import STATE_VERSION, StateStore
 from tests.standins.bitwarden import FakeBitwarden

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bwsync.errors import ConfigError, StateError
+from bwsync.settings import load_settings
 from bwsync.state import open_store
 from bwsync.state.base import StateConflictError, StateDocument
 from tests.fixtures.state import AzureState, GcsState, S3State, free_port
@@ -256,8 +257,13 @@ def test_gcs_missing_bucket_is_named_and_never_taken_for_empty_state(gcs_state: 
         assert "bucket 'no-such-bucket-here' does not exist" in str(caught.value)
 
 
-def test_gcs_endpoint_setting_is_refused(gcs_state: GcsState) -> None:
+def test_gcs_endpoint_setting_is_refused(
+    gcs_state: GcsState, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """GCS's base URL comes from the credentials (as here), never from bwsync's settings."""
-    settings = gcs_state.settings(endpoint=gcs_state.server.base_url)
-    with pytest.raises(ConfigError, match="BWSYNC_STATE__ENDPOINT: not supported for gs://"):
-        open_store(settings)
+    for name, value in gcs_state.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BWSYNC_STATE__ENDPOINT", gcs_state.server.base_url)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.problems == ["BWSYNC_STATE__ENDPOINT: not supported for gs:// URLs"]

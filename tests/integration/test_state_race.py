@@ -24,7 +24,7 @@ from tests.standins.bitwarden import FakeBitwarden
 CONTENDER = textwrap.dedent(
     """
     import sys, time
-    from bwsync.config import load_settings
+    from bwsync.settings import load_settings
     from bwsync.state import open_store
     from bwsync.state.base import LeaseHeldError
 

@@ -13,6 +13,7 @@ import yaml
 from bwsync.bwdc_config import convert, load_data_file
 from bwsync.cli import main
 from bwsync.errors import ConfigError
+from tests.fixtures.setting_files import localize
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bwdc"
 SECRET_KEYS = {
@@ -68,7 +69,8 @@ def test_converts_without_secrets_and_validates(
         if line.startswith("#   bwsync_"):
             (secret_dir / line[4:].strip()).write_text("placeholder\n")
     monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(secret_dir))
-    for k, v in _env(env).items():
+    # The files the settings name (a CA, a key file), as the admin mounts them.
+    for k, v in localize(_env(env), tmp_path / "files").items():
         monkeypatch.setenv(k, v)
     assert main(["check", "--offline"]) == 0, capsys.readouterr()
 

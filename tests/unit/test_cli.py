@@ -54,6 +54,6 @@ def test_a_sync_runs_with_the_collector_paused_and_leaves_it_running(
         "BWSYNC_LOG__FORMAT": "json",
     }.items():
         monkeypatch.setenv(k, v)
-    assert cli.main(["plan", "--output", "json"]) == 0
+    assert cli.main(["plan", "--directory-only", "--output", "json"]) == 0
     assert seen == [False]
     assert gc.isenabled()

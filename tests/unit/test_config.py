@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bwsync.config import load_settings
 from bwsync.errors import ConfigError
+from bwsync.settings import load_settings
 
 
 def _ldap_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,7 +108,10 @@ def test_ldap_source_needs_url_and_base(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("BWSYNC_SOURCE", "ldap")
     with pytest.raises(ConfigError) as info:
         load_settings()
-    assert "BWSYNC_LDAP__URL, BWSYNC_LDAP__BASE_DN not set" in str(info.value)
+    assert info.value.problems == [
+        "BWSYNC_LDAP__URL: required for the ldap source",
+        "BWSYNC_LDAP__BASE_DN: required for the ldap source",
+    ]
 
 
 def test_bind_dn_needs_password_and_start_tls_needs_ldap(monkeypatch: pytest.MonkeyPatch) -> None:

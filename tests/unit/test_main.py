@@ -76,7 +76,7 @@ def test_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
         BWSYNC_LOG__FORMAT="json",
     )
     with subprocess.Popen(
-        [sys.executable, "-m", "bwsync", "plan", "--output", "text"],
+        [sys.executable, "-m", "bwsync", "plan", "--directory-only", "--output", "text"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

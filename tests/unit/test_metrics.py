@@ -30,6 +30,7 @@ from bwsync.metrics import (
     write_textfile,
 )
 from bwsync.model import RunReport, RunResult
+from bwsync.settings import load_settings
 
 L = {"profile": "corp", "source": "ldap"}
 
@@ -210,8 +211,18 @@ def test_nothing_configured_delivers_nothing() -> None:
     assert deliver(full_report(), MetricsSettings()) == []
 
 
-def test_bad_pushgateway_scheme_is_a_warning() -> None:
-    [warning] = deliver(full_report(), MetricsSettings(pushgateway_url="ftp://u:pw@127.0.0.1/x"))
+def test_bad_pushgateway_scheme_is_a_settings_error_and_never_a_failed_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "ftp://u:pw@127.0.0.1/x"
+    monkeypatch.setenv("BWSYNC_METRICS__PUSHGATEWAY_URL", url)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    [problem] = caught.value.problems
+    assert problem.startswith("BWSYNC_METRICS__PUSHGATEWAY_URL: must be an http")
+    assert "pw" not in problem  # the URL's password is not echoed
+    # Settings built without the models' checks: still a warning, never an exception.
+    [warning] = deliver(full_report(), MetricsSettings.model_construct(pushgateway_url=url))
     assert "scheme" in warning
     assert "pw" not in warning
 

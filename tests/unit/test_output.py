@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bwsync.config import Settings, load_settings
+from bwsync.config import Settings
 from bwsync.model import Directory, User
 from bwsync.output import print_plan_text, summary_line
 from bwsync.run import RunOptions, execute
+from bwsync.settings import load_settings
 from bwsync.sources.base import CheckResult, FetchRequest
 from tests.standins.bitwarden import FakeBitwarden
 

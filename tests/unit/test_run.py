@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from bwsync import run
-from bwsync.config import Settings, SyncSettings, load_settings
+from bwsync.config import Settings, SyncSettings
 from bwsync.errors import DirectoryError
 from bwsync.memory import Memory, scope_of
 from bwsync.model import STATUS_REVOKED, Directory, Group, OrgMember, User
 from bwsync.payload import build_payload
 from bwsync.plan import OrgSnapshot, make_plan
 from bwsync.run import RunOptions, execute, unchanged_batches
+from bwsync.settings import load_settings
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.state.file import FileStateStore
 from bwsync.stop import StopRequest

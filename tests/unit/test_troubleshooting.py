@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bwsync.bitwarden import BitwardenClient
-from bwsync.config import SyncSettings, load_settings
+from bwsync.config import SyncSettings
 from bwsync.errors import BwsyncError
 from bwsync.memory import Memory
 from bwsync.model import STATUS_INVITED, Directory, User
@@ -24,6 +24,7 @@ from bwsync.normalize import normalize
 from bwsync.payload import build_payload
 from bwsync.plan import OrgSnapshot, check_safety, enforce_safety, make_plan
 from bwsync.run import RunOptions, execute
+from bwsync.settings import load_settings
 from bwsync.sources import build_source
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.state.base import StateDocument

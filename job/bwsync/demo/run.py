@@ -15,9 +15,9 @@ import threading
 from pathlib import Path
 
 from bwsync import logs
-from bwsync.config import load_settings
 from bwsync.output import print_plan_text, summary_line
 from bwsync.run import RunOptions, execute
+from bwsync.settings import load_settings
 from bwsync.standin.server import BitwardenStandIn
 
 

@@ -51,9 +51,10 @@ import httpx
 
 from bwsync import stop
 from bwsync.config import HttpSourceSection, SyncSettings
-from bwsync.errors import ConfigError, DirectoryError, shorten
+from bwsync.errors import DirectoryError, shorten
 from bwsync.http_retry import retry_after, should_retry
 from bwsync.redact import redact
+from bwsync.setting_files import ca_context
 
 __all__ = [
     "CloudApiError",
@@ -105,10 +106,7 @@ def ssl_verify(ca_file: Path | None, setting: str = "the CA file") -> ssl.SSLCon
     """
     if ca_file is None:
         return True
-    try:
-        return ssl.create_default_context(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"{setting}: cannot load {ca_file}: {exc}") from None
+    return ca_context(ca_file, setting)
 
 
 def request_name(method: str, url: str | httpx.URL) -> str:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
@@ -52,6 +51,7 @@ from bwsync.errors import ConfigError, shorten
 from bwsync.logs import event
 from bwsync.model import Directory, Group, User
 from bwsync.redact import remember
+from bwsync.setting_files import certificate_and_key
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
     CloudApiError,
@@ -89,13 +89,6 @@ GROUP_ROLES = {
     "Directory.ReadWrite.All",
 }
 AU_ROLES = {"AdministrativeUnit.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"}
-
-_PEM_KEY = re.compile(
-    r"-----BEGIN (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----.+?-----END (?:RSA |EC |ENCRYPTED )?"
-    r"PRIVATE KEY-----",
-    re.DOTALL,
-)
-_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
 class EntraError(CloudApiError):
@@ -245,20 +238,8 @@ class EntraSource(CloudSource[EntraSettings]):
         if s.client_secret is not None:
             return s.client_secret.get_secret_value()
         if s.certificate_file is not None:
-            try:
-                text = s.certificate_file.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(
-                    f"BWSYNC_ENTRA__CERTIFICATE_FILE: cannot read {s.certificate_file}: "
-                    f"{getattr(exc, 'strerror', None) or type(exc).__name__}"
-                ) from None
-            key, cert = _PEM_KEY.search(text), _PEM_CERT.search(text)
-            if key is None or cert is None:
-                raise ConfigError(
-                    "BWSYNC_ENTRA__CERTIFICATE_FILE: must hold the certificate and its private "
-                    "key, both PEM"
-                )
-            return {"private_key": key.group(0), "public_certificate": cert.group(0)}
+            key, cert = certificate_and_key(s.certificate_file, "BWSYNC_ENTRA__CERTIFICATE_FILE")
+            return {"private_key": key, "public_certificate": cert}
         federated = os.environ.get(FEDERATED_TOKEN_ENV)
         if federated:
             path = Path(federated)
@@ -275,10 +256,7 @@ class EntraSource(CloudSource[EntraSettings]):
                 return token
 
             return {"client_assertion": assertion}
-        raise ConfigError(
-            "source is entra but no credential: set BWSYNC_ENTRA__CLIENT_SECRET or "
-            f"BWSYNC_ENTRA__CERTIFICATE_FILE, or run with workload identity ({FEDERATED_TOKEN_ENV})"
-        )
+        raise ConfigError(self.settings.required())
 
     def _open(self) -> CloudHttp:
         if self._http is not None:
@@ -286,10 +264,9 @@ class EntraSource(CloudSource[EntraSettings]):
         import msal
 
         s = self.settings
-        if not s.tenant_id or not s.client_id:
-            raise ConfigError(
-                "source is entra but BWSYNC_ENTRA__TENANT_ID / BWSYNC_ENTRA__CLIENT_ID not set"
-            )
+        problems = s.required()  # the settings pass's own rule (config.py)
+        if problems:
+            raise ConfigError(problems)
         credential = self._credential()
         self._token_http = self._cloud_http("Microsoft identity platform")
         custom = s.authority_url is not None

@@ -26,7 +26,6 @@ of the default 100, and no ``customer``/``domain`` on ``members.list``, which ig
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any
@@ -38,6 +37,7 @@ from bwsync.config import GoogleSettings, SyncSettings
 from bwsync.errors import ConfigError, shorten
 from bwsync.model import Directory, Group, User
 from bwsync.redact import remember
+from bwsync.setting_files import service_account_key
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
     CloudApiError,
@@ -178,41 +178,18 @@ class GoogleSource(CloudSource[GoogleSettings]):
 
     # -- credentials -----------------------------------------------------------------------------
     def _key_info(self) -> dict[str, Any]:
+        """The service-account key, read and checked as the settings pass does
+        (``bwsync.setting_files``)."""
+        problems = self.settings.required()
+        if problems:
+            raise ConfigError(problems)
         path = self.settings.credentials_file
-        if path is None:
-            raise ConfigError("source is google but BWSYNC_GOOGLE__CREDENTIALS_FILE not set")
-        try:
-            info = json.loads(path.read_text())
-        except OSError as exc:
-            raise ConfigError(
-                f"BWSYNC_GOOGLE__CREDENTIALS_FILE: cannot read {path}: {exc.strerror}"
-            ) from None
-        except ValueError:
-            raise ConfigError(
-                f"BWSYNC_GOOGLE__CREDENTIALS_FILE: {path} is not a JSON key file"
-            ) from None
-        missing = [
-            k
-            for k in ("client_email", "private_key", "token_uri")
-            if not isinstance(info, dict) or not info.get(k)
-        ]
-        if missing or info.get("type", "service_account") != "service_account":
-            raise ConfigError(
-                f"BWSYNC_GOOGLE__CREDENTIALS_FILE: {path} is not a service-account key "
-                f"(missing {', '.join(missing) or 'type service_account'})"
-            )
-        if urlsplit(str(info["token_uri"])).scheme.lower() != "https":
-            raise ConfigError(
-                f"BWSYNC_GOOGLE__CREDENTIALS_FILE: {path}: token_uri must be an https:// URL "
-                "(it receives the signed assertion, a credential for an hour)"
-            )
-        return dict(info)
+        assert path is not None
+        return service_account_key(path, "BWSYNC_GOOGLE__CREDENTIALS_FILE")
 
     def _make_credentials(self, scopes: tuple[str, ...]) -> Any:
         from google.oauth2 import service_account
 
-        if not self.settings.admin_email:
-            raise ConfigError("source is google but BWSYNC_GOOGLE__ADMIN_EMAIL not set")
         info = self._key_info()
         try:
             return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]

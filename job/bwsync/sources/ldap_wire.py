@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from bwsync import stop
-from bwsync.errors import LdapError, shorten
+from bwsync.errors import ConfigError, LdapError, shorten
 
 Attrs = Mapping[str, Sequence[bytes]]
 """One entry's attributes: name as the server spelled it → raw values."""
@@ -387,6 +387,15 @@ class PythonLdapWire(_Engine):
                 conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
         except ldap.LDAPError as exc:
             raise self._fail("connect", exc) from exc
+        except ValueError as exc:
+            # libldap refused a TLS option ("option error"): the CA file it could not load.
+            # The settings pass reads that file first, so only a file libldap alone rejects
+            # gets here; it is still the setting's fault.
+            raise ConfigError(
+                f"BWSYNC_LDAP__CA_FILE: libldap cannot use {o.ca_file} for TLS ({exc})"
+                if o.ca_file is not None
+                else f"BWSYNC_LDAP__URL: libldap cannot set up TLS for {o.url} ({exc})"
+            ) from None
         if o.start_tls:
             try:
                 conn.start_tls_s()

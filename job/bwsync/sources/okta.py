@@ -39,6 +39,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -49,6 +50,7 @@ from bwsync.config import OktaSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
 from bwsync.model import Directory, Group, User
 from bwsync.redact import remember
+from bwsync.setting_files import private_key
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.filters import Filter, parse_filter, scope_users_to_groups
 from bwsync.sources.paced_http import (
@@ -128,28 +130,11 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def load_private_key(path: Any) -> Any:
+def load_private_key(path: Path) -> Any:
     """Read the service app's PEM private key (RSA or EC P-256); a problem is a ``ConfigError``
-    naming the setting, never echoing the file."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    where = "BWSYNC_OKTA__PRIVATE_KEY_FILE"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise ConfigError(
-            f"{where}: {path} is not an unencrypted PEM private key (PKCS#8 or PKCS#1)"
-        ) from None
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1":
-        return key
-    raise ConfigError(f"{where}: only RSA and EC P-256 keys are supported")
+    naming the setting, never echoing the file (``bwsync.setting_files``, as the settings pass
+    reads it)."""
+    return private_key(path, "BWSYNC_OKTA__PRIVATE_KEY_FILE")
 
 
 def sign_jwt(
@@ -307,13 +292,9 @@ class OktaSource(PacedSource[OktaSettings]):
         return self.settings.client_id is not None
 
     def _require(self) -> str:
-        missing = []
-        if not self.settings.org_url:
-            missing.append("BWSYNC_OKTA__ORG_URL")
-        if self.settings.token is None and self.settings.client_id is None:
-            missing.append("BWSYNC_OKTA__TOKEN (or __CLIENT_ID with __PRIVATE_KEY_FILE)")
-        if missing:
-            raise ConfigError([f"{m}: required for the okta source" for m in missing])
+        problems = self.settings.required()  # the settings pass's own rule (config.py)
+        if problems:
+            raise ConfigError(problems)
         assert self.settings.org_url is not None
         return self.settings.org_url
 

@@ -115,13 +115,9 @@ class OneLoginSource(PacedSource[OneLoginSettings]):
         return self.base_url
 
     def _require(self) -> None:
-        missing = [
-            f"BWSYNC_ONELOGIN__{n.upper()}: required for the onelogin source"
-            for n in ("client_id", "client_secret")
-            if getattr(self.settings, n) is None
-        ]
-        if missing:
-            raise ConfigError(missing)
+        problems = self.settings.required()  # the settings pass's own rule (config.py)
+        if problems:
+            raise ConfigError(problems)
 
     def _authorization(self, *, renew: bool = False) -> str:
         if renew or self._access_token is None or self._clock() >= self._token_expires:

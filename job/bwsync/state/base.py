@@ -254,6 +254,13 @@ class StateStore(ABC):
         """Write conditionally on the version last loaded or saved."""
         self._version = self._write(doc.to_bytes(), self._version)
 
+    def check(self) -> str:
+        """What ``bwsync check`` can prove without changing the document: by default that it
+        is readable (and parses). Backends that can also prove a write would succeed (the lock,
+        the permission) without making one say so; ``StateError`` when either fails."""
+        self.load()
+        return "readable"
+
     def clear(self) -> None:
         self._delete()
         self._version = None

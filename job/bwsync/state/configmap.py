@@ -89,15 +89,22 @@ class ConfigMapStateStore(StateStore):
         base = f"/api/v1/namespaces/{self.namespace}/configmaps"
         return f"{base}/{self.name}" if named else base
 
-    def _call(self, method: str, *, named: bool = True, body: Any = None) -> httpx.Response:
+    def _call(
+        self, method: str, *, named: bool = True, body: Any = None, dry_run: bool = False
+    ) -> httpx.Response:
         cfg = self.config
         extensions = {"sni_hostname": cfg.tls_server_name} if cfg.tls_server_name else None
+        params = {"dryRun": "All"} if dry_run else None
         try:
             # One short-lived client per call: a run makes three or four calls, and nothing is
             # left open for the garbage collector; the token cache lives in cfg.auth.
             with cfg.client(self._timeout) as client:
                 return client.request(
-                    method, self._url(named=named), json=body, extensions=extensions
+                    method,
+                    self._url(named=named),
+                    json=body,
+                    params=params,
+                    extensions=extensions,
                 )
         except httpx.TransportError as exc:
             raise StateError(
@@ -129,6 +136,35 @@ class ConfigMapStateStore(StateStore):
             f"{self.description}: {verb} failed with HTTP {code}"
             f"{' ' + reason if reason else ''}: {shorten(message, 200)}"
         )
+
+    # -- bwsync check -----------------------------------------------------------------------
+    def check(self) -> str:
+        """Readable, and writable as a sync writes it, proven by the API server itself with a
+        dry run (``?dryRun=All``: authenticated, authorized and admitted, never stored): the
+        replace of the ConfigMap as read, or its creation when it does not exist yet."""
+        self.load()
+        obj = self._object
+        if obj is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": self.name, "labels": dict(MANAGED_BY)},
+                "data": {},
+            }
+            response = self._call("POST", named=False, body=body, dry_run=True)
+            if response.status_code in (200, 201, 409):  # 409: created meanwhile, allowed
+                return "not created yet; creating it is allowed (dry run)"
+            if response.status_code == 404:
+                raise StateError(f"{self.description}: namespace {self.namespace!r} not found")
+            raise self._error(response, "create")
+        body = copy.deepcopy(obj)
+        body.setdefault("apiVersion", "v1")
+        body.setdefault("kind", "ConfigMap")
+        response = self._call("PUT", body=body, dry_run=True)
+        # 409: written meanwhile, after the permission check: an update is allowed.
+        if response.status_code in (200, 409):
+            return "readable and writable (dry-run update)"
+        raise self._error(response, "update")
 
     # -- the backend contract --------------------------------------------------------------
     def _get(self) -> dict[str, Any] | None:

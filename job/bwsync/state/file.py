@@ -40,6 +40,22 @@ class FileStateStore(StateStore):
         finally:
             os.close(fd)
 
+    def check(self) -> str:
+        """Readable, and writable as a sync writes it: the lock file opened and locked, and a
+        temporary file created and removed beside the state (what ``os.replace`` needs); the
+        document itself is left alone."""
+        self.load()
+        with self._locked():
+            try:
+                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-", suffix=".tmp")
+            except OSError as exc:
+                raise StateError(
+                    f"cannot write in {self.path.parent} ({self.description}): {exc.strerror}"
+                ) from None
+            os.close(fd)
+            os.unlink(tmp)
+        return "readable and writable (lock included)"
+
     def _read_unlocked(self) -> tuple[bytes | None, str | None]:
         try:
             data = self.path.read_bytes()

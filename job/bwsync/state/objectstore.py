@@ -1,7 +1,7 @@
 """State as one object in S3 (or any S3-compatible server), Google Cloud Storage or Azure Blob.
 
 ``BWSYNC_STATE__URL`` names the object: ``s3://bucket/key``, ``gs://bucket/key`` or
-``az://container/key``. obstore (the ``objectstore`` extra) does the talking because it is one
+``az://container/key``. obstore (a dependency of bwsync) does the talking because it is one
 small library for all three, with conditional puts on each (``If-None-Match: *`` to create,
 ``If-Match: <etag>`` to update; GCS matches on the object generation) and each platform's own
 credential chain: ``AWS_*`` variables, web identity (EKS IRSA / pod identity) and instance
@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from bwsync.config import StateSettings
+from bwsync.config import STATE_URL_SCHEMES, StateSettings, split_state_url
 from bwsync.errors import ConfigError, StateError
 from bwsync.state.base import StateConflictError, StateStore
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from obstore.store import ObjectStore
 
 #: URL scheme → the platform's name in messages
-SCHEMES = {"s3": "S3", "s3a": "S3", "gs": "GCS", "az": "Azure", "azure": "Azure"}
+SCHEMES = STATE_URL_SCHEMES
 #: Server error codes meaning the bucket or container itself is missing (S3, GCS, Azure). Azure's
 #: delete goes through a batch request whose per-blob answer obstore reports by message alone.
 MISSING_BUCKET = re.compile(
@@ -46,23 +46,12 @@ _STATUS = re.compile(r"status code: (\d{3})")
 
 
 def split_url(url: str) -> tuple[str, str, str]:
-    """``(scheme, bucket, key)`` of a state URL, or ``ConfigError`` naming the setting."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
-        raise ConfigError(
-            "BWSYNC_STATE__URL: must start with s3://, gs:// or az:// "
-            f"(got {parts.scheme or 'no'} scheme)"
-        )
-    bucket, key = parts.netloc, parts.path.lstrip("/")
-    if not bucket or not key or key.endswith("/"):
-        raise ConfigError(
-            f"BWSYNC_STATE__URL: must name a bucket and an object key, like {scheme}://bucket/"
-            "bwsync/state.json"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigError("BWSYNC_STATE__URL: must not carry a query or fragment")
-    return scheme, bucket, key
+    """``(scheme, bucket, key)`` of a state URL, or ``ConfigError`` naming the setting (the
+    settings have checked it already: this is for a store built without them)."""
+    try:
+        return split_state_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"BWSYNC_STATE__URL: {exc}") from None
 
 
 class ObjectStateStore(StateStore):
@@ -104,8 +93,8 @@ class ObjectStateStore(StateStore):
             from obstore.store import from_url
         except ImportError:
             raise ConfigError(
-                "BWSYNC_STATE__BACKEND: objectstore needs the optional obstore package "
-                "(pip install 'bwsync[objectstore]'; the container image has it)"
+                "BWSYNC_STATE__BACKEND: objectstore needs the obstore package, a dependency "
+                "of bwsync that this installation lacks (reinstall bwsync)"
             ) from None
         client: dict[str, Any] = {
             "timeout": timedelta(seconds=self.timeout),

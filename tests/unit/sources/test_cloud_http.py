@@ -166,7 +166,8 @@ def test_json_error_detail_shapes() -> None:
 def test_an_unloadable_ca_file_is_a_settings_error_naming_the_setting(tmp_path: Path) -> None:
     not_pem = tmp_path / "ca.pem"
     not_pem.write_text("not a certificate")
-    with pytest.raises(ConfigError, match=r"BWSYNC_ENTRA__CA_FILE: cannot load .*ca\.pem") as info:
+    expected = r"BWSYNC_ENTRA__CA_FILE: .*ca\.pem holds no usable PEM"
+    with pytest.raises(ConfigError, match=expected) as info:
         CloudHttp("x", ca_file=not_pem, ca_setting="BWSYNC_ENTRA__CA_FILE")
     assert info.value.exit_code == 2
 

@@ -119,7 +119,7 @@ def test_bad_key_files_are_configuration_errors(tmp_path: Path) -> None:
         (json.dumps({"type": "authorized_user"}), "is not a service-account key"),
         (
             json.dumps({**service_account_info("https://t"), "private_key": "garbage"}),
-            "unusable private key",
+            "private_key in .* is not a PEM private key",
         ),
     ]:
         path = tmp_path / "k.json"

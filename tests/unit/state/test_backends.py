@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bwsync.config import StateSettings, load_settings
+from bwsync.config import StateSettings
 from bwsync.errors import ConfigError, StateError
+from bwsync.settings import load_settings
 from bwsync.state import open_store
 from bwsync.state.base import NoStateStore, StateConflictError, StateDocument
 from bwsync.state.configmap import ConfigMapStateStore
@@ -69,20 +70,42 @@ def test_state_urls(url: str, parts: tuple[str, str, str]) -> None:
         ("s3://b/k?versionId=1", "query or fragment"),
     ],
 )
-def test_bad_state_urls_are_config_errors(url: str, message: str) -> None:
+def test_bad_state_urls_are_config_errors(
+    url: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BWSYNC_STATE__BACKEND", "objectstore")
+    monkeypatch.setenv("BWSYNC_STATE__URL", url)
     with pytest.raises(ConfigError, match=message) as caught:
-        open_store(StateSettings(backend="objectstore", url=url))
+        load_settings()
     assert caught.value.exit_code == 2
-    assert "BWSYNC_STATE__URL" in str(caught.value)
+    assert caught.value.problems[0].startswith("BWSYNC_STATE__URL: ")
+    with pytest.raises(ConfigError, match=message):  # a store built without the settings
+        ObjectStateStore(url)
 
 
-def test_objectstore_needs_a_url_and_a_sane_endpoint() -> None:
-    with pytest.raises(ConfigError, match="BWSYNC_STATE__URL: required"):
-        open_store(StateSettings(backend="objectstore"))
-    with pytest.raises(ConfigError, match="BWSYNC_STATE__ENDPOINT: must be an http"):
-        open_store(StateSettings(backend="objectstore", url="s3://b/k", endpoint="minio:9000"))
-    with pytest.raises(ConfigError, match="not supported for gs://"):
-        open_store(StateSettings(backend="objectstore", url="gs://b/k", endpoint="http://x"))
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({}, "BWSYNC_STATE__URL: required when BWSYNC_STATE__BACKEND=objectstore"),
+        (
+            {"BWSYNC_STATE__URL": "s3://b/k", "BWSYNC_STATE__ENDPOINT": "minio:9000"},
+            "BWSYNC_STATE__ENDPOINT: must be an http:// or https:// URL",
+        ),
+        (
+            {"BWSYNC_STATE__URL": "gs://b/k", "BWSYNC_STATE__ENDPOINT": "http://x"},
+            "BWSYNC_STATE__ENDPOINT: not supported for gs:// URLs",
+        ),
+    ],
+)
+def test_objectstore_needs_a_url_and_a_sane_endpoint(
+    env: dict[str, str], problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BWSYNC_STATE__BACKEND", "objectstore")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.problems == [problem]
 
 
 # -- configmap error wording over a mock API -----------------------------------------------
