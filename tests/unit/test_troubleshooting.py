@@ -109,8 +109,19 @@ def _unknown_setting(r: pytest.FixtureRequest) -> str:
 
 def _no_api_key(r: pytest.FixtureRequest) -> str:
     tmp = r.getfixturevalue("tmp_path")
-    settings = load_settings(state={"backend": "file", "path": tmp / "s.json"})
-    return execute(settings, RunOptions(), source=_Users("a@x.com")).report.error or ""
+    people = tmp / "people.json"
+    people.write_text('{"users": []}')
+    return _raised(
+        lambda: load_settings(
+            api_key=True, file={"path": people}, state={"backend": "file", "path": tmp / "s"}
+        )
+    )
+
+
+def _missing_ca_file(r: pytest.FixtureRequest) -> str:
+    missing = r.getfixturevalue("tmp_path") / "ldap-ca.pem"
+    ldap = {"url": "ldaps://127.0.0.1:636", "base_dn": "dc=x", "ca_file": missing}
+    return _raised(lambda: load_settings(source="ldap", ldap=ldap))
 
 
 def _ldap_unreachable(r: pytest.FixtureRequest) -> str:
@@ -346,7 +357,8 @@ def _http_bitwarden(r: pytest.FixtureRequest) -> str:
 PRODUCERS: dict[str, Producer] = {
     "invalid configuration:": _config_error,
     "BWSYNC_X: not a bwsync setting": _unknown_setting,
-    "BWSYNC_BITWARDEN__CLIENT_ID and BWSYNC": _no_api_key,
+    "BWSYNC_BITWARDEN__CLIENT_ID: required": _no_api_key,
+    "BWSYNC_LDAP__CA_FILE: cannot read": _missing_ca_file,
     "LDAP <url>: server unreachable": _ldap_unreachable,
     "Emails must be unique.": _duplicates,
     "<file> users[N]": _file_entry,
