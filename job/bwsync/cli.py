@@ -124,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--offline", action="store_true", help="check the settings only; contact nothing"
     )
+    c.add_argument(
+        "--read-only",
+        action="store_true",
+        help="only read the state store: leave out its write test, for an identity that may "
+        "only read it (the chart's `helm test` pod)",
+    )
     st = sub.add_parser("state", help="show or clear the stored state")
     st.add_argument("action", choices=["show", "clear"])
     cf = sub.add_parser("config", help="settings tools")
@@ -179,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(settings.log.format, settings.log.level)
     try:
         if command == "check":
-            return cmd_check(settings, offline=args.offline)
+            return cmd_check(settings, offline=args.offline, read_only=args.read_only)
         if command == "state":
             return cmd_state(settings, args.action)
         with paused_gc(), on_signals(StopRequest(settings.stop_grace_seconds)) as stop:
@@ -360,10 +366,12 @@ def cmd_plan(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
     return report.exit_code
 
 
-def cmd_check(settings: Settings, *, offline: bool) -> int:
+def cmd_check(settings: Settings, *, offline: bool, read_only: bool = False) -> int:
     """Each side on its own line, as ``sync`` will need it. The settings pass (files, modules,
     API key) has run already: a problem there printed ``FAIL settings`` lines and exit 2
-    before this. Exit: 3 directory, 4 Bitwarden, 5 state, the first failing side's code."""
+    before this. Exit: 3 directory, 4 Bitwarden, 5 state, the first failing side's code.
+    ``read_only`` leaves out the state's write test, for an identity other than the sync's
+    that may only read (the chart's test pod): its answer would not be the sync's."""
     from bwsync.cleartext import exposures
 
     _say(f"ok    settings ({settings.source} source, profile {settings.profile})")
@@ -401,7 +409,11 @@ def cmd_check(settings: Settings, *, offline: bool) -> int:
         code = code or exc.exit_code
     store = open_store(settings.state)
     try:
-        verified = store.check()
+        if read_only:
+            store.load()
+            verified = "readable (write not tested: --read-only)"
+        else:
+            verified = store.check()
         _say(f"ok    state: {store.description} {verified}")
     except BwsyncError as exc:
         _say(f"FAIL  state: {exc}")

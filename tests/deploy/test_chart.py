@@ -527,7 +527,7 @@ def test_helm_test_hook_runs_check(render: Render) -> None:
     assert len(pods) == 1
     pod = pods[0]
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert pod["spec"]["containers"][0]["args"] == ["check"]
+    assert pod["spec"]["containers"][0]["args"] == ["check", "--read-only"]
     disabled = render({"tests": {"enabled": False}})
     assert not _kind(disabled, "Pod")
     assert [d["kind"] for d in disabled if d["kind"] == "ServiceAccount"] == ["ServiceAccount"]

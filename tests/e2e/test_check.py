@@ -119,6 +119,9 @@ def test_configmap_check_names_the_missing_update_permission(
     assert main(["check"]) == 5
     [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("FAIL  state:")]
     assert "forbidden to update configmaps" in line and "verb 'update'" in line
+    # The chart's `helm test` pod is such a read-only identity on purpose: it says so.
+    assert main(["check", "--read-only"]) == 0
+    assert "readable (write not tested: --read-only)" in capsys.readouterr().out
 
 
 @pytest.mark.kube_apiserver
