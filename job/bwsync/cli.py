@@ -430,7 +430,7 @@ def _check_group_endpoints(groups: list[OrgGroup] | None, settings: Settings) ->
     if groups is None:
         _say(f"note  bitwarden: {NO_GROUP_ENDPOINTS}")
         return
-    synced = sum(1 for g in groups if g.external_id)
+    synced = sum(1 for g in groups if g.synced)
     fate = "emptied" if settings.sync.stale_groups == "empty" else "deleted"
     _say(
         f"ok    bitwarden: group endpoints ({len(groups)} groups, {synced} synced); synced "

@@ -195,3 +195,10 @@ class OrgGroup:
     id: str
     name: str
     external_id: str | None
+
+    @property
+    def synced(self) -> bool:
+        """Whether a directory sync owns it: an externalId that is not blank. The server
+        treats a blank or whitespace one as made by hand (``OrganizationGroupImportData``:
+        ``IsNullOrWhiteSpace``), so the import never matches it, and neither does bwsync."""
+        return bool(self.external_id and self.external_id.strip())

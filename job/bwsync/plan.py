@@ -626,7 +626,7 @@ def _plan_groups(
     linked: dict[str, OrgMember],
     invited: set[str],
 ) -> None:
-    org_by_ext = {g.external_id: g for g in org.groups if g.external_id}
+    org_by_ext = {g.external_id or "": g for g in org.groups if g.synced}
     email_of: dict[str, str] = {}
     member_by_id = {}
     if org.group_member_ids is not None:  # membership detail: only then are these needed
@@ -707,12 +707,13 @@ NO_GROUP_ENDPOINTS = (
 def stale_groups(directory: Directory, org: OrgSnapshot, sync: SyncSettings) -> list[OrgGroup]:
     """Synced groups (with an externalId) that the directory no longer has: deleted there,
     filtered out, or given a new id (an OpenLDAP DN after a rename). Only with
-    ``remove_missing`` and group sync on; groups made by hand (no externalId) never are. The
+    ``remove_missing`` and group sync on; groups made by hand (no externalId, or a blank
+    one: ``OrgGroup.synced``) never are. The
     run reads these groups' member ids before planning (``OrgSnapshot.stale_member_ids``)."""
     if not sync.remove_missing or directory.groups is None:
         return []
     wanted = {_s(g.external_id) for g in directory.groups}
-    return [g for g in org.groups if g.external_id and g.external_id not in wanted]
+    return [g for g in org.groups if g.synced and g.external_id not in wanted]
 
 
 def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSettings) -> None:

@@ -689,7 +689,7 @@ def verify(
     states = client.member_states()
     groups = client.list_groups() if states is not None else None  # both, or neither (§5)
     status_of = {m.external_id: m.status for m in states or () if m.external_id}
-    group_by_ext = {g.external_id: g for g in groups or () if g.external_id}
+    group_by_ext = {g.external_id or "": g for g in groups or () if g.synced}
     group_ids = {g.id for g in groups or ()}
     failed = [c for c in changes if c.action in _ADDED and (c.external_id or "") not in status_of]
     for change in changes:

@@ -32,7 +32,7 @@ def read_org(client: BitwardenClient, *, detail: bool) -> OrgSnapshot | None:
     groups = client.list_groups() or []
     group_members = None
     if detail:
-        group_members = {g.id: client.group_member_ids(g.id) for g in groups if g.external_id}
+        group_members = {g.id: client.group_member_ids(g.id) for g in groups if g.synced}
     return OrgSnapshot(members=members, groups=groups, group_member_ids=group_members)
 
 

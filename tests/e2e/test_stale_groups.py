@@ -469,3 +469,26 @@ def test_check_names_the_group_endpoints_on_the_official_server(
     monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "false")
     code, out, _ = cli("check")
     assert code == 0 and "group endpoints" not in out
+
+
+def test_hand_made_groups_with_a_blank_external_id_or_a_directory_name_are_left_alone(
+    file_directory: Path, fake_bitwarden: FakeBitwarden, cli: Cli
+) -> None:
+    """The server treats a group whose externalId is blank or whitespace as made by hand
+    (``OrganizationGroupImportData``: ``IsNullOrWhiteSpace``), and never matches a group by
+    name: neither such a group, nor a hand-made one named like a directory group, is stale."""
+    assert cli("sync")[0] == 0
+    ann = fake_bitwarden.find_member(email="ann@example.com")
+    assert ann is not None
+    blank = fake_bitwarden.add_group("Blank id", external_id="  ", members=[ann])
+    twin = fake_bitwarden.add_group("bw-ops", members=[ann])  # no externalId, a directory name
+    code, plan = cli.plan("--force")
+    assert code == 0
+    assert [c for c in plan["changes"] if c["action"].startswith("group_")] == []
+    code, _, err = cli("sync", "--force")
+    assert code == 0, err
+    assert fake_bitwarden.requests_to("set_group_member_ids") == []
+    assert fake_bitwarden.find_group(name="Blank id") == blank
+    twins = [g for g in fake_bitwarden.groups if g.name == "bw-ops"]
+    assert sorted(g.external_id or "" for g in twins) == ["", "bw-ops"]
+    assert twin in twins

@@ -79,6 +79,12 @@ def test_stale_groups_are_the_synced_ones_the_directory_lacks() -> None:
     assert stale_groups(no_groups, org, ON) == []
 
 
+def test_a_blank_or_whitespace_external_id_is_a_hand_made_group() -> None:
+    directory, org = _world()
+    org.groups += [OrgGroup("g-blank", "Blank", ""), OrgGroup("g-space", "Space", " \t")]
+    assert [g.id for g in stale_groups(directory, org, ON)] == ["g-sales", "g-ops", "g-empty"]
+
+
 def test_stale_groups_are_emptied_with_the_members_losing_access() -> None:
     directory, org = _world()
     plan = make_plan(directory, org, ON)
