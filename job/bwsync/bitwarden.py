@@ -610,9 +610,11 @@ class BitwardenClient:
     def set_group_member_ids(self, group_id: str, member_ids: list[str]) -> bool:
         """Replace one group's membership (``PUT /public/groups/{id}/member-ids``, body
         ``{"memberIds": [...]}``, 200 with an empty body): ``[]`` empties it, which is how a
-        stale group stops granting access. False when the group is gone (404): it grants
-        nothing either. Retried like any call: the same PUT twice is the same membership."""
+        stale group stops granting access. False when the group is gone (a 404, confirmed by
+        ``_write_group``): it grants nothing either. Retried like any call: the same PUT twice
+        is the same membership."""
         return self._write_group(
+            group_id,
             "empty group" if not member_ids else "set group members",
             "set_group_member_ids",
             lambda: self._http.build_request(
@@ -625,8 +627,10 @@ class BitwardenClient:
 
     def delete_group(self, group_id: str) -> bool:
         """Delete one group with its memberships and collection grants (``DELETE
-        /public/groups/{id}``, 200 with an empty body); False when it was gone already (404)."""
+        /public/groups/{id}``, 200 with an empty body); False when it was gone already (a
+        404, confirmed by ``_write_group``)."""
         return self._write_group(
+            group_id,
             "delete group",
             "delete_group",
             lambda: self._http.build_request(
@@ -634,8 +638,32 @@ class BitwardenClient:
             ),
         )
 
-    def _write_group(self, step: str, endpoint: str, build: Callable[[], httpx.Request]) -> bool:
-        return self._exchange(step, endpoint, build, missing_ok=True) is not None
+    def _write_group(
+        self, group_id: str, step: str, endpoint: str, build: Callable[[], httpx.Request]
+    ) -> bool:
+        """One group write; False when the group is gone. A 404 is taken for "gone" only once
+        ``GET /public/groups/{id}`` answers 404 too: the server's own 404 for an unknown group
+        is an empty body that anything in between (a proxy, a WAF refusing PUT or DELETE)
+        can send as well, and a write taken for done when it was not leaves the access it was
+        to end. A group still there is an error (exit 4): the run keeps its old hash, and the
+        next run tries again."""
+        if self._exchange(step, endpoint, build, missing_ok=True) is not None:
+            return True
+        path = f"/public/groups/{quote(group_id, safe='')}"
+        if self._exchange(step, "get_group", self._get(path), missing_ok=True) is None:
+            return False
+        url = self.api_url + path
+        raise self._scrub(
+            BitwardenClientError(
+                step,
+                f"{url}{'/member-ids' if endpoint == 'set_group_member_ids' else ''} answered 404, "
+                f"but the group is still there (GET {url} answered 200): something between bwsync "
+                "and the server (a proxy, a firewall) refuses the request, or the server is not "
+                "the one that was read",
+                status=404,
+                url=url,
+            )
+        )
 
     def revoke_member(self, member_id: str) -> None:
         """Revoke one membership (reversible; the import cannot do this, §5)."""

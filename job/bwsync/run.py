@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from bwsync.cleartext import exposures
 from bwsync.config import Settings
 from bwsync.email_rules import REASONS
-from bwsync.errors import BwsyncError, ConfigError, Interrupted, SafetyLimitError, StateError
+from bwsync.errors import (
+    BitwardenError,
+    BwsyncError,
+    ConfigError,
+    Interrupted,
+    SafetyLimitError,
+    StateError,
+)
 from bwsync.logs import LOGGER, event
 from bwsync.memory import MAX_MEMORY_BYTES, Memory, MemoryStateError, encoded_size, scope_of
 from bwsync.model import STATUS_REVOKED, Directory, OrgGroup, Rejected, RunReport
@@ -438,10 +445,10 @@ class _Run:
         _apply(client, payload, plan, self.stage, unchanged=self.outcome.unsent)
         if plan.org_known:
             with self.stage("verify") as info:
-                self.outcome.differences = verify(
-                    client, plan, self.report, planned=self.report.planned
-                )
-                info["differences"] = len(self.outcome.differences)
+                failed = verify(client, plan, self.report, planned=self.report.planned)
+                self.outcome.differences = [c.sentence(dry_run=False) for c in failed]
+                info["differences"] = len(failed)
+            _refuse_access_left(failed)
         # Without list endpoints nothing can be confirmed: `applied` stays empty and the
         # summary's `sent` says what went out.
         self.report.result, self.report.exit_code = "success", 0
@@ -607,7 +614,26 @@ def _apply(
     unchanged: frozenset[int],
 ) -> None:
     """POST the import request(s) in order but the ``unchanged`` ones, then revoke/restore
-    through the member endpoints."""
+    through the member endpoints, then empty or delete the stale groups."""
+    done: Counter[str] = Counter()
+    try:
+        _send(client, payload, plan, stage, unchanged=unchanged, done=done)
+    except BwsyncError:
+        # What the member and group endpoints did before the failure is done for good: the
+        # summary says so (the import's part is in ``sent``; nothing re-read confirms it).
+        stage.report.applied = dict(done)
+        raise
+
+
+def _send(
+    client: BitwardenClient,
+    payload: Payload,
+    plan: Plan,
+    stage: _Stages,
+    *,
+    unchanged: frozenset[int],
+    done: Counter[str],
+) -> None:
     sent = stage.report.sent
     n = len(payload.requests)
     if unchanged:
@@ -636,6 +662,7 @@ def _apply(
                 client.revoke_member(change.member_id)
             else:
                 client.restore_member(change.member_id)
+        done[change.action] += 1
     for change in plan.of(*STALE_GROUP_ACTIONS):
         # After the import: a failure here leaves the directory's own changes applied, and
         # the next run (the hash is not saved) plans only what is left of these.
@@ -647,6 +674,7 @@ def _apply(
                 found = client.delete_group(change.group_id)
             if not found:
                 info["note"] = "the group was gone already (deleted by hand meanwhile?)"
+        done[change.action] += 1
 
 
 #: Changes whose effect a re-read of the member and group lists shows (an emptied group's
@@ -672,14 +700,15 @@ def verify(
     report: RunReport,
     *,
     planned: dict[str, int] | None = None,
-) -> list[str]:
+) -> list[Change]:
     """Re-read the organization and check each planned member/group change took effect.
 
     Nothing to check (an organization already in step) means nothing is re-read: the member
     list of a large organization is the most expensive request a run makes. Of each member only
     its externalId and status are decoded (``MemberState``), and invitations and links, the bulk
     of a first sync, are tested in one comprehension: a first sync checks 100,000 of them.
-    ``planned`` is ``plan.counts()`` when the caller has it already."""
+    ``planned`` is ``plan.counts()`` when the caller has it already. Returns the changes
+    that did not take effect, in plan order."""
     changes = plan.changes
     if planned is None:
         planned = plan.counts()
@@ -714,10 +743,31 @@ def verify(
     if not failed:
         return []
     gone = {id(c) for c in failed}
-    differences = [c.sentence(dry_run=False) for c in changes if id(c) in gone]  # plan order
+    in_order = [c for c in changes if id(c) in gone]
     report.applied_differs = True
-    event("applied_differs", logging.WARNING, count=len(differences), entries=differences[:20])
-    return differences
+    entries = [c.sentence(dry_run=False) for c in in_order[:20]]
+    event("applied_differs", logging.WARNING, count=len(in_order), entries=entries)
+    return in_order
+
+
+#: Changes that take access away. One the re-read shows not done fails the run (exit 4): the
+#: access it was to end is still there, and a success would save the hash, so no later run
+#: would plan it again until the directory changes.
+TAKES_ACCESS = REMOVALS | STALE_GROUP_ACTIONS
+
+
+def _refuse_access_left(failed: list[Change]) -> None:
+    left = [c for c in failed if c.action in TAKES_ACCESS]
+    if not left:
+        return
+    named = "; ".join(c.sentence(dry_run=False) for c in left[:10])
+    more = f" (and {len(left) - 10} more)" if len(left) > 10 else ""
+    raise BitwardenError(
+        "verify",
+        f"{len(left)} changes taking access away were accepted but the organization, read "
+        f"again, does not show them: {named}{more}. The previous hash is kept, so the next "
+        "run plans them again",
+    )
 
 
 #: Changes a re-read confirms by the member's presence (its externalId in the list).

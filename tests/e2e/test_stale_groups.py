@@ -16,6 +16,7 @@ as it was.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -492,3 +493,106 @@ def test_hand_made_groups_with_a_blank_external_id_or_a_directory_name_are_left_
     twins = [g for g in fake_bitwarden.groups if g.name == "bw-ops"]
     assert sorted(g.external_id or "" for g in twins) == ["", "bw-ops"]
     assert twin in twins
+
+
+# -- a group write that did not happen is a failure, retried by the next run ------------------
+
+
+def _state(path: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc
+
+
+@pytest.mark.parametrize("mode", ["empty", "delete"])
+def test_a_404_to_a_group_write_for_a_group_still_there_fails_the_run(
+    mode: str,
+    file_directory: Path,
+    fake_bitwarden: FakeBitwarden,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A proxy or firewall answering 404 to the PUT or DELETE: the group is still there (its
+    GET answers 200), so the run fails with exit 4 and keeps the old hash; the next run does
+    the write."""
+    monkeypatch.setenv("BWSYNC_SYNC__STALE_GROUPS", mode)
+    assert cli("sync")[0] == 0
+    synced_hash = _state(tmp_path / "state.json")["hash"]
+    ops = fake_bitwarden.find_group(name="bw-ops")
+    assert ops is not None
+    _file_env(file_directory, {g: m for g, m in GROUPS.items() if g != "bw-ops"})
+    endpoint = "set_group_member_ids" if mode == "empty" else "delete_group"
+    fake_bitwarden.fail(endpoint, status=404, times=1)
+    code, _, err = cli("sync")
+    assert code == 4, err
+    assert "answered 404" in err and "still there" in err
+    assert fake_bitwarden.find_group(name="bw-ops") == ops  # untouched, cid still in it
+    state = _state(tmp_path / "state.json")
+    assert state["hash"] == synced_hash
+    assert state["last_run"]["result"] == "failed"
+    code, _, err = cli("sync")
+    assert code == 0, err
+    after = fake_bitwarden.find_group(name="bw-ops")
+    if mode == "empty":
+        assert after is not None and fake_bitwarden.group_member_emails(after) == set()
+    else:
+        assert after is None
+
+
+def test_a_404_to_a_group_write_for_a_group_gone_meanwhile_is_no_failure(
+    file_directory: Path, fake_bitwarden: FakeBitwarden, cli: Cli
+) -> None:
+    """Deleted by hand between the plan and the write: the GET answers 404 too, so the group
+    grants nothing and the run succeeds, saying so."""
+    assert cli("sync")[0] == 0
+    _file_env(file_directory, {g: m for g, m in GROUPS.items() if g != "bw-ops"})
+    pause = fake_bitwarden.pause("set_group_member_ids", before=True)
+    result: list[tuple[int, str, str]] = []
+    worker = threading.Thread(target=lambda: result.append(cli("sync")))
+    worker.start()
+    pause.wait()
+    ops = fake_bitwarden.find_group(name="bw-ops")
+    assert ops is not None
+    fake_bitwarden.remove_group(ops)
+    pause.release()
+    worker.join()
+    ((code, _, err),) = result
+    assert code == 0, err
+    assert "the group was gone already" in err
+
+
+def test_a_group_write_the_server_did_not_make_fails_the_run_at_verify(
+    file_directory: Path, fake_bitwarden: FakeBitwarden, cli: Cli, tmp_path: Path
+) -> None:
+    """Something answers 200 to the PUT without the server emptying the group: the re-read
+    sees the member still in it. Access was to be taken away and was not, so the run fails
+    (exit 4) naming the group, keeps the old hash, and the next run empties it."""
+    assert cli("sync")[0] == 0
+    synced_hash = _state(tmp_path / "state.json")["hash"]
+    _file_env(file_directory, {g: m for g, m in GROUPS.items() if g != "bw-ops"})
+    fake_bitwarden.fail("set_group_member_ids", status=200, times=1)
+    code, _, err = cli("sync")
+    assert code == 4, err
+    assert "empty group bw-ops" in err
+    assert _state(tmp_path / "state.json")["hash"] == synced_hash
+    ops = fake_bitwarden.find_group(name="bw-ops")
+    assert ops is not None and fake_bitwarden.group_member_emails(ops) == {"cid@example.com"}
+    code, _, err = cli("sync")
+    assert code == 0, err
+    assert fake_bitwarden.group_member_emails(ops) == set()
+
+
+def test_a_failed_run_counts_the_group_writes_it_made(
+    file_directory: Path, fake_bitwarden: FakeBitwarden, cli: Cli, tmp_path: Path
+) -> None:
+    """Two stale groups, the second PUT fails: the summary (and the state's last run) count
+    the import sent and the group emptied before the failure."""
+    assert cli("sync")[0] == 0
+    _file_env(file_directory, {g: m for g, m in GROUPS.items() if g not in ("bw-ops", "bw-sales")})
+    fake_bitwarden.fail("set_group_member_ids", status=500, times=None, skip=1)
+    code, _, err = cli("sync")
+    assert code == 4, err
+    summary = [e for e in _events(err) if e["event"] == "summary"][-1]
+    assert summary["applied"] == {"group_empty": 1}
+    assert summary["sent"] == {"members": 5, "groups": 2}
+    assert _state(tmp_path / "state.json")["last_run"]["applied"] == {"group_empty": 1}

@@ -156,6 +156,34 @@ def test_revoke_then_restore_across_runs(
     assert len(fake_bitwarden.requests_to("restore_member")) == 1
 
 
+def test_a_revocation_the_server_did_not_make_fails_the_run_and_is_retried(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Something answers 200 to the revoke without the server revoking: the re-read shows
+    the member active. Access was to end and did not, so the run fails (exit 4) and keeps
+    the previous hash; the next run revokes."""
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVAL_PERCENT", "50")
+    assert main(["sync"]) == 0
+    synced_hash = _state(env)["hash"]
+    staff = [{"id": "g1", "name": "Staff", "members": ["u1"]}]
+    _directory(env["directory"], [_u(1), _u(3)], staff)  # u2 left
+    fake_bitwarden.fail("revoke_member", status=200, times=1)
+    capsys.readouterr()
+    assert main(["sync"]) == 4
+    err = capsys.readouterr().err
+    assert "revoke user2@example.com" in err and "does not show them" in err
+    assert _state(env)["hash"] == synced_hash
+    m2 = fake_bitwarden.find_member(external_id="u2")
+    assert m2 is not None and m2.status != STATUS_REVOKED
+    assert main(["sync"]) == 0
+    m2 = fake_bitwarden.find_member(external_id="u2")
+    assert m2 is not None and m2.status == STATUS_REVOKED
+
+
 def test_a_revoked_member_deleted_in_the_directory_is_removed_as_planned(
     env: dict[str, Path],
     fake_bitwarden: FakeBitwarden,

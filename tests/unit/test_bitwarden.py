@@ -837,6 +837,27 @@ def test_group_writes_on_a_group_already_gone_say_so(
 ) -> None:
     assert client.set_group_member_ids("gone", []) is False
     assert client.delete_group("gone") is False
+    # each 404 confirmed by a read of the group, which answers 404 too
+    assert [(r.method, r.url.path) for r in router.requests if "token" not in r.url.path] == [
+        ("PUT", "/api/public/groups/gone/member-ids"),
+        ("GET", "/api/public/groups/gone"),
+        ("DELETE", "/api/public/groups/gone"),
+        ("GET", "/api/public/groups/gone"),
+    ]
+
+
+def test_a_404_to_a_group_write_while_the_group_is_there_is_an_error(
+    client: BitwardenClient, router: Router
+) -> None:
+    """An empty 404 may come from a proxy as well as from the server: the group's GET
+    answering 200 makes it an error, not "gone"."""
+    group = {"object": "group", "id": "g1", "name": "Ops", "externalId": "ops"}
+    router.on("GET", "/api/public/groups/g1", httpx.Response(200, json=group))
+    with pytest.raises(BitwardenClientError, match="answered 404, but the group is still there"):
+        client.set_group_member_ids("g1", [])
+    with pytest.raises(BitwardenClientError, match="still there") as info:
+        client.delete_group("g1")
+    assert info.value.step == "delete group" and info.value.status == 404
 
 
 def test_group_writes_retry_5xx_and_surface_400(

@@ -515,7 +515,7 @@ def test_verify_counts_what_the_re_read_shows_and_words_the_rest(
     )
     report = RunReport(profile="default", source="file", command="sync", started=0.0)
     with BitwardenClient(fake_bitwarden.settings(timeout=10.0)) as client:
-        differences = verify(client, plan, report)
+        differences = [c.sentence(dry_run=False) for c in verify(client, plan, report)]
     assert report.applied == {
         "invite": 1,
         "link": 1,
@@ -564,7 +564,7 @@ def test_verify_re_reads_emptied_and_deleted_groups(fake_bitwarden: FakeBitwarde
     )
     report = RunReport(profile="default", source="file", command="sync", started=0.0)
     with BitwardenClient(fake_bitwarden.settings(timeout=10.0)) as client:
-        differences = verify(client, plan, report)
+        differences = [c.sentence(dry_run=False) for c in verify(client, plan, report)]
     assert report.applied == {"group_empty": 2, "group_delete": 1}
     assert differences == ["empty group Full (test)", "delete group Still (test)"]
     assert [r.path.rsplit("/", 2)[-2] for r in fake_bitwarden.requests_to("group_member_ids")] == [
