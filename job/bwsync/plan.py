@@ -141,9 +141,10 @@ class OrgSnapshot:
     groups: list[OrgGroup]
     group_member_ids: dict[str, list[str]] | None = None
     """Group id → member ids; read only with ``--detail`` (one request per group)."""
-    stale_member_ids: dict[str, list[str]] = field(default_factory=dict)
-    """Group id → member ids of the groups ``stale_groups`` found, read after the fetch
-    (without ``--detail`` too): the plan counts who loses access through them."""
+    member_ids_read: dict[str, list[str]] = field(default_factory=dict)
+    """Group id → member ids of the groups ``groups_to_read`` names (stale groups, and the
+    groups the import may clear), read after the fetch without ``--detail`` too: the plan
+    counts who loses access through them."""
 
 
 @dataclass(slots=True)
@@ -167,7 +168,8 @@ class Plan:
     """Without list endpoints: the memory of synced members once this plan is applied (what
     a successful run stores); ``None`` where the server can be read."""
     group_losses: dict[str, list[str]] = field(default_factory=dict)
-    """Stale group id → ids of the members losing the access it grants (``_plan_stale``)."""
+    """Group id → ids of the members losing the access it grants: stale groups
+    (``_plan_stale``), and synced groups the import clears (``_plan_cleared``)."""
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(c.action for c in self.changes))
@@ -179,7 +181,8 @@ class Plan:
     @property
     def members_losing_access(self) -> int:
         """Members this plan takes access from, each counted once however many ways: removed
-        or revoked, or a member of one or more stale groups. What the safety limits count."""
+        or revoked, or a member of one or more groups that stop granting it (stale, or
+        cleared by the import). What the safety limits count."""
         if not self.group_losses:
             return self.removals
         who = {
@@ -628,12 +631,13 @@ def _plan_groups(
 ) -> None:
     org_by_ext = {g.external_id or "": g for g in org.groups if g.synced}
     email_of: dict[str, str] = {}
-    member_by_id = {}
+    member_by_id: dict[str, OrgMember] = {}
     if org.group_member_ids is not None:  # membership detail: only then are these needed
         if directory.users:
             email_of = {_s(u.external_id): u.email or "" for u in directory.users}
         member_by_id = {m.id: m for m in org.members}
     assert directory.groups is not None
+    cleared_names: list[str] = []
     for g in directory.groups:
         ext = _s(g.external_id)
         name = g.name or ext
@@ -644,9 +648,14 @@ def _plan_groups(
             plan.changes.append(
                 Change("group_rename", name, ext, f"renamed from {existing.name!r}")
             )
+        wanted = [_s(x) for x in g.user_member_external_ids]
+        cleared = existing is not None and not any(x in by_ext or x in linked for x in wanted)
+        if cleared:
+            assert existing is not None
+            if _plan_cleared(plan, existing, name, org, member_by_id or None):
+                cleared_names.append(name)
         if org.group_member_ids is None:
             continue
-        wanted = [_s(x) for x in g.user_member_external_ids]
         current_ids = set(org.group_member_ids.get(existing.id, [])) if existing else set()
         wanted_set = set()
         for x in wanted:
@@ -675,6 +684,8 @@ def _plan_groups(
                         group=name,
                     )
                 )
+        if cleared:
+            continue  # its member_remove lines come from _plan_cleared
         for i in sorted(current_ids - wanted_set):
             m = member_by_id.get(i)
             who = (m.email if m else None) or i
@@ -693,6 +704,71 @@ def _plan_groups(
                     group=name,
                 )
             )
+    if cleared_names:
+        shown = ", ".join(cleared_names[:10]) + (" …" if len(cleared_names) > 10 else "")
+        plan.notes.append(
+            f"{len(cleared_names)} synced groups come from the directory with no members the "
+            f"organization has ({shown}): the import takes everyone out of them. If the "
+            "directory does not say so, check the source's member attribute, its user path "
+            "and filter (members outside them are dropped), and that the account reading it "
+            "may read group members"
+        )
+
+
+def groups_to_read(directory: Directory, org: OrgSnapshot, sync: SyncSettings) -> list[OrgGroup]:
+    """The groups whose member ids the plan needs without ``--detail``: the stale ones
+    (``stale_groups``), and the synced groups the directory names with none of the
+    organization's members by externalId, which the import may clear (``_plan_cleared``
+    decides, knowing the members linked by email too). One request each; an organization
+    whose directory groups all have members asks none of the second kind."""
+    out = stale_groups(directory, org, sync)
+    if directory.groups is None:
+        return out
+    members = {m.external_id for m in org.members if m.external_id}
+    org_by_ext = {g.external_id: g for g in org.groups if g.synced}
+    for g in directory.groups:
+        existing = org_by_ext.get(_s(g.external_id))
+        if existing is not None and members.isdisjoint(_s(x) for x in g.user_member_external_ids):
+            out.append(existing)
+    return out
+
+
+#: Why a member leaves a group the import clears (``_plan_cleared``).
+CLEARED = (
+    "the directory group has none of the organization's members: the import takes every "
+    "member out of it"
+)
+
+
+def _plan_cleared(
+    plan: Plan,
+    group: OrgGroup,
+    name: str,
+    org: OrgSnapshot,
+    member_by_id: dict[str, OrgMember] | None,
+) -> bool:
+    """A synced group the directory still names, but with no member the organization has
+    (none at all, or only people about to be invited): the import replaces its membership, so
+    everyone in it now loses the access it grants. An ACL hiding ``member``, member DNs
+    outside the user path or filter, a wrong member attribute all look like this, so each
+    member gets its ``member_remove`` with or without ``--detail``, and counts against the
+    safety limits like a member of a stale group. The member ids come from ``--detail`` or
+    from the read of ``groups_to_read``. True when someone is taken out."""
+    detail = org.group_member_ids
+    ids = detail.get(group.id) if detail is not None else org.member_ids_read.get(group.id)
+    if not ids:
+        return False
+    by_id = member_by_id or {m.id: m for m in org.members}
+    members = [i for i in dict.fromkeys(ids) if i in by_id]
+    if not members:
+        return False
+    plan.group_losses[group.id] = members
+    for i in members:
+        m = by_id[i]
+        plan.changes.append(
+            Change("member_remove", m.email or i, m.external_id, CLEARED, i, group=name)
+        )
+    return True
 
 
 #: What ``check`` and ``plan`` say where the server has no group endpoints (Vaultwarden).
@@ -709,7 +785,7 @@ def stale_groups(directory: Directory, org: OrgSnapshot, sync: SyncSettings) -> 
     filtered out, or given a new id (an OpenLDAP DN after a rename). Only with
     ``remove_missing`` and group sync on; groups made by hand (no externalId, or a blank
     one: ``OrgGroup.synced``) never are. The
-    run reads these groups' member ids before planning (``OrgSnapshot.stale_member_ids``)."""
+    run reads these groups' member ids before planning (``OrgSnapshot.member_ids_read``)."""
     if not sync.remove_missing or directory.groups is None:
         return []
     wanted = {_s(g.external_id) for g in directory.groups}
@@ -737,7 +813,7 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
     for g in stale:
         ext = g.external_id or ""
         known = detail.get(g.id) if detail is not None else None
-        ids = known if known is not None else org.stale_member_ids.get(g.id, [])
+        ids = known if known is not None else org.member_ids_read.get(g.id, [])
         members = [i for i in ids if i in by_id]
         if not members and not delete:
             continue  # emptied before: nothing left to take
@@ -823,7 +899,7 @@ def check_safety(
         in_groups = len({i for ids in plan.group_losses.values() for i in ids})
         what = (
             f"members losing access ({plan.removals} removed/revoked, {in_groups} in groups "
-            "that are gone from the directory)"
+            "that are gone from the directory or come with no members)"
         )
     if allow_removals is not None:
         if n > allow_removals:

@@ -50,11 +50,11 @@ from bwsync.plan import (
     Plan,
     check_safety,
     enforce_safety,
+    groups_to_read,
     make_plan,
-    stale_groups,
 )
 from bwsync.redact import remember_settings
-from bwsync.snapshot import BackgroundRead, read_org, read_stale_members
+from bwsync.snapshot import BackgroundRead, read_group_members, read_org
 from bwsync.sources import build_source
 from bwsync.sources.base import FetchRequest, Source
 from bwsync.state import StateDocument, StateStore, open_store
@@ -347,11 +347,11 @@ class _Run:
                     org = read_org(self.client, detail=self.options.detail)
                 info["members"] = len(org.members) if org else None
                 info["groups"] = len(org.groups) if org else None
-                stale = stale_groups(directory, org, self.sync) if org else []
-                if org is not None and stale:
+                to_read = groups_to_read(directory, org, self.sync) if org else []
+                if org is not None and to_read:
                     assert self.client is not None
-                    read_stale_members(self.client, org, stale)
-                    info["stale_groups"] = len(stale)
+                    read_group_members(self.client, org, to_read)
+                    info["groups_read"] = len(to_read)
         sent_members = sum(r.members for r in payload.requests)
         sent_groups = sum(r.groups for r in payload.requests)
         with self.stage("plan") as info:

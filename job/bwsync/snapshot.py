@@ -36,21 +36,22 @@ def read_org(client: BitwardenClient, *, detail: bool) -> OrgSnapshot | None:
     return OrgSnapshot(members=members, groups=groups, group_member_ids=group_members)
 
 
-def read_stale_members(client: BitwardenClient, org: OrgSnapshot, stale: list[OrgGroup]) -> None:
-    """The member ids of the synced groups the directory no longer has, into
-    ``org.stale_member_ids``: the plan names how many members lose access through each, and
-    the safety limits count them, with or without ``--detail`` (which read them already). A
-    group deleted by hand since the group list was read (404) is left out of ``org.groups``."""
+def read_group_members(client: BitwardenClient, org: OrgSnapshot, groups: list[OrgGroup]) -> None:
+    """The member ids of these groups (``plan.groups_to_read``: the synced groups the
+    directory no longer has, and those it names with no member the organization has) into
+    ``org.member_ids_read``: the plan names who loses access through each, and the safety
+    limits count them, with or without ``--detail`` (which read them already). A group
+    deleted by hand since the group list was read (404) is left out of ``org.groups``."""
     known = org.group_member_ids or {}
     gone: set[str] = set()
-    for g in stale:
+    for g in dict.fromkeys(groups):
         if g.id in known:
             continue
         ids = client.group_member_ids(g.id, missing_ok=True)
         if ids is None:
             gone.add(g.id)
         else:
-            org.stale_member_ids[g.id] = ids
+            org.member_ids_read[g.id] = ids
     if gone:
         org.groups = [g for g in org.groups if g.id not in gone]
 

@@ -596,3 +596,64 @@ def test_a_failed_run_counts_the_group_writes_it_made(
     assert summary["applied"] == {"group_empty": 1}
     assert summary["sent"] == {"members": 5, "groups": 2}
     assert _state(tmp_path / "state.json")["last_run"]["applied"] == {"group_empty": 1}
+
+
+# -- a group the directory still names, with no members: the import empties it ----------------
+
+
+def test_a_directory_group_with_no_members_is_shown_and_counted(
+    file_directory: Path, fake_bitwarden: FakeBitwarden, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``all-staff`` stays in the directory but comes with no members (an ACL hiding
+    ``member``, members outside the user path, a wrong member attribute): the import replaces
+    its membership with nothing. Without ``--detail`` the plan reads that group's member ids
+    all the same, lists who leaves it, and the default limits count them (five of five synced
+    members). Not a remove_missing matter: the import does it whatever the settings."""
+    for name in ("BWSYNC_SYNC__MAX_REMOVALS", "BWSYNC_SYNC__MAX_REMOVAL_PERCENT"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "false")
+    assert cli("sync")[0] == 0
+    _file_env(file_directory, {**GROUPS, "all-staff": ()})
+    code, out, _ = cli("plan", "--output", "text")
+    assert code == 6
+    assert "no changes" not in out
+    rows = [line.split()[:3] for line in out.splitlines() if line.startswith("member_remove")]
+    assert rows == [["member_remove", f"{p}@example.com", "all-staff"] for p in PEOPLE]
+    assert "5 members losing access" in out
+    assert "no members the organization has" in out  # the note says where to look
+    fake_bitwarden.clear_requests()
+    code, _, err = cli("sync")
+    assert code == 6 and "5 members losing access" in err
+    assert fake_bitwarden.writes() == []
+    staff = fake_bitwarden.find_group(name="all-staff")
+    assert staff is not None and len(fake_bitwarden.group_member_emails(staff)) == 5
+    code, _, err = cli("sync", "--allow-removals", "5")
+    assert code == 0, err
+    assert fake_bitwarden.group_member_emails(staff) == set()
+
+
+def test_a_wrong_member_attribute_on_slapd_empties_no_group_unnoticed(
+    slapd: Slapd,
+    fake_bitwarden: FakeBitwarden,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Real OpenLDAP: the groups are groupOfNames (``member``); a member attribute of
+    ``uniqueMember`` reads every group with no members. Each would be emptied by the import:
+    the plan lists it and the limits stop the sync."""
+    d = slapd_directory(slapd)
+    _setenv(monkeypatch, {**d.env, **_bitwarden_env(fake_bitwarden, tmp_path)})
+    assert cli("sync")[0] == 0
+    monkeypatch.setenv("BWSYNC_LDAP__MEMBER_ATTRIBUTE", "uniqueMember")
+    code, plan = cli.plan()
+    assert code == 6
+    emptied = {
+        (c["subject"], c["group"]) for c in plan["changes"] if c["action"] == "member_remove"
+    }
+    assert emptied == {(d.email(p), g) for g, ms in GROUPS.items() for p in ms}
+    (reason,) = plan["safety"]
+    assert "5 members losing access" in reason
+    code, _, _ = cli("sync")
+    assert code == 6
+    assert all(fake_bitwarden.group_member_emails(g) for g in fake_bitwarden.groups)

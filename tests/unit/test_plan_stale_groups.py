@@ -19,9 +19,11 @@ from bwsync.model import (
     User,
 )
 from bwsync.plan import (
+    CLEARED,
     NO_GROUP_ENDPOINTS,
     OrgSnapshot,
     check_safety,
+    groups_to_read,
     make_plan,
     stale_groups,
 )
@@ -61,7 +63,7 @@ def _world(**snapshot: object) -> tuple[Directory, OrgSnapshot]:
             OrgGroup("g-empty", "Empty", "empty"),
             OrgGroup("g-hand", "By hand", None),
         ],
-        stale_member_ids={
+        member_ids_read={
             "g-sales": ["ann", "bob"],
             "g-ops": ["bob", "cid", "hand"],
             "g-empty": [],
@@ -124,7 +126,7 @@ def test_without_remove_missing_a_stale_group_is_left_alone() -> None:
 
 def test_an_emptied_group_is_in_step_on_the_next_run() -> None:
     directory, org = _world()
-    org.stale_member_ids = {"g-sales": [], "g-ops": [], "g-empty": []}
+    org.member_ids_read = {"g-sales": [], "g-ops": [], "g-empty": []}
     plan = make_plan(directory, org, ON)
     assert plan.changes == []
     assert check_safety(plan, directory, ON) == []
@@ -139,7 +141,7 @@ def test_detail_lists_each_member_losing_access() -> None:
             "g-empty": [],
         }
     )
-    org.stale_member_ids = {}  # --detail read them all already
+    org.member_ids_read = {}  # --detail read them all already
     plan = make_plan(directory, org, ON)
     assert [(c.action, c.subject, c.group) for c in plan.changes] == [
         ("group_empty", "Sales", None),
@@ -169,7 +171,7 @@ def test_reasons_tell_a_new_id_for_the_same_entry_and_a_same_named_group() -> No
     org = OrgSnapshot(
         members=[_m("ann")],
         groups=[OrgGroup("g1", "sales", dn), OrgGroup("g2", "ops", "cn=ops,ou=old,dc=x")],
-        stale_member_ids={"g1": ["ann"], "g2": ["ann"]},
+        member_ids_read={"g1": ["ann"], "g2": ["ann"]},
     )
     plan = make_plan(directory, org, ON)
     assert [(c.action, c.subject) for c in plan.changes] == [
@@ -192,21 +194,21 @@ def test_safety_counts_each_member_losing_access_once() -> None:
     org = OrgSnapshot(
         members=[_m("ann"), _m("bob"), _m("cid"), *(_m(f"u{i}") for i in range(17))],
         groups=[OrgGroup("g1", "One", "one"), OrgGroup("g2", "Two", "two")],
-        stale_member_ids={"g1": ["ann", "bob"], "g2": ["bob"]},
+        member_ids_read={"g1": ["ann", "bob"], "g2": ["bob"]},
     )
     keep = [User(f"u{i}", f"u{i}", f"u{i}@x.com") for i in range(17)]
     directory = Directory(users=[*users, *keep], groups=[_g("other", "Other")])
     plan = make_plan(directory, org, ON)
     assert plan.removals == 2  # ann, bob revoked
     assert plan.members_losing_access == 2
-    org.stale_member_ids = {"g1": ["ann", "bob", "cid"], "g2": ["bob"]}
+    org.member_ids_read = {"g1": ["ann", "bob", "cid"], "g2": ["bob"]}
     plan = make_plan(directory, org, ON)
     assert plan.members_losing_access == 3  # cid stays, but loses group One
     sync = SyncSettings(remove_missing=True, max_removals=2, max_removal_percent=100)
     (reason,) = check_safety(plan, directory, sync)
     assert reason.startswith(
         "3 members losing access (2 removed/revoked, 3 in groups that are gone from the "
-        "directory) exceed BWSYNC_SYNC__MAX_REMOVALS=2"
+        "directory or come with no members) exceed BWSYNC_SYNC__MAX_REMOVALS=2"
     )
     assert check_safety(plan, directory, sync.model_copy(update={"max_removals": 3})) == []
     pct = SyncSettings(remove_missing=True, max_removal_percent=10)
@@ -233,7 +235,7 @@ def test_no_groups_at_all_is_a_safety_stop_when_synced_groups_grant_access() -> 
     reasons = check_safety(plan, nothing, generous, allow_removals=100)
     assert len(reasons) == 1 and "returned no groups while 2 synced groups" in reasons[0]
     # already emptied: nothing left to protect, the brake does not hold the run forever
-    org.stale_member_ids = {"g-sales": [], "g-ops": [], "g-empty": [], "g-kept": []}
+    org.member_ids_read = {"g-sales": [], "g-ops": [], "g-empty": [], "g-kept": []}
     plan = make_plan(nothing, org, generous)
     assert check_safety(plan, nothing, generous) == []
 
@@ -244,3 +246,95 @@ def test_a_server_without_group_endpoints_is_named_in_the_plan(remove_missing: b
     plan = make_plan(directory, None, SyncSettings(remove_missing=remove_missing))
     assert (NO_GROUP_ENDPOINTS in plan.notes) is remove_missing
     assert "by hand in the web vault" in NO_GROUP_ENDPOINTS
+
+
+# -- a group the directory names with no member the organization has ---------------------------
+
+
+def _cleared_world() -> tuple[Directory, OrgSnapshot]:
+    """Directory: ann, bob, new (not a member yet), hal (a hand-added member's email); groups
+    staff (nobody), fresh (only new), linked (only hal), kept (ann). Organization: ann, bob and
+    the hand-added hal; staff, fresh, linked and kept hold ann and bob."""
+    users = [
+        User("ann", "ann", "ann@x.com"),
+        User("bob", "bob", "bob@x.com"),
+        User("new", "new", "new@x.com"),
+        User("hal", "hal", "hal@x.com"),
+    ]
+    groups = [
+        _g("staff", "Staff"),
+        _g("fresh", "Fresh", "new"),
+        _g("linked", "Linked", "hal"),
+        _g("kept", "Kept", "ann"),
+    ]
+    hal = OrgMember(id="hal", email="hal@x.com", external_id=None, status=2, type=TYPE_USER)
+    org = OrgSnapshot(
+        members=[_m("ann"), _m("bob"), hal],
+        groups=[OrgGroup(f"g-{n}", n.title(), n) for n in ("staff", "fresh", "linked", "kept")],
+        member_ids_read={g: ["ann", "bob"] for g in ("g-staff", "g-fresh", "g-linked")},
+    )
+    return Directory(users=users, groups=groups), org
+
+
+def test_the_groups_read_without_detail_are_stale_ones_and_those_without_known_members() -> None:
+    directory, org = _cleared_world()
+    # by externalId only: "linked" is read too, the plan then sees hal linked by email
+    assert [g.id for g in groups_to_read(directory, org, SyncSettings())] == [
+        "g-staff",
+        "g-fresh",
+        "g-linked",
+    ]
+    org.groups.append(OrgGroup("g-gone", "Gone", "gone"))
+    assert [g.id for g in groups_to_read(directory, org, ON)] == [
+        "g-gone",
+        "g-staff",
+        "g-fresh",
+        "g-linked",
+    ]
+
+
+@pytest.mark.parametrize("remove_missing", [False, True])
+def test_a_group_the_import_clears_lists_who_leaves_it_and_counts_them(
+    remove_missing: bool,
+) -> None:
+    directory, org = _cleared_world()
+    plan = make_plan(directory, org, SyncSettings(remove_missing=remove_missing))
+    removes = [(c.subject, c.group, c.reason) for c in plan.of("member_remove")]
+    assert removes == [
+        (f"{w}@x.com", g, CLEARED) for g in ("Staff", "Fresh") for w in ("ann", "bob")
+    ]
+    assert plan.group_losses == {"g-staff": ["ann", "bob"], "g-fresh": ["ann", "bob"]}
+    assert plan.members_losing_access == 2
+    (note,) = [n for n in plan.notes if "no members the organization has" in n]
+    assert note.startswith("2 synced groups") and "(Staff, Fresh)" in note
+    sync = SyncSettings(remove_missing=remove_missing, max_removals=1, max_removal_percent=100)
+    (reason,) = check_safety(plan, directory, sync)
+    assert reason.startswith("2 members losing access (0 removed/revoked, 2 in groups")
+
+
+def test_a_cleared_group_already_empty_is_in_step() -> None:
+    directory, org = _cleared_world()
+    org.member_ids_read = {"g-staff": [], "g-fresh": [], "g-linked": []}
+    plan = make_plan(directory, org, SyncSettings())
+    assert [c.action for c in plan.changes] == ["invite", "link"]  # new, and hal by email
+    assert plan.group_losses == {} and plan.notes == []
+
+
+def test_detail_plans_the_invited_member_of_a_cleared_group_too() -> None:
+    directory, org = _cleared_world()
+    org.member_ids_read = {}
+    org.group_member_ids = {
+        "g-staff": ["ann"],
+        "g-fresh": ["ann", "bob"],
+        "g-linked": [],
+        "g-kept": ["ann"],
+    }
+    plan = make_plan(directory, org, SyncSettings())
+    assert [(c.action, c.subject, c.group) for c in plan.changes if c.group] == [
+        ("member_remove", "ann@x.com", "Staff"),
+        ("member_remove", "ann@x.com", "Fresh"),
+        ("member_remove", "bob@x.com", "Fresh"),
+        ("member_add", "new@x.com", "Fresh"),
+        ("member_add", "hal@x.com", "Linked"),
+    ]
+    assert plan.members_losing_access == 2

@@ -10,7 +10,7 @@ import pytest
 from bwsync.bitwarden import BitwardenClient
 from bwsync.errors import BitwardenAuthError, ConfigError
 from bwsync.model import OrgMember
-from bwsync.snapshot import BackgroundRead, read_org, read_stale_members
+from bwsync.snapshot import BackgroundRead, read_group_members, read_org
 from tests.standins.bitwarden import FakeBitwarden
 
 
@@ -49,16 +49,16 @@ def test_stale_group_members_are_read_once_and_a_vanished_group_dropped(
     stale = [g for g in org.groups if g.external_id in ("sales", "ops")]
     fake_bitwarden.remove_group(ops.id)  # by hand, meanwhile
     fake_bitwarden.clear_requests()
-    read_stale_members(client, org, stale)
-    assert org.stale_member_ids == {sales.id: [a.id]}
+    read_group_members(client, org, stale)
+    assert org.member_ids_read == {sales.id: [a.id]}
     assert [g.id for g in org.groups] == [sales.id]
     assert len(fake_bitwarden.requests_to("group_member_ids")) == 2
     # with --detail they were read already: no request
     detailed = read_org(client, detail=True)
     assert detailed is not None
     fake_bitwarden.clear_requests()
-    read_stale_members(client, detailed, detailed.groups)
-    assert fake_bitwarden.requests == [] and detailed.stale_member_ids == {}
+    read_group_members(client, detailed, detailed.groups)
+    assert fake_bitwarden.requests == [] and detailed.member_ids_read == {}
 
 
 def test_background_read_raises_the_servers_refusal_in_the_caller(
