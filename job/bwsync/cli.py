@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         "the directory) for this run, whatever the limits",
     )
     s.add_argument(
+        "--allow-emptied-groups",
+        type=int,
+        metavar="N",
+        help="allow up to N synced groups to be emptied or deleted for this run, whatever "
+        "BWSYNC_SYNC__MAX_EMPTIED_GROUPS says (--allow-removals does not lift it)",
+    )
+    s.add_argument(
         "--every",
         type=_duration,
         metavar="INTERVAL",
@@ -113,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="check the plan against this removal allowance instead of the limits",
+    )
+    pl.add_argument(
+        "--allow-emptied-groups",
+        type=int,
+        metavar="N",
+        help="check the plan against this allowance of emptied or deleted groups instead of "
+        "BWSYNC_SYNC__MAX_EMPTIED_GROUPS",
     )
     pl.add_argument(
         "--directory-only",
@@ -277,6 +291,7 @@ def _one_sync(
             command="sync",
             force=args.force,
             allow_removals=args.allow_removals,
+            allow_emptied_groups=args.allow_emptied_groups,
             detail=args.detail,
         ),
         client_factory=client_factory,
@@ -340,6 +355,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
             force=args.force,
             detail=args.detail,
             allow_removals=args.allow_removals,
+            allow_emptied_groups=args.allow_emptied_groups,
             bitwarden=not args.directory_only,
         ),
         stop=stop,

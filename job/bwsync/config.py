@@ -353,6 +353,11 @@ class SyncSettings(Section):
     a group that left the directory; each member once) applies nothing and exits 6."""
     max_removal_percent: float = Field(default=10.0, ge=0, le=100)
     """…or more than this percentage of the synced members (those with an externalId)."""
+    max_emptied_groups: int = Field(default=5, ge=0)
+    """A plan that empties or deletes more synced groups than this (groups that left the
+    directory, deleted ones with nobody in them included, and groups the import empties)
+    applies nothing and exits 6. Counted by group, whatever its size: a group of three may
+    grant 500 collections. `--allow-emptied-groups N` lifts it for one run."""
     protected_members: str | None = None
     """Comma-separated emails that bwsync never sends as deleted and never removes or revokes,
     on every server (break-glass and admin accounts). On a server that cannot list members

@@ -167,6 +167,10 @@ class Plan:
     memory: Memory | None = None
     """Without list endpoints: the memory of synced members once this plan is applied (what
     a successful run stores); ``None`` where the server can be read."""
+    emptied_groups: dict[str, str] = field(default_factory=dict)
+    """Group id → name of every synced group this plan empties or deletes: stale ones
+    (deleted ones with nobody in them included) and those the import clears. What
+    ``max_emptied_groups`` counts."""
     group_losses: dict[str, list[str]] = field(default_factory=dict)
     """Group id → ids of the members losing the access it grants: stale groups
     (``_plan_stale``), and synced groups the import clears (``_plan_cleared``)."""
@@ -763,6 +767,7 @@ def _plan_cleared(
     if not members:
         return False
     plan.group_losses[group.id] = members
+    plan.emptied_groups[group.id] = name
     for i in members:
         m = by_id[i]
         plan.changes.append(
@@ -840,6 +845,7 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
             )
         )
         plan.group_losses[g.id] = members
+        plan.emptied_groups[g.id] = g.name
         if detail is None:
             continue
         for i in members:
@@ -869,9 +875,11 @@ def check_safety(
     sync: SyncSettings,
     *,
     allow_removals: int | None = None,
+    allow_emptied_groups: int | None = None,
 ) -> list[str]:
     """Reasons to refuse this plan (empty = safe). ``allow_removals`` is ``--allow-removals``:
-    up to that many removals pass whatever the configured limits say, for this run only.
+    up to that many removals pass whatever the configured limits say, for this run only;
+    ``allow_emptied_groups`` (``--allow-emptied-groups``) does the same for the group limit.
 
     What the limits count is members losing access, each once (``Plan.members_losing_access``):
     removed, revoked, or in one or more synced groups the directory no longer has. A member in
@@ -891,6 +899,7 @@ def check_safety(
             "in the organization: refusing to treat that as every group leaving (check the "
             "source's group filter, path and permissions)"
         )
+    reasons.extend(_group_limit(plan, sync, allow_emptied_groups))
     n = plan.members_losing_access
     if n == 0:
         return reasons
@@ -915,6 +924,28 @@ def check_safety(
                 f"members, over BWSYNC_SYNC__MAX_REMOVAL_PERCENT={sync.max_removal_percent:g}"
             )
     return reasons
+
+
+def _group_limit(plan: Plan, sync: SyncSettings, allowed: int | None) -> list[str]:
+    """The groups this plan empties or deletes, counted by group: the member limits count
+    people, and cannot see a group of three granting 500 collections, nor a deleted group
+    with nobody in it, nor a filter now matching one group in fifty."""
+    k = len(plan.emptied_groups)
+    limit = sync.max_emptied_groups if allowed is None else allowed
+    if k <= limit:
+        return []
+    names = list(plan.emptied_groups.values())
+    shown = ", ".join(names[:10]) + (" …" if k > 10 else "")
+    over = (
+        f"--allow-emptied-groups {allowed}"
+        if allowed is not None
+        else f"BWSYNC_SYNC__MAX_EMPTIED_GROUPS={sync.max_emptied_groups}"
+    )
+    return [
+        f"{k} synced groups would be emptied or deleted ({shown}), over {over}: if that is "
+        f"right, run once with --allow-emptied-groups {k} (--allow-removals does not lift "
+        "this limit)"
+    ]
 
 
 def enforce_safety(reasons: Iterable[str]) -> None:

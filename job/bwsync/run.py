@@ -75,6 +75,8 @@ class RunOptions:
     force: bool = False
     """Ignore the stored hash (and incremental tokens): fetch everything and apply."""
     allow_removals: int | None = None
+    allow_emptied_groups: int | None = None
+    """``--allow-emptied-groups``: replaces ``max_emptied_groups`` for this run."""
     detail: bool = False
     """Read each group's members to plan membership changes (one request per group)."""
     bitwarden: bool = True
@@ -384,7 +386,11 @@ class _Run:
             # Only then does the body differ from bwdc's; otherwise it is not built twice.
             payload = self._payload(directory, plan)
         self.outcome.safety = check_safety(
-            plan, directory, self.sync, allow_removals=self.options.allow_removals
+            plan,
+            directory,
+            self.sync,
+            allow_removals=self.options.allow_removals,
+            allow_emptied_groups=self.options.allow_emptied_groups,
         )
         self.report.safety_breach = bool(self.outcome.safety)
         dry = self.options.command == "plan" or bool(self.outcome.safety)

@@ -657,3 +657,44 @@ def test_a_wrong_member_attribute_on_slapd_empties_no_group_unnoticed(
     code, _, _ = cli("sync")
     assert code == 6
     assert all(fake_bitwarden.group_member_emails(g) for g in fake_bitwarden.groups)
+
+
+# -- the group limit ------------------------------------------------------------------------------
+
+TEAMS = {f"team-{i}": ("ann",) for i in range(1, 7)}
+
+
+def test_more_stale_groups_than_the_group_limit_stop_the_run_whatever_their_size(
+    file_directory: Path, fake_bitwarden: FakeBitwarden, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six one-person groups leave the directory (a group filter now matching only the
+    others, say): one person loses access, well under the member limits, but six groups stop
+    granting whatever collections they grant. Over BWSYNC_SYNC__MAX_EMPTIED_GROUPS (5), exit
+    6; --allow-removals does not lift it, --allow-emptied-groups does. Emptied, they are kept
+    for review; switching to delete mode then deletes six groups with nobody in them, which
+    the member limits cannot see at all: the group limit stops that too."""
+    _file_env(file_directory, {**GROUPS, **TEAMS})
+    assert cli("sync")[0] == 0
+    _file_env(file_directory, GROUPS)
+    code, out, _ = cli("plan", "--output", "text")
+    assert code == 6
+    assert "6 synced groups would be emptied or deleted" in out
+    assert "BWSYNC_SYNC__MAX_EMPTIED_GROUPS=5" in out
+    assert cli("sync", "--allow-removals", "100")[0] == 6
+    assert fake_bitwarden.requests_to("set_group_member_ids") == []
+    assert cli("sync", "--allow-emptied-groups", "5")[0] == 6
+    code, _, err = cli("sync", "--allow-emptied-groups", "6")
+    assert code == 0, err
+    teams = [g for g in fake_bitwarden.groups if g.name.startswith("team-")]
+    assert len(teams) == 6 and all(not fake_bitwarden.group_member_emails(g) for g in teams)
+
+    monkeypatch.setenv("BWSYNC_SYNC__STALE_GROUPS", "delete")
+    code, plan = cli.plan("--force")  # the directory is unchanged
+    assert code == 6
+    assert [c["action"] for c in plan["changes"]] == ["group_delete"] * 6
+    (reason,) = plan["safety"]
+    assert reason.startswith("6 synced groups would be emptied or deleted")
+    monkeypatch.setenv("BWSYNC_SYNC__MAX_EMPTIED_GROUPS", "6")
+    code, _, err = cli("sync", "--force")
+    assert code == 0, err
+    assert not [g for g in fake_bitwarden.groups if g.name.startswith("team-")]

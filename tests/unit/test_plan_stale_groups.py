@@ -338,3 +338,42 @@ def test_detail_plans_the_invited_member_of_a_cleared_group_too() -> None:
         ("member_add", "hal@x.com", "Linked"),
     ]
     assert plan.members_losing_access == 2
+
+
+# -- the group limit --------------------------------------------------------------------------
+
+
+def test_the_group_limit_counts_groups_emptied_deleted_or_cleared() -> None:
+    directory, org = _world()
+    # empty mode: sales and ops are emptied, "empty" has nobody left: 2 groups
+    plan = make_plan(directory, org, ON)
+    assert plan.emptied_groups == {"g-sales": "Sales", "g-ops": "Ops"}
+    # delete mode: the empty group is deleted too, grants and all: 3 groups, 0 more members
+    delete = SyncSettings(remove_missing=True, stale_groups="delete")
+    plan = make_plan(directory, org, delete)
+    assert plan.emptied_groups == {"g-sales": "Sales", "g-ops": "Ops", "g-empty": "Empty"}
+    # and a group the import clears
+    directory.groups = [_g("kept", "Kept")]
+    org.member_ids_read["g-kept"] = ["dan"]
+    plan = make_plan(directory, org, delete)
+    assert list(plan.emptied_groups) == ["g-kept", "g-sales", "g-ops", "g-empty"]
+
+
+def test_the_group_limit_stops_a_plan_the_member_limits_let_through() -> None:
+    directory, org = _world()
+    org.member_ids_read = {"g-sales": [], "g-ops": [], "g-empty": []}
+    sync = SyncSettings(remove_missing=True, stale_groups="delete", max_emptied_groups=2)
+    plan = make_plan(directory, org, sync)
+    assert plan.members_losing_access == 0
+    (reason,) = check_safety(plan, directory, sync)
+    assert reason == (
+        "3 synced groups would be emptied or deleted (Sales, Ops, Empty), over "
+        "BWSYNC_SYNC__MAX_EMPTIED_GROUPS=2: if that is right, run once with "
+        "--allow-emptied-groups 3 (--allow-removals does not lift this limit)"
+    )
+    assert check_safety(plan, directory, sync, allow_removals=100) == [reason]
+    assert check_safety(plan, directory, sync, allow_emptied_groups=3) == []
+    (reason,) = check_safety(plan, directory, sync, allow_emptied_groups=1)
+    assert "over --allow-emptied-groups 1" in reason
+    roomy = sync.model_copy(update={"max_emptied_groups": 3})
+    assert check_safety(plan, directory, roomy) == []
