@@ -49,7 +49,13 @@ from bwsync.errors import (
 )
 from bwsync.http_retry import retry_after, should_retry
 from bwsync.logs import event
-from bwsync.model import BITWARDEN_ENDPOINTS, MemberState, OrgGroup, OrgMember
+from bwsync.model import (
+    BITWARDEN_ENDPOINTS,
+    CollectionGrant,
+    MemberState,
+    OrgGroup,
+    OrgMember,
+)
 from bwsync.redact import redact, remember, strip_userinfo
 from bwsync.setting_files import ca_context
 
@@ -360,6 +366,23 @@ def _error_from_exception(step: str, exc: Exception, url: str) -> BitwardenError
     return BitwardenError(step, f"request to {url} failed: {kind}: {text}", url=url)
 
 
+def _grants(raw: Any) -> tuple[CollectionGrant, ...]:
+    """A group's ``collections`` as listed (null where a server gives none); entries without
+    an id are skipped, flags that are not ``true`` are false."""
+    if not isinstance(raw, list):
+        return ()
+    return tuple(
+        CollectionGrant(
+            str(c["id"]),
+            read_only=c.get("readOnly") is True,
+            hide_passwords=c.get("hidePasswords") is True,
+            manage=c.get("manage") is True,
+        )
+        for c in raw
+        if isinstance(c, dict) and c.get("id")
+    )
+
+
 def _url(request: httpx.Request) -> str:
     """The URL without query or credentials, for messages."""
     u = request.url
@@ -581,7 +604,10 @@ class BitwardenClient:
             return None
         return [
             OrgGroup(
-                id=str(g["id"]), name=str(g.get("name") or ""), external_id=g.get("externalId")
+                id=str(g["id"]),
+                name=str(g.get("name") or ""),
+                external_id=g.get("externalId"),
+                collections=_grants(g.get("collections")),
             )
             for g in data
         ]
@@ -621,6 +647,25 @@ class BitwardenClient:
                 "PUT",
                 f"{self.api_url}/public/groups/{quote(group_id, safe='')}/member-ids",
                 content=orjson.dumps({"memberIds": member_ids}),
+                headers={"Content-Type": "application/json; charset=utf-8"},
+            ),
+        )
+
+    def update_group(self, group_id: str, name: str, external_id: str) -> bool:
+        """Give one group this name and externalId (``PUT /public/groups/{id}``, body
+        ``{"name", "externalId"}``, 200 with the group): how a group the directory now
+        identifies otherwise keeps its members and grants. No ``collections`` on purpose: the
+        server then leaves the grants as they are (stand-in docstring: UpdateGroupCommand
+        keeps them when the list is null). False when the group is gone (a 404, confirmed by
+        ``_write_group``)."""
+        return self._write_group(
+            group_id,
+            "relink group",
+            "update_group",
+            lambda: self._http.build_request(
+                "PUT",
+                f"{self.api_url}/public/groups/{quote(group_id, safe='')}",
+                content=orjson.dumps({"name": name, "externalId": external_id}),
                 headers={"Content-Type": "application/json; charset=utf-8"},
             ),
         )

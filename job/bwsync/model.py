@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
@@ -152,6 +152,7 @@ BITWARDEN_ENDPOINTS = (
     "get_group",
     "group_member_ids",
     "set_group_member_ids",
+    "update_group",
     "delete_group",
     "revoke_member",
     "restore_member",
@@ -189,12 +190,42 @@ class MemberState(msgspec.Struct, frozen=True, rename="camel"):
 
 
 @dataclass(slots=True, frozen=True)
+class CollectionGrant:
+    """What a group grants on one collection (``GET /public/groups``: ``collections[]``)."""
+
+    id: str
+    read_only: bool = False
+    hide_passwords: bool = False
+    manage: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "readOnly": self.read_only,
+            "hidePasswords": self.hide_passwords,
+            "manage": self.manage,
+        }
+
+    def __str__(self) -> str:
+        """The id and, in words, what the grant allows: what an admin re-grants from."""
+        if self.manage:
+            how = "can manage"
+        elif self.read_only:
+            how = "view only" if not self.hide_passwords else "view only, passwords hidden"
+        else:
+            how = "can edit" if not self.hide_passwords else "can edit, passwords hidden"
+        return f"{self.id} ({how})"
+
+
+@dataclass(slots=True, frozen=True)
 class OrgGroup:
     """A group of the organization as ``GET /public/groups`` shows it."""
 
     id: str
     name: str
     external_id: str | None
+    collections: tuple[CollectionGrant, ...] = ()
+    """Its collection grants: what emptying keeps and deleting loses, shown in the plan."""
 
     @property
     def synced(self) -> bool:

@@ -44,6 +44,7 @@ from bwsync.model import (
     STATUS_REVOKED,
     TYPE_ADMIN,
     TYPE_OWNER,
+    CollectionGrant,
     Directory,
     ExternalId,
     OrgGroup,
@@ -60,6 +61,7 @@ Action = Literal[
     "skip",
     "group_create",
     "group_rename",
+    "group_relink",
     "group_empty",
     "group_delete",
     "member_add",
@@ -91,6 +93,9 @@ class Change(msgspec.Struct, frozen=True):
     """For group_empty/group_delete: the organization group id the group endpoints take."""
     members_losing_access: int | None = None
     """For group_empty/group_delete: how many members lose the access the group grants."""
+    collections: tuple[CollectionGrant, ...] = ()
+    """For group_empty/group_delete: what the group grants, which emptying keeps and deleting
+    loses (in the JSON plan in full; the reason names the first ones)."""
 
     def sentence(self, dry_run: bool) -> str:
         verb = {
@@ -102,6 +107,7 @@ class Change(msgspec.Struct, frozen=True):
             "skip": "skip",
             "group_create": "create group",
             "group_rename": "rename group",
+            "group_relink": "relink group",
             "group_empty": "empty group",
             "group_delete": "delete group",
             "member_add": "add",
@@ -130,6 +136,8 @@ class Change(msgspec.Struct, frozen=True):
             out["groupId"] = self.group_id
         if self.members_losing_access is not None:
             out["membersLosingAccess"] = self.members_losing_access
+        if self.action in STALE_GROUP_ACTIONS:
+            out["collections"] = [c.as_dict() for c in self.collections]
         return out
 
 
@@ -239,7 +247,15 @@ def make_plan(
     plan = Plan()
     by_ext, linked, invited = _plan_members(plan, directory, org, sync)
     if directory.groups is not None:
-        _plan_groups(plan, directory, org, by_ext=by_ext, linked=linked, invited=invited)
+        _plan_groups(
+            plan,
+            directory,
+            org,
+            by_ext=by_ext,
+            linked=linked,
+            invited=invited,
+            relinks=relinks(directory, org),
+        )
         if sync.remove_missing:
             _plan_stale(plan, directory, org, sync)
     return plan
@@ -632,6 +648,7 @@ def _plan_groups(
     by_ext: dict[str, OrgMember],
     linked: dict[str, OrgMember],
     invited: set[str],
+    relinks: dict[str, OrgGroup],
 ) -> None:
     org_by_ext = {g.external_id or "": g for g in org.groups if g.synced}
     email_of: dict[str, str] = {}
@@ -646,7 +663,20 @@ def _plan_groups(
         ext = _s(g.external_id)
         name = g.name or ext
         existing = org_by_ext.get(ext)
-        if existing is None:
+        if existing is None and ext in relinks:
+            existing = relinks[ext]
+            plan.changes.append(
+                Change(
+                    "group_relink",
+                    name,
+                    ext,
+                    f"the directory now identifies group {existing.name!r} as {ext!r} (was "
+                    f"{existing.external_id!r}): its externalId changes in place before the "
+                    "import, keeping its members and collection grants",
+                    group_id=existing.id,
+                )
+            )
+        elif existing is None:
             plan.changes.append(Change("group_create", name, ext, "new in the directory"))
         elif existing.name != name:
             plan.changes.append(
@@ -730,6 +760,8 @@ def groups_to_read(directory: Directory, org: OrgSnapshot, sync: SyncSettings) -
         return out
     members = {m.external_id for m in org.members if m.external_id}
     org_by_ext = {g.external_id: g for g in org.groups if g.synced}
+    for new, old in relinks(directory, org).items():
+        org_by_ext.setdefault(new, old)
     for g in directory.groups:
         existing = org_by_ext.get(_s(g.external_id))
         if existing is not None and members.isdisjoint(_s(x) for x in g.user_member_external_ids):
@@ -785,16 +817,46 @@ NO_GROUP_ENDPOINTS = (
 )
 
 
+def relinks(directory: Directory, org: OrgSnapshot) -> dict[str, OrgGroup]:
+    """Synced groups the directory returns under a new id, where the source says so: a
+    directory group whose reference id (the LDAP DN) is the externalId of a synced group,
+    while its own externalId is another (``BWSYNC_LDAP__GROUP_ID_ATTRIBUTE`` just turned on:
+    DN → entryUUID). New externalId → that group. bwsync gives the group its new externalId
+    before the import (``group_relink``, ``PUT /public/groups/{id}`` without collections,
+    which keeps its grants) rather than have the import create a group without any beside
+    it. Never where the new externalId already names a group (two groups with one externalId
+    make every import fail), nor by name alone: a name is no identity."""
+    if directory.groups is None:
+        return {}
+    pairs = {
+        _s(g.reference_id): _s(g.external_id)
+        for g in directory.groups
+        if _s(g.reference_id) != _s(g.external_id)
+    }
+    if not pairs:
+        return {}
+    taken = {g.external_id for g in org.groups if g.synced}
+    out: dict[str, OrgGroup] = {}
+    for g in org.groups:
+        new = pairs.get(g.external_id or "") if g.synced else None
+        if new is not None and new not in taken and new not in out:
+            out[new] = g
+    return out
+
+
 def stale_groups(directory: Directory, org: OrgSnapshot, sync: SyncSettings) -> list[OrgGroup]:
     """Synced groups (with an externalId) that the directory no longer has: deleted there,
-    filtered out, or given a new id (an OpenLDAP DN after a rename). Only with
-    ``remove_missing`` and group sync on; groups made by hand (no externalId, or a blank
-    one: ``OrgGroup.synced``) never are. The
-    run reads these groups' member ids before planning (``OrgSnapshot.member_ids_read``)."""
+    filtered out, or given a new id (an OpenLDAP DN after a rename) that ``relinks`` cannot
+    pair. Only with ``remove_missing`` and group sync on; groups made by hand (no externalId,
+    or a blank one: ``OrgGroup.synced``) never are. The run reads these groups' member ids
+    before planning (``OrgSnapshot.member_ids_read``)."""
     if not sync.remove_missing or directory.groups is None:
         return []
     wanted = {_s(g.external_id) for g in directory.groups}
-    return [g for g in org.groups if g.synced and g.external_id not in wanted]
+    relinked = {g.id for g in relinks(directory, org).values()}
+    return [
+        g for g in org.groups if g.synced and g.external_id not in wanted and g.id not in relinked
+    ]
 
 
 def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSettings) -> None:
@@ -814,12 +876,15 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
         if _s(g.reference_id) != _s(g.external_id)
     }
     created = {c.subject: c.external_id for c in plan.changes if c.action == "group_create"}
-    delete = sync.stale_groups == "delete"
     for g in stale:
         ext = g.external_id or ""
         known = detail.get(g.id) if detail is not None else None
         ids = known if known is not None else org.member_ids_read.get(g.id, [])
         members = [i for i in ids if i in by_id]
+        # A group that is most likely still in the directory under another id is emptied,
+        # never deleted: its grants are what the group it became needs.
+        likely_same = ext in new_id_of or g.name in created
+        delete = sync.stale_groups == "delete" and not likely_same
         if not members and not delete:
             continue  # emptied before: nothing left to take
         if ext in new_id_of:
@@ -830,10 +895,17 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
             why = "gone from the directory's groups: deleted, filtered out, or given a new id"
         n = len(members)
         lose = f"{n} member{'s lose' if n != 1 else ' loses'} the access it grants"
+        grants = _grants_text(g.collections)
         if delete:
-            why += f"; {lose}, and its collection grants are deleted with it"
+            why += f"; {lose}, and its collection grants are deleted with it ({grants})"
+        elif sync.stale_groups == "delete":
+            why += (
+                f"; {lose}; not deleted: the directory has a group of this name or entry under "
+                f"another id, most likely this one, which needs what it grants ({grants}); grant "
+                "those to the new group, then delete this one by hand"
+            )
         else:
-            why += f"; {lose}; the group and its collection grants stay for review"
+            why += f"; {lose}; the group and its collection grants stay for review ({grants})"
         plan.changes.append(
             Change(
                 "group_delete" if delete else "group_empty",
@@ -842,6 +914,7 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
                 why,
                 group_id=g.id,
                 members_losing_access=n,
+                collections=g.collections,
             )
         )
         plan.group_losses[g.id] = members
@@ -860,13 +933,28 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
                     group=g.name,
                 )
             )
-    if created and plan.group_losses:
+    if created and plan.of(*STALE_GROUP_ACTIONS):
         plan.notes.append(
             "groups are created and synced groups are gone in the same plan: where a group "
             "was renamed in a directory whose group ids change on rename (OpenLDAP DNs), the "
             "new group has no collections yet; grant it the old group's collections "
             '(docs/operations.md, "Groups that leave the directory")'
         )
+
+
+#: Collection grants named one by one in a reason; the JSON plan lists them all.
+GRANTS_SHOWN = 10
+
+
+def _grants_text(grants: tuple[CollectionGrant, ...]) -> str:
+    if not grants:
+        return "it grants no collection"
+    n = len(grants)
+    shown = ", ".join(str(c) for c in grants[:GRANTS_SHOWN])
+    more = (
+        f" and {n - GRANTS_SHOWN} more (the JSON plan lists them all)" if n > GRANTS_SHOWN else ""
+    )
+    return f"grants {n} collection{'s' if n != 1 else ''}: {shown}{more}"
 
 
 def check_safety(

@@ -619,8 +619,9 @@ def _apply(
     *,
     unchanged: frozenset[int],
 ) -> None:
-    """POST the import request(s) in order but the ``unchanged`` ones, then revoke/restore
-    through the member endpoints, then empty or delete the stale groups."""
+    """Relink the groups the directory identifies anew, POST the import request(s) in order
+    but the ``unchanged`` ones, then revoke/restore through the member endpoints, then empty
+    or delete the stale groups."""
     done: Counter[str] = Counter()
     try:
         _send(client, payload, plan, stage, unchanged=unchanged, done=done)
@@ -651,6 +652,15 @@ def _send(
             note="these member batches hold only members the organization already has as the "
             "directory says; not sent (--force sends every batch)",
         )
+    for change in plan.of("group_relink"):
+        # Before the import, which then finds the group under its new externalId: its
+        # members are synced as usual and its collection grants stay.
+        assert change.group_id is not None
+        assert change.external_id is not None
+        with stage("apply", step=change.action, subject=change.subject) as info:
+            if not client.update_group(change.group_id, change.subject, change.external_id):
+                info["note"] = "the group was gone already: the import creates it anew"
+        done[change.action] += 1
     for i, req in enumerate(payload.requests, start=1):
         if i - 1 in unchanged:
             continue
@@ -694,6 +704,7 @@ REREAD = frozenset(
         "restore",
         "group_create",
         "group_rename",
+        "group_relink",
         "group_empty",
         "group_delete",
     }
@@ -794,6 +805,9 @@ def _took_effect(
             return status is not None and (status == STATUS_REVOKED) == (change.action == "revoke")
         case "group_create":
             return ext in group_by_ext
+        case "group_relink":
+            group = group_by_ext.get(ext)
+            return group is not None and group.id == change.group_id
         case _:  # group_rename
             group = group_by_ext.get(ext)
             return group is not None and group.name == change.subject

@@ -698,3 +698,127 @@ def test_more_stale_groups_than_the_group_limit_stop_the_run_whatever_their_size
     code, _, err = cli("sync", "--force")
     assert code == 0, err
     assert not [g for g in fake_bitwarden.groups if g.name.startswith("team-")]
+
+
+# -- collection grants: shown before they go, kept where the group is the same ------------------
+
+
+def _grant_each(fake: FakeBitwarden) -> dict[str, str]:
+    """Give every group a collection of its own, as an admin does by hand; name → id."""
+    grants = {}
+    for i, g in enumerate(fake.groups):
+        grants[g.name] = f"c0ffee00-0000-4000-8000-{i:012d}"
+        fake.grant_collection(g.id, grants[g.name])
+    return grants
+
+
+def test_switching_the_group_id_attribute_on_keeps_every_group_and_its_grants(
+    slapd: Slapd,
+    fake_bitwarden: FakeBitwarden,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """OpenLDAP groups synced under their DNs; then BWSYNC_LDAP__GROUP_ID_ATTRIBUTE=entryUUID.
+    Each directory group is the same entry under a new id, which the source tells (its DN is
+    the reference id): bwsync gives the existing group its new externalId before the import
+    (PUT /public/groups/{id} without collections, which keeps them), instead of creating a
+    new group without grants and emptying - or, in delete mode, deleting - the old one."""
+    d = slapd_directory(slapd)
+    _setenv(monkeypatch, {**d.env, **_bitwarden_env(fake_bitwarden, tmp_path)})
+    monkeypatch.setenv("BWSYNC_SYNC__STALE_GROUPS", "delete")
+    assert cli("sync")[0] == 0
+    before = _org(fake_bitwarden)
+    grants = _grant_each(fake_bitwarden)
+    monkeypatch.setenv("BWSYNC_LDAP__GROUP_ID_ATTRIBUTE", "entryUUID")
+    code, plan = cli.plan()
+    assert code == 0, plan
+    groups = f"ou=groups,{d.env['BWSYNC_LDAP__BASE_DN']}"
+    uuid_of = {g: slapd.entry_uuid(f"cn={g},{groups}") for g in GROUPS}
+    assert sorted((c["action"], c["subject"], c["externalId"]) for c in plan["changes"]) == sorted(
+        ("group_relink", g, uuid_of[g]) for g in GROUPS
+    )
+    code, _, err = cli("sync")
+    assert code == 0, err
+    after = _org(fake_bitwarden)
+    assert {n: (i, m) for n, (i, _, m) in after.items()} == {
+        n: (i, m) for n, (i, _, m) in before.items()
+    }
+    assert {n: x for n, (_, x, _) in after.items()} == uuid_of
+    assert {g.name: [c["id"] for c in g.collections] for g in fake_bitwarden.groups} == {
+        n: [c] for n, c in grants.items()
+    }
+    assert len(fake_bitwarden.requests_to("update_group")) == 4
+    summary = [e for e in _events(err) if e["event"] == "summary"][-1]
+    assert summary["applied"] == {"group_relink": 4}
+    code, plan = cli.plan("--force")
+    assert code == 0 and [c for c in plan["changes"] if c["action"].startswith("group_")] == []
+
+
+def test_a_dn_rename_in_delete_mode_names_the_grants_that_go_with_the_old_group(
+    slapd: Slapd,
+    fake_bitwarden: FakeBitwarden,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """With DN ids a rename cannot be told from a deletion: bw-sales is deleted, grants and
+    all, and bw-revenue created without any. The plan (and the log line of the delete) lists
+    what bw-sales granted, so that it can be granted again."""
+    d = slapd_directory(slapd)
+    _setenv(monkeypatch, {**d.env, **_bitwarden_env(fake_bitwarden, tmp_path)})
+    monkeypatch.setenv("BWSYNC_SYNC__STALE_GROUPS", "delete")
+    assert cli("sync")[0] == 0
+    grants = _grant_each(fake_bitwarden)
+    sales = fake_bitwarden.find_group(name="bw-sales")
+    assert sales is not None
+    fake_bitwarden.grant_collection(sales.id, "c0ffee00-0000-4000-8000-0000000000aa")
+    d.rename()
+    code, plan = cli.plan()
+    (delete,) = [c for c in plan["changes"] if c["action"] == "group_delete"]
+    assert delete["subject"] == "bw-sales"
+    assert delete["collections"] == [
+        {"id": grants["bw-sales"], "readOnly": False, "hidePasswords": False, "manage": False},
+        {
+            "id": "c0ffee00-0000-4000-8000-0000000000aa",
+            "readOnly": False,
+            "hidePasswords": False,
+            "manage": False,
+        },
+    ]
+    assert f"grants 2 collections: {grants['bw-sales']}" in delete["reason"]
+    code, _, err = cli("sync", "--allow-removals", "2")
+    assert code == 0, err
+    (line,) = [e for e in _events(err) if e["event"] == "group_delete"]
+    assert grants["bw-sales"] in line["change"]
+
+
+def test_switching_the_group_id_attribute_off_in_delete_mode_deletes_nothing(
+    slapd: Slapd,
+    fake_bitwarden: FakeBitwarden,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Back from entryUUID to DNs: the source no longer reads entryUUID, so the old groups
+    cannot be paired with the new ones by id; but each has a new group of its own name, most
+    likely itself. Delete mode then empties them instead (their grants kept, to copy) and
+    says so."""
+    d = slapd_directory(slapd, BWSYNC_LDAP__GROUP_ID_ATTRIBUTE="entryUUID")
+    _setenv(monkeypatch, {**d.env, **_bitwarden_env(fake_bitwarden, tmp_path)})
+    monkeypatch.setenv("BWSYNC_SYNC__STALE_GROUPS", "delete")
+    assert cli("sync")[0] == 0
+    _grant_each(fake_bitwarden)
+    monkeypatch.delenv("BWSYNC_LDAP__GROUP_ID_ATTRIBUTE")
+    code, plan = cli.plan()
+    actions = sorted((c["action"], c["subject"]) for c in plan["changes"] if "group" in c["action"])
+    assert actions == sorted(
+        [("group_create", g) for g in GROUPS] + [("group_empty", g) for g in GROUPS]
+    )
+    for c in plan["changes"]:
+        if c["action"] == "group_empty":
+            assert "not deleted: the directory has a group of this name" in c["reason"]
+    code, _, err = cli("sync", "--allow-removals", "5")
+    assert code == 0, err
+    assert fake_bitwarden.requests_to("delete_group") == []
+    assert sum(1 for g in fake_bitwarden.groups if g.collections) == 4

@@ -35,7 +35,7 @@ from bwsync.errors import (
     ConfigError,
     Interrupted,
 )
-from bwsync.model import OrgGroup, OrgMember
+from bwsync.model import CollectionGrant, OrgGroup, OrgMember
 from bwsync.stop import StopRequest, active
 from tests.standins.tls import self_signed_tls
 
@@ -830,6 +830,44 @@ def test_delete_a_group(env: Env, client: BitwardenClient, router: Router) -> No
         "/api/public/groups/g1",
     )
     assert ("delete_group", 200) in env.requests
+
+
+def test_list_groups_reads_each_groups_collection_grants(
+    client: BitwardenClient, router: Router
+) -> None:
+    grants = [
+        {"id": "c1", "readOnly": True, "hidePasswords": True, "manage": False},
+        {"id": "c2", "readOnly": False, "hidePasswords": False, "manage": True},
+        {"readOnly": True},  # no id: not a grant bwsync can name
+    ]
+    listed = [
+        {"object": "group", "id": "g1", "name": "Eng", "externalId": "eng", "collections": grants},
+        {"object": "group", "id": "g2", "name": "Ops", "externalId": None, "collections": None},
+    ]
+    router.on("GET", "/api/public/groups", httpx.Response(200, json={"data": listed}))
+    assert client.list_groups() == [
+        OrgGroup(
+            "g1",
+            "Eng",
+            "eng",
+            (CollectionGrant("c1", True, True, False), CollectionGrant("c2", manage=True)),
+        ),
+        OrgGroup("g2", "Ops", None),
+    ]
+
+
+def test_relink_a_group_sends_name_and_external_id_without_collections(
+    env: Env, client: BitwardenClient, router: Router
+) -> None:
+    """No ``collections`` key at all: the server then keeps the group's grants."""
+    group = {"object": "group", "id": "g1", "name": "Eng", "externalId": "uuid-1"}
+    router.on("PUT", "/api/public/groups/g1", httpx.Response(200, json=group))
+    assert client.update_group("g1", "Eng", "uuid-1") is True
+    (put,) = [r for r in router.requests if r.method == "PUT"]
+    assert orjson.loads(put.content) == {"name": "Eng", "externalId": "uuid-1"}
+    assert put.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert ("update_group", 200) in env.requests
+    assert client.update_group("gone", "Eng", "uuid-1") is False  # 404, and its GET 404 too
 
 
 def test_group_writes_on_a_group_already_gone_say_so(

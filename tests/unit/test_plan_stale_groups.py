@@ -12,6 +12,7 @@ from bwsync.config import SyncSettings
 from bwsync.model import (
     STATUS_CONFIRMED,
     TYPE_USER,
+    CollectionGrant,
     Directory,
     Group,
     OrgGroup,
@@ -25,6 +26,7 @@ from bwsync.plan import (
     check_safety,
     groups_to_read,
     make_plan,
+    relinks,
     stale_groups,
 )
 
@@ -156,9 +158,10 @@ def test_detail_lists_each_member_losing_access() -> None:
     assert plan.changes[1].member_id == "ann"
 
 
-def test_reasons_tell_a_new_id_for_the_same_entry_and_a_same_named_group() -> None:
+def _switched() -> tuple[Directory, OrgSnapshot]:
     """An OpenLDAP group whose externalId switched from its DN to its entryUUID
-    (BWSYNC_LDAP__GROUP_ID_ATTRIBUTE), and one re-created under the same name."""
+    (BWSYNC_LDAP__GROUP_ID_ATTRIBUTE): the source gives the DN as its reference id; and one
+    re-created under the same name (a DN move, without the setting)."""
     users = [User("ann", "ann", "ann@x.com")]
     dn = "cn=sales,ou=groups,dc=x"
     directory = Directory(
@@ -168,14 +171,40 @@ def test_reasons_tell_a_new_id_for_the_same_entry_and_a_same_named_group() -> No
             _g("cn=ops,ou=new,dc=x", "ops", "ann"),
         ],
     )
+    grant = CollectionGrant("c1", read_only=True)
     org = OrgSnapshot(
         members=[_m("ann")],
-        groups=[OrgGroup("g1", "sales", dn), OrgGroup("g2", "ops", "cn=ops,ou=old,dc=x")],
+        groups=[
+            OrgGroup("g1", "sales", dn, (grant,)),
+            OrgGroup("g2", "ops", "cn=ops,ou=old,dc=x", (grant,)),
+        ],
         member_ids_read={"g1": ["ann"], "g2": ["ann"]},
     )
+    return directory, org
+
+
+@pytest.mark.parametrize("remove_missing", [False, True])
+def test_a_group_the_source_identifies_anew_is_relinked_not_recreated(
+    remove_missing: bool,
+) -> None:
+    directory, org = _switched()
+    assert relinks(directory, org) == {"4f9c-uuid": org.groups[0]}
+    plan = make_plan(directory, org, SyncSettings(remove_missing=remove_missing))
+    assert [(c.action, c.subject, c.external_id, c.group_id) for c in plan.changes][:2] == [
+        ("group_relink", "sales", "4f9c-uuid", "g1"),
+        ("group_create", "ops", "cn=ops,ou=new,dc=x", None),
+    ]
+    assert "keeping its members and collection grants" in plan.changes[0].reason
+    assert [g.id for g in stale_groups(directory, org, ON)] == ["g2"]  # g1 is not stale
+
+
+def test_no_relink_onto_an_external_id_another_group_has() -> None:
+    directory, org = _switched()
+    org.groups.append(OrgGroup("g3", "sales (new)", "4f9c-uuid"))
+    assert relinks(directory, org) == {}
     plan = make_plan(directory, org, ON)
     assert [(c.action, c.subject) for c in plan.changes] == [
-        ("group_create", "sales"),
+        ("group_rename", "sales"),
         ("group_create", "ops"),
         ("group_empty", "sales"),
         ("group_empty", "ops"),
@@ -184,7 +213,25 @@ def test_reasons_tell_a_new_id_for_the_same_entry_and_a_same_named_group() -> No
     assert "a group of this name under another id ('cn=ops,ou=new,dc=x')" in (
         plan.changes[3].reason
     )
+    assert "grants 1 collection: c1 (view only)" in plan.changes[3].reason
     assert any("grant it the old group's collections" in n for n in plan.notes)
+
+
+def test_delete_mode_empties_a_group_that_is_likely_the_same_and_lists_grants() -> None:
+    directory, org = _switched()
+    org.groups.append(OrgGroup("g3", "sales (new)", "4f9c-uuid"))
+    org.groups.append(OrgGroup("g4", "gone", "gone", (CollectionGrant("c2", manage=True),)))
+    org.member_ids_read["g4"] = []
+    plan = make_plan(directory, org, SyncSettings(remove_missing=True, stale_groups="delete"))
+    stale = [(c.action, c.subject) for c in plan.of("group_empty", "group_delete")]
+    assert stale == [("group_empty", "sales"), ("group_empty", "ops"), ("group_delete", "gone")]
+    assert "not deleted: the directory has a group of this name or entry" in plan.changes[-3].reason
+    (gone,) = plan.of("group_delete")
+    assert gone.collections == (CollectionGrant("c2", manage=True),)
+    assert gone.as_dict()["collections"] == [
+        {"id": "c2", "readOnly": False, "hidePasswords": False, "manage": True}
+    ]
+    assert "(grants 1 collection: c2 (can manage))" in gone.reason
 
 
 def test_safety_counts_each_member_losing_access_once() -> None:

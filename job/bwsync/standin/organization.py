@@ -147,6 +147,9 @@ class Organization:
         self._lock = threading.RLock()
         self._members: dict[str, Member] = {}
         self._groups: dict[str, Group] = {}
+        self._collections: set[str] = set()
+        """Ids of the organization's collections: those seeded, or granted to a group. Only
+        their ids, which is all a group's grants name (the stand-in keeps no items)."""
         self._clear_indexes()
         self._event_types: list[str] = []
         self._event_ids: list[str] = []
@@ -232,6 +235,7 @@ class Organization:
             collections=[_grant(c) for c in collections],
         )
         with self._lock:
+            self._collections.update(c["id"] for c in group.collections)
             self._note_id(group.id)
             old = self._groups.get(group.id)
             if old is not None:
@@ -246,7 +250,13 @@ class Organization:
         """Give a group (by Group, id or external id) access to a collection, as an admin does
         in the Admin Console: the grant a stale group keeps when emptied, loses when deleted."""
         with self._lock:
+            self._collections.add(collection_id)
             self._resolve_group(group).collections.append(_grant(collection_id))
+
+    def add_collection(self, collection_id: str) -> None:
+        """Seed a collection no group is granted (``PUT /public/groups/{id}`` may grant it)."""
+        with self._lock:
+            self._collections.add(collection_id)
 
     @staticmethod
     def _copy(group: Group) -> Group:
@@ -262,6 +272,7 @@ class Organization:
         with self._lock:
             self._members.clear()
             self._groups.clear()
+            self._collections.clear()
             self._clear_indexes()
             self._event_types.clear()
             self._event_ids.clear()
@@ -533,6 +544,21 @@ class Organization:
         kept = [i for i in group.member_ids if i in wanted]
         held = set(kept)
         self._set_group_members(group, kept + [i for i in wanted if i not in held])
+
+    def _update_group(
+        self,
+        group: Group,
+        name: str,
+        external_id: str | None,
+        collections: list[dict[str, Any]] | None,
+    ) -> None:
+        """``Group_Update`` (the row only: name, externalId), or with ``collections``
+        ``Group_UpdateWithCollections`` (the row, and the grants replaced by these)."""
+        group.name = name
+        group.external_id = external_id
+        if collections is not None:
+            group.collections = [dict(c) for c in collections]
+        self._log("Group_Updated", group.id)
 
     def _delete_group(self, group: Group) -> None:
         """``Group_DeleteById``: the group goes, and with it (ON DELETE CASCADE) its

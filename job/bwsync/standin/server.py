@@ -33,11 +33,17 @@ Decisions where the reference is silent (from the server source, see the module'
   revoked member is 400 "Already revoked."; restoring an active one is 400 "Already active.";
   an id outside the organization is 404 with an empty body; success is 200 with an empty body.
   Restore puts the member back in the status it had before (Invited without an account).
-* The group writes bwsync uses for groups that leave the directory, read in bitwarden/server
-  ``ac309aa19ed3`` (``src/Api/AdminConsole/Public/Controllers/GroupsController.cs``,
-  ``Models/Request/UpdateMemberIdsRequestModel.cs``, ``src/Sql/dbo/Stored
-  Procedures/GroupUser_UpdateUsers.sql``, ``Group_DeleteById.sql``, ``Tables/GroupUser.sql``,
-  ``src/Infrastructure.Dapper/DapperHelpers.cs``):
+* The group writes bwsync uses for groups that leave the directory or change ids, read in
+  bitwarden/server ``ac309aa19ed3`` (``src/Api/AdminConsole/Public/Controllers/
+  GroupsController.cs``, ``Models/Request/UpdateMemberIdsRequestModel.cs``,
+  ``GroupCreateUpdateRequestModel.cs``, ``src/Core/AdminConsole/OrganizationFeatures/Groups/
+  UpdateGroupCommand.cs``, ``src/Infrastructure.Dapper/AdminConsole/Repositories/
+  GroupRepository.cs``, ``src/Infrastructure.Dapper/Repositories/Repository.cs``
+  (``ReplaceAsync`` → ``Group_Update``), ``src/Sql/dbo/Stored Procedures/
+  GroupUser_UpdateUsers.sql``, ``Group_Update.sql``, ``Group_DeleteById.sql``,
+  ``AdminConsole/Stored Procedures/Group_UpdateWithCollections.sql``,
+  ``Tables/GroupUser.sql``, ``src/Infrastructure.Dapper/DapperHelpers.cs``,
+  ``src/Api/Utilities/ExceptionHandlerFilterAttribute.cs``):
 
   - ``PUT /public/groups/{id}/member-ids``, body ``{"memberIds": [<member id>, ...]}``
     (``group_request``): the group's membership becomes exactly those ids (membership ids,
@@ -50,11 +56,35 @@ Decisions where the reference is silent (from the server source, see the module'
     415. No event is logged (the controller calls the repository directly).
   - ``DELETE /public/groups/{id}``: the group is deleted, and with it (``ON DELETE CASCADE``)
     its memberships and collection grants; 200 with an empty body, no event.
-  - Both: a group of no organization of the key's, or an id that is not a GUID, is 404 with an
-    empty body (``_find``); no or a bad token, 401, as every endpoint. (A route id that is not
-    a GUID fails ASP.NET's model binding, which the public API's model-state filter would
-    answer with 400, inferred; every endpoint here answers 404 alike, and bwsync only sends
-    ids the server gave it.)
+  - ``PUT /public/groups/{id}``, body ``{"name", "externalId", "collections"}``
+    (``GroupCreateUpdateRequestModel``, bound by ``group_request.parse_group_update``): the
+    group's name and externalId become the request's (a missing externalId clears it: "If a
+    property is not provided, the value of the existing property will be reset"). Without
+    ``collections`` (missing or null) the group's collection grants are **kept**:
+    ``UpdateGroupCommand.SaveGroupWithCollectionsAsync`` calls ``ReplaceAsync(group)``, which
+    runs ``Group_Update`` (the ``Group`` row only; the Entity Framework back-ends update the
+    entity alone too), and only a non-null list goes to ``Group_UpdateWithCollections``,
+    which replaces the grants. bwsync relies on this to give a group a new externalId without
+    touching what it grants, and never sends ``collections``. Answers 200 with the
+    ``GroupResponseModel`` of the request (``collections`` null when none were given); event
+    ``Group_Updated``. Errors, in the server's order: a body that does not bind or validate
+    (``name`` required and at most 100 characters, ``externalId`` at most 300, each
+    collection's ``id`` and ``readOnly`` required) 400 model state; an unknown group 404
+    empty; ``UseGroups`` off 400 "This organization cannot use groups."; a collection of no
+    collection of the organization 404 "Resource not found."; ``manage`` with ``readOnly``
+    or ``hidePasswords`` 400. Not modelled: the DefaultUserCollection check (the stand-in
+    has no collection types) and a collection given twice (a SQL error).
+  - All of this is the **MSSQL path** (Dapper and the stored procedures: the cloud and the
+    standard self-hosted install). The Entity Framework back-ends (PostgreSQL, MySQL, SQLite;
+    ``src/Infrastructure.EntityFramework/AdminConsole/Repositories/GroupRepository.cs``)
+    differ where bwsync never goes: a null ``memberIds`` list fails there (500) where MSSQL
+    empties the group, and an id given twice is inserted once; bwsync always sends a list
+    (``[]``). Only ``PUT /public/groups/{id}`` logs an event.
+  - All three: a group of no organization of the key's, or an id that is not a GUID, is 404
+    with an empty body (``_find``); no or a bad token, 401, as every endpoint. (A route id
+    that is not a GUID fails ASP.NET's model binding, which the public API's model-state
+    filter would answer with 400, inferred; every endpoint here answers 404 alike, and bwsync
+    only sends ids the server gave it.)
 * Unknown paths answer 404 with an empty body; a known path with another method, 405.
 
 The tests extend it (``tests/standins/bitwarden``) with injected faults, the cloud's rate
@@ -80,7 +110,7 @@ import msgspec
 import orjson
 
 from bwsync.model import BITWARDEN_ENDPOINTS, STATUS_REVOKED, TYPE_OWNER
-from bwsync.standin.group_request import parse_member_ids
+from bwsync.standin.group_request import parse_group_update, parse_member_ids
 from bwsync.standin.http import (
     BitwardenHttpServer,
     HttpError,
@@ -377,6 +407,7 @@ class BitwardenStandIn(OfficialImport):
             ("GET", ["groups"], "list_groups"),
             ("GET", ["groups", "*"], "get_group"),
             ("GET", ["groups", "*", "member-ids"], "group_member_ids"),
+            ("PUT", ["groups", "*"], "update_group"),
             ("PUT", ["groups", "*", "member-ids"], "set_group_member_ids"),
             ("DELETE", ["groups", "*"], "delete_group"),
         ]
@@ -437,6 +468,8 @@ class BitwardenStandIn(OfficialImport):
             return self._import_official(headers, raw)
         if endpoint == "set_group_member_ids":
             return self._ep_set_group_member_ids(params, headers, raw)
+        if endpoint == "update_group":
+            return self._ep_update_group(params, headers, raw)
         handler: Callable[[list[str]], Response] = getattr(self, "_ep_" + endpoint)
         return handler(params)
 
@@ -627,6 +660,36 @@ class BitwardenStandIn(OfficialImport):
             raise unhandled()  # PK_GroupUser: the same new member inserted twice
         self._replace_group_members(group, known)
         return Response(200)
+
+    def _ep_update_group(self, params: list[str], headers: dict[str, str], raw: bytes) -> Response:
+        """``GroupsController.Put`` then ``UpdateGroupCommand.UpdateGroupAsync`` (module
+        docstring): binding first (400), then the group (404, empty), then the command's
+        checks, then the row (and the grants, when the request gives collections)."""
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in ("application/json", "text/json") and not ctype.endswith("+json"):
+            return Response(415)
+        update = parse_group_update(raw)
+        group: Group = self._find(self._groups, params[0])
+        if not self.use_groups:
+            raise HttpError(public_error(400, "This organization cannot use groups."))
+        if update.collections:
+            if any(c["id"] not in self._collections for c in update.collections):
+                raise HttpError(public_error(404, "Resource not found."))
+            if any(
+                c["manage"] and (c["readOnly"] or c["hidePasswords"]) for c in update.collections
+            ):
+                raise HttpError(
+                    public_error(
+                        400,
+                        "The Manage property is mutually exclusive and cannot be true while the "
+                        "ReadOnly or HidePasswords properties are also true.",
+                    )
+                )
+        self._update_group(group, update.name, update.external_id, update.collections)
+        body = group.as_json()
+        if update.collections is None:
+            body["collections"] = None  # the response echoes the request's (none)
+        return json_response(200, body)
 
     def _ep_delete_group(self, params: list[str]) -> Response:
         """``GroupsController.Delete`` then ``Group_DeleteById`` (module docstring)."""

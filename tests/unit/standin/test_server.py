@@ -433,10 +433,121 @@ def test_delete_group_takes_memberships_and_grants_with_it(
     assert again is not None and again.id != gid and again.collections == []
 
 
+# ---- PUT /public/groups/{id}: name and externalId, grants kept without collections ---------
+
+C1, C2 = "c0ffee00-0000-4000-8000-000000000001", "c0ffee00-0000-4000-8000-000000000002"
+
+
+def test_put_group_without_collections_keeps_the_grants(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    gid, ids = _synced_group(api, fake_bitwarden)
+    fake_bitwarden.grant_collection(gid, C1)
+    events = len(fake_bitwarden.events)
+    r = api.put(f"/groups/{gid}", {"name": "Engineering", "externalId": "uuid-1"})
+    assert r.status_code == 200
+    assert r.json() == {
+        "object": "group",
+        "id": gid,
+        "name": "Engineering",
+        "externalId": "uuid-1",
+        "collections": None,
+    }
+    (group,) = api.get("/groups").json()["data"]
+    assert (group["name"], group["externalId"]) == ("Engineering", "uuid-1")
+    assert [c["id"] for c in group["collections"]] == [C1]  # kept
+    assert api.get(f"/groups/{gid}/member-ids").json() == ids[:3]  # members untouched
+    assert fake_bitwarden.events[events:] == [("Group_Updated", gid)]
+    # "collections": null is the same as none; a missing externalId clears it
+    r = api.put(f"/groups/{gid}", {"NAME": "Eng", "collections": None})
+    assert r.status_code == 200 and r.json()["externalId"] is None
+    assert fake_bitwarden.find_group(name="Eng").collections == [  # type: ignore[union-attr]
+        {"id": C1, "readOnly": False, "hidePasswords": False, "manage": False}
+    ]
+
+
+def test_put_group_with_collections_replaces_the_grants(
+    api: Api, fake_bitwarden: FakeBitwarden
+) -> None:
+    gid, _ = _synced_group(api, fake_bitwarden)
+    fake_bitwarden.grant_collection(gid, C1)
+    fake_bitwarden.add_collection(C2)
+    grant = {"id": C2.upper(), "readOnly": True, "hidePasswords": True}
+    r = api.put(f"/groups/{gid}", {"name": "Eng", "externalId": "eng", "collections": [grant]})
+    assert r.status_code == 200
+    want = [{"id": C2, "readOnly": True, "hidePasswords": True, "manage": False}]
+    assert r.json()["collections"] == want
+    assert fake_bitwarden.find_group(external_id="eng").collections == want  # type: ignore[union-attr]
+    r = api.put(f"/groups/{gid}", {"name": "Eng", "externalId": "eng", "collections": []})
+    assert r.status_code == 200 and r.json()["collections"] == []
+    assert fake_bitwarden.find_group(external_id="eng").collections == []  # type: ignore[union-attr]
+
+
+def test_put_group_errors_in_the_servers_order(api: Api, fake_bitwarden: FakeBitwarden) -> None:
+    gid, _ = _synced_group(api, fake_bitwarden)
+    path = f"/groups/{gid}"
+    assert_model_error(api.put(path, raw=b""), {"": ["Body is empty."]})
+    assert_model_error(
+        api.put(path, {"externalId": "x"}), {"Name": ["The Name field is required."]}
+    )
+    assert_model_error(api.put(path, {"name": "  "}), {"Name": ["The Name field is required."]})
+    assert_model_error(
+        api.put(path, {"name": "n" * 101, "externalId": "x" * 301}),
+        {
+            "Name": ["The field Name must be a string with a maximum length of 100."],
+            "ExternalId": ["The field ExternalId must be a string with a maximum length of 300."],
+        },
+    )
+    assert_model_error(
+        api.put(path, {"name": "Eng", "externalId": 7}),
+        {
+            "$.externalId": [
+                "The JSON value could not be converted to System.String. Path: $.externalId"
+            ]
+        },
+    )
+    assert_model_error(
+        api.put(path, {"name": "Eng", "collections": [{"hidePasswords": True}]}),
+        {
+            "Collections[0].Id": ["The Id field is required."],
+            "Collections[0].ReadOnly": ["The ReadOnly field is required."],
+        },
+    )
+    nullable_guid = "System.Nullable`1[System.Guid]"
+    assert_model_error(
+        api.put(path, {"name": "Eng", "collections": [{"id": "nope", "readOnly": True}]}),
+        {
+            "$.collections[0].id": [
+                f"The JSON value could not be converted to {nullable_guid}. "
+                "Path: $.collections[0].id"
+            ]
+        },
+    )
+    unknown = "0b7f8f0e-8d0a-4f63-9a55-111111111111"
+    # binding before the group: 400 for an unknown group too; then 404 empty
+    assert api.put(f"/groups/{unknown}", raw=b"").status_code == 400
+    r = api.put(f"/groups/{unknown}", {"name": "Eng"})
+    assert (r.status_code, r.content) == (404, b"")
+    assert api.put(path, raw=b'{"name": "Eng"}', ctype="text/plain").status_code == 415
+    # a collection the organization does not have; manage with read-only
+    r = api.put(path, {"name": "Eng", "collections": [{"id": unknown, "readOnly": False}]})
+    assert r.status_code == 404 and r.json()["message"] == "Resource not found."
+    fake_bitwarden.add_collection(C1)
+    both = {"id": C1, "readOnly": True, "manage": True}
+    r = api.put(path, {"name": "Eng", "collections": [both]})
+    assert r.status_code == 400 and r.json()["message"].startswith("The Manage property is")
+    fake_bitwarden.use_groups = False
+    r = api.put(path, {"name": "Eng"})
+    assert r.status_code == 400 and r.json()["message"] == "This organization cannot use groups."
+    group = fake_bitwarden.find_group(external_id="eng")
+    assert group is not None and group.name == "Eng" and group.collections == []  # unchanged
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
         ("PUT", "/groups/{x}/member-ids"),
+        ("PUT", "/groups/{x}"),
         ("DELETE", "/groups/{x}"),
         ("DELETE", "/groups/not-a-guid"),
     ],
@@ -445,7 +556,7 @@ def test_group_writes_unknown_group_is_404_and_no_token_401(
     api: Api, method: str, path: str
 ) -> None:
     url = "/api/public" + path.format(x="0b7f8f0e-8d0a-4f63-9a55-111111111111")
-    content = orjson.dumps({"memberIds": []}) if method == "PUT" else None
+    content = orjson.dumps({"memberIds": [], "name": "n"}) if method == "PUT" else None
     headers = {"Content-Type": "application/json"}
     r = api.http.request(method, url, content=content, headers={**headers, **api.headers()})
     assert (r.status_code, r.content) == (404, b"")
@@ -459,9 +570,11 @@ def test_group_writes_are_recorded_under_their_names(
     gid, _ = _synced_group(api, fake_bitwarden)
     fake_bitwarden.clear_requests()
     api.put(f"/groups/{gid}/member-ids", {"memberIds": []})
+    api.put(f"/groups/{gid}", {"name": "Eng", "externalId": "eng"})
     api.delete(f"/groups/{gid}")
     assert [(r.method, r.endpoint, r.status) for r in fake_bitwarden.requests] == [
         ("PUT", "set_group_member_ids", 200),
+        ("PUT", "update_group", 200),
         ("DELETE", "delete_group", 200),
     ]
-    assert len(fake_bitwarden.writes()) == 2
+    assert len(fake_bitwarden.writes()) == 3

@@ -64,6 +64,7 @@ def test_vw_has_no_list_endpoints_and_401_is_rocket_json(vw: Api) -> None:
     group = "0b7f8f0e-8d0a-4f63-9a55-111111111111"
     for r in (
         vw.put(f"/groups/{group}/member-ids", {"memberIds": []}),
+        vw.put(f"/groups/{group}", {"name": "G", "externalId": "g"}),
         vw.delete(f"/groups/{group}"),
     ):
         assert r.status_code == 404  # no group endpoints: its catcher, as for every /public/*
