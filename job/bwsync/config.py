@@ -432,8 +432,9 @@ class LdapSettings(SourceSection):
     """Attribute holding the group's name; `cn` is the fallback. Default `cn` (AD: `name`)."""
     group_id_attribute: str | None = None
     """Attribute whose value becomes a group's externalId instead of its DN, e.g. `entryUUID`,
-    so that a renamed or moved group stays the same Bitwarden group. Default unset: the DN (AD:
-    `objectGUID`), as bwdc, which keeps its import bodies and hash; see the LDAP guide."""
+    so that a renamed or moved group stays the same Bitwarden group. Every group must have it
+    as text, or the run stops (exit 3). Default unset: the DN (AD: `objectGUID`), as bwdc,
+    which keeps its import bodies and hash; see the LDAP guide."""
     member_attribute: str | None = None
     """Attribute listing a group's members, as DNs or uids. Default `member`."""
     email_prefix_attribute: str | None = None

@@ -822,3 +822,20 @@ def test_switching_the_group_id_attribute_off_in_delete_mode_deletes_nothing(
     assert code == 0, err
     assert fake_bitwarden.requests_to("delete_group") == []
     assert sum(1 for g in fake_bitwarden.groups if g.collections) == 4
+
+
+def test_a_group_id_attribute_the_groups_lack_stops_the_run_before_anything_is_sent(
+    slapd: Slapd,
+    fake_bitwarden: FakeBitwarden,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A misspelt attribute, or one an ACL hides: exit 3 naming it, nothing sent (the groups
+    would otherwise be synced under their DNs, and switch ids when it becomes readable)."""
+    d = slapd_directory(slapd, BWSYNC_LDAP__GROUP_ID_ATTRIBUTE="entryUID")
+    _setenv(monkeypatch, {**d.env, **_bitwarden_env(fake_bitwarden, tmp_path)})
+    code, _, err = cli("sync")
+    assert code == 3
+    assert "4 groups have no entryUID (BWSYNC_LDAP__GROUP_ID_ATTRIBUTE)" in err
+    assert fake_bitwarden.writes() == []

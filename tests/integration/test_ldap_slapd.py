@@ -423,3 +423,60 @@ def test_both_engines_return_identical_directories(slapd: Slapd, company: str) -
         pure = fetch(slapd, company, "ldap3", **kw)
         assert fast == pure
         assert fast.groups  # not vacuous
+
+
+# -- BWSYNC_LDAP__GROUP_ID_ATTRIBUTE: every group has it, as text ------------------------------
+
+
+def _id_tree(slapd: Slapd, name: str) -> tuple[str, str]:
+    base = slapd.new_tree(name)
+    people, groups = f"ou=people,{base}", f"ou=groups,{base}"
+    slapd.add([(f"uid=ann,{people}", person("ann", mail="ann@example.com"))])
+    return base, groups
+
+
+def test_group_id_attribute_missing_on_a_group_is_a_directory_error(
+    slapd: Slapd, engine: str
+) -> None:
+    """A group the bind account cannot read the attribute of (an ACL, or an entry without it)
+    would otherwise be synced under its DN today and under the attribute once the ACL is
+    fixed: a new group without grants, the old one emptied. So it stops the run (exit 3),
+    naming the groups and the attribute."""
+    base, groups = _id_tree(slapd, "gidmissing")
+    ann = f"uid=ann,ou=people,{base}"
+    has = {"objectClass": "groupOfNames", "cn": "has", "businessCategory": "id-1", "member": ann}
+    lacks = {"objectClass": "groupOfNames", "cn": "lacks", "member": ann}
+    slapd.add([(f"cn=has,{groups}", has), (f"cn=lacks,{groups}", lacks)])
+    with pytest.raises(LdapError) as info:
+        fetch(slapd, base, engine, group_id_attribute="businessCategory")
+    text = str(info.value)
+    assert info.value.exit_code == 3
+    assert (
+        f"1 groups have no businessCategory (BWSYNC_LDAP__GROUP_ID_ATTRIBUTE): cn=lacks,{groups}"
+        in text
+    )
+    assert "read it" in text
+    d = fetch(slapd, base, engine)  # without the setting: DNs, as bwdc
+    assert sorted(g.external_id for g in d.groups or []) == [
+        f"cn=has,{groups}",
+        f"cn=lacks,{groups}",
+    ]
+
+
+def test_group_id_attribute_with_a_value_that_is_not_text_is_a_directory_error(
+    slapd: Slapd, engine: str
+) -> None:
+    """A binary value (``jpegPhoto`` here; an ``objectGUID``-like attribute elsewhere) is no
+    externalId: decoding it loosely would give different groups one id, and the import
+    fails on duplicate group externalIds (HTTP 500). Refused, naming the group."""
+    base, groups = _id_tree(slapd, "gidbinary")
+    slapd.add_ldif(
+        f"dn: cn=photo,{groups}\n"
+        "objectClass: groupOfNames\nobjectClass: extensibleObject\ncn: photo\n"
+        f"member: uid=ann,ou=people,{base}\n"
+        "jpegPhoto:: /9j/4AAQSkZJRgABAQ==\n\n"
+    )
+    with pytest.raises(LdapError) as info:
+        fetch(slapd, base, engine, group_id_attribute="jpegPhoto")
+    assert f"cn=photo,{groups}" in str(info.value)
+    assert "not UTF-8 text" in str(info.value)

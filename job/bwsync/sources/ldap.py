@@ -18,7 +18,9 @@ What it reads, as bwdc does:
   group's ``external_id`` is its ``objectGUID``, else its DN, as bwdc; or, with
   ``group_id_attribute`` (``entryUUID``), that attribute's value, so that an OpenLDAP rename
   keeps the Bitwarden group (off by default: it changes the import body and hash; the
-  ``reference_id`` nested groups point at stays the DN either way).
+  ``reference_id`` nested groups point at stays the DN either way, and is how the plan pairs
+  a group switching from its DN to the attribute). With the setting every group must have the
+  attribute as UTF-8 text, or the fetch fails (``_id_problem``): no group falls back to its DN.
 
 Order of users, groups and members is the server's, as bwdc's: it reaches the import body and
 so the hash.
@@ -57,6 +59,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bwsync.config import LdapSettings, SyncSettings
+from bwsync.errors import LdapError
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.ldap_wire import Attrs, Entry, Wire, WireError, WireOptions, make_wire
@@ -504,7 +507,8 @@ class LdapSource:
             "objectguid",
         )
         lid = plan.group_id_attribute.lower() if plan.group_id_attribute else None
-        without_id = 0
+        without_id: list[str] = []
+        not_text: list[str] = []
         found: list[tuple[Group, list[str]]] = []
         for page in wire.search(
             plan.group_base,
@@ -538,21 +542,19 @@ class LdapSource:
                     continue
                 ext = guid_string(guid) if guid is not None and len(guid) == 16 else dn
                 if lid is not None:
-                    if own_id:
-                        ext = own_id.decode("utf-8", "replace")
-                    else:
-                        without_id += 1
+                    try:
+                        ext = own_id.decode("utf-8") if own_id else ""
+                    except UnicodeDecodeError:
+                        not_text.append(dn)
+                    if not ext.strip():
+                        without_id.append(dn)
                 group = Group(dn, ext, label.decode("utf-8", "replace"))
                 if ranged is not None:
                     members = [*members, *self._rest_of_range(wire, dn, member_attr, ranged)]
                 found.append((group, [v.decode("utf-8", "replace") for v in members]))
-        if without_id:
-            log.warning(
-                "%d groups have no %s (BWSYNC_LDAP__GROUP_ID_ATTRIBUTE): their %s is their "
-                "externalId instead",
-                without_id,
-                plan.group_id_attribute,
-                "objectGUID or DN" if plan.active_directory else "DN",
+        if without_id or not_text:
+            raise LdapError(
+                _id_problem(self.server, plan.group_id_attribute or "", without_id, not_text)
             )
         return found
 
@@ -628,3 +630,29 @@ class LdapSource:
         finally:
             wire.close()
         return results
+
+
+#: Groups named one by one in the error about their id attribute.
+NAMED_GROUPS = 10
+
+
+def _id_problem(server: str, attribute: str, missing: list[str], not_text: list[str]) -> str:
+    """Why the groups' ``group_id_attribute`` cannot be their externalId (exit 3). Falling
+    back to the DN for some would sync those groups under their DN today and under the
+    attribute once it is readable: a new Bitwarden group without grants, the old one
+    emptied. A value that is not UTF-8 text (a binary attribute) has no faithful text form
+    bwsync could promise to keep."""
+    parts = []
+    for dns, what in (
+        (missing, f"have no {attribute} (BWSYNC_LDAP__GROUP_ID_ATTRIBUTE)"),
+        (not_text, f"have a {attribute} that is not UTF-8 text (a binary attribute)"),
+    ):
+        if dns:
+            more = f" and {len(dns) - NAMED_GROUPS} more" if len(dns) > NAMED_GROUPS else ""
+            parts.append(f"{len(dns)} groups {what}: {'; '.join(dns[:NAMED_GROUPS])}{more}")
+    return (
+        f"LDAP {server}: " + ". ".join(parts) + ". Every group needs the attribute as its "
+        "externalId, or none does: check that the bind account may read it on every group "
+        f"(the ACL, e.g. attrs=...,{attribute}), that it is a text attribute every group has "
+        "(entryUUID, nsUniqueId, ipaUniqueID), or unset the setting to use DNs"
+    )

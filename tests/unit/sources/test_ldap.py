@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bwsync.config import LdapSettings, SyncSettings
+from bwsync.errors import LdapError
 from bwsync.model import Group, User
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.ldap import (
@@ -382,12 +383,10 @@ def test_fetch_with_memory_wire() -> None:
     assert wire.opened and wire.closed
 
 
-def test_group_id_attribute_gives_the_group_its_externalid(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_group_id_attribute_gives_the_group_its_externalid() -> None:
     """BWSYNC_LDAP__GROUP_ID_ATTRIBUTE: the value (entryUUID …) is the externalId, the DN stays
-    the reference nested groups point at; an entry without it keeps its DN (with a warning),
-    so a misspelt attribute changes nothing. objectGUID is already the AD default."""
+    the reference nested groups point at; an entry without it (or with a blank one) stops the
+    fetch, naming it: no group falls back to its DN. objectGUID is already the AD default."""
     people, groups = "ou=p," + BASE, "ou=g," + BASE
     parent, child, bare = f"cn=parent,{groups}", f"cn=child,{groups}", f"cn=bare,{groups}"
     wire = FakeWire(
@@ -407,7 +406,6 @@ def test_group_id_attribute_gives_the_group_its_externalid(
                             "member": [f"uid=a,{people}".encode()],
                         },
                     ),
-                    (bare, {"cn": [b"bare"]}),
                 ]
             ],
         }
@@ -417,16 +415,23 @@ def test_group_id_attribute_gives_the_group_its_externalid(
         SyncSettings(),
         wire_factory=wire,
     )
-    with caplog.at_level(logging.WARNING):
-        d = src.fetch(FetchRequest())
+    d = src.fetch(FetchRequest())
     assert [(g.reference_id, g.external_id, g.name) for g in d.groups or []] == [
         (parent, "u-1", "parent"),
         (child, "u-2", "child"),
-        (bare, bare, "bare"),
     ]
     assert d.groups is not None and d.groups[0].group_member_reference_ids == {child: None}
     assert "entryUUID" in wire.searches[0][2]
-    assert "1 groups have no entryUUID" in caplog.text
+    spaces = f"cn=sp,{groups}"
+    wire.pages[groups] = [
+        [
+            *wire.pages[groups][0],
+            (bare, {"cn": [b"bare"]}),
+            (spaces, {"cn": [b"sp"], "entryUUID": [b" "]}),
+        ]
+    ]
+    with pytest.raises(LdapError, match=f"2 groups have no entryUUID .*: {bare}; {spaces}"):
+        src.fetch(FetchRequest())
     assert plan(False, group_id_attribute="entryUUID").group_attributes("member") == [
         "cn",
         "member",
