@@ -876,6 +876,7 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
         if _s(g.reference_id) != _s(g.external_id)
     }
     created = {c.subject: c.external_id for c in plan.changes if c.action == "group_create"}
+    kept_empty: list[str] = []
     for g in stale:
         ext = g.external_id or ""
         known = detail.get(g.id) if detail is not None else None
@@ -886,6 +887,7 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
         likely_same = ext in new_id_of or g.name in created
         delete = sync.stale_groups == "delete" and not likely_same
         if not members and not delete:
+            kept_empty.append(g.name)
             continue  # emptied before: nothing left to take
         if ext in new_id_of:
             why = f"the directory now identifies this group as {new_id_of[ext]!r}"
@@ -933,6 +935,13 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
                     group=g.name,
                 )
             )
+    if kept_empty:
+        shown = ", ".join(kept_empty[:10]) + (" …" if len(kept_empty) > 10 else "")
+        plan.notes.append(
+            f"{len(kept_empty)} synced groups left the directory and are kept empty for review "
+            f"({shown}): they grant nobody anything now, but keep their collection grants; "
+            "delete each by hand once reviewed, or set BWSYNC_SYNC__STALE_GROUPS=delete"
+        )
     if created and plan.of(*STALE_GROUP_ACTIONS):
         plan.notes.append(
             "groups are created and synced groups are gone in the same plan: where a group "

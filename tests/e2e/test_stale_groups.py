@@ -315,10 +315,14 @@ def test_deleted_filtered_out_and_renamed_groups_stop_granting_access(
         "set_group_member_ids"
     ] * len(expected)
 
-    # in step now: a forced run plans nothing for the emptied groups
+    # in step now: a forced run plans nothing for the emptied groups, and names them for
+    # review as long as they are there
     code, plan = cli.plan("--force")
     assert code == 0
     assert [c for c in plan["changes"] if c["action"].startswith("group_")] == []
+    (review,) = [n for n in plan["notes"] if "kept empty for review" in n]
+    assert review.startswith(f"{len(expected)} synced groups left the directory")
+    assert all(name in review for name in expected)
 
 
 def _events(err: str) -> list[dict[str, Any]]:

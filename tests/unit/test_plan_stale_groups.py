@@ -132,6 +132,11 @@ def test_an_emptied_group_is_in_step_on_the_next_run() -> None:
     plan = make_plan(directory, org, ON)
     assert plan.changes == []
     assert check_safety(plan, directory, ON) == []
+    # but named, for the review that is their reason to be kept
+    (note,) = plan.notes
+    assert note.startswith(
+        "3 synced groups left the directory and are kept empty for review (Sales, Ops, Empty)"
+    )
 
 
 def test_detail_lists_each_member_losing_access() -> None:
