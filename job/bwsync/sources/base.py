@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Protocol
 
 from bwsync.model import Directory
@@ -24,11 +23,16 @@ class FetchRequest:
     ``force`` is bwdc's *effectiveForce* (``--force`` or ``overwrite_existing``): ignore any
     incremental state and fetch everything; for AD it also includes deleted objects. ``delta``
     holds the tokens the source returned on the last successful run.
+
+    Whatever these say, a source returns every user and every group in its scope: the plan
+    takes a synced member or group missing from the result for gone from the directory. There
+    is no "changed since the last run" request (bwdc's incremental LDAP and Okta runs are not
+    reproduced); a delta token may only add what a full read cannot see (Entra's deleted
+    users).
     """
 
     force: bool = False
     delta: Mapping[str, str] = field(default_factory=dict)
-    last_sync: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

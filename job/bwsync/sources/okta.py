@@ -3,10 +3,16 @@
 What is read, in this order (the order reaches the import body and so the hash):
 
 1. ``GET /api/v1/users?filter=<f>`` — every user Okta lists by default (all but deprovisioned);
-2. unless the filter is incremental, ``GET /api/v1/users?filter=<status eq "DEPROVISIONED">``
-   (ANDed to ``<f>``), because Okta hides deprovisioned users from plain lists. bwdc runs both
-   queries at once and appends whichever finishes first; we always put regular users first;
+2. unless the query filters on ``lastUpdated``, ``GET /api/v1/users?filter=<status eq
+   "DEPROVISIONED">`` (ANDed to ``<f>``), because Okta hides deprovisioned users from plain
+   lists. bwdc runs both queries at once and appends whichever finishes first; we always put
+   regular users first;
 3. ``GET /api/v1/groups?filter=<g>`` and, per group, ``GET /api/v1/groups/{id}/users``.
+
+All of it, every run: bwdc's incremental runs (``lastUpdated gt "<last sync>"`` ANDed to both
+queries) are not reproduced (README, "Deliberate differences"), and must not come back as they
+were: a group list holding only the groups changed since the last run would make every other
+synced group look gone from the directory, to be emptied (``plan.stale_groups``).
 
 Every list follows the ``Link: <…>; rel="next"`` header. ``SUSPENDED`` users are disabled,
 ``DEPROVISIONED`` users deleted, every other status (``LOCKED_OUT``, ``PASSWORD_EXPIRED``,
@@ -38,7 +44,6 @@ import hashlib
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -227,18 +232,10 @@ class DpopKey:
 # Filters (§7.4)
 
 
-def build_okta_filter(query: str | None, force: bool, last_sync: datetime | None) -> str | None:
-    """bwdc's ``buildOktaFilter``: the native query, ANDed with ``lastUpdated gt`` on
-    incremental runs."""
-    if force or last_sync is None:
-        return query
-    stamp = last_sync.strftime("%Y-%m-%dT%H:%M:%S.") + f"{last_sync.microsecond // 1000:03d}Z"
-    incremental = f'lastUpdated gt "{stamp}"'
-    return f"({query}) and {incremental}" if query else incremental
-
-
 def deprovisioned_filter(base: str | None) -> str | None:
-    """The second users query, or ``None`` for an incremental one (bwdc skips it then)."""
+    """The second users query, or ``None`` when the native query already filters on
+    ``lastUpdated`` (bwdc's ``buildOktaFilter`` test, which bwdc meant for its incremental
+    runs; bwsync has none, see the module docstring, but keeps bwdc's reading of a query)."""
     if base is None:
         return DEPROVISIONED_FILTER
     if "lastUpdated " in base:
@@ -418,19 +415,18 @@ class OktaSource(PacedSource[OktaSettings]):
         group_filter = parse_filter(self.sync.group_filter)
         users: list[User] | None = None
         if self.sync.users:
-            users = self._users(user_filter, request)
+            users = self._users(user_filter)
         groups: list[Group] | None = None
         if self.sync.groups:
-            force = request.force or any(not u.deleted for u in users or ())
-            groups = self._groups(group_filter, force, request)
+            groups = self._groups(group_filter)
             if users is not None and group_filter.set is not None:
                 users = scope_users_to_groups(
                     users, groups, remove_disabled=self.sync.remove_disabled
                 )
         return Directory(users=users, groups=groups)
 
-    def _users(self, flt: Filter, request: FetchRequest) -> list[User]:
-        base = build_okta_filter(flt.query, request.force, request.last_sync)
+    def _users(self, flt: Filter) -> list[User]:
+        base = flt.query
         queries = [base]
         deprovisioned = deprovisioned_filter(base)
         if deprovisioned is not None:
@@ -445,9 +441,10 @@ class OktaSource(PacedSource[OktaSettings]):
                         users.append(user)
         return users
 
-    def _groups(self, flt: Filter, force: bool, request: FetchRequest) -> list[Group]:
-        query = build_okta_filter(flt.query, force, request.last_sync)
-        params = {"filter": query} if query else {}
+    def _groups(self, flt: Filter) -> list[Group]:
+        """Every group the filter keeps, every run: the plan takes a synced group missing from
+        this list for gone from the directory (``plan.stale_groups``), so it must be whole."""
+        params = {"filter": flt.query} if flt.query else {}
         groups: list[Group] = []
         for page in self._pages("/api/v1/groups", params):
             for raw in page:

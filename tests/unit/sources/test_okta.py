@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from bwsync.sources.okta import (
     DpopKey,
     OktaError,
     OktaSource,
-    build_okta_filter,
     client_assertion,
     deprovisioned_filter,
     load_private_key,
@@ -50,14 +48,7 @@ def _source(handler: Handler, sync: SyncSettings | None = None, **kw: Any) -> Ok
 # -- pure helpers ------------------------------------------------------------------------------
 
 
-def test_incremental_filter_as_bwdc_builds_it() -> None:
-    last = datetime(2026, 11, 1, 8, 30, 5, 123456, tzinfo=UTC)
-    assert build_okta_filter(None, True, last) is None
-    assert build_okta_filter('status eq "ACTIVE"', False, None) == 'status eq "ACTIVE"'
-    assert build_okta_filter(None, False, last) == 'lastUpdated gt "2026-11-01T08:30:05.123Z"'
-    assert build_okta_filter('a eq "b"', False, last) == (
-        '(a eq "b") and lastUpdated gt "2026-11-01T08:30:05.123Z"'
-    )
+def test_deprovisioned_query_as_bwdc_builds_it() -> None:
     assert deprovisioned_filter(None) == 'status eq "DEPROVISIONED"'
     assert deprovisioned_filter('a eq "b"') == '(a eq "b") and status eq "DEPROVISIONED"'
     assert deprovisioned_filter('lastUpdated gt "x"') is None
