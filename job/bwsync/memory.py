@@ -8,12 +8,26 @@ would delete. So after every successful apply to such a server it remembers, in 
 * ``members``: the emails it sent as active members and has not revoked or seen removed since
   (Vaultwarden matches members by email, and so does this memory);
 * ``revoked``: the emails it sent as ``deleted: true`` (Vaultwarden revokes those), until they
-  come back.
+  come back;
+* ``rejected``: the externalIds of the active directory entries it left out for an email the
+  servers refuse (``normalize``), and ``held``: the members it therefore did not revoke (see
+  below). Both are usually empty, and then not stored.
 
 That is enough to count and name the members synced before, to revoke those gone since
 (``remove_missing``), and to count what ``overwrite_existing`` would delete, against the
-safety limits (``plan.py``). The memory is written only with a successful run's state; a run
-that failed leaves the previous one.
+safety limits (``plan.py``).
+
+Only emails are remembered, not which directory entry each one was: an entry whose email turns
+into one the servers refuse is left out of the import, and its member looks exactly like one
+who left. So when an entry is left out for the first time, every remembered member then
+absent from the directory is *held*: not revoked (nor deleted by overwrite) while that entry
+stays left out, since any of them may be it. ``held`` keeps those (email, externalId) pairs;
+once the entry is fixed or gone, its held members are judged again like anyone else. A member
+who leaves later, while the same entry stays left out, is not held: the entry was left out
+already when that member was last seen.
+
+The memory is written only with a successful run's state; a run that failed leaves the
+previous one.
 
 The format must fit every state backend at 100,000 members, a Kubernetes ConfigMap (1 MiB in
 all) included. Each set is stored domain first (``example.com@ann.lee``, so that a company's
@@ -51,6 +65,11 @@ CODEC: Final = "domain-fc-bz2-b85"
 
 MEMBERS: Final = "members"
 REVOKED: Final = "revoked"
+REJECTED: Final = "rejected"
+HELD: Final = "held"
+_KNOWN: Final = (MEMBERS, REVOKED, REJECTED, HELD)
+#: Between the email and the externalId of a held pair: no email the servers accept holds it.
+_PAIR: Final = "\x00"
 
 
 class MemoryStateError(StateError):
@@ -66,6 +85,11 @@ class Memory:
     revoked: frozenset[str] = frozenset()
     other: Mapping[str, Any] = field(default_factory=dict)
     """Encoded sets of names this version does not use, kept as they were."""
+    rejected: frozenset[str] = field(default=frozenset(), kw_only=True)
+    """externalIds of the active entries left out for their email by the last apply."""
+    held: frozenset[tuple[str, str]] = field(default=frozenset(), kw_only=True)
+    """(email, externalId): remembered members not revoked because they may be the entry
+    with that externalId, left out for its email (see the module docstring)."""
 
     @classmethod
     def load(cls, raw: Mapping[str, Any] | None, scope: str) -> Memory | None:
@@ -80,15 +104,24 @@ class Memory:
             sets = raw["sets"]
             if not isinstance(sets, dict):
                 raise TypeError("sets is not an object")
-            members = decode_set(sets.get(MEMBERS) or encode_set(()))
-            revoked = decode_set(sets.get(REVOKED) or encode_set(()))
+            members, revoked, rejected, held = (
+                decode_set(sets[name]) if sets.get(name) else [] for name in _KNOWN
+            )
         except (KeyError, TypeError, ValueError, OSError) as exc:  # bz2: OSError
             raise MemoryStateError(
                 f"the memory of synced members in the state cannot be read ({exc}); "
                 "`bwsync state clear` starts over (the next run then cannot judge removals)"
             ) from None
-        other = {k: v for k, v in sets.items() if k not in (MEMBERS, REVOKED)}
-        return cls(scope, frozenset(members), frozenset(revoked), other)
+        other = {k: v for k, v in sets.items() if k not in _KNOWN}
+        pairs = frozenset((e, x) for e, _, x in (p.partition(_PAIR) for p in held))
+        return cls(
+            scope,
+            frozenset(members),
+            frozenset(revoked),
+            other,
+            rejected=frozenset(rejected),
+            held=pairs,
+        )
 
     def dump(self) -> dict[str, Any]:
         """The JSON object stored in the state document."""
@@ -98,9 +131,20 @@ class Memory:
             "sets": {
                 MEMBERS: encode_set(self.members),
                 REVOKED: encode_set(self.revoked),
+                **({REJECTED: encode_set(self.rejected)} if self.rejected else {}),
+                **({HELD: encode_set(_PAIR.join(p) for p in self.held)} if self.held else {}),
                 **self.other,
             },
         }
+
+    def same_sets(self, other: Memory) -> bool:
+        """Whether ``other`` remembers the same (an unchanged memory is not encoded again)."""
+        return (self.members, self.revoked, self.rejected, self.held) == (
+            other.members,
+            other.revoked,
+            other.rejected,
+            other.held,
+        )
 
 
 def scope_of(api_url: str, org_id: str) -> str:

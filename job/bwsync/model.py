@@ -87,6 +87,11 @@ class Rejected:
     entry: str
     """The source's own id of the entry (an LDAP DN, a Graph id, the file's ``id`` …)."""
     email: str
+    external_id: ExternalId = ""
+    """The entry's externalId: it is still in the directory, so the plan must not take the
+    member carrying this externalId for gone (``plan``)."""
+    deleted: bool = False
+    disabled: bool = False
 
 
 RunResult = Literal["success", "no_change", "failed", "safety_stop", "config_error", "interrupted"]

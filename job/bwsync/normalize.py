@@ -57,7 +57,16 @@ def usable_users(
         if problem is not None:
             skipped[problem] += 1
             if rejected is not None:
-                rejected.append(Rejected(problem, user.reference_id, clean))
+                rejected.append(
+                    Rejected(
+                        problem,
+                        user.reference_id,
+                        clean,
+                        user.external_id,
+                        deleted=user.deleted,
+                        disabled=user.disabled,
+                    )
+                )
             continue
         if clean != email:
             user.email = clean

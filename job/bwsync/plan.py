@@ -49,6 +49,7 @@ from bwsync.model import (
     ExternalId,
     OrgGroup,
     OrgMember,
+    Rejected,
     User,
 )
 
@@ -349,7 +350,14 @@ def _plan_members(  # noqa: PLR0915 - the per-user loop is inlined on purpose
         seen_ext, active_ext = _external_ids(
             users, remove_disabled=remove_disabled, any_gone=any_gone
         )
-        changes.extend(_missing(by_ext, active_ext, seen_ext, sync, plan.hazards))
+        left_out_gone: set[str] = set()
+        if directory.rejected:
+            seen_ext, active_ext, left_out_gone = _left_out(
+                plan, directory.rejected, by_ext, (seen_ext, active_ext), sync
+            )
+        changes.extend(
+            _missing(by_ext, active_ext, seen_ext, sync, plan.hazards, left_out_gone=left_out_gone)
+        )
         plan.send_deleted = [
             (c.subject if "@" in c.subject else None, c.external_id or "")
             for c in changes
@@ -372,6 +380,40 @@ def _external_ids(
         return seen, seen
     active = {u.external_id for u in users if not (u.deleted or (remove_disabled and u.disabled))}
     return seen, active
+
+
+def _is_gone(entry: User | Rejected, sync: SyncSettings) -> bool:
+    """Whether this entry goes out as ``deleted: true`` (or would, had its email been sent)."""
+    return entry.deleted or (sync.remove_disabled and entry.disabled)
+
+
+def _left_out(
+    plan: Plan,
+    rejected: list[Rejected],
+    by_ext: dict[str, OrgMember],
+    seen_active: tuple[set[str], set[str]],
+    sync: SyncSettings,
+) -> tuple[set[str], set[str], set[str]]:
+    """The entries left out of the import for their email are still in the directory: their
+    members are neither gone (``remove_missing``) nor deleted from it, so they count as seen,
+    and as active unless the entry is deleted or disabled. Returns (seen, active, externalIds
+    of the deleted/disabled ones). Under ``overwrite_existing`` the server removes the member
+    of an active one all the same (its externalId is missing from the import): a hazard."""
+    seen = seen_active[0] | {r.external_id for r in rejected}
+    gone = {r.external_id for r in rejected if _is_gone(r, sync)}
+    kept = [r for r in rejected if r.external_id not in gone]
+    active = seen_active[1] | {r.external_id for r in kept}
+    if sync.overwrite_existing:
+        for r in kept:
+            m = by_ext.get(r.external_id)
+            if m is not None and m.type != TYPE_OWNER:
+                plan.hazards.append(
+                    f"directory entry {r.entry} ({r.email}) is left out of the import for its "
+                    f"email, and overwrite_existing makes the server remove member "
+                    f"{m.email or m.id}, which carries its externalId: fix the entry's email "
+                    "in the directory, or turn BWSYNC_SYNC__OVERWRITE_EXISTING off"
+                )
+    return seen, active, gone
 
 
 def _plan_gone(
@@ -430,11 +472,15 @@ def _missing(
     seen: set[str],
     sync: SyncSettings,
     hazards: list[str],
+    *,
+    left_out_gone: set[str] | None = None,
 ) -> list[Change]:
     """Synced members without an active entry: removed by the server under overwrite (§3.4
     step 4 spares owners only; members with a deleted entry were planned by ``_plan_gone``),
     or revoked/removed by bwsync under ``remove_missing``, which leaves admins alone too.
-    Protected members are left alone; one the server would remove is added to ``hazards``."""
+    Protected members are left alone; one the server would remove is added to ``hazards``.
+    ``left_out_gone``: deleted or disabled entries left out for their email (seen, but not
+    planned by ``_plan_gone``): overwrite removes their members, nothing else does."""
     out: list[Change] = []
     absent = by_ext.keys() - active  # an organization in step: empty, and no loop at all
     if not absent:
@@ -445,12 +491,20 @@ def _missing(
             continue
         who = m.email or ext
         if protected and (m.email or "").lower() in protected:
-            if sync.overwrite_existing and ext not in seen:
+            unplanned = ext not in seen or (left_out_gone is not None and ext in left_out_gone)
+            if sync.overwrite_existing and unplanned:
                 hazards.append(_overwrite_hazard(who))
             elif sync.remove_missing and ext not in seen:
                 out.append(Change("skip", who, ext, f"{GONE}; {PROTECTED}", m.id))
             continue
         if sync.overwrite_existing:
+            if left_out_gone and ext in left_out_gone:
+                why = (
+                    "deleted or disabled in the directory; its entry is left out for its "
+                    "email, so overwrite_existing removes it"
+                )
+                out.append(Change("remove", who, ext, why, m.id))
+                continue
             if ext in seen:
                 continue  # a deleted or disabled entry: planned once, by _plan_gone
             why = "not in the directory and overwrite_existing is on"
@@ -514,7 +568,9 @@ def _plan_unlisted(
         plan.memory = memory
         return
     active, deleted = _unlisted_entries(plan, directory.users, sync, memory)
-    dropped = _unlisted_absent(plan, active | deleted, sync, memory)
+    left_out = {r.external_id: r for r in directory.rejected if not _is_gone(r, sync)}
+    held = _held(plan, active | deleted, left_out, memory)
+    dropped = _unlisted_absent(plan, active | deleted, sync, memory, held)
     deleted.update(e for e, _ in plan.send_deleted if e)
     if memory is None and sync.remove_missing:
         plan.notes.append(
@@ -528,8 +584,44 @@ def _plan_unlisted(
         scope,
         members=frozenset(active | (remembered - deleted - dropped)),
         revoked=frozenset((revoked | deleted) - active),
+        rejected=frozenset(left_out),
+        held=frozenset((email, r.external_id) for email, rs in held.items() for r in rs),
         other=memory.other if memory is not None else {},
     )
+
+
+def _held(
+    plan: Plan, in_directory: set[str], left_out: dict[str, Rejected], memory: Memory | None
+) -> dict[str, list[Rejected]]:
+    """Remembered members absent from the directory that may be an active entry left out for
+    its email (``bwsync.memory``: only emails are remembered): email → the externalIds of
+    those entries. Held since an earlier run while the entry is still left out, or absent now
+    that an entry is left out for the first time."""
+    if memory is None or not left_out:
+        return {}
+    absent = memory.members - in_directory
+    held: dict[str, list[Rejected]] = {}
+    for email, x in sorted(memory.held):
+        if email in absent and x in left_out:
+            held.setdefault(email, []).append(left_out[x])
+    new = [left_out[x] for x in sorted(left_out.keys() - memory.rejected)]
+    if new:
+        for email in absent - held.keys():
+            held[email] = new
+    if held:
+        names = ", ".join(sorted({r.entry for rs in held.values() for r in rs}))
+        plan.notes.append(
+            f"{len(held)} members absent from the directory are not revoked or deleted: on this "
+            "server bwsync remembers emails only, and cannot tell whether one of them is a "
+            f"directory entry left out for its email ({names}) under its old email. Fix those "
+            "entries (the entry_skipped warnings name them); the members are judged again then"
+        )
+    return held
+
+
+def _held_reason(email: str, entries: list[Rejected]) -> str:
+    which = " or ".join(f"directory entry {r.entry}" for r in entries)
+    return f"{email} may be {which} (left out for its email)"
 
 
 def _refuse_unlisted(sync: SyncSettings, memory: Memory | None) -> None:
@@ -599,12 +691,17 @@ def _unlisted_entries(
 
 
 def _unlisted_absent(
-    plan: Plan, in_directory: set[str], sync: SyncSettings, memory: Memory | None
+    plan: Plan,
+    in_directory: set[str],
+    sync: SyncSettings,
+    memory: Memory | None,
+    held: dict[str, list[Rejected]],
 ) -> set[str]:
     """Remembered members without any directory entry: revoked (``remove_missing``), deleted
     by the server (``overwrite_existing``) or left alone; returns those the server deletes.
     Under overwrite the members revoked earlier are sent as deleted again (``send_deleted``)
-    so that they stay revoked."""
+    so that they stay revoked. A ``held`` member (``_held``) is left alone: under overwrite,
+    which would delete it, that is a hazard."""
     if memory is None:
         return set()
     dropped: set[str] = set()
@@ -614,6 +711,16 @@ def _unlisted_absent(
                 plan.hazards.append(_overwrite_hazard(email))
             elif sync.remove_missing:
                 plan.changes.append(Change("skip", email, email, f"{GONE}; {PROTECTED}"))
+            continue
+        if email in held:
+            maybe = _held_reason(email, held[email])
+            if sync.overwrite_existing:
+                plan.hazards.append(
+                    f"overwrite_existing would make the server delete {maybe}: fix that entry's "
+                    "email in the directory, or turn BWSYNC_SYNC__OVERWRITE_EXISTING off"
+                )
+            elif sync.remove_missing:
+                plan.changes.append(Change("skip", email, email, f"not revoked: {maybe}"))
             continue
         if sync.remove_missing and sync.removal_mode == "revoke":
             plan.changes.append(Change("revoke", email, email, GONE))

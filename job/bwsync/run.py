@@ -415,7 +415,7 @@ class _Run:
             return None
         stored = self.doc.memory if self.doc is not None else None
         old = Memory.load(stored, self._scope) if stored is not None else None
-        if old is not None and (old.members, old.revoked) == (memory.members, memory.revoked):
+        if old is not None and old.same_sets(memory):
             return stored  # unchanged: not compressed again
         with self.stage("memory") as info:
             encoded = memory.dump()

@@ -481,3 +481,66 @@ def test_a_member_removed_by_hand_brings_its_batch_back(
     assert fake_bitwarden.find_member(external_id="u2100") is not None  # invited again
     # batches were left out: not a full apply, so a due reconcile stays due
     assert _state(env)["last_full_reconcile"] == reconciled
+
+
+# -- an entry left out for its email is still in the directory ------------------------------
+
+
+def _twenty_in_staff(env: dict[str, Path], bad: dict[int, str] | None = None) -> None:
+    """u1..u20 in one group; ``bad`` gives some of them an email the servers refuse."""
+    users = [_u(i, email=(bad or {}).get(i, f"user{i}@example.com")) for i in range(1, 21)]
+    staff = [{"id": "g1", "name": "Staff", "members": [f"u{i}" for i in range(1, 21)]}]
+    _directory(env["directory"], users, staff)
+
+
+def test_an_entry_left_out_for_its_email_is_not_taken_for_gone(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """u5's email becomes one the servers refuse (the official server would take this one;
+    bwdc sends it): the entry is left out of the import, but u5 is still in the directory, so
+    remove_missing must not revoke the member, nor take it out of its group."""
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    _twenty_in_staff(env)
+    assert main(["sync"]) == 0
+    _twenty_in_staff(env, bad={5: "user..5@example.com"})
+    capsys.readouterr()
+    assert main(["plan", "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [c for c in plan["changes"] if c["action"] in ("revoke", "remove")] == []
+    assert main(["sync"]) == 0
+    err = capsys.readouterr().err
+    assert '"event":"revoke"' not in err
+    (skipped,) = [e for e in _log_events(err) if e["event"] == "entry_skipped"]
+    assert skipped["entry"] == "u5"
+    m5 = fake_bitwarden.find_member(external_id="u5")
+    assert m5 is not None and m5.status != STATUS_REVOKED
+    assert fake_bitwarden.requests_to("revoke_member") == []
+    assert len(fake_bitwarden.group_member_emails("g1")) == 20
+
+
+def test_overwrite_would_remove_the_member_of_an_entry_left_out_for_its_email(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Under overwrite_existing the server removes every member whose externalId the import
+    does not carry: u5's entry is left out for its email, so the run applies nothing (exit 6)
+    and names the entry, rather than remove a member who is still in the directory."""
+    for i in range(1, 21):  # confirmed members, with master passwords: overwrite may remove them
+        fake_bitwarden.add_member(f"user{i}@example.com", external_id=f"u{i}")
+    _twenty_in_staff(env)
+    assert main(["sync"]) == 0
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    _twenty_in_staff(env, bad={5: "user..5@example.com"})
+    fake_bitwarden.clear_requests()
+    capsys.readouterr()
+    assert main(["sync", "--allow-removals", "5"]) == 6
+    err = capsys.readouterr().err
+    assert "directory entry u5 (user..5@example.com) is left out of the import" in err
+    assert fake_bitwarden.writes() == []
+    m5 = fake_bitwarden.find_member(external_id="u5")
+    assert m5 is not None and m5.status != STATUS_REVOKED

@@ -434,3 +434,85 @@ def test_state_show_counts_the_memory_and_clear_forgets_it(
     assert main(["state", "clear"]) == 0
     monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
     assert main(["sync"]) == 2  # no memory any more: the first-run rule again
+
+
+# -- an entry left out for its email (review of issue 14, finding 1) ---------------------------
+
+
+def _twenty_with(
+    env: Env, *, bad: dict[int, str] | None = None, gone: tuple[int, ...] = ()
+) -> None:
+    """``_twenty``'s users and groups, some given an email the servers refuse, some gone."""
+    users = [
+        _u(i, email=(bad or {}).get(i, f"user{i}@example.com"))
+        for i in range(1, 21)
+        if i not in gone
+    ]
+    env.write(users, [{"id": "all", "name": "All", "members": [f"u{i}" for i in range(1, 21)]}])
+
+
+def test_an_entry_left_out_for_its_email_is_not_revoked_as_gone(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Vaultwarden's memory holds emails: u5's email turning invalid looks like user5@ leaving.
+    bwsync cannot tell which remembered member the entry is, so it revokes nobody it cannot
+    tell apart from that entry (here: user5@ and user19@, who left in the same run), says so,
+    and revokes user19@ once the entry is fixed."""
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    _twenty_with(vw)
+    assert main(["sync"]) == 0
+    _twenty_with(vw, bad={5: "user..5@example.com"}, gone=(19,))
+    capsys.readouterr()
+    assert main(["plan", "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [c for c in plan["changes"] if c["action"] in ("revoke", "remove")] == []
+    held = {c["subject"]: c["reason"] for c in plan["changes"] if c["action"] == "skip"}
+    assert set(held) == {"user5@example.com", "user19@example.com"}
+    assert "directory entry u5 (left out for its email)" in held["user5@example.com"]
+    assert any("not revoked" in n and "u5" in n for n in plan["notes"])
+    assert main(["sync"]) == 0
+    assert set(vw.status().values()) == {STATUS_INVITED}
+    assert len(vw.fake.group_member_emails("all")) == 20
+    # still held on the next runs while the entry is left out ...
+    assert main(["sync", "--force"]) == 0
+    assert set(vw.status().values()) == {STATUS_INVITED}
+    # ... and judged again once it is fixed: user19 left, user5 did not
+    _twenty_with(vw, gone=(19,))
+    assert main(["sync"]) == 0
+    status = vw.status()
+    assert status["user19@example.com"] == STATUS_REVOKED
+    assert status["user5@example.com"] == STATUS_INVITED
+    assert vw.memory_counts() == (19, 1)
+
+
+def test_a_later_leaver_is_revoked_while_an_old_entry_stays_left_out(
+    vw: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry left out run after run holds back only the members that were absent when it
+    was first left out: whoever leaves later is revoked as usual."""
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    _twenty_with(vw)
+    assert main(["sync"]) == 0
+    _twenty_with(vw, bad={5: "user..5@example.com"})
+    assert main(["sync"]) == 0
+    _twenty_with(vw, bad={5: "user..5@example.com"}, gone=(19,))
+    assert main(["sync"]) == 0
+    status = vw.status()
+    assert status["user19@example.com"] == STATUS_REVOKED
+    assert status["user5@example.com"] == STATUS_INVITED
+
+
+def test_overwrite_stops_for_a_member_that_may_be_an_entry_left_out(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty_with(vw)
+    assert main(["sync"]) == 0
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    _twenty_with(vw, bad={5: "user..5@example.com"})
+    vw.fake.clear_requests()
+    capsys.readouterr()
+    assert main(["sync", "--allow-removals", "5"]) == 6
+    err = capsys.readouterr().err
+    assert "user5@example.com may be directory entry u5 (left out for its email)" in err
+    assert vw.fake.requests_to("import") == []
+    assert len(vw.status()) == 20

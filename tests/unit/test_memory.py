@@ -39,6 +39,20 @@ def test_round_trip_through_json() -> None:
     assert SCOPE == "https://vw.example/api organization o-1"
 
 
+def test_entries_left_out_and_members_held_round_trip_and_cost_nothing_when_empty() -> None:
+    memory = Memory(
+        SCOPE,
+        frozenset({"a@x.com", "b@x.com"}),
+        rejected=frozenset({"cn=b,dc=x", "9001"}),
+        held=frozenset({("b@x.com", "cn=b,dc=x"), ("b@x.com", "9001"), ("a@x.com", "x@y\x00z")}),
+    )
+    stored = orjson.loads(orjson.dumps(memory.dump()))
+    assert Memory.load(stored, SCOPE) == memory
+    assert stored["sets"]["held"]["count"] == 3
+    plain = Memory(SCOPE, frozenset({"a@x.com"})).dump()
+    assert set(plain["sets"]) == {"members", "revoked"}  # what an older bwsync wrote
+
+
 def test_another_organization_has_no_memory() -> None:
     stored = Memory(SCOPE, frozenset({"a@x.com"})).dump()
     assert Memory.load(stored, scope_of("https://vw.example/api", "o-2")) is None

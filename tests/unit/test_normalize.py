@@ -156,17 +156,17 @@ def test_usable_users_counts_reasons_and_cleans_emails() -> None:
     }
     # Named with their source entry; those without an email are only counted, as bwdc does.
     assert rejected == [
-        Rejected("email_too_long", "4", "x" * 251 + "@e.com"),
-        Rejected("invalid_email", "cn=6", "not-an-email"),
-        Rejected("email_local_part_too_long", "7", "x" * 65 + "@e.com"),
-        Rejected("invalid_email", "8", "john smith@example.com"),
+        Rejected("email_too_long", "4", "x" * 251 + "@e.com", "4"),
+        Rejected("invalid_email", "cn=6", "not-an-email", "6"),
+        Rejected("email_local_part_too_long", "7", "x" * 65 + "@e.com", "7"),
+        Rejected("invalid_email", "8", "john smith@example.com", "8"),
     ]
 
 
 def test_normalize_carries_the_rejected_entries() -> None:
     d = normalize(Directory(users=[User("a", "a", "a@x.com"), User("b", "b", "b")], groups=None))
     assert [u.external_id for u in d.users or []] == ["a"]
-    assert d.rejected == [Rejected("invalid_email", "b", "b")]
+    assert d.rejected == [Rejected("invalid_email", "b", "b", "b")]
     assert d.skipped == {"invalid_email": 1}
 
 

@@ -284,6 +284,13 @@ def _safety(r: pytest.FixtureRequest) -> str:
     return _raised(lambda: enforce_safety(check_safety(plan, d, sync)))
 
 
+def _left_out_overwrite(r: pytest.FixtureRequest) -> str:
+    sync = SyncSettings(overwrite_existing=True)
+    d = normalize(Directory(users=[User("u0", "u0", "u0..x@x.com")], groups=None))
+    plan = make_plan(d, _org(1), sync)
+    return _raised(lambda: enforce_safety(check_safety(plan, d, sync, allow_removals=9)))
+
+
 def _empty(r: pytest.FixtureRequest) -> str:
     d = Directory(users=[], groups=None)
     return check_safety(make_plan(d, _org(3), SyncSettings()), d, SyncSettings())[0]
@@ -380,6 +387,7 @@ PRODUCERS: dict[str, Producer] = {
     "cannot read file": _unreadable,
     "safety limit reached": _safety,
     "the directory returned no users": _empty,
+    "directory entry … is left out of the import": _left_out_overwrite,
     "… is in BWSYNC_SYNC__PROTECTED_MEMBERS": _protected,
     "BWSYNC_SYNC__OVERWRITE_EXISTING=true": _overwrite_first,
     "BWSYNC_SYNC__REMOVAL_MODE=remove": _remove_mode,
