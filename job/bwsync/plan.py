@@ -534,6 +534,10 @@ def _overwrite_hazard(email: str) -> str:
     )
 
 
+#: Why a directory entry going out as deleted for an email bwsync does not remember counts
+#: as a revocation: Vaultwarden revokes by email, whoever the member is.
+MAYBE_A_MEMBER = "the server revokes a member with this email if it has one"
+
 #: Said in every plan made without list endpoints (``check`` says it too).
 OWNERS_UNSEEN = (
     "this server does not let bwsync see member types: owners and admins are protected from "
@@ -656,6 +660,7 @@ def _unlisted_entries(
     active: set[str] = set()
     deleted: set[str] = set()
     unknown_gone = 0
+    maybe = f"; {MAYBE_A_MEMBER}"
     for u in users:
         email = u.email or ""
         if not (u.deleted or (sync.remove_disabled and u.disabled)):
@@ -681,12 +686,19 @@ def _unlisted_entries(
             changes.append(Change("revoke", email, u.external_id, why))
         elif email not in revoked:
             unknown_gone += 1
+            changes.append(Change("revoke", email, u.external_id, why + maybe))
     if unknown_gone:
         plan.notes.append(
-            f"{unknown_gone} directory entries go out as deleted for emails bwsync did not "
-            "sync as members before: the server revokes a member with such an email if there "
-            "is one (added by hand, or by another tool)"
+            f"{unknown_gone} directory entries go out as deleted for emails bwsync has not "
+            "synced or revoked here before"
+            + (" (it has no memory of this organization yet)" if memory is None else "")
+            + ": the server revokes a member with such an email if there is one (added by "
+            "hand, or by another tool, admins included), so each counts as a revocation "
+            "against the safety limits, once: the next runs remember them as revoked"
         )
+    if memory is None:
+        # The percentage base: the members the import names, as far as bwsync can tell.
+        plan.synced_members = len(active) + unknown_gone
     return active, deleted
 
 

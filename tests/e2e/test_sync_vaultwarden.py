@@ -165,7 +165,9 @@ def test_overwrite_deletes_what_the_plan_counted_and_keeps_the_revoked_revoked(
 ) -> None:
     vw.write([_u(i) for i in range(1, 6)] + [_u(6, deleted=True)])
     vw.fake.add_member("user6@example.com", external_id="u6")
-    assert main(["sync"]) == 0
+    # a first run: user6's deleted entry is a revocation bwsync cannot rule out (1 of 6)
+    assert main(["sync"]) == 6
+    assert main(["sync", "--allow-removals", "1"]) == 0
     assert vw.status()["user6@example.com"] == STATUS_REVOKED
     monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
     vw.write([_u(i) for i in range(1, 5)])  # user5 gone, user6's tombstone gone
@@ -516,3 +518,72 @@ def test_overwrite_stops_for_a_member_that_may_be_an_entry_left_out(
     assert "user5@example.com may be directory entry u5 (left out for its email)" in err
     assert vw.fake.requests_to("import") == []
     assert len(vw.status()) == 20
+
+
+# -- entries marked deleted without a memory (finding 2) ---------------------------------------
+
+
+def test_without_a_memory_entries_marked_deleted_count_against_the_limits(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first run (no memory yet) against an organization bwdc filled: every directory user
+    disabled, REMOVE_DISABLED on. Each entry goes out as deleted and Vaultwarden revokes the
+    member with its email, admins included: bwsync counts each as a revocation it cannot rule
+    out, so the limits stop the run (exit 6) instead of revoking all 21."""
+    for i in range(1, 21):
+        vw.fake.add_member(f"user{i}@example.com", external_id=f"u{i}")
+    admin = vw.fake.add_admin("admin@example.com", external_id="adm")
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_DISABLED", "true")
+    vw.write([_u(i, disabled=True) for i in range(1, 21)]
+             + [{"id": "adm", "email": "admin@example.com", "disabled": True}])  # fmt: skip
+    capsys.readouterr()
+    assert main(["plan", "--output", "json"]) == 6
+    plan = json.loads(capsys.readouterr().out)
+    revokes = [c for c in plan["changes"] if c["action"] == "revoke"]
+    assert len(revokes) == 21
+    assert "the server revokes a member with this email if it has one" in revokes[0]["reason"]
+    assert main(["sync"]) == 6
+    err = capsys.readouterr().err
+    assert "21 removals/revocations are 100.0% of 21" in err
+    assert vw.fake.requests_to("import") == []
+    assert set(vw.status().values()) == {STATUS_CONFIRMED}
+    assert vw.fake.member(admin.id).status == STATUS_CONFIRMED  # type: ignore[union-attr]
+    # reviewed and allowed once: revoked, and remembered as revoked
+    assert main(["sync", "--allow-removals", "21"]) == 0
+    assert set(vw.status().values()) == {STATUS_REVOKED}
+    assert vw.memory_counts() == (0, 21)
+    # the next runs do not count them again
+    vw.write([_u(i, disabled=True) for i in range(1, 21)]
+             + [{"id": "adm", "email": "admin@example.com", "disabled": True}, _u(21)])  # fmt: skip
+    assert main(["sync"]) == 0
+
+
+def test_with_a_memory_entries_marked_deleted_for_unknown_emails_are_counted(
+    vw: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Members bwsync never synced (added by hand, or by bwdc) whose directory entries are
+    marked deleted: Vaultwarden revokes them by email; the plan shows and counts them (3 of
+    20 synced members: over 10 %)."""
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    hand = [vw.fake.add_admin("boss@example.com")] + [
+        vw.fake.add_member(f"hand{i}@example.com") for i in (1, 2)
+    ]
+    users = [_u(i) for i in range(1, 21)]
+    vw.write(
+        users
+        + [{"id": "boss", "email": "boss@example.com", "deleted": True}]
+        + [{"id": f"h{i}", "email": f"hand{i}@example.com", "deleted": True} for i in (1, 2)]
+    )
+    capsys.readouterr()
+    assert main(["plan", "--output", "json"]) == 6
+    plan = json.loads(capsys.readouterr().out)
+    assert [(c["action"], c["subject"]) for c in plan["changes"]] == [
+        ("revoke", "boss@example.com"),
+        ("revoke", "hand1@example.com"),
+        ("revoke", "hand2@example.com"),
+    ]
+    assert main(["sync"]) == 6
+    assert "3 removals/revocations are 15.0% of 20 synced members" in capsys.readouterr().err
+    assert len(vw.fake.requests_to("import")) == 1  # the first sync only
+    assert {vw.fake.member(m.id).status for m in hand} == {STATUS_CONFIRMED}  # type: ignore[union-attr]

@@ -22,6 +22,7 @@ from bwsync.model import (
 )
 from bwsync.plan import (
     GONE,
+    MAYBE_A_MEMBER,
     PROTECTED,
     OrgSnapshot,
     Plan,
@@ -216,7 +217,11 @@ def _u(name: str, **kw: bool) -> User:
 def test_unlisted_first_run_remembers_what_it_sends() -> None:
     d = _d(_u("a"), _u("b"), _u("gone", deleted=True))
     plan = _vw(d, None, remove_missing=True)
-    assert plan.changes == [] and plan.synced_members == 0 and plan.removals == 0
+    # the deleted entry revokes a member with its email if there is one: counted, and the base
+    # of the percentage is what the import names
+    assert _actions(plan) == [("revoke", "gone@x.com")]
+    assert MAYBE_A_MEMBER in plan.changes[0].reason
+    assert plan.synced_members == 3 and plan.removals == 1
     assert any("no memory of the members it synced" in n for n in plan.notes)
     assert plan.memory == Memory(
         SCOPE, frozenset({"a@x.com", "b@x.com"}), frozenset({"gone@x.com"})
@@ -263,8 +268,9 @@ def test_unlisted_plan_against_memory() -> None:
         ("invite", "new@x.com"),
         ("restore", "back@x.com"),
         ("revoke", "off@x.com"),
+        ("revoke", "never@x.com"),  # the server revokes a member with that email, if any
     ]
-    assert plan.synced_members == 3 and plan.removals == 1
+    assert plan.synced_members == 3 and plan.removals == 2
     assert any(n.startswith("1 directory entries go out as deleted") for n in plan.notes)
     assert plan.send_deleted == []  # left@x.com is left alone without remove_missing
     assert plan.memory is not None
