@@ -572,6 +572,8 @@ def _plan_unlisted(
         plan.memory = memory
         return
     active, deleted = _unlisted_entries(plan, directory.users, sync, memory)
+    if sync.overwrite_existing:
+        _unlisted_protected(plan, active, sync)
     left_out = {r.external_id: r for r in directory.rejected if not _is_gone(r, sync)}
     held = _held(plan, active | deleted, left_out, memory)
     dropped = _unlisted_absent(plan, active | deleted, sync, memory, held)
@@ -592,6 +594,15 @@ def _plan_unlisted(
         held=frozenset((email, r.external_id) for email, rs in held.items() for r in rs),
         other=memory.other if memory is not None else {},
     )
+
+
+def _unlisted_protected(plan: Plan, active: set[str], sync: SyncSettings) -> None:
+    """Under ``overwrite_existing`` Vaultwarden deletes every member whose externalId the
+    import does not carry, whoever set it (bwsync, bwdc, an earlier tool), and bwsync cannot
+    see which members carry one: every protected account without an active entry in this
+    import is a hazard, remembered or not, marked deleted in the directory or absent."""
+    for email in sorted(sync.protected - active):
+        plan.hazards.append(_overwrite_hazard(email))
 
 
 def _held(
@@ -676,9 +687,7 @@ def _unlisted_entries(
             continue
         why = "deleted in the directory" if u.deleted else "disabled in the directory"
         if _is_protected(email, sync):
-            plan.protected_external_ids.add(u.external_id)
-            if sync.overwrite_existing and email in remembered:
-                plan.hazards.append(_overwrite_hazard(email))
+            plan.protected_external_ids.add(u.external_id)  # overwrite: _unlisted_protected
             changes.append(Change("skip", email, u.external_id, f"{why}; {PROTECTED}"))
             continue
         deleted.add(email)
@@ -719,9 +728,7 @@ def _unlisted_absent(
     dropped: set[str] = set()
     for email in sorted(memory.members - in_directory):
         if _is_protected(email, sync):
-            if sync.overwrite_existing:
-                plan.hazards.append(_overwrite_hazard(email))
-            elif sync.remove_missing:
+            if sync.remove_missing and not sync.overwrite_existing:  # else _unlisted_protected
                 plan.changes.append(Change("skip", email, email, f"{GONE}; {PROTECTED}"))
             continue
         if email in held:
@@ -747,9 +754,7 @@ def _unlisted_absent(
             plan.changes.append(Change("remove", email, email, why))
     if sync.overwrite_existing:
         for email in sorted(memory.revoked - in_directory - memory.members):
-            if _is_protected(email, sync):
-                plan.hazards.append(_overwrite_hazard(email))
-            else:
+            if not _is_protected(email, sync):  # a protected one: _unlisted_protected
                 plan.send_deleted.append((email, email))  # stays revoked, not deleted
         plan.notes.append(
             "overwrite_existing: the server also deletes every member whose externalId bwsync "

@@ -587,3 +587,46 @@ def test_with_a_memory_entries_marked_deleted_for_unknown_emails_are_counted(
     assert "3 removals/revocations are 15.0% of 20 synced members" in capsys.readouterr().err
     assert len(vw.fake.requests_to("import")) == 1  # the first sync only
     assert {vw.fake.member(m.id).status for m in hand} == {STATUS_CONFIRMED}  # type: ignore[union-attr]
+
+
+# -- protected accounts under overwrite (finding 3) --------------------------------------------
+
+
+def test_overwrite_stops_for_a_protected_account_bwsync_never_synced(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A break-glass admin whose externalId bwdc set long ago, not in the directory: bwsync
+    cannot tell whether it carries an externalId, which overwrite deletes for, so a protected
+    account without an active entry stops the run."""
+    _twenty(vw)
+    glass = vw.fake.add_admin("breakglass@example.com", external_id="bwdc-glass")
+    monkeypatch.setenv("BWSYNC_SYNC__PROTECTED_MEMBERS", "breakglass@example.com")
+    assert main(["sync"]) == 0
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    vw.write([_u(i) for i in range(1, 21)])
+    capsys.readouterr()
+    assert main(["sync"]) == 6
+    assert (
+        "breakglass@example.com is in BWSYNC_SYNC__PROTECTED_MEMBERS, but has no active entry"
+        in capsys.readouterr().err
+    )
+    assert len(vw.fake.requests_to("import")) == 1
+    assert vw.fake.member(glass.id) is not None
+
+
+def test_overwrite_stops_for_a_protected_account_marked_deleted(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A protected entry marked deleted is never sent, so never remembered; overwrite would
+    delete its member all the same."""
+    boss = vw.fake.add_admin("boss@example.com", external_id="boss")
+    monkeypatch.setenv("BWSYNC_SYNC__PROTECTED_MEMBERS", " Boss@Example.com ")
+    users = [_u(i) for i in range(1, 21)]
+    vw.write([*users, {"id": "boss", "email": "boss@example.com", "deleted": True}])
+    assert main(["sync"]) == 0
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    vw.write([*users, {"id": "boss", "email": "Boss@example.com", "deleted": True}])
+    capsys.readouterr()
+    assert main(["sync"]) == 6
+    assert "boss@example.com is in BWSYNC_SYNC__PROTECTED_MEMBERS" in capsys.readouterr().err
+    assert vw.fake.member(boss.id).status == STATUS_CONFIRMED  # type: ignore[union-attr]
