@@ -147,6 +147,11 @@ class Memory:
         )
 
 
+def stored_for(raw: Mapping[str, Any] | None, scope: str) -> bool:
+    """Whether the state holds a memory for this organization (not decoded)."""
+    return raw is not None and raw.get("scope") == scope
+
+
 def scope_of(api_url: str, org_id: str) -> str:
     """What a memory is of: the organization at this API URL."""
     return f"{api_url.rstrip('/')} organization {org_id}"

@@ -655,8 +655,9 @@ def _refuse_unlisted(sync: SyncSettings, memory: Memory | None) -> None:
             "(Vaultwarden?) and bwsync has no memory of the members it synced there yet (a "
             "first run, a cleared state, another organization, or state backend none). The "
             "server deletes every member whose externalId is missing from the import, and "
-            "bwsync could not count them against the safety limits. Run once without "
-            "OVERWRITE_EXISTING (that run remembers the members it sends), then turn it back on"
+            "bwsync could not count them against the safety limits. Run `bwsync sync --force` "
+            "once without OVERWRITE_EXISTING (that run remembers the members it sends), then "
+            "turn it back on"
         )
 
 

@@ -37,8 +37,16 @@ from bwsync.errors import (
     SafetyLimitError,
     StateError,
 )
+from bwsync.fingerprint import plan_fingerprint
 from bwsync.logs import LOGGER, event
-from bwsync.memory import MAX_MEMORY_BYTES, Memory, MemoryStateError, encoded_size, scope_of
+from bwsync.memory import (
+    MAX_MEMORY_BYTES,
+    Memory,
+    MemoryStateError,
+    encoded_size,
+    scope_of,
+    stored_for,
+)
 from bwsync.model import STATUS_REVOKED, Directory, OrgGroup, Rejected, RunReport
 from bwsync.normalize import normalize
 from bwsync.payload import Payload, build_payload, is_new_hash
@@ -204,6 +212,8 @@ class _Run:
         self.uses_bitwarden = options.bitwarden and settings.bitwarden.has_api_key
         """Whether this run talks to Bitwarden (the settings pass made sure that ``sync`` and
         ``plan`` have the API key; ``plan --directory-only`` does not talk to it)."""
+        self.fingerprint = ""
+        """This run's ``plan_fingerprint`` against the state it read."""
 
     def execute(self) -> Outcome:
         try:
@@ -234,6 +244,9 @@ class _Run:
         with self.stage("state_read", backend=self.store.description):
             self.doc = self.store.load()
         self.report.last_success_timestamp = self.doc.last_success_timestamp
+        self.fingerprint = plan_fingerprint(
+            self.sync, memory=stored_for(self.doc.memory, self._scope)
+        )
         self.full_apply = self._decide_full_apply(self.doc)
         self.early = self._read_early()
         directory = self._fetch(self.doc)
@@ -325,13 +338,34 @@ class _Run:
 
     def _decide_full_apply(self, doc: StateDocument) -> bool:
         """Whether this run applies everything, as bwdc would, whatever the directory holds:
-        no hash remembered (a first run, state backend ``none``), ``--force``, or a full
-        reconcile due. It then reads the organization beside the fetch, and sends every batch,
-        since that snapshot may be as old as the fetch. Decided once, so that a reconcile
-        falling due in the middle of a run cannot change its course half-way."""
+        no hash remembered (a first run, state backend ``none``), ``--force``, settings that
+        change the plan but not the import body changed since the last apply (or the state
+        predates their fingerprint: ``bwsync.fingerprint``), or a full reconcile due. It then
+        reads the organization beside the fetch, and sends every batch, since that snapshot
+        may be as old as the fetch. Decided once, so that a reconcile falling due in the
+        middle of a run cannot change its course half-way."""
         every = self.sync.full_reconcile_every
-        due = bool(every and time.time() - (doc.last_full_reconcile or 0) >= every)
-        return self.options.force or doc.hash is None or due
+        if self.options.force:
+            why = "--force"
+        elif doc.hash is None:
+            why = "no hash remembered (a first run, a cleared state, or state backend none)"
+        elif doc.fingerprint is None:
+            why = (
+                "the state was written by an older bwsync, without the fingerprint of the "
+                "settings that change the plan: applying in full once"
+            )
+        elif doc.fingerprint != self.fingerprint:
+            why = (
+                "settings that change the plan but not the import body changed since the last "
+                "apply (remove_missing, removal_mode, stale_groups, protected_members), or the "
+                "memory of synced members is not in the state"
+            )
+        elif every and time.time() - (doc.last_full_reconcile or 0) >= every:
+            why = f"a full reconcile is due (BWSYNC_SYNC__FULL_RECONCILE_EVERY={every})"
+        else:
+            return False
+        event("full_apply", reason=why)
+        return True
 
     def _plan(self, directory: Directory, payload: Payload) -> tuple[Plan, Payload]:
         has_credentials = self.uses_bitwarden
@@ -462,6 +496,7 @@ class _Run:
         full = not self.report.unsent_batches
         _remember_success(self.leased, directory_hash, directory, self.report, full=full)
         self.leased.memory = memory
+        self.leased.fingerprint = plan_fingerprint(self.sync, memory=memory is not None)
         self.report.finished = time.time()
         _record(self.leased, self.report)
         releasing, self.leased = self.leased, None

@@ -544,3 +544,52 @@ def test_overwrite_would_remove_the_member_of_an_entry_left_out_for_its_email(
     assert fake_bitwarden.writes() == []
     m5 = fake_bitwarden.find_member(external_id="u5")
     assert m5 is not None and m5.status != STATUS_REVOKED
+
+
+# -- settings the hash does not cover (review of issue 14, finding 4) --------------------------
+
+
+def test_turning_remove_missing_on_applies_an_unchanged_directory(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """remove_missing changes the plan, not the import body: the unchanged-hash shortcut must
+    not skip the first run with it."""
+    fake_bitwarden.add_member("left@example.com", external_id="left")
+    assert main(["sync"]) == 0
+    fake_bitwarden.clear_requests()
+    assert main(["sync"]) == 0
+    assert fake_bitwarden.requests == []  # unchanged, same settings: nothing at all
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVAL_PERCENT", "50")
+    capsys.readouterr()
+    assert main(["sync"]) == 0
+    left = fake_bitwarden.find_member(external_id="left")
+    assert left is not None and left.status == STATUS_REVOKED
+    events = _log_events(capsys.readouterr().err)
+    (full,) = [e for e in events if e["event"] == "full_apply"]
+    assert "settings that change the plan" in full["reason"]
+    # …and then the shortcut holds again
+    fake_bitwarden.clear_requests()
+    assert main(["sync"]) == 0
+    assert fake_bitwarden.requests == []
+    # the removal mode too: the revoked member is now removed
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVAL_MODE", "remove")
+    assert main(["sync"]) == 0
+    assert fake_bitwarden.find_member(external_id="left") is None
+
+
+def test_switching_stale_groups_to_delete_applies_an_unchanged_directory(
+    env: dict[str, Path], fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVAL_PERCENT", "100")
+    assert main(["sync"]) == 0
+    old = fake_bitwarden.add_group("Old", external_id="old")
+    assert main(["sync", "--force"]) == 0  # emptied (it had no members), kept for review
+    assert fake_bitwarden.find_group(external_id="old") is not None
+    monkeypatch.setenv("BWSYNC_SYNC__STALE_GROUPS", "delete")
+    assert main(["sync"]) == 0
+    assert fake_bitwarden.find_group(external_id="old") is None, old

@@ -630,3 +630,53 @@ def test_overwrite_stops_for_a_protected_account_marked_deleted(
     assert main(["sync"]) == 6
     assert "boss@example.com is in BWSYNC_SYNC__PROTECTED_MEMBERS" in capsys.readouterr().err
     assert vw.fake.member(boss.id).status == STATUS_CONFIRMED  # type: ignore[union-attr]
+
+
+# -- a state written before the memory existed (finding 4) ------------------------------------
+
+
+def _as_version_1(env: Env) -> None:
+    """The state as a bwsync without the memory (state version 1) left it: the hash only."""
+    doc = json.loads(env.state.read_text())
+    kept = {k: doc[k] for k in ("hash", "last_success", "last_success_timestamp", "history")}
+    env.state.write_text(json.dumps({**kept, "version": 1, "delta": {}}))
+
+
+def test_after_upgrading_from_version_1_the_first_run_remembers_the_members(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """R3: a version-1 state and an unchanged directory. Skipping the run would leave bwsync
+    without a memory: whoever leaves before the next change is never revoked."""
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    _as_version_1(vw)
+    vw.fake.clear_requests()
+    capsys.readouterr()
+    assert main(["sync"]) == 0
+    assert len(vw.fake.requests_to("import")) == 1  # applied in full, once
+    assert vw.memory_counts() == (20, 0)
+    assert '"event":"full_apply"' in capsys.readouterr().err
+    vw.write([_u(i) for i in range(1, 20)])  # user20 leaves
+    assert main(["sync"]) == 0
+    assert vw.status()["user20@example.com"] == STATUS_REVOKED
+
+
+def test_overwrite_after_upgrading_says_how_to_get_a_memory_and_that_works(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """R7: refused for want of a memory; one run without overwrite must then record it, even
+    though the directory did not change."""
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    _as_version_1(vw)
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    assert main(["sync"]) == 2
+    assert "Run `bwsync sync --force` once without OVERWRITE_EXISTING" in capsys.readouterr().err
+    monkeypatch.delenv("BWSYNC_SYNC__OVERWRITE_EXISTING")
+    assert main(["sync"]) == 0  # without --force too: the state has no fingerprint
+    assert vw.memory_counts() == (20, 0)
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    vw.write([_u(i) for i in range(1, 20)])
+    assert main(["sync"]) == 0  # 1 deletion of 20 members: within the limits, counted
+    assert "user20@example.com" not in vw.status()

@@ -11,6 +11,7 @@ import pytest
 from bwsync import run
 from bwsync.config import Settings, SyncSettings
 from bwsync.errors import DirectoryError
+from bwsync.fingerprint import plan_fingerprint
 from bwsync.memory import Memory, scope_of
 from bwsync.model import STATUS_REVOKED, Directory, Group, OrgMember, User
 from bwsync.payload import build_payload
@@ -238,9 +239,12 @@ def _batched(fake: FakeBitwarden, path: Path) -> Settings:
 
 
 def _remember_a_hash(path: Path) -> None:
+    """A state as an earlier apply left it, with the default plan settings (remove_missing,
+    removal_mode, stale_groups, protected members) and no memory: only the hash differs."""
     store = FileStateStore(path)
     doc = store.load()
     doc.hash = "the hash of an earlier directory"
+    doc.fingerprint = plan_fingerprint(SyncSettings(), memory=False)
     store.save(doc)
 
 

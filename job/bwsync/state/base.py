@@ -1,6 +1,7 @@
 """The state document and the contract every state backend fulfils.
 
-The document is small, versioned JSON: the last payload hash, timestamps, incremental tokens,
+The document is small, versioned JSON: the last payload hash and the fingerprint of the
+settings it does not cover (``bwsync.fingerprint``), timestamps, incremental tokens,
 the last run's summary, a short history and a lease — a few KiB, kept under
 ``MAX_DOCUMENT_BYTES`` (64 KiB) by trimming the history. It never holds secrets. Against a
 server that cannot list members (Vaultwarden) it also holds ``memory``, the members bwsync
@@ -90,6 +91,9 @@ class StateDocument:
     version: int = STATE_VERSION
     hash: str | None = None
     """bwdc-compatible hash of the last import that was applied completely."""
+    fingerprint: str | None = None
+    """What that apply did beyond the import body (``bwsync.fingerprint``): the settings that
+    change the plan but not the body. ``None``: written by an older bwsync."""
     last_success: str | None = None
     """ISO-8601 time of the last successful run (applied, or nothing to do)."""
     last_success_timestamp: float | None = None
@@ -177,6 +181,7 @@ class StateDocument:
             return cls(
                 version=STATE_VERSION,
                 hash=_typed(raw, "hash", str),
+                fingerprint=_typed(raw, "fingerprint", str),
                 last_success=_typed(raw, "last_success", str),
                 last_success_timestamp=_typed(raw, "last_success_timestamp", float),
                 last_full_reconcile=_typed(raw, "last_full_reconcile", float),

@@ -131,6 +131,7 @@ def test_document_fields_and_no_memory_by_default() -> None:
     assert set(fields) == {
         "version",
         "hash",
+        "fingerprint",
         "last_success",
         "last_success_timestamp",
         "last_full_reconcile",
