@@ -33,7 +33,7 @@ from bwsync.config import Settings, parse_duration
 from bwsync.errors import BwsyncError, ConfigError
 from bwsync.logs import event
 from bwsync.output import plan_document, print_plan_text
-from bwsync.plan import OWNERS_UNSEEN
+from bwsync.plan import OWNERS_UNSEEN, stateless_refusal
 from bwsync.redact import redact, redact_data, remember_settings
 from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute, summary
 from bwsync.settings import load_settings
@@ -400,6 +400,7 @@ def cmd_check(settings: Settings, *, offline: bool, read_only: bool = False) -> 
     from bwsync.state import open_store
 
     code = 0
+    unlisted = False
     source = build_source(settings)
     for result in source.check():
         _say(f"{'ok  ' if result.ok else 'FAIL'}  directory: {result.name}: {result.detail}")
@@ -413,6 +414,7 @@ def cmd_check(settings: Settings, *, offline: bool, read_only: bool = False) -> 
         if groups is not None:
             _say("ok    bitwarden: members and groups can be listed (plans see the server)")
         else:
+            unlisted = True
             _say(
                 "note  bitwarden: the server has no member or group list endpoints "
                 "(Vaultwarden?): plans are made against bwsync's memory of what it synced; "
@@ -434,6 +436,10 @@ def cmd_check(settings: Settings, *, offline: bool, read_only: bool = False) -> 
     except BwsyncError as exc:
         _say(f"FAIL  state: {exc}")
         code = code or exc.exit_code
+    refusal = stateless_refusal(settings.sync) if settings.state.backend == "none" else None
+    if unlisted and refusal is not None:
+        _say(f"FAIL  state: {refusal}")
+        code = code or 2
     return code
 
 

@@ -41,8 +41,11 @@ a ConfigMap's 1 MiB) applies nothing and says so (exit 5).
 
 The memory is extensible: ``sets`` maps names to encoded string sets, and sets this version
 does not know are kept as they are (a later version may remember group externalIds too). It is
-tied to one organization (``scope``: API URL and organization id); the memory of another is
-ignored. It holds email addresses, never secrets.
+tied to one organization (``scope``); the memory of another is ignored, out loud. The scope
+is the organization id alone: organization ids are GUIDs, and a Vaultwarden moved to another
+address (``http://vaultwarden:80`` → ``https://vault.example.com``) is still the same
+organization. A memory written with the API URL in its scope (``<url> organization <id>``,
+before) is read as the memory of that organization. It holds email addresses, never secrets.
 """
 
 from __future__ import annotations
@@ -96,8 +99,9 @@ class Memory:
         """The memory stored in the state, or ``None`` when there is none for this
         organization. A damaged one is an error: judging removals without it would be unsafe,
         and ``bwsync state clear`` is the way to start over."""
-        if raw is None or raw.get("scope") != scope:
+        if not stored_for(raw, scope):
             return None
+        assert raw is not None
         try:
             if raw.get("format") != FORMAT:
                 raise ValueError(f"format {raw.get('format')!r}, this bwsync reads {FORMAT}")
@@ -148,13 +152,17 @@ class Memory:
 
 
 def stored_for(raw: Mapping[str, Any] | None, scope: str) -> bool:
-    """Whether the state holds a memory for this organization (not decoded)."""
-    return raw is not None and raw.get("scope") == scope
+    """Whether the state holds a memory for this organization (not decoded); one written
+    with the API URL in its scope (``<url> organization <id>``) counts."""
+    if raw is None:
+        return False
+    stored = raw.get("scope")
+    return isinstance(stored, str) and (stored == scope or stored.endswith(" " + scope))
 
 
-def scope_of(api_url: str, org_id: str) -> str:
-    """What a memory is of: the organization at this API URL."""
-    return f"{api_url.rstrip('/')} organization {org_id}"
+def scope_of(org_id: str) -> str:
+    """What a memory is of: the organization, wherever its server is reached."""
+    return f"organization {org_id}"
 
 
 def encoded_size(raw: Mapping[str, Any]) -> int:

@@ -649,16 +649,45 @@ def _refuse_unlisted(sync: SyncSettings, memory: Memory | None) -> None:
             "set BWSYNC_SYNC__OVERWRITE_EXISTING=true to have members gone from the directory "
             "deleted"
         )
-    if memory is None and sync.overwrite_existing:
+    if sync.overwrite_existing and (memory is None or not memory.members):
         raise ConfigError(
             "BWSYNC_SYNC__OVERWRITE_EXISTING=true: this server cannot list members "
             "(Vaultwarden?) and bwsync has no memory of the members it synced there yet (a "
-            "first run, a cleared state, another organization, or state backend none). The "
+            "first run, a cleared state, another organization, or a run that synced no "
+            "member: an empty memory counts as none). The "
             "server deletes every member whose externalId is missing from the import, and "
             "bwsync could not count them against the safety limits. Run `bwsync sync --force` "
             "once without OVERWRITE_EXISTING (that run remembers the members it sends), then "
             "turn it back on"
         )
+
+
+#: Said where the state holds the memory of another organization (the run ignores it).
+OTHER_ORGANIZATION = "the state holds a memory of synced members of another organization"
+
+
+def stateless_refusal(sync: SyncSettings) -> str | None:
+    """Why these settings cannot work against a server that cannot list members when no
+    state is kept (``BWSYNC_STATE__BACKEND=none``), or ``None``: without a memory
+    ``remove_missing`` never finds anyone gone and ``overwrite_existing`` is refused every
+    run. ``run`` exits 2 with it, ``check`` fails with it."""
+    on = [
+        name
+        for name, value in (
+            ("BWSYNC_SYNC__REMOVE_MISSING", sync.remove_missing),
+            ("BWSYNC_SYNC__OVERWRITE_EXISTING", sync.overwrite_existing),
+        )
+        if value
+    ]
+    if not on:
+        return None
+    return (
+        f"BWSYNC_STATE__BACKEND=none with {' and '.join(on)}=true: this server cannot list "
+        "members (Vaultwarden?), so bwsync judges removals against its memory of the members "
+        "it synced there, kept in the state; with no state it has none, so remove_missing "
+        "would never find anyone gone and overwrite_existing could not count what the server "
+        "deletes. Use a state backend (file, configmap or objectstore), or turn those off"
+    )
 
 
 def _unlisted_entries(

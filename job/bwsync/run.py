@@ -51,6 +51,7 @@ from bwsync.model import STATUS_REVOKED, Directory, OrgGroup, Rejected, RunRepor
 from bwsync.normalize import normalize
 from bwsync.payload import Payload, build_payload, is_new_hash
 from bwsync.plan import (
+    OTHER_ORGANIZATION,
     REMOVALS,
     STALE_GROUP_ACTIONS,
     Change,
@@ -60,6 +61,7 @@ from bwsync.plan import (
     enforce_safety,
     groups_to_read,
     make_plan,
+    stateless_refusal,
 )
 from bwsync.redact import remember_settings
 from bwsync.snapshot import BackgroundRead, read_group_members, read_org
@@ -214,6 +216,8 @@ class _Run:
         ``plan`` have the API key; ``plan --directory-only`` does not talk to it)."""
         self.fingerprint = ""
         """This run's ``plan_fingerprint`` against the state it read."""
+        self.ignored_memory = False
+        """The state holds a memory of another organization (``_memory``)."""
 
     def execute(self) -> Outcome:
         try:
@@ -394,7 +398,7 @@ class _Run:
             if has_credentials:
                 memory = None
                 if org is None:  # no list endpoints: judge against what was synced before
-                    memory = Memory.load(self.doc.memory if self.doc else None, self._scope)
+                    memory = self._memory()
                     info["remembered"] = len(memory.members) if memory else None
                 plan = make_plan(
                     directory,
@@ -413,6 +417,8 @@ class _Run:
                         f"will be sent ({sent_members} members, {sent_groups} groups)"
                     ],
                 )
+            if self.ignored_memory:
+                plan.notes.append(OTHER_ORGANIZATION + ": ignored; this run starts a new one")
             self.report.planned = plan.counts()
             info.update(self.report.planned)
         self.outcome.plan = plan
@@ -433,10 +439,28 @@ class _Run:
             event("plan_note", logging.WARNING, note=note)
         return plan, payload
 
+    def _memory(self) -> Memory | None:
+        """The memory of the members synced to this organization, for a server that cannot
+        list them; exit 2 where none can be kept (state backend none) but the settings need
+        one. A memory of another organization is ignored, and said so."""
+        if self.settings.state.backend == "none":
+            refusal = stateless_refusal(self.sync)
+            if refusal is not None:
+                raise ConfigError(refusal)
+        stored = self.doc.memory if self.doc is not None else None
+        if stored is not None and not stored_for(stored, self._scope):
+            event(
+                "memory_ignored",
+                logging.WARNING,
+                note=f"{OTHER_ORGANIZATION} ({stored.get('scope')!r}); this run starts a new one",
+            )
+            self.ignored_memory = True
+        return Memory.load(stored, self._scope)
+
     @property
     def _scope(self) -> str:
         bw = self.settings.bitwarden
-        return scope_of(bw.resolved_api_url, bw.organization_id or "")
+        return scope_of(bw.organization_id or "")
 
     def _memory_to_keep(self, plan: Plan) -> dict[str, Any] | None:
         """The memory of synced members a successful apply of ``plan`` stores: ``None`` where

@@ -680,3 +680,77 @@ def test_overwrite_after_upgrading_says_how_to_get_a_memory_and_that_works(
     vw.write([_u(i) for i in range(1, 20)])
     assert main(["sync"]) == 0  # 1 deletion of 20 members: within the limits, counted
     assert "user20@example.com" not in vw.status()
+
+
+# -- ways the memory went missing (finding 5) --------------------------------------------------
+
+
+@pytest.mark.parametrize("setting", ["REMOVE_MISSING", "OVERWRITE_EXISTING"])
+def test_removals_without_a_state_to_remember_in_are_refused(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], setting: str
+) -> None:
+    """State backend none keeps no memory: remove_missing would never find anyone gone, and
+    overwrite would be refused for good. Said at once (exit 2), and by `check`."""
+    _twenty(vw)
+    monkeypatch.setenv("BWSYNC_STATE__BACKEND", "none")
+    monkeypatch.setenv(f"BWSYNC_SYNC__{setting}", "true")
+    assert main(["sync"]) == 2
+    err = capsys.readouterr().err
+    assert "BWSYNC_STATE__BACKEND=none" in err and f"BWSYNC_SYNC__{setting}" in err
+    assert vw.fake.requests_to("import") == []
+    assert main(["check"]) == 2
+    out = capsys.readouterr().out
+    assert "FAIL  state: BWSYNC_STATE__BACKEND=none" in out
+
+
+def test_a_new_server_address_keeps_the_memory(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The memory is of the organization, not of the URL it was reached at: moving Vaultwarden
+    from http://vaultwarden:80 to https://vault.example.com must not make every run a first
+    run (here the state as it was written at the old address)."""
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    doc = json.loads(vw.state.read_text())
+    doc["memory"]["scope"] = f"http://vaultwarden:80/api organization {vw.fake.org_id}"
+    vw.state.write_text(json.dumps(doc))
+    vw.write([_u(i) for i in range(1, 20)])  # user20 leaves
+    assert main(["sync"]) == 0
+    assert vw.status()["user20@example.com"] == STATUS_REVOKED
+    assert json.loads(vw.state.read_text())["memory"]["scope"] == (f"organization {vw.fake.org_id}")
+
+
+def test_a_memory_of_another_organization_is_ignored_out_loud(
+    vw: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    doc = json.loads(vw.state.read_text())
+    doc["memory"]["scope"] = "organization 00000000-0000-0000-0000-000000000000"
+    vw.state.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["plan", "--output", "json"]) == 0
+    captured = capsys.readouterr()
+    notes = json.loads(captured.out)["notes"]
+    assert any("memory of synced members of another organization" in n for n in notes)
+    (warning,) = [e for e in _events(captured.err) if e["event"] == "memory_ignored"]
+    assert warning["level"] == "warning"
+
+
+def test_an_empty_memory_does_not_let_overwrite_through(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first run over a broken, empty directory remembers no member; overwrite would then
+    delete the members bwdc synced, none of them counted."""
+    for i in range(5):
+        vw.fake.add_member(f"bwdc{i}@example.com", external_id=f"bwdc-{i}")
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    vw.write([])
+    assert main(["sync"]) == 0
+    assert vw.memory_counts() == (0, 0)
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    capsys.readouterr()
+    assert main(["sync"]) == 2
+    assert "no memory of the members it synced there yet" in capsys.readouterr().err
+    assert len(vw.status()) == 5

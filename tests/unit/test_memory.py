@@ -23,7 +23,7 @@ from bwsync.memory import (
     scope_of,
 )
 
-SCOPE = scope_of("https://vw.example/api/", "o-1")
+SCOPE = scope_of("o-1")
 
 
 def test_round_trip_through_json() -> None:
@@ -36,7 +36,7 @@ def test_round_trip_through_json() -> None:
     stored = orjson.loads(orjson.dumps(memory.dump()))
     assert Memory.load(stored, SCOPE) == memory
     assert stored["sets"]["members"]["count"] == 3
-    assert SCOPE == "https://vw.example/api organization o-1"
+    assert SCOPE == "organization o-1"
 
 
 def test_entries_left_out_and_members_held_round_trip_and_cost_nothing_when_empty() -> None:
@@ -55,8 +55,17 @@ def test_entries_left_out_and_members_held_round_trip_and_cost_nothing_when_empt
 
 def test_another_organization_has_no_memory() -> None:
     stored = Memory(SCOPE, frozenset({"a@x.com"})).dump()
-    assert Memory.load(stored, scope_of("https://vw.example/api", "o-2")) is None
+    assert Memory.load(stored, scope_of("o-2")) is None
     assert Memory.load(None, SCOPE) is None
+
+
+def test_a_memory_written_with_the_server_address_is_the_organization_s() -> None:
+    stored = Memory(SCOPE, frozenset({"a@x.com"})).dump()
+    stored["scope"] = "http://vaultwarden:80/api organization o-1"
+    loaded = Memory.load(stored, SCOPE)
+    assert loaded is not None and loaded.members == {"a@x.com"}
+    stored["scope"] = "http://vaultwarden:80/api organization o-11"
+    assert Memory.load(stored, SCOPE) is None
 
 
 @pytest.mark.parametrize(

@@ -703,7 +703,7 @@ def _vw_settings(fake: FakeBitwarden, state_path: Path, **sync: object) -> Setti
 
 
 def _remembered(path: Path, fake: FakeBitwarden) -> Memory | None:
-    scope = scope_of(fake.api_url, fake.org_id)
+    scope = scope_of(fake.org_id)
     return Memory.load(FileStateStore(path).load().memory, scope)
 
 

@@ -312,6 +312,17 @@ def _overwrite_first(r: pytest.FixtureRequest) -> str:
     return _raised(lambda: make_plan(d, None, SyncSettings(overwrite_existing=True)))
 
 
+def _stateless(r: pytest.FixtureRequest) -> str:
+    fake = r.getfixturevalue("fake_vaultwarden")
+    settings = load_settings(
+        bitwarden={"server": fake.base_url, "client_id": fake.client_id,
+                   "client_secret": fake.client_secret},
+        sync={"remove_missing": True},
+        state={"backend": "none"},
+    )  # fmt: skip
+    return execute(settings, RunOptions(), source=_Users("a@x.com")).report.error or ""
+
+
 def _remove_mode(r: pytest.FixtureRequest) -> str:
     d = Directory(users=[], groups=None)
     sync = SyncSettings(remove_missing=True, removal_mode="remove")
@@ -391,6 +402,7 @@ PRODUCERS: dict[str, Producer] = {
     "… is in BWSYNC_SYNC__PROTECTED_MEMBERS": _protected,
     "BWSYNC_SYNC__OVERWRITE_EXISTING=true": _overwrite_first,
     "BWSYNC_SYNC__REMOVAL_MODE=remove": _remove_mode,
+    "BWSYNC_STATE__BACKEND=none": _stateless,
     "the memory of the N members": _memory_too_big,
     "metrics_not_delivered": _metrics_not_delivered,
     "cleartext": _cleartext,
