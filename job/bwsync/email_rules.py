@@ -18,16 +18,25 @@ The rule is what **both** servers accept, so one directory gives one body whatev
   end with a letter or digit (each at most 63 bytes, 254 in all) and that a URL parser takes
   for a host name — not an IP address or a bracketed literal, no ``/``, ``?`` or ``#``.
 
-It is stricter than either server alone in three corners no directory should hold: a
+Outside ASCII a character counts as Vaultwarden counts it: alphanumeric in Rust's sense
+(``bwsync.alphabetic``: letters, numbers and the marks Unicode calls alphabetic, such as
+Devanagari's vowel signs in ``राम@example.com``), in the local part and in domain labels. A
+quoted local part holds ASCII only: the crate's check of other characters there accepts next
+to none (it reads the code point as UTF-8 bytes).
+
+It is stricter than either server alone in four corners no directory should hold: a
 display-name form (``Ann <ann@example.com>``), a quoted local part holding an ``@`` (both each
-accept one of these), and a domain with ``%``, ``^`` or ``|`` (which a URL parser refuses or
-rewrites). Non-ASCII addresses are checked with Python's Unicode tables and its IDNA codec,
-which may differ from Rust's in rare characters.
+accept one of these), a domain with ``%``, ``^`` or ``|`` (which a URL parser refuses or
+rewrites), and the few Hangul code points the crate's quirk lets into a quoted local part.
+Domains outside ASCII go through Python's IDNA codec, which may differ from Rust's UTS 46 in
+rare characters.
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+from bwsync.alphabetic import is_alphanumeric
 
 #: The server rejects longer emails (and bwdc drops them); measured in UTF-16 code units, as
 #: .NET and JavaScript's ``String.length`` count, so the cut-off is bwdc's to the character.
@@ -83,7 +92,7 @@ def email_problem(email: str) -> str | None:
 
 
 def _atext(c: str) -> bool:
-    return c in _ATEXT_ASCII or (not c.isascii() and c.isalnum())
+    return c in _ATEXT_ASCII or (not c.isascii() and is_alphanumeric(c))
 
 
 def _local_part_ok(local: str) -> bool:
@@ -93,8 +102,8 @@ def _local_part_ok(local: str) -> bool:
 
 
 def _quoted_ok(content: str) -> bool:
-    """RFC 5322 qcontent with spaces: qtext, a space or tab, or a backslash and a visible
-    character."""
+    """RFC 5322 qcontent with spaces, ASCII only: qtext, a space or tab, or a backslash and a
+    visible character."""
     if not content:
         return False
     escaped = False
@@ -105,9 +114,7 @@ def _quoted_ok(content: str) -> bool:
             escaped = False
         elif c == "\\":
             escaped = True
-        elif not (
-            c in " \t!" or "#" <= c <= "[" or "]" <= c <= "~" or (not c.isascii() and c.isalnum())
-        ):
+        elif not (c in " \t!" or "#" <= c <= "[" or "]" <= c <= "~"):
             return False
     return not escaped
 
@@ -117,7 +124,7 @@ def _domain_ok(domain: str) -> bool:
         return False
     labels = domain.split(".")
     for label in labels:
-        if not label or not (label[0].isalnum() and label[-1].isalnum()):
+        if not label or not (is_alphanumeric(label[0]) and is_alphanumeric(label[-1])):
             return False
         if len(label.encode("utf-8", "surrogatepass")) > MAX_LABEL_BYTES:
             return False

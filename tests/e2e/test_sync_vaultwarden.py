@@ -754,3 +754,30 @@ def test_an_empty_memory_does_not_let_overwrite_through(
     assert main(["sync"]) == 2
     assert "no memory of the members it synced there yet" in capsys.readouterr().err
     assert len(vw.status()) == 5
+
+
+# -- addresses in other scripts (finding 6) ----------------------------------------------------
+
+
+def test_addresses_in_other_scripts_are_synced_as_vaultwarden_takes_them(
+    vw: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Vaultwarden's email check takes any alphabetic character (Unicode's Alphabetic
+    property: Devanagari vowel signs are marks that count as letters) and refuses the marks
+    that are not (Thai's THANTHAKHAT, U+0E4C), and a quoted local part holds ASCII only. bwsync
+    sends exactly what it takes: the two good entries are invited, the two others left out,
+    and nothing stops the import half-way."""
+    vw.write(
+        [
+            {"id": "ram", "email": "राम@example.com"},
+            {"id": "idn", "email": "ram@भारत.com"},
+            {"id": "thai", "email": "สมศักดิ์@example.com"},
+            {"id": "quoted", "email": '"jörg"@example.com'},
+        ]
+    )
+    assert main(["sync"]) == 0
+    err = capsys.readouterr().err
+    assert _summary(err)["skipped"] == {"invalid_email": 2}
+    left_out = {e["entry"] for e in _events(err) if e["event"] == "entry_skipped"}
+    assert left_out == {"thai", "quoted"}
+    assert vw.status() == {"राम@example.com": STATUS_INVITED, "ram@भारत.com": STATUS_INVITED}

@@ -34,6 +34,9 @@ LABEL = "d" * 63
         "ann@localhost",  # the crate asks for no minimum number of labels
         "ann@xn--bcher-kva.example",
         "jörg@bücher.example",
+        "राम@example.com",  # U+093E, a vowel sign: a mark, and alphabetic
+        "ram@भारत.com",
+        "ⓐnn@example.com",  # circled letters are alphabetic too
         "ann@a-b.example",
         "ann@example.123com",
         "ann@exa_mple.com",  # atext, and a URL host may hold it
@@ -72,6 +75,10 @@ def test_accepted(email: str) -> None:
         ("ann@[192.168.0.1]", INVALID),  # a literal: no domain for Vaultwarden
         ("ann@192.168.0.1", INVALID),  # an IPv4 address to a URL parser
         ("ann@example.0x1f", INVALID),
+        ("สมศักดิ์@example.com", INVALID),  # U+0E4C THANTHAKHAT: a mark, not alphabetic
+        ("e\u0300@example.com", INVALID),  # a combining accent is not alphabetic either
+        ('"jörg"@example.com', INVALID),  # a quoted local part: ASCII only to Vaultwarden
+        ("ann@\u0e4cexample.com", INVALID),
         ("ann@" + "d" * 64 + ".com", INVALID),  # a label over 63
         ("a" * 65 + "@example.com", LOCAL_PART_TOO_LONG),
         ("é" * 33 + "@example.com", LOCAL_PART_TOO_LONG),  # 66 bytes of UTF-8
@@ -100,7 +107,7 @@ def test_whatever_passes_meets_both_servers_basic_rules(email: str) -> None:
         assert len(email[:at].encode("utf-8", "surrogatepass")) <= 64
 
 
-_ADDRESSY = st.text(alphabet='ab.-_+@ "\\<>[]/?#%|1é', max_size=24)
+_ADDRESSY = st.text(alphabet='ab.-_+@ "\\<>[]/?#%|1é\u093e\u0e4c\u0300\u24d0한', max_size=24)
 
 
 @given(st.one_of(st.text(max_size=40), _ADDRESSY, _ADDRESSY.map(lambda s: s + "@example.com")))

@@ -4,15 +4,22 @@ default options, then a WHATWG URL parse of ``https://<domain>``.
 
 Written apart from ``bwsync.email_rules`` on purpose: bwsync's rule is what *both* servers
 accept and is stricter in places; this is what Vaultwarden alone accepts. A property test
-holds the two together (everything bwsync lets through, this accepts). Where the port cannot
-be exact (Unicode tables, IDNA), it follows Python's.
+holds the two together (everything bwsync lets through, this accepts). Rust's
+``char::is_alphanumeric`` (Unicode's Alphabetic property, or a number: Nd, Nl, No) comes from
+the ``regex`` module's Unicode tables, not from Python's ``str.isalnum`` (letters and numbers
+only, without the marks that Alphabetic counts: Devanagari's vowel signs) nor from bwsync's
+own table. Where the port cannot be exact (IDNA), it follows Python's.
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote
 
+import regex
+
 __all__ = ["vw_is_valid_email"]
+
+_ALPHANUMERIC = regex.compile(r"[\p{Alphabetic}\p{N}]")
 
 _LOCAL_PART_MAX = 64
 _DOMAIN_MAX = 254
@@ -22,11 +29,23 @@ _ATEXT = set("!#$%&'*+-/=?^_`{|}~")
 _FORBIDDEN_IN_HOST = set("%^|<>[]\\ ")
 
 
+def _is_alphanumeric(c: str) -> bool:
+    """Rust's ``char::is_alphanumeric``."""
+    return _ALPHANUMERIC.match(c) is not None
+
+
+def _is_utf8_non_ascii(c: str) -> bool:
+    """0.2.9's ``is_utf8_non_ascii``: it reads the code point's value, as four big-endian
+    bytes, as if they were UTF-8, so only U+C280..U+DFBF with a second byte in 80..BF pass
+    (Hangul syllables, which are alphabetic anyway, and a few unassigned code points); every
+    other non-ASCII character fails, ``é`` included."""
+    cp = ord(c)
+    return cp >> 16 == 0 and 0xC2 <= (cp >> 8) <= 0xDF and 0x80 <= (cp & 0xFF) <= 0xBF
+
+
 def _is_atext(c: str) -> bool:
-    # char::is_alphanumeric, or one of the specials (0.2.9's is_utf8_non_ascii tested the
-    # code point's value as if it were UTF-8 bytes, which no alphanumeric-free character meets
-    # in practice)
-    return c.isalnum() or c in _ATEXT
+    # char::is_alphanumeric, one of the specials, or the quirk above
+    return _is_alphanumeric(c) or c in _ATEXT or _is_utf8_non_ascii(c)
 
 
 def _is_atom(s: str) -> bool:
@@ -40,10 +59,8 @@ def _is_qcontent(s: str) -> bool:
             nxt = next(chars, None)
             if nxt is None or not ("!" <= nxt <= "~"):
                 return False
-        elif not (
-            c in " \t!" or "#" <= c <= "[" or "]" <= c <= "~" or (not c.isascii() and c.isalnum())
-        ):
-            return False
+        elif not (c in " \t!" or "#" <= c <= "[" or "]" <= c <= "~" or _is_utf8_non_ascii(c)):
+            return False  # qtext: ASCII, or the quirk (not alphanumerics, unlike atext)
     return True
 
 
@@ -75,11 +92,11 @@ def _parse(address: str) -> tuple[str, str] | None:
         return None
     if domain.startswith("[") and domain.endswith("]"):
         inner = domain[1:-1]
-        if not all("!" <= c <= "Z" or "^" <= c <= "~" or not c.isascii() for c in inner):
+        if not all("!" <= c <= "Z" or "^" <= c <= "~" or _is_utf8_non_ascii(c) for c in inner):
             return None
     else:
         for label in domain.split("."):
-            if not label or not label[0].isalnum() or not label[-1].isalnum():
+            if not label or not _is_alphanumeric(label[0]) or not _is_alphanumeric(label[-1]):
                 return None
             if len(label.encode()) > _SUB_DOMAIN_MAX or not _is_atom(label):
                 return None

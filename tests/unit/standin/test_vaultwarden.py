@@ -382,6 +382,8 @@ def test_command_line_serves_and_prints_the_base_url() -> None:
         "a" * 244 + "@example.com",  # 256 in all, the local part over 64
         "ann@192.168.0.1",
         "ann@ex/ample.com",
+        "สมศักดิ์@example.com",  # U+0E4C is a mark, not alphabetic: char::is_alphanumeric
+        '"jörg"@example.com',  # qtext: 0.2.9's is_utf8_non_ascii refuses ö
     ],
 )
 def test_vw_refuses_an_invalid_new_email_with_400(vw: Api, email: str) -> None:
@@ -390,6 +392,13 @@ def test_vw_refuses_an_invalid_new_email_with_400(vw: Api, email: str) -> None:
     data = r.json()
     assert set(data) == VW_ERROR_KEYS
     assert data["message"] == f"User email {email} is not a valid email address"
+
+
+def test_vw_takes_alphabetic_marks(vw: Api, fake_vaultwarden: FakeBitwarden) -> None:
+    """Devanagari vowel signs are marks with the Alphabetic property: Rust takes them."""
+    r = vw.imp(body([m("ram", "राम@example.com"), m("idn", "ram@भारत.com")]))
+    assert r.status_code == 200
+    assert {x.email for x in fake_vaultwarden.members} >= {"राम@example.com", "ram@भारत.com"}
 
 
 def test_vw_an_invalid_email_of_a_member_or_account_is_not_checked(
