@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from bwsync.plan import safety_advice
 from bwsync.redact import redact, redact_data
 
 if TYPE_CHECKING:
@@ -133,6 +134,8 @@ def print_plan_text(outcome: Outcome) -> None:
             print(f"  group  {g['name']}  externalId={g['externalId']}  members={g['members']}")
     for reason in outcome.safety:
         print(redact(f"SAFETY STOP: {reason}"))
+    if outcome.safety:
+        print(redact(f"SAFETY STOP: {safety_advice(outcome.safety)}"))
 
 
 def summary_line(report: RunReport) -> str:

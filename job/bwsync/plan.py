@@ -1120,6 +1120,27 @@ def _grants_text(grants: tuple[CollectionGrant, ...]) -> str:
     return f"grants {n} collection{'s' if n != 1 else ''}: {shown}{more}"
 
 
+SafetyKind = Literal["limit", "group_limit", "brake", "hazard"]
+
+
+class SafetyReason(str):
+    """One reason to refuse a plan, and what lifts it (``kind``): a count ``limit`` on members
+    (``--allow-removals`` for this run, after a review), the ``group_limit``
+    (``--allow-emptied-groups``), the empty-directory ``brake`` (nothing but a directory read
+    that returns people), or a ``hazard`` (a change the text names). A string, so that it
+    reads, prints and compares as its text."""
+
+    kind: SafetyKind
+    losing: int
+    """For a limit: the members (or groups) losing access, what the allowance must allow."""
+
+    def __new__(cls, text: str, kind: SafetyKind, losing: int = 0) -> SafetyReason:
+        reason = super().__new__(cls, text)
+        reason.kind = kind
+        reason.losing = losing
+        return reason
+
+
 def check_safety(
     plan: Plan,
     directory: Directory,
@@ -1136,19 +1157,25 @@ def check_safety(
     removed, revoked, or in one or more synced groups the directory no longer has. A member in
     two stale groups is one person losing access, and the base of the percentage stays the
     synced members, so the two limits keep meaning what they meant for removals alone."""
-    reasons: list[str] = list(plan.hazards)
+    reasons: list[str] = [SafetyReason(h, "hazard") for h in plan.hazards]
     if directory.users is not None and not directory.users and plan.synced_members > 0:
         reasons.append(
-            f"the directory returned no users while the organization has {plan.synced_members} "
-            "synced members: refusing to treat that as everyone leaving (check the source's "
-            "filters, paths and permissions)"
+            SafetyReason(
+                f"the directory returned no users while the organization has "
+                f"{plan.synced_members} synced members: refusing to treat that as everyone "
+                "leaving (check the source's filters, paths and permissions)",
+                "brake",
+            )
         )
     losing = sum(1 for ids in plan.group_losses.values() if ids)
     if directory.groups is not None and not directory.groups and losing:
         reasons.append(
-            f"the directory returned no groups while {losing} synced groups still grant access "
-            "in the organization: refusing to treat that as every group leaving (check the "
-            "source's group filter, path and permissions)"
+            SafetyReason(
+                f"the directory returned no groups while {losing} synced groups still grant "
+                "access in the organization: refusing to treat that as every group leaving "
+                "(check the source's group filter, path and permissions)",
+                "brake",
+            )
         )
     reasons.extend(_group_limit(plan, sync, allow_emptied_groups))
     n = plan.members_losing_access
@@ -1163,16 +1190,26 @@ def check_safety(
         )
     if allow_removals is not None:
         if n > allow_removals:
-            reasons.append(f"{n} {what} exceed --allow-removals {allow_removals}")
+            reasons.append(
+                SafetyReason(f"{n} {what} exceed --allow-removals {allow_removals}", "limit", n)
+            )
         return reasons
     if n > sync.max_removals:
-        reasons.append(f"{n} {what} exceed BWSYNC_SYNC__MAX_REMOVALS={sync.max_removals}")
+        reasons.append(
+            SafetyReason(
+                f"{n} {what} exceed BWSYNC_SYNC__MAX_REMOVALS={sync.max_removals}", "limit", n
+            )
+        )
     if plan.synced_members:
         pct = 100.0 * n / plan.synced_members
         if pct > sync.max_removal_percent:
             reasons.append(
-                f"{n} {what} are {pct:.1f}% of {plan.synced_members} synced "
-                f"members, over BWSYNC_SYNC__MAX_REMOVAL_PERCENT={sync.max_removal_percent:g}"
+                SafetyReason(
+                    f"{n} {what} are {pct:.1f}% of {plan.synced_members} synced members, over "
+                    f"BWSYNC_SYNC__MAX_REMOVAL_PERCENT={sync.max_removal_percent:g}",
+                    "limit",
+                    n,
+                )
             )
     return reasons
 
@@ -1193,10 +1230,49 @@ def _group_limit(plan: Plan, sync: SyncSettings, allowed: int | None) -> list[st
         else f"BWSYNC_SYNC__MAX_EMPTIED_GROUPS={sync.max_emptied_groups}"
     )
     return [
-        f"{k} synced groups would be emptied or deleted ({shown}), over {over}: if that is "
-        f"right, run once with --allow-emptied-groups {k} (--allow-removals does not lift "
-        "this limit)"
+        SafetyReason(
+            f"{k} synced groups would be emptied or deleted ({shown}), over {over}: if that "
+            f"is right, run once with --allow-emptied-groups {k} (--allow-removals does not "
+            "lift this limit)",
+            "group_limit",
+            k,
+        )
     ]
+
+
+def safety_advice(reasons: Iterable[str]) -> str:
+    """What to do about these reasons, by what lifts each: ``--allow-removals`` (and
+    ``--allow-emptied-groups``) only where count limits are all that stop the run; neither
+    lifts the brake or a hazard."""
+    by_kind: dict[str, list[int]] = {}
+    for r in reasons:
+        by_kind.setdefault(getattr(r, "kind", "limit"), []).append(getattr(r, "losing", 0))
+    kinds = by_kind.keys()
+    advice = []
+    if "brake" in kinds:
+        advice.append(
+            "--allow-removals does not lift this stop: make the source return the directory "
+            "again (filters, paths, permissions), then run again"
+        )
+    if "hazard" in kinds:
+        advice.append(
+            "--allow-removals does not lift what would break beyond this run: make the change "
+            "named above"
+        )
+    if kinds <= {"limit", "group_limit"}:
+        allowances = [
+            f"{flag} {max(by_kind[kind]) or 'N'}"
+            for kind, flag in (
+                ("limit", "--allow-removals"),
+                ("group_limit", "--allow-emptied-groups"),
+            )
+            if kind in by_kind
+        ]
+        advice.append(
+            "Review the plan (`bwsync plan`); if it is right, run once with "
+            f"`bwsync sync {' '.join(allowances)}`"
+        )
+    return "; ".join(advice)
 
 
 def enforce_safety(reasons: Iterable[str]) -> None:
@@ -1205,5 +1281,6 @@ def enforce_safety(reasons: Iterable[str]) -> None:
         raise SafetyLimitError(
             "safety limit reached, nothing applied: "
             + "; ".join(reasons)
-            + ". Review the plan; if it is right, run once with --allow-removals N"
+            + ". "
+            + safety_advice(reasons)
         )

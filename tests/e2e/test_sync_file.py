@@ -593,3 +593,61 @@ def test_switching_stale_groups_to_delete_applies_an_unchanged_directory(
     monkeypatch.setenv("BWSYNC_SYNC__STALE_GROUPS", "delete")
     assert main(["sync"]) == 0
     assert fake_bitwarden.find_group(external_id="old") is None, old
+
+
+# -- what a safety stop tells the admin to do (review of issue 14, finding 7) ------------------
+
+
+def _final_error(err: str) -> str:
+    (line,) = [x for x in err.splitlines() if x.startswith("bwsync: ")]
+    return line
+
+
+def test_the_empty_directory_brake_does_not_suggest_allow_removals(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for i in range(20):
+        fake_bitwarden.add_member(f"user{i}@example.com", external_id=f"u{i}")
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    _directory(env["directory"], [])
+    assert main(["sync", "--allow-removals", "20"]) == 6
+    line = _final_error(capsys.readouterr().err)
+    assert "the directory returned no users" in line
+    assert "run once with --allow-removals" not in line
+    assert "--allow-removals does not lift this stop" in line
+    assert fake_bitwarden.writes() == []
+
+
+def test_a_hazard_says_what_to_change_not_allow_removals(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake_bitwarden.add_member("boss@example.com", external_id="boss", type=TYPE_ADMIN)
+    monkeypatch.setenv("BWSYNC_SYNC__PROTECTED_MEMBERS", "boss@example.com")
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    assert main(["sync", "--allow-removals", "5"]) == 6
+    line = _final_error(capsys.readouterr().err)
+    assert "boss@example.com is in BWSYNC_SYNC__PROTECTED_MEMBERS" in line
+    assert "run once with --allow-removals" not in line
+    assert "--allow-removals does not lift" in line
+    assert fake_bitwarden.find_member(external_id="boss") is not None
+
+
+def test_a_count_limit_suggests_the_exact_allowance(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for i in range(10, 40):
+        fake_bitwarden.add_member(f"user{i}@example.com", external_id=f"u{i}")
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    assert main(["sync"]) == 6
+    line = _final_error(capsys.readouterr().err)
+    assert line.endswith("Review the plan (`bwsync plan`); if it is right, run once with "
+                         "`bwsync sync --allow-removals 30`")  # fmt: skip

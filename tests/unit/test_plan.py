@@ -29,6 +29,7 @@ from bwsync.plan import (
     check_safety,
     enforce_safety,
     make_plan,
+    safety_advice,
 )
 
 
@@ -414,3 +415,23 @@ def test_a_revoked_member_deleted_in_the_directory_is_removed_in_either_mode() -
         plan = make_plan(d, org, SyncSettings(removal_mode=mode))
         assert _actions(plan) == [("remove", "gone@x.com")]
         assert plan.removals == 1
+
+
+def test_the_advice_names_what_lifts_each_stop() -> None:
+    sync = SyncSettings(remove_missing=True)
+    thirty_left = _mem({f"u{i}@x.com" for i in range(30)} | {"a@x.com"})
+    plan = _vw(_d(_u("a")), thirty_left, remove_missing=True)
+    limits = check_safety(plan, _d(_u("a")), sync)
+    assert safety_advice(limits).endswith("run once with `bwsync sync --allow-removals 30`")
+    empty = _d()
+    brake = check_safety(_vw(empty, _mem({"a@x.com"}), remove_missing=True), empty, sync)
+    assert "--allow-removals does not lift this stop" in safety_advice(brake)
+    assert "run once with" not in safety_advice(brake)
+    hazard = check_safety(
+        _vw(_d(_u("a")), _mem({"a@x.com", "b@x.com"}), overwrite_existing=True,
+            protected_members="b@x.com"),
+        _d(_u("a")),
+        sync,
+    )  # fmt: skip
+    assert "make the change named above" in safety_advice(hazard)
+    assert "run once with" not in safety_advice(hazard)
