@@ -307,6 +307,20 @@ def _server_error_parts(body: bytes) -> tuple[str | None, dict[str, list[str]]]:
     return (shorten(message, MAX_SERVER_MESSAGE) if message else None), errors
 
 
+def _endpoint_lacking(response: httpx.Response) -> bool:
+    """Whether a 404 says the server has no such endpoint at all: Vaultwarden's answer for the
+    list endpoints it lacks is its API catcher's JSON, ``{"error": {"code": 404, "reason":
+    "Not Found", ...}}`` (``src/api/core/mod.rs``). Any other 404 (an empty one, a proxy's
+    page) is an error naming the URL: taking it for Vaultwarden would make bwsync plan against
+    its memory instead of the organization it cannot see."""
+    try:
+        data = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return False
+    error = data.get("error") if isinstance(data, dict) else None
+    return isinstance(error, dict) and error.get("code") == 404
+
+
 def _error_from_response(
     step: str, response: httpx.Response, *, token: bool, url_setting: str = ""
 ) -> BitwardenError:
@@ -588,7 +602,7 @@ class BitwardenClient:
     def _member_list(self, decoder: msgspec.json.Decoder[_ListT]) -> _ListT | None:
         step = "list members"
         response = self._exchange(
-            step, "list_members", self._get("/public/members"), missing_ok=True
+            step, "list_members", self._get("/public/members"), missing_if=_endpoint_lacking
         )
         if response is None:
             return None
@@ -735,7 +749,7 @@ class BitwardenClient:
         return lambda: self._http.build_request("POST", self.api_url + path, content=b"")
 
     def _list(self, step: str, endpoint: str, path: str) -> list[Mapping[str, Any]] | None:
-        response = self._exchange(step, endpoint, self._get(path), missing_ok=True)
+        response = self._exchange(step, endpoint, self._get(path), missing_if=_endpoint_lacking)
         if response is None:
             return None
         data = self._json(step, response)
@@ -785,9 +799,10 @@ class BitwardenClient:
         *,
         authenticated: bool = True,
         missing_ok: bool = False,
+        missing_if: Callable[[httpx.Response], bool] | None = None,
     ) -> httpx.Response | None:
-        """Send with retries; return the 2xx response (``None`` for a 404 when ``missing_ok``)
-        or raise the translated error."""
+        """Send with retries; return the 2xx response (``None`` for a 404 when ``missing_ok``,
+        or when ``missing_if`` accepts it) or raise the translated error."""
         started = self._clock()
         waited = 0.0
         attempt = 0
@@ -820,7 +835,11 @@ class BitwardenClient:
             if response is not None:
                 if response.is_success:
                     return response
-                if response.status_code == 404 and missing_ok and not is_token:
+                if (
+                    response.status_code == 404
+                    and not is_token
+                    and (missing_ok or (missing_if is not None and missing_if(response)))
+                ):
                     return None
             status = response.status_code if response is not None else None
             url = strip_userinfo(self.auth.token_url) if is_token else _url(request)
@@ -836,6 +855,12 @@ class BitwardenClient:
             failure = self._failure(
                 step, response=response, exc=exc, url=url, is_token=is_token, attempt=attempt
             )
+            if missing_if is not None and status == 404:
+                note += (
+                    "; this is not the JSON 404 Vaultwarden answers for the endpoints it lacks: "
+                    "is a proxy or a path in front of the server? Check BWSYNC_BITWARDEN__"
+                    + ("API_URL" if self.settings.api_url else "SERVER")
+                )
             if note:
                 failure.args = (failure.args[0] + note,)
             raise failure from exc

@@ -651,3 +651,28 @@ def test_a_count_limit_suggests_the_exact_allowance(
     line = _final_error(capsys.readouterr().err)
     assert line.endswith("Review the plan (`bwsync plan`); if it is right, run once with "
                          "`bwsync sync --allow-removals 30`")  # fmt: skip
+
+
+# -- a 404 that is not Vaultwarden's (review of issue 14, finding 9) ---------------------------
+
+
+@pytest.mark.parametrize("body", [b"", b"<html><body>404 Not Found</body></html>"])
+def test_a_404_from_a_proxy_is_an_error_not_a_server_without_lists(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    body: bytes,
+) -> None:
+    """An official server behind a proxy that answers 404 for /api/public/members must not be
+    taken for a Vaultwarden (whose 404 is Rocket's JSON): the run would judge removals against
+    a memory it does not have, and never see the organization."""
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    fake_bitwarden.fail("list_members", status=404, body=body, times=None)
+    assert main(["sync"]) == 4
+    err = capsys.readouterr().err
+    url = f"{fake_bitwarden.api_url}/public/members"
+    assert f"HTTP 404 from {url}" in err
+    assert "not the JSON 404 Vaultwarden answers" in err
+    assert fake_bitwarden.writes() == []
+    assert _state(env).get("memory") is None

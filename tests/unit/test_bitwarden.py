@@ -788,8 +788,25 @@ def test_list_members_and_groups_parse(client: BitwardenClient, router: Router) 
 def test_list_endpoints_missing_give_none(client: BitwardenClient, router: Router) -> None:
     catcher = {"error": {"code": 404, "reason": "Not Found", "description": "..."}}
     router.on("GET", "/api/public/members", httpx.Response(404, json=catcher))
+    router.on("GET", "/api/public/groups", httpx.Response(404, json=catcher))
     assert client.list_members() is None
     assert client.list_groups() is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [httpx.Response(404), httpx.Response(404, text="<html>Not Found</html>"),
+     httpx.Response(404, json={"message": "Resource not found."})],
+)  # fmt: skip
+def test_a_404_other_than_vaultwarden_s_is_an_error_naming_the_url(
+    client: BitwardenClient, router: Router, answer: httpx.Response
+) -> None:
+    router.on("GET", "/api/public/groups", answer)
+    with pytest.raises(BitwardenClientError) as info:
+        client.list_groups()
+    assert info.value.status == 404
+    assert "/api/public/groups" in str(info.value)
+    assert "not the JSON 404 Vaultwarden answers" in str(info.value)
 
 
 def test_group_member_ids_404_is_a_client_error(client: BitwardenClient, router: Router) -> None:

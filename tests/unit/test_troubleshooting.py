@@ -206,6 +206,13 @@ def _unhandled(r: pytest.FixtureRequest) -> str:
     return _import(fake, b"{}", max_retries=1)
 
 
+def _proxy_404(r: pytest.FixtureRequest) -> str:
+    fake = r.getfixturevalue("fake_bitwarden")
+    fake.fail("list_members", status=404, body=b"<html>Not Found</html>", times=None)
+    with _client(fake) as client:
+        return _raised(client.list_members)
+
+
 def _still_limited(r: pytest.FixtureRequest) -> str:
     fake = r.getfixturevalue("fake_bitwarden")
     fake.throttle("list_members", times=None, retry_after=1)
@@ -390,6 +397,7 @@ PRODUCERS: dict[str, Producer] = {
     "Bitwarden import failed: HTTP 400 … Sync failed": _overwrite_guard,
     "Bitwarden import failed: HTTP 500": _unhandled,
     "Bitwarden … failed: HTTP 429": _still_limited,
+    "Bitwarden list members failed: HTTP 404": _proxy_404,
     "another run holds the lease": _lease,
     "stopped by SIGTERM before": _stopped,
     "lease_taken_over": _taken_over,
