@@ -16,7 +16,13 @@ import pytest
 
 from bwsync import stop
 from bwsync.cli import main
-from bwsync.model import STATUS_CONFIRMED, STATUS_INVITED, STATUS_REVOKED, TYPE_ADMIN
+from bwsync.model import (
+    STATUS_ACCEPTED,
+    STATUS_CONFIRMED,
+    STATUS_INVITED,
+    STATUS_REVOKED,
+    TYPE_ADMIN,
+)
 from tests.fixtures.bitwarden import FakeFactory
 from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.bitwarden.vaultwarden import vw_error
@@ -781,3 +787,77 @@ def test_addresses_in_other_scripts_are_synced_as_vaultwarden_takes_them(
     left_out = {e["entry"] for e in _events(err) if e["event"] == "entry_skipped"}
     assert left_out == {"thai", "quoted"}
     assert vw.status() == {"राम@example.com": STATUS_INVITED, "ram@भारत.com": STATUS_INVITED}
+
+
+# -- the README's other Vaultwarden points, end to end (finding 9) ----------------------------
+
+
+def test_an_unchanged_directory_sends_nothing(vw: Env) -> None:
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    vw.fake.clear_requests()
+    assert main(["sync"]) == 0
+    assert vw.fake.requests == []  # not even a token: the login rate limit is spared too
+    assert json.loads(vw.state.read_text())["last_run"]["result"] == "no_change"
+
+
+def test_a_renamed_group_keeps_its_old_name_and_its_members(vw: Env) -> None:
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    vw.write(
+        [_u(i) for i in range(1, 21)],
+        [{"id": "hr", "name": "People", "members": ["u16", "u17"]}],
+    )
+    assert main(["sync"]) == 0
+    group = vw.fake.find_group(external_id="hr")
+    assert group is not None and group.name == "HR"  # Vaultwarden does not rename
+    assert vw.fake.group_member_emails("hr") == {"user16@example.com", "user17@example.com"}
+
+
+def test_without_org_groups_enabled_groups_are_ignored(
+    vw: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vw.fake.groups_enabled = False
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    assert vw.fake.groups == []
+    assert len(vw.status()) == 20
+    assert _summary(capsys.readouterr().err)["sent"] == {"members": 20, "groups": 4}
+
+
+def test_without_mail_an_existing_account_is_accepted(vw: Env) -> None:
+    vw.fake.mail_enabled = False
+    vw.fake.add_account("user1@example.com")
+    _twenty(vw)
+    assert main(["sync"]) == 0
+    status = vw.status()
+    assert status["user1@example.com"] == STATUS_ACCEPTED
+    assert status["user2@example.com"] == STATUS_INVITED
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("BWSYNC_BITWARDEN__CLIENT_SECRET", "not-the-secret", "Incorrect client_secret"),
+        (
+            "BWSYNC_BITWARDEN__CLIENT_ID",
+            "organization.00000000-0000-0000-0000-000000000000",
+            "Invalid client_id",
+        ),
+    ],
+)
+def test_a_wrong_key_is_exit_4_with_vaultwarden_s_words(
+    vw: Env,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    said: str,
+) -> None:
+    _twenty(vw)
+    monkeypatch.setenv(variable, value)
+    assert main(["sync"]) == 4
+    err = capsys.readouterr().err
+    assert "refused the organization API key (HTTP 400" in err and said in err
+    assert "not-the-secret" not in err
+    assert vw.fake.requests_to("import") == []

@@ -25,6 +25,22 @@ With ``vaultwarden=True``, ``VaultwardenMode``:
 * answers injected faults with Vaultwarden's bodies.
 
 It is always self-hosted (no 2,000-entry cap, no rate limits).
+
+What it does not model (Vaultwarden 46d71107, ``src/api/core/public.rs``), and what that means
+for bwsync:
+
+* **A restore refused by an organization policy** (``OrgPolicy::check_user_allowed``, e.g. two-
+  step login required): Vaultwarden revokes the member again, logs a warning and goes on. Here
+  every member back in the directory is restored. bwsync's memory then counts such a member as
+  active, though Vaultwarden keeps it revoked: a later removal counts it once more (towards
+  stricter limits, never fewer).
+* **An invitation mail that cannot be sent**: Vaultwarden deletes the new user and membership
+  and answers HTTP 400 "Error sending invite", half-way through the import, like an invalid
+  email (which is modelled). Here invitations never fail. The run fails (exit 4) and, like any
+  failed run, keeps the previous memory.
+* **Owners**: only the *last confirmed* owner is never revoked or deleted, as in the source;
+  ``reference/vaultwarden.md`` words it as "owners are not [revoked]". This stand-in, and the
+  README, follow the source: another owner is revoked like anyone else.
 """
 
 from __future__ import annotations
