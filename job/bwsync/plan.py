@@ -227,7 +227,14 @@ def make_plan(
 
     ``org`` is ``None`` where the server has no list endpoints: the plan is then made against
     ``memory``, the members synced before to the organization ``scope`` names (``None``: no
-    memory yet). Raises ``ConfigError`` for settings such a server cannot honour safely."""
+    memory yet). Raises ``ConfigError`` for settings such a server cannot honour safely, and
+    for ``overwrite_existing`` with user sync off on any server."""
+    if sync.overwrite_existing and directory.users is None:
+        raise ConfigError(
+            "BWSYNC_SYNC__OVERWRITE_EXISTING=true with BWSYNC_SYNC__USERS=false: the import "
+            "then carries no members, and the server removes every member it carries no entry "
+            "for, so every synced member would go. Turn OVERWRITE_EXISTING off, or USERS on"
+        )
     if org is None:
         plan = Plan(org_known=False)
         _plan_unlisted(plan, directory, sync, memory, scope)

@@ -676,3 +676,24 @@ def test_a_404_from_a_proxy_is_an_error_not_a_server_without_lists(
     assert "not the JSON 404 Vaultwarden answers" in err
     assert fake_bitwarden.writes() == []
     assert _state(env).get("memory") is None
+
+
+def test_overwrite_with_user_sync_off_is_refused(
+    env: dict[str, Path],
+    fake_bitwarden: FakeBitwarden,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With user sync off the import carries no members, and overwrite makes the server remove
+    every synced member, none of them planned or counted (bwdc sends the same body)."""
+    for i in range(1, 4):
+        fake_bitwarden.add_member(f"user{i}@example.com", external_id=f"u{i}")
+    assert main(["sync"]) == 0
+    monkeypatch.setenv("BWSYNC_SYNC__USERS", "false")
+    monkeypatch.setenv("BWSYNC_SYNC__OVERWRITE_EXISTING", "true")
+    fake_bitwarden.clear_requests()
+    assert main(["sync"]) == 2
+    err = capsys.readouterr().err
+    assert "BWSYNC_SYNC__OVERWRITE_EXISTING=true with BWSYNC_SYNC__USERS=false" in err
+    assert fake_bitwarden.writes() == []
+    assert len(fake_bitwarden.members) == 3
