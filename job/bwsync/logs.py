@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -53,6 +53,20 @@ class JsonFormatter(logging.Formatter):
         return redact(orjson.dumps(doc, default=str).decode())
 
 
+def counts_text(counts: Mapping[str, int]) -> str:
+    """Counts as a person reads them: ``invite 8, link 1, group_create 4`` (in the mapping's
+    order), ``none`` when empty. Used wherever counts are shown as text (the plan's totals,
+    the summary line, console logs): never a Python ``{'invite': 8}``."""
+    return ", ".join(f"{name} {count}" for name, count in counts.items()) or "none"
+
+
+def _is_counts(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        for k, v in value.items()
+    )
+
+
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
@@ -61,6 +75,9 @@ class ConsoleFormatter(logging.Formatter):
         for key, value in fields.items():
             if isinstance(value, float):
                 shown = f"{value:.3f}"
+            elif _is_counts(value):
+                text = counts_text(value)
+                shown = f'"{text}"' if " " in text else text
             elif isinstance(value, dict | list):
                 shown = orjson.dumps(value, default=str).decode()
             else:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from bwsync.logs import counts_text
 from bwsync.plan import safety_advice
 from bwsync.redact import redact, redact_data
 
@@ -86,7 +87,7 @@ def print_plan_text(outcome: Outcome) -> None:
         f"{d.get('deleted_users', 0)} deleted), {d.get('groups', 0)} groups"
     )
     if report.skipped:
-        print("skipped:   " + ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items())))
+        print("skipped:   " + counts_text(dict(sorted(report.skipped.items()))))
     left_out = outcome.directory.rejected if outcome.directory else []
     for entry in left_out[:20]:
         print(f"  left out: {entry.entry} <{entry.email}>: {entry.reason}")
@@ -111,10 +112,7 @@ def print_plan_text(outcome: Outcome) -> None:
         for r in [header, *rows]:
             print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
     if plan.org_known or plan.changes:
-        print(
-            "totals:    "
-            + (", ".join(f"{k} {v}" for k, v in sorted(plan.counts().items())) or "none")
-        )
+        print("totals:    " + counts_text(dict(sorted(plan.counts().items()))))
     if plan.org_known:
         if outcome.unsent and outcome.payload:
             n = len(outcome.payload.requests)
@@ -142,5 +140,5 @@ def summary_line(report: RunReport) -> str:
     """One sync in a line: its result and exit code, how long it took, what it applied."""
     return (
         f"result: {report.result} (exit {report.exit_code}) in {report.duration:.2f}s; "
-        f"applied: {report.applied or 'nothing'}"
+        f"applied: {counts_text(report.applied) if report.applied else 'nothing'}"
     )

@@ -51,3 +51,15 @@ def test_a_librarys_warnings_go_through_the_same_boundary(
     assert len(err.splitlines()) == 2
     if fmt == "json":
         assert {json.loads(line)["logger"] for line in err.splitlines()} == {"some.library"}
+
+
+def test_console_counts_read_as_words(capsys: pytest.CaptureFixture[str]) -> None:
+    """Counts in a console line read `invite 8, link 1`, never as a Python or JSON mapping;
+    other structures stay JSON (one value per field)."""
+    logs.setup("console", "info")
+    logs.event("summary", applied={"invite": 8, "link": 1, "group_create": 4}, planned={})
+    logs.event("plan", users=3, notes=["a b"], skipped={"no_email": 2})
+    first, second = capsys.readouterr().err.splitlines()
+    assert first.endswith('summary  applied="invite 8, link 1, group_create 4" planned=none')
+    assert second.endswith('plan  users=3 notes=["a b"] skipped="no_email 2"')
+    assert logs.counts_text({}) == "none"

@@ -80,7 +80,8 @@ def test_summary_line_says_the_result_the_exit_code_and_what_was_applied(
     first = execute(settings, RunOptions(command="sync"), source=_Users(USERS))
     line = summary_line(first.report)
     assert line.startswith("result: success (exit 0) in ")
-    assert line.endswith("s; applied: {'invite': 2}")
+    assert line.endswith("s; applied: invite 2")
+    assert "{" not in line and "'" not in line  # no Python repr for a person to decode
     again = execute(settings, RunOptions(command="sync"), source=_Users(USERS))
     assert summary_line(again.report).startswith("result: no_change (exit 0) in ")
     assert summary_line(again.report).endswith("s; applied: nothing")
