@@ -17,6 +17,10 @@ import or a test calling ``bwsync.cli.main`` must not pay are cut here, and only
   the process ends with ``os._exit``, the OS reclaiming the memory at once (``atexit``
   handlers do not run; bwsync registers none). A ``SystemExit`` from argument parsing, or an
   interrupt, still ends the ordinary way.
+
+The process's own standard streams are also made to escape what their encoding cannot show
+(``_printable_anywhere``), which a library or a test's captured streams must decide for
+themselves.
 """
 
 from __future__ import annotations
@@ -29,7 +33,19 @@ import sys
 from typing import NoReturn
 
 
+def _printable_anywhere() -> None:
+    """A terminal or pipe whose encoding cannot show a character bwsync writes (an arrow in a
+    message, a name from the directory) gets a stand-in for it, not a ``UnicodeEncodeError``
+    that would turn any answer into exit 1: ``PYTHONIOENCODING=ascii``, a latin-1 locale."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):
+                reconfigure(errors="backslashreplace")
+
+
 def run() -> NoReturn:
+    _printable_anywhere()
     gc.disable()
     plugins_set = "PYDANTIC_DISABLE_PLUGINS" not in os.environ
     if plugins_set:

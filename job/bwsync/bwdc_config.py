@@ -401,6 +401,15 @@ def render_helm(conv: Conversion, origin: str) -> str:
 
 def from_bwdc(path: Path, fmt: str) -> tuple[str, list[str]]:
     """The converted settings as text, and the warnings to show on stderr besides."""
-    conv = convert(load_data_file(path))
+    try:
+        conv = convert(load_data_file(path))
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        # The converter reads bwdc's layout as bwdc writes it; a file edited into another
+        # shape (a section that is not an object, a number where text belongs) is the file's
+        # fault, said once here rather than checked at every one of its hundred reads.
+        raise ConfigError(
+            f"{path} is not a bwdc data file bwsync can read: a value has an unexpected type "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
     text = render_helm(conv, path.name) if fmt == "helm" else render_env(conv, path.name)
     return text, conv.warnings

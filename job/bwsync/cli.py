@@ -53,6 +53,17 @@ def _complain(text: str) -> None:
     print(redact(text), file=sys.stderr)
 
 
+def _allowance(text: str) -> int:
+    """``--allow-removals N``: a count, so never negative."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the allowance cannot be negative")
+    return value
+
+
 def _duration(text: str) -> float:
     """``--every``: the same durations as the settings (``bwsync.config.parse_duration``)."""
     try:
@@ -79,14 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--allow-removals",
-        type=int,
+        type=_allowance,
         metavar="N",
         help="allow up to N members to lose access (removed, revoked, or in groups that left "
         "the directory) for this run, whatever the limits",
     )
     s.add_argument(
         "--allow-emptied-groups",
-        type=int,
+        type=_allowance,
         metavar="N",
         help="allow up to N synced groups to be emptied or deleted for this run, whatever "
         "BWSYNC_SYNC__MAX_EMPTIED_GROUPS says (--allow-removals does not lift it)",
@@ -117,13 +128,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     pl.add_argument(
         "--allow-removals",
-        type=int,
+        type=_allowance,
         metavar="N",
         help="check the plan against this removal allowance instead of the limits",
     )
     pl.add_argument(
         "--allow-emptied-groups",
-        type=int,
+        type=_allowance,
         metavar="N",
         help="check the plan against this allowance of emptied or deleted groups instead of "
         "BWSYNC_SYNC__MAX_EMPTIED_GROUPS",

@@ -40,7 +40,7 @@ import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -97,6 +97,7 @@ def _https_only(v: str | None) -> str | None:
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DURATION_HELP = "a duration such as 900 (seconds), 90s, 15m, 1h or 1h30m"
 
@@ -106,10 +107,8 @@ def parse_duration(text: str) -> float:
     `h`, `d`, in any case, written together (`90s`, `15m`, `1h30m`). ``ValueError`` otherwise.
     Shared by the settings and the command line (``sync --every``)."""
     compact = "".join(text.split()).lower()
-    try:
+    if _SECONDS.fullmatch(compact):  # not float(): no "inf", "nan", "1e3" or "-5"
         return float(compact)
-    except ValueError:
-        pass
     parts = _DURATION_PART.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise ValueError(f"must be {DURATION_HELP}")
@@ -140,11 +139,23 @@ Duration = Annotated[float, BeforeValidator(_duration_input), _DurationJsonSchem
 a wait, a timeout or an interval has this type; bounds go in its ``Field``."""
 
 
+def _port_of(parts: SplitResult) -> int | None:
+    """The URL's port; ``ValueError`` naming the problem when it is not a port (`:99999`)."""
+    try:
+        return parts.port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+
+
 def _spelling(annotation: Any) -> str | None:
     """How an admin may spell a value of this type: ``"choice"`` (a ``Literal`` of strings: any
-    case), ``"bool"``, or ``None`` (as given). ``X | None`` is read as ``X``."""
+    case), ``"bool"``, ``"optional path"`` (empty means unset), or ``None`` (as given).
+    ``X | None`` is read as ``X``."""
     if get_origin(annotation) in (typing.Union, types.UnionType):
-        kinds = {_spelling(a) for a in get_args(annotation) if a is not type(None)}
+        args = get_args(annotation)
+        if set(args) == {Path, type(None)}:
+            return "optional path"
+        kinds = {_spelling(a) for a in args if a is not type(None)}
         return kinds.pop() if len(kinds) == 1 else None
     if get_origin(annotation) is Literal and all(isinstance(a, str) for a in get_args(annotation)):
         return "choice"
@@ -160,18 +171,25 @@ def _spellings(model: type[BaseModel]) -> dict[str, str]:
 
 
 def as_written(model: type[BaseModel], data: Any) -> Any:
-    """``data`` with choices lower-cased and booleans trimmed, before pydantic reads them:
-    `BWSYNC_LOG__LEVEL=DEBUG`, `BWSYNC_SOURCE=LDAP` and `BWSYNC_SYNC__USERS= True` mean what
-    the admin meant. Decided by each field's type, so a new setting follows without a rule of
-    its own."""
+    """``data`` with choices lower-cased, booleans trimmed and empty optional paths unset,
+    before pydantic reads them: `BWSYNC_LOG__LEVEL=DEBUG`, `BWSYNC_SOURCE=LDAP`,
+    `BWSYNC_SYNC__USERS= True` and `BWSYNC_LDAP__CA_FILE=` (an env file's way to leave a file
+    out) mean what the admin meant. Decided by each field's type, so a new setting follows
+    without a rule of its own."""
     if not isinstance(data, dict):
         return data
     spellings = _spellings(model)
     out = dict(data)
     for name, value in data.items():
         kind = spellings.get(name)
-        if kind is not None and isinstance(value, str):
-            out[name] = value.strip().lower() if kind == "choice" else value.strip()
+        if kind is None or not isinstance(value, str):
+            continue
+        if kind == "choice":
+            out[name] = value.strip().lower()
+        elif kind == "bool":
+            out[name] = value.strip()
+        elif not value.strip():  # an optional path left empty
+            out[name] = None
     return out
 
 
@@ -268,6 +286,7 @@ class BitwardenSettings(Section):
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be `us`, `eu` or an http(s) URL")
+        _port_of(parts)
         return v
 
     @model_validator(mode="after")
@@ -575,6 +594,16 @@ class OktaSettings(HttpSourceSection):
     """`https://<org>.okta.com` (normalized: no trailing slash, https only)."""
     token: SecretStr | None = None
     """API token (`SSWS`); or use `client_id` + `private_key_file` (OAuth 2.0, recommended)."""
+
+    @field_validator("token")
+    @classmethod
+    def _token_is_header_safe(cls, v: SecretStr | None) -> SecretStr | None:
+        # It goes into an HTTP header, where only printable ASCII can travel; Okta's tokens
+        # are. Anything else is a paste gone wrong (a quote, a non-breaking space).
+        if v is not None and not all(33 <= ord(c) < 127 for c in v.get_secret_value()):
+            raise ValueError("must be printable ASCII without spaces, as Okta's API tokens are")
+        return v
+
     client_id: str | None = None
     """OAuth 2.0 service app client id (private_key_jwt)."""
     private_key_file: Path | None = None
@@ -775,6 +804,17 @@ class StateSettings(Section):
             split_state_url(v)
         return v
 
+    @field_validator("endpoint")
+    @classmethod
+    def _state_endpoint(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        _port_of(parts)
+        return v
+
     @model_validator(mode="after")
     def _objectstore_settings(self) -> StateSettings:
         if self.backend != "objectstore":
@@ -784,12 +824,8 @@ class StateSettings(Section):
             problems.append(
                 f"{ENV_PREFIX}STATE__URL: required when {ENV_PREFIX}STATE__BACKEND=objectstore"
             )
-        if self.endpoint:
-            if self.url and split_state_url(self.url)[0] == "gs":
-                problems.append(f"{ENV_PREFIX}STATE__ENDPOINT: not supported for gs:// URLs")
-            parts = urlsplit(self.endpoint.strip())
-            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-                problems.append(f"{ENV_PREFIX}STATE__ENDPOINT: must be an http:// or https:// URL")
+        if self.endpoint and self.url and split_state_url(self.url)[0] == "gs":
+            problems.append(f"{ENV_PREFIX}STATE__ENDPOINT: not supported for gs:// URLs")
         if problems:
             raise ValueError("\n".join(problems))
         return self

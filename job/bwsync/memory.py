@@ -111,7 +111,7 @@ class Memory:
             members, revoked, rejected, held = (
                 decode_set(sets[name]) if sets.get(name) else [] for name in _KNOWN
             )
-        except (KeyError, TypeError, ValueError, OSError) as exc:  # bz2: OSError
+        except (KeyError, TypeError, ValueError, AttributeError, OSError) as exc:  # bz2: OSError
             raise MemoryStateError(
                 f"the memory of synced members in the state cannot be read ({exc}); "
                 "`bwsync state clear` starts over (the next run then cannot judge removals)"

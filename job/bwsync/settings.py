@@ -160,13 +160,13 @@ def other_sources(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     """A line for each variable of a source other than ``BWSYNC_SOURCE``'s: most often a
     forgotten ``BWSYNC_SOURCE``, which would read the built-in demo directory (the default)
     instead of the directory configured. Secret files are not counted: one Kubernetes Secret
-    may serve several profiles."""
+    may serve several profiles, and neither are variables left empty (an env file's unset)."""
     others = {n for n in get_args(SourceName) if n != settings.source}
     problems = []
     for name in sorted(environ):
         upper = name.upper()
         section = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
-        if upper.startswith(ENV_PREFIX) and section in others:
+        if upper.startswith(ENV_PREFIX) and section in others and environ[name].strip():
             problems.append(
                 f"{upper}: set, but {ENV_PREFIX}SOURCE is {settings.source}; set "
                 f"{ENV_PREFIX}SOURCE={section}, or remove the {section} settings"

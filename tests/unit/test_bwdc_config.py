@@ -138,6 +138,30 @@ def test_not_a_data_file(tmp_path: Path) -> None:
         load_data_file(f)
 
 
+@pytest.mark.parametrize(
+    ("name", "key", "value"),
+    [
+        ("entra-v8.json", "environmentUrls", 5),
+        ("entra-v8.json", "sync", "x"),
+        ("entra-v8.json", "directoryType", []),
+        ("ldap-ad-keychain-v8.json", "directoryLdap", 5),
+        ("google-v8.json", "directoryGsuite", 5),
+        ("ldap-v4-nested.json", "global", 5),
+    ],
+)
+def test_a_data_file_edited_into_another_shape_is_a_config_error(
+    name: str, key: str, value: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each of these ended in an AttributeError or TypeError: exit 1."""
+    data = json.loads((DATA / name).read_text())
+    data[key] = value
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(data))
+    assert main(["config", "from-bwdc", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} is not a bwdc data file bwsync can read" in err or "not a bwdc" in err
+
+
 def _variant(tmp_path: Path, **ldap: Any) -> Path:
     """The plaintext LDAP example with some of its directoryLdap keys changed."""
     data = json.loads((DATA / "ldap-v8-plaintext.json").read_text())

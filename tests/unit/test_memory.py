@@ -76,6 +76,7 @@ def test_a_memory_written_with_the_server_address_is_the_organization_s() -> Non
         lambda m: m["sets"]["members"].update(data="!!!!"),
         lambda m: m["sets"]["members"].update(codec="zstd"),
         lambda m: m.update(sets=[]),
+        lambda m: m["sets"].update(members=5),  # was an AttributeError: exit 1
     ],
 )
 def test_a_damaged_memory_is_a_state_error(damage: object) -> None:

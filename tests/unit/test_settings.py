@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -21,8 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from bwsync.cli import main
+from bwsync.config import DURATION_PATTERN, Settings, _duration_input, parse_duration
+from bwsync.errors import ConfigError
+from bwsync.settings import load_settings
 from tests.fixtures.setting_files import google_key, write_setting_file
 from tests.standins.tls import TlsFiles, self_signed_tls
 
@@ -386,3 +391,176 @@ def test_a_missing_or_invalid_setting_is_exit_2_naming_it_and_nothing_is_contact
     assert "Traceback" not in out
     assert listener.connections == before, "a server was contacted"
     assert not (tmp_path / "state").exists(), "the state store was touched"
+
+
+# -- values as an admin writes them --------------------------------------------------------
+
+SOURCE_MINIMUM = {
+    "ldap": {
+        "BWSYNC_SOURCE": "ldap",
+        "BWSYNC_LDAP__URL": "ldap://127.0.0.1",
+        "BWSYNC_LDAP__BASE_DN": "dc=x",
+    },
+    "entra": {
+        "BWSYNC_SOURCE": "entra",
+        "BWSYNC_ENTRA__TENANT_ID": "t",
+        "BWSYNC_ENTRA__CLIENT_ID": "c",
+        "BWSYNC_ENTRA__CLIENT_SECRET": "s",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("variable", "written", "read"),
+    [
+        ("BWSYNC_LOG__LEVEL", "DEBUG", ("log", "level", "debug")),
+        ("BWSYNC_LOG__LEVEL", "Warn", ("log", "level", "warning")),
+        ("BWSYNC_LOG__FORMAT", " JSON ", ("log", "format", "json")),
+        ("BWSYNC_STATE__BACKEND", "None", ("state", "backend", "none")),
+        ("BWSYNC_SYNC__REMOVAL_MODE", "REVOKE", ("sync", "removal_mode", "revoke")),
+        ("BWSYNC_SYNC__STALE_GROUPS", "Delete", ("sync", "stale_groups", "delete")),
+        ("BWSYNC_LDAP__ENGINE", "LDAP3", ("ldap", "engine", "ldap3")),
+        ("BWSYNC_ENTRA__CLOUD", "USGov", ("entra", "cloud", "usgov")),
+        ("BWSYNC_SYNC__USERS", " False ", ("sync", "users", False)),
+        ("BWSYNC_SYNC__REMOVE_MISSING", "YES", ("sync", "remove_missing", True)),
+        ("BWSYNC_SYNC__GROUPS", "off", ("sync", "groups", False)),
+        ("BWSYNC_LDAP__START_TLS", "1", ("ldap", "start_tls", True)),
+        ("BWSYNC_STATE__LEASE_SECONDS", "15m", ("state", "lease_seconds", 900.0)),
+        ("BWSYNC_STATE__LEASE_SECONDS", "900", ("state", "lease_seconds", 900.0)),
+        ("BWSYNC_SYNC__FULL_RECONCILE_EVERY", "1h30m", ("sync", "full_reconcile_every", 5400.0)),
+        ("BWSYNC_SYNC__FULL_RECONCILE_EVERY", "7d", ("sync", "full_reconcile_every", 604800.0)),
+        ("BWSYNC_BITWARDEN__TIMEOUT", "2M", ("bitwarden", "timeout", 120.0)),
+        (
+            "BWSYNC_BITWARDEN__LOGIN_RATE_LIMIT_WAIT",
+            "90s",
+            ("bitwarden", "login_rate_limit_wait", 90.0),
+        ),
+        ("BWSYNC_LDAP__TIMEOUT", "2.5", ("ldap", "timeout", 2.5)),
+        ("BWSYNC_STOP_GRACE_SECONDS", "45s", (None, "stop_grace_seconds", 45.0)),
+        ("BWSYNC_LDAP__CA_FILE", "", ("ldap", "ca_file", None)),  # an env file's "unset"
+    ],
+)
+def test_values_read_as_an_admin_writes_them(
+    variable: str,
+    written: str,
+    read: tuple[str | None, str, object],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    section, field, value = read
+    if section in ("ldap", "entra"):  # another source's setting needs that source chosen
+        for name, needed in SOURCE_MINIMUM[section].items():
+            monkeypatch.setenv(name, needed)
+    monkeypatch.setenv(variable, written)
+    settings = load_settings()
+    holder = settings if section is None else getattr(settings, section)
+    assert getattr(holder, field) == value
+
+
+@pytest.mark.parametrize(
+    ("variable", "written"),
+    [
+        ("BWSYNC_STATE__LEASE_SECONDS", "15x"),
+        ("BWSYNC_STATE__LEASE_SECONDS", "1h30"),
+        ("BWSYNC_STATE__LEASE_SECONDS", "10s"),  # a duration, below the bound
+        ("BWSYNC_BITWARDEN__TIMEOUT", "-5m"),
+        ("BWSYNC_SYNC__USERS", "maybe"),
+        ("BWSYNC_LOG__LEVEL", "verbose"),
+    ],
+)
+def test_a_value_that_means_nothing_is_named(
+    variable: str, written: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, written)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{variable}: ")
+
+
+def _is_duration(model: type[BaseModel], name: str) -> bool:
+    return any(
+        getattr(meta, "func", None) is _duration_input for meta in model.model_fields[name].metadata
+    )
+
+
+def test_every_wait_and_timeout_setting_is_a_duration() -> None:
+    """One duration type for every wait: a setting added later whose name says it is a time
+    must take `15m` as the others do."""
+    timed = re.compile(r"timeout|seconds|every|wait|interval|grace|lease")
+    found = []
+    models: list[type[BaseModel]] = [Settings]
+    for field in Settings.model_fields.values():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            models.append(field.annotation)
+    for model in models:
+        for name, field in model.model_fields.items():
+            if timed.search(name) and not (
+                isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+            ):
+                found.append(name)
+                assert _is_duration(model, name), f"{model.__name__}.{name} is not a Duration"
+    assert {"timeout", "lease_seconds", "full_reconcile_every", "stop_grace_seconds"} <= set(found)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["900", "15m", "1h30m", "1h 30m", " 2.5 ", "90S", "x", "1h30", "", "-5", "1.5h", "inf", "1e3"],
+)
+def test_the_charts_duration_pattern_accepts_what_bwsync_reads(text: str) -> None:
+    try:
+        parse_duration(text)
+        parsed = True
+    except ValueError:
+        parsed = False
+    assert bool(re.match(DURATION_PATTERN, text)) is parsed
+
+
+# -- reading the settings, not only validating them ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setup", "named"),
+    [
+        ("non_utf8_secret", "BWSYNC_BITWARDEN__CLIENT_SECRET: the secret file"),
+        ("secrets_dir_is_a_file", "BWSYNC_SECRETS_DIR: "),
+        ("section_not_json", "BWSYNC_LDAP: not valid JSON"),
+    ],
+)
+def test_settings_that_cannot_be_read_are_named_lines(
+    setup: str, named: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if setup == "non_utf8_secret":
+        secrets = tmp_path / "secrets"
+        secrets.mkdir()
+        (secrets / "bwsync_bitwarden__client_secret").write_bytes(b"\xff\xfesecret")
+        monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(secrets))
+    elif setup == "secrets_dir_is_a_file":
+        (tmp_path / "file").write_text("x")
+        monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(tmp_path / "file"))
+    else:
+        monkeypatch.setenv("BWSYNC_LDAP", "{not json")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert any(p.startswith(named) for p in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("BWSYNC_BITWARDEN__SERVER", "https://vault.example.com:99999", "has an invalid port"),
+        ("BWSYNC_BITWARDEN__API_URL", "https://vault.example.com:0x", "has an invalid port"),
+        ("BWSYNC_STATE__ENDPOINT", "http://[::1", "Invalid IPv6 URL"),
+        ("BWSYNC_OKTA__TOKEN", "tök en", "printable ASCII"),
+    ],
+)
+def test_values_a_client_could_not_use_are_refused_here(
+    variable: str, value: str, words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each reached the network code before (an httpx error, or a UnicodeEncodeError in a
+    header: exit 1)."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{variable}: ") and words in problem
+    assert "tök" not in problem  # a secret is never echoed

@@ -169,6 +169,8 @@ def user_entry(item: Mapping[str, Any]) -> User:
     """bwdc's ``buildUser``: email from ``mail`` or the UPN, disabled, deleted (§7.2)."""
     mail = item.get("mail")
     upn = item.get("userPrincipalName")
+    mail = mail if isinstance(mail, str) else None  # anything else is no address
+    upn = upn if isinstance(upn, str) else None
     email = mail
     if upn and (not mail or "onmicrosoft.com" in mail):
         email = upn
@@ -304,6 +306,10 @@ class EntraSource(CloudSource[EntraSettings]):
             raise EntraError(name, f"{type(exc).__name__}: {shorten(str(exc))}") from exc
         except ValueError as exc:  # msal: discovery document or key problems
             raise EntraError(name, shorten(str(exc))) from None
+        except (TypeError, AttributeError, KeyError) as exc:
+            # msal reads the discovery document and the token response without checking their
+            # shape: a body that is not the JSON object it expects is the server's fault.
+            raise EntraError(name, f"unexpected answer ({type(exc).__name__})") from None
         if not isinstance(result, dict) or "access_token" not in result:
             result = result if isinstance(result, dict) else {}
             error = str(result.get("error") or "no token")
@@ -337,7 +343,11 @@ class EntraSource(CloudSource[EntraSettings]):
         http = self._open()
         url: str | None = path
         query = params
+        seen: set[str] = set()
         while url:
+            if url in seen:  # a server bug; following it would never end
+                raise EntraError(f"GET {path}", "@odata.nextLink loops back to a page already read")
+            seen.add(url)
             body = http.get_json(url, params=query, headers=headers)
             yield body
             nxt = body.get("@odata.nextLink")

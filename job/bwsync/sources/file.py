@@ -114,11 +114,21 @@ def _user(uid: str, email: str | None, fields: Mapping[str, Any], where: str) ->
     )
 
 
+def _list(value: Any, where: str) -> list[Any]:
+    """``value`` when it is a JSON list (absent or null: empty); anything else is an entry
+    error naming where it is, never a crash nor a string read one character at a time."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DirectoryError(f"{where}: expected a list, not {type(value).__name__}")
+    return value
+
+
 def _objects(
     doc: dict[str, Any], key: str, origin: str
 ) -> Iterator[tuple[str, dict[str, Any], str]]:
     """Each object of the JSON list ``key``: where it is (for messages), itself, and its id."""
-    for i, raw in enumerate(doc.get(key) or []):
+    for i, raw in enumerate(_list(doc.get(key), f"{origin} `{key}`")):
         where = f"{origin} {key}[{i}]"
         if not isinstance(raw, dict):
             raise DirectoryError(f"{where}: expected an object")
@@ -144,9 +154,9 @@ def _parse_json(data: bytes, origin: str) -> tuple[list[User], list[Group]]:
         if not isinstance(name, str) or not name.strip():
             raise DirectoryError(f"{where}: `name` must be a non-empty string")
         group = Group(reference_id=gid, external_id=gid, name=name)
-        for member in raw.get("members") or []:
+        for member in _list(raw.get("members"), f"{where} members"):
             group.add_user(_id(member, f"{where} members"))
-        for nested in raw.get("groups") or []:
+        for nested in _list(raw.get("groups"), f"{where} groups"):
             group.add_group(_id(nested, f"{where} groups"))
         groups.append(group)
     return users, groups

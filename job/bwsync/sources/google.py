@@ -220,6 +220,10 @@ class GoogleSource(CloudSource[GoogleSettings]):
             raise GoogleError(name, f"{error}: {shorten(description)}", code=error) from None
         except exceptions.GoogleAuthError as exc:
             raise GoogleError(name, shorten(str(exc))) from None
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:
+            # google-auth reads the token response without checking its shape: a body that
+            # is not the JSON object it expects is the server's fault.
+            raise GoogleError(name, f"unexpected answer ({type(exc).__name__})") from None
 
     def token(self, fresh: bool = False) -> str:
         """An access token for the admin user (google-auth refreshes it when near expiry)."""
@@ -256,6 +260,7 @@ class GoogleSource(CloudSource[GoogleSettings]):
         ``key`` at all."""
         http = self._open()
         query = dict(params)
+        seen: set[str] = set()
         while True:
             body = http.get_json(path, params=query)
             entries = body.get(key) or []
@@ -265,6 +270,9 @@ class GoogleSource(CloudSource[GoogleSettings]):
             token = body.get("nextPageToken")
             if not token:
                 return
+            if str(token) in seen:  # a server bug; following it would never end
+                raise GoogleError(f"GET {path}", "nextPageToken repeats a page already read")
+            seen.add(str(token))
             query = {**params, "pageToken": str(token)}
 
     # -- fetch --------------------------------------------------------------------------------

@@ -243,12 +243,14 @@ def deprovisioned_filter(base: str | None) -> str | None:
     return f"({base}) and {DEPROVISIONED_FILTER}"
 
 
-def user_from_okta(raw: dict[str, Any]) -> User:
+def user_from_okta(raw: Any) -> User:
     """One Okta user object → ``User`` (id as both ids, email trimmed and lower-cased)."""
-    uid = raw.get("id")
+    uid = raw.get("id") if isinstance(raw, dict) else None
     if not isinstance(uid, str) or not uid:
         raise OktaError(f"returned a user without an id: {shorten(repr(raw)[:80], 80)}")
-    profile = raw.get("profile") or {}
+    profile = raw.get("profile")
+    if not isinstance(profile, dict):
+        profile = {}
     email = profile.get("email")
     status = raw.get("status")
     return User(
@@ -390,7 +392,11 @@ class OktaSource(PacedSource[OktaSettings]):
         base = self._require()
         url: str | None = base + path + (("?" + urlencode(params)) if params else "")
         what = f"GET {path}"
+        seen: set[str] = set()
         while url is not None:
+            if url in seen:  # a server bug; following it would never end
+                raise OktaError(f"{what}: the Link header loops back to a page already read")
+            seen.add(url)
             response = self._get(url, what)
             page = json_or_none(response)
             if not isinstance(page, list):
@@ -448,17 +454,18 @@ class OktaSource(PacedSource[OktaSettings]):
         groups: list[Group] = []
         for page in self._pages("/api/v1/groups", params):
             for raw in page:
-                gid = raw.get("id")
+                gid = raw.get("id") if isinstance(raw, dict) else None
                 if not isinstance(gid, str) or not gid:
                     raise OktaError("GET /api/v1/groups: returned a group without an id")
-                name = (raw.get("profile") or {}).get("name")
+                profile = raw.get("profile")
+                name = profile.get("name") if isinstance(profile, dict) else None
                 if not flt.keeps(name):
                     continue
                 groups.append(Group(reference_id=gid, external_id=gid, name=name))
         for group in groups:
             for page in self._pages(f"/api/v1/groups/{group.reference_id}/users", {}):
                 for member in page:
-                    mid = member.get("id")
+                    mid = member.get("id") if isinstance(member, dict) else None
                     if isinstance(mid, str) and mid:
                         group.add_user(mid)
         return groups

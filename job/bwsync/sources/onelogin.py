@@ -199,6 +199,8 @@ class OneLoginSource(PacedSource[OneLoginSettings]):
                 for raw in page:
                     uid = _numeric_id(raw.get("id"), "GET /api/1/users")
                     roles = raw.get("role_id") or []
+                    if not isinstance(roles, list):
+                        raise OneLoginError(f"GET /api/1/users: user {uid}'s role_id is not a list")
                     memberships.append((uid, frozenset(r for r in roles if isinstance(r, int))))
                     email = onelogin_email(
                         raw,

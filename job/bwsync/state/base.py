@@ -389,6 +389,9 @@ class NoStateStore(StateStore):
 
     description = "no state (backend none)"
 
+    def check(self) -> str:
+        return "nothing is read or written"
+
     def _read(self) -> tuple[bytes | None, str | None]:
         return None, None
 

@@ -41,6 +41,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import yaml
@@ -133,9 +134,10 @@ class TokenFileAuth(_CachedBearer):
     def _fetch(self) -> tuple[str, float]:
         try:
             token = self.path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             raise StateError(
-                f"cannot read the Kubernetes token file {self.path}: {exc.strerror}"
+                f"cannot read the Kubernetes token file {self.path}: {reason}"
             ) from None
         if not token:
             raise StateError(f"the Kubernetes token file {self.path} is empty")
@@ -165,8 +167,13 @@ class ExecAuth(_CachedBearer):
             raise StateError("kubeconfig exec plugin has no command")
         if "/" in self.command and not os.path.isabs(self.command):
             self.command = str(base / self.command)  # relative to the kubeconfig, as kubectl
-        self.args = [str(a) for a in spec.get("args") or []]
-        self.env = {str(e["name"]): str(e["value"]) for e in spec.get("env") or []}
+        args, env = spec.get("args") or [], spec.get("env") or []
+        if not isinstance(args, list) or not isinstance(env, list):
+            raise StateError("kubeconfig exec plugin: `args` and `env` must be lists")
+        if not all(isinstance(e, dict) and "name" in e and "value" in e for e in env):
+            raise StateError("kubeconfig exec plugin: each `env` entry needs a name and a value")
+        self.args = [str(a) for a in args]
+        self.env = {str(e["name"]): str(e["value"]) for e in env}
         self.api_version = str(spec.get("apiVersion") or "client.authentication.k8s.io/v1")
 
     def _fetch(self) -> tuple[str, float]:
@@ -276,9 +283,10 @@ def from_service_account(
     if namespace is None:
         try:
             namespace = (sa_dir / "namespace").read_text(encoding="utf-8").strip()
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             raise StateError(
-                f"cannot read the pod's namespace from {sa_dir / 'namespace'} ({exc.strerror}); "
+                f"cannot read the pod's namespace from {sa_dir / 'namespace'} ({reason}); "
                 "set BWSYNC_STATE__NAMESPACE"
             ) from None
     ca = sa_dir / "ca.crt"
@@ -322,6 +330,8 @@ def from_kubeconfig(  # noqa: PLR0915 - kubectl's rules, in the order it applies
             continue
         except OSError as exc:
             raise StateError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise StateError(f"kubeconfig {path} is not UTF-8 text") from None
         found = True
         try:
             doc = yaml.safe_load(text) or {}
@@ -333,7 +343,10 @@ def from_kubeconfig(  # noqa: PLR0915 - kubectl's rules, in the order it applies
             raise StateError(f"kubeconfig {path} is not a kubeconfig (no mapping at the top)")
         current = current or doc.get("current-context") or None
         for section, inner in (("clusters", "cluster"), ("users", "user"), ("contexts", "context")):
-            for item in doc.get(section) or []:
+            items = doc.get(section) or []
+            if not isinstance(items, list):
+                raise StateError(f"kubeconfig {path}: `{section}` is not a list")
+            for item in items:
                 if (
                     isinstance(item, dict)
                     and item.get("name")
@@ -418,8 +431,20 @@ def from_kubeconfig(  # noqa: PLR0915 - kubectl's rules, in the order it applies
         auth=auth,
         origin=origin,
         tls_server_name=str(c["tls-server-name"]) if c.get("tls-server-name") else None,
-        proxy=str(c["proxy-url"]) if c.get("proxy-url") else None,
+        proxy=_proxy(c.get("proxy-url"), origin),
     )
+
+
+def _proxy(value: Any, origin: str) -> str | None:
+    """A kubeconfig ``proxy-url``: http(s) only, as httpx speaks them without extras (a
+    ``socks5://`` proxy would need one, so it is refused here, by name)."""
+    if not value:
+        return None
+    url = str(value)
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise StateError(f"{origin}: proxy-url {scheme}:// is not supported; use an http(s) proxy")
+    return url
 
 
 def load_config(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
@@ -71,3 +72,20 @@ def test_python_ldaps_decoder_still_crashes_on_an_empty_value() -> None:
         check=False,
     )
     assert crash.returncode < 0, crash  # killed by a signal (SIGSEGV)
+
+
+def test_a_ca_file_libldap_cannot_use_is_a_settings_error_not_a_crash(tmp_path: Path) -> None:
+    """Issue 22: python-ldap answers a CA file it cannot load with `ValueError: option error`
+    when the TLS context is built, which reached the user as a traceback (exit 1). The
+    settings pass now refuses such a file first; the engine still names the setting itself
+    when it gets one (exit 2), before any connection."""
+    from bwsync.errors import ConfigError
+    from bwsync.sources.ldap_wire import WireOptions, make_wire
+
+    missing = tmp_path / "ldap-ca.pem"
+    wire = make_wire("python-ldap", WireOptions(url="ldaps://127.0.0.1:1", ca_file=missing))
+    with pytest.raises(ConfigError) as caught:
+        wire.open()
+    assert caught.value.problems == [
+        f"BWSYNC_LDAP__CA_FILE: libldap cannot use {missing} for TLS (option error)"
+    ]

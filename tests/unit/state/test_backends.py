@@ -89,7 +89,7 @@ def test_bad_state_urls_are_config_errors(
         ({}, "BWSYNC_STATE__URL: required when BWSYNC_STATE__BACKEND=objectstore"),
         (
             {"BWSYNC_STATE__URL": "s3://b/k", "BWSYNC_STATE__ENDPOINT": "minio:9000"},
-            "BWSYNC_STATE__ENDPOINT: must be an http:// or https:// URL",
+            "BWSYNC_STATE__ENDPOINT: must be an http:// or https:// URL (got 'minio:9000')",
         ),
         (
             {"BWSYNC_STATE__URL": "gs://b/k", "BWSYNC_STATE__ENDPOINT": "http://x"},
