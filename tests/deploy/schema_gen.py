@@ -45,6 +45,8 @@ def _field_schema(prop: dict[str, Any], description: str | None) -> dict[str, An
         if v.get("type") == "null":
             continue
         out.append({k: v[k] for k in _KEEP if k in v})
+        if all(isinstance(e, str) for e in v.get("enum", [None])):
+            out.append({"type": "string", "pattern": _any_case(v["enum"])})
     result: dict[str, Any] = out[0] if len(out) == 1 else {"anyOf": out}
     if "type" in result:
         result["type"] = [result["type"], "null"]
@@ -53,6 +55,23 @@ def _field_schema(prop: dict[str, Any], description: str | None) -> dict[str, An
     if description:
         result["description"] = description
     return result
+
+
+_SPECIAL = set(".^$*+?()[]{}|\\")
+
+
+def _any_case(choices: list[str]) -> str:
+    """A pattern matching any of ``choices`` in any letter case, as bwsync reads a choice
+    (``BWSYNC_LOG__LEVEL=DEBUG``); JSON schema's patterns have no case-insensitive flag. The
+    plain ``enum`` stays beside it, so the schema still lists the choices."""
+
+    def letters(word: str) -> str:
+        return "".join(
+            f"[{c.lower()}{c.upper()}]" if c.isalpha() else ("\\" + c if c in _SPECIAL else c)
+            for c in word
+        )
+
+    return "^(" + "|".join(letters(c) for c in choices) + ")$"
 
 
 def _numbers_only(prop: dict[str, Any]) -> dict[str, Any]:

@@ -638,6 +638,45 @@ def test_schema_rejects_typos_and_wrong_types(
     assert message in res.stderr
 
 
+def test_values_are_read_as_bwsync_reads_them(render: Render) -> None:
+    """The chart's schema takes the spellings bwsync's settings take: a choice in any case,
+    a duration with a unit; the rendered variables reach bwsync as written."""
+    docs = render(
+        {
+            "settings": {
+                "log": {"level": "DEBUG"},
+                "sync": {"removal_mode": "Revoke", "full_reconcile_every": "24h"},
+                "ldap": {"engine": "Python-LDAP", "timeout": "5m"},
+            }
+        }
+    )
+    env = _env(
+        _one(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    )
+    assert env["BWSYNC_LOG__LEVEL"] == "DEBUG"
+    assert env["BWSYNC_SYNC__FULL_RECONCILE_EVERY"] == "24h"
+    assert env["BWSYNC_LDAP__TIMEOUT"] == "5m"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"settings": {"log": {"level": "loud"}}}, "level"),
+        ({"settings": {"ldap": {"timeout": "soon"}}}, "timeout"),
+    ],
+)
+def test_the_schema_still_refuses_what_bwsync_would(
+    helm_bin: str, chart_dir: Path, tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    vf = tmp_path / "values.yaml"
+    vf.write_text(yaml.safe_dump(values))
+    res = _helm(helm_bin, "template", RELEASE, str(chart_dir), "--kube-version", "1.37.0",
+                "-f", str(vf))  # fmt: skip
+    assert res.returncode != 0
+    assert "values don't meet the specifications of the schema" in res.stderr
+    assert message in res.stderr
+
+
 def test_schema_names_only_real_settings() -> None:
     """Every key the schema allows under `settings`/`secrets` is a bwsync setting of that type
     (regenerate with `python -m tests.deploy.schema_gen` after changing config.py)."""
