@@ -65,9 +65,9 @@ def ca_context(path: Path, setting: str) -> ssl.SSLContext:
     return context
 
 
-def private_key(path: Path, setting: str, *, kinds: str = "rsa,ec") -> Any:
-    """An unencrypted PEM private key (PKCS#8 or PKCS#1). ``kinds`` limits what is accepted:
-    ``"rsa,ec"`` (RSA or EC P-256, what Okta signs with)."""
+def private_key(path: Path, setting: str) -> Any:
+    """An unencrypted PEM private key (PKCS#8 or PKCS#1), RSA or EC P-256: what Okta's
+    private_key_jwt signs with (RS256, ES256)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -78,13 +78,9 @@ def private_key(path: Path, setting: str, *, kinds: str = "rsa,ec") -> Any:
         raise ConfigError(
             f"{setting}: {path} is not an unencrypted PEM private key (PKCS#8 or PKCS#1)"
         ) from None
-    if "rsa" in kinds and isinstance(key, rsa.RSAPrivateKey):
+    if isinstance(key, rsa.RSAPrivateKey):
         return key
-    if (
-        "ec" in kinds
-        and isinstance(key, ec.EllipticCurvePrivateKey)
-        and key.curve.name == "secp256r1"
-    ):
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1":
         return key
     raise ConfigError(f"{setting}: only RSA and EC P-256 keys are supported")
 
