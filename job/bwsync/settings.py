@@ -11,6 +11,7 @@ a whole before anything is contacted — the one validation pass every command r
    * **settings of another source** in the environment (``BWSYNC_LDAP__URL`` with
      ``BWSYNC_SOURCE=okta``, or no ``BWSYNC_SOURCE`` at all, which means the built-in demo
      directory): a forgotten or wrong ``BWSYNC_SOURCE`` must not sync the wrong directory;
+     likewise a user or group filter with the file source, which has none;
    * **the organization API key**, for the commands that talk to Bitwarden: ``sync``, ``plan``
      and ``check`` (``plan --directory-only`` reads the directory alone and needs none). They
      also need ``BWSYNC_FILE__PATH`` with the file source: the built-in demo directory it
@@ -144,7 +145,7 @@ def metrics_settings_only() -> tuple[MetricsSettings, str, str] | None:
 
 def environment_problems(settings: Settings, *, api_key: bool) -> list[str]:
     """Every problem of ``settings``'s surroundings, one line each (empty: ready to run)."""
-    problems = other_sources(settings, os.environ)
+    problems = other_sources(settings, os.environ) + unusable_filters(settings)
     if api_key:
         problems += _api_key(settings)
     for setting, path, check in _files(settings):
@@ -172,6 +173,19 @@ def other_sources(settings: Settings, environ: Mapping[str, str]) -> list[str]:
                 f"{ENV_PREFIX}SOURCE={section}, or remove the {section} settings"
             )
     return problems
+
+
+def unusable_filters(settings: Settings) -> list[str]:
+    """A line for each sync filter the source cannot apply (the file source has none): ignoring
+    it would sync, and invite, the very people it was meant to leave out."""
+    if settings.source != "file":
+        return []
+    return [
+        f"{ENV_PREFIX}SYNC__{name.upper()}: set, but {ENV_PREFIX}SOURCE is file, which cannot "
+        f"filter; set {ENV_PREFIX}SOURCE, or leave those entries out of the file instead"
+        for name in ("user_filter", "group_filter")
+        if getattr(settings.sync, name)
+    ]
 
 
 def _api_key(settings: Settings) -> list[str]:

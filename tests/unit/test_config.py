@@ -114,6 +114,25 @@ def test_ldap_source_needs_url_and_base(monkeypatch: pytest.MonkeyPatch) -> None
     ]
 
 
+@pytest.mark.parametrize("kind", ["USER", "GROUP"])
+def test_a_filter_the_file_source_cannot_apply_is_refused(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.setenv(f"BWSYNC_SYNC__{kind}_FILTER", "exclude:ceo@example.com")
+    with pytest.raises(ConfigError) as info:
+        load_settings()  # the file source is the default
+    assert info.value.exit_code == 2
+    assert (
+        f"BWSYNC_SYNC__{kind}_FILTER: set, but BWSYNC_SOURCE is file, which cannot filter"
+        in str(info.value)
+    )
+    monkeypatch.setenv("BWSYNC_SOURCE", "okta")
+    monkeypatch.setenv("BWSYNC_OKTA__ORG_URL", "https://example.okta.com")
+    monkeypatch.setenv("BWSYNC_OKTA__TOKEN", "00token")
+    sync = load_settings().sync  # a source that filters takes it
+    assert (sync.user_filter or sync.group_filter) == "exclude:ceo@example.com"
+
+
 def test_bind_dn_needs_password_and_start_tls_needs_ldap(monkeypatch: pytest.MonkeyPatch) -> None:
     _ldap_env(monkeypatch)
     monkeypatch.setenv("BWSYNC_LDAP__BIND_DN", "cn=x")
