@@ -129,6 +129,9 @@ class FakeGoogle(FakeHttpsServer):
         self._data_lock = threading.RLock()
         self.tokens_issued = 0
         self.token_scopes: list[list[str]] = []
+        self.max_page: int | None = None
+        """At most this many entries a page, whatever ``maxResults`` asks (it is a maximum:
+        the API may return fewer and a ``nextPageToken``); set it to page a small customer."""
         self.admin_email = admin_email or f"admin@{domain}"
         self.admin_id = self.add_user(self.admin_email, is_admin=True)
 
@@ -408,6 +411,7 @@ class FakeGoogle(FakeHttpsServer):
                 f"Invalid value '{size}'. Values must be within the range: [1, {limit}]",
                 "invalid",
             )
+        size = min(size, self.max_page or size)
         key = "&".join(f"{k}={v}" for k, v in sorted(q.items()) if k != "pageToken") + request.path
         if "pageToken" in q:
             with self._data_lock:

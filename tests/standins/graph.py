@@ -202,6 +202,10 @@ class FakeGraph(FakeHttpsServer):
         self._data_lock = threading.RLock()
         self.tokens_issued = 0
         self.token_requests: list[dict[str, str]] = []
+        self.max_page: int | None = None
+        """Server-side paging: Graph may answer with fewer objects than ``$top`` asks for
+        (paging.md), so a client must follow ``@odata.nextLink`` whatever it asked; set this to
+        page a small tenant."""
 
     # -- configuration ---------------------------------------------------------------------
     def add_app(
@@ -775,6 +779,7 @@ class FakeGraph(FakeHttpsServer):
         return list(out)
 
     def _page(self, path: str, items: list[dict[str, Any]], offset: int, size: int) -> Reply:
+        size = min(size, self.max_page or size)
         chunk = items[offset : offset + size]
         body: dict[str, Any] = {"@odata.context": f"{self.base_url}/v1.0/$metadata#{path}"}
         if offset + size < len(items):
@@ -857,6 +862,7 @@ class FakeGraph(FakeHttpsServer):
     def _delta_page(
         self, items: list[dict[str, Any]], offset: int, size: int, marker: str
     ) -> Reply:
+        size = min(size, self.max_page or size)
         chunk = items[offset : offset + size]
         body: dict[str, Any] = {"@odata.context": f"{self.base_url}/v1.0/$metadata#users"}
         if offset + size < len(items):
