@@ -1,9 +1,13 @@
-"""run: stage order guarantees that need a controlled interleaving (the rest is in tests/e2e)."""
+"""run: stage order guarantees that need a controlled interleaving (the rest is in tests/e2e).
+
+The directory is ``tests.fixtures.memory_source.MemorySource``; where the order of the fetch and
+the organization read beside it matters, the stand-in's pauses (``FakeBitwarden.pause``) say
+where the read stands, so no test sleeps or reads a wall clock.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,9 +22,9 @@ from bwsync.payload import build_payload
 from bwsync.plan import OrgSnapshot, make_plan
 from bwsync.run import RunOptions, execute, unchanged_batches
 from bwsync.settings import load_settings
-from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.state.file import FileStateStore
 from bwsync.stop import StopRequest
+from tests.fixtures.memory_source import MemorySource, one_user
 from tests.standins.bitwarden import FakeBitwarden
 
 
@@ -35,34 +39,22 @@ def _settings(fake: FakeBitwarden, state_path: Path) -> Settings:
     )
 
 
-class _RacingSource:
-    """Returns one user; while being read, 'another run' finishes and records its success."""
-
-    name = "file"
-    server = "racing test source"
-
-    def __init__(self, state_path: Path) -> None:
-        self.state_path = state_path
-
-    def fetch(self, request: FetchRequest) -> Directory:
-        other = FileStateStore(self.state_path)
-        doc = other.load()
-        doc.hash = "written-by-the-other-run"
-        doc.last_success_timestamp = 1.0
-        other.save(doc)
-        return Directory(users=[User("u1", "u1", "u1@example.com")], groups=None)
-
-    def check(self) -> list[CheckResult]:
-        return []
-
-
 def test_a_run_that_finished_meanwhile_stops_this_one(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
     path = tmp_path / "state.json"
     settings = _settings(fake_bitwarden, path)
     store = FileStateStore(path)
-    outcome = execute(settings, RunOptions(), source=_RacingSource(path), store=store)
+
+    def another_run_finishes() -> None:
+        other = FileStateStore(path)
+        doc = other.load()
+        doc.hash = "written-by-the-other-run"
+        doc.last_success_timestamp = 1.0
+        other.save(doc)
+
+    source = MemorySource(one_user(), during=another_run_finishes)
+    outcome = execute(settings, RunOptions(), source=source, store=store)
     assert outcome.report.exit_code == 5
     assert "since this run read it" in (outcome.report.error or "")
     assert fake_bitwarden.requests_to("import") == []
@@ -71,33 +63,12 @@ def test_a_run_that_finished_meanwhile_stops_this_one(
     assert after.lease is None  # our lease was given back
 
 
-class _DeltaSource:
-    """A source that hands out a new delta token on every read."""
-
-    name = "file"
-    server = "delta test source"
-
-    def __init__(self) -> None:
-        self.reads = 0
-
-    def fetch(self, request: FetchRequest) -> Directory:
-        self.reads += 1
-        return Directory(
-            users=[User("u1", "u1", "u1@example.com")],
-            groups=None,
-            delta={"users": f"token-{self.reads}"},
-        )
-
-    def check(self) -> list[CheckResult]:
-        return []
-
-
 def test_unchanged_runs_keep_the_newest_delta_token(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
     path = tmp_path / "state.json"
     settings = _settings(fake_bitwarden, path)
-    source = _DeltaSource()
+    source = MemorySource(one_user(), delta=True)
     assert execute(settings, RunOptions(), source=source).report.result == "success"
     assert FileStateStore(path).load().delta == {"users": "token-1"}
     assert execute(settings, RunOptions(), source=source).report.result == "no_change"
@@ -105,41 +76,32 @@ def test_unchanged_runs_keep_the_newest_delta_token(
     assert len(fake_bitwarden.requests_to("import")) == 1
 
 
-class _WaitingSource:
-    """Holds the directory read until the stand-in has seen the member list requested (or a
-    deadline passes): only a read made beside the fetch lets it return early."""
+PATIENCE = 60.0
+"""Seconds a test waits for the read beside the fetch to reach a pause: only a run that broke
+the order waits that long, and then the test fails."""
 
-    name = "file"
-    server = "waiting test source"
 
-    def __init__(self, fake: FakeBitwarden, *, patience: float = 5, fail: bool = False) -> None:
-        self.fake = fake
-        self.patience = patience
-        self.fail = fail
-        self.saw_list_during_fetch = False
-
-    def fetch(self, request: FetchRequest) -> Directory:
-        deadline = time.monotonic() + self.patience
-        while time.monotonic() < deadline and not self.fake.requests_to("list_members"):
-            time.sleep(0.01)
-        self.saw_list_during_fetch = bool(self.fake.requests_to("list_members"))
-        if self.fail:
-            raise DirectoryError("waiting test source: bind refused")
-        return Directory(users=[User("u1", "u1", "u1@example.com")], groups=None)
-
-    def check(self) -> list[CheckResult]:
-        return []
+def snapshot_reads() -> set[threading.Thread]:
+    """The threads reading the organization beside a fetch (``bwsync.snapshot``) alive now."""
+    return {t for t in threading.enumerate() if t.name == "bwsync-snapshot"}
 
 
 def test_without_a_remembered_hash_the_org_is_read_beside_the_fetch(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
-    source = _WaitingSource(fake_bitwarden)
+    # The fetch returns only once the member list was asked for: a read made after the fetch
+    # would never come (the pause fails the test instead of hanging).
+    listed = fake_bitwarden.pause("list_members")
+
+    def until_the_org_is_listed() -> None:
+        listed.wait(PATIENCE)
+        listed.release()
+
+    source = MemorySource(one_user(), during=until_the_org_is_listed)
     outcome = execute(
         _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=source
     )
     assert outcome.report.result == "success"
-    assert source.saw_list_during_fetch
     assert len(fake_bitwarden.requests_to("list_members")) == 2  # the snapshot, the re-read
     assert outcome.report.planned == {"invite": 1}
 
@@ -148,25 +110,37 @@ def test_with_a_remembered_hash_an_unchanged_directory_costs_no_request(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
     settings = _settings(fake_bitwarden, tmp_path / "state.json")
-    assert execute(settings, RunOptions(), source=_DeltaSource()).report.result == "success"
+    source = MemorySource(one_user())
+    assert execute(settings, RunOptions(), source=source).report.result == "success"
     fake_bitwarden.clear_requests()
-    source = _WaitingSource(fake_bitwarden, patience=0.5)
+    others = snapshot_reads()
+    reading: list[bool] = []
+    # A read started with the fetch is either running now or done, its requests logged.
+    source.during = lambda: reading.append(
+        bool(snapshot_reads() - others) or bool(fake_bitwarden.requests)
+    )
     outcome = execute(settings, RunOptions(), source=source)
     assert outcome.report.result == "no_change"
-    assert not source.saw_list_during_fetch
+    assert reading == [False]
     assert fake_bitwarden.requests == []
 
 
 def test_a_directory_failure_is_reported_without_waiting_for_the_org_read(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
-    source = _WaitingSource(fake_bitwarden, patience=0, fail=True)
-    fake_bitwarden.slow("list_members", seconds=8, times=1)
-    start = time.monotonic()
+    # The member list is held until the run has returned: a run that waited for it would
+    # not return (until the pause's patience runs out, and then the assertion fails).
+    held = fake_bitwarden.pause("list_members")
+    source = MemorySource(
+        one_user(),
+        during=lambda: held.wait(PATIENCE),
+        error=DirectoryError("memory source: bind refused"),
+    )
     outcome = execute(
         _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=source
     )
-    assert time.monotonic() - start < 7  # the slow answer (8 s) was not awaited
+    assert not held.finished.is_set()  # still held: not awaited
+    held.release()
     assert outcome.report.exit_code == 3
     assert "bind refused" in (outcome.report.error or "")
     assert fake_bitwarden.requests_to("import") == []
@@ -202,28 +176,6 @@ def test_unchanged_batches_are_member_batches_without_a_planned_import_change() 
         )
         == set()
     )
-
-
-class _Users:
-    """A source returning these users; ``during`` runs inside the fetch (a hand edit);
-    ``fetches`` counts the calls."""
-
-    name = "file"
-    server = "users test source"
-
-    def __init__(self, users: list[User], during: Callable[[], None] | None = None) -> None:
-        self.users = users
-        self.during = during
-        self.fetches = 0
-
-    def fetch(self, request: FetchRequest) -> Directory:
-        self.fetches += 1
-        if self.during is not None:
-            self.during()
-        return Directory(users=list(self.users), groups=None)
-
-    def check(self) -> list[CheckResult]:
-        return []
 
 
 def _batched(fake: FakeBitwarden, path: Path) -> Settings:
@@ -265,7 +217,7 @@ def test_an_email_freed_by_a_removal_in_another_batch_is_invited(
     settings = _batched(fake_bitwarden, path).model_copy(
         update={"sync": SyncSettings(large_import=True, max_removal_percent=100)}
     )
-    outcome = execute(settings, RunOptions(), source=_Users(users))
+    outcome = execute(settings, RunOptions(), source=MemorySource(users))
     assert outcome.report.result == "success", outcome.report.error
     assert outcome.report.planned == {"remove": 1, "invite": 1}
     assert outcome.report.unsent_batches == 1  # batch 3 (u4000-u4099) holds no change
@@ -283,7 +235,7 @@ def test_a_stop_during_the_fetch_ends_the_run_before_any_bitwarden_request(
     outcome = execute(
         _settings(fake_bitwarden, path),
         RunOptions(),
-        source=_Users(users, during=lambda: stop.request("SIGTERM")),
+        source=MemorySource(users, during=lambda: stop.request("SIGTERM")),
         stop=stop,
     )
     report = outcome.report
@@ -296,32 +248,24 @@ def test_a_stop_during_the_fetch_ends_the_run_before_any_bitwarden_request(
     assert doc.last_run is not None and doc.last_run["result"] == "interrupted"
 
 
-class _InterruptedWait:
-    """A directory read that the grace period interrupted, as python-ldap reports it."""
-
-    name = "file"
-    server = "interrupted test source"
-
-    def __init__(self, stop: StopRequest) -> None:
-        self.stop = stop
-
-    def fetch(self, request: FetchRequest) -> Directory:
-        self.stop.request("SIGTERM")
-        self.stop.given_up = True  # what the signal watcher sets when it interrupts the wait
-        raise DirectoryError("LDAP ldap://x: server unreachable: Interrupted system call")
-
-    def check(self) -> list[CheckResult]:
-        return []
-
-
 def test_a_request_failing_of_the_grace_periods_interruption_is_an_interruption(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
     stop = StopRequest(grace=5)
+
+    def grace_period_over() -> None:
+        stop.request("SIGTERM")
+        stop.given_up = True  # what the signal watcher sets when it interrupts the wait
+
+    # a directory read that the grace period interrupted, as python-ldap reports it
+    source = MemorySource(
+        during=grace_period_over,
+        error=DirectoryError("LDAP ldap://x: server unreachable: Interrupted system call"),
+    )
     outcome = execute(
         _settings(fake_bitwarden, tmp_path / "state.json"),
         RunOptions(),
-        source=_InterruptedWait(stop),
+        source=source,
         stop=stop,
     )
     assert (outcome.report.result, outcome.report.exit_code) == ("interrupted", 7)
@@ -342,7 +286,7 @@ def test_no_state_call_starts_after_a_stop(fake_bitwarden: FakeBitwarden, tmp_pa
     before = FileStateStore(path).load()
     early = StopRequest()
     early.request("SIGTERM")
-    users = _Users([User("u1", "u1", "u1@example.com")])
+    users = MemorySource(one_user())
     outcome = execute(_settings(fake_bitwarden, path), RunOptions(), source=users, stop=early)
     assert outcome.report.error == (
         "stopped by SIGTERM before reading the state; nothing more was sent, and the next run "
@@ -399,7 +343,7 @@ def test_a_stop_while_applying_gives_the_lease_back_and_keeps_the_hash(
     outcome = execute(
         _batched(fake_bitwarden, path),
         RunOptions(),
-        source=_Users(users),
+        source=MemorySource(users),
         client_factory=client,
         stop=stop,
     )
@@ -414,7 +358,7 @@ def test_a_stop_while_applying_gives_the_lease_back_and_keeps_the_hash(
     assert doc.lease is None
     assert doc.last_run is not None and doc.last_run["result"] == "interrupted"
     # The next run finishes the job.
-    again = execute(_batched(fake_bitwarden, path), RunOptions(), source=_Users(users))
+    again = execute(_batched(fake_bitwarden, path), RunOptions(), source=MemorySource(users))
     assert again.report.result == "success", again.report.error
     assert len(fake_bitwarden.members) == 4100
 
@@ -428,7 +372,7 @@ def test_giving_an_externalid_to_a_second_member_is_refused(
     fake_bitwarden.add_member("new@example.com")
     users = [User("u1", "u1", "new@example.com"), User("u2", "u2", "u2@example.com")]
     outcome = execute(
-        _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=_Users(users)
+        _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=MemorySource(users)
     )
     assert outcome.report.exit_code == 6
     assert "new@example.com: the server would give externalId u1" in (outcome.report.error or "")
@@ -438,17 +382,20 @@ def test_giving_an_externalid_to_a_second_member_is_refused(
 def test_a_read_left_running_does_not_change_the_finished_report(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
-    # The fetch fails once the member list is in, while the read waits on the groups.
-    fake_bitwarden.slow("list_groups", seconds=1.0, times=1)
-    source = _WaitingSource(fake_bitwarden, patience=5, fail=True)
+    # The fetch fails once the member list is in, while the read is held at the groups.
+    groups = fake_bitwarden.pause("list_groups")
+    others = snapshot_reads()
+    source = MemorySource(
+        error=DirectoryError("memory source: bind refused"), during=lambda: groups.wait(PATIENCE)
+    )
     outcome = execute(
         _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=source
     )
     before = dict(outcome.report.requests)
     assert not fake_bitwarden.requests_to("list_groups")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not fake_bitwarden.requests_to("list_groups"):
-        time.sleep(0.05)  # the abandoned read goes on to the groups
+    (left,) = snapshot_reads() - others
+    groups.release()  # the abandoned read goes on to the groups
+    left.join()
     assert fake_bitwarden.requests_to("list_groups")
     assert dict(outcome.report.requests) == before
 
@@ -460,17 +407,18 @@ def test_a_first_run_sends_every_batch_as_its_snapshot_is_as_old_as_the_fetch(
     for u in users[:-1]:
         fake_bitwarden.add_member(u.email, external_id=str(u.external_id))
 
+    snapshot_in = fake_bitwarden.pause("list_groups", before=False)
+
     def removed_by_hand_during_the_fetch() -> None:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not fake_bitwarden.requests_to("list_groups"):
-            time.sleep(0.01)  # the snapshot, read beside the fetch, is in
+        snapshot_in.wait(PATIENCE)  # the snapshot, read beside the fetch, is in (its answer held)
         fake_bitwarden.remove_member(fake_bitwarden.find_member(external_id="u10"))  # type: ignore[arg-type]
+        snapshot_in.release()
 
     path = tmp_path / "state.json"
     outcome = execute(
         _batched(fake_bitwarden, path),
         RunOptions(),
-        source=_Users(users, during=removed_by_hand_during_the_fetch),
+        source=MemorySource(users, during=removed_by_hand_during_the_fetch),
     )
     assert outcome.report.result == "success", outcome.report.error
     assert outcome.report.unsent_batches == 0
@@ -590,13 +538,13 @@ def test_plan_shows_the_batches_a_sync_would_leave_out(
     path = tmp_path / "state.json"
     _remember_a_hash(path)
     settings = _batched(fake_bitwarden, path)
-    planned = execute(settings, RunOptions(command="plan"), source=_Users(users))
+    planned = execute(settings, RunOptions(command="plan"), source=MemorySource(users))
     assert planned.unsent == {0, 1}  # u0-u3999 are in the organization already
     doc = plan_document(planned)
     assert [r["sent"] for r in doc["requests"]] == [False, False, True]
     assert [m["externalId"] for m in doc["send"]["members"]] == [f"u{i}" for i in range(4000, 4100)]
     assert fake_bitwarden.writes() == []
-    synced = execute(settings, RunOptions(), source=_Users(users))
+    synced = execute(settings, RunOptions(), source=MemorySource(users))
     assert synced.unsent == planned.unsent
     assert synced.report.unsent_batches == 2
     assert len(fake_bitwarden.requests_to("import")) == 1
@@ -617,7 +565,7 @@ def test_a_finished_run_is_freed_without_the_cyclic_collector(
         for refused in (False, True):  # the read beside the fetch succeeds, or is refused
             if refused:
                 fake_bitwarden.fail("list_members", status=403, times=None)
-            source = _Users([User("u1", "u1", "u1@example.com")])
+            source = MemorySource(one_user())
             ref = weakref.ref(source)
             outcome = execute(
                 _settings(fake_bitwarden, tmp_path / f"{refused}.json"), RunOptions(), source=source
@@ -642,7 +590,7 @@ def test_a_bad_bitwarden_ca_file_stops_the_run_before_any_connection(
         update={"bitwarden": base.bitwarden.model_copy(update={"ca_file": bad})}
     )
     for users in ([], [User("u1", "u1", "u1@example.com")]):
-        source = _Users(users)
+        source = MemorySource(users)
         outcome = execute(settings, RunOptions(), source=source)
         assert (outcome.report.result, outcome.report.exit_code) == ("config_error", 2)
         assert "BWSYNC_BITWARDEN__CA_FILE" in (outcome.report.error or "")
@@ -658,7 +606,7 @@ def test_a_due_full_reconcile_applies_an_unchanged_directory(
     settings = base.model_copy(
         update={"sync": base.sync.model_copy(update={"full_reconcile_every": 3600})}
     )
-    source = _Users([User("u1", "u1", "u1@example.com")])
+    source = MemorySource(one_user())
     assert execute(settings, RunOptions(), source=source).report.result == "success"
     assert execute(settings, RunOptions(), source=source).report.result == "no_change"
     store = FileStateStore(path)
@@ -671,22 +619,6 @@ def test_a_due_full_reconcile_applies_an_unchanged_directory(
     assert outcome.report.result == "success"
     assert len(fake_bitwarden.requests_to("import")) == imports + 1
     assert (FileStateStore(path).load().last_full_reconcile or 0) > doc.last_full_reconcile
-
-
-class _ListSource:
-    """The users it is given, read as they are at each fetch."""
-
-    name = "file"
-    server = "list test source"
-
-    def __init__(self, *emails: str) -> None:
-        self.emails = list(emails)
-
-    def fetch(self, request: FetchRequest) -> Directory:
-        return Directory(users=[User(e, e, e) for e in self.emails], groups=None)
-
-    def check(self) -> list[CheckResult]:
-        return []
 
 
 def _vw_settings(fake: FakeBitwarden, state_path: Path, **sync: object) -> Settings:
@@ -712,11 +644,11 @@ def test_the_memory_changes_only_with_a_successful_run(
 ) -> None:
     path = tmp_path / "state.json"
     settings = _vw_settings(fake_vaultwarden, path, remove_missing=True)
-    source = _ListSource("a@x.com", "b@x.com")
+    source = MemorySource.of("a@x.com", "b@x.com")
     assert execute(settings, RunOptions(), source=source).report.exit_code == 0
     first = _remembered(path, fake_vaultwarden)
     assert first is not None and first.members == {"a@x.com", "b@x.com"}
-    source.emails = ["a@x.com"]
+    source.users = MemorySource.of("a@x.com").users
     fake_vaultwarden.server_error("import", times=1)
     failed = execute(settings, RunOptions(), source=source).report
     assert failed.exit_code == 4
@@ -735,7 +667,7 @@ def test_a_memory_too_big_to_keep(
     applies and keeps none, and says so."""
     monkeypatch.setattr(run, "MAX_MEMORY_BYTES", 50)
     path = tmp_path / "state.json"
-    source = _ListSource("a@x.com", "b@x.com")
+    source = MemorySource.of("a@x.com", "b@x.com")
     needed = execute(
         _vw_settings(fake_vaultwarden, path, remove_missing=True), RunOptions(), source=source
     ).report
