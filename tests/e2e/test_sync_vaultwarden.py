@@ -24,6 +24,7 @@ from bwsync.model import (
     TYPE_ADMIN,
 )
 from tests.fixtures.bitwarden import FakeFactory
+from tests.fixtures.clock import FakeClock
 from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.bitwarden.vaultwarden import vw_error
 
@@ -37,11 +38,11 @@ def _u(i: int | str, **kw: Any) -> dict[str, Any]:
 class Env:
     """The directory file, the state file, the stand-in and its clock."""
 
-    def __init__(self, tmp_path: Path, fake: FakeBitwarden, now: list[float]) -> None:
+    def __init__(self, tmp_path: Path, fake: FakeBitwarden, clock: FakeClock) -> None:
         self.directory = tmp_path / "dir.json"
         self.state = tmp_path / "state.json"
         self.fake = fake
-        self.now = now
+        self.clock = clock
 
     def write(self, users: list[dict[str, Any]], groups: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
         self.directory.write_bytes(orjson.dumps({"users": users, "groups": list(groups)}))
@@ -57,10 +58,10 @@ class Env:
 
 @pytest.fixture
 def vw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_bitwarden_factory: FakeFactory) -> Env:
-    now = [1_000_000.0]
-    fake = fake_bitwarden_factory(vaultwarden=True, groups_enabled=True, clock=lambda: now[0])
+    clock = FakeClock(1_000_000.0)
+    fake = fake_bitwarden_factory(vaultwarden=True, groups_enabled=True, clock=clock)
     fake.add_owner(OWNER)
-    env = Env(tmp_path, fake, now)
+    env = Env(tmp_path, fake, clock)
     for k, v in {
         "BWSYNC_SOURCE": "file",
         "BWSYNC_FILE__PATH": str(env.directory),
@@ -76,10 +77,7 @@ def vw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_bitwarden_factory: 
         monkeypatch.setenv(k, v)
 
     # bwsync's retry waits pass on the stand-in's clock, not the wall clock.
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    monkeypatch.setattr(stop, "sleep", sleep)
+    monkeypatch.setattr(stop, "sleep", clock.sleep)
     return env
 
 
@@ -383,14 +381,14 @@ def test_twelve_checks_in_a_row_wait_out_the_login_rate_limit(
     vw: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _twenty(vw)
-    started = vw.now[0]
+    started = vw.clock.now
     codes = [main(["check"]) for _ in range(12)]
     assert codes == [0] * 12
     err = capsys.readouterr().err
     waits = [e for e in _events(err) if e["event"] == "login_rate_limited"]
     assert waits and "waiting for the server's login rate limit" in waits[0]["note"]
     # the fixture's token (none), 12 checks: 10 at once, then one a minute
-    assert vw.now[0] - started >= 60
+    assert vw.clock.now - started >= 60
     assert vw.fake.tokens_issued == 12
 
 

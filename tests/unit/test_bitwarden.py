@@ -37,6 +37,7 @@ from bwsync.errors import (
 )
 from bwsync.model import CollectionGrant, OrgGroup, OrgMember
 from bwsync.stop import StopRequest, active
+from tests.fixtures.clock import FakeClock
 from tests.standins.tls import self_signed_tls
 
 SECRET = "s3cr3t-Th1s-Must-Never-Show"
@@ -105,25 +106,29 @@ def settings(**kw: Any) -> BitwardenSettings:
 class Env:
     def __init__(self, router: Router) -> None:
         self.router = router
-        self.slept: list[float] = []
+        self.clock = FakeClock(1000.0)
+        self.slept = self.clock.slept
         self.requests: list[tuple[str, int]] = []
         self.retries: list[str] = []
-        self.now = 1000.0
+
+    @property
+    def now(self) -> float:
+        return self.clock.now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.clock.now = value
 
     def client(self, **kw: Any) -> BitwardenClient:
         return BitwardenClient(
             settings(**kw),
             transport=httpx.MockTransport(self.router),
-            sleep=self.sleep,
+            sleep=self.clock.sleep,
             on_request=lambda e, s: self.requests.append((e, s)),
             on_retry=self.retries.append,
-            clock=lambda: self.now,
+            clock=self.clock,
             jitter=lambda: 0.0,
         )
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
@@ -397,7 +402,7 @@ def test_token_cache_carries_the_token_to_the_next_client(env: Env, router: Rout
         with BitwardenClient(
             settings(),
             transport=httpx.MockTransport(router),
-            clock=lambda: env.now,
+            clock=env.clock,
             tokens=tokens,
         ) as c:
             c.list_groups()
@@ -405,7 +410,7 @@ def test_token_cache_carries_the_token_to_the_next_client(env: Env, router: Rout
     assert router.tokens == 1  # 3000 s < 3600 - 300
     env.now += 300
     with BitwardenClient(
-        settings(), transport=httpx.MockTransport(router), clock=lambda: env.now, tokens=tokens
+        settings(), transport=httpx.MockTransport(router), clock=env.clock, tokens=tokens
     ) as c:
         c.list_groups()
     assert router.tokens == 2

@@ -14,6 +14,7 @@ from bwsync.bitwarden import BitwardenClient
 from bwsync.errors import BitwardenAuthError, BitwardenClientError, BitwardenServerError
 from bwsync.model import STATUS_INVITED, STATUS_REVOKED
 from tests.fixtures.bitwarden import FakeFactory, RecordingClient
+from tests.fixtures.clock import FakeClock
 from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.tls import self_signed_tls
 
@@ -34,23 +35,10 @@ def payload(
     )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 def make_client(
-    fake: FakeBitwarden, clock: Clock | None = None, **settings: Any
+    fake: FakeBitwarden, clock: FakeClock | None = None, **settings: Any
 ) -> BitwardenClient:
-    clock = clock or Clock()
+    clock = clock or FakeClock(0.0)
     kw: dict[str, Any] = {"timeout": 5.0}
     kw.update(settings)
     return BitwardenClient(fake.settings(**kw), sleep=clock.sleep, clock=clock, jitter=lambda: 0.0)
@@ -96,7 +84,7 @@ def test_end_to_end_import_and_read_back(
 
 def test_429_then_success(fake_bitwarden: FakeBitwarden) -> None:
     fake_bitwarden.throttle("import", retry_after=2)
-    clock = Clock()
+    clock = FakeClock(0.0)
     with make_client(fake_bitwarden, clock) as client:
         client.import_organization(payload(("ann", False)))
     assert clock.slept == [2.0]
@@ -106,7 +94,7 @@ def test_429_then_success(fake_bitwarden: FakeBitwarden) -> None:
 
 def test_5xx_run_exhausts_the_retries(fake_bitwarden: FakeBitwarden) -> None:
     fake_bitwarden.server_error("import", times=None, status=503)
-    clock = Clock()
+    clock = FakeClock(0.0)
     with (
         make_client(fake_bitwarden, clock, max_retries=3) as client,
         pytest.raises(BitwardenServerError) as info,
@@ -136,7 +124,7 @@ def test_token_expiring_mid_run_is_renewed_once(fake_bitwarden: FakeBitwarden) -
 
 def test_short_lived_token_renewed_before_expiry(fake_bitwarden_factory: FakeFactory) -> None:
     fake = fake_bitwarden_factory(token_lifetime=60)
-    clock = Clock()
+    clock = FakeClock(0.0)
     with make_client(fake, clock) as client:
         client.list_groups()
         clock.now += 55  # past 90 % of the lifetime: renew without waiting for a 401
@@ -146,7 +134,7 @@ def test_short_lived_token_renewed_before_expiry(fake_bitwarden_factory: FakeFac
 
 
 def test_400_surfaced_with_field_errors_and_not_retried(fake_bitwarden: FakeBitwarden) -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     bad = orjson.dumps({"groups": [], "members": [{"email": "nope", "externalId": "a"}]})
     with make_client(fake_bitwarden, clock) as client, pytest.raises(BitwardenClientError) as info:
         client.import_organization(bad)
@@ -186,7 +174,7 @@ def test_timeout_then_success(fake_bitwarden: FakeBitwarden) -> None:
     # The timeout is every request's: the token and the retry must answer within it too, on a
     # loaded machine and across a pause of the collector in this process (0.1-0.3 s).
     fake_bitwarden.slow("list_groups", 3.0, times=1)
-    clock = Clock()
+    clock = FakeClock(0.0)
     with make_client(fake_bitwarden, clock, timeout=1.0) as client:
         assert client.list_groups() == []
     assert clock.slept == [0.5]
@@ -194,7 +182,7 @@ def test_timeout_then_success(fake_bitwarden: FakeBitwarden) -> None:
 
 def test_dropped_connection_then_success(fake_bitwarden: FakeBitwarden) -> None:
     fake_bitwarden.disconnect("import", times=2)
-    clock = Clock()
+    clock = FakeClock(0.0)
     with make_client(fake_bitwarden, clock) as client:
         client.import_organization(payload(("ann", False)))
     assert len(clock.slept) == 2
@@ -266,7 +254,7 @@ def test_vaultwarden_errors(fake_vaultwarden: FakeBitwarden) -> None:
 
 def test_vaultwarden_429_without_retry_after_backs_off(fake_vaultwarden: FakeBitwarden) -> None:
     fake_vaultwarden.throttle("token", retry_after=None)
-    clock = Clock()
+    clock = FakeClock(0.0)
     with make_client(fake_vaultwarden, clock) as client:
         client.check_token()
     assert clock.slept == [0.5]
@@ -331,7 +319,7 @@ def test_https_with_explicit_ca_file(
 
 
 def test_https_without_the_ca_is_refused_and_not_retried(tls_fake: FakeBitwarden) -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     with (
         make_client(tls_fake, clock) as client,
         pytest.raises(BitwardenServerError, match="CERTIFICATE_VERIFY_FAILED"),
@@ -342,7 +330,7 @@ def test_https_without_the_ca_is_refused_and_not_retried(tls_fake: FakeBitwarden
 
 def test_client_lives_within_the_cloud_rate_limits(fake_bitwarden_factory: FakeFactory) -> None:
     """One token for the whole run, and the 5-per-second POST limit absorbed by Retry-After."""
-    clock = Clock()
+    clock = FakeClock(0.0)
     fake = fake_bitwarden_factory(rate_limits=True, clock=clock)
     with make_client(fake, clock) as client:
         for i in range(8):

@@ -17,25 +17,13 @@ from bwsync.errors import Interrupted
 from bwsync.sources.okta import OKTA_RATE, OktaError
 from bwsync.sources.paced_http import PacedHttp
 from bwsync.stop import StopRequest, active
+from tests.fixtures.clock import FakeClock
 
 ORG = "https://example.okta.com"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def _paced(handler: Handler, clock: Clock, **kw: Any) -> PacedHttp:
+def _paced(handler: Handler, clock: FakeClock, **kw: Any) -> PacedHttp:
     return PacedHttp(
         httpx.Client(transport=httpx.MockTransport(handler)),
         OKTA_RATE,
@@ -56,7 +44,7 @@ def _rate(remaining: int, reset: float, limit: int = 100) -> dict[str, str]:
 
 
 def test_no_waiting_while_the_budget_is_comfortable() -> None:
-    clock = Clock()
+    clock = FakeClock()
     http = _paced(lambda r: httpx.Response(200, headers=_rate(50, clock.now + 30)), clock)
     for _ in range(5):
         http.request("GET", f"{ORG}/x", "GET /x")
@@ -64,7 +52,7 @@ def test_no_waiting_while_the_budget_is_comfortable() -> None:
 
 
 def test_slows_down_before_zero_and_waits_at_zero() -> None:
-    clock = Clock()
+    clock = FakeClock()
     remaining = iter([5, 0, 99])
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -79,7 +67,7 @@ def test_slows_down_before_zero_and_waits_at_zero() -> None:
 
 def test_a_wall_clock_stepped_back_does_not_lengthen_the_wait() -> None:
     """Waits are timed on the monotonic clock; only the reset is read against the wall."""
-    wall, steady = Clock(), Clock(now=100.0)
+    wall, steady = FakeClock(), FakeClock(now=100.0)
     remaining = iter([5, 99])
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -103,7 +91,7 @@ def test_a_stop_request_ends_the_paced_client_too() -> None:
     """A stop requested while a request waits for the rate limit's reset: no request more
     (``bwsync.stop``); by default the wait is the stop request's, which the request cuts
     short."""
-    clock = Clock()
+    clock = FakeClock()
     request = StopRequest()
     calls: list[str] = []
 
@@ -131,7 +119,7 @@ def test_a_stop_request_ends_the_paced_client_too() -> None:
 
 
 def test_429_waits_for_the_reset_then_retries() -> None:
-    clock = Clock()
+    clock = FakeClock()
     answers = [
         httpx.Response(429, headers=_rate(0, clock.now + 7), json={"errorCode": "E0000047"}),
         httpx.Response(200, json=[]),
@@ -142,7 +130,7 @@ def test_429_waits_for_the_reset_then_retries() -> None:
 
 
 def test_429_gives_up_when_the_reset_is_too_far_or_repeats() -> None:
-    clock = Clock()
+    clock = FakeClock()
     far = _paced(
         lambda r: httpx.Response(429, headers=_rate(0, clock.now + 5000)), clock, max_wait=900
     )
@@ -154,7 +142,7 @@ def test_429_gives_up_when_the_reset_is_too_far_or_repeats() -> None:
 
 
 def test_5xx_and_transport_errors_back_off_a_bounded_number_of_times() -> None:
-    clock = Clock()
+    clock = FakeClock()
     calls: list[int] = []
 
     def flaky(request: httpx.Request) -> httpx.Response:
@@ -177,7 +165,7 @@ def flaky_forever(request: httpx.Request) -> httpx.Response:
 
 
 def test_a_400_is_never_retried() -> None:
-    clock = Clock()
+    clock = FakeClock()
     calls: list[int] = []
 
     def bad(request: httpx.Request) -> httpx.Response:
@@ -192,7 +180,7 @@ def test_a_refused_certificate_and_a_dated_retry_after_follow_http_retry() -> No
     """The paced client decides what is temporary as every HTTP client of bwsync does
     (``bwsync.http_retry``): a certificate refusal fails at once, waiting cannot fix it; a
     429 without rate headers waits for its ``Retry-After``, an HTTP date included."""
-    clock = Clock()
+    clock = FakeClock()
     calls: list[int] = []
 
     def refused(request: httpx.Request) -> httpx.Response:

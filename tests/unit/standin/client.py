@@ -105,14 +105,6 @@ def assert_model_error(r: httpx.Response, errors: dict[str, list[str]]) -> None:
     assert r.json() == {"object": "error", "message": MODEL_STATE_INVALID, "errors": errors}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 POOL_EMAILS = ["ann@example.com", "Ann@Example.COM", "bob@x.org", "cy@z", "İx@t.com", "ix@t.com",
                 "dee@q.com", "eve@e.e"]  # fmt: skip
 

@@ -13,8 +13,9 @@ import pytest
 
 from bwsync.standin.http import UNHANDLED
 from tests.fixtures.bitwarden import FakeFactory
+from tests.fixtures.clock import FakeClock
 from tests.standins.bitwarden import FakeBitwarden
-from tests.unit.standin.client import Api, FakeClock, body, m
+from tests.unit.standin.client import Api, body, m
 
 
 def test_throttle_sends_retry_after_and_the_internal_error_body(

@@ -16,11 +16,11 @@ import pytest
 
 from bwsync.model import STATUS_CONFIRMED, STATUS_INVITED, STATUS_REVOKED, TYPE_OWNER, TYPE_USER
 from tests.fixtures.bitwarden import FakeFactory
+from tests.fixtures.clock import FakeClock
 from tests.standins.bitwarden import FakeBitwarden
 from tests.unit.standin.client import (
     MEMBER_KEYS,
     Api,
-    FakeClock,
     assert_model_error,
     body,
     g,

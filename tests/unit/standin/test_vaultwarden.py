@@ -15,6 +15,7 @@ import pytest
 
 from bwsync.model import STATUS_ACCEPTED, STATUS_CONFIRMED, STATUS_INVITED, STATUS_REVOKED
 from tests.fixtures.bitwarden import FakeFactory
+from tests.fixtures.clock import FakeClock
 from tests.standins.bitwarden import FakeBitwarden
 from tests.unit.standin.client import POOL_EMAILS, POOL_EXTS, Api, body, g, m
 
@@ -447,8 +448,8 @@ def test_vw_import_is_not_atomic(vw: Api, fake_vaultwarden: FakeBitwarden) -> No
 def test_vw_login_rate_limit(fake_bitwarden_factory: FakeFactory) -> None:
     """A burst of 10 token requests, then one per 60 s of the stand-in's clock; over it 429
     "Too many login requests" without Retry-After, wrong secrets counted too."""
-    now = [1000.0]
-    fake = fake_bitwarden_factory(vaultwarden=True, clock=lambda: now[0])
+    clock = FakeClock(1000.0)
+    fake = fake_bitwarden_factory(vaultwarden=True, clock=clock)
     api = Api(fake)
     try:
         codes = [api.get_token(client_secret="wrong").status_code for _ in range(3)]
@@ -457,12 +458,12 @@ def test_vw_login_rate_limit(fake_bitwarden_factory: FakeFactory) -> None:
         r = api.get_token()
         assert r.status_code == 429 and "Retry-After" not in r.headers
         assert r.json()["message"] == "Too many login requests"
-        now[0] += 59
+        clock.now += 59
         assert api.get_token().status_code == 429
-        now[0] += 1
+        clock.now += 1
         assert api.get_token().status_code == 200  # one more a minute
         assert api.get_token().status_code == 429
-        now[0] += 600
+        clock.now += 600
         assert [api.get_token().status_code for _ in range(11)] == [200] * 10 + [429]
     finally:
         api.http.close()

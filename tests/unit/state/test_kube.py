@@ -21,6 +21,7 @@ from bwsync.state.kube import (
     from_service_account,
     load_config,
 )
+from tests.fixtures.clock import FakeClock
 
 
 def _write(path: Path, doc: dict[str, Any]) -> Path:
@@ -228,13 +229,13 @@ def test_token_file_is_reread_on_401(tmp_path: Path) -> None:
 def test_token_file_is_reread_after_max_age(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text("one")
-    now = [0.0]
-    auth = TokenFileAuth(path, max_age=60, clock=lambda: now[0])
+    clock = FakeClock(0.0)
+    auth = TokenFileAuth(path, max_age=60, clock=clock)
     assert auth.token() == "one"
     path.write_text("two")
-    now[0] = 59
+    clock.now = 59
     assert auth.token() == "one"
-    now[0] = 61
+    clock.now = 61
     assert auth.token() == "two"
 
 
