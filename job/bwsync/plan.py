@@ -1238,9 +1238,8 @@ def _group_limit(plan: Plan, sync: SyncSettings, allowed: int | None) -> list[st
     )
     return [
         SafetyReason(
-            f"{k} synced groups would be emptied or deleted ({shown}), over {over}: if that "
-            f"is right, run once with --allow-emptied-groups {k} (--allow-removals does not "
-            "lift this limit)",
+            f"{k} synced groups would be emptied or deleted ({shown}), over {over} "
+            "(counted by group, whatever its size; --allow-removals does not lift this limit)",
             "group_limit",
             k,
         )

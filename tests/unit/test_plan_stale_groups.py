@@ -27,6 +27,7 @@ from bwsync.plan import (
     groups_to_read,
     make_plan,
     relinks,
+    safety_advice,
     stale_groups,
 )
 
@@ -420,8 +421,12 @@ def test_the_group_limit_stops_a_plan_the_member_limits_let_through() -> None:
     (reason,) = check_safety(plan, directory, sync)
     assert reason == (
         "3 synced groups would be emptied or deleted (Sales, Ops, Empty), over "
-        "BWSYNC_SYNC__MAX_EMPTIED_GROUPS=2: if that is right, run once with "
-        "--allow-emptied-groups 3 (--allow-removals does not lift this limit)"
+        "BWSYNC_SYNC__MAX_EMPTIED_GROUPS=2 (counted by group, whatever its size; "
+        "--allow-removals does not lift this limit)"
+    )
+    assert safety_advice([reason]) == (
+        "Review the plan (`bwsync plan`); if it is right, run once with "
+        "`bwsync sync --allow-emptied-groups 3`"
     )
     assert check_safety(plan, directory, sync, allow_removals=100) == [reason]
     assert check_safety(plan, directory, sync, allow_emptied_groups=3) == []
