@@ -684,6 +684,8 @@ def test_more_stale_groups_than_the_group_limit_stop_the_run_whatever_their_size
     assert code == 6
     assert "6 synced groups would be emptied or deleted" in out
     assert "BWSYNC_SYNC__MAX_EMPTIED_GROUPS=5" in out
+    code, _, err = cli("sync")
+    assert code == 6 and "`bwsync sync --allow-emptied-groups 6`" in err
     assert cli("sync", "--allow-removals", "100")[0] == 6
     assert fake_bitwarden.requests_to("set_group_member_ids") == []
     assert cli("sync", "--allow-emptied-groups", "5")[0] == 6
@@ -693,13 +695,13 @@ def test_more_stale_groups_than_the_group_limit_stop_the_run_whatever_their_size
     assert len(teams) == 6 and all(not fake_bitwarden.group_member_emails(g) for g in teams)
 
     monkeypatch.setenv("BWSYNC_SYNC__STALE_GROUPS", "delete")
-    code, plan = cli.plan("--force")  # the directory is unchanged
+    code, plan = cli.plan()  # the directory is unchanged; the settings are not
     assert code == 6
     assert [c["action"] for c in plan["changes"]] == ["group_delete"] * 6
     (reason,) = plan["safety"]
     assert reason.startswith("6 synced groups would be emptied or deleted")
     monkeypatch.setenv("BWSYNC_SYNC__MAX_EMPTIED_GROUPS", "6")
-    code, _, err = cli("sync", "--force")
+    code, _, err = cli("sync")
     assert code == 0, err
     assert not [g for g in fake_bitwarden.groups if g.name.startswith("team-")]
 
@@ -842,4 +844,29 @@ def test_a_group_id_attribute_the_groups_lack_stops_the_run_before_anything_is_s
     code, _, err = cli("sync")
     assert code == 3
     assert "4 groups have no entryUID (BWSYNC_LDAP__GROUP_ID_ATTRIBUTE)" in err
+    assert fake_bitwarden.writes() == []
+
+
+def test_turning_remove_missing_on_empties_a_group_that_left_an_unchanged_directory(
+    file_directory: Path, fake_bitwarden: FakeBitwarden, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21's first report, with the directory unchanged since: bw-ops left the directory
+    while remove_missing was off (the import left it full), then remove_missing is turned on.
+    The directory's hash is the same, but the settings that change the plan are not: the run
+    must plan and empty the group, not say "nothing to do" (review of issue 21, finding 1)."""
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "false")
+    assert cli("sync")[0] == 0
+    _file_env(file_directory, {g: m for g, m in GROUPS.items() if g != "bw-ops"})
+    assert cli("sync")[0] == 0
+    ops = fake_bitwarden.find_group(name="bw-ops")
+    assert ops is not None and fake_bitwarden.group_member_emails(ops) == {"cid@example.com"}
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    code, plan = cli.plan()  # no --force: the directory is what it was
+    assert code == 0
+    assert [(c["action"], c["subject"]) for c in plan["changes"]] == [("group_empty", "bw-ops")]
+    code, _, err = cli("sync")
+    assert code == 0, err
+    assert fake_bitwarden.group_member_emails(ops) == set()
+    fake_bitwarden.clear_requests()
+    assert cli("sync")[0] == 0  # and then the shortcut holds again
     assert fake_bitwarden.writes() == []
