@@ -479,10 +479,7 @@ class BitwardenClient:
         tokens: TokenCache | None = None,
     ) -> None:
         if not settings.client_id or settings.client_secret is None:
-            raise ConfigError(
-                "BWSYNC_BITWARDEN__CLIENT_ID and BWSYNC_BITWARDEN__CLIENT_SECRET are required "
-                "(the organization API key)"
-            )
+            raise ConfigError(settings.api_key_problems())
         self.settings = settings
         remember(settings.client_secret.get_secret_value())  # whoever built these settings
         self.api_url = settings.resolved_api_url.rstrip("/")

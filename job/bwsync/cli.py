@@ -1,9 +1,9 @@
 """Command line: ``bwsync sync|plan|check|state|config|version|demo``.
 
-Exit codes (DESIGN.md), mapped from the error tree in one place (``main``):
-0 done (applied, or nothing to do) · 1 unexpected error · 2 configuration · 3 directory ·
-4 Bitwarden · 5 state store · 6 safety limit reached, nothing applied · 7 stopped by
-SIGTERM/SIGINT, lease given back (``bwsync.stop``; a second signal: 128 + its number, at once).
+Exit codes: 0 when the run did what it had to; otherwise the ``exit_code`` of the error's class
+in the tree ``bwsync.errors`` draws (2 configuration … 7 stopped by SIGTERM/SIGINT), read from
+the type, never written here as a number; 1 for an error outside the tree (a bug). A second
+stop signal ends the process at once with 128 + its number (``bwsync.stop``).
 
 Output: logs (JSON lines or console) go to stderr; what a command *answers* (a plan, a state
 document, check results) goes to stdout, so ``bwsync plan --output json > plan.json`` works.
@@ -30,7 +30,14 @@ import orjson
 
 from bwsync import __version__, logs
 from bwsync.config import Settings, parse_duration
-from bwsync.errors import BwsyncError, ConfigError
+from bwsync.errors import (
+    EXIT_OK,
+    BwsyncError,
+    ConfigError,
+    DirectoryError,
+    Interrupted,
+    SafetyLimitError,
+)
 from bwsync.logs import event
 from bwsync.output import plan_document, print_plan_text
 from bwsync.plan import OWNERS_UNSEEN, stateless_refusal
@@ -187,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "sync"
     if command == "version":
         print(f"bwsync {__version__}")
-        return 0
+        return EXIT_OK
     if command == "config":
         return cmd_config(args)
     if command == "demo":
@@ -223,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except Exception as exc:
         logs.LOGGER.exception("unexpected error: %s", type(exc).__name__)
-        return 1
+        return BwsyncError.exit_code  # outside the tree: a bug
 
 
 def needs_api_key(command: str, args: argparse.Namespace) -> bool:
@@ -257,8 +264,6 @@ def paused_gc() -> Iterator[None]:
 def _report_config_error(exc: ConfigError) -> None:
     """A sync that cannot start still records ``config_error`` in the metrics, when the metrics
     settings themselves are readable: a broken Secret at 3 a.m. must page someone."""
-    import time
-
     from bwsync import metrics
     from bwsync.model import RunReport
     from bwsync.settings import metrics_settings_only
@@ -268,15 +273,8 @@ def _report_config_error(exc: ConfigError) -> None:
         return
     metrics_settings, profile, source = found
     now = time.time()
-    report = RunReport(
-        profile=profile,
-        source=source,
-        result="config_error",
-        exit_code=2,
-        started=now,
-        finished=now,
-        error=str(exc),
-    )
+    report = RunReport(profile=profile, source=source, started=now, finished=now)
+    report.failed(exc)
     for warning in metrics.deliver(report, metrics_settings):
         _complain(f"bwsync: warning: {warning}")
 
@@ -312,9 +310,9 @@ def _one_sync(
     event(
         "summary",
         logging.INFO
-        if report.exit_code == 0
+        if report.failure is None
         else logging.WARNING
-        if report.result == "interrupted"
+        if issubclass(report.failure, Interrupted)
         else logging.ERROR,
         **summary(report),
     )
@@ -344,18 +342,18 @@ def cmd_sync(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
             started = time.monotonic()
             outcome = _one_sync(settings, args, stop, client_factory)
             server.update(outcome.report)
-            server.set_healthy(outcome.report.exit_code == 0)
-            # A wrong setting will not fix itself: stop instead of failing every interval.
-            if outcome.report.exit_code == 2:
-                return 2
-            if outcome.report.result == "interrupted":
+            failure = outcome.report.failure
+            server.set_healthy(failure is None)
+            # A wrong setting will not fix itself, a stop request is for the loop too: the
+            # error's type says whether another pass could help (``BwsyncError.ends_loop``).
+            if failure is not None and failure.ends_loop:
                 return outcome.report.exit_code
             del outcome
             gc.collect()  # what the pass left in cycles (the collector is paused: paused_gc)
             stop.wait(max(0.0, args.every - (time.monotonic() - started)))
     finally:
         server.stop()
-    return 0
+    return EXIT_OK
 
 
 def cmd_plan(settings: Settings, args: argparse.Namespace, stop: StopRequest) -> int:
@@ -373,7 +371,7 @@ def cmd_plan(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
     )
     fmt = args.output or ("text" if sys.stdout.isatty() else "json")
     report = outcome.report
-    if report.exit_code not in (0, 6):
+    if report.failure is not None and not issubclass(report.failure, SafetyLimitError):
         _complain(f"bwsync: {report.error}")
         return report.exit_code
     try:
@@ -405,7 +403,7 @@ def cmd_check(settings: Settings, *, offline: bool, read_only: bool = False) -> 
     for exposure in exposures(settings):
         _say(f"WARN  settings: {exposure.setting}: {exposure.text}")
     if offline:
-        return 0
+        return EXIT_OK
     from bwsync.bitwarden import BitwardenClient
     from bwsync.sources import build_source
     from bwsync.state import open_store
@@ -416,7 +414,7 @@ def cmd_check(settings: Settings, *, offline: bool, read_only: bool = False) -> 
     for result in source.check():
         _say(f"{'ok  ' if result.ok else 'FAIL'}  directory: {result.name}: {result.detail}")
         if not result.ok:
-            code = code or 3
+            code = code or DirectoryError.exit_code
     try:
         with BitwardenClient(settings.bitwarden) as client:
             client.check_token()
@@ -450,7 +448,7 @@ def cmd_check(settings: Settings, *, offline: bool, read_only: bool = False) -> 
     refusal = stateless_refusal(settings.sync) if settings.state.backend == "none" else None
     if unlisted and refusal is not None:
         _say(f"FAIL  state: {refusal}")
-        code = code or 2
+        code = code or ConfigError.exit_code
     return code
 
 
@@ -476,7 +474,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         from bwsync.reference import settings_table
 
         sys.stdout.write(settings_table())
-        return 0
+        return EXIT_OK
     from bwsync.bwdc_config import from_bwdc
 
     try:
@@ -487,7 +485,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     sys.stdout.write(text)
     for warning in warnings:
         _complain(f"bwsync: warning: {warning}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_state(settings: Settings, action: str) -> int:
@@ -505,10 +503,10 @@ def cmd_state(settings: Settings, action: str) -> int:
         shown["memory"] = describe(doc.memory)  # counts and size, not every email
         sys.stdout.buffer.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2))
         sys.stdout.write("\n")
-        return 0
+        return EXIT_OK
     store.clear()
     _say(f"cleared {store.description}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

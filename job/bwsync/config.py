@@ -67,6 +67,24 @@ DEFAULT_SECRETS_DIR = "/run/secrets/bwsync"
 SourceName = Literal["ldap", "file", "entra", "google", "okta", "onelogin"]
 
 
+@functools.cache
+def env_name(*path: str | int) -> str:
+    """The environment variable of a setting, from its place in ``Settings``:
+    ``env_name("sync", "max_removals")`` is ``BWSYNC_SYNC__MAX_REMOVALS``. Every message that
+    names a setting takes the name from here, so a renamed field cannot leave a message naming
+    a variable that no longer exists: a path that is no setting raises ``KeyError`` (its
+    tests catch it). Integers (list indexes in a pydantic error location) are left out."""
+    parts = [p for p in path if isinstance(p, str)]
+    model: type[BaseModel] | None = Settings
+    for part in parts:
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            raise KeyError(f"no setting {'.'.join(parts)!r}")
+        nested = field.annotation
+        model = nested if isinstance(nested, type) and issubclass(nested, BaseModel) else None
+    return ENV_PREFIX + "__".join(p.upper() for p in parts)
+
+
 def is_loopback(host: str | None) -> bool:
     """A host whose traffic never leaves this machine (or pod): 127.0.0.0/8, ::1, localhost.
     Plain http to it crosses no network (a TLS-terminating sidecar, the demo's stand-in)."""
@@ -225,7 +243,7 @@ class SourceSection(Section):
         ]
 
     def _env(self, name: str) -> str:
-        return f"{ENV_PREFIX}{self.source_name.upper()}__{name.upper()}"
+        return env_name(self.source_name, name)
 
 
 class BitwardenSettings(Section):
@@ -298,9 +316,9 @@ class BitwardenSettings(Section):
             parts = urlsplit(value or "")
             if parts.scheme == "http" and not is_loopback(parts.hostname):
                 raise ValueError(
-                    f"{ENV_PREFIX}BITWARDEN__{name.upper()}: http:// would send the client "
+                    f"{env_name('bitwarden', name)}: http:// would send the client "
                     "secret and the bearer token in clear; use https://, or set "
-                    f"{ENV_PREFIX}BITWARDEN__ALLOW_HTTP=true where the path is encrypted "
+                    f"{env_name('bitwarden', 'allow_http')}=true where the path is encrypted "
                     "otherwise"
                 )
         return self
@@ -314,6 +332,29 @@ class BitwardenSettings(Section):
     def has_api_key(self) -> bool:
         """Both halves of the organization API key are set: Bitwarden can be asked anything."""
         return bool(self.client_id and self.client_secret)
+
+    def api_key_problems(self, secrets_dir: Path | None = None) -> list[str]:
+        """One line per missing half of the organization API key, worded once for every
+        command and the client alike; ``secrets_dir`` (where the secret's file would be) is
+        named when known."""
+        problems = []
+        if not self.client_id:
+            problems.append(
+                f"{env_name('bitwarden', 'client_id')}: required (the organization API key: "
+                "Admin Console → Settings → Organization info → API key)"
+            )
+        if self.client_secret is None:
+            where = ""
+            if secrets_dir is not None:
+                file = secrets_dir / env_name("bitwarden", "client_secret").lower()
+                also = (
+                    ""
+                    if secrets_dir.is_dir()
+                    else f"; the secrets directory {secrets_dir} does not exist"
+                )
+                where = f": set it, or write it to the file {file}{also}"
+            problems.append(f"{env_name('bitwarden', 'client_secret')}: required{where}")
+        return problems
 
     @property
     def resolved_api_url(self) -> str:
@@ -489,12 +530,13 @@ class LdapSettings(SourceSection):
     def _tls_combination(self) -> LdapSettings:
         if self.url and self.start_tls and self.url.lower().startswith("ldaps://"):
             raise ValueError(
-                f"{ENV_PREFIX}LDAP__START_TLS cannot be combined with an ldaps:// "
-                f"{ENV_PREFIX}LDAP__URL"
+                f"{env_name('ldap', 'start_tls')} cannot be combined with an ldaps:// "
+                f"{env_name('ldap', 'url')}"
             )
         if self.bind_dn and self.bind_password is None:
             raise ValueError(
-                f"{ENV_PREFIX}LDAP__BIND_PASSWORD is required when {ENV_PREFIX}LDAP__BIND_DN is set"
+                f"{env_name('ldap', 'bind_password')} is required when "
+                f"{env_name('ldap', 'bind_dn')} is set"
             )
         return self
 
@@ -639,13 +681,13 @@ class OktaSettings(HttpSourceSection):
         oauth = self.client_id is not None or self.private_key_file is not None
         if self.token is not None and oauth:
             raise ValueError(
-                f"{ENV_PREFIX}OKTA__TOKEN and {ENV_PREFIX}OKTA__CLIENT_ID/__PRIVATE_KEY_FILE are "
-                "two different credentials: set one of them"
+                f"{env_name('okta', 'token')} and {env_name('okta', 'client_id')}/"
+                "__PRIVATE_KEY_FILE are two different credentials: set one of them"
             )
         if oauth and (self.client_id is None or self.private_key_file is None):
             raise ValueError(
-                f"{ENV_PREFIX}OKTA__CLIENT_ID and {ENV_PREFIX}OKTA__PRIVATE_KEY_FILE go together "
-                "(OAuth 2.0 service app with private_key_jwt)"
+                f"{env_name('okta', 'client_id')} and {env_name('okta', 'private_key_file')} go "
+                "together (OAuth 2.0 service app with private_key_jwt)"
             )
         return self
 
@@ -704,8 +746,8 @@ class OneLoginSettings(HttpSourceSection):
     def _onelogin_suffix(self) -> OneLoginSettings:
         if self.use_email_prefix_suffix and not self.email_suffix:
             raise ValueError(
-                f"{ENV_PREFIX}ONELOGIN__USE_EMAIL_PREFIX_SUFFIX needs "
-                f"{ENV_PREFIX}ONELOGIN__EMAIL_SUFFIX (for example @example.com)"
+                f"{env_name('onelogin', 'use_email_prefix_suffix')} needs "
+                f"{env_name('onelogin', 'email_suffix')} (for example @example.com)"
             )
         return self
 
@@ -822,10 +864,11 @@ class StateSettings(Section):
         problems = []
         if not self.url:
             problems.append(
-                f"{ENV_PREFIX}STATE__URL: required when {ENV_PREFIX}STATE__BACKEND=objectstore"
+                f"{env_name('state', 'url')}: required when "
+                f"{env_name('state', 'backend')}=objectstore"
             )
         if self.endpoint and self.url and split_state_url(self.url)[0] == "gs":
-            problems.append(f"{ENV_PREFIX}STATE__ENDPOINT: not supported for gs:// URLs")
+            problems.append(f"{env_name('state', 'endpoint')}: not supported for gs:// URLs")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -1,32 +1,63 @@
-"""The exception tree; each class carries the process exit code the CLI returns for it.
+"""The exception tree: every error bwsync raises on purpose, and what each means for the run.
 
-::
+Each class carries, as class attributes, the process **exit code** the CLI returns for it and
+the run's **result** (the summary's ``result``, ``bwsync_last_run_result{result}``): the CLI,
+the run and the metrics read them from the type, never from a table of their own. A subclass
+inherits both from its branch::
 
-    BwsyncError                      exit 1 (unexpected; also the base)
-    ├── ConfigError                  exit 2  a setting is missing or invalid; nothing contacted
-    ├── DirectoryError               exit 3  the directory failed or returned unusable data
-    │   ├── LdapError                        (python-ldap / ldap3 errors translated here)
-    │   └── DuplicateEmailError              bwdc's "Emails must be unique" rule
-    ├── BitwardenError               exit 4  the Bitwarden server refused or failed
-    │   ├── BitwardenAuthError               token endpoint or 401/403
-    │   ├── BitwardenClientError             4xx other than auth: never retried
-    │   └── BitwardenServerError             5xx, timeouts, connection errors: retried first
-    ├── StateError                   exit 5  the state store failed, conflicted or is locked
-    ├── SafetyLimitError             exit 6  the plan removes more than allowed; nothing applied
-    └── Interrupted                  exit 7  stopped by SIGTERM/SIGINT; lease given back
+    BwsyncError            exit 1  failed        an error no branch names: a bug
+    ├── ConfigError        exit 2  config_error  a setting is missing or wrong; nothing contacted
+    ├── DirectoryError     exit 3  failed        the directory failed or sent unusable data
+    │   ├── LdapError                            an LDAP operation; ``reason`` says which kind
+    │   ├── CloudApiError                        a cloud API call (``sources.cloud_http``)
+    │   │   └── EntraError, GoogleError
+    │   ├── OktaError, OneLoginError             (``sources.okta``, ``sources.onelogin``)
+    │   └── DuplicateEmailError                  bwdc's "Emails must be unique" rule
+    ├── BitwardenError     exit 4  failed        the Bitwarden server refused or failed
+    │   ├── BitwardenAuthError                   token endpoint, 401/403
+    │   ├── BitwardenClientError                 other 4xx: never retried
+    │   └── BitwardenServerError                 5xx, timeout, connection: retried first
+    ├── StateError         exit 5  failed        the state store failed
+    │   ├── StateConflictError                   another run wrote it since this run read it
+    │   ├── LeaseHeldError                       another run holds the lease
+    │   └── MemoryStateError                     the memory of synced members is unusable
+    ├── SafetyLimitError   exit 6  safety_stop   the plan takes too much away; nothing applied
+    └── Interrupted        exit 7  interrupted   SIGTERM/SIGINT; the lease was given back
 
-Foreign exceptions (ldap3, python-ldap, httpx …) are translated into these at the module that
-talks to the library, with ``raise … from exc``, so the run loop only ever sees this tree.
-Messages must never contain secrets: a server may echo what it was sent, so its text goes
-through ``shorten`` (masked by ``bwsync.redact``, then cut to ``MAX_BODY`` characters), and
-every error's message is masked again whenever it is turned into text (``BwsyncError.__str__``).
+A run that ends without an error ends in ``success`` or ``no_change``, exit 0
+(``SUCCESS_RESULTS``). ``ends_loop`` is kopf's permanent-vs-temporary split for ``sync
+--every``: a pass that failed of a type that the next pass cannot fix (a wrong setting, a stop
+request) ends the loop; the others are tried again at the next interval.
+
+One constructor per kind: the classes that name a server, a request or a store take those as
+arguments and word the message themselves, so that one failure reads the same wherever it is
+raised. Foreign exceptions (ldap3, python-ldap, httpx …) are translated into these at the
+module that talks to the library, with ``raise … from exc``, so the run loop only ever sees
+this tree. Messages must never contain secrets: a server may echo what it was sent, so its
+text goes through ``shorten`` (masked by ``bwsync.redact``, then cut to ``MAX_BODY``
+characters), and every error's message is masked again whenever it is turned into text
+(``BwsyncError.__str__``).
+
+Not in the tree, on purpose: exceptions private to one module that never leave it (the
+Bitwarden client's ``_TokenRefused``, the stand-in's ``HttpError``), which carry control flow,
+not a failure of the run.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
 from bwsync.redact import redact
 
 MAX_BODY = 256
+
+#: How a run ends: the summary's ``result`` and ``bwsync_last_run_result{result}``, in the
+#: metrics' order. The two successes end without an error; each other is an error class's.
+RunResult = Literal["success", "no_change", "failed", "safety_stop", "config_error", "interrupted"]
+#: The results of a run that did what it had to (exit 0).
+SUCCESS_RESULTS: frozenset[RunResult] = frozenset({"success", "no_change"})
+#: Exit code of a run that ended in one of ``SUCCESS_RESULTS``.
+EXIT_OK = 0
 
 
 def shorten(text: str, limit: int = MAX_BODY) -> str:
@@ -42,9 +73,10 @@ class BwsyncError(Exception):
     (``bwsync.redact``): whoever prints, logs or stores ``str(error)`` gets no secret, even one
     remembered after the error was built."""
 
-    exit_code = 1
-    #: short machine-readable kind, used in the summary log line and the ``result`` metric
-    kind = "error"
+    exit_code: ClassVar[int] = 1
+    result: ClassVar[RunResult] = "failed"
+    ends_loop: ClassVar[bool] = False
+    """Whether ``sync --every`` stops after a pass that failed so: the next pass cannot help."""
 
     def __str__(self) -> str:
         return redact(super().__str__())
@@ -54,7 +86,8 @@ class ConfigError(BwsyncError):
     """One or more settings are missing or invalid. ``problems`` holds one line per setting."""
 
     exit_code = 2
-    kind = "config_error"
+    result = "config_error"
+    ends_loop = True  # a wrong setting does not fix itself: stop instead of failing every pass
 
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
@@ -65,11 +98,21 @@ class DirectoryError(BwsyncError):
     """The directory could not be read, or returned data bwsync must not send."""
 
     exit_code = 3
-    kind = "directory_error"
+
+
+LdapReason = Literal[
+    "unreachable", "tls", "credentials", "filter", "no_such_object", "timeout", "other"
+]
 
 
 class LdapError(DirectoryError):
-    """An LDAP operation failed; the message names the server and the operation."""
+    """An LDAP operation failed: the message names the server and the operation. ``reason``
+    says which kind of failure, for ``check()``."""
+
+    def __init__(self, url: str, message: str, reason: LdapReason = "other") -> None:
+        self.url = url
+        self.reason: LdapReason = reason
+        super().__init__(f"LDAP {url}: {message}")
 
 
 class DuplicateEmailError(DirectoryError):
@@ -93,7 +136,6 @@ class BitwardenError(BwsyncError):
     """
 
     exit_code = 4
-    kind = "bitwarden_error"
 
     def __init__(
         self,
@@ -131,17 +173,52 @@ class BitwardenServerError(BitwardenError):
 
 
 class StateError(BwsyncError):
-    """The state store could not be read or written, or another run holds it."""
+    """The state store could not be read or written."""
 
     exit_code = 5
-    kind = "state_error"
+
+
+class StateConflictError(StateError):
+    """Another run wrote the state between this run's read and its write. ``store`` is the
+    store's description; ``how`` what told (a resourceVersion conflict …), ``then`` what
+    follows for this run."""
+
+    def __init__(self, store: str, *, how: str = "", then: str = "") -> None:
+        self.store = store
+        super().__init__(
+            f"{store} changed since this run read it{f' ({how})' if how else ''}: another run "
+            f"wrote it{f'; {then}' if then else ''}"
+        )
+
+
+class LeaseHeldError(StateError):
+    """Another run holds the lease on the store ``store``: ``holder`` names it, ``detail``
+    says until when or how this run learned it."""
+
+    def __init__(self, store: str, holder: str, detail: str = "") -> None:
+        self.store = store
+        self.holder = holder
+        super().__init__(f"another run holds the lease on {store}: {holder}{detail}")
+
+
+class MemoryStateError(StateError):
+    """The memory of synced members (``bwsync.memory``) cannot be read, or would not fit the
+    state document."""
 
 
 class SafetyLimitError(BwsyncError):
-    """The plan would remove or revoke more members than the limits allow; nothing was applied."""
+    """The plan would take more access away than the limits allow; nothing was applied.
+    ``reasons`` are the plan's reasons to refuse it (``plan.check_safety``), ``advice`` what
+    lifts them."""
 
     exit_code = 6
-    kind = "safety_stop"
+    result = "safety_stop"
+
+    def __init__(self, reasons: list[str], advice: str) -> None:
+        self.reasons = reasons
+        super().__init__(
+            "safety limit reached, nothing applied: " + "; ".join(reasons) + ". " + advice
+        )
 
 
 class Interrupted(BwsyncError):
@@ -149,7 +226,45 @@ class Interrupted(BwsyncError):
 
     Its own exit code, because it is neither the run's fault nor a failure of a server: the
     request in flight was let finish, the lease given back and the stored hash left as it was,
-    so the next run re-sends everything and finishes the job (``bwsync.stop``)."""
+    so the next run re-sends everything and finishes the job (``bwsync.stop``). Two shapes of
+    one message: stopped ``before`` a step, or the request in flight given up after the
+    ``grace`` period (``failed``: what it failed with, when it did)."""
 
     exit_code = 7
-    kind = "interrupted"
+    result = "interrupted"
+    ends_loop = True  # the loop was asked to stop
+
+    def __init__(
+        self,
+        signal: str,
+        *,
+        before: str | None = None,
+        grace: float | None = None,
+        failed: str | None = None,
+    ) -> None:
+        self.signal = signal
+        if before is not None:
+            text = (
+                f"stopped by {signal} before {before}; nothing more was sent, and the next run "
+                "starts over"
+            )
+        else:
+            text = (
+                f"stopped by {signal}: the request in flight did not end within the "
+                f"{grace or 0:g} s grace period (BWSYNC_STOP_GRACE_SECONDS), and was given up"
+                f"{f' ({failed})' if failed else ''}; the next run starts over"
+            )
+        super().__init__(text)
+
+
+def error_classes() -> list[type[BwsyncError]]:
+    """Every class of the tree, root first (each before its subclasses): what the README's
+    exit-code table and the metrics' results are checked against."""
+    out: list[type[BwsyncError]] = []
+    todo: list[type[BwsyncError]] = [BwsyncError]
+    while todo:
+        cls = todo.pop(0)
+        if cls not in out and cls.__module__.split(".")[0] == "bwsync":  # not a test's
+            out.append(cls)
+            todo.extend(cls.__subclasses__())
+    return out

@@ -58,7 +58,7 @@ from typing import Any, Final
 
 import orjson
 
-from bwsync.errors import StateError
+from bwsync.errors import MemoryStateError
 from bwsync.state.base import MAX_MEMORY_BYTES
 
 __all__ = ["MAX_MEMORY_BYTES", "Memory", "MemoryStateError", "scope_of"]
@@ -73,10 +73,6 @@ HELD: Final = "held"
 _KNOWN: Final = (MEMBERS, REVOKED, REJECTED, HELD)
 #: Between the email and the externalId of a held pair: no email the servers accept holds it.
 _PAIR: Final = "\x00"
-
-
-class MemoryStateError(StateError):
-    """The stored memory cannot be read, or would not fit the state document."""
 
 
 @dataclass(frozen=True, slots=True)

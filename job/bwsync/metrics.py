@@ -115,15 +115,13 @@ from prometheus_client.registry import Collector
 
 from bwsync import __version__
 from bwsync.config import MetricsSettings, split_listen
-from bwsync.errors import ConfigError
+from bwsync.errors import SUCCESS_RESULTS, ConfigError, RunResult
 from bwsync.logs import event
-from bwsync.model import RunReport, RunResult
+from bwsync.model import RunReport
 
 PREFIX = "bwsync_"
 #: Every value of ``bwsync_last_run_result{result}``, in a fixed order.
 RESULTS: tuple[str, ...] = typing.get_args(RunResult)
-#: Results that count as a success for ``last_success_timestamp_seconds``.
-SUCCESS_RESULTS = frozenset({"success", "no_change"})
 #: Plan actions; every one gets a series once a run has completed, so none is ever missing.
 ACTIONS: tuple[str, ...] = (
     "invite",

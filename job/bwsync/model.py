@@ -1,5 +1,6 @@
 """Plain data shared by every stage: no I/O; the one third-party import is msgspec, so the
-Bitwarden member list decodes straight into ``OrgMember``.
+Bitwarden member list decodes straight into ``OrgMember``. ``RunResult`` is the error tree's
+(``bwsync.errors``): a run's result is carried by the type it ended with.
 
 A directory source turns its entries into ``User`` and ``Group`` records; ``normalize`` cleans
 them; ``payload`` serialises them. The field names follow bwdc's ``UserEntry``/``GroupEntry`` so
@@ -14,9 +15,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
 import msgspec
+
+from bwsync.errors import (
+    EXIT_OK,
+    SUCCESS_RESULTS,
+    BwsyncError,
+    RunResult,
+    SafetyLimitError,
+)
 
 ExternalId: TypeAlias = str
 
@@ -94,9 +103,6 @@ class Rejected:
     disabled: bool = False
 
 
-RunResult = Literal["success", "no_change", "failed", "safety_stop", "config_error", "interrupted"]
-
-
 @dataclass(slots=True)
 class RunReport:
     """Everything one run learned about itself: the summary log line, the metrics and the
@@ -108,8 +114,11 @@ class RunReport:
     profile: str
     source: str
     command: str = "sync"
-    result: RunResult = "failed"
-    exit_code: int = 1
+    result: RunResult = BwsyncError.result
+    exit_code: int = BwsyncError.exit_code
+    failure: type[BwsyncError] | None = None
+    """The class of the error the run ended with (``failed``), ``None`` until then: what the
+    CLI reads (``ends_loop``, a plan to show), never a number."""
     started: float = 0.0
     """Epoch seconds."""
     finished: float = 0.0
@@ -143,6 +152,17 @@ class RunReport:
     @property
     def duration(self) -> float:
         return max(0.0, self.finished - self.started)
+
+    def succeeded(self, result: RunResult) -> None:
+        """The run did what it had to: ``success``, or ``no_change``."""
+        assert result in SUCCESS_RESULTS, result
+        self.result, self.exit_code, self.failure = result, EXIT_OK, None
+
+    def failed(self, error: BwsyncError) -> None:
+        """The run ended with ``error``: its type says the result and the exit code."""
+        self.result, self.exit_code, self.failure = error.result, error.exit_code, type(error)
+        self.error = str(error)
+        self.safety_breach = self.safety_breach or isinstance(error, SafetyLimitError)
 
 
 #: Names of the Bitwarden API calls bwsync makes: the client's metric labels

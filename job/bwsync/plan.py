@@ -1284,9 +1284,4 @@ def safety_advice(reasons: Iterable[str]) -> str:
 def enforce_safety(reasons: Iterable[str]) -> None:
     reasons = list(reasons)
     if reasons:
-        raise SafetyLimitError(
-            "safety limit reached, nothing applied: "
-            + "; ".join(reasons)
-            + ". "
-            + safety_advice(reasons)
-        )
+        raise SafetyLimitError(reasons, safety_advice(reasons))

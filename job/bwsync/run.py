@@ -27,14 +27,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from bwsync.cleartext import exposures
-from bwsync.config import Settings
+from bwsync.config import Settings, env_name
 from bwsync.email_rules import REASONS
 from bwsync.errors import (
     BitwardenError,
     BwsyncError,
     ConfigError,
     Interrupted,
-    SafetyLimitError,
     StateError,
 )
 from bwsync.fingerprint import plan_fingerprint
@@ -273,7 +272,7 @@ class _Run:
             self.outcome.unsent = frozenset(unchanged_batches(payload, plan))
         if self.options.command == "plan":
             enforce_safety(self.outcome.safety)
-            self.report.result, self.report.exit_code = "success", 0
+            self.report.succeeded("success")
             return
         enforce_safety(self.outcome.safety)
         self._apply(directory, payload, plan, directory_hash)
@@ -365,7 +364,7 @@ class _Run:
                 "memory of synced members is not in the state"
             )
         elif every and time.time() - (doc.last_full_reconcile or 0) >= every:
-            why = f"a full reconcile is due (BWSYNC_SYNC__FULL_RECONCILE_EVERY={every})"
+            why = f"a full reconcile is due ({env_name('sync', 'full_reconcile_every')}={every})"
         else:
             return False
         event("full_apply", reason=why)
@@ -374,7 +373,7 @@ class _Run:
     def _plan(self, directory: Directory, payload: Payload) -> tuple[Plan, Payload]:
         has_credentials = self.uses_bitwarden
         if self.options.command == "sync" and not has_credentials:
-            raise ConfigError(_missing_credentials())
+            raise ConfigError(self.settings.bitwarden.api_key_problems(self.settings.secrets_dir))
         org: OrgSnapshot | None = None
         if has_credentials:
             with self.stage("snapshot") as info:
@@ -488,7 +487,7 @@ class _Run:
         )
         if self.sync.remove_missing or self.sync.overwrite_existing:
             raise MemoryStateError(
-                f"{problem}; nothing was applied: BWSYNC_SYNC__REMOVE_MISSING and "
+                f"{problem}; nothing was applied: {env_name('sync', 'remove_missing')} and "
                 "OVERWRITE_EXISTING need it to judge removals. Turn them off to sync without it"
             )
         event("memory_not_kept", logging.WARNING, note=problem + "; not kept")
@@ -515,7 +514,7 @@ class _Run:
             _refuse_access_left(failed)
         # Without list endpoints nothing can be confirmed: `applied` stays empty and the
         # summary's `sent` says what went out.
-        self.report.result, self.report.exit_code = "success", 0
+        self.report.succeeded("success")
         # A run that left batches out was not a full apply: the next reconcile stays due.
         full = not self.report.unsent_batches
         _remember_success(self.leased, directory_hash, directory, self.report, full=full)
@@ -528,7 +527,7 @@ class _Run:
             self.store.release(releasing)
 
     def _unchanged(self, why: str, directory: Directory) -> None:
-        self.report.result, self.report.exit_code = "no_change", 0
+        self.report.succeeded("no_change")
         event("nothing_to_do", reason=why)
         if self.options.command == "sync":
             assert self.doc is not None
@@ -543,22 +542,10 @@ class _Run:
             # The request in flight failed because the grace period interrupted its wait
             # (python-ldap reports "Interrupted system call"): the stop, not the server.
             exc = Interrupted(
-                f"stopped by {self.stop.reason}: the request in flight did not end within the "
-                f"{self.stop.grace:g} s grace period and was given up ({exc})"
+                self.stop.reason or "a stop request", grace=self.stop.grace, failed=str(exc)
             )
         report = self.report
-        report.result = (
-            "safety_stop"
-            if isinstance(exc, SafetyLimitError)
-            else "config_error"
-            if isinstance(exc, ConfigError)
-            else "interrupted"
-            if isinstance(exc, Interrupted)
-            else "failed"
-        )
-        report.exit_code = exc.exit_code
-        report.error = str(exc)
-        report.safety_breach = report.safety_breach or isinstance(exc, SafetyLimitError)
+        report.failed(exc)
         if isinstance(exc, Interrupted):
             event("run_interrupted", logging.WARNING, error=report.error, exit_code=exc.exit_code)
         else:
@@ -600,13 +587,6 @@ def _warn_rejected(rejected: list[Rejected]) -> None:
         event("entries_skipped", logging.WARNING, more=dict(more), note="not named one by one")
 
 
-def _missing_credentials() -> list[str]:
-    return [
-        "BWSYNC_BITWARDEN__CLIENT_ID and BWSYNC_BITWARDEN__CLIENT_SECRET are required to sync "
-        "(the organization API key: Admin Console → Settings → Organization info)"
-    ]
-
-
 #: Above this many changes, only removals are logged one by one at info level; the rest go to
 #: debug, with one info line of counts. A first sync of 100,000 people must not write 100,000
 #: info lines (DESIGN.md: no full member lists at info level).
@@ -640,7 +620,7 @@ def _log_changes(plan: Plan, counts: dict[str, int], *, dry: bool) -> None:
             "changes",
             counts=counts,
             note=f"{len(plan.changes)} changes: removals are listed above, the others one by "
-            "one at BWSYNC_LOG__LEVEL=debug and in `bwsync plan`",
+            f"one at {env_name('log', 'level')}=debug and in `bwsync plan`",
         )
 
 

@@ -49,11 +49,10 @@ from bwsync.config import (
     MetricsSettings,
     Settings,
     SourceName,
+    env_name,
 )
 from bwsync.errors import ConfigError
 from bwsync.redact import strip_userinfo
-
-API_KEY_WHERE = "the organization API key: Admin Console → Settings → Organization info → API key"
 
 #: Modules each source and state backend imports; all are dependencies of the package, so a
 #: missing one means a broken installation, named here instead of failing mid-run.
@@ -71,9 +70,18 @@ FAST_LDAP_INSTALL = (
 )
 
 
-def env_name(loc: tuple[int | str, ...]) -> str:
-    """The environment variable a pydantic error location points to."""
-    return ENV_PREFIX + "__".join(str(p).upper() for p in loc if not isinstance(p, int))
+def _env_of(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a pydantic error location points to: a setting's
+    (``config.env_name``), or, for a name that is none (a misspelt one), as written."""
+    try:
+        return env_name(*loc)
+    except KeyError:
+        return ENV_PREFIX + "__".join(str(p).upper() for p in loc if not isinstance(p, int))
+
+
+def secrets_dir(environ: Mapping[str, str]) -> str:
+    """The secrets directory, read before the settings themselves, which it holds files of."""
+    return environ.get(env_name("secrets_dir"), DEFAULT_SECRETS_DIR)
 
 
 _SECRET_WORDS = ("secret", "password", "token", "key")
@@ -86,7 +94,7 @@ def _problems(err: Any) -> list[str]:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if err.get("type") == "extra_forbidden":
-        return [f"{env_name(loc)}: not a bwsync setting (misspelt?)"]
+        return [f"{_env_of(loc)}: not a bwsync setting (misspelt?)"]
     if not loc or msg.startswith(ENV_PREFIX):
         return msg.splitlines()
     value = err.get("input")
@@ -94,10 +102,10 @@ def _problems(err: Any) -> list[str]:
     # Echo the offending value only for plain, short, non-secret scalars, and never a URL's
     # user and password.
     if isinstance(value, str | int | float | bool) and not any(
-        s in env_name(loc).lower() for s in _SECRET_WORDS
+        s in _env_of(loc).lower() for s in _SECRET_WORDS
     ):
         shown = f" (got {strip_userinfo(str(value))[:80]!r})"
-    return [f"{env_name(loc)}: {msg}{shown}"]
+    return [f"{_env_of(loc)}: {msg}{shown}"]
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
@@ -117,14 +125,14 @@ def load_settings(*, api_key: bool = False, **overrides: Any) -> Settings:
     (``environment_problems``: files, optional modules and, with ``api_key``, the organization
     API key). Raise ``ConfigError`` listing every problem, one line each, before anything is
     contacted. ``overrides`` win over the environment and the files."""
-    secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    where = secrets_dir(os.environ)
     unknown = unknown_variables(os.environ)
     try:
-        settings = Settings(_secrets_dir=secrets_dir, **overrides)
+        settings = Settings(_secrets_dir=where, **overrides)
     except ValidationError as exc:
         raise ConfigError(unknown + [p for e in exc.errors() for p in _problems(e)]) from None
     except (SettingsError, OSError, UnicodeDecodeError) as exc:  # reading, not validating
-        raise ConfigError([*unknown, read_failure(exc, secrets_dir)]) from None
+        raise ConfigError([*unknown, read_failure(exc, where)]) from None
     problems = unknown + environment_problems(settings, api_key=api_key)
     if problems:
         raise ConfigError(problems)
@@ -134,9 +142,9 @@ def load_settings(*, api_key: bool = False, **overrides: Any) -> Settings:
 def metrics_settings_only() -> tuple[MetricsSettings, str, str] | None:
     """(metrics settings, profile, source label) from the environment, or None if even those
     are invalid. The source label is kept only if it is a known source (bounded labels)."""
-    secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    where = secrets_dir(os.environ)
     try:
-        found = MetricsOnly(_secrets_dir=secrets_dir)
+        found = MetricsOnly(_secrets_dir=where)
     except ValidationError:
         return None
     known = found.source in get_args(SourceName)
@@ -169,8 +177,8 @@ def other_sources(settings: Settings, environ: Mapping[str, str]) -> list[str]:
         section = upper[len(ENV_PREFIX) :].split("__", 1)[0].lower()
         if upper.startswith(ENV_PREFIX) and section in others and environ[name].strip():
             problems.append(
-                f"{upper}: set, but {ENV_PREFIX}SOURCE is {settings.source}; set "
-                f"{ENV_PREFIX}SOURCE={section}, or remove the {section} settings"
+                f"{upper}: set, but {env_name('source')} is {settings.source}; set "
+                f"{env_name('source')}={section}, or remove the {section} settings"
             )
     return problems
 
@@ -193,21 +201,11 @@ def _api_key(settings: Settings) -> list[str]:
     problems = []
     if settings.source == "file" and settings.file.path is None:
         problems.append(
-            f"{ENV_PREFIX}FILE__PATH: required to talk to Bitwarden; without it the file "
+            f"{env_name('file', 'path')}: required to talk to Bitwarden; without it the file "
             "source reads the built-in demo directory, which is for `bwsync demo` and "
             "`bwsync plan --directory-only` only"
         )
-    if not bw.client_id:
-        problems.append(f"{ENV_PREFIX}BITWARDEN__CLIENT_ID: required ({API_KEY_WHERE})")
-    if bw.client_secret is None:
-        where = settings.secrets_dir
-        file = where / "bwsync_bitwarden__client_secret"
-        also = "" if where.is_dir() else f"; the secrets directory {where} does not exist"
-        problems.append(
-            f"{ENV_PREFIX}BITWARDEN__CLIENT_SECRET: required: set it, or write it to the file "
-            f"{file}{also}"
-        )
-    return problems
+    return problems + bw.api_key_problems(settings.secrets_dir)
 
 
 FileCheck = Callable[[Path, str], object]
@@ -216,26 +214,25 @@ FileCheck = Callable[[Path, str], object]
 def _files(settings: Settings) -> list[tuple[str, Path, FileCheck]]:
     """(variable, path, check) for every file the active configuration reads."""
     found: list[tuple[str, Path | None, FileCheck]] = [
-        (f"{ENV_PREFIX}BITWARDEN__CA_FILE", settings.bitwarden.ca_file, setting_files.ca_context),
+        (env_name("bitwarden", "ca_file"), settings.bitwarden.ca_file, setting_files.ca_context),
     ]
     if settings.metrics.pushgateway_url:
         found.append(
             (
-                f"{ENV_PREFIX}METRICS__PUSHGATEWAY_CA_FILE",
+                env_name("metrics", "pushgateway_ca_file"),
                 settings.metrics.pushgateway_ca_file,
                 setting_files.ca_context,
             )
         )
     source = settings.source
-    prefix = f"{ENV_PREFIX}{source.upper()}__"
     section = settings.source_settings
     ca_file = getattr(section, "ca_file", None)
     if isinstance(ca_file, Path):
-        found.append((prefix + "CA_FILE", ca_file, setting_files.ca_context))
+        found.append((env_name(source, "ca_file"), ca_file, setting_files.ca_context))
     if source == "entra":
         found.append(
             (
-                prefix + "CERTIFICATE_FILE",
+                env_name(source, "certificate_file"),
                 settings.entra.certificate_file,
                 setting_files.certificate_and_key,
             )
@@ -243,19 +240,23 @@ def _files(settings: Settings) -> list[tuple[str, Path, FileCheck]]:
     elif source == "google":
         found.append(
             (
-                prefix + "CREDENTIALS_FILE",
+                env_name(source, "credentials_file"),
                 settings.google.credentials_file,
                 setting_files.service_account_key,
             )
         )
     elif source == "okta":
         found.append(
-            (prefix + "PRIVATE_KEY_FILE", settings.okta.private_key_file, setting_files.private_key)
+            (
+                env_name(source, "private_key_file"),
+                settings.okta.private_key_file,
+                setting_files.private_key,
+            )
         )
     elif source == "file":
-        found.append((prefix + "PATH", settings.file.path, setting_files.readable_file))
+        found.append((env_name(source, "path"), settings.file.path, setting_files.readable_file))
     if settings.state.backend == "file":
-        found.append((f"{ENV_PREFIX}STATE__PATH", settings.state.path, _not_a_directory))
+        found.append((env_name("state", "path"), settings.state.path, _not_a_directory))
     return [(setting, path, check) for setting, path, check in found if path is not None]
 
 
@@ -278,42 +279,42 @@ def _modules(settings: Settings) -> list[str]:
             import _ldap  # noqa: F401 - python-ldap's C extension, what the engine drives
         except ImportError:
             problems.append(
-                f"{ENV_PREFIX}LDAP__ENGINE: python-ldap is not installed: {FAST_LDAP_INSTALL}; "
+                f"{env_name('ldap', 'engine')}: python-ldap is not installed: {FAST_LDAP_INSTALL}; "
                 "or leave the engine on auto (ldap3 when python-ldap is missing)"
             )
     for module in SOURCE_MODULES.get(settings.source, ()):
         if not _installed(module):
             problems.append(
-                f"{ENV_PREFIX}SOURCE: the {settings.source} source needs the Python module "
+                f"{env_name('source')}: the {settings.source} source needs the Python module "
                 f"{module}, which is not installed (reinstall bwsync with its dependencies)"
             )
     for module in BACKEND_MODULES.get(settings.state.backend, ()):
         if not _installed(module):
             problems.append(
-                f"{ENV_PREFIX}STATE__BACKEND: the {settings.state.backend} backend needs the "
+                f"{env_name('state', 'backend')}: the {settings.state.backend} backend needs the "
                 f"Python module {module}, which is not installed (reinstall bwsync with its "
                 "dependencies)"
             )
     return problems
 
 
-def read_failure(exc: Exception, secrets_dir: str) -> str:
+def read_failure(exc: Exception, where: str) -> str:
     """The line for a failure to *read* the settings (not to validate them): a section given
     as one variable that is not JSON, an unreadable secrets directory or secret file, a secret
     file that is not text. Re-raises anything else: that would be a bug."""
     if isinstance(exc, SettingsError):
         text = str(exc)
         if "secrets_dir" in text:
-            return f"{ENV_PREFIX}SECRETS_DIR: {secrets_dir} is not a directory"
+            return f"{env_name('secrets_dir')}: {where} is not a directory"
         field = text.split('field "', 1)[1].split('"', 1)[0] if 'field "' in text else None
         if field:
             return (
-                f"{ENV_PREFIX}{field.upper()}: not valid JSON; set each setting as its own "
-                f"variable ({ENV_PREFIX}{field.upper()}__<SETTING>)"
+                f"{env_name(field)}: not valid JSON; set each setting as its own "
+                f"variable ({env_name(field)}__<SETTING>)"
             )
-        return f"{ENV_PREFIX}SECRETS_DIR: {text}"
+        return f"{env_name('secrets_dir')}: {text}"
     if isinstance(exc, OSError | UnicodeDecodeError):
-        return _unreadable_secret(Path(secrets_dir), exc)
+        return _unreadable_secret(Path(where), exc)
     raise exc
 
 
@@ -322,7 +323,7 @@ def _unreadable_secret(secrets_dir: Path, exc: Exception) -> str:
     try:
         entries = sorted(secrets_dir.iterdir())
     except OSError as err:
-        return f"{ENV_PREFIX}SECRETS_DIR: cannot list {secrets_dir}: {err.strerror or err}"
+        return f"{env_name('secrets_dir')}: cannot list {secrets_dir}: {err.strerror or err}"
     for entry in entries:
         if not entry.name.lower().startswith(ENV_PREFIX.lower()) or entry.is_dir():
             continue
@@ -333,4 +334,4 @@ def _unreadable_secret(secrets_dir: Path, exc: Exception) -> str:
         except OSError as err:
             return f"{entry.name.upper()}: cannot read the secret file {entry}: {err.strerror}"
     reason = getattr(exc, "strerror", None) or type(exc).__name__
-    return f"{ENV_PREFIX}SECRETS_DIR: cannot read the secret files in {secrets_dir}: {reason}"
+    return f"{env_name('secrets_dir')}: cannot read the secret files in {secrets_dir}: {reason}"

@@ -100,10 +100,7 @@ class StopRequest:
     def check(self, before: str) -> None:
         """Raise ``Interrupted`` if a stop was requested: call it before starting ``before``."""
         if self._event.is_set():
-            raise Interrupted(
-                f"stopped by {self.reason} before {before}; nothing more was sent, and the next "
-                "run starts over"
-            )
+            raise Interrupted(self.reason or "a stop request", before=before)
 
     def sleep(self, seconds: float) -> None:
         """A retry or backoff wait, cut short by a stop request (the next ``check`` raises)."""
@@ -157,11 +154,7 @@ def _grace_over(signum: int, frame: FrameType | None) -> None:
     the request in flight, if the run is still at work (``active``)."""
     stop = _ACTIVE.get()
     if stop is not None and stop.requested:
-        raise Interrupted(
-            f"stopped by {stop.reason}: the request in flight did not end within the "
-            f"{stop.grace:g} s grace period (BWSYNC_STOP_GRACE_SECONDS), and was given up; "
-            "the next run starts over"
-        )
+        raise Interrupted(stop.reason or "a stop request", grace=stop.grace)
 
 
 class _Watcher(threading.Thread):

@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 import pytest
 
-from bwsync.errors import StateError
+from bwsync.errors import StateConflictError, StateError
 from bwsync.state import open_store
-from bwsync.state.base import StateConflictError, StateDocument
+from bwsync.state.base import StateDocument
 from bwsync.state.configmap import DATA_KEY, ConfigMapStateStore
 from bwsync.state.kube import from_kubeconfig
 from tests.fixtures.kube import (

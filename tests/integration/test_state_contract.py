@@ -15,13 +15,11 @@ from pathlib import Path
 import pytest
 
 from bwsync.config import StateSettings
-from bwsync.errors import StateError
+from bwsync.errors import LeaseHeldError, StateConflictError, StateError
 from bwsync.state import StateStore, open_store
 from bwsync.state.base import (
     MAX_DOCUMENT_BYTES,
     STATE_VERSION,
-    LeaseHeldError,
-    StateConflictError,
     StateDocument,
 )
 from tests.fixtures.state import BACKEND_FIXTURES, BACKENDS

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bwsync.errors import ConfigError, StateError
+from bwsync.errors import ConfigError, StateConflictError, StateError
 from bwsync.settings import load_settings
 from bwsync.state import open_store
-from bwsync.state.base import StateConflictError, StateDocument
+from bwsync.state.base import StateDocument
 from tests.fixtures.state import AzureState, GcsState, S3State, free_port
 
 

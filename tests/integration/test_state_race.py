@@ -26,7 +26,7 @@ CONTENDER = textwrap.dedent(
     import sys, time
     from bwsync.settings import load_settings
     from bwsync.state import open_store
-    from bwsync.state.base import LeaseHeldError
+    from bwsync.errors import LeaseHeldError
 
     store = open_store(load_settings().state)
     start = float(sys.argv[1])

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from bwsync.config import MetricsSettings
-from bwsync.errors import ConfigError
+from bwsync.errors import ConfigError, RunResult
 from bwsync.metrics import (
     ACTIONS,
     METRIC_NAMES,
@@ -29,7 +29,7 @@ from bwsync.metrics import (
     parse_listen,
     write_textfile,
 )
-from bwsync.model import RunReport, RunResult
+from bwsync.model import RunReport
 from bwsync.settings import load_settings
 
 L = {"profile": "corp", "source": "ldap"}

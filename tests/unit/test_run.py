@@ -270,8 +270,9 @@ def test_a_request_failing_of_the_grace_periods_interruption_is_an_interruption(
     )
     assert (outcome.report.result, outcome.report.exit_code) == ("interrupted", 7)
     assert outcome.report.error == (
-        "stopped by SIGTERM: the request in flight did not end within the 5 s grace period and "
-        "was given up (LDAP ldap://x: server unreachable: Interrupted system call)"
+        "stopped by SIGTERM: the request in flight did not end within the 5 s grace period "
+        "(BWSYNC_STOP_GRACE_SECONDS), and was given up (LDAP ldap://x: server unreachable: "
+        "Interrupted system call); the next run starts over"
     )
 
 

@@ -31,7 +31,7 @@ def test_check_raises_only_once_requested() -> None:
     with pytest.raises(Interrupted) as caught:
         request.check("import 2/3")
     assert caught.value.exit_code == 7
-    assert caught.value.kind == "interrupted"
+    assert caught.value.result == "interrupted"
     assert "stopped by SIGTERM before import 2/3" in str(caught.value)
 
 

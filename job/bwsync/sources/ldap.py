@@ -62,7 +62,7 @@ from bwsync.config import LdapSettings, SyncSettings
 from bwsync.errors import LdapError
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
-from bwsync.sources.ldap_wire import Attrs, Entry, Wire, WireError, WireOptions, make_wire
+from bwsync.sources.ldap_wire import Attrs, Entry, Wire, WireOptions, make_wire
 
 log = logging.getLogger(__name__)
 
@@ -486,7 +486,7 @@ class LdapSource:
                 index=None,
                 skipped=skipped,
             )
-        except WireError as exc:
+        except LdapError as exc:
             # bwdc: "Cannot query deleted users." and carries on without them.
             log.warning("cannot query deleted users, continuing without them: %s", exc)
             return
@@ -554,7 +554,8 @@ class LdapSource:
                 found.append((group, [v.decode("utf-8", "replace") for v in members]))
         if without_id or not_text:
             raise LdapError(
-                _id_problem(self.server, plan.group_id_attribute or "", without_id, not_text)
+                self.server,
+                _id_problem(plan.group_id_attribute or "", without_id, not_text),
             )
         return found
 
@@ -591,7 +592,7 @@ class LdapSource:
         try:
             try:
                 wire.open()
-            except WireError as exc:
+            except LdapError as exc:
                 steps = ["connect", *(["tls"] if uses_tls else []), "bind"]
                 failed = {"unreachable": "connect", "tls": "tls", "credentials": "bind"}.get(
                     exc.reason, "connect"
@@ -609,7 +610,7 @@ class LdapSource:
             results.append(CheckResult("bind", True, s.bind_dn or "anonymous"))
             try:
                 plan, _ = self._plan(wire)
-            except WireError as exc:
+            except LdapError as exc:
                 results.append(CheckResult("active_directory", False, str(exc)))
                 return results
             how = "detected" if s.active_directory == "auto" else "as configured"
@@ -621,7 +622,7 @@ class LdapSource:
             for label, base in bases:
                 try:
                     found = wire.read(base, ["objectClass"]) is not None
-                except WireError as exc:
+                except LdapError as exc:
                     results.append(CheckResult(label, False, str(exc)))
                     continue
                 results.append(
@@ -636,7 +637,7 @@ class LdapSource:
 NAMED_GROUPS = 10
 
 
-def _id_problem(server: str, attribute: str, missing: list[str], not_text: list[str]) -> str:
+def _id_problem(attribute: str, missing: list[str], not_text: list[str]) -> str:
     """Why the groups' ``group_id_attribute`` cannot be their externalId (exit 3). Falling
     back to the DN for some would sync those groups under their DN today and under the
     attribute once it is readable: a new Bitwarden group without grants, the old one
@@ -651,7 +652,7 @@ def _id_problem(server: str, attribute: str, missing: list[str], not_text: list[
             more = f" and {len(dns) - NAMED_GROUPS} more" if len(dns) > NAMED_GROUPS else ""
             parts.append(f"{len(dns)} groups {what}: {'; '.join(dns[:NAMED_GROUPS])}{more}")
     return (
-        f"LDAP {server}: " + ". ".join(parts) + ". Every group needs the attribute as its "
+        ". ".join(parts) + ". Every group needs the attribute as its "
         "externalId, or none does: check that the bind account may read it on every group "
         f"(the ACL, e.g. attrs=...,{attribute}), that it is a text attribute every group has "
         "(entryUUID, nsUniqueId, ipaUniqueID), or unset the setting to use DNs"

@@ -13,8 +13,8 @@ the server spelled them, search references already dropped (python-ldap: entries
 ``None``, which the source skips). Decoding is left to the source, which decodes only the
 attributes it uses.
 
-Every library exception is translated here, at the boundary, into ``WireError`` (an
-``LdapError``, exit 3) whose message names the server URL and the operation and never contains
+Every library exception is translated here, at the boundary, into ``LdapError`` (exit 3),
+whose message names the server URL and the operation and never contains
 the bind password. ``reason`` classifies the failure so ``check()`` can say which step broke.
 """
 
@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from bwsync import stop
-from bwsync.errors import ConfigError, LdapError, shorten
+from bwsync.errors import ConfigError, LdapError, LdapReason, shorten
 
 Attrs = Mapping[str, Sequence[bytes]]
 """One entry's attributes: name as the server spelled it → raw values."""
@@ -40,9 +40,6 @@ Entry = tuple[str | None, Attrs]
 """``(dn, attributes)``; a ``None`` dn is a search reference and carries no attributes."""
 
 EngineName = Literal["python-ldap", "ldap3"]
-Reason = Literal[
-    "unreachable", "tls", "credentials", "filter", "no_such_object", "timeout", "other"
-]
 #: How an engine classifies a failure; ``_Engine._fail`` turns it into the message.
 Failure = Literal[
     "credentials",
@@ -66,15 +63,6 @@ SIZE_HINT = (
     "limits dn.exact=<bind DN> size=unlimited size.pr=unlimited size.prtotal=unlimited)"
 )
 HOST_HINT = "does the server certificate name the host in BWSYNC_LDAP__URL?"
-
-
-class WireError(LdapError):
-    """An LDAP operation failed. ``reason`` says which kind of failure, for ``check()``."""
-
-    def __init__(self, url: str, message: str, reason: Reason = "other") -> None:
-        self.url = url
-        self.reason = reason
-        super().__init__(f"LDAP {url}: {message}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +144,7 @@ def make_wire(engine: Literal["auto", "python-ldap", "ldap3"], options: WireOpti
         engine = "python-ldap" if python_ldap_available() else "ldap3"
     if engine == "python-ldap":
         if not python_ldap_available():
-            raise WireError(
+            raise LdapError(
                 options.url,
                 "BWSYNC_LDAP__ENGINE=python-ldap but python-ldap is not installed "
                 "(install bwsync[fast-ldap], or use ldap3)",
@@ -169,7 +157,7 @@ def make_wire(engine: Literal["auto", "python-ldap", "ldap3"], options: WireOpti
 _STARTTLS_REQUEST = b"\x30\x1d\x02\x01\x01\x77\x18\x80\x16" + b"1.3.6.1.4.1.1466.20037"
 
 
-def tls_diagnosis(options: WireOptions) -> tuple[Reason, str] | None:
+def tls_diagnosis(options: WireOptions) -> tuple[LdapReason, str] | None:
     """Why a connection fails below LDAP, in words a person can act on.
 
     libldap (GnuTLS here) reports a refused certificate as "Can't contact LDAP server: (unknown
@@ -222,7 +210,7 @@ def _looks_like_tls(detail: str) -> bool:
 
 class _Engine:
     """What the two engines share: the options, the connection, and the way a library exception
-    becomes a ``WireError`` (each engine classifies its own library's exceptions)."""
+    becomes an ``LdapError`` (each engine classifies its own library's exceptions)."""
 
     engine: EngineName
 
@@ -243,35 +231,35 @@ class _Engine:
         base: str | None = None,
         filterstr: str | None = None,
         filter_setting: str | None = None,
-    ) -> WireError:
-        """``exc`` as a ``WireError``: one message per kind of failure, written once so the two
+    ) -> LdapError:
+        """``exc`` as an ``LdapError``: one message per kind of failure, written once so the two
         engines cannot drift apart (their tests assert identical messages)."""
         kind, detail = self._classify(op, exc)
         url, o = self.url, self.options
         if kind == "credentials":
-            return WireError(
+            return LdapError(
                 url, f"bind as {o.bind_dn} refused: invalid credentials", "credentials"
             )
         if kind == "filter":
-            return WireError(url, _filter_message(filterstr, filter_setting), "filter")
+            return LdapError(url, _filter_message(filterstr, filter_setting), "filter")
         if kind == "no_such_object":
-            return WireError(url, f"base DN {base} does not exist", "no_such_object")
+            return LdapError(url, f"base DN {base} does not exist", "no_such_object")
         if kind == "size":
-            return WireError(url, f"{op} failed: {detail} ({SIZE_HINT})")
+            return LdapError(url, f"{op} failed: {detail} ({SIZE_HINT})")
         if kind == "timeout":
-            return WireError(url, f"{op} timed out after {o.timeout:g} s", "timeout")
+            return LdapError(url, f"{op} timed out after {o.timeout:g} s", "timeout")
         if kind == "unreachable":
-            return WireError(url, f"server unreachable: {detail}", "unreachable")
+            return LdapError(url, f"server unreachable: {detail}", "unreachable")
         if kind == "tls":
-            return WireError(url, _tls_message(detail), "tls")
+            return LdapError(url, _tls_message(detail), "tls")
         if kind == "needs_tls":
-            return WireError(
+            return LdapError(
                 url,
                 f"bind as {o.bind_dn} refused: {detail} "
                 "(the server wants TLS: use ldaps:// or BWSYNC_LDAP__START_TLS=true)",
                 "credentials",
             )
-        return WireError(url, f"{op} failed: {detail}")
+        return LdapError(url, f"{op} failed: {detail}")
 
 
 # -- python-ldap --------------------------------------------------------------------------------
@@ -452,7 +440,7 @@ class PythonLdapWire(_Engine):
             sent: int = search_ext(base, scope, filterstr, attrlist, 0, [paged, *extra], None)
             return sent
 
-        def fail(exc: Exception) -> WireError:
+        def fail(exc: Exception) -> LdapError:
             return self._fail(
                 f"search under {base}",
                 exc,
@@ -482,7 +470,7 @@ class PythonLdapWire(_Engine):
                         try:
                             cookie = paged_response_cookie(value or b"")
                         except ValueError as exc:
-                            raise WireError(
+                            raise LdapError(
                                 self.url,
                                 f"search under {base}: the server's paged results control "
                                 f"is malformed ({exc})",

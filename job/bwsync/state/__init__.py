@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 from bwsync.config import StateSettings
-from bwsync.errors import ConfigError
-from bwsync.state.base import (
-    LeaseHeldError,
-    NoStateStore,
-    StateConflictError,
-    StateDocument,
-    StateStore,
-)
+from bwsync.errors import ConfigError, LeaseHeldError, StateConflictError
+from bwsync.state.base import NoStateStore, StateDocument, StateStore
 
 __all__ = ["LeaseHeldError", "StateConflictError", "StateDocument", "StateStore", "open_store"]
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 
-from bwsync.errors import StateError, shorten
+from bwsync.errors import LeaseHeldError, StateConflictError, StateError, shorten
 from bwsync.logs import event
 from bwsync.redact import redact_data
 from bwsync.state import liveness
@@ -58,14 +58,6 @@ MAX_DOCUMENT_BYTES = 64 * 1024
 MAX_MEMORY_BYTES = 900 * 1024
 #: longest text kept in a run summary (an error message), in characters
 MAX_SUMMARY_TEXT = 2000
-
-
-class StateConflictError(StateError):
-    """Another run wrote the state between our read and our write."""
-
-
-class LeaseHeldError(StateError):
-    """Another run holds the lease."""
 
 
 @dataclass(slots=True)
@@ -301,9 +293,10 @@ class StateStore(ABC):
             why = liveness.gone(lease.process)
             if why is None:
                 raise LeaseHeldError(
-                    f"another run holds the lease on {self.description}: {lease.holder}, "
-                    f"until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(lease.expires))}"
-                    f"{_unprovable(lease)}"
+                    self.description,
+                    lease.holder,
+                    f", until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(lease.expires))}"
+                    f"{_unprovable(lease)}",
                 )
             event(
                 "lease_taken_over",
@@ -315,9 +308,10 @@ class StateStore(ABC):
             )
         if loaded and self._version != seen:
             raise StateConflictError(
-                f"another run wrote {self.description} since this run read it "
-                f"({_last_run_of(doc)}); not applying a plan made on the older state. "
-                "The next run starts from the new one"
+                self.description,
+                how=_last_run_of(doc),
+                then="not applying a plan made on the older state. The next run starts from "
+                "the new one",
             )
         doc.lease = Lease(holder=holder, expires=now + seconds, process=process)
         try:
@@ -325,9 +319,7 @@ class StateStore(ABC):
         except StateConflictError:
             fresh = self.load()
             who = fresh.lease.holder if fresh.lease else "another run"
-            raise LeaseHeldError(
-                f"another run took the lease on {self.description} first: {who}"
-            ) from None
+            raise LeaseHeldError(self.description, who, " (it took the lease first)") from None
         return doc
 
     def release(self, doc: StateDocument) -> None:

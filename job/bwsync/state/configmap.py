@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 
 from bwsync.config import StateSettings
-from bwsync.errors import StateError, shorten
-from bwsync.state.base import StateConflictError, StateStore
+from bwsync.errors import StateConflictError, StateError, shorten
+from bwsync.state.base import StateStore
 from bwsync.state.kube import DEFAULT_SERVICE_ACCOUNT_DIR, KubeConfig, load_config
 
 DATA_KEY = "state.json"
@@ -247,10 +247,7 @@ class ConfigMapStateStore(StateStore):
         self._replace(obj, data)
 
     def _conflict(self) -> StateConflictError:
-        return StateConflictError(
-            f"{self.description} changed since it was read (resourceVersion conflict): "
-            "another run wrote it"
-        )
+        return StateConflictError(self.description, how="resourceVersion conflict")
 
 
 def _status(response: httpx.Response) -> tuple[str, str]:

@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from bwsync.errors import StateError
-from bwsync.state.base import StateConflictError, StateStore
+from bwsync.errors import StateConflictError, StateError
+from bwsync.state.base import StateStore
 
 
 class FileStateStore(StateStore):
@@ -72,9 +72,7 @@ class FileStateStore(StateStore):
         with self._locked():
             _, current = self._read_unlocked()
             if current != expected_version:
-                raise StateConflictError(
-                    f"{self.description} changed since it was read: another run wrote it"
-                )
+                raise StateConflictError(self.description)
             try:
                 fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-", suffix=".tmp")
                 with os.fdopen(fd, "wb") as fh:

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from bwsync.config import STATE_URL_SCHEMES, StateSettings, split_state_url
-from bwsync.errors import ConfigError, StateError
-from bwsync.state.base import StateConflictError, StateStore
+from bwsync.errors import ConfigError, StateConflictError, StateError
+from bwsync.state.base import StateStore
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -203,9 +203,7 @@ class ObjectStateStore(StateStore):
         except (oe.AlreadyExistsError, oe.PreconditionError, FileNotFoundError) as exc:
             if MISSING_BUCKET.search(str(exc)):
                 self._fail("cannot be written", exc)
-            raise StateConflictError(
-                f"{self.description} changed since it was read: another run wrote it"
-            ) from exc
+            raise StateConflictError(self.description) from exc
         except Exception as exc:  # translated, see _fail
             self._fail("cannot be written", exc)
         if not result.get("e_tag") and not result.get("version"):

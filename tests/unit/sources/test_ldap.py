@@ -28,7 +28,7 @@ from bwsync.sources.ldap import (
     is_active_directory,
     search_base,
 )
-from bwsync.sources.ldap_wire import Attrs, EngineName, Entry, WireError, WireOptions
+from bwsync.sources.ldap_wire import Attrs, EngineName, Entry, WireOptions
 
 # objectGUID of a Samba tombstone seen in the AD tests, with Samba's own rendering
 GUID_BYTES = bytes.fromhex("780635b2907c4649a59ac803555a6912")
@@ -51,8 +51,8 @@ class FakeWire:
         dse: Attrs | None = None,
         pages: Mapping[str, Sequence[Sequence[Entry]]] | None = None,
         entries: Mapping[tuple[str, str], Attrs] | None = None,
-        open_error: WireError | None = None,
-        search_errors: Mapping[str, WireError] | None = None,
+        open_error: LdapError | None = None,
+        search_errors: Mapping[str, LdapError] | None = None,
     ) -> None:
         self.dse = dse or {}
         self.pages = pages or {}
@@ -556,7 +556,7 @@ def test_deleted_objects_only_for_ad_and_force(caplog: pytest.LogCaptureFixture)
         True,
     )
     # a failure there is a warning, and the live users still come back (bwdc does the same)
-    refused = WireError("ldap://fake:389", "search under CN=Deleted Objects,DC=x failed: no")
+    refused = LdapError("ldap://fake:389", "search under CN=Deleted Objects,DC=x failed: no")
     with caplog.at_level(logging.WARNING, logger="bwsync.sources.ldap"):
         users, _ = run(True, search_errors={"CN=Deleted Objects,DC=x": refused})
     assert [u.reference_id for u in users] == ["CN=u,CN=Users,DC=x"]
@@ -572,7 +572,7 @@ def test_deleted_objects_only_for_ad_and_force(caplog: pytest.LogCaptureFixture)
     ],
 )
 def test_check_names_the_failed_step(reason: Any, expected: list[tuple[str, bool]]) -> None:
-    err = WireError("ldaps://fake:636", "it broke", reason)
+    err = LdapError("ldaps://fake:636", "it broke", reason)
     src = LdapSource(
         ldap_settings(url="ldaps://fake:636"),
         SyncSettings(),

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from bwsync.config import StateSettings
-from bwsync.errors import ConfigError, StateError
+from bwsync.errors import ConfigError, StateConflictError, StateError
 from bwsync.settings import load_settings
 from bwsync.state import open_store
-from bwsync.state.base import NoStateStore, StateConflictError, StateDocument
+from bwsync.state.base import NoStateStore, StateDocument
 from bwsync.state.configmap import ConfigMapStateStore
 from bwsync.state.file import FileStateStore
 from bwsync.state.kube import KubeConfig, StaticTokenAuth

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from bwsync.errors import StateError
+from bwsync.errors import LeaseHeldError, StateConflictError, StateError
 from bwsync.logs import LOGGER
 from bwsync.state.base import (
     HISTORY_LIMIT,
@@ -20,9 +20,7 @@ from bwsync.state.base import (
     MAX_SUMMARY_TEXT,
     STATE_VERSION,
     Lease,
-    LeaseHeldError,
     NoStateStore,
-    StateConflictError,
     StateDocument,
     StateStore,
 )
@@ -55,7 +53,7 @@ class MemoryStore(StateStore):
             m = self.memory
             current = str(m.version) if m.data is not None else None
             if current != expected_version:
-                raise StateConflictError("conflict")
+                raise StateConflictError("the test store")
             m.data, m.version = data, m.version + 1
             return str(m.version)
 
