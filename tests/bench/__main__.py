@@ -133,8 +133,11 @@ def full_sync(
     state_file = workdir / f"state-{engine}-{uuid.uuid4().hex[:8]}.json"
     port = free_port()
     client_id, secret = f"organization.{uuid.uuid4()}", uuid.uuid4().hex
+    # Vaultwarden's behaviour is a test-only stand-in (tests.standins.bitwarden); the shipped
+    # one (bwsync.standin) is the official server alone.
+    module = "tests.standins.bitwarden" if "--vaultwarden" in fake_args else "bwsync.standin"
     command = [
-        sys.executable, "-m", "bwsync.standin", "--port", str(port),
+        sys.executable, "-m", module, "--port", str(port),
         "--client-id", client_id, "--client-secret", secret, *fake_args,
         *(["--self-hosted"] if self_hosted else []),
     ]  # fmt: skip
