@@ -8,13 +8,15 @@ token errors and the endpoints they have.
 
 Three pieces, each with one job:
 
-* ``OrgTokenAuth`` (an ``httpx.Auth`` flow): fetch a token with the organization API key, cache
-  it until shortly before it expires, and on a 401 from the API fetch a new one once and repeat
-  the request. Pure request/response logic.
-* ``should_retry`` (the one retry predicate, as stamina's ``on=``): 429, 5xx, timeouts and
-  connection failures are temporary; every other 4xx is permanent. ``BitwardenClient._send``
-  applies it with ``Retry-After`` or exponential backoff with jitter, bounded by
-  ``settings.max_retries`` retries and ``MAX_RETRY_SECONDS`` of waiting in total.
+* ``OrgTokenAuth`` (``bwsync.http.auth``'s flow): fetch a token with the organization API key,
+  cache it until shortly before it expires, and on a 401 from the API fetch a new one once and
+  repeat the request. Pure request/response logic.
+* retries: ``bwsync.http.retry``'s engine and predicate (429, 5xx, timeouts and connection
+  failures are temporary; every other 4xx is permanent), ``Retry-After`` or exponential
+  backoff with jitter, bounded by ``settings.max_retries`` retries and ``MAX_RETRY_SECONDS``
+  since the first attempt. One case of its own: a 429 without ``Retry-After`` at the token
+  endpoint is Vaultwarden's login rate limit, waited out for up to
+  ``settings.login_rate_limit_wait`` seconds whatever ``max_retries`` says.
 * error translation: after the retries, the response or the httpx exception becomes a
   ``BitwardenError`` subclass naming the step, status, URL and the server's own ``message`` and
   field errors. No httpx exception leaves this module, and the client secret appears in no
@@ -47,7 +49,18 @@ from bwsync.errors import (
     ConfigError,
     shorten,
 )
-from bwsync.http_retry import retry_after, should_retry
+from bwsync.http.auth import TokenAuth
+from bwsync.http.client import build_client, ca_context
+from bwsync.http.retry import (
+    Attempt,
+    Decision,
+    Retrier,
+    RetriesExhausted,
+    RetryPolicy,
+    classify,
+    retry_after_seconds,
+)
+from bwsync.http.retry import temporary as should_retry
 from bwsync.logs import event
 from bwsync.model import (
     BITWARDEN_ENDPOINTS,
@@ -57,7 +70,6 @@ from bwsync.model import (
     OrgMember,
 )
 from bwsync.redact import redact, remember, strip_userinfo
-from bwsync.setting_files import ca_context
 
 __all__ = [
     "DEVICE_NAME",
@@ -95,9 +107,9 @@ _ENDPOINT_KEY: Final = "bwsync_endpoint"
 
 def backoff_delay(attempt: int, jitter: float) -> float:
     """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, with
-    ``jitter`` in [0, 1) spreading clients that failed together."""
-    base: float = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
-    return base * (0.5 + jitter / 2)
+    ``jitter`` in [0, 1) spreading clients that failed together (the policy's backoff)."""
+    policy = RetryPolicy(backoff_base=BACKOFF_BASE, backoff_cap=BACKOFF_CAP, jitter=lambda: jitter)
+    return policy.backoff(attempt)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,13 +159,15 @@ class TokenCache:
                 self._tokens[key] = token
 
 
-class OrgTokenAuth(httpx.Auth):
+class OrgTokenAuth(TokenAuth):
     """Bearer tokens from the organization API key (``client_credentials``, §2; bwdc §5.2).
 
-    The flow fetches a token when none is cached or the cached one is due for renewal, attaches
-    it, and on a 401 from the API fetches a new one once and repeats the request. A token
-    endpoint answer other than 200 is raised as ``_TokenRefused`` for the client's retry loop to
-    classify (a 429 there is retried like any other; a 4xx is an authentication failure).
+    The flow (``bwsync.http.auth``) fetches a token when none is cached or the cached one is
+    due for renewal — the token request goes through the client like any request, so it
+    shares its TLS, proxy and timeouts — attaches it, and on a 401 from the API fetches a new
+    one once and repeats the request. A token endpoint answer other than 200 is raised as
+    ``_TokenRefused`` for the client's retry loop to classify (a 429 there is retried like any
+    other; a 4xx is an authentication failure).
     """
 
     requires_response_body = True
@@ -238,17 +252,11 @@ class OrgTokenAuth(httpx.Auth):
         if self._cache is not None:
             self._cache.put(self._key, None)
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self.current()
-        if token is None:
-            token = self.store((yield self.token_request()))
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code == 401:
-            self.forget()
-            token = self.store((yield self.token_request()))
-            request.headers["Authorization"] = f"Bearer {token}"
-            yield request
+    def cached(self) -> str | None:
+        return self.current()
+
+    def fetch(self) -> Generator[httpx.Request, httpx.Response, str]:
+        return self.store((yield self.token_request()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,6 +418,12 @@ def _request_of(exc: Exception) -> httpx.Request | None:
         return None
 
 
+def _is_token(response: httpx.Response) -> bool:
+    """Whether ``response`` is the token endpoint's (a token request of the auth flow or of
+    ``check_token``)."""
+    return _endpoint_of(response.request) == "token"
+
+
 def _endpoint_of(request: httpx.Request | None) -> str:
     if request is None:
         return "unknown"
@@ -448,9 +462,16 @@ def tls_verify(settings: BitwardenSettings) -> ssl.SSLContext | bool:
     environment). An unloadable one is a ``ConfigError`` naming the setting; the run calls
     this first, so that it is reported before any connection (the client itself may be built
     later, beside the fetch)."""
-    if settings.ca_file is None:
-        return True
     return ca_context(settings.ca_file, "BWSYNC_BITWARDEN__CA_FILE")
+
+
+class _TokenUnusable(Exception):
+    """The token endpoint answered 200 without a usable token: not retried, reported as an
+    unexpected answer."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
 
 
 class BitwardenClient:
@@ -498,8 +519,6 @@ class BitwardenClient:
         self._callbacks = threading.Lock()
         """Held while a callback runs and while ``detach`` clears them (see ``detach``)."""
         self._clock = clock
-        self._jitter = jitter
-        self._max_retry_seconds = max_retry_seconds
         version = __version__
         headers = {
             "Accept": "application/json",
@@ -518,13 +537,21 @@ class BitwardenClient:
             clock=clock,
             cache=tokens,
         )
-        self._http = httpx.Client(
-            transport=transport,
-            timeout=settings.timeout,
+        self._policy = RetryPolicy(
+            max_retries=settings.max_retries,
+            budget=max_retry_seconds,
+            backoff_base=BACKOFF_BASE,
+            backoff_cap=BACKOFF_CAP,
+            sleep=self._sleep,
+            clock=clock,
+            jitter=jitter,
+        )
+        # HTTPS_PROXY / NO_PROXY are honoured, as bwdc honours https_proxy (bwsync.http.client).
+        self._http = build_client(
             verify=tls_verify(settings),
-            trust_env=True,  # HTTPS_PROXY / NO_PROXY, as bwdc honours https_proxy
-            follow_redirects=False,
+            timeout=settings.timeout,
             headers=headers,
+            transport=transport,
             event_hooks={"response": [self._record]},
         )
 
@@ -798,127 +825,137 @@ class BitwardenClient:
         missing_ok: bool = False,
         missing_if: Callable[[httpx.Response], bool] | None = None,
     ) -> httpx.Response | None:
-        """Send with retries; return the 2xx response (``None`` for a 404 when ``missing_ok``,
-        or when ``missing_if`` accepts it) or raise the translated error."""
-        started = self._clock()
-        waited = 0.0
-        attempt = 0
-        while True:
-            attempt += 1
-            stop.check(step)
-            try:
-                request = build()
-            except (httpx.HTTPError, httpx.InvalidURL) as error:  # a malformed URL: not retried
-                raise BitwardenError(
-                    step, f"cannot build the request: {shorten(str(error))}"
-                ) from error
-            request.extensions[_ENDPOINT_KEY] = endpoint
-            is_token = not authenticated
-            response: httpx.Response | None = None
-            exc: Exception | None = None
-            try:
-                response = self._http.send(request, auth=self.auth if authenticated else None)
-                if not authenticated:
-                    self.auth.store(response)
-            except _TokenRefused as refused:
-                response, is_token = refused.response, True
-                if response.is_success:  # 200 without a usable token
-                    raise self._unexpected("token", response) from None
-            except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as error:
-                exc = error
-                failed = _request_of(error)
-                is_token = _endpoint_of(failed) == "token" if failed is not None else is_token
-                self._report_request(_endpoint_of(failed) if failed else endpoint, 0)
-            if response is not None:
-                if response.is_success:
-                    return response
-                if (
-                    response.status_code == 404
-                    and not is_token
-                    and (missing_ok or (missing_if is not None and missing_if(response)))
-                ):
-                    return None
-            status = response.status_code if response is not None else None
-            url = strip_userinfo(self.auth.token_url) if is_token else _url(request)
-            delay, note = self._next_wait(
-                status, exc, response, is_token=is_token, attempt=attempt, waited=waited,
-                elapsed=self._clock() - started,
-            )  # fmt: skip
-            if delay is not None:
-                self._report_retry("token" if is_token else endpoint)
-                self._sleep(delay)
-                waited += delay
-                continue
-            failure = self._failure(
-                step, response=response, exc=exc, url=url, is_token=is_token, attempt=attempt
+        """Send with retries (``bwsync.http.retry``); return the 2xx response (``None`` for a
+        404 when ``missing_ok``, or when ``missing_if`` accepts it) or raise the translated
+        error."""
+        sent: list[httpx.Request] = []
+        note = ""
+        exc: Exception | None = None
+        response: httpx.Response | None = None
+        retrier = Retrier(
+            self._policy, self._decide, on_retry=lambda a: self._retrying(a, endpoint)
+        )
+        try:
+            response = retrier.call(
+                step, lambda: self._attempt(step, endpoint, build, authenticated, sent)
             )
-            if missing_if is not None and status == 404:
-                note += (
-                    "; this is not the JSON 404 Vaultwarden answers for the endpoints it lacks: "
-                    "is a proxy or a path in front of the server? Check BWSYNC_BITWARDEN__"
-                    + ("API_URL" if self.settings.api_url else "SERVER")
-                )
-            if note:
-                failure.args = (failure.args[0] + note,)
-            raise failure from exc
+        except _TokenUnusable as unusable:
+            raise self._unexpected("token", unusable.response) from None
+        except RetriesExhausted as gave_up:
+            response = gave_up.response
+            exc = gave_up.exc if isinstance(gave_up.exc, Exception) else None
+            note = "" if gave_up.count_ran_out else f" ({gave_up.note})"
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as error:
+            exc = error
+        if response is not None:
+            is_token = _is_token(response)
+            if response.is_success:
+                return response
+            if (
+                response.status_code == 404
+                and not is_token
+                and (missing_ok or (missing_if is not None and missing_if(response)))
+            ):
+                return None
+        else:
+            failed = _request_of(exc) if exc is not None else None
+            is_token = _endpoint_of(failed) == "token" if failed else not authenticated
+        url = strip_userinfo(self.auth.token_url) if is_token else (_url(sent[-1]) if sent else "")
+        failure = self._failure(
+            step,
+            response=response,
+            exc=exc,
+            url=url,
+            is_token=is_token,
+            attempt=len(sent),
+        )
+        if missing_if is not None and response is not None and response.status_code == 404:
+            note += (
+                "; this is not the JSON 404 Vaultwarden answers for the endpoints it lacks: "
+                "is a proxy or a path in front of the server? Check BWSYNC_BITWARDEN__"
+                + ("API_URL" if self.settings.api_url else "SERVER")
+            )
+        if note:
+            failure.args = (failure.args[0] + note,)
+        raise failure from exc
 
-    def _next_wait(
+    def _attempt(
         self,
-        status: int | None,
-        exc: Exception | None,
-        response: httpx.Response | None,
-        *,
-        is_token: bool,
-        attempt: int,
-        waited: float,
-        elapsed: float,
-    ) -> tuple[float | None, str]:
-        """Seconds to wait before the next attempt, or ``None`` and why the retries end (a
-        note for the error, empty when the failure is not worth retrying at all)."""
-        if is_token and status == 429 and response is not None and not retry_after(response):
-            delay = self._login_limit_delay(attempt, waited)
-            if delay > 0:
-                return delay, ""
-            return None, (
-                f" (gave up after waiting {waited:.0f}s for the server's login rate limit, "
-                f"BWSYNC_BITWARDEN__LOGIN_RATE_LIMIT_WAIT={self.settings.login_rate_limit_wait:g})"
+        step: str,
+        endpoint: str,
+        build: Callable[[], httpx.Request],
+        authenticated: bool,
+        sent: list[httpx.Request],
+    ) -> httpx.Response:
+        """One exchange: the request built anew (a fresh body stream), sent with the token
+        flow; a token endpoint's refusal comes back as its response, for the predicate."""
+        try:
+            request = build()
+        except (httpx.HTTPError, httpx.InvalidURL) as error:  # a malformed URL: not retried
+            raise BitwardenError(
+                step, f"cannot build the request: {shorten(str(error))}"
+            ) from error
+        request.extensions[_ENDPOINT_KEY] = endpoint
+        sent.append(request)
+        try:
+            response = self._http.send(request, auth=self.auth if authenticated else None)
+            if not authenticated:
+                self.auth.store(response)
+            return response
+        except _TokenRefused as refused:
+            if refused.response.is_success:  # 200 without a usable token
+                raise _TokenUnusable(refused.response) from None
+            return refused.response  # classified like any answer: a 429 is retried
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as error:
+            failed = _request_of(error)
+            self._report_request(_endpoint_of(failed) if failed else endpoint, 0)
+            raise
+
+    def _decide(self, response: httpx.Response | None, exc: BaseException | None) -> Decision:
+        """The retry predicate: ``bwsync.http.retry.classify``, but a 429 without
+        ``Retry-After`` at the token endpoint is Vaultwarden's login rate limit (a burst of
+        10 token requests, then one every 60 s per client address, and no hint of when,
+        reference/vaultwarden.md): the usual retries would give up after about 20 s; this
+        backs off for up to ``login_rate_limit_wait`` seconds in all (default 120: more than
+        one refill), whatever ``max_retries`` says, the last wait cut to what is left."""
+        if (
+            response is not None
+            and response.status_code == 429
+            and _is_token(response)
+            and retry_after_seconds(response) is None
+        ):
+            limit = self.settings.login_rate_limit_wait
+            return Decision(
+                "now",
+                budget=limit,
+                why=(
+                    "the server's login rate limit, "
+                    f"BWSYNC_BITWARDEN__LOGIN_RATE_LIMIT_WAIT={limit:g}"
+                ),
             )
-        if not should_retry(status, exc) or attempt > self.settings.max_retries:
-            return None, ""
-        hint = retry_after(response) if response is not None else None
-        delay = hint if hint is not None else backoff_delay(attempt, self._jitter())
-        if max(elapsed, waited) + delay <= self._max_retry_seconds:
-            return delay, ""
-        return None, (
-            f" (gave up: waiting {delay:.0f}s more would exceed "
-            f"{self._max_retry_seconds:.0f}s of retries)"
-        )
+        return classify(response, exc)
 
-    def _login_limit_delay(self, attempt: int, waited: float) -> float:
-        """How long to wait before asking for a token again after a 429 without
-        ``Retry-After`` (0 = give up), and say so in the log.
-
-        That is Vaultwarden's login rate limit (reference/vaultwarden.md): a burst of 10 token
-        requests, then one every 60 s per client address, and no hint of when. The usual
-        retries would give up after about 20 s; these back off for up to
-        ``login_rate_limit_wait`` seconds in all (default 120: more than one refill), whatever
-        ``max_retries`` says, the last wait cut to what is left."""
-        limit = self.settings.login_rate_limit_wait
-        left = limit - waited
-        if left <= 0:
-            return 0.0
-        delay = min(backoff_delay(attempt, self._jitter()), left)
-        event(
-            "login_rate_limited",
-            logging.WARNING,
-            url=self.auth.token_url,
-            wait_seconds=round(delay, 1),
-            waited_seconds=round(waited, 1),
-            limit_seconds=limit,
-            note="waiting for the server's login rate limit (HTTP 429 without Retry-After at "
-            "the token endpoint; Vaultwarden allows one more login a minute)",
+    def _retrying(self, attempt: Attempt, endpoint: str) -> None:
+        """Count the retry for the metrics (by endpoint: the token request of an API call
+        counts as ``token``); say so in the log when it is the login limit."""
+        if attempt.response is not None:
+            failed: httpx.Request | None = attempt.response.request
+        else:
+            failed = _request_of(attempt.exc) if isinstance(attempt.exc, Exception) else None
+        self._report_retry(
+            "token" if failed is not None and _endpoint_of(failed) == "token" else endpoint
         )
-        return delay
+        if attempt.decision.budget is not None:
+            event(
+                "login_rate_limited",
+                logging.WARNING,
+                url=strip_userinfo(self.auth.token_url),
+                wait_seconds=round(attempt.delay, 1),
+                waited_seconds=round(attempt.waited, 1),
+                limit_seconds=attempt.decision.budget,
+                note="waiting for the server's login rate limit (HTTP 429 without Retry-After "
+                "at the token endpoint; Vaultwarden allows one more login a minute)",
+            )
 
     def _failure(
         self,

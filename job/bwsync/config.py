@@ -428,6 +428,12 @@ class SyncSettings(Section):
     """A duration (`86400`, `24h`, `7d`): apply even when the hash is unchanged once this long
     has passed since the last full apply, to repair changes made by hand in Bitwarden. 0 =
     only when it changed."""
+    max_concurrent_requests: int = Field(default=8, ge=1, le=64)
+    """Requests a cloud source (Entra, Google, Okta, OneLogin) keeps in flight at once: its
+    independent reads (users, groups, each group's members) overlap instead of waiting for
+    each other. Halved while the service signals pressure (a 429, a rate budget running low);
+    never above a documented limit of the service (Okta: 15). 1 = one request at a time. The
+    directory read is the same at any value."""
     user_filter: str | None = None
     """Source-specific user filter: a raw LDAP filter such as `(department=IT)` for LDAP."""
     group_filter: str | None = None

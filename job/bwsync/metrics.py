@@ -47,6 +47,11 @@ other labels are small fixed sets named by the code, never data from the directo
     transport error: timeout, refused connection). Counts restart with every run.
 ``bwsync_retries_total``
     Bitwarden requests retried during this run (429, 5xx, transport errors).
+``bwsync_directory_requests_total{code}``
+    HTTP requests a cloud directory source (Entra, Google, Okta, OneLogin) made during this
+    run, token requests and retries included, by HTTP status (``0``: no response).
+``bwsync_directory_retries_total``
+    Those requests that were retries (429, 5xx, Google's quota answers, transport errors).
 ``bwsync_build_info{version}``
     Always 1; ``version`` is the installed bwsync version.
 
@@ -152,6 +157,8 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "skipped_entries",
         "bitwarden_requests_total",
         "retries_total",
+        "directory_requests_total",
+        "directory_retries_total",
         "unsent_batches",
         "build_info",
     )
@@ -263,6 +270,22 @@ def _families(r: RunReport) -> Iterator[Metric]:
     )
     retries.add_metric(base, float(r.retries))
     yield retries
+    directory = CounterMetricFamily(
+        PREFIX + "directory_requests",
+        "HTTP requests a cloud directory source made in the last run, by HTTP status "
+        "(0: no response).",
+        labels=[*_LABELS, "code"],
+    )
+    for code, n in sorted(r.directory_requests.items()):
+        directory.add_metric([*base, str(code)], float(n))
+    yield directory
+    directory_retries = CounterMetricFamily(
+        PREFIX + "directory_retries",
+        "Cloud directory requests retried by the last run.",
+        labels=_LABELS,
+    )
+    directory_retries.add_metric(base, float(r.directory_retries))
+    yield directory_retries
     yield gauge(
         "unsent_batches",
         "Import batches the last run left out because the plan found no change in them.",

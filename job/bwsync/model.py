@@ -141,6 +141,10 @@ class RunReport:
     requests: dict[tuple[str, int], int] = field(default_factory=dict)
     """(endpoint name, HTTP status or 0 for a transport error) → Bitwarden requests made."""
     retries: int = 0
+    directory_requests: dict[int, int] = field(default_factory=dict)
+    """HTTP status (0 for a transport error) → requests a cloud source made, retries and token
+    requests included."""
+    directory_retries: int = 0
     safety_breach: bool = False
     applied_differs: bool = False
     """The server, re-read after applying, does not show what the plan said."""

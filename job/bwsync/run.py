@@ -277,11 +277,25 @@ class _Run:
         enforce_safety(self.outcome.safety)
         self._apply(directory, payload, plan, directory_hash)
 
+    def _count_directory_requests(self, info: dict[str, Any]) -> None:
+        """The HTTP requests of a cloud source (``cloud_http.HttpStats``), for the metrics and
+        the fetch event, failed fetches included."""
+        stats = getattr(self.source, "stats", None)
+        if stats is None:
+            return
+        self.report.directory_requests = dict(stats.by_status)
+        self.report.directory_retries = stats.retries
+        info["requests"] = stats.requests
+        info["retries"] = stats.retries
+
     def _fetch(self, doc: StateDocument) -> Directory:
         self.source = self.source or build_source(self.settings)
         force = self.options.force or self.sync.overwrite_existing  # bwdc's effectiveForce
         with self.stage("fetch", source=self.source.name, server=self.source.server) as info:
-            raw = self.source.fetch(FetchRequest(force=force, delta=doc.delta))
+            try:
+                raw = self.source.fetch(FetchRequest(force=force, delta=doc.delta))
+            finally:
+                self._count_directory_requests(info)
             info["users"] = len(raw.users or [])
             info["groups"] = len(raw.groups or [])
         with self.stage("normalize") as info:

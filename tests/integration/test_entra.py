@@ -228,7 +228,8 @@ def test_throttling_honours_retry_after_and_is_bounded(
     fake_graph.add_user("a@example.com")
     fake_graph.throttle("/v1.0/users", times=2, status=429, retry_after=7)
     fake_graph.throttle("/v1.0/groups", times=1, status=503, retry_after=3)
-    d = _source(fake_graph, cloud_sleeps).fetch(FetchRequest())
+    # One request at a time, so that the waits come in the order of the reads.
+    d = _source(fake_graph, cloud_sleeps, max_concurrent_requests=1).fetch(FetchRequest())
     assert _emails(d.users) == ["a@example.com"]
     assert cloud_sleeps.slept == [7.0, 7.0, 3.0]
 

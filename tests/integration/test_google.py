@@ -66,7 +66,8 @@ def test_users_groups_members_and_the_bwdc_rules(fake_google: GoogleFixture) -> 
     # CUSTOMER adds every fetched user, the deleted and disabled ones included.
     assert list(groups["Everyone"].user_member_external_ids) == [u[0] for u in users]
     calls = fake_google.requests_to("/admin/directory/v1/users")
-    assert [c.query.get("showDeleted") for c in calls] == [None, "true"]
+    # Both lists are read, at the same time (their order is the payload's, not the wire's).
+    assert sorted(c.query.get("showDeleted") or "" for c in calls) == ["", "true"]
     assert all(c.query["customer"] == "my_customer" and "domain" not in c.query for c in calls)
     assert fake_google.token_scopes == [list(SCOPES)]
 
@@ -148,7 +149,8 @@ def test_quota_errors_back_off_and_retry(
     fake_google.throttle("/admin/directory/v1/users", times=1, status=403, retry_after=None)
     fake_google.throttle("/admin/directory/v1/groups", times=1, status=429, retry_after=4)
     fake_google.throttle("/token", times=1, status=503, retry_after=2)
-    d = _source(fake_google, cloud_sleeps).fetch(FetchRequest())
+    # One request at a time, so that the waits come in the order of the reads.
+    d = _source(fake_google, cloud_sleeps, max_concurrent_requests=1).fetch(FetchRequest())
     assert _emails(d.users) == ["admin@example.com"]
     assert cloud_sleeps.slept == [2.0, 0.5, 4.0]  # Retry-After, else backoff
 

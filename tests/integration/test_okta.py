@@ -15,10 +15,12 @@ import pytest
 from bwsync.cli import main
 from bwsync.config import OktaSettings, SyncSettings
 from bwsync.errors import ConfigError
+from bwsync.http.retry import RetryPolicy
 from bwsync.normalize import normalize
 from bwsync.payload import build_payload
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.okta import OktaError, OktaSource
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.okta_onelogin import OKTA_CLIENT_ID, KeyPair, OktaFactory
 from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.okta import FakeOkta, okta_directory
@@ -139,7 +141,9 @@ def test_rate_limit_is_paced_and_429_waits_for_the_reset(
         slept.append(seconds)
         time.sleep(seconds)
 
-    d = _source(okta_settings(fake), sleep=sleep).fetch(FetchRequest())
+    # One request at a time: a budget of 5 a second leaves no room for requests in flight.
+    one = SyncSettings(max_concurrent_requests=1)
+    d = _source(okta_settings(fake), one, policy=RetryPolicy(sleep=sleep)).fetch(FetchRequest())
     assert len(d.users or []) == 30
     assert slept, "the client slowed down as the budget ran out"
     assert [r.status for r in fake.requests].count(429) == 0  # pacing kept us inside
@@ -157,7 +161,9 @@ def test_rate_limit_is_paced_and_429_waits_for_the_reset(
             "X-Rate-Limit-Reset": str(int(time.time()) + 2),
         },
     )
-    d = _source(okta_settings(fake, oauth=False), sleep=sleep).fetch(FetchRequest())
+    d = _source(okta_settings(fake, oauth=False), one, policy=RetryPolicy(sleep=sleep)).fetch(
+        FetchRequest()
+    )
     assert len(d.groups or []) == 6
     assert [r.status for r in fake.requests].count(429) == 1
     assert 1.0 < slept[0] <= 3.5
@@ -167,11 +173,11 @@ def test_server_errors_are_retried_then_fail_the_run(
     fake_okta: FakeOkta, okta_settings: Settings
 ) -> None:
     fake_okta.fail("/api/v1/groups", status=503, times=2)
-    d = _source(okta_settings(fake_okta), sleep=lambda _: None).fetch(FetchRequest())
+    d = _source(okta_settings(fake_okta), policy=FakeClock().policy()).fetch(FetchRequest())
     assert len(d.groups or []) == 4
     fake_okta.fail("/api/v1/groups/00g_ops/users", status=500, times=10)
     with pytest.raises(OktaError, match=r"GET /api/v1/groups/00g_ops/users: HTTP 500"):
-        _source(okta_settings(fake_okta), sleep=lambda _: None).fetch(FetchRequest())
+        _source(okta_settings(fake_okta), policy=FakeClock().policy()).fetch(FetchRequest())
 
 
 def test_expired_token_is_renewed_once(fake_okta: FakeOkta, okta_settings: Settings) -> None:
@@ -239,13 +245,15 @@ def test_check_explains_a_non_admin_api_token(fake_okta: FakeOkta, okta_settings
     assert "00wrong" not in results[0].detail
 
 
+@pytest.mark.parametrize("concurrency", [1, 8])
 @pytest.mark.parametrize("resource_nonce", [False, True])
 def test_dpop_required_binds_the_token_to_a_run_key(
-    fake_okta: FakeOkta, okta_settings: Settings, resource_nonce: bool
+    fake_okta: FakeOkta, okta_settings: Settings, resource_nonce: bool, concurrency: int
 ) -> None:
     fake_okta.dpop_required = True
     fake_okta.dpop_resource_nonce = resource_nonce
-    d = _source(okta_settings(fake_okta)).fetch(FetchRequest())
+    sync = SyncSettings(max_concurrent_requests=concurrency)
+    d = _source(okta_settings(fake_okta), sync).fetch(FetchRequest())
     assert len(d.users or []) == 8 and len(d.groups or []) == 4
     token_answers = [r.status for r in fake_okta.requests_to("/oauth2/v1/token")]
     assert token_answers == [400, 400, 200]  # DPoP required, then the nonce, then the token
@@ -253,7 +261,11 @@ def test_dpop_required_binds_the_token_to_a_run_key(
         r.authorization.split(" ")[0] for r in fake_okta.requests_to("/api/") if r.authorization
     }
     assert schemes == {"DPoP"}
-    assert [r.status for r in fake_okta.requests_to("/api/")].count(401) == int(resource_nonce)
+    refused = [r.status for r in fake_okta.requests_to("/api/")].count(401)
+    if concurrency == 1:
+        assert refused == int(resource_nonce)
+    else:  # the three first reads (two users queries, the groups) may all be told at once
+        assert refused <= 3 * int(resource_nonce)
     check = _source(okta_settings(fake_okta)).check()
     assert all(r.ok for r in check)
 
@@ -267,7 +279,7 @@ def test_dpop_proofs_are_checked_by_the_stand_in(
 
     fake_okta.dpop_required = True
     source = _source(okta_settings(fake_okta))
-    source._authorization()
+    source._authorize()
     source.close()
     token = source._access_token
     # A DPoP-bound token without its proof, or presented as a bearer token, is refused.
@@ -286,7 +298,7 @@ def test_dpop_proofs_are_checked_by_the_stand_in(
 def test_ca_file_is_required_for_a_private_ca(fake_okta: FakeOkta, okta_settings: Settings) -> None:
     settings = okta_settings(fake_okta, ca_file=None)
     with pytest.raises(OktaError, match=r"POST /oauth2/v1/token: ConnectError: .*CERTIFICATE"):
-        _source(settings, sleep=lambda _: None).fetch(FetchRequest())
+        _source(settings, policy=FakeClock().policy()).fetch(FetchRequest())
 
 
 def test_missing_settings_are_config_errors() -> None:
@@ -353,7 +365,9 @@ def test_proxy_variables_are_honoured(
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
     try:
         with pytest.raises(OktaError):
-            _source(okta_settings(fake_okta, timeout=5), sleep=lambda _: None).fetch(FetchRequest())
+            _source(okta_settings(fake_okta, timeout=5), policy=FakeClock().policy()).fetch(
+                FetchRequest()
+            )
         worker.join(5)
     finally:
         listener.close()

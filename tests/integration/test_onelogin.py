@@ -12,10 +12,12 @@ import pytest
 
 from bwsync.cli import main
 from bwsync.config import OktaSettings, OneLoginSettings, SyncSettings
+from bwsync.http.retry import RetryPolicy
 from bwsync.normalize import normalize
 from bwsync.payload import build_payload
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.onelogin import OneLoginError, OneLoginSource
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.okta_onelogin import OktaFactory, OneLoginFactory
 from tests.standins.bitwarden import FakeBitwarden
 from tests.standins.onelogin import FakeOneLogin, onelogin_directory
@@ -25,7 +27,7 @@ Settings = Callable[..., OneLoginSettings]
 
 
 def _fetch(settings: OneLoginSettings, sync: SyncSettings | None = None) -> OneLoginSource:
-    return OneLoginSource(settings, sync or SyncSettings(), sleep=lambda _: None)
+    return OneLoginSource(settings, sync or SyncSettings(), policy=FakeClock().policy())
 
 
 def test_users_and_roles(fake_onelogin: FakeOneLogin, onelogin_settings: Settings) -> None:
@@ -148,7 +150,9 @@ def test_rate_limit_paces_and_429_waits(
         slept.append(seconds)
         time.sleep(seconds)
 
-    source = OneLoginSource(onelogin_settings(fake), SyncSettings(), sleep=sleep)
+    # One request at a time: a budget of 3 a second leaves no room for requests in flight.
+    one = SyncSettings(max_concurrent_requests=1)
+    source = OneLoginSource(onelogin_settings(fake), one, policy=RetryPolicy(sleep=sleep))
     d = source.fetch(FetchRequest())
     assert len(d.users or []) == 195
     assert slept and [r.status for r in fake.requests].count(429) == 0
@@ -163,13 +167,15 @@ def test_rate_limit_paces_and_429_waits(
         },
     )
     slept.clear()
-    OneLoginSource(onelogin_settings(fake), SyncSettings(), sleep=sleep).fetch(FetchRequest())
+    OneLoginSource(onelogin_settings(fake), one, policy=RetryPolicy(sleep=sleep)).fetch(
+        FetchRequest()
+    )
     assert 1.0 <= max(slept) <= 2.5
 
 
 def test_expired_token_renewed(fake_onelogin: FakeOneLogin, onelogin_settings: Settings) -> None:
     source = _fetch(onelogin_settings(fake_onelogin))
-    source._authorization()
+    source._authorize()
     fake_onelogin.expire_tokens()
     assert len(source.fetch(FetchRequest()).users or []) == 5
     assert len(fake_onelogin.requests_to("/auth/oauth2/v2/token")) == 2

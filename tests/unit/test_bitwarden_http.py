@@ -16,6 +16,7 @@ from bwsync.model import STATUS_INVITED, STATUS_REVOKED
 from tests.fixtures.bitwarden import FakeFactory, RecordingClient
 from tests.fixtures.clock import FakeClock
 from tests.standins.bitwarden import FakeBitwarden
+from tests.standins.proxy import ConnectProxy
 from tests.standins.tls import self_signed_tls
 
 
@@ -288,6 +289,22 @@ def test_through_an_http_proxy(
     )
     with BitwardenClient(settings, sleep=lambda _s: None) as client:
         assert client.list_members() == []
+    assert [r.endpoint for r in fake_bitwarden.requests] == ["token", "list_members"]
+
+
+def test_no_proxy_with_a_cidr_block_goes_direct(
+    fake_bitwarden: FakeBitwarden, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NO_PROXY's CIDR blocks are honoured (httpx alone would ignore them): the "proxy" here
+    refuses plain requests, so the sync only works if the request went direct."""
+    with ConnectProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "intranet.example,127.0.0.0/8")
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("http_proxy", raising=False)
+        with BitwardenClient(fake_bitwarden.settings(timeout=5.0), sleep=lambda _s: None) as c:
+            assert c.list_members() == []
+    assert proxy.connects == []
     assert [r.endpoint for r in fake_bitwarden.requests] == ["token", "list_members"]
 
 

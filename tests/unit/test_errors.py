@@ -31,7 +31,12 @@ from bwsync.model import RunReport
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 #: Exceptions bwsync defines outside the tree, and why each may.
-OUTSIDE_THE_TREE: dict[str, str] = {}
+OUTSIDE_THE_TREE: dict[str, str] = {
+    # Control flow of the HTTP layer, translated by every caller into its own error (the
+    # Bitwarden client, the cloud sources, the ConfigMap state) before it leaves the call.
+    "RetriesExhausted": "bwsync.http.retry: caught and translated by each HTTP client",
+    "Cancelled": "bwsync.http.fanout: stops the reads after one failed; that failure is raised",
+}
 
 
 def _readme_exit_codes() -> dict[int, str]:

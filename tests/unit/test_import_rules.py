@@ -9,8 +9,8 @@ module depend on the other, and a cycle through one still makes the two modules 
 What is a *source*: a module ``bwsync.sources.build_source`` imports to build a directory
 source (``file``, ``ldap``, ``entra``, ``google``, ``okta``, ``onelogin``). The other modules of
 ``bwsync.sources`` are helper layers the sources share (``base``, ``filters``, ``cloud_http``,
-``paced_http``, ``ldap_wire``): a source may import helpers, a helper imports no source, so no
-source reaches another one, directly or through a helper.
+``ldap_wire``): a source may import helpers, a helper imports no source, so no source reaches
+another one, directly or through a helper.
 """
 
 from __future__ import annotations

@@ -50,6 +50,8 @@ def full_report(result: RunResult = "success") -> RunReport:
         skipped={"no_email": 4, "duplicate": 1},
         requests={("import", 200): 2, ("members", 0): 1},
         retries=3,
+        directory_requests={200: 307, 429: 1},
+        directory_retries=1,
         unsent_batches=2,
         safety_breach=False,
         applied_differs=True,
@@ -80,6 +82,9 @@ def test_every_metric_of_a_full_report() -> None:
     assert value(reg, "bwsync_skipped_entries", reason="no_email") == 4
     assert value(reg, "bwsync_bitwarden_requests_total", endpoint="members", code="0") == 1
     assert value(reg, "bwsync_retries_total") == 3
+    assert value(reg, "bwsync_directory_requests_total", code="200") == 307
+    assert value(reg, "bwsync_directory_requests_total", code="429") == 1
+    assert value(reg, "bwsync_directory_retries_total") == 1
     assert value(reg, "bwsync_unsent_batches") == 2
     version = importlib.metadata.version("bwsync")
     assert value(reg, "bwsync_build_info", version=version) == 1

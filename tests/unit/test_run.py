@@ -10,10 +10,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bwsync import run
-from bwsync.config import Settings, SyncSettings
+from bwsync.config import OktaSettings, Settings, SyncSettings
 from bwsync.errors import DirectoryError
 from bwsync.fingerprint import plan_fingerprint
 from bwsync.memory import Memory, scope_of
@@ -22,8 +23,10 @@ from bwsync.payload import build_payload
 from bwsync.plan import OrgSnapshot, make_plan
 from bwsync.run import RunOptions, execute, unchanged_batches
 from bwsync.settings import load_settings
+from bwsync.sources.okta import OktaSource
 from bwsync.state.file import FileStateStore
 from bwsync.stop import StopRequest
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.memory_source import MemorySource, one_user
 from tests.standins.bitwarden import FakeBitwarden
 
@@ -679,3 +682,26 @@ def test_a_memory_too_big_to_keep(
     assert plain.exit_code == 0
     assert len(fake_vaultwarden.requests_to("import")) == 1
     assert FileStateStore(path).load().memory is None
+
+
+def test_a_cloud_sources_requests_are_counted_for_the_metrics_even_when_it_fails(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    def okta(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/groups":
+            return httpx.Response(503, json={"errorCode": "E0000009"})
+        return httpx.Response(200, json=[])
+
+    source = OktaSource(
+        OktaSettings(org_url="https://example.okta.com", token="00token"),
+        SyncSettings(),
+        transport=httpx.MockTransport(okta),
+        policy=FakeClock().policy(max_retries=1),
+    )
+    outcome = execute(
+        _settings(fake_bitwarden, tmp_path / "state.json"), RunOptions(), source=source
+    )
+    assert outcome.report.exit_code == 3
+    # Two users queries answered, the groups query failed twice (one retry).
+    assert outcome.report.directory_requests == {200: 2, 503: 2}
+    assert outcome.report.directory_retries == 1

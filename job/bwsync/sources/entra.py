@@ -39,8 +39,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections import Counter
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +47,20 @@ import httpx
 
 from bwsync.config import EntraSettings, SyncSettings
 from bwsync.errors import ConfigError, shorten
+from bwsync.http.auth import FunctionTokenAuth
+from bwsync.http.fanout import Fanout
 from bwsync.logs import event
 from bwsync.model import Directory, Group, User
 from bwsync.redact import remember
 from bwsync.setting_files import certificate_and_key
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
+    GRAPH,
     CloudApiError,
     CloudHttp,
     CloudSource,
-    RetryPolicy,
+    describing,
     json_error_detail,
-    should_retry,
 )
 from bwsync.sources.filters import Filter, SetFilter, parse_filter, scope_users_to_groups
 
@@ -104,11 +105,12 @@ def graph_error(response: httpx.Response) -> tuple[str | None, str]:
 
 
 class _MsalHttp:
-    """msal's ``http_client`` over httpx: same CA file, timeout and retry rules as Graph calls.
+    """msal's ``http_client`` over ``CloudHttp``: same CA file, proxy, timeout and retry rules
+    as Graph calls.
 
-    msal parses error bodies itself, so every final response is handed back; only 429/5xx are
-    retried here (honouring ``Retry-After``), and a failure that outlives the retries raises
-    ``EntraError`` naming the token request.
+    msal parses error bodies itself, so every final response is handed back; only what the
+    retry predicate calls temporary (429/5xx, connection failures) is retried here, and a
+    failure that outlives the retries raises ``EntraError`` naming the token request.
     """
 
     def __init__(self, http: CloudHttp) -> None:
@@ -119,14 +121,13 @@ class _MsalHttp:
         if isinstance(data, Mapping):
             # msal hands the signed client assertion over as bytes; a form wants text.
             data = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
-        return self.http.request(
+        return self.http.send(
             method,
             url,
             params=kwargs.get("params"),
             headers=kwargs.get("headers"),
             data=data if isinstance(data, Mapping) else None,
             content=data if isinstance(data, (str, bytes)) else None,
-            ok=lambda r: not should_retry(r.status_code),
         )
 
     def post(
@@ -139,20 +140,6 @@ class _MsalHttp:
 
     def close(self) -> None:
         self.http.close()
-
-
-class _TokenAuth(httpx.Auth):
-    """Bearer token on every Graph request; on a 401, one retry with a freshly minted token."""
-
-    def __init__(self, token: Callable[[bool], str]) -> None:
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._token(False)}"
-        response = yield request
-        if response.status_code == 401:
-            request.headers["Authorization"] = f"Bearer {self._token(True)}"
-            yield request
 
 
 def jwt_claims(token: str) -> dict[str, Any]:
@@ -207,23 +194,18 @@ def _clauses(text: str) -> list[tuple[str, list[str]]]:
 
 
 class EntraSource(CloudSource[EntraSettings]):
-    """See the module docstring. ``transport`` and ``policy`` are for tests."""
+    """See the module docstring. ``transport``, ``policy`` and ``clock`` are for tests
+    (``CloudSource``)."""
 
     name = "entra"
 
-    error_class = EntraError
+    signals = GRAPH
     ca_setting = "BWSYNC_ENTRA__CA_FILE"
-    describe = staticmethod(graph_error)
+    translate = staticmethod(describing(EntraError, graph_error))  # type: ignore[assignment]
 
-    def __init__(
-        self,
-        settings: EntraSettings,
-        sync: SyncSettings,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        policy: RetryPolicy | None = None,
-    ) -> None:
-        super().__init__(settings, sync, transport=transport, policy=policy)
+    def __init__(self, settings: EntraSettings, sync: SyncSettings, **seams: Any) -> None:
+        super().__init__(settings, sync, **seams)
+        self._http: CloudHttp | None = None
         authority, graph = CLOUDS[settings.cloud]
         self.resource = graph
         self.authority = (settings.authority_url or authority).rstrip("/")
@@ -270,14 +252,16 @@ class EntraSource(CloudSource[EntraSettings]):
         if problems:
             raise ConfigError(problems)
         credential = self._credential()
-        self._token_http = self._cloud_http("Microsoft identity platform")
+        # Token requests go without the bound on requests in flight: one may be needed inside
+        # a Graph request's auth flow, which holds a slot already.
+        token_http = self._cloud_http("Microsoft identity platform", limited=False)
         custom = s.authority_url is not None
         try:
             self._app = msal.ConfidentialClientApplication(
                 s.client_id,
                 client_credential=credential,
                 authority=f"{self.authority}/{s.tenant_id}",
-                http_client=_MsalHttp(self._token_http),
+                http_client=_MsalHttp(token_http),
                 validate_authority=not custom,
                 instance_discovery=False if custom else None,
                 token_cache=msal.TokenCache(),
@@ -287,7 +271,9 @@ class EntraSource(CloudSource[EntraSettings]):
                 f"GET /{s.tenant_id}/v2.0/.well-known/openid-configuration",
                 shorten(str(exc)),
             ) from None
-        self._http = self._cloud_http("Graph", base_url=self.graph, auth=_TokenAuth(self.token))
+        self._http = self._cloud_http(
+            "Graph", base_url=self.graph, auth=FunctionTokenAuth(self.token)
+        )
         return self._http
 
     def token(self, fresh: bool = False) -> str:
@@ -330,6 +316,7 @@ class EntraSource(CloudSource[EntraSettings]):
     def close(self) -> None:
         super().close()
         self._app = None
+        self._http = None
 
     # -- paging ---------------------------------------------------------------------------------
     def _pages(
@@ -366,26 +353,41 @@ class EntraSource(CloudSource[EntraSettings]):
 
     # -- fetch -----------------------------------------------------------------------------------
     def fetch(self, request: FetchRequest) -> Directory:
-        self.skipped = Counter()
+        """Three independent reads at the same time — the users, the delta round for deleted
+        users, the groups (and then every group's members, several at once) — assembled in
+        the order a sequential read gives, so the directory is the same at any concurrency."""
         delta: dict[str, str] = {}
-        try:
+        with self.reading() as fan:
+            self._open()
+            none: Callable[[], None] = lambda: None  # noqa: E731 - a read that is switched off
+            listed, deleted, grouped = fan.together(
+                self._listed_users if self.sync.users else none,
+                (lambda: self._deleted_users(request)) if self.sync.users else none,
+                (lambda: self._groups(fan)) if self.sync.groups else none,
+            )
             users: list[User] | None = None
-            if self.sync.users:
-                users, link = self._users(request)
+            if listed is not None:
+                flt, seen, users = listed
+                entries, link = deleted
                 if link:
                     delta[DELTA_KEY] = link
+                for entry in entries:
+                    if entry.external_id in seen or not flt.keeps(entry.email):
+                        continue
+                    seen.add(str(entry.external_id))
+                    users.append(entry)
             groups: list[Group] | None = None
-            if self.sync.groups:
-                groups, set_filter = self._groups()
+            if grouped is not None:
+                groups, set_filter = grouped
                 if users is not None and set_filter is not None:
                     users = scope_users_to_groups(
                         users, groups, remove_disabled=self.sync.remove_disabled
                     )
-        finally:
-            self.close()
         return Directory(users=users, groups=groups, skipped=self.skipped, delta=delta)
 
-    def _users(self, request: FetchRequest) -> tuple[list[User], str | None]:
+    def _listed_users(self) -> tuple[Filter, set[str], list[User]]:
+        """The users the filter selects (``/users``, or the transitive members of the
+        ``includeGroup:``/``excludeGroup:`` groups), with the ids seen."""
         flt = parse_filter(self.sync.user_filter)
         keyword = flt.raw_keyword
         seen: set[str] = set()
@@ -436,8 +438,7 @@ class EntraSource(CloudSource[EntraSettings]):
         else:
             for item in self._items("/v1.0/users", select):
                 add(user_entry(item), lambda u: flt.keeps(u.email))
-        link = self._deleted_users(request, flt, seen, out)
-        return out, link
+        return flt, seen, out
 
     def _transitive_users(
         self, group_id: str, params: Mapping[str, str]
@@ -446,25 +447,20 @@ class EntraSource(CloudSource[EntraSettings]):
             f"/v1.0/groups/{group_id}/transitiveMembers/microsoft.graph.user", params
         )
 
-    def _deleted_users(
-        self, request: FetchRequest, flt: Filter, seen: set[str], out: list[User]
-    ) -> str | None:
+    def _deleted_users(self, request: FetchRequest) -> tuple[list[User], str | None]:
+        """The soft-deleted users of a delta round from the stored link (or a full round), and
+        the new link. A stored link Graph refuses (expired) starts a full round, never an
+        error."""
         stored = None if request.force else request.delta.get(DELTA_KEY)
         if stored is not None and not stored.startswith(self.graph + "/"):
             stored = None  # written for another Graph host (cloud changed): start over
         try:
-            entries, link = self._delta_round(stored)
+            return self._delta_round(stored)
         except EntraError as exc:
             if stored is None or exc.status is None or exc.status >= 500 or exc.status == 429:
                 raise
             event("entra_delta_reset", reason=str(exc))
-            entries, link = self._delta_round(None)
-        for entry in entries:
-            if entry.external_id in seen or not flt.keeps(entry.email):
-                continue
-            seen.add(str(entry.external_id))
-            out.append(entry)
-        return link
+            return self._delta_round(None)
 
     def _delta_round(self, link: str | None) -> tuple[list[User], str | None]:
         """One delta round from ``link`` (or a full one): the soft-deleted users, and the new
@@ -484,7 +480,7 @@ class EntraSource(CloudSource[EntraSettings]):
                 final = body["@odata.deltaLink"]
         return deleted, final
 
-    def _groups(self) -> tuple[list[Group], SetFilter | None]:
+    def _groups(self, fan: Fanout) -> tuple[list[Group], SetFilter | None]:
         flt = parse_filter(self.sync.group_filter)
         set_filter = flt.set
         if flt.raw_keyword in ("includeadministrativeunit", "excludeadministrativeunit"):
@@ -510,17 +506,23 @@ class EntraSource(CloudSource[EntraSettings]):
             name = item.get("displayName")
             if set_filter is not None and not set_filter.keeps(name):
                 continue
-            group = Group(reference_id=gid, external_id=gid, name=name)
-            for member in self._items(
-                f"/v1.0/groups/{gid}/members", {"$select": "id", "$top": PAGE}
-            ):
-                kind = member.get("@odata.type")
+            groups.append(Group(reference_id=gid, external_id=gid, name=name))
+        for group, members in zip(groups, fan.map(self._members, groups), strict=True):
+            for kind, member_id in members:
                 if kind == "#microsoft.graph.user":
-                    group.add_user(member["id"])
+                    group.add_user(member_id)
                 elif kind == "#microsoft.graph.group":
-                    group.add_group(member["id"])
-            groups.append(group)
+                    group.add_group(member_id)
         return groups, set_filter
+
+    def _members(self, group: Group) -> list[tuple[str, str]]:
+        """One group's direct members as (``@odata.type``, id), in Graph's order."""
+        return [
+            (str(member.get("@odata.type")), member["id"])
+            for member in self._items(
+                f"/v1.0/groups/{group.reference_id}/members", {"$select": "id", "$top": PAGE}
+            )
+        ]
 
     # -- check -----------------------------------------------------------------------------------
     def check(self) -> list[CheckResult]:

@@ -26,8 +26,8 @@ of the default 100, and no ``customer``/``domain`` on ``members.list``, which ig
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Generator, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -35,16 +35,18 @@ import httpx
 
 from bwsync.config import GoogleSettings, SyncSettings
 from bwsync.errors import ConfigError, shorten
+from bwsync.http.auth import FunctionTokenAuth
+from bwsync.http.fanout import Fanout
 from bwsync.model import Directory, Group, User
 from bwsync.redact import remember
 from bwsync.setting_files import service_account_key
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
+    GOOGLE,
     CloudApiError,
     CloudHttp,
     CloudSource,
-    RetryPolicy,
-    should_retry,
+    describing,
 )
 from bwsync.sources.filters import parse_filter, scope_users_to_groups
 
@@ -54,7 +56,6 @@ SCOPES = (
     "https://www.googleapis.com/auth/admin.directory.group.member.readonly",
 )
 API = "/admin/directory/v1"
-QUOTA_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"}
 
 
 class GoogleError(CloudApiError):
@@ -83,15 +84,6 @@ def google_error(response: httpx.Response) -> tuple[str | None, str]:
     return None, shorten(text)
 
 
-def is_quota_error(response: httpx.Response) -> bool:
-    """Google's quota errors come as 403 with reason ``rateLimitExceeded`` /
-    ``userRateLimitExceeded``: temporary, unlike every other 403."""
-    if response.status_code != 403:
-        return False
-    reason, _ = google_error(response)
-    return reason in QUOTA_REASONS
-
-
 class _Response:
     """google-auth's ``transport.Response`` over an httpx response."""
 
@@ -112,8 +104,9 @@ class _Response:
 
 
 class _Transport:
-    """google-auth's ``transport.Request`` over ``CloudHttp``: 429/5xx are retried here; every
-    other answer goes back to google-auth, which turns errors into ``RefreshError``."""
+    """google-auth's ``transport.Request`` over ``CloudHttp``: what the retry predicate calls
+    temporary is retried here; every other answer goes back to google-auth, which turns errors
+    into ``RefreshError``."""
 
     def __init__(self, http: CloudHttp) -> None:
         self.http = http
@@ -127,50 +120,27 @@ class _Transport:
         timeout: float | None = None,
         **kwargs: Any,
     ) -> _Response:
-        response = self.http.request(
-            method,
-            url,
-            headers=headers,
-            content=body,
-            ok=lambda r: not should_retry(r.status_code),
-        )
+        response = self.http.send(method, url, headers=headers, content=body)
         return _Response(response)
 
 
-class _TokenAuth(httpx.Auth):
-    """Bearer token on every Admin SDK request; refreshed when expired and once on a 401."""
-
-    def __init__(self, source: GoogleSource) -> None:
-        self._source = source
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._source.token()}"
-        response = yield request
-        if response.status_code == 401:
-            request.headers["Authorization"] = f"Bearer {self._source.token(fresh=True)}"
-            yield request
-
-
 class GoogleSource(CloudSource[GoogleSettings]):
-    """See the module docstring. ``transport`` and ``policy`` are for tests."""
+    """See the module docstring. ``transport``, ``policy`` and ``clock`` are for tests
+    (``CloudSource``)."""
 
     name = "google"
 
-    error_class = GoogleError
+    signals = GOOGLE
     ca_setting = "BWSYNC_GOOGLE__CA_FILE"
-    describe = staticmethod(google_error)
+    translate = staticmethod(describing(GoogleError, google_error))  # type: ignore[assignment]
 
-    def __init__(
-        self,
-        settings: GoogleSettings,
-        sync: SyncSettings,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        policy: RetryPolicy | None = None,
-    ) -> None:
-        super().__init__(settings, sync, transport=transport, policy=policy)
+    def __init__(self, settings: GoogleSettings, sync: SyncSettings, **seams: Any) -> None:
+        super().__init__(settings, sync, **seams)
         self.api = settings.api_url.rstrip("/")
         self._credentials: Any = None
+        self._token_http: CloudHttp | None = None
+        self._http: CloudHttp | None = None
+        self._token_lock = threading.Lock()
 
     @property
     def server(self) -> str:
@@ -202,7 +172,9 @@ class GoogleSource(CloudSource[GoogleSettings]):
 
     def _token_client(self) -> CloudHttp:
         if self._token_http is None:
-            self._token_http = self._cloud_http("Google")
+            # Without the bound on requests in flight: a token may be fetched inside an Admin
+            # SDK request's auth flow, which holds a slot already.
+            self._token_http = self._cloud_http("Google", limited=False)
         return self._token_http
 
     def _refresh(self, credentials: Any) -> None:
@@ -227,24 +199,26 @@ class GoogleSource(CloudSource[GoogleSettings]):
 
     def token(self, fresh: bool = False) -> str:
         """An access token for the admin user (google-auth refreshes it when near expiry)."""
-        if self._credentials is None:
-            self._credentials = self._make_credentials(SCOPES)
-        if fresh or not self._credentials.valid:
-            self._refresh(self._credentials)
-        token = str(self._credentials.token)
+        with self._token_lock:  # the fetch's threads share one token
+            if self._credentials is None:
+                self._credentials = self._make_credentials(SCOPES)
+            if fresh or not self._credentials.valid:
+                self._refresh(self._credentials)
+            token = str(self._credentials.token)
         remember(token)
         return token
 
     def _open(self) -> CloudHttp:
         if self._http is None:
             self._http = self._cloud_http(
-                "Google", base_url=self.api, auth=_TokenAuth(self), retry_on=is_quota_error
+                "Google", base_url=self.api, auth=FunctionTokenAuth(self.token)
             )
         return self._http
 
     def close(self) -> None:
         super().close()
         self._credentials = None
+        self._token_http = self._http = None
 
     # -- paging -------------------------------------------------------------------------------
     def _common(self) -> dict[str, str]:
@@ -277,72 +251,88 @@ class GoogleSource(CloudSource[GoogleSettings]):
 
     # -- fetch --------------------------------------------------------------------------------
     def fetch(self, request: FetchRequest) -> Directory:
-        self.skipped = Counter()
-        try:
-            users = self._users() if self.sync.users else None
+        """The active users, the deleted users and the groups (then every group's members,
+        several at once) are read at the same time and assembled in the order a sequential
+        read gives, so the directory is the same at any concurrency."""
+        with self.reading() as fan:
+            self._open()
+            none: Callable[[], None] = lambda: None  # noqa: E731 - a read that is switched off
+            active, deleted, listed = fan.together(
+                (lambda: self._users(deleted=False)) if self.sync.users else none,
+                (lambda: self._users(deleted=True)) if self.sync.users else none,
+                (lambda: self._groups(fan)) if self.sync.groups else none,
+            )
+            users = None if active is None else [*active, *deleted]
             groups: list[Group] | None = None
-            if self.sync.groups:
-                groups = self._groups(users or [])
+            if listed is not None:
+                groups = [self._group(item, members, users or []) for item, members in listed]
                 if users is not None and parse_filter(self.sync.group_filter).set is not None:
                     users = scope_users_to_groups(
                         users, groups, remove_disabled=self.sync.remove_disabled
                     )
-        finally:
-            self.close()
         return Directory(users=users, groups=groups, skipped=self.skipped)
 
-    def _users(self) -> list[User]:
+    def _users(self, *, deleted: bool) -> list[User]:
+        """``users.list``, or with ``showDeleted=true`` the deleted ones."""
         flt = parse_filter(self.sync.user_filter)
         params = {**self._common(), "maxResults": "500"}
         if flt.query:
             params["query"] = flt.query
+        if deleted:
+            params["showDeleted"] = "true"
         out: list[User] = []
-        for deleted in (False, True):
-            query = {**params, "showDeleted": "true"} if deleted else params
-            for item in self._items(f"{API}/users", "users", query):
-                email = item.get("primaryEmail")
-                if not isinstance(item.get("id"), str) or not flt.keeps(email):
-                    continue
-                if not deleted and not item.get("emails"):
-                    self.skipped["no_email"] += 1
-                    continue
-                out.append(
-                    User(
-                        reference_id=item["id"],
-                        external_id=item["id"],
-                        email=email.strip().lower() if isinstance(email, str) else None,
-                        disabled=bool(item.get("suspended")) or bool(item.get("archived")),
-                        deleted=deleted,
-                    )
+        for item in self._items(f"{API}/users", "users", params):
+            email = item.get("primaryEmail")
+            if not isinstance(item.get("id"), str) or not flt.keeps(email):
+                continue
+            if not deleted and not item.get("emails"):
+                self.skipped["no_email"] += 1
+                continue
+            out.append(
+                User(
+                    reference_id=item["id"],
+                    external_id=item["id"],
+                    email=email.strip().lower() if isinstance(email, str) else None,
+                    disabled=bool(item.get("suspended")) or bool(item.get("archived")),
+                    deleted=deleted,
                 )
+            )
         return out
 
-    def _groups(self, users: list[User]) -> list[Group]:
+    def _groups(self, fan: Fanout) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """The groups the filter keeps, each with its raw members (read several at once)."""
         flt = parse_filter(self.sync.group_filter)
         params = {**self._common(), "maxResults": "200"}
         if flt.query:
             params["query"] = flt.query
-        groups: list[Group] = []
-        for item in self._items(f"{API}/groups", "groups", params):
-            gid = item.get("id")
-            if not isinstance(gid, str) or not flt.keeps(item.get("name")):
-                continue
-            group = Group(reference_id=gid, external_id=gid, name=item.get("name"))
-            members = self._items(
-                f"{API}/groups/{quote(gid, safe='')}/members", "members", {"maxResults": "200"}
-            )
-            for member in members:
-                kind = str(member.get("type") or "").lower()
-                mid = member.get("id")
-                if kind == "user" and member.get("status") == "ACTIVE" and mid:
-                    group.add_user(str(mid))
-                elif kind == "group" and mid:
-                    group.add_group(str(mid))
-                elif kind == "customer":
-                    for user in users:
-                        group.add_user(user.external_id)
-            groups.append(group)
-        return groups
+        kept = [
+            item
+            for item in self._items(f"{API}/groups", "groups", params)
+            if isinstance(item.get("id"), str) and flt.keeps(item.get("name"))
+        ]
+        return list(zip(kept, fan.map(self._members, kept), strict=True))
+
+    def _members(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        path = f"{API}/groups/{quote(item['id'], safe='')}/members"
+        return list(self._items(path, "members", {"maxResults": "200"}))
+
+    @staticmethod
+    def _group(item: dict[str, Any], members: list[dict[str, Any]], users: list[User]) -> Group:
+        """``USER`` members count only when ``ACTIVE``, ``GROUP`` members nest, a ``CUSTOMER``
+        member adds every fetched user."""
+        gid = item["id"]
+        group = Group(reference_id=gid, external_id=gid, name=item.get("name"))
+        for member in members:
+            kind = str(member.get("type") or "").lower()
+            mid = member.get("id")
+            if kind == "user" and member.get("status") == "ACTIVE" and mid:
+                group.add_user(str(mid))
+            elif kind == "group" and mid:
+                group.add_group(str(mid))
+            elif kind == "customer":
+                for user in users:
+                    group.add_user(user.external_id)
+        return group
 
     # -- check --------------------------------------------------------------------------------
     def check(self) -> list[CheckResult]:

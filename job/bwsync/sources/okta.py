@@ -32,18 +32,22 @@ of the window's requests are left, spreads the rest over the time to the reset i
 running into the wall. A 429 waits until the reset. bwdc's fixed 500 ms pause between member
 fetches is gone: it wasted four minutes on 500 groups and still hit the limit on large orgs.
 
-The paced client (retries, pacing, 429s) is ``bwsync.sources.paced_http``'s, shared with the
-OneLogin source.
+Retries, pacing and 429s are the cloud sources' HTTP layer's (``bwsync.sources.cloud_http``,
+Okta's signals ``OKTA``): a concurrency 429 (``X-Rate-Limit-Limit: 0``) sends fewer requests at
+once rather than waiting for the reset, and no more than 15 are ever in flight (the smallest
+plan's documented limit). The two users queries and the groups are read at the same time,
+the members of several groups at once, and assembled in the sequential read's order.
 """
 
 from __future__ import annotations
 
 import base64
-import email.utils
+import functools
 import hashlib
 import re
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -51,19 +55,22 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 import orjson
 
-from bwsync.config import OktaSettings
+from bwsync.config import OktaSettings, SyncSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
+from bwsync.http.auth import TokenAuth
 from bwsync.model import Directory, Group, User
 from bwsync.redact import remember
 from bwsync.setting_files import private_key
 from bwsync.sources.base import CheckResult, FetchRequest
-from bwsync.sources.filters import Filter, parse_filter, scope_users_to_groups
-from bwsync.sources.paced_http import (
-    PacedSource,
-    RateHeaders,
+from bwsync.sources.cloud_http import (
+    OKTA,
+    CloudHttp,
+    CloudSource,
+    epoch_reset_in,
     json_or_none,
     same_origin_next,
 )
+from bwsync.sources.filters import Filter, parse_filter, scope_users_to_groups
 
 SCOPES = ("okta.users.read", "okta.groups.read")
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -87,31 +94,10 @@ class OktaError(DirectoryError):
         super().__init__(f"Okta {detail}")
 
 
-# --------------------------------------------------------------------------------------------
-# Okta's rate-limit headers, for the paced client (bwsync.sources.paced_http).
-
-
 def okta_reset_in(response: httpx.Response, now: float) -> float | None:
-    """Okta's ``X-Rate-Limit-Reset`` is an epoch second; measure it against the server's own
-    ``Date`` (second resolution, so never early) rather than a possibly skewed local clock."""
-    raw = response.headers.get("x-rate-limit-reset")
-    if raw is None:
-        return None
-    try:
-        reset = float(raw)
-    except ValueError:
-        return None
-    server_now = now
-    date = response.headers.get("date")
-    if date:
-        try:
-            server_now = email.utils.parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError):
-            server_now = now
-    return max(0.0, reset - server_now)
-
-
-OKTA_RATE = RateHeaders("x-rate-limit-limit", "x-rate-limit-remaining", okta_reset_in)
+    """Okta's ``X-Rate-Limit-Reset`` is an epoch second, measured against the server's own
+    ``Date`` (``cloud_http.epoch_reset_in``); ``OKTA_RATE`` reads it so for the HTTP layer."""
+    return epoch_reset_in(response, "x-rate-limit-reset", now)
 
 
 _NEXT = re.compile(r"<([^>]*)>\s*;[^,]*rel=\"?next\"?")
@@ -266,19 +252,82 @@ def user_from_okta(raw: Any) -> User:
 # The source
 
 
-class OktaSource(PacedSource[OktaSettings]):
-    """Okta users and groups; see the module docstring for what is read and why."""
+class OktaAuth(TokenAuth):
+    """The Okta credential on every API call (``bwsync.http.auth``'s flow): the API token
+    (``SSWS``, never renewed), or the service app's OAuth token — ``Bearer``, or ``DPoP`` with
+    a fresh proof per request. A 401 gets one more try: with the nonce a DPoP resource server
+    asked for, or with a renewed token (Okta answers 401 E0000011 when a token outlives its
+    hour mid-run)."""
+
+    def __init__(self, source: OktaSource) -> None:
+        self.source = source
+        self._lock = threading.Lock()
+
+    def cached(self) -> str | None:
+        source = self.source
+        if not source.uses_oauth:
+            assert source.settings.token is not None
+            return source.settings.token.get_secret_value()
+        with self._lock:
+            if source._access_token is not None and source.clock() < source._token_expires:
+                return source._access_token
+        return None
+
+    def fetch(self) -> Generator[httpx.Request, httpx.Response, str]:
+        with self._lock:
+            return self.source._renew_token()
+        yield  # pragma: no cover - makes this a generator
+
+    def apply(self, request: httpx.Request, token: str) -> None:
+        source = self.source
+        if not source.uses_oauth:
+            request.headers["Authorization"] = f"SSWS {token}"
+            return
+        dpop = source._dpop
+        request.headers["Authorization"] = ("DPoP " if dpop else "Bearer ") + token
+        if dpop is not None:
+            request.headers["DPoP"] = dpop.proof(
+                request.method, str(request.url), source.clock(), token
+            )
+
+    def renew(
+        self, response: httpx.Response, refused: str
+    ) -> Generator[httpx.Request, httpx.Response, str | None]:
+        source = self.source
+        if not source.uses_oauth:
+            return None
+        with self._lock:
+            challenge = response.headers.get("www-authenticate", "")
+            if source._dpop is not None and 'error="use_dpop_nonce"' in challenge:
+                # The same token, proved with the nonce the server asked for (several threads
+                # may be told at once; the first one keeps the nonce).
+                source._dpop.remember_nonce(response)
+                return refused
+            if source._access_token not in (None, refused):
+                return source._access_token  # another thread renewed it already
+            return source._renew_token()
+        yield  # pragma: no cover - makes this a generator
+
+
+class OktaSource(CloudSource[OktaSettings]):
+    """Okta users and groups; see the module docstring for what is read and why.
+    ``transport``, ``policy`` and ``clock`` are for tests (``CloudSource``)."""
 
     name = "okta"
 
-    rate = OKTA_RATE
-    error_class = OktaError
+    signals = OKTA
     ca_setting = "BWSYNC_OKTA__CA_FILE"
 
-    # Per-run OAuth state, set on first use.
-    _key: Any = None
-    _granted: str | None = None
-    _dpop: DpopKey | None = None
+    def __init__(self, settings: OktaSettings, sync: SyncSettings, **seams: Any) -> None:
+        super().__init__(settings, sync, **seams)
+        # Per-run OAuth state, set on first use.
+        self._key: Any = None
+        self._granted: str | None = None
+        self._dpop: DpopKey | None = None
+        self._access_token: str | None = None
+        self._token_expires = 0.0
+        self._api: CloudHttp | None = None
+        self._tokens: CloudHttp | None = None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -297,6 +346,38 @@ class OktaSource(PacedSource[OktaSettings]):
         assert self.settings.org_url is not None
         return self.settings.org_url
 
+    def translate(
+        self, name: str, response: httpx.Response | None, exc: BaseException | None, note: str
+    ) -> DirectoryError:
+        """``OktaError`` naming the request: Okta's error body, or the transport failure."""
+        suffix = f" ({note})" if note and (response is not None or exc is not None) else ""
+        if response is not None:
+            error = _api_error(name, response)
+            error.args = (error.args[0] + suffix,)
+            return error
+        if exc is not None:
+            reason = type(exc).__name__
+            return OktaError(f"{name}: {reason}: {shorten(str(exc), 160)}{suffix}")
+        return OktaError(f"{name}: {note or 'no response'}")
+
+    def _client(self) -> CloudHttp:
+        """The API client: the credential as an auth flow, the bound on requests in flight."""
+        if self._api is None:
+            self._require()
+            self._api = self._cloud_http("Okta", auth=OktaAuth(self), headers=_HEADERS)
+        return self._api
+
+    def _token_client(self) -> CloudHttp:
+        """The token endpoint's client, outside the bound (a token may be fetched inside an
+        API request's auth flow, which holds a slot already)."""
+        if self._tokens is None:
+            self._tokens = self._cloud_http("Okta", headers=_HEADERS, limited=False)
+        return self._tokens
+
+    def close(self) -> None:
+        super().close()
+        self._api = self._tokens = None
+
     def _token_url(self) -> str:
         return self._require() + "/oauth2/v1/token"
 
@@ -311,7 +392,7 @@ class OktaSource(PacedSource[OktaSettings]):
 
         def fresh() -> dict[str, Any]:
             # A new assertion (and DPoP proof) per attempt: Okta refuses a replayed jti.
-            now = self._clock()
+            now = self.clock()
             extra: dict[str, Any] = {
                 "data": {
                     "grant_type": "client_credentials",
@@ -325,7 +406,7 @@ class OktaSource(PacedSource[OktaSettings]):
             return extra
 
         for _ in range(3):
-            response = self._client().request("POST", url, what, fresh)
+            response = self._token_client().send("POST", url, what=what, fresh=fresh)
             body = json_or_none(response)
             error = body.get("error") if isinstance(body, dict) else None
             if response.status_code == 400 and error == "invalid_dpop_proof" and not self._dpop:
@@ -350,39 +431,26 @@ class OktaSource(PacedSource[OktaSettings]):
             raise OktaError(f"{what}: Okta issued a {token_type} token, expected {expected}")
         return body
 
-    def _authorization(self, *, renew: bool = False) -> str:
-        if not self.uses_oauth:
-            assert self.settings.token is not None
-            return "SSWS " + self.settings.token.get_secret_value()
-        if renew or self._access_token is None or self._clock() >= self._token_expires:
-            body = self._fetch_token()
-            self._access_token = str(body["access_token"])
-            remember(self._access_token)
-            lifetime = body.get("expires_in")
-            seconds = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
-            self._token_expires = self._clock() + max(seconds - 60.0, 0.0)
-            self._granted = str(body.get("scope", " ".join(SCOPES)))
-        return ("DPoP " if self._dpop else "Bearer ") + self._access_token
+    def _renew_token(self) -> str:
+        """A fresh OAuth token, kept until a minute before it expires."""
+        body = self._fetch_token()
+        token = str(body["access_token"])
+        remember(token)
+        lifetime = body.get("expires_in")
+        seconds = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
+        self._access_token = token
+        self._token_expires = self.clock() + max(seconds - 60.0, 0.0)
+        self._granted = str(body.get("scope", " ".join(SCOPES)))
+        return token
+
+    def _authorize(self) -> None:
+        """Make sure a token is at hand (``check`` reports the token endpoint on its own)."""
+        if self.uses_oauth and (self._access_token is None or self.clock() >= self._token_expires):
+            self._renew_token()
 
     def _get(self, url: str, what: str) -> httpx.Response:
-        """GET with the credential. A 401 gets one more try: with the nonce a DPoP resource
-        server asked for, or with a renewed token (Okta answers 401 E0000011 when a token
-        outlives its hour mid-run)."""
-        http = self._client()
-
-        def fresh() -> dict[str, Any]:
-            authorization = self._authorization()
-            headers = {"Authorization": authorization}
-            if self._dpop is not None and self._access_token is not None:
-                headers["DPoP"] = self._dpop.proof("GET", url, self._clock(), self._access_token)
-            return {"headers": headers}
-
-        response = http.request("GET", url, what, fresh)
-        if response.status_code == 401 and self.uses_oauth:
-            asked_nonce = self._dpop is not None and self._dpop.remember_nonce(response)
-            if not asked_nonce:
-                self._authorization(renew=True)
-            response = http.request("GET", url, what, fresh)
+        """GET with the credential (``OktaAuth``); anything but a 200 is an ``OktaError``."""
+        response = self._client().send("GET", url, what=what)
         if response.status_code != 200:
             raise _api_error(what, response)
         return response
@@ -410,41 +478,46 @@ class OktaSource(PacedSource[OktaSettings]):
     # -- fetch -----------------------------------------------------------------------------
 
     def fetch(self, request: FetchRequest) -> Directory:
-        try:
-            return self._fetch(request)
-        finally:
-            self.close()
-
-    def _fetch(self, request: FetchRequest) -> Directory:
+        """The two users queries and the groups (then every group's members, several at once)
+        are read at the same time and assembled in the order a sequential read gives."""
         self._require()
-        user_filter = parse_filter(self.sync.user_filter)
-        group_filter = parse_filter(self.sync.group_filter)
-        users: list[User] | None = None
-        if self.sync.users:
-            users = self._users(user_filter)
-        groups: list[Group] | None = None
-        if self.sync.groups:
-            groups = self._groups(group_filter)
-            if users is not None and group_filter.set is not None:
-                users = scope_users_to_groups(
-                    users, groups, remove_disabled=self.sync.remove_disabled
-                )
+        with self.reading() as fan:
+            self._client()
+            self._authorize()
+            user_filter = parse_filter(self.sync.user_filter)
+            group_filter = parse_filter(self.sync.group_filter)
+            queries = self._user_queries(user_filter) if self.sync.users else []
+            reads: list[Callable[[], Any]] = [
+                functools.partial(self._users, user_filter, q) for q in queries
+            ]
+            if self.sync.groups:
+                reads.append(functools.partial(self._groups, group_filter))
+            results = fan.together(*reads)
+            users: list[User] | None = None
+            if self.sync.users:
+                users = [u for part in results[: len(queries)] for u in part]
+            groups: list[Group] | None = None
+            if self.sync.groups:
+                groups = results[-1]
+                if users is not None and group_filter.set is not None:
+                    users = scope_users_to_groups(
+                        users, groups, remove_disabled=self.sync.remove_disabled
+                    )
         return Directory(users=users, groups=groups)
 
-    def _users(self, flt: Filter) -> list[User]:
+    def _user_queries(self, flt: Filter) -> list[str | None]:
         base = flt.query
-        queries = [base]
         deprovisioned = deprovisioned_filter(base)
-        if deprovisioned is not None:
-            queries.append(deprovisioned)
+        return [base] if deprovisioned is None else [base, deprovisioned]
+
+    def _users(self, flt: Filter, query: str | None) -> list[User]:
         users: list[User] = []
-        for query in queries:
-            params = {"filter": query} if query else {}
-            for page in self._pages("/api/v1/users", params):
-                for raw in page:
-                    user = user_from_okta(raw)
-                    if flt.keeps(user.email):
-                        users.append(user)
+        params = {"filter": query} if query else {}
+        for page in self._pages("/api/v1/users", params):
+            for raw in page:
+                user = user_from_okta(raw)
+                if flt.keeps(user.email):
+                    users.append(user)
         return users
 
     def _groups(self, flt: Filter) -> list[Group]:
@@ -462,13 +535,20 @@ class OktaSource(PacedSource[OktaSettings]):
                 if not flt.keeps(name):
                     continue
                 groups.append(Group(reference_id=gid, external_id=gid, name=name))
-        for group in groups:
-            for page in self._pages(f"/api/v1/groups/{group.reference_id}/users", {}):
-                for member in page:
-                    mid = member.get("id") if isinstance(member, dict) else None
-                    if isinstance(mid, str) and mid:
-                        group.add_user(mid)
+        for group, members in zip(groups, self.fanout.map(self._members, groups), strict=True):
+            for mid in members:
+                group.add_user(mid)
         return groups
+
+    def _members(self, group: Group) -> list[str]:
+        """One group's member ids, in Okta's order."""
+        ids: list[str] = []
+        for page in self._pages(f"/api/v1/groups/{group.reference_id}/users", {}):
+            for member in page:
+                mid = member.get("id") if isinstance(member, dict) else None
+                if isinstance(mid, str) and mid:
+                    ids.append(mid)
+        return ids
 
     # -- check -----------------------------------------------------------------------------
 
@@ -486,7 +566,7 @@ class OktaSource(PacedSource[OktaSettings]):
             return [CheckResult("settings", False, "; ".join(exc.problems))]
         if self.uses_oauth:
             try:
-                self._authorization()
+                self._authorize()
                 results.append(
                     CheckResult(
                         "token",
@@ -541,6 +621,9 @@ class OktaSource(PacedSource[OktaSettings]):
         elif exc.status == 401 and not self.uses_oauth:
             detail += "; the API token is wrong, revoked, or expired after 30 days unused"
         return detail
+
+
+_HEADERS = {"Accept": "application/json", "User-Agent": "bwsync"}
 
 
 # --------------------------------------------------------------------------------------------

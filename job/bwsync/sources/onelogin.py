@@ -21,24 +21,35 @@ far — a shortened directory that, with removals on, removes people. Here any f
 after the retries, fails the run (exit 3) and names the request.
 
 OneLogin's v1 limit is 5,000 calls an hour per account; ``X-RateLimit-Reset`` is the number of
-seconds to the next window, read by the same pacing as Okta's (``paced_http.PacedHttp``).
+seconds to the next window, read by the cloud sources' HTTP layer (``cloud_http.ONELOGIN``).
+The users and the roles are read at the same time; each is one chain of v1 cursor pages,
+which cannot be asked for out of order.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import httpx
 
-from bwsync.config import OneLoginSettings
+from bwsync.config import OneLoginSettings, SyncSettings
 from bwsync.errors import ConfigError, DirectoryError, shorten
+from bwsync.http.auth import TokenAuth
 from bwsync.model import Directory, Group, User
 from bwsync.redact import remember
 from bwsync.sources.base import CheckResult, FetchRequest
+from bwsync.sources.cloud_http import (
+    ONELOGIN,
+    CloudHttp,
+    CloudSource,
+    json_or_none,
+    same_origin_next,
+    seconds_reset_in,
+)
 from bwsync.sources.filters import parse_filter, scope_users_to_groups
-from bwsync.sources.paced_http import PacedSource, RateHeaders, json_or_none, same_origin_next
 
 VALID_EMAIL = re.compile(r"^\S+@\S+\.\S+$")
 STATUS_SUSPENDED = 2
@@ -53,15 +64,12 @@ class OneLoginError(DirectoryError):
 
 
 def onelogin_reset_in(response: httpx.Response, now: float) -> float | None:
-    """OneLogin's ``X-RateLimit-Reset`` counts seconds to the next window (not an epoch)."""
-    raw = response.headers.get("x-ratelimit-reset")
-    try:
-        return max(0.0, float(raw)) if raw is not None else None
-    except ValueError:
-        return None
+    """OneLogin's ``X-RateLimit-Reset`` counts seconds to the next window (not an epoch);
+    ``ONELOGIN_RATE`` reads it so for the HTTP layer."""
+    return seconds_reset_in(response, "x-ratelimit-reset")
 
 
-ONELOGIN_RATE = RateHeaders("x-ratelimit-limit", "x-ratelimit-remaining", onelogin_reset_in)
+__all__ = ["OneLoginError", "OneLoginSource", "onelogin_email"]
 
 
 def onelogin_email(
@@ -92,14 +100,54 @@ def _numeric_id(value: Any, what: str) -> int:
     raise OneLoginError(f"{what}: an entry has no numeric id ({type(value).__name__})")
 
 
-class OneLoginSource(PacedSource[OneLoginSettings]):
-    """OneLogin users and roles; see the module docstring."""
+class OneLoginAuth(TokenAuth):
+    """OneLogin's OAuth token on every API call, v1 style (``Authorization: bearer:<token>``);
+    a token revoked or expired mid-run gets one fresh one, then the 401 stands."""
+
+    def __init__(self, source: OneLoginSource) -> None:
+        self.source = source
+        self._lock = threading.Lock()
+
+    def cached(self) -> str | None:
+        source = self.source
+        with self._lock:
+            if source._access_token is not None and source.clock() < source._token_expires:
+                return source._access_token
+        return None
+
+    def fetch(self) -> Generator[httpx.Request, httpx.Response, str]:
+        with self._lock:
+            return self.source._renew_token()
+        yield  # pragma: no cover - makes this a generator
+
+    def renew(
+        self, response: httpx.Response, refused: str
+    ) -> Generator[httpx.Request, httpx.Response, str | None]:
+        with self._lock:
+            current = self.source._access_token
+            fresh = current if current not in (None, refused) else self.source._renew_token()
+        return None if fresh == refused else fresh
+        yield  # pragma: no cover - makes this a generator
+
+    def apply(self, request: httpx.Request, token: str) -> None:
+        request.headers["Authorization"] = "bearer:" + token
+
+
+class OneLoginSource(CloudSource[OneLoginSettings]):
+    """OneLogin users and roles; see the module docstring. ``transport``, ``policy`` and
+    ``clock`` are for tests (``CloudSource``)."""
 
     name = "onelogin"
 
-    rate = ONELOGIN_RATE
-    error_class = OneLoginError
+    signals = ONELOGIN
     ca_setting = "BWSYNC_ONELOGIN__CA_FILE"
+
+    def __init__(self, settings: OneLoginSettings, sync: SyncSettings, **seams: Any) -> None:
+        super().__init__(settings, sync, **seams)
+        self._access_token: str | None = None
+        self._token_expires = 0.0
+        self._api: CloudHttp | None = None
+        self._tokens: CloudHttp | None = None
 
     @property
     def base_url(self) -> str:
@@ -119,39 +167,65 @@ class OneLoginSource(PacedSource[OneLoginSettings]):
         if problems:
             raise ConfigError(problems)
 
-    def _authorization(self, *, renew: bool = False) -> str:
-        if renew or self._access_token is None or self._clock() >= self._token_expires:
-            assert self.settings.client_id is not None
-            assert self.settings.client_secret is not None
-            what = "POST /auth/oauth2/v2/token"
-            response = self._client().request(
-                "POST",
-                self.base_url + "/auth/oauth2/v2/token",
-                what,
-                auth=(self.settings.client_id, self.settings.client_secret.get_secret_value()),
-                json={"grant_type": "client_credentials"},
-            )
-            body = json_or_none(response)
-            if response.status_code != 200 or not isinstance(body, dict):
-                raise _error(what, response, body)
-            token = body.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise OneLoginError(f"{what}: the response has no access_token", status=200)
-            lifetime = body.get("expires_in")
-            seconds = float(lifetime) if isinstance(lifetime, int | float) else 36000.0
-            self._access_token = token
-            remember(token)
-            self._token_expires = self._clock() + max(seconds - 60.0, 0.0)
-        return "bearer:" + self._access_token
+    def translate(
+        self, name: str, response: httpx.Response | None, exc: BaseException | None, note: str
+    ) -> DirectoryError:
+        """``OneLoginError`` naming the request: OneLogin's error body, or the transport
+        failure."""
+        suffix = f" ({note})" if note and (response is not None or exc is not None) else ""
+        if response is not None:
+            error = _error(name, response, json_or_none(response))
+            error.args = (error.args[0] + suffix,)
+            return error
+        if exc is not None:
+            return OneLoginError(f"{name}: {type(exc).__name__}: {shorten(str(exc), 160)}{suffix}")
+        return OneLoginError(f"{name}: {note or 'no response'}")
+
+    def _client(self) -> CloudHttp:
+        if self._api is None:
+            self._require()
+            self._api = self._cloud_http("OneLogin", auth=OneLoginAuth(self), headers=_HEADERS)
+        return self._api
+
+    def _token_client(self) -> CloudHttp:
+        if self._tokens is None:
+            self._tokens = self._cloud_http("OneLogin", headers=_HEADERS, limited=False)
+        return self._tokens
+
+    def close(self) -> None:
+        super().close()
+        self._api = self._tokens = None
+
+    def _renew_token(self) -> str:
+        assert self.settings.client_id is not None
+        assert self.settings.client_secret is not None
+        what = "POST /auth/oauth2/v2/token"
+        response = self._token_client().send(
+            "POST",
+            self.base_url + "/auth/oauth2/v2/token",
+            what=what,
+            auth=(self.settings.client_id, self.settings.client_secret.get_secret_value()),
+            json={"grant_type": "client_credentials"},
+        )
+        body = json_or_none(response)
+        if response.status_code != 200 or not isinstance(body, dict):
+            raise _error(what, response, body)
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise OneLoginError(f"{what}: the response has no access_token", status=200)
+        lifetime = body.get("expires_in")
+        seconds = float(lifetime) if isinstance(lifetime, int | float) else 36000.0
+        self._access_token = token
+        remember(token)
+        self._token_expires = self.clock() + max(seconds - 60.0, 0.0)
+        return token
+
+    def _authorize(self) -> None:
+        if self._access_token is None or self.clock() >= self._token_expires:
+            self._renew_token()
 
     def _get(self, url: str, what: str) -> dict[str, Any]:
-        http = self._client()
-        response = http.request("GET", url, what, headers={"Authorization": self._authorization()})
-        if response.status_code == 401:
-            # A token revoked or expired mid-run: one fresh token, then the error stands.
-            response = http.request(
-                "GET", url, what, headers={"Authorization": self._authorization(renew=True)}
-            )
+        response = self._client().send("GET", url, what=what)
         body = json_or_none(response)
         if response.status_code != 200 or not isinstance(body, dict):
             raise _error(what, response, body)
@@ -181,59 +255,74 @@ class OneLoginSource(PacedSource[OneLoginSettings]):
     # -- fetch -----------------------------------------------------------------------------
 
     def fetch(self, request: FetchRequest) -> Directory:
-        # OneLogin has no incremental mode: every run is a full fetch (request.force unused).
+        """The users and the roles are read at the same time (two cursor chains: v1 pages
+        cannot be asked for out of order); memberships come from the users' ``role_id``.
+        OneLogin has no incremental mode: every run is a full fetch (``request.force``
+        unused)."""
         self._require()
-        try:
-            return self._fetch()
-        finally:
-            self.close()
+        with self.reading() as fan:
+            self._client()
+            self._authorize()
+            none: Any = lambda: None  # noqa: E731 - a read that is switched off
+            raw_users, raw_roles = fan.together(
+                (lambda: [u for page in self._pages("users", self._query("user")) for u in page])
+                if self.sync.users
+                else none,
+                (lambda: [r for page in self._pages("roles", self._query("group")) for r in page])
+                if self.sync.groups
+                else none,
+            )
+            return self._directory(raw_users, raw_roles)
 
-    def _fetch(self) -> Directory:
+    def _query(self, kind: str) -> str | None:
+        return parse_filter(getattr(self.sync, f"{kind}_filter")).query
+
+    def _directory(
+        self, raw_users: list[dict[str, Any]] | None, raw_roles: list[dict[str, Any]] | None
+    ) -> Directory:
         user_filter = parse_filter(self.sync.user_filter)
         group_filter = parse_filter(self.sync.group_filter)
         directory = Directory(users=None, groups=None)
         memberships: list[tuple[int, frozenset[int]]] = []
-        if self.sync.users:
+        if raw_users is not None:
             users: list[User] = []
-            for page in self._pages("users", user_filter.query):
-                for raw in page:
-                    uid = _numeric_id(raw.get("id"), "GET /api/1/users")
-                    roles = raw.get("role_id") or []
-                    if not isinstance(roles, list):
-                        raise OneLoginError(f"GET /api/1/users: user {uid}'s role_id is not a list")
-                    memberships.append((uid, frozenset(r for r in roles if isinstance(r, int))))
-                    email = onelogin_email(
-                        raw,
-                        use_prefix_suffix=self.settings.use_email_prefix_suffix,
-                        suffix=self.settings.email_suffix,
+            for raw in raw_users:
+                uid = _numeric_id(raw.get("id"), "GET /api/1/users")
+                roles = raw.get("role_id") or []
+                if not isinstance(roles, list):
+                    raise OneLoginError(f"GET /api/1/users: user {uid}'s role_id is not a list")
+                memberships.append((uid, frozenset(r for r in roles if isinstance(r, int))))
+                email = onelogin_email(
+                    raw,
+                    use_prefix_suffix=self.settings.use_email_prefix_suffix,
+                    suffix=self.settings.email_suffix,
+                )
+                if email is None:
+                    directory.skipped["no_email"] += 1
+                    continue
+                if not user_filter.keeps(email):
+                    continue
+                users.append(
+                    User(
+                        reference_id=str(uid),
+                        external_id=str(uid),
+                        email=email,
+                        disabled=raw.get("status") == STATUS_SUSPENDED,
                     )
-                    if email is None:
-                        directory.skipped["no_email"] += 1
-                        continue
-                    if not user_filter.keeps(email):
-                        continue
-                    users.append(
-                        User(
-                            reference_id=str(uid),
-                            external_id=str(uid),
-                            email=email,
-                            disabled=raw.get("status") == STATUS_SUSPENDED,
-                        )
-                    )
+                )
             directory.users = users
-        if self.sync.groups:
+        if raw_roles is not None:
             groups: list[Group] = []
-            for page in self._pages("roles", group_filter.query):
-                for raw in page:
-                    rid = _numeric_id(raw.get("id"), "GET /api/1/roles")
-                    name = raw.get("name")
-                    if not group_filter.keeps(name if isinstance(name, str) else None):
-                        continue
-                    group = Group(reference_id=str(rid), external_id=str(rid), name=name)
-                    for uid, roles in memberships:
-                        if rid in roles:
-                            group.add_user(str(uid))
-                    groups.append(group)
+            for raw in raw_roles:
+                rid = _numeric_id(raw.get("id"), "GET /api/1/roles")
+                name = raw.get("name")
+                if not group_filter.keeps(name if isinstance(name, str) else None):
+                    continue
+                group = Group(reference_id=str(rid), external_id=str(rid), name=name)
+                for uid, roles in memberships:
+                    if rid in roles:
+                        group.add_user(str(uid))
+                groups.append(group)
             directory.groups = groups
             if directory.users is not None and group_filter.set is not None:
                 directory.users = scope_users_to_groups(
@@ -251,7 +340,7 @@ class OneLoginSource(PacedSource[OneLoginSettings]):
         results: list[CheckResult] = []
         try:
             try:
-                self._authorization()
+                self._authorize()
             except OneLoginError as exc:
                 detail = str(exc)
                 if exc.status in (400, 401):
@@ -276,6 +365,9 @@ class OneLoginSource(PacedSource[OneLoginSettings]):
         finally:
             self.close()
         return results
+
+
+_HEADERS = {"Accept": "application/json", "User-Agent": "bwsync"}
 
 
 def _error(what: str, response: httpx.Response, body: Any) -> OneLoginError:

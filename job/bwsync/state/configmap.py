@@ -28,10 +28,35 @@ import httpx
 
 from bwsync.config import StateSettings
 from bwsync.errors import StateConflictError, StateError, shorten
+from bwsync.http.retry import (
+    GIVE_UP,
+    Decision,
+    Retrier,
+    RetriesExhausted,
+    RetryPolicy,
+    classify,
+)
 from bwsync.state.base import StateStore
 from bwsync.state.kube import DEFAULT_SERVICE_ACCOUNT_DIR, KubeConfig, load_config
 
 DATA_KEY = "state.json"
+
+
+def _kube_decide(response: httpx.Response | None, exc: BaseException | None) -> Decision:
+    """What the state calls retry: only what surely did not reach etcd — a connection never
+    made, and a 429 (API Priority and Fairness turned the request away, with ``Retry-After``).
+    A 5xx or a timeout may come after a write was applied; repeating a conditional PUT would
+    then fail with a conflict that names the wrong cause, so the error stands."""
+    if response is None:
+        connect = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        return classify(None, exc) if connect else GIVE_UP
+    if response.status_code == 429:
+        return classify(response, exc)
+    return GIVE_UP
+
+
+#: Two retries within 30 s, backoff from 0.5 s: a state call is short and the run has a lease.
+STATE_POLICY = RetryPolicy(max_retries=2, budget=30.0, backoff_base=0.5, backoff_cap=5.0)
 MANAGED_BY = {"app.kubernetes.io/managed-by": "bwsync"}
 
 
@@ -44,6 +69,7 @@ class ConfigMapStateStore(StateStore):
         service_account_dir: Path = DEFAULT_SERVICE_ACCOUNT_DIR,
         timeout: float = 30.0,
         config: KubeConfig | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -51,6 +77,7 @@ class ConfigMapStateStore(StateStore):
         self._sa_dir = service_account_dir
         self._timeout = timeout
         self._config = config
+        self._policy = policy or STATE_POLICY
         self._object: dict[str, Any] | None = None
         if config is None:
             # Read the local connection files now, so ``description`` names the namespace from
@@ -95,17 +122,26 @@ class ConfigMapStateStore(StateStore):
         cfg = self.config
         extensions = {"sni_hostname": cfg.tls_server_name} if cfg.tls_server_name else None
         params = {"dryRun": "All"} if dry_run else None
+        url = self._url(named=named)
         try:
             # One short-lived client per call: a run makes three or four calls, and nothing is
             # left open for the garbage collector; the token cache lives in cfg.auth.
             with cfg.client(self._timeout) as client:
-                return client.request(
-                    method,
-                    self._url(named=named),
-                    json=body,
-                    params=params,
-                    extensions=extensions,
+                return Retrier(self._policy, _kube_decide).call(
+                    f"{method} {url}",
+                    lambda: client.request(
+                        method, url, json=body, params=params, extensions=extensions
+                    ),
                 )
+        except RetriesExhausted as exc:
+            if exc.response is not None:
+                return exc.response  # a 429 still: worded by the caller, as any API error
+            failure = exc.exc
+            raise StateError(
+                f"{self.description}: cannot reach the Kubernetes API at {cfg.server} "
+                f"({type(failure).__name__}: {shorten(str(failure), 200)}; via {cfg.origin}; "
+                f"{exc.note})"
+            ) from failure
         except httpx.TransportError as exc:
             raise StateError(
                 f"{self.description}: cannot reach the Kubernetes API at {cfg.server} "

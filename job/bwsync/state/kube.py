@@ -47,6 +47,7 @@ import httpx
 import yaml
 
 from bwsync.errors import StateError
+from bwsync.http.auth import TokenAuth
 from bwsync.logs import event
 from bwsync.redact import remember
 
@@ -72,9 +73,8 @@ class KubeConfig:
     def client(self, timeout: float = 30.0) -> httpx.Client:
         """An httpx client for this server. ``trust_env=False``: the cluster's own CA and proxy
         settings decide, never ``SSL_CERT_FILE`` or ``HTTPS_PROXY`` meant for the internet."""
-        transport = self.transport or httpx.HTTPTransport(
-            verify=self.verify, retries=2, proxy=self.proxy
-        )
+        # Retries are the caller's (``configmap``, with ``bwsync.http.retry``'s engine).
+        transport = self.transport or httpx.HTTPTransport(verify=self.verify, proxy=self.proxy)
         return httpx.Client(
             base_url=self.server,
             auth=self.auth,
@@ -86,8 +86,10 @@ class KubeConfig:
 
 
 # -- authentication ------------------------------------------------------------------------
-class _CachedBearer(httpx.Auth):
-    """A bearer token fetched by ``_fetch``, cached, fetched again when stale or on a 401."""
+class _CachedBearer(TokenAuth):
+    """A bearer token fetched by ``_fetch``, cached, fetched again when stale or on a 401
+    (``bwsync.http.auth``'s flow: repeated once, and only if the fresh token differs from the
+    refused one — a file the kubelet has not rotated yet cannot help)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -106,15 +108,12 @@ class _CachedBearer(httpx.Auth):
                 remember(self._token)
             return self._token
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        used = self.token()
-        request.headers["Authorization"] = f"Bearer {used}"
-        response = yield request
-        if response.status_code == 401:
-            fresh = self.token(refresh=True)
-            if fresh != used:  # rotated under us: one more try with the new token
-                request.headers["Authorization"] = f"Bearer {fresh}"
-                yield request
+    def cached(self) -> str | None:
+        return self.token()
+
+    def fetch(self) -> Generator[httpx.Request, httpx.Response, str]:
+        return self.token(refresh=True)
+        yield  # pragma: no cover - makes this a generator
 
 
 class TokenFileAuth(_CachedBearer):
@@ -144,14 +143,19 @@ class TokenFileAuth(_CachedBearer):
         return token, self._clock() + self.max_age
 
 
-class StaticTokenAuth(httpx.Auth):
+class StaticTokenAuth(TokenAuth):
+    """A kubeconfig's literal ``token``: nothing to renew, so a 401 stands."""
+
     def __init__(self, token: str) -> None:
-        self._header = f"Bearer {token}"
+        self._token = token
         remember(token)
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self._header
-        yield request
+    def cached(self) -> str | None:
+        return self._token
+
+    def fetch(self) -> Generator[httpx.Request, httpx.Response, str]:
+        return self._token
+        yield  # pragma: no cover - makes this a generator
 
 
 class ExecAuth(_CachedBearer):

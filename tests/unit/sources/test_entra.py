@@ -13,9 +13,9 @@ import pytest
 
 from bwsync.config import EntraSettings, SyncSettings
 from bwsync.errors import ConfigError
+from bwsync.http.retry import RetryPolicy
 from bwsync.settings import load_settings
 from bwsync.sources.base import FetchRequest
-from bwsync.sources.cloud_http import RetryPolicy
 from bwsync.sources.entra import (
     CLOUDS,
     DELTA_KEY,
@@ -26,6 +26,7 @@ from bwsync.sources.entra import (
     jwt_claims,
     user_entry,
 )
+from tests.fixtures.clock import FakeClock
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 LOGIN = "https://login.test"
@@ -83,7 +84,13 @@ def _source(handler: Tenant, slept: list[float] | None = None, **sync: object) -
         authority_url=LOGIN,
         graph_url=GRAPH,
     )
-    policy = RetryPolicy(sleep=(slept if slept is not None else []).append, jitter=lambda: 0.0)
+    clock, waits = FakeClock(), slept if slept is not None else []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(seconds)
+
+    policy = RetryPolicy(sleep=sleep, clock=clock, jitter=lambda: 0.0)
     return EntraSource(
         settings, SyncSettings(**sync), transport=httpx.MockTransport(handler), policy=policy
     )
@@ -171,7 +178,8 @@ def test_401_mints_a_fresh_token_once() -> None:
 
     tenant = Tenant(graph)
     _source(tenant, groups=False).fetch(FetchRequest())
-    assert tenant.tokens == 2 and seen[0] != seen[1]
+    # A fresh token was minted once and used (the reads that overlap may still carry the old).
+    assert tenant.tokens == 2 and len(set(seen)) == 2
 
 
 def test_token_endpoint_throttling_is_retried() -> None:

@@ -1,5 +1,6 @@
-"""Google source: error parsing, the quota predicate, query parameters and token refresh over
-``httpx.MockTransport`` (real google-auth signs the JWT; the handler plays Google)."""
+"""Google source: error parsing, query parameters and token refresh over
+``httpx.MockTransport`` (real google-auth signs the JWT; the handler plays Google). Google's
+quota answers are read by the HTTP layer (test_cloud_http.py's signals table)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 
 from bwsync.config import GoogleSettings, SyncSettings
 from bwsync.errors import ConfigError
+from bwsync.http.retry import RetryPolicy
 from bwsync.sources.base import FetchRequest
-from bwsync.sources.cloud_http import RetryPolicy
-from bwsync.sources.google import GoogleError, GoogleSource, google_error, is_quota_error
+from bwsync.sources.google import GoogleError, GoogleSource, google_error
 from tests.fixtures.cloud import service_account_info
 
 API = "https://admin.test"
@@ -38,14 +39,6 @@ def test_error_shapes() -> None:
         None,
         "<html>bad gateway</html>",
     )
-
-
-def test_quota_predicate() -> None:
-    assert is_quota_error(_quota("rateLimitExceeded"))
-    assert is_quota_error(_quota("userRateLimitExceeded"))
-    assert not is_quota_error(_quota("forbidden"))
-    assert not is_quota_error(_quota("insufficientPermissions"))
-    assert not is_quota_error(_quota("rateLimitExceeded", status=400))
 
 
 @pytest.fixture
@@ -82,7 +75,8 @@ def _source(key_file: Path, handler: Google, **settings: object) -> GoogleSource
     values.update(settings)
     return GoogleSource(
         GoogleSettings(**values),  # type: ignore[arg-type]
-        SyncSettings(groups=False),
+        # One request at a time: these tests read the calls in the order they were made.
+        SyncSettings(groups=False, max_concurrent_requests=1),
         transport=httpx.MockTransport(handler),
         policy=RetryPolicy(sleep=lambda s: None),
     )

@@ -23,8 +23,8 @@ from bwsync.config import (
     SyncSettings,
 )
 from bwsync.errors import BwsyncError
+from bwsync.http.retry import RetryPolicy
 from bwsync.sources.base import FetchRequest, Source
-from bwsync.sources.cloud_http import RetryPolicy
 from bwsync.sources.entra import EntraSource
 from bwsync.sources.google import GoogleSource
 from bwsync.sources.okta import OktaSource
@@ -61,7 +61,7 @@ NO_WAIT = RetryPolicy(max_retries=0, sleep=lambda _s: None)
 
 def okta(t: httpx.MockTransport, _: Path) -> Source:
     settings = OktaSettings(org_url="https://o.test", token="t")  # type: ignore[arg-type]
-    return OktaSource(settings, SyncSettings(), transport=t, sleep=lambda _s: None)
+    return OktaSource(settings, SyncSettings(), transport=t, policy=NO_WAIT)
 
 
 def onelogin(t: httpx.MockTransport, _: Path) -> Source:
@@ -70,7 +70,7 @@ def onelogin(t: httpx.MockTransport, _: Path) -> Source:
         client_secret="s",  # type: ignore[arg-type]
         api_url="https://ol.test",
     )
-    return OneLoginSource(settings, SyncSettings(), transport=t, sleep=lambda _s: None)
+    return OneLoginSource(settings, SyncSettings(), transport=t, policy=NO_WAIT)
 
 
 def google(t: httpx.MockTransport, tmp: Path) -> Source:

@@ -1,5 +1,5 @@
-"""Okta source logic with httpx.MockTransport: filters, paging, errors, settings (the paced
-client under it: test_paced_http.py)."""
+"""Okta source logic with httpx.MockTransport: filters, paging, errors, settings (the HTTP
+layer under it, Okta's rate-limit signals included: test_cloud_http.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from bwsync.config import OktaSettings, SyncSettings
 from bwsync.errors import ConfigError
 from bwsync.sources.base import FetchRequest
+from bwsync.sources.cloud_http import same_origin_next
 from bwsync.sources.okta import (
     DpopKey,
     OktaError,
@@ -26,9 +27,9 @@ from bwsync.sources.okta import (
     load_private_key,
     next_link,
     okta_reset_in,
-    same_origin_next,
     user_from_okta,
 )
+from tests.fixtures.clock import FakeClock
 
 ORG = "https://example.okta.com"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -209,7 +210,8 @@ def test_errors_name_the_request_and_okta_code_never_the_token() -> None:
 def test_non_json_and_non_array_bodies_fail() -> None:
     with pytest.raises(OktaError, match=r"HTTP 502 <html>bad gateway"):
         _source(
-            lambda r: httpx.Response(502, text="<html>bad gateway</html>"), sleep=lambda _: None
+            lambda r: httpx.Response(502, text="<html>bad gateway</html>"),
+            policy=FakeClock().policy(),
         ).fetch(FetchRequest())
     with pytest.raises(OktaError, match="expected a JSON array"):
         _source(lambda r: httpx.Response(200, json={"users": []})).fetch(FetchRequest())

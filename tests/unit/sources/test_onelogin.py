@@ -18,6 +18,7 @@ from bwsync.sources.onelogin import (
     onelogin_email,
     onelogin_reset_in,
 )
+from tests.fixtures.clock import FakeClock
 
 Handler = Callable[[httpx.Request], httpx.Response]
 BASE = "https://api.us.onelogin.com"
@@ -53,7 +54,7 @@ def _source(handler: Handler, sync: SyncSettings | None = None, **settings: Any)
         OneLoginSettings(**values),
         sync or SyncSettings(),
         transport=httpx.MockTransport(handler),
-        sleep=lambda _: None,
+        policy=FakeClock().policy(),
     )
 
 
@@ -212,15 +213,9 @@ def test_settings_validation() -> None:
 
 
 def test_a_source_paces_on_the_clocks_it_is_given() -> None:
-    """The seams a source offers (sleep, clock, monotonic) reach its paced client: with fake
+    """The seams a source offers (its policy's sleep and clock) reach its HTTP layer: with fake
     ones, three answers short of budget cost three waits of reset/remaining, then none."""
-    now = [1_000_000.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(round(seconds, 3))
-        now[0] += seconds
-
+    clock = FakeClock()
     headers = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "5", "X-RateLimit-Reset": "20"}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -232,14 +227,13 @@ def test_a_source_paces_on_the_clocks_it_is_given() -> None:
         OneLoginSettings(client_id="c", client_secret="s"),
         SyncSettings(),
         transport=httpx.MockTransport(handler),
-        sleep=sleep,
-        clock=lambda: now[0],
-        monotonic=lambda: now[0],
+        policy=clock.policy(),
+        clock=clock,
     )
     http = source._client()
     for _ in range(3):  # 5 of 100 left, 20 s to the reset: 4 s between requests
-        http.request("GET", f"{BASE}/x", "GET /x")
+        http.send("GET", f"{BASE}/x")
     headers["X-RateLimit-Remaining"] = "99"  # the budget is back
     for _ in range(3):
-        http.request("GET", f"{BASE}/x", "GET /x")
-    assert slept == [4.0, 4.0, 4.0]
+        http.send("GET", f"{BASE}/x")
+    assert clock.slept == [4.0, 4.0, 4.0]
