@@ -7,13 +7,19 @@ benchmark's parent process or from ``python -m`` without pytest. A subclass impl
 ``route(request) -> Reply``; this base parses the request, applies injected faults first
 (``throttle``), records every request (``requests``), and writes JSON replies with
 ``Content-Length`` over HTTP/1.1 keep-alive, as the real services do.
+
+For the benchmark and the concurrency tests: ``latency`` delays every answer (a cloud API's
+round trip), ``storm`` answers 429 to every request for a while, and ``peak_in_flight`` says
+how many requests were ever served at once.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +62,37 @@ class Recorded:
     path: str
     query: dict[str, str]
     status: int
+    arrived: float = 0.0
+    """``time.monotonic()`` when the request was read."""
+    answered: float = 0.0
+    """``time.monotonic()`` when its answer was decided (after ``latency``)."""
+
+
+@dataclass(slots=True)
+class Storm:
+    """A burst of 429s: every request under ``prefix`` from the first one until ``seconds``
+    later gets 429, with ``Retry-After`` the rest of the window (when ``retry_after``)."""
+
+    prefix: str
+    seconds: float
+    retry_after: bool = True
+    start: float | None = None
+    windows: list[tuple[float, float]] = field(default_factory=list)
+    """(when a 429 was answered, when its window ends), both ``time.monotonic()``."""
+
+    def reply(self, request: Request, now: float, body: Any) -> Reply | None:
+        if not request.path.startswith(self.prefix):
+            return None
+        if self.start is None:
+            self.start = now
+        end = self.start + self.seconds
+        if now >= end:
+            return None
+        # Rounded up: a client waiting exactly Retry-After must not come back inside.
+        left = math.ceil((end - now) * 1000) / 1000
+        headers = {"Retry-After": f"{left:.3f}"} if self.retry_after else {}
+        self.windows.append((now, end))
+        return Reply(429, body, headers)
 
 
 @dataclass(slots=True)
@@ -82,6 +119,12 @@ class FakeHttpsServer:
         self._lock = threading.RLock()
         self.requests: list[Recorded] = []
         self._faults: list[Fault] = []
+        self.latency = 0.0
+        """Seconds each request waits before it is answered: a cloud API's round trip, for the
+        benchmark (each connection has its own thread, so concurrent requests overlap)."""
+        self.storms: list[Storm] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -161,8 +204,45 @@ class FakeHttpsServer:
     def route(self, request: Request) -> Reply:  # pragma: no cover - subclasses
         raise NotImplementedError
 
-    def handle(self, request: Request) -> Reply:
+    def storm(self, prefix: str = "", seconds: float = 2.0, *, retry_after: bool = True) -> Storm:
+        """A 429 storm (``Storm``) on the requests under ``prefix``, starting with the next."""
+        storm = Storm(prefix, seconds, retry_after)
         with self._lock:
+            self.storms.append(storm)
+        return storm
+
+    def handle(self, request: Request) -> Reply:
+        arrived = time.monotonic()
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            reply = self._reply(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        with self._lock:
+            self.requests.append(
+                Recorded(
+                    request.method,
+                    request.path,
+                    dict(request.query),
+                    reply.status,
+                    arrived,
+                    time.monotonic(),
+                )
+            )
+        return reply
+
+    def _reply(self, request: Request) -> Reply:
+        with self._lock:
+            now = time.monotonic()
+            for storm in self.storms:
+                stormed = storm.reply(request, now, self.throttle_body(429))
+                if stormed is not None:
+                    return stormed
             for fault in self._faults:
                 if request.path.startswith(fault.prefix) and fault.times > 0:
                     fault.times -= 1
@@ -175,10 +255,6 @@ class FakeHttpsServer:
                 reply = self.route(request)
             except Exception as exc:  # a bug in the stand-in: answer like a server would
                 reply = Reply(500, {"error": {"code": "InternalServerError", "message": repr(exc)}})
-        with self._lock:
-            self.requests.append(
-                Recorded(request.method, request.path, dict(request.query), reply.status)
-            )
         return reply
 
 

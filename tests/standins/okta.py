@@ -21,6 +21,9 @@ Written from Okta's published contract, so the real ``OktaSource`` runs against 
   cursor, announced in ``Link: <…>; rel="next"`` headers.
 * Per-endpoint rate limits: ``X-Rate-Limit-Limit`` / ``-Remaining`` / ``-Reset`` (epoch seconds)
   on every answer, 429 ``E0000047`` once the window's budget is spent.
+* The org's concurrency limit (``max_in_flight``): a request beyond it gets 429 ``E0000047``
+  with ``X-Rate-Limit-Limit: 0`` and ``-Remaining: 0``, as Okta answers it.
+* ``latency``: every answer waits that long (a round trip), for the benchmark.
 * Faults: ``fail(path_prefix, status=, times=)`` for 5xx or any error a test needs.
 
 Also home of the HTTPS helpers both cloud stand-ins use (``TlsServer``; certificates from
@@ -62,6 +65,8 @@ class Recorded:
     path: str
     status: int
     authorization: str | None
+    arrived: float = 0.0
+    """``time.monotonic()`` when the request was read."""
 
 
 @dataclass(slots=True)
@@ -119,6 +124,13 @@ class TlsServer:
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
+        self.latency = 0.0
+        """Seconds each request waits before it is answered: a cloud API's round trip, for the
+        benchmark (each connection has its own thread, so concurrent requests overlap)."""
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.max_in_flight: int | None = None
+        """Requests served at once beyond which the service refuses more (``too_busy``)."""
         self._server: StandInServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -147,6 +159,10 @@ class TlsServer:
     def requests_to(self, prefix: str) -> list[Recorded]:
         return [r for r in self.requests if r.path.startswith(prefix)]
 
+    def too_busy(self) -> tuple[int, Any, dict[str, str]]:
+        """The answer to a request beyond ``max_in_flight`` (the service's concurrency limit)."""
+        return 429, None, {}
+
     def clear_requests(self) -> None:
         with self._lock:
             self.requests.clear()
@@ -166,19 +182,39 @@ class TlsServer:
 
         class Handler(StandInHandler):
             def _serve(self) -> None:
+                arrived = time.monotonic()
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 query = dict(parse_qsl(parts.query, keep_blank_values=True))
-                fault = owner._fault(parts.path)
-                if fault is not None:
+                with owner._lock:
+                    owner.in_flight += 1
+                    owner.peak_in_flight = max(owner.peak_in_flight, owner.in_flight)
+                    busy = owner.max_in_flight is not None and owner.in_flight > owner.max_in_flight
+                try:
+                    if owner.latency:
+                        time.sleep(owner.latency)
+                    self._answer(parts.path, query, body, arrived, busy)
+                finally:
+                    with owner._lock:
+                        owner.in_flight -= 1
+
+            def _answer(
+                self, path: str, query: dict[str, str], body: bytes, arrived: float, busy: bool
+            ) -> None:
+                if busy:
+                    status, data, headers = owner.too_busy()
+                    payload = b"" if data is None else orjson.dumps(data)
+                    if data is not None:
+                        headers.setdefault("Content-Type", "application/json")
+                elif (fault := owner._fault(path)) is not None:
                     status, payload, headers = fault.status, fault.body, dict(fault.headers)
                     if payload:
                         headers.setdefault("Content-Type", "application/json")
                 else:
                     try:
                         status, data, headers = owner.route(
-                            self.command, parts.path, query, self.headers, body
+                            self.command, path, query, self.headers, body
                         )
                     except Reply as reply:
                         status, data, headers = reply.status, reply.body, reply.headers
@@ -189,9 +225,10 @@ class TlsServer:
                     owner.requests.append(
                         Recorded(
                             self.command,
-                            parts.path,
+                            path,
                             status,
                             self.headers.get("Authorization"),
+                            arrived,
                         )
                     )
                 self.send_response(status)
@@ -555,6 +592,20 @@ class FakeOkta(TlsServer):
         status, data, extra = self._list(kind, parts, path, query)
         extra.update(rate_headers)
         return status, data, extra
+
+    def too_busy(self) -> tuple[int, Any, dict[str, str]]:
+        """Okta's concurrency limit (``max_in_flight``: 15, 35 or 75 by plan): 429 E0000047 with
+        ``X-Rate-Limit-Limit`` and ``-Remaining`` 0 and an estimated reset (rl2-concurrency)."""
+        headers = {
+            "X-Rate-Limit-Limit": "0",
+            "X-Rate-Limit-Remaining": "0",
+            "X-Rate-Limit-Reset": str(math.ceil(time.time()) + 1),
+        }
+        return (
+            429,
+            _error("E0000047", "API call exceeded rate limit due to too many requests."),
+            headers,
+        )
 
     def _rate(self, bucket: str) -> dict[str, str]:
         if self.rate is None:
