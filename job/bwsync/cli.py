@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from bwsync import __version__, logs
-from bwsync.config import Settings, parse_duration
+from bwsync.config import Settings, env_name, parse_duration
 from bwsync.errors import (
     EXIT_OK,
     BwsyncError,
@@ -465,7 +465,7 @@ def _check_group_endpoints(groups: list[OrgGroup] | None, settings: Settings) ->
     fate = "emptied" if settings.sync.stale_groups == "empty" else "deleted"
     _say(
         f"ok    bitwarden: group endpoints ({len(groups)} groups, {synced} synced); synced "
-        f"groups that leave the directory are {fate} (BWSYNC_SYNC__STALE_GROUPS)"
+        f"groups that leave the directory are {fate} ({env_name('sync', 'stale_groups')})"
     )
 
 

@@ -30,12 +30,12 @@ other labels are small fixed sets named by the code, never data from the directo
     Objects the directory returned after normalisation, by kind (``users``, ``groups``,
     ``disabled_users``, ``deleted_users``); only the kinds the run got to count.
 ``bwsync_planned_changes{action}``
-    Changes the plan holds, by action (``invite``, ``remove``, ``revoke``, ``restore``,
-    ``group_create``, ``group_rename``, ``group_empty``, ``group_delete``, ``member_add``,
-    ``member_remove``). For a completed run
-    every action has a series (0 when none), so sums and comparisons never miss one.
+    Changes the plan holds, by action: every action of ``bwsync.changes.ACTIONS`` (the table
+    in docs/operations.md, "Plan actions"). For a completed run every action has a series (0
+    when none), so sums and comparisons never miss one.
 ``bwsync_applied_changes{action}``
-    Changes confirmed applied, by action; same series as ``planned_changes``.
+    Changes confirmed applied, by action; the same series but ``skip``, which applies nothing
+    (``bwsync.changes.APPLYING``).
 ``bwsync_applied_differs``
     1 when the server, re-read after applying, does not show what the plan said; else 0.
 ``bwsync_safety_limit_breached``
@@ -119,6 +119,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from bwsync import __version__
+from bwsync.changes import ACTIONS, APPLYING
 from bwsync.config import MetricsSettings, split_listen
 from bwsync.errors import SUCCESS_RESULTS, ConfigError, RunResult
 from bwsync.logs import event
@@ -127,19 +128,6 @@ from bwsync.model import RunReport
 PREFIX = "bwsync_"
 #: Every value of ``bwsync_last_run_result{result}``, in a fixed order.
 RESULTS: tuple[str, ...] = typing.get_args(RunResult)
-#: Plan actions; every one gets a series once a run has completed, so none is ever missing.
-ACTIONS: tuple[str, ...] = (
-    "invite",
-    "remove",
-    "revoke",
-    "restore",
-    "group_create",
-    "group_rename",
-    "group_empty",
-    "group_delete",
-    "member_add",
-    "member_remove",
-)
 #: Names of every metric family this module exports (as written in PromQL).
 METRIC_NAMES: frozenset[str] = frozenset(
     PREFIX + n
@@ -235,11 +223,12 @@ def _families(r: RunReport) -> Iterator[Metric]:
         "kind",
         r.directory_objects,
     )
-    for name, doc, counts in (
-        ("planned_changes", "Changes the plan held, by action.", r.planned),
-        ("applied_changes", "Changes confirmed applied, by action.", r.applied),
+    # Once a run has completed, every action has a series (0 when none), so none is missing.
+    for name, doc, counts, actions in (
+        ("planned_changes", "Changes the plan held, by action.", r.planned, ACTIONS),
+        ("applied_changes", "Changes confirmed applied, by action.", r.applied, APPLYING),
     ):
-        values = dict.fromkeys(ACTIONS, 0) | counts if completed or counts else counts
+        values = dict.fromkeys(actions, 0) | counts if completed or counts else counts
         yield by(name, doc, "action", values)
     yield gauge(
         "applied_differs",

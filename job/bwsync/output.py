@@ -102,7 +102,10 @@ def print_plan_text(outcome: Outcome) -> None:
         print(redact(f"note: {note}"))
     if plan.org_known and not plan.changes:
         print("no changes: the organization already matches the directory")
-    rows = [(c.action, c.subject, c.group or "", c.reason) for c in plan.changes]
+    rows = [
+        (c.action, c.subject, (c.group or "") if c.action.startswith("member_") else "", c.why)
+        for c in plan.changes
+    ]
     if rows:
         widths = [
             max(len(r[i]) for r in [("ACTION", "SUBJECT", "GROUP", "REASON"), *rows])

@@ -33,18 +33,21 @@ import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-import msgspec
-
-from bwsync.config import SyncSettings
+from bwsync.changes import (
+    REMOVALS,
+    STALE_GROUP_ACTIONS,
+    Change,
+    Reason,
+)
+from bwsync.config import SyncSettings, env_name
 from bwsync.errors import ConfigError, SafetyLimitError
 from bwsync.memory import Memory
 from bwsync.model import (
     STATUS_REVOKED,
     TYPE_ADMIN,
     TYPE_OWNER,
-    CollectionGrant,
     Directory,
     ExternalId,
     OrgGroup,
@@ -52,94 +55,6 @@ from bwsync.model import (
     Rejected,
     User,
 )
-
-Action = Literal[
-    "invite",
-    "link",
-    "remove",
-    "revoke",
-    "restore",
-    "skip",
-    "group_create",
-    "group_rename",
-    "group_relink",
-    "group_empty",
-    "group_delete",
-    "member_add",
-    "member_remove",
-]
-GONE = "gone from the directory"
-PROTECTED = "protected by BWSYNC_SYNC__PROTECTED_MEMBERS"
-#: Actions that take access away, counted against the safety limits.
-REMOVALS: frozenset[str] = frozenset({"remove", "revoke"})
-#: What bwsync does to a synced group the directory no longer has (``stale_groups``), through
-#: the group endpoints: the members it loses count against the safety limits too.
-STALE_GROUP_ACTIONS: frozenset[str] = frozenset({"group_empty", "group_delete"})
-
-
-class Change(msgspec.Struct, frozen=True):
-    """One planned change. A msgspec struct, not a frozen dataclass: a first sync plans one
-    per user, and 100,000 frozen dataclasses take 0.16 s to build where these take 0.05 s."""
-
-    action: Action
-    subject: str
-    """The member's email or the group's name: what an admin recognises."""
-    external_id: str | None
-    reason: str
-    member_id: str | None = None
-    """The organization member id, for changes bwsync makes through the member endpoints."""
-    group: str | None = None
-    """For member_add/member_remove: the group's name."""
-    group_id: str | None = None
-    """For group_empty/group_delete: the organization group id the group endpoints take."""
-    members_losing_access: int | None = None
-    """For group_empty/group_delete: how many members lose the access the group grants."""
-    collections: tuple[CollectionGrant, ...] = ()
-    """For group_empty/group_delete: what the group grants, which emptying keeps and deleting
-    loses (in the JSON plan in full; the reason names the first ones)."""
-
-    def sentence(self, dry_run: bool) -> str:
-        verb = {
-            "invite": "invite",
-            "link": "link existing member",
-            "remove": "remove",
-            "revoke": "revoke",
-            "restore": "restore",
-            "skip": "skip",
-            "group_create": "create group",
-            "group_rename": "rename group",
-            "group_relink": "relink group",
-            "group_empty": "empty group",
-            "group_delete": "delete group",
-            "member_add": "add",
-            "member_remove": "take",
-        }[self.action]
-        target = self.subject
-        if self.action == "member_add":
-            target = f"{self.subject} to group {self.group}"
-        elif self.action == "member_remove":
-            target = f"{self.subject} out of group {self.group}"
-        prefix = "would " if dry_run else ""
-        return f"{prefix}{verb} {target} ({self.reason})"
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "action": self.action,
-            "subject": self.subject,
-            "externalId": self.external_id,
-            "reason": self.reason,
-        }
-        if self.member_id:
-            out["memberId"] = self.member_id
-        if self.group:
-            out["group"] = self.group
-        if self.group_id:
-            out["groupId"] = self.group_id
-        if self.members_losing_access is not None:
-            out["membersLosingAccess"] = self.members_losing_access
-        if self.action in STALE_GROUP_ACTIONS:
-            out["collections"] = [c.as_dict() for c in self.collections]
-        return out
 
 
 @dataclass(slots=True)
@@ -199,7 +114,7 @@ class Plan:
         if not self.group_losses:
             return self.removals
         who = {
-            c.member_id or c.external_id or c.subject for c in self.changes if c.action in REMOVALS
+            c.member_id or c.external_id or c.email for c in self.changes if c.action in REMOVALS
         }
         for ids in self.group_losses.values():
             who.update(ids)
@@ -231,9 +146,10 @@ def make_plan(
     for ``overwrite_existing`` with user sync off on any server."""
     if sync.overwrite_existing and directory.users is None:
         raise ConfigError(
-            "BWSYNC_SYNC__OVERWRITE_EXISTING=true with BWSYNC_SYNC__USERS=false: the import "
-            "then carries no members, and the server removes every member it carries no entry "
-            "for, so every synced member would go. Turn OVERWRITE_EXISTING off, or USERS on"
+            f"{env_name('sync', 'overwrite_existing')}=true with {env_name('sync', 'users')}"
+            "=false: the import then carries no members, and the server removes every member it "
+            "carries no entry for, so every synced member would go. Turn OVERWRITE_EXISTING off, "
+            "or USERS on"
         )
     if org is None:
         plan = Plan(org_known=False)
@@ -299,6 +215,7 @@ def _plan_members(  # noqa: PLR0915 - the per-user loop is inlined on purpose
     if directory.users is not None:
         users = directory.users
         revoked, restore_revoked = STATUS_REVOKED, sync.removal_mode == "revoke"
+        new: Reason = "new" if sync.invite_users else "new_staged"
         remove_disabled = sync.remove_disabled
         member_of = by_ext.get
         any_gone = False
@@ -324,18 +241,12 @@ def _plan_members(  # noqa: PLR0915 - the per-user loop is inlined on purpose
                 if twin is not None:
                     _second_holder(plan, email, ext, existing, twin)
                 if existing.status == revoked and restore_revoked:
-                    changes.append(
-                        Change(
-                            "restore", email, ext, "revoked, and back in the directory", existing.id
-                        )
-                    )
+                    changes.append(Change("restore", email, ext, "back", existing.id))
                 continue
             other = by_email().get(email)
             if other is not None and not other.external_id:
                 linked[ext] = other
-                changes.append(
-                    Change("link", email, ext, "member added by hand with the same email", other.id)
-                )
+                changes.append(Change("link", email, ext, "same_email", other.id))
             elif other is not None:
                 owner_skips.append((len(changes), other.external_id or ""))
                 changes.append(
@@ -343,16 +254,13 @@ def _plan_members(  # noqa: PLR0915 - the per-user loop is inlined on purpose
                         "skip",
                         email,
                         ext,
-                        f"the email belongs to member with externalId {other.external_id}; "
-                        "the server ignores this entry",
+                        "email_taken",
                         other.id,
+                        about=(other.external_id or "",),
                     )
                 )
             else:
-                reason = "new in the directory" + (
-                    "" if sync.invite_users else "; staged without an invitation"
-                )
-                changes.append(Change("invite", email, ext, reason))
+                changes.append(Change("invite", email, ext, new))
 
         seen_ext, active_ext = _external_ids(
             users, remove_disabled=remove_disabled, any_gone=any_gone
@@ -366,9 +274,9 @@ def _plan_members(  # noqa: PLR0915 - the per-user loop is inlined on purpose
             _missing(by_ext, active_ext, seen_ext, sync, plan.hazards, left_out_gone=left_out_gone)
         )
         plan.send_deleted = [
-            (c.subject if "@" in c.subject else None, c.external_id or "")
+            (c.email, c.external_id or "")
             for c in changes
-            if c.action == "remove" and c.reason == GONE
+            if c.action == "remove" and c.reason == "gone"
         ]
         if owner_skips:
             _invite_freed_emails(changes, owner_skips)
@@ -418,7 +326,7 @@ def _left_out(
                     f"directory entry {r.entry} ({r.email}) is left out of the import for its "
                     f"email, and overwrite_existing makes the server remove member "
                     f"{m.email or m.id}, which carries its externalId: fix the entry's email "
-                    "in the directory, or turn BWSYNC_SYNC__OVERWRITE_EXISTING off"
+                    f"in the directory, or turn {env_name('sync', 'overwrite_existing')} off"
                 )
     return seen, active, gone
 
@@ -431,29 +339,30 @@ def _plan_gone(
     entry bwsync leaves out of the import. Under ``overwrite_existing`` an admin is removed all
     the same: not an active entry, it is one of step 4's candidates, which spares only owners
     (for a protected member that is a hazard: the run applies nothing)."""
-    why = "deleted in the directory" if deleted else "disabled in the directory"
     if _is_protected(existing.email or email, sync):
         plan.protected_external_ids.add(ext)
         if sync.overwrite_existing and existing.type != TYPE_OWNER:
             plan.hazards.append(_overwrite_hazard(existing.email or email))
-        plan.changes.append(Change("skip", email, ext, f"{why}; {PROTECTED}", existing.id))
+        why: Reason = "deleted_protected" if deleted else "disabled_protected"
+        plan.changes.append(Change("skip", email, ext, why, existing.id))
         return
     if existing.type in (TYPE_OWNER, TYPE_ADMIN):
         plan.protected_external_ids.add(ext)
         if existing.type == TYPE_ADMIN and sync.overwrite_existing:
-            why += "; overwrite_existing removes admins too"
+            why = "deleted_admin_overwritten" if deleted else "disabled_admin_overwritten"
             plan.changes.append(Change("remove", email, ext, why, existing.id))
             return
-        reason = why + "; owners and admins are never removed"
-        plan.changes.append(Change("skip", email, ext, reason, existing.id))
+        why = "deleted_owner_or_admin" if deleted else "disabled_owner_or_admin"
+        plan.changes.append(Change("skip", email, ext, why, existing.id))
     else:
+        why = "deleted" if deleted else "disabled"
         plan.changes.append(Change("remove", email, ext, why, existing.id))
 
 
 def _second_holder(plan: Plan, email: str, ext: str, holder: OrgMember, twin: OrgMember) -> None:
     """§3.4 step 5 links a member added by hand (``twin``) to an entry by email even when the
     entry's externalId already belongs to ``holder``: a hazard, refused by the safety check."""
-    plan.changes.append(Change("link", email, ext, "externalId given to a second member", twin.id))
+    plan.changes.append(Change("link", email, ext, "second_holder", twin.id))
     plan.hazards.append(
         f"{email}: the server would give externalId {ext}, which member "
         f"{holder.email or holder.id} already has, to the member added by hand with this email; "
@@ -469,8 +378,7 @@ def _invite_freed_emails(changes: list[Change], owner_skips: list[tuple[int, str
     for i, owner in owner_skips:
         if owner in removed:
             c = changes[i]
-            why = "new in the directory; the email's current member is removed first"
-            changes[i] = Change("invite", c.subject, c.external_id, why)
+            changes[i] = Change("invite", c.email, c.external_id, "new_email_freed")
 
 
 def _missing(
@@ -496,35 +404,31 @@ def _missing(
     for ext, m in by_ext.items():  # in the organization's order
         if ext not in absent or m.type == TYPE_OWNER:
             continue
-        who = m.email or ext
+        who = m.email
         if protected and (m.email or "").lower() in protected:
             unplanned = ext not in seen or (left_out_gone is not None and ext in left_out_gone)
             if sync.overwrite_existing and unplanned:
-                hazards.append(_overwrite_hazard(who))
+                hazards.append(_overwrite_hazard(who or ext))
             elif sync.remove_missing and ext not in seen:
-                out.append(Change("skip", who, ext, f"{GONE}; {PROTECTED}", m.id))
+                out.append(Change("skip", who, ext, "gone_protected", m.id))
             continue
         if sync.overwrite_existing:
             if left_out_gone and ext in left_out_gone:
-                why = (
-                    "deleted or disabled in the directory; its entry is left out for its "
-                    "email, so overwrite_existing removes it"
-                )
-                out.append(Change("remove", who, ext, why, m.id))
+                out.append(Change("remove", who, ext, "left_out_overwritten", m.id))
                 continue
             if ext in seen:
                 continue  # a deleted or disabled entry: planned once, by _plan_gone
-            why = "not in the directory and overwrite_existing is on"
-            if m.type == TYPE_ADMIN:
-                why += "; the server removes admins too"
+            why: Reason = (
+                "absent_admin_overwritten" if m.type == TYPE_ADMIN else "absent_overwritten"
+            )
             out.append(Change("remove", who, ext, why, m.id))
         elif m.type == TYPE_ADMIN:
             continue
         elif sync.remove_missing and ext not in seen:
             if sync.removal_mode == "remove":
-                out.append(Change("remove", who, ext, GONE, m.id))
+                out.append(Change("remove", who, ext, "gone", m.id))
             elif m.status != STATUS_REVOKED:
-                out.append(Change("revoke", who, ext, GONE, m.id))
+                out.append(Change("revoke", who, ext, "gone", m.id))
     return out
 
 
@@ -535,20 +439,16 @@ def _is_protected(email: str, sync: SyncSettings) -> bool:
 
 def _overwrite_hazard(email: str) -> str:
     return (
-        f"{email} is in BWSYNC_SYNC__PROTECTED_MEMBERS, but has no active entry in this import, "
-        "so overwrite_existing makes the server remove it: put it in the directory, take it "
-        "off the list, or turn BWSYNC_SYNC__OVERWRITE_EXISTING off"
+        f"{email} is in {env_name('sync', 'protected_members')}, but has no active entry in "
+        "this import, so overwrite_existing makes the server remove it: put it in the "
+        f"directory, take it off the list, or turn {env_name('sync', 'overwrite_existing')} off"
     )
 
-
-#: Why a directory entry going out as deleted for an email bwsync does not remember counts
-#: as a revocation: Vaultwarden revokes by email, whoever the member is.
-MAYBE_A_MEMBER = "the server revokes a member with this email if it has one"
 
 #: Said in every plan made without list endpoints (``check`` says it too).
 OWNERS_UNSEEN = (
     "this server does not let bwsync see member types: owners and admins are protected from "
-    "revocation and removal only through BWSYNC_SYNC__PROTECTED_MEMBERS"
+    f"revocation and removal only through {env_name('sync', 'protected_members')}"
 )
 
 
@@ -650,15 +550,15 @@ def _refuse_unlisted(sync: SyncSettings, memory: Memory | None) -> None:
     """Settings a server without list endpoints cannot honour safely: exit 2, saying why."""
     if sync.remove_missing and sync.removal_mode == "remove" and not sync.overwrite_existing:
         raise ConfigError(
-            "BWSYNC_SYNC__REMOVAL_MODE=remove: this server cannot list members (Vaultwarden?) "
-            "and revokes the members an import marks deleted; it deletes members only under "
-            "overwrite_existing. Use BWSYNC_SYNC__REMOVAL_MODE=revoke (the default), or also "
-            "set BWSYNC_SYNC__OVERWRITE_EXISTING=true to have members gone from the directory "
-            "deleted"
+            f"{env_name('sync', 'removal_mode')}=remove: this server cannot list members "
+            "(Vaultwarden?) and revokes the members an import marks deleted; it deletes members "
+            f"only under overwrite_existing. Use {env_name('sync', 'removal_mode')}=revoke (the "
+            f"default), or also set {env_name('sync', 'overwrite_existing')}=true to have "
+            "members gone from the directory deleted"
         )
     if sync.overwrite_existing and (memory is None or not memory.members):
         raise ConfigError(
-            "BWSYNC_SYNC__OVERWRITE_EXISTING=true: this server cannot list members "
+            f"{env_name('sync', 'overwrite_existing')}=true: this server cannot list members "
             "(Vaultwarden?) and bwsync has no memory of the members it synced there yet (a "
             "first run, a cleared state, another organization, or a run that synced no "
             "member: an empty memory counts as none). The "
@@ -681,19 +581,20 @@ def stateless_refusal(sync: SyncSettings) -> str | None:
     on = [
         name
         for name, value in (
-            ("BWSYNC_SYNC__REMOVE_MISSING", sync.remove_missing),
-            ("BWSYNC_SYNC__OVERWRITE_EXISTING", sync.overwrite_existing),
+            (env_name("sync", "remove_missing"), sync.remove_missing),
+            (env_name("sync", "overwrite_existing"), sync.overwrite_existing),
         )
         if value
     ]
     if not on:
         return None
     return (
-        f"BWSYNC_STATE__BACKEND=none with {' and '.join(on)}=true: this server cannot list "
-        "members (Vaultwarden?), so bwsync judges removals against its memory of the members "
-        "it synced there, kept in the state; with no state it has none, so remove_missing "
-        "would never find anyone gone and overwrite_existing could not count what the server "
-        "deletes. Use a state backend (file, configmap or objectstore), or turn those off"
+        f"{env_name('state', 'backend')}=none with {' and '.join(on)}=true: this server "
+        "cannot list members (Vaultwarden?), so bwsync judges removals against its memory of "
+        "the members it synced there, kept in the state; with no state it has none, so "
+        "remove_missing would never find anyone gone and overwrite_existing could not count "
+        "what the server deletes. Use a state backend (file, configmap or objectstore), or "
+        "turn those off"
     )
 
 
@@ -708,7 +609,6 @@ def _unlisted_entries(
     active: set[str] = set()
     deleted: set[str] = set()
     unknown_gone = 0
-    maybe = f"; {MAYBE_A_MEMBER}"
     for u in users:
         email = u.email or ""
         if not (u.deleted or (sync.remove_disabled and u.disabled)):
@@ -716,23 +616,24 @@ def _unlisted_entries(
             if memory is None or email in remembered:
                 continue
             if email in revoked:
-                why = "revoked, and back in the directory"
-                changes.append(Change("restore", email, u.external_id, why))
+                changes.append(Change("restore", email, u.external_id, "back"))
             else:
-                why = "new since the last sync (a member with this email is linked instead)"
-                changes.append(Change("invite", email, u.external_id, why))
+                changes.append(Change("invite", email, u.external_id, "new_since_last_sync"))
             continue
-        why = "deleted in the directory" if u.deleted else "disabled in the directory"
         if _is_protected(email, sync):
             plan.protected_external_ids.add(u.external_id)  # overwrite: _unlisted_protected
-            changes.append(Change("skip", email, u.external_id, f"{why}; {PROTECTED}"))
+            why: Reason = "deleted_protected" if u.deleted else "disabled_protected"
+            changes.append(Change("skip", email, u.external_id, why))
             continue
         deleted.add(email)
         if email in remembered:
+            why = "deleted" if u.deleted else "disabled"
             changes.append(Change("revoke", email, u.external_id, why))
         elif email not in revoked:
+            # Vaultwarden revokes by email, whoever the member is: a revocation all the same.
             unknown_gone += 1
-            changes.append(Change("revoke", email, u.external_id, why + maybe))
+            why = "deleted_maybe_member" if u.deleted else "disabled_maybe_member"
+            changes.append(Change("revoke", email, u.external_id, why))
     if unknown_gone:
         plan.notes.append(
             f"{unknown_gone} directory entries go out as deleted for emails bwsync has not "
@@ -766,28 +667,24 @@ def _unlisted_absent(
     for email in sorted(memory.members - in_directory):
         if _is_protected(email, sync):
             if sync.remove_missing and not sync.overwrite_existing:  # else _unlisted_protected
-                plan.changes.append(Change("skip", email, email, f"{GONE}; {PROTECTED}"))
+                plan.changes.append(Change("skip", email, email, "gone_protected"))
             continue
         if email in held:
             maybe = _held_reason(email, held[email])
             if sync.overwrite_existing:
                 plan.hazards.append(
                     f"overwrite_existing would make the server delete {maybe}: fix that entry's "
-                    "email in the directory, or turn BWSYNC_SYNC__OVERWRITE_EXISTING off"
+                    f"email in the directory, or turn {env_name('sync', 'overwrite_existing')} off"
                 )
             elif sync.remove_missing:
-                plan.changes.append(Change("skip", email, email, f"not revoked: {maybe}"))
+                plan.changes.append(Change("skip", email, email, "held", about=(maybe,)))
             continue
         if sync.remove_missing and sync.removal_mode == "revoke":
-            plan.changes.append(Change("revoke", email, email, GONE))
+            plan.changes.append(Change("revoke", email, email, "gone"))
             plan.send_deleted.append((email, email))
         elif sync.overwrite_existing:
             dropped.add(email)
-            why = (
-                f"{GONE}; left out, so overwrite_existing deletes it"
-                if sync.remove_missing
-                else "not in the directory and overwrite_existing is on: the server deletes it"
-            )
+            why: Reason = "gone_overwritten" if sync.remove_missing else "absent_deleted_by_server"
             plan.changes.append(Change("remove", email, email, why))
     if sync.overwrite_existing:
         for email in sorted(memory.revoked - in_directory - memory.members):
@@ -829,19 +726,21 @@ def _plan_groups(
             plan.changes.append(
                 Change(
                     "group_relink",
-                    name,
+                    None,
                     ext,
-                    f"the directory now identifies group {existing.name!r} as {ext!r} (was "
-                    f"{existing.external_id!r}): its externalId changes in place before the "
-                    "import, keeping its members and collection grants",
+                    "group_relinked",
+                    group=name,
                     group_id=existing.id,
+                    about=(existing.name, ext, existing.external_id or ""),
                 )
             )
         elif existing is None:
-            plan.changes.append(Change("group_create", name, ext, "new in the directory"))
+            plan.changes.append(Change("group_create", None, ext, "group_new", group=name))
         elif existing.name != name:
             plan.changes.append(
-                Change("group_rename", name, ext, f"renamed from {existing.name!r}")
+                Change(
+                    "group_rename", None, ext, "group_renamed", group=name, about=(existing.name,)
+                )
             )
         wanted = [_s(x) for x in g.user_member_external_ids]
         cleared = existing is not None and not any(x in by_ext or x in linked for x in wanted)
@@ -860,9 +759,9 @@ def _plan_groups(
                     plan.changes.append(
                         Change(
                             "member_add",
-                            email_of.get(x) or x,
+                            email_of.get(x) or None,
                             x,
-                            "member of the directory group, once invited",
+                            "in_group_once_invited",
                             group=name,
                         )
                     )
@@ -872,9 +771,9 @@ def _plan_groups(
                 plan.changes.append(
                     Change(
                         "member_add",
-                        email_of.get(x) or member.email or x,
+                        email_of.get(x) or member.email,
                         x,
-                        "member of the directory group",
+                        "in_group",
                         member.id,
                         group=name,
                     )
@@ -883,18 +782,12 @@ def _plan_groups(
             continue  # its member_remove lines come from _plan_cleared
         for i in sorted(current_ids - wanted_set):
             m = member_by_id.get(i)
-            who = (m.email if m else None) or i
             plan.changes.append(
                 Change(
                     "member_remove",
-                    who,
+                    m.email if m else None,
                     m.external_id if m else None,
-                    "not a member of the directory group"
-                    + (
-                        ""
-                        if m and m.external_id
-                        else " (added by hand; the import replaces a synced group's membership)"
-                    ),
+                    "not_in_group" if m and m.external_id else "not_in_group_by_hand",
                     i,
                     group=name,
                 )
@@ -930,13 +823,6 @@ def groups_to_read(directory: Directory, org: OrgSnapshot, sync: SyncSettings) -
     return out
 
 
-#: Why a member leaves a group the import clears (``_plan_cleared``).
-CLEARED = (
-    "the directory group has none of the organization's members: the import takes every "
-    "member out of it"
-)
-
-
 def _plan_cleared(
     plan: Plan,
     group: OrgGroup,
@@ -964,7 +850,7 @@ def _plan_cleared(
     for i in members:
         m = by_id[i]
         plan.changes.append(
-            Change("member_remove", m.email or i, m.external_id, CLEARED, i, group=name)
+            Change("member_remove", m.email, m.external_id, "group_cleared", i, group=name)
         )
     return True
 
@@ -1036,7 +922,7 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
         for g in directory.groups
         if _s(g.reference_id) != _s(g.external_id)
     }
-    created = {c.subject: c.external_id for c in plan.changes if c.action == "group_create"}
+    created = {c.group: c.external_id for c in plan.changes if c.action == "group_create"}
     kept_empty: list[str] = []
     for g in stale:
         ext = g.external_id or ""
@@ -1050,34 +936,28 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
         if not members and not delete:
             kept_empty.append(g.name)
             continue  # emptied before: nothing left to take
+        why: Reason
+        about: tuple[str, ...] = ()
+        refused = sync.stale_groups == "delete"  # and not deleted: most likely the same group
         if ext in new_id_of:
-            why = f"the directory now identifies this group as {new_id_of[ext]!r}"
+            why = "group_new_id_not_deleted" if refused else "group_new_id_kept"
+            about = (new_id_of[ext],)
         elif g.name in created:
-            why = f"the directory has a group of this name under another id ({created[g.name]!r})"
+            why = "group_name_taken_not_deleted" if refused else "group_name_taken_kept"
+            about = (created[g.name] or "",)
         else:
-            why = "gone from the directory's groups: deleted, filtered out, or given a new id"
-        n = len(members)
-        lose = f"{n} member{'s lose' if n != 1 else ' loses'} the access it grants"
-        grants = _grants_text(g.collections)
-        if delete:
-            why += f"; {lose}, and its collection grants are deleted with it ({grants})"
-        elif sync.stale_groups == "delete":
-            why += (
-                f"; {lose}; not deleted: the directory has a group of this name or entry under "
-                f"another id, most likely this one, which needs what it grants ({grants}); grant "
-                "those to the new group, then delete this one by hand"
-            )
-        else:
-            why += f"; {lose}; the group and its collection grants stay for review ({grants})"
+            why = "group_gone_deleted" if delete else "group_gone_kept"
         plan.changes.append(
             Change(
                 "group_delete" if delete else "group_empty",
-                g.name,
+                None,
                 ext,
                 why,
+                group=g.name,
                 group_id=g.id,
-                members_losing_access=n,
+                members_losing_access=len(members),
                 collections=g.collections,
+                about=about,
             )
         )
         plan.group_losses[g.id] = members
@@ -1088,12 +968,7 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
             m = by_id[i]
             plan.changes.append(
                 Change(
-                    "member_remove",
-                    m.email or i,
-                    m.external_id,
-                    "the group is gone from the directory",
-                    i,
-                    group=g.name,
+                    "member_remove", m.email, m.external_id, "group_left_directory", i, group=g.name
                 )
             )
     if kept_empty:
@@ -1101,7 +976,7 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
         plan.notes.append(
             f"{len(kept_empty)} synced groups left the directory and are kept empty for review "
             f"({shown}): they grant nobody anything now, but keep their collection grants; "
-            "delete each by hand once reviewed, or set BWSYNC_SYNC__STALE_GROUPS=delete"
+            f"delete each by hand once reviewed, or set {env_name('sync', 'stale_groups')}=delete"
         )
     if created and plan.of(*STALE_GROUP_ACTIONS):
         plan.notes.append(
@@ -1110,21 +985,6 @@ def _plan_stale(plan: Plan, directory: Directory, org: OrgSnapshot, sync: SyncSe
             "new group has no collections yet; grant it the old group's collections "
             '(docs/operations.md, "Groups that leave the directory")'
         )
-
-
-#: Collection grants named one by one in a reason; the JSON plan lists them all.
-GRANTS_SHOWN = 10
-
-
-def _grants_text(grants: tuple[CollectionGrant, ...]) -> str:
-    if not grants:
-        return "it grants no collection"
-    n = len(grants)
-    shown = ", ".join(str(c) for c in grants[:GRANTS_SHOWN])
-    more = (
-        f" and {n - GRANTS_SHOWN} more (the JSON plan lists them all)" if n > GRANTS_SHOWN else ""
-    )
-    return f"grants {n} collection{'s' if n != 1 else ''}: {shown}{more}"
 
 
 SafetyKind = Literal["limit", "group_limit", "brake", "hazard"]
@@ -1204,7 +1064,9 @@ def check_safety(
     if n > sync.max_removals:
         reasons.append(
             SafetyReason(
-                f"{n} {what} exceed BWSYNC_SYNC__MAX_REMOVALS={sync.max_removals}", "limit", n
+                f"{n} {what} exceed {env_name('sync', 'max_removals')}={sync.max_removals}",
+                "limit",
+                n,
             )
         )
     if plan.synced_members:
@@ -1213,7 +1075,7 @@ def check_safety(
             reasons.append(
                 SafetyReason(
                     f"{n} {what} are {pct:.1f}% of {plan.synced_members} synced members, over "
-                    f"BWSYNC_SYNC__MAX_REMOVAL_PERCENT={sync.max_removal_percent:g}",
+                    f"{env_name('sync', 'max_removal_percent')}={sync.max_removal_percent:g}",
                     "limit",
                     n,
                 )
@@ -1234,7 +1096,7 @@ def _group_limit(plan: Plan, sync: SyncSettings, allowed: int | None) -> list[st
     over = (
         f"--allow-emptied-groups {allowed}"
         if allowed is not None
-        else f"BWSYNC_SYNC__MAX_EMPTIED_GROUPS={sync.max_emptied_groups}"
+        else f"{env_name('sync', 'max_emptied_groups')}={sync.max_emptied_groups}"
     )
     return [
         SafetyReason(

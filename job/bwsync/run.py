@@ -26,6 +26,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from bwsync.changes import (
+    IN_MEMBER_BATCH,
+    REREAD,
+    SPEC,
+    STALE_GROUP_ACTIONS,
+    TAKES_ACCESS,
+    Change,
+    Check,
+)
 from bwsync.cleartext import exposures
 from bwsync.config import Settings, env_name
 from bwsync.email_rules import REASONS
@@ -51,9 +60,6 @@ from bwsync.normalize import normalize
 from bwsync.payload import Payload, build_payload, is_new_hash
 from bwsync.plan import (
     OTHER_ORGANIZATION,
-    REMOVALS,
-    STALE_GROUP_ACTIONS,
-    Change,
     OrgSnapshot,
     Plan,
     check_safety,
@@ -607,10 +613,6 @@ def _warn_rejected(rejected: list[Rejected]) -> None:
 LOG_EACH_LIMIT = 500
 
 
-#: Changes logged one by one at info level however long the plan: those taking access away.
-_LOGGED_ALWAYS = REMOVALS | STALE_GROUP_ACTIONS
-
-
 def _log_changes(plan: Plan, counts: dict[str, int], *, dry: bool) -> None:
     """Each change is logged once: as an action when it is about to be applied, worded
     "would …" when this run only plans or the safety check stops it. ``counts`` are the plan's
@@ -619,10 +621,10 @@ def _log_changes(plan: Plan, counts: dict[str, int], *, dry: bool) -> None:
     logged = (
         plan.changes
         if each or LOGGER.isEnabledFor(logging.DEBUG)
-        else [c for c in plan.changes if c.action in _LOGGED_ALWAYS]
+        else [c for c in plan.changes if c.action in TAKES_ACCESS]
     )
     for change in logged:
-        level = logging.INFO if each or change.action in _LOGGED_ALWAYS else logging.DEBUG
+        level = logging.INFO if each or change.action in TAKES_ACCESS else logging.DEBUG
         if LOGGER.isEnabledFor(level):
             event(
                 "would " + change.action if dry else change.action,
@@ -638,12 +640,6 @@ def _log_changes(plan: Plan, counts: dict[str, int], *, dry: bool) -> None:
         )
 
 
-#: Planned actions whose entry makes its batch worth sending: what the import carries out, and
-#: "skip" too — an entry the plan expects the server to ignore is sent all the same, so the
-#: server, not the plan, has the last word (revoke and restore use the member endpoints).
-IMPORTED = frozenset({"invite", "link", "remove", "skip"})
-
-
 def unchanged_batches(payload: Payload, plan: Plan) -> set[int]:
     """Indexes of the member-only batches of a batched import in which the plan finds nothing
     for the server to do: every entry's member is already in the organization as the entry
@@ -656,7 +652,7 @@ def unchanged_batches(payload: Payload, plan: Plan) -> set[int]:
     does not count as a full reconcile."""
     if not plan.org_known or len(payload.requests) < 2:
         return set()
-    touched = {c.external_id for c in plan.changes if c.action in IMPORTED and c.external_id}
+    touched = {c.external_id for c in plan.changes if c.action in IN_MEMBER_BATCH and c.external_id}
     return {
         i
         for i, req in enumerate(payload.requests)
@@ -710,8 +706,9 @@ def _send(
         # members are synced as usual and its collection grants stay.
         assert change.group_id is not None
         assert change.external_id is not None
+        assert change.group is not None
         with stage("apply", step=change.action, subject=change.subject) as info:
-            if not client.update_group(change.group_id, change.subject, change.external_id):
+            if not client.update_group(change.group_id, change.group, change.external_id):
                 info["note"] = "the group was gone already: the import creates it anew"
         done[change.action] += 1
     for i, req in enumerate(payload.requests, start=1):
@@ -746,24 +743,6 @@ def _send(
         done[change.action] += 1
 
 
-#: Changes whose effect a re-read of the member and group lists shows (an emptied group's
-#: member ids are read once more for it).
-REREAD = frozenset(
-    {
-        "invite",
-        "link",
-        "remove",
-        "revoke",
-        "restore",
-        "group_create",
-        "group_rename",
-        "group_relink",
-        "group_empty",
-        "group_delete",
-    }
-)
-
-
 def verify(
     client: BitwardenClient,
     plan: Plan,
@@ -783,7 +762,7 @@ def verify(
     if planned is None:
         planned = plan.counts()
     if not any(c.action in REREAD for c in changes):
-        report.applied = {action: n for action, n in planned.items() if action != "skip"}
+        report.applied = {action: n for action, n in planned.items() if SPEC[action].applies}
         return []
     states = client.member_states()
     groups = client.list_groups() if states is not None else None  # both, or neither (§5)
@@ -792,23 +771,26 @@ def verify(
     group_ids = {g.id for g in groups or ()}
     failed = [c for c in changes if c.action in _ADDED and (c.external_id or "") not in status_of]
     for change in changes:
-        if change.action == "group_empty":
+        check = SPEC[change.action].check
+        if check == "group_members":
             if change.group_id in group_ids and client.group_member_ids(
                 change.group_id or "", missing_ok=True
             ):
                 failed.append(change)
-        elif change.action == "group_delete":
+        elif check == "group_gone":
             if change.group_id in group_ids:
                 failed.append(change)
-        elif change.action in _CHECKED_ONE_BY_ONE and not _took_effect(
-            change, status_of, group_by_ext
+        elif (
+            check is not None
+            and check != "present"
+            and not _took_effect(change, check, status_of, group_by_ext)
         ):
             failed.append(change)
     missing: Counter[str] = Counter(c.action for c in failed)
     report.applied = {
         action: count - missing[action]
         for action, count in planned.items()
-        if action != "skip" and count > missing[action]
+        if SPEC[action].applies and count > missing[action]
     }
     if not failed:
         return []
@@ -820,13 +802,10 @@ def verify(
     return in_order
 
 
-#: Changes that take access away. One the re-read shows not done fails the run (exit 4): the
-#: access it was to end is still there, and a success would save the hash, so no later run
-#: would plan it again until the directory changes.
-TAKES_ACCESS = REMOVALS | STALE_GROUP_ACTIONS
-
-
 def _refuse_access_left(failed: list[Change]) -> None:
+    """A change taking access away that the re-read shows not done fails the run (exit 4):
+    the access it was to end is still there, and a success would save the hash, so no later
+    run would plan it again until the directory changes."""
     left = [c for c in failed if c.action in TAKES_ACCESS]
     if not left:
         return
@@ -840,30 +819,29 @@ def _refuse_access_left(failed: list[Change]) -> None:
     )
 
 
-#: Changes a re-read confirms by the member's presence (its externalId in the list).
-_ADDED = frozenset({"invite", "link"})
-#: The other re-read changes, each tested by ``_took_effect``.
-_CHECKED_ONE_BY_ONE = REREAD - _ADDED - STALE_GROUP_ACTIONS
+#: Changes a re-read confirms by the member's presence (its externalId in the list): tested
+#: in one comprehension, the bulk of a first sync.
+_ADDED = frozenset(s.name for s in SPEC.values() if s.check == "present")
 
 
 def _took_effect(
-    change: Change, status_of: dict[str, int], group_by_ext: dict[str, OrgGroup]
+    change: Change, check: Check, status_of: dict[str, int], group_by_ext: dict[str, OrgGroup]
 ) -> bool:
     ext = change.external_id or ""
-    match change.action:
-        case "remove":
+    match check:
+        case "absent":
             return ext not in status_of
-        case "revoke" | "restore":
+        case "status":
             status = status_of.get(ext)
             return status is not None and (status == STATUS_REVOKED) == (change.action == "revoke")
-        case "group_create":
+        case "group":
             return ext in group_by_ext
-        case "group_relink":
+        case "group_id":
             group = group_by_ext.get(ext)
             return group is not None and group.id == change.group_id
-        case _:  # group_rename
+        case _:  # group_name
             group = group_by_ext.get(ext)
-            return group is not None and group.name == change.subject
+            return group is not None and group.name == change.group
 
 
 def _now_iso() -> str:

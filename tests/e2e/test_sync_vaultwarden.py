@@ -289,6 +289,7 @@ def test_an_admin_marked_deleted_is_protected_only_through_the_list(
             "subject": "user1@example.com",
             "externalId": "u1",
             "reason": "deleted in the directory; protected by BWSYNC_SYNC__PROTECTED_MEMBERS",
+            "reasonCode": "deleted_protected",
         }
     ]
     assert main(["sync"]) == 0

@@ -11,9 +11,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from bwsync.changes import ACTIONS
 from bwsync.cli import main
 from bwsync.config import MetricsSettings
-from bwsync.metrics import ACTIONS, RESULTS, deliver
+from bwsync.metrics import RESULTS, deliver
 from bwsync.model import RunReport
 from tests.fixtures.metrics import PUSH_PASSWORD, PUSH_USER, Pushgateway, free_port
 from tests.standins.bitwarden import FakeBitwarden

@@ -17,10 +17,10 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from bwsync.changes import ACTIONS, APPLYING
 from bwsync.config import MetricsSettings
 from bwsync.errors import ConfigError, RunResult
 from bwsync.metrics import (
-    ACTIONS,
     METRIC_NAMES,
     RESULTS,
     MetricsServer,
@@ -142,11 +142,17 @@ def test_last_success_timestamp(result: RunResult, carried: float | None, expect
 
 
 def test_a_completed_run_has_every_action_even_at_zero() -> None:
+    """Every action the plan knows, link and skip included: the series come from the one
+    definition of the actions (``bwsync.changes``). A skip applies nothing: it has no applied
+    series."""
     report = RunReport(profile="corp", source="ldap", result="no_change", exit_code=0)
     reg = build_registry(report)
+    assert {"link", "skip", "group_relink"} <= set(ACTIONS)
     for action in ACTIONS:
         assert value(reg, "bwsync_planned_changes", action=action) == 0
-        assert value(reg, "bwsync_applied_changes", action=action) == 0
+        applied = value(reg, "bwsync_applied_changes", action=action)
+        assert applied == (0 if action in APPLYING else None), action
+    assert "skip" not in APPLYING
 
 
 def test_a_failed_run_reports_only_what_it_measured() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bwsync.changes import PROTECTED_REASONS
 from bwsync.config import SyncSettings
 from bwsync.errors import ConfigError, SafetyLimitError
 from bwsync.memory import Memory
@@ -21,9 +22,6 @@ from bwsync.model import (
     User,
 )
 from bwsync.plan import (
-    GONE,
-    MAYBE_A_MEMBER,
-    PROTECTED,
     OrgSnapshot,
     Plan,
     check_safety,
@@ -162,7 +160,7 @@ def test_overwrite_plans_each_removal_once_and_spares_only_owners() -> None:
         ("remove", "adm-absent@x.com"),
     ]
     assert plan.removals == 4
-    assert "admins too" in plan.changes[1].reason and "admins too" in plan.changes[4].reason
+    assert "admins too" in plan.changes[1].why and "admins too" in plan.changes[4].why
     assert check_safety(plan, directory, sync)  # 4 > 3: counted once each
     assert not check_safety(plan, directory, sync.model_copy(update={"max_removals": 4}))
 
@@ -183,11 +181,11 @@ def test_groups_create_rename_and_membership_detail() -> None:
         (c.action, c.subject, c.group)
         for c in plan.of("group_create", "group_rename", "member_add", "member_remove")
     ] == [
-        ("group_rename", "Engineering", None),
+        ("group_rename", "Engineering", "Engineering"),
         ("member_add", "a@x.com", "Engineering"),
         ("member_add", "new@x.com", "Engineering"),
         ("member_remove", "hand@x.com", "Engineering"),
-        ("group_create", "Ops", None),
+        ("group_create", "Ops", "Ops"),
     ]
 
 
@@ -221,7 +219,7 @@ def test_unlisted_first_run_remembers_what_it_sends() -> None:
     # the deleted entry revokes a member with its email if there is one: counted, and the base
     # of the percentage is what the import names
     assert _actions(plan) == [("revoke", "gone@x.com")]
-    assert MAYBE_A_MEMBER in plan.changes[0].reason
+    assert plan.changes[0].reason == "deleted_maybe_member"
     assert plan.synced_members == 3 and plan.removals == 1
     assert any("no memory of the members it synced" in n for n in plan.notes)
     assert plan.memory == Memory(
@@ -249,7 +247,7 @@ def test_unlisted_remove_mode_is_refused_unless_overwrite_deletes() -> None:
         max_removal_percent=100,
     )
     assert _actions(plan) == [("remove", "b@x.com")]
-    assert "overwrite_existing deletes it" in plan.changes[0].reason
+    assert "overwrite_existing deletes it" in plan.changes[0].why
     assert plan.send_deleted == []  # left out: the server deletes it
     assert plan.memory is not None and plan.memory.members == {"a@x.com"}
 
@@ -289,8 +287,8 @@ def test_unlisted_remove_missing_revokes_by_sending_deleted() -> None:
         max_removal_percent=100,
     )
     assert [(c.action, c.subject, c.reason) for c in plan.changes] == [
-        ("skip", "boss@x.com", f"{GONE}; {PROTECTED}"),
-        ("revoke", "left@x.com", GONE),
+        ("skip", "boss@x.com", "gone_protected"),
+        ("revoke", "left@x.com", "gone"),
     ]
     # Only emails are remembered: the email is the entry's externalId.
     assert plan.send_deleted == [("left@x.com", "left@x.com")]
@@ -320,7 +318,7 @@ def test_unlisted_protected_members_are_never_sent_deleted() -> None:
     d = _d(_u("a"), _u("adm", deleted=True))
     plan = _vw(d, memory, protected_members="adm@x.com")
     assert [(c.action, c.subject, c.reason) for c in plan.changes] == [
-        ("skip", "adm@x.com", f"deleted in the directory; {PROTECTED}")
+        ("skip", "adm@x.com", "deleted_protected")
     ]
     assert plan.protected_external_ids == {"cn=adm"}
     assert plan.hazards == []
@@ -356,7 +354,7 @@ def test_protected_members_on_a_listing_server() -> None:
         ("skip", "bg@x.com"),
         ("skip", "left@x.com"),
     ]
-    assert PROTECTED in plan.changes[0].reason and plan.protected_external_ids == {"bg"}
+    assert plan.changes[0].reason in PROTECTED_REASONS and plan.protected_external_ids == {"bg"}
     over = make_plan(d, org, sync.model_copy(update={"overwrite_existing": True}))
     assert len(over.hazards) == 2  # the server would remove both
     assert over.removals == 0

@@ -20,7 +20,6 @@ from bwsync.model import (
     User,
 )
 from bwsync.plan import (
-    CLEARED,
     NO_GROUP_ENDPOINTS,
     OrgSnapshot,
     check_safety,
@@ -98,9 +97,9 @@ def test_stale_groups_are_emptied_with_the_members_losing_access() -> None:
         ("group_empty", "Sales", "g-sales", 2),
         ("group_empty", "Ops", "g-ops", 3),
     ]  # "Empty" has nobody left to take: in step; "By hand" is never touched
-    assert "2 members lose the access it grants" in empties[0].reason
-    assert "gone from the directory's groups" in empties[0].reason
-    assert "stay for review" in empties[0].reason
+    assert "2 members lose the access it grants" in empties[0].why
+    assert "gone from the directory's groups" in empties[0].why
+    assert "stay for review" in empties[0].why
     assert empties[0].as_dict()["groupId"] == "g-sales"
     assert empties[0].as_dict()["membersLosingAccess"] == 2
     assert empties[0].sentence(dry_run=True).startswith("would empty group Sales (")
@@ -117,8 +116,8 @@ def test_delete_mode_deletes_every_stale_group_even_an_empty_one() -> None:
         ("group_delete", "Ops", 3),
         ("group_delete", "Empty", 0),
     ]
-    assert "collection grants are deleted with it" in plan.changes[0].reason
-    assert "0 members lose" in plan.changes[2].reason
+    assert "collection grants are deleted with it" in plan.changes[0].why
+    assert "0 members lose" in plan.changes[2].why
 
 
 def test_without_remove_missing_a_stale_group_is_left_alone() -> None:
@@ -152,15 +151,15 @@ def test_detail_lists_each_member_losing_access() -> None:
     org.member_ids_read = {}  # --detail read them all already
     plan = make_plan(directory, org, ON)
     assert [(c.action, c.subject, c.group) for c in plan.changes] == [
-        ("group_empty", "Sales", None),
+        ("group_empty", "Sales", "Sales"),
         ("member_remove", "ann@x.com", "Sales"),
         ("member_remove", "bob@x.com", "Sales"),
-        ("group_empty", "Ops", None),
+        ("group_empty", "Ops", "Ops"),
         ("member_remove", "bob@x.com", "Ops"),
         ("member_remove", "cid@x.com", "Ops"),
         ("member_remove", "hand@x.com", "Ops"),
     ]
-    assert plan.changes[1].reason == "the group is gone from the directory"
+    assert plan.changes[1].reason == "group_left_directory"
     assert plan.changes[1].member_id == "ann"
 
 
@@ -200,7 +199,7 @@ def test_a_group_the_source_identifies_anew_is_relinked_not_recreated(
         ("group_relink", "sales", "4f9c-uuid", "g1"),
         ("group_create", "ops", "cn=ops,ou=new,dc=x", None),
     ]
-    assert "keeping its members and collection grants" in plan.changes[0].reason
+    assert "keeping its members and collection grants" in plan.changes[0].why
     assert [g.id for g in stale_groups(directory, org, ON)] == ["g2"]  # g1 is not stale
 
 
@@ -215,11 +214,9 @@ def test_no_relink_onto_an_external_id_another_group_has() -> None:
         ("group_empty", "sales"),
         ("group_empty", "ops"),
     ]
-    assert "now identifies this group as '4f9c-uuid'" in plan.changes[2].reason
-    assert "a group of this name under another id ('cn=ops,ou=new,dc=x')" in (
-        plan.changes[3].reason
-    )
-    assert "grants 1 collection: c1 (view only)" in plan.changes[3].reason
+    assert "now identifies this group as '4f9c-uuid'" in plan.changes[2].why
+    assert "a group of this name under another id ('cn=ops,ou=new,dc=x')" in (plan.changes[3].why)
+    assert "grants 1 collection: c1 (view only)" in plan.changes[3].why
     assert any("grant it the old group's collections" in n for n in plan.notes)
 
 
@@ -231,13 +228,13 @@ def test_delete_mode_empties_a_group_that_is_likely_the_same_and_lists_grants() 
     plan = make_plan(directory, org, SyncSettings(remove_missing=True, stale_groups="delete"))
     stale = [(c.action, c.subject) for c in plan.of("group_empty", "group_delete")]
     assert stale == [("group_empty", "sales"), ("group_empty", "ops"), ("group_delete", "gone")]
-    assert "not deleted: the directory has a group of this name or entry" in plan.changes[-3].reason
+    assert "not deleted: the directory has a group of this name or entry" in plan.changes[-3].why
     (gone,) = plan.of("group_delete")
     assert gone.collections == (CollectionGrant("c2", manage=True),)
     assert gone.as_dict()["collections"] == [
         {"id": "c2", "readOnly": False, "hidePasswords": False, "manage": True}
     ]
-    assert "(grants 1 collection: c2 (can manage))" in gone.reason
+    assert "(grants 1 collection: c2 (can manage))" in gone.why
 
 
 def test_safety_counts_each_member_losing_access_once() -> None:
@@ -354,7 +351,7 @@ def test_a_group_the_import_clears_lists_who_leaves_it_and_counts_them(
     plan = make_plan(directory, org, SyncSettings(remove_missing=remove_missing))
     removes = [(c.subject, c.group, c.reason) for c in plan.of("member_remove")]
     assert removes == [
-        (f"{w}@x.com", g, CLEARED) for g in ("Staff", "Fresh") for w in ("ann", "bob")
+        (f"{w}@x.com", g, "group_cleared") for g in ("Staff", "Fresh") for w in ("ann", "bob")
     ]
     assert plan.group_losses == {"g-staff": ["ann", "bob"], "g-fresh": ["ann", "bob"]}
     assert plan.members_losing_access == 2

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from bwsync import run
+from bwsync.changes import Action
 from bwsync.config import OktaSettings, Settings, SyncSettings
 from bwsync.errors import DirectoryError
 from bwsync.fingerprint import plan_fingerprint
@@ -437,8 +438,9 @@ def test_verify_counts_what_the_re_read_shows_and_words_the_rest(
     """Each planned change against the organization as re-read after the import: those that
     took effect are counted as applied, the others are worded as differences."""
     from bwsync.bitwarden import BitwardenClient
+    from bwsync.changes import Change
     from bwsync.model import STATUS_REVOKED, RunReport
-    from bwsync.plan import Change, Plan
+    from bwsync.plan import Plan
     from bwsync.run import verify
 
     fake_bitwarden.add_member("a@example.com", external_id="a")
@@ -447,8 +449,10 @@ def test_verify_counts_what_the_re_read_shows_and_words_the_rest(
     fake_bitwarden.add_member("active@example.com", external_id="active")
     fake_bitwarden.add_group("Eng", external_id="eng")
 
-    def change(action: str, subject: str, ext: str) -> Change:
-        return Change(action, subject, ext, "test")  # type: ignore[arg-type]
+    def change(action: Action, subject: str, ext: str) -> Change:
+        if action.startswith("group_"):
+            return Change(action, None, ext, "group_new", group=subject)
+        return Change(action, subject, ext, "new")
 
     plan = Plan(
         changes=[
@@ -483,12 +487,12 @@ def test_verify_counts_what_the_re_read_shows_and_words_the_rest(
         "member_add": 1,
     }
     assert differences == [
-        "invite b@example.com (test)",
-        "remove kept@example.com (test)",
-        "revoke active@example.com (test)",
-        "restore rev@example.com (test)",
-        "create group Ops (test)",
-        "rename group Sales (test)",
+        "invite b@example.com (new in the directory)",
+        "remove kept@example.com (new in the directory)",
+        "revoke active@example.com (new in the directory)",
+        "restore rev@example.com (new in the directory)",
+        "create group Ops (new in the directory)",
+        "rename group Sales (new in the directory)",
     ]
     assert report.applied_differs
 
@@ -497,8 +501,9 @@ def test_verify_re_reads_emptied_and_deleted_groups(fake_bitwarden: FakeBitwarde
     """An emptied group counts as applied when it is empty (or gone), a deleted one when it is
     gone; an emptied group the re-read shows full is a difference."""
     from bwsync.bitwarden import BitwardenClient
+    from bwsync.changes import Change
     from bwsync.model import RunReport
-    from bwsync.plan import Change, Plan
+    from bwsync.plan import Plan
     from bwsync.run import verify
 
     a = fake_bitwarden.add_member("a@example.com", external_id="a")
@@ -506,8 +511,8 @@ def test_verify_re_reads_emptied_and_deleted_groups(fake_bitwarden: FakeBitwarde
     full = fake_bitwarden.add_group("Full", external_id="f", members=[a])
     still = fake_bitwarden.add_group("Still", external_id="s")
 
-    def stale(action: str, name: str, group_id: str) -> Change:
-        return Change(action, name, name, "test", group_id=group_id)  # type: ignore[arg-type]
+    def stale(action: Action, name: str, group_id: str) -> Change:
+        return Change(action, None, name, "group_gone_kept", group=name, group_id=group_id)
 
     plan = Plan(
         changes=[
@@ -522,7 +527,7 @@ def test_verify_re_reads_emptied_and_deleted_groups(fake_bitwarden: FakeBitwarde
     with BitwardenClient(fake_bitwarden.settings(timeout=10.0)) as client:
         differences = [c.sentence(dry_run=False) for c in verify(client, plan, report)]
     assert report.applied == {"group_empty": 2, "group_delete": 1}
-    assert differences == ["empty group Full (test)", "delete group Still (test)"]
+    assert [d.split(" (")[0] for d in differences] == ["empty group Full", "delete group Still"]
     assert [r.path.rsplit("/", 2)[-2] for r in fake_bitwarden.requests_to("group_member_ids")] == [
         empty.id,
         full.id,
