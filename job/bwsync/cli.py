@@ -42,9 +42,10 @@ from bwsync.logs import event
 from bwsync.output import plan_document, print_plan_text
 from bwsync.plan import OWNERS_UNSEEN, stateless_refusal
 from bwsync.redact import redact, redact_data, remember_settings
-from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute, summary
+from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute
 from bwsync.settings import load_settings
 from bwsync.stop import StopRequest, on_signals
+from bwsync.summary import summary
 
 if TYPE_CHECKING:
     from bwsync.model import OrgGroup

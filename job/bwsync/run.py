@@ -1,7 +1,9 @@
 """One sync pass, stage by stage, timed (DESIGN.md "The run").
 
-``execute`` is the only place that knows the order of things; every stage it calls is a module
-with one job. What it guarantees:
+``execute`` is the only place that knows the order of things; each stage takes what it needs
+and returns what the next one needs, and the work is in modules with one job each (``fetch``
+through a source, ``normalize``, ``payload``, ``snapshot``, ``plan``, ``apply``, ``verify``,
+``summary``). What it guarantees:
 
 * nothing is written to Bitwarden before the safety check passed and the state lease is held;
 * the state's hash and delta tokens change only after every import request succeeded, so a
@@ -20,33 +22,16 @@ import logging
 import os
 import socket
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from bwsync.changes import (
-    IN_MEMBER_BATCH,
-    REREAD,
-    SPEC,
-    STALE_GROUP_ACTIONS,
-    TAKES_ACCESS,
-    Change,
-    Check,
-)
+from bwsync.apply import apply, unchanged_batches
 from bwsync.cleartext import exposures
 from bwsync.config import Settings, env_name
-from bwsync.email_rules import REASONS
-from bwsync.errors import (
-    BitwardenError,
-    BwsyncError,
-    ConfigError,
-    Interrupted,
-    StateError,
-)
+from bwsync.errors import BwsyncError, ConfigError, Interrupted, StateError
 from bwsync.fingerprint import plan_fingerprint
-from bwsync.logs import LOGGER, event
+from bwsync.logs import event
 from bwsync.memory import (
     MAX_MEMORY_BYTES,
     Memory,
@@ -55,7 +40,7 @@ from bwsync.memory import (
     scope_of,
     stored_for,
 )
-from bwsync.model import STATUS_REVOKED, Directory, OrgGroup, Rejected, RunReport
+from bwsync.model import Directory, RunReport
 from bwsync.normalize import normalize
 from bwsync.payload import Payload, build_payload, is_new_hash
 from bwsync.plan import (
@@ -75,6 +60,15 @@ from bwsync.sources.base import FetchRequest, Source
 from bwsync.state import StateDocument, StateStore, open_store
 from bwsync.state.liveness import this_process
 from bwsync.stop import StopRequest, active
+from bwsync.summary import (
+    Stages,
+    log_changes,
+    record,
+    record_failure,
+    remember_success,
+    warn_rejected,
+)
+from bwsync.verify import refuse_access_left, verify
 
 if TYPE_CHECKING:
     # Imported where a client is built (``default_client``), on the thread that reads the
@@ -136,20 +130,6 @@ def default_client(
     )
 
 
-class _Stages:
-    def __init__(self, report: RunReport) -> None:
-        self.report = report
-
-    @contextlib.contextmanager
-    def __call__(self, name: str, **fields: Any) -> Iterator[dict[str, Any]]:
-        start = time.perf_counter()
-        extra: dict[str, Any] = dict(fields)
-        yield extra
-        seconds = time.perf_counter() - start
-        self.report.stage_seconds[name] = self.report.stage_seconds.get(name, 0.0) + seconds
-        event(name, seconds=round(seconds, 4), **extra)
-
-
 def lease_holder(profile: str) -> str:
     return f"{profile}/{socket.gethostname()}/{os.getpid()}"
 
@@ -183,7 +163,11 @@ def execute(
 
 
 class _Run:
-    """One pass's working state; each method is one stage of DESIGN.md's diagram."""
+    """One pass. ``_run`` is the order of the stages; each stage is a method that takes what
+    it needs and returns what the next one needs. What stays on the instance is what the
+    wrap-up must find whatever happened (the client, the background read, the lease, the
+    state read), and the ``Outcome`` the CLI shows, filled by ``_run`` from the stages'
+    returns."""
 
     def __init__(
         self,
@@ -209,20 +193,18 @@ class _Run:
             started=time.time(),
         )
         self.outcome = Outcome(report=self.report)
-        self.stage = _Stages(self.report)
-        self.client: BitwardenClient | None = None
-        self.doc: StateDocument | None = None
-        self.leased: StateDocument | None = None
-        self.early: BackgroundRead | None = None
-        self.full_apply = False
-        """Set once the state is read (``_decide_full_apply``), for the whole run."""
+        self.stage = Stages(self.report)
+        self.scope = scope_of(settings.bitwarden.organization_id or "")
+        """The organization a memory of synced members belongs to (``bwsync.memory``)."""
         self.uses_bitwarden = options.bitwarden and settings.bitwarden.has_api_key
         """Whether this run talks to Bitwarden (the settings pass made sure that ``sync`` and
         ``plan`` have the API key; ``plan --directory-only`` does not talk to it)."""
-        self.fingerprint = ""
-        """This run's ``plan_fingerprint`` against the state it read."""
-        self.ignored_memory = False
-        """The state holds a memory of another organization (``_memory``)."""
+        # For the wrap-up (``execute``, ``_failed``), whatever happened:
+        self.doc: StateDocument | None = None
+        """The state as this run read it: ``None`` until then."""
+        self.client: BitwardenClient | None = None
+        self.early: BackgroundRead | None = None
+        self.leased: StateDocument | None = None
 
     def execute(self) -> Outcome:
         try:
@@ -249,39 +231,45 @@ class _Run:
             from bwsync.bitwarden import tls_verify  # here: see TYPE_CHECKING
 
             tls_verify(self.settings.bitwarden)  # a bad CA file: exit 2 before any connection
-        self.stop.check("reading the state")
-        with self.stage("state_read", backend=self.store.description):
-            self.doc = self.store.load()
-        self.report.last_success_timestamp = self.doc.last_success_timestamp
-        self.fingerprint = plan_fingerprint(
-            self.sync, memory=stored_for(self.doc.memory, self._scope)
-        )
-        self.full_apply = self._decide_full_apply(self.doc)
-        self.early = self._read_early()
-        directory = self._fetch(self.doc)
+        doc = self.doc = self._read_state()
+        full = self._decide_full_apply(doc)
+        if full and self.uses_bitwarden:
+            self.early = self._read_early()
+        directory = self.outcome.directory = self._fetch(doc)
         empty = not directory.users and not directory.groups
         if empty and not self.sync.overwrite_existing and not self.sync.remove_missing:
             # bwdc step 7: nothing fetched and nothing to remove → nothing to send.
-            self._unchanged("directory empty", directory)
+            self._unchanged("directory empty", doc, directory)
             return
-        payload = self._payload(directory)
-        if not self.full_apply and not is_new_hash(payload, self.doc.hash):
-            self._unchanged("hash unchanged", directory)
+        payload = self.outcome.payload = self._payload(directory, full=full)
+        if not full and not is_new_hash(payload, doc.hash):
+            self._unchanged("hash unchanged", doc, directory)
             return
         # The hash remembered is the one compared above: that of bwdc's own body, before the
         # plan leaves out protected members or adds removals. Remembering the adjusted body's
         # hash would make every later run with such entries look changed.
         directory_hash = payload.hash
-        plan, payload = self._plan(directory, payload)
+        org = self._snapshot(directory)
+        plan = self.outcome.plan = self._plan(directory, payload, org, doc)
+        if plan.protected_external_ids or plan.send_deleted:
+            # Only then does the body differ from bwdc's; otherwise it is not built twice.
+            payload = self.outcome.payload = self._payload(directory, full=full, plan=plan)
+        safety = self.outcome.safety = self._check(plan, directory)
         # --force, a reconcile due or no remembered hash send every batch, as bwdc does.
-        if not self.full_apply:
-            self.outcome.unsent = frozenset(unchanged_batches(payload, plan))
+        unsent = frozenset(unchanged_batches(payload, plan)) if not full else frozenset()
+        self.outcome.unsent = unsent
+        enforce_safety(safety)
         if self.options.command == "plan":
-            enforce_safety(self.outcome.safety)
             self.report.succeeded("success")
             return
-        enforce_safety(self.outcome.safety)
-        self._apply(directory, payload, plan, directory_hash)
+        self._apply(doc, directory, payload, plan, directory_hash, unsent=unsent)
+
+    def _read_state(self) -> StateDocument:
+        self.stop.check("reading the state")
+        with self.stage("state_read", backend=self.store.description):
+            doc = self.store.load()
+        self.report.last_success_timestamp = doc.last_success_timestamp
+        return doc
 
     def _count_directory_requests(self, info: dict[str, Any]) -> None:
         """The HTTP requests of a cloud source (``cloud_http.HttpStats``), for the metrics and
@@ -323,11 +311,10 @@ class _Run:
             info.update(self.report.directory_objects)
             if self.report.skipped:
                 info["skipped"] = self.report.skipped
-        _warn_rejected(directory.rejected)
-        self.outcome.directory = directory
+        warn_rejected(directory.rejected)
         return directory
 
-    def _payload(self, directory: Directory, plan: Plan | None = None) -> Payload:
+    def _payload(self, directory: Directory, *, full: bool, plan: Plan | None = None) -> Payload:
         extra: dict[str, Any] = {}
         if plan is not None:
             extra["keep"] = frozenset(plan.protected_external_ids)
@@ -339,21 +326,18 @@ class _Run:
                 self.sync,
                 api_url=self.settings.bitwarden.resolved_api_url,
                 org_id=self.settings.bitwarden.organization_id or "",
-                member_ids=not self.full_apply,  # only unchanged_batches reads them
+                member_ids=not full,  # only unchanged_batches reads them
                 **extra,
             )
             info["requests"] = len(payload.requests)
             info["bytes"] = sum(len(r.body) for r in payload.requests)
-        self.outcome.payload = payload
         return payload
 
-    def _read_early(self) -> BackgroundRead | None:
-        """Start reading the organization now, beside the directory fetch, when this run needs
-        it whatever the directory holds: no hash remembered (a first run, state backend
-        ``none``), ``--force``, or a full reconcile due. Otherwise the read waits for the hash
-        comparison, so that an unchanged directory costs no Bitwarden request at all."""
-        if not self.uses_bitwarden or not self.full_apply:
-            return None
+    def _read_early(self) -> BackgroundRead:
+        """Start reading the organization now, beside the directory fetch, for a run that
+        needs it whatever the directory holds (``_decide_full_apply``). Otherwise the read
+        waits for the hash comparison, so that an unchanged directory costs no Bitwarden
+        request at all."""
         # Not a lambda over self: the read would hold the run, and the run the read, a cycle
         # keeping every object of the pass alive until a collection.
         connect = functools.partial(self.client_factory, self.settings, self.report)
@@ -377,7 +361,9 @@ class _Run:
                 "the state was written by an older bwsync, without the fingerprint of the "
                 "settings that change the plan: applying in full once"
             )
-        elif doc.fingerprint != self.fingerprint:
+        elif doc.fingerprint != plan_fingerprint(
+            self.sync, memory=stored_for(doc.memory, self.scope)
+        ):
             why = (
                 "settings that change the plan but not the import body changed since the last "
                 "apply (remove_missing, removal_mode, stale_groups, protected_members), or the "
@@ -390,34 +376,40 @@ class _Run:
         event("full_apply", reason=why)
         return True
 
-    def _plan(self, directory: Directory, payload: Payload) -> tuple[Plan, Payload]:
-        has_credentials = self.uses_bitwarden
-        if self.options.command == "sync" and not has_credentials:
+    def _snapshot(self, directory: Directory) -> OrgSnapshot | None:
+        """The organization as its list endpoints show it, with the member ids of the groups
+        the plan needs (``groups_to_read``); ``None`` where the server has none (Vaultwarden)
+        or this run does not talk to Bitwarden. The client it made stays for the apply."""
+        if self.options.command == "sync" and not self.uses_bitwarden:
             raise ConfigError(self.settings.bitwarden.api_key_problems(self.settings.secrets_dir))
-        org: OrgSnapshot | None = None
-        if has_credentials:
-            with self.stage("snapshot") as info:
-                if self.early is not None:
-                    org = self.early.result()
-                    self.client = self.early.client
-                    info["read_seconds"] = round(self.early.seconds, 4)  # partly beside fetch
-                else:
-                    self.client = self.client_factory(self.settings, self.report)
-                    org = read_org(self.client, detail=self.options.detail)
-                info["members"] = len(org.members) if org else None
-                info["groups"] = len(org.groups) if org else None
-                to_read = groups_to_read(directory, org, self.sync) if org else []
-                if org is not None and to_read:
-                    assert self.client is not None
-                    read_group_members(self.client, org, to_read)
-                    info["groups_read"] = len(to_read)
+        if not self.uses_bitwarden:
+            return None
+        with self.stage("snapshot") as info:
+            if self.early is not None:
+                org = self.early.result()
+                client = self.client = self.early.client
+                info["read_seconds"] = round(self.early.seconds, 4)  # partly beside fetch
+            else:
+                client = self.client = self.client_factory(self.settings, self.report)
+                org = read_org(client, detail=self.options.detail)
+            info["members"] = len(org.members) if org else None
+            info["groups"] = len(org.groups) if org else None
+            to_read = groups_to_read(directory, org, self.sync) if org else []
+            if org is not None and to_read:
+                read_group_members(client, org, to_read)
+                info["groups_read"] = len(to_read)
+        return org
+
+    def _plan(
+        self, directory: Directory, payload: Payload, org: OrgSnapshot | None, doc: StateDocument
+    ) -> Plan:
         sent_members = sum(r.members for r in payload.requests)
         sent_groups = sum(r.groups for r in payload.requests)
         with self.stage("plan") as info:
-            if has_credentials:
-                memory = None
+            if self.uses_bitwarden:
+                memory, ignored = None, False
                 if org is None:  # no list endpoints: judge against what was synced before
-                    memory = self._memory()
+                    memory, ignored = self._memory(doc)
                     info["remembered"] = len(memory.members) if memory else None
                 plan = make_plan(
                     directory,
@@ -426,8 +418,10 @@ class _Run:
                     sent_members=sent_members,
                     sent_groups=sent_groups,
                     memory=memory,
-                    scope=self._scope,
+                    scope=self.scope,
                 )
+                if ignored:
+                    plan.notes.append(OTHER_ORGANIZATION + ": ignored; this run starts a new one")
             else:  # `plan` without the API key: the organization was not asked anything
                 plan = Plan(
                     org_known=False,
@@ -436,52 +430,47 @@ class _Run:
                         f"will be sent ({sent_members} members, {sent_groups} groups)"
                     ],
                 )
-            if self.ignored_memory:
-                plan.notes.append(OTHER_ORGANIZATION + ": ignored; this run starts a new one")
             self.report.planned = plan.counts()
             info.update(self.report.planned)
-        self.outcome.plan = plan
-        if plan.protected_external_ids or plan.send_deleted:
-            # Only then does the body differ from bwdc's; otherwise it is not built twice.
-            payload = self._payload(directory, plan)
-        self.outcome.safety = check_safety(
+        return plan
+
+    def _check(self, plan: Plan, directory: Directory) -> list[str]:
+        """The safety check's reasons to refuse ``plan``; then each change is logged once,
+        worded "would …" when this run only plans or the check stops it."""
+        safety = check_safety(
             plan,
             directory,
             self.sync,
             allow_removals=self.options.allow_removals,
             allow_emptied_groups=self.options.allow_emptied_groups,
         )
-        self.report.safety_breach = bool(self.outcome.safety)
-        dry = self.options.command == "plan" or bool(self.outcome.safety)
-        _log_changes(plan, self.report.planned, dry=dry)
+        self.report.safety_breach = bool(safety)
+        dry = self.options.command == "plan" or bool(safety)
+        log_changes(plan, self.report.planned, dry=dry)
         for note in plan.notes:
             event("plan_note", logging.WARNING, note=note)
-        return plan, payload
+        return safety
 
-    def _memory(self) -> Memory | None:
+    def _memory(self, doc: StateDocument) -> tuple[Memory | None, bool]:
         """The memory of the members synced to this organization, for a server that cannot
-        list them; exit 2 where none can be kept (state backend none) but the settings need
-        one. A memory of another organization is ignored, and said so."""
+        list them, and whether the state held one of another organization (ignored, and said
+        so); exit 2 where none can be kept (state backend none) but the settings need one."""
         if self.settings.state.backend == "none":
             refusal = stateless_refusal(self.sync)
             if refusal is not None:
                 raise ConfigError(refusal)
-        stored = self.doc.memory if self.doc is not None else None
-        if stored is not None and not stored_for(stored, self._scope):
+        stored = doc.memory
+        ignored = stored is not None and not stored_for(stored, self.scope)
+        if ignored:
+            assert stored is not None
             event(
                 "memory_ignored",
                 logging.WARNING,
                 note=f"{OTHER_ORGANIZATION} ({stored.get('scope')!r}); this run starts a new one",
             )
-            self.ignored_memory = True
-        return Memory.load(stored, self._scope)
+        return Memory.load(stored, self.scope), ignored
 
-    @property
-    def _scope(self) -> str:
-        bw = self.settings.bitwarden
-        return scope_of(bw.organization_id or "")
-
-    def _memory_to_keep(self, plan: Plan) -> dict[str, Any] | None:
+    def _memory_to_keep(self, plan: Plan, doc: StateDocument) -> dict[str, Any] | None:
         """The memory of synced members a successful apply of ``plan`` stores: ``None`` where
         the server can be read (the organization itself is the memory). Encoded before
         anything is sent, so that one too big to keep stops the run while nothing is applied,
@@ -490,8 +479,8 @@ class _Run:
         memory = plan.memory
         if memory is None:
             return None
-        stored = self.doc.memory if self.doc is not None else None
-        old = Memory.load(stored, self._scope) if stored is not None else None
+        stored = doc.memory
+        old = Memory.load(stored, self.scope) if stored is not None else None
         if old is not None and old.same_sets(memory):
             return stored  # unchanged: not compressed again
         with self.stage("memory") as info:
@@ -514,48 +503,55 @@ class _Run:
         return None
 
     def _apply(
-        self, directory: Directory, payload: Payload, plan: Plan, directory_hash: str
+        self,
+        doc: StateDocument,
+        directory: Directory,
+        payload: Payload,
+        plan: Plan,
+        directory_hash: str,
+        *,
+        unsent: frozenset[int],
     ) -> None:
+        """Under the state lease: apply, re-read, and remember the success."""
         client = self.client
         assert client is not None
-        memory = self._memory_to_keep(plan)
+        memory = self._memory_to_keep(plan, doc)
         holder = lease_holder(self.settings.profile)
         self.stop.check("taking the state lease")
         with self.stage("lease", holder=holder):
-            self.leased = self.store.acquire_lease(
+            leased = self.leased = self.store.acquire_lease(
                 holder, self.settings.state.lease_seconds, process=this_process()
             )
-        _apply(client, payload, plan, self.stage, unchanged=self.outcome.unsent)
+        apply(client, payload, plan, self.stage, unchanged=unsent)
         if plan.org_known:
             with self.stage("verify") as info:
                 failed = verify(client, plan, self.report, planned=self.report.planned)
                 self.outcome.differences = [c.sentence(dry_run=False) for c in failed]
                 info["differences"] = len(failed)
-            _refuse_access_left(failed)
+            refuse_access_left(failed)
         # Without list endpoints nothing can be confirmed: `applied` stays empty and the
         # summary's `sent` says what went out.
         self.report.succeeded("success")
         # A run that left batches out was not a full apply: the next reconcile stays due.
         full = not self.report.unsent_batches
-        _remember_success(self.leased, directory_hash, directory, self.report, full=full)
-        self.leased.memory = memory
-        self.leased.fingerprint = plan_fingerprint(self.sync, memory=memory is not None)
+        remember_success(leased, directory_hash, directory, self.report, full=full)
+        leased.memory = memory
+        leased.fingerprint = plan_fingerprint(self.sync, memory=memory is not None)
         self.report.finished = time.time()
-        _record(self.leased, self.report)
-        releasing, self.leased = self.leased, None
+        record(leased, self.report)
+        self.leased = None
         with self.stage("state_write", backend=self.store.description):
-            self.store.release(releasing)
+            self.store.release(leased)
 
-    def _unchanged(self, why: str, directory: Directory) -> None:
+    def _unchanged(self, why: str, doc: StateDocument, directory: Directory) -> None:
         self.report.succeeded("no_change")
         event("nothing_to_do", reason=why)
         if self.options.command == "sync":
-            assert self.doc is not None
             # New delta tokens are kept too: the directory they describe is the one applied.
-            _remember_success(self.doc, None, directory, self.report, full=False)
+            remember_success(doc, None, directory, self.report, full=False)
             self.report.finished = time.time()
-            _record(self.doc, self.report)
-            self.store.save(self.doc)
+            record(doc, self.report)
+            self.store.save(doc)
 
     def _failed(self, exc: BwsyncError) -> None:
         if self.stop.given_up and not isinstance(exc, Interrupted):
@@ -574,333 +570,12 @@ class _Run:
             return
         report.finished = time.time()
         if self.leased is None:
-            _record_failure(self.store, report)
+            record_failure(self.store, report, lease_holder(report.profile))
             return
         # Keep the old hash and delta tokens: the next run re-sends everything.
         releasing, self.leased = self.leased, None
-        _record(releasing, report)
+        record(releasing, report)
         try:
             self.store.release(releasing)
         except StateError as state_exc:
             event("state_not_updated", logging.WARNING, error=str(state_exc))
-
-
-#: Entries dropped for their email are named one warning each up to this many; the rest are
-#: counted in one more warning (and all of them in the summary's ``skipped``).
-REJECTED_LOG_LIMIT = 100
-
-
-def _warn_rejected(rejected: list[Rejected]) -> None:
-    """Name each directory entry left out of the import for an email the servers refuse: the
-    run goes on without it (one bad entry blocks nobody), and the admin learns which to fix."""
-    for r in rejected[:REJECTED_LOG_LIMIT]:
-        event(
-            "entry_skipped",
-            logging.WARNING,
-            reason=r.reason,
-            entry=r.entry,
-            email=r.email,
-            note=f"{REASONS.get(r.reason, r.reason)}: left out of the import; fix the entry",
-        )
-    if len(rejected) > REJECTED_LOG_LIMIT:
-        more = Counter(r.reason for r in rejected[REJECTED_LOG_LIMIT:])
-        event("entries_skipped", logging.WARNING, more=dict(more), note="not named one by one")
-
-
-#: Above this many changes, only removals are logged one by one at info level; the rest go to
-#: debug, with one info line of counts. A first sync of 100,000 people must not write 100,000
-#: info lines (DESIGN.md: no full member lists at info level).
-LOG_EACH_LIMIT = 500
-
-
-def _log_changes(plan: Plan, counts: dict[str, int], *, dry: bool) -> None:
-    """Each change is logged once: as an action when it is about to be applied, worded
-    "would …" when this run only plans or the safety check stops it. ``counts`` are the plan's
-    (``plan.counts()``, taken once by the run: 10 ms on a first sync's 100,000 changes)."""
-    each = len(plan.changes) <= LOG_EACH_LIMIT
-    logged = (
-        plan.changes
-        if each or LOGGER.isEnabledFor(logging.DEBUG)
-        else [c for c in plan.changes if c.action in TAKES_ACCESS]
-    )
-    for change in logged:
-        level = logging.INFO if each or change.action in TAKES_ACCESS else logging.DEBUG
-        if LOGGER.isEnabledFor(level):
-            event(
-                "would " + change.action if dry else change.action,
-                level,
-                change=change.sentence(dry),
-            )
-    if not each:
-        event(
-            "changes",
-            counts=counts,
-            note=f"{len(plan.changes)} changes: removals are listed above, the others one by "
-            f"one at {env_name('log', 'level')}=debug and in `bwsync plan`",
-        )
-
-
-def unchanged_batches(payload: Payload, plan: Plan) -> set[int]:
-    """Indexes of the member-only batches of a batched import in which the plan finds nothing
-    for the server to do: every entry's member is already in the organization as the entry
-    says, so §3.4 would change nothing. Leaving them out makes one changed user in 100,000
-    cost one import request instead of 51 (the cloud allows 60 POSTs a minute).
-
-    Only where the plan knows the organization (list endpoints read this run, after the fetch:
-    the run sends everything when it read them beside the fetch); group batches are always
-    sent, since memberships are not read without ``--detail``. A run that leaves batches out
-    does not count as a full reconcile."""
-    if not plan.org_known or len(payload.requests) < 2:
-        return set()
-    touched = {c.external_id for c in plan.changes if c.action in IN_MEMBER_BATCH and c.external_id}
-    return {
-        i
-        for i, req in enumerate(payload.requests)
-        if req.groups == 0 and req.members and touched.isdisjoint(req.member_external_ids)
-    }
-
-
-def _apply(
-    client: BitwardenClient,
-    payload: Payload,
-    plan: Plan,
-    stage: _Stages,
-    *,
-    unchanged: frozenset[int],
-) -> None:
-    """Relink the groups the directory identifies anew, POST the import request(s) in order
-    but the ``unchanged`` ones, then revoke/restore through the member endpoints, then empty
-    or delete the stale groups."""
-    done: Counter[str] = Counter()
-    try:
-        _send(client, payload, plan, stage, unchanged=unchanged, done=done)
-    except BwsyncError:
-        # What the member and group endpoints did before the failure is done for good: the
-        # summary says so (the import's part is in ``sent``; nothing re-read confirms it).
-        stage.report.applied = dict(done)
-        raise
-
-
-def _send(
-    client: BitwardenClient,
-    payload: Payload,
-    plan: Plan,
-    stage: _Stages,
-    *,
-    unchanged: frozenset[int],
-    done: Counter[str],
-) -> None:
-    sent = stage.report.sent
-    n = len(payload.requests)
-    if unchanged:
-        stage.report.unsent_batches = len(unchanged)
-        event(
-            "batches_unchanged",
-            count=len(unchanged),
-            of=n,
-            note="these member batches hold only members the organization already has as the "
-            "directory says; not sent (--force sends every batch)",
-        )
-    for change in plan.of("group_relink"):
-        # Before the import, which then finds the group under its new externalId: its
-        # members are synced as usual and its collection grants stay.
-        assert change.group_id is not None
-        assert change.external_id is not None
-        assert change.group is not None
-        with stage("apply", step=change.action, subject=change.subject) as info:
-            if not client.update_group(change.group_id, change.group, change.external_id):
-                info["note"] = "the group was gone already: the import creates it anew"
-        done[change.action] += 1
-    for i, req in enumerate(payload.requests, start=1):
-        if i - 1 in unchanged:
-            continue
-        step = "import" if n == 1 else f"import {i}/{n}"
-        with stage("apply", step=step, members=req.members, groups=req.groups):
-            client.import_organization(req.body, step=step)
-        sent["members"] = sent.get("members", 0) + req.members
-        sent["groups"] = sent.get("groups", 0) + req.groups
-    if not plan.org_known:
-        return  # revoked and restored by the import itself (Vaultwarden, by email)
-    for change in plan.of("revoke", "restore"):
-        assert change.member_id is not None
-        with stage("apply", step=change.action, subject=change.subject):
-            if change.action == "revoke":
-                client.revoke_member(change.member_id)
-            else:
-                client.restore_member(change.member_id)
-        done[change.action] += 1
-    for change in plan.of(*STALE_GROUP_ACTIONS):
-        # After the import: a failure here leaves the directory's own changes applied, and
-        # the next run (the hash is not saved) plans only what is left of these.
-        assert change.group_id is not None
-        with stage("apply", step=change.action, subject=change.subject) as info:
-            if change.action == "group_empty":
-                found = client.set_group_member_ids(change.group_id, [])
-            else:
-                found = client.delete_group(change.group_id)
-            if not found:
-                info["note"] = "the group was gone already (deleted by hand meanwhile?)"
-        done[change.action] += 1
-
-
-def verify(
-    client: BitwardenClient,
-    plan: Plan,
-    report: RunReport,
-    *,
-    planned: dict[str, int] | None = None,
-) -> list[Change]:
-    """Re-read the organization and check each planned member/group change took effect.
-
-    Nothing to check (an organization already in step) means nothing is re-read: the member
-    list of a large organization is the most expensive request a run makes. Of each member only
-    its externalId and status are decoded (``MemberState``), and invitations and links, the bulk
-    of a first sync, are tested in one comprehension: a first sync checks 100,000 of them.
-    ``planned`` is ``plan.counts()`` when the caller has it already. Returns the changes
-    that did not take effect, in plan order."""
-    changes = plan.changes
-    if planned is None:
-        planned = plan.counts()
-    if not any(c.action in REREAD for c in changes):
-        report.applied = {action: n for action, n in planned.items() if SPEC[action].applies}
-        return []
-    states = client.member_states()
-    groups = client.list_groups() if states is not None else None  # both, or neither (§5)
-    status_of = {m.external_id: m.status for m in states or () if m.external_id}
-    group_by_ext = {g.external_id or "": g for g in groups or () if g.synced}
-    group_ids = {g.id for g in groups or ()}
-    failed = [c for c in changes if c.action in _ADDED and (c.external_id or "") not in status_of]
-    for change in changes:
-        check = SPEC[change.action].check
-        if check == "group_members":
-            if change.group_id in group_ids and client.group_member_ids(
-                change.group_id or "", missing_ok=True
-            ):
-                failed.append(change)
-        elif check == "group_gone":
-            if change.group_id in group_ids:
-                failed.append(change)
-        elif (
-            check is not None
-            and check != "present"
-            and not _took_effect(change, check, status_of, group_by_ext)
-        ):
-            failed.append(change)
-    missing: Counter[str] = Counter(c.action for c in failed)
-    report.applied = {
-        action: count - missing[action]
-        for action, count in planned.items()
-        if SPEC[action].applies and count > missing[action]
-    }
-    if not failed:
-        return []
-    gone = {id(c) for c in failed}
-    in_order = [c for c in changes if id(c) in gone]
-    report.applied_differs = True
-    entries = [c.sentence(dry_run=False) for c in in_order[:20]]
-    event("applied_differs", logging.WARNING, count=len(in_order), entries=entries)
-    return in_order
-
-
-def _refuse_access_left(failed: list[Change]) -> None:
-    """A change taking access away that the re-read shows not done fails the run (exit 4):
-    the access it was to end is still there, and a success would save the hash, so no later
-    run would plan it again until the directory changes."""
-    left = [c for c in failed if c.action in TAKES_ACCESS]
-    if not left:
-        return
-    named = "; ".join(c.sentence(dry_run=False) for c in left[:10])
-    more = f" (and {len(left) - 10} more)" if len(left) > 10 else ""
-    raise BitwardenError(
-        "verify",
-        f"{len(left)} changes taking access away were accepted but the organization, read "
-        f"again, does not show them: {named}{more}. The previous hash is kept, so the next "
-        "run plans them again",
-    )
-
-
-#: Changes a re-read confirms by the member's presence (its externalId in the list): tested
-#: in one comprehension, the bulk of a first sync.
-_ADDED = frozenset(s.name for s in SPEC.values() if s.check == "present")
-
-
-def _took_effect(
-    change: Change, check: Check, status_of: dict[str, int], group_by_ext: dict[str, OrgGroup]
-) -> bool:
-    ext = change.external_id or ""
-    match check:
-        case "absent":
-            return ext not in status_of
-        case "status":
-            status = status_of.get(ext)
-            return status is not None and (status == STATUS_REVOKED) == (change.action == "revoke")
-        case "group":
-            return ext in group_by_ext
-        case "group_id":
-            group = group_by_ext.get(ext)
-            return group is not None and group.id == change.group_id
-        case _:  # group_name
-            group = group_by_ext.get(ext)
-            return group is not None and group.name == change.group
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _remember_success(
-    doc: StateDocument,
-    hash_: str | None,
-    directory: Directory | None,
-    report: RunReport,
-    *,
-    full: bool,
-) -> None:
-    if hash_ is not None:
-        doc.hash = hash_
-    doc.last_success = _now_iso()
-    doc.last_success_timestamp = time.time()
-    report.last_success_timestamp = doc.last_success_timestamp
-    if full:
-        doc.last_full_reconcile = doc.last_success_timestamp
-    if directory is not None:
-        doc.delta = dict(directory.delta)
-
-
-def summary(report: RunReport) -> dict[str, Any]:
-    """The run as counts: the summary log line, the state's ``last_run``, the history."""
-    return {
-        "command": report.command,
-        "result": report.result,
-        "exit_code": report.exit_code,
-        "started": datetime.fromtimestamp(report.started, UTC).isoformat(timespec="seconds"),
-        "seconds": round(report.duration, 3),
-        "directory": report.directory_objects,
-        "skipped": report.skipped,
-        "planned": report.planned,
-        "applied": report.applied,
-        "sent": report.sent,
-        "unsent_batches": report.unsent_batches,
-        "retries": report.retries,
-        "error": report.error,
-    }
-
-
-def _record(doc: StateDocument, report: RunReport) -> None:
-    doc.record_run(summary(report))
-
-
-def _record_failure(store: StateStore, report: RunReport) -> None:
-    """Remember that this run failed without touching the hash or the delta tokens."""
-    report.finished = time.time()
-    try:
-        fresh = store.load()
-        if fresh.lease is not None and not fresh.lease.held_by(
-            lease_holder(report.profile), this_process()
-        ):
-            return  # another run holds it: leave its document alone
-        fresh.lease = None
-        _record(fresh, report)
-        store.save(fresh)
-    except StateError as exc:
-        event("state_not_updated", logging.WARNING, error=str(exc))

@@ -14,15 +14,12 @@ import httpx
 import pytest
 
 from bwsync import run
-from bwsync.changes import Action
 from bwsync.config import OktaSettings, Settings, SyncSettings
 from bwsync.errors import DirectoryError
 from bwsync.fingerprint import plan_fingerprint
 from bwsync.memory import Memory, scope_of
-from bwsync.model import STATUS_REVOKED, Directory, Group, OrgMember, User
-from bwsync.payload import build_payload
-from bwsync.plan import OrgSnapshot, make_plan
-from bwsync.run import RunOptions, execute, unchanged_batches
+from bwsync.model import STATUS_REVOKED, User
+from bwsync.run import RunOptions, execute
 from bwsync.settings import load_settings
 from bwsync.sources.okta import OktaSource
 from bwsync.state.file import FileStateStore
@@ -148,38 +145,6 @@ def test_a_directory_failure_is_reported_without_waiting_for_the_org_read(
     assert outcome.report.exit_code == 3
     assert "bind refused" in (outcome.report.error or "")
     assert fake_bitwarden.requests_to("import") == []
-
-
-def test_unchanged_batches_are_member_batches_without_a_planned_import_change() -> None:
-    users = [User(f"u{i}", f"u{i}", f"u{i}@example.com") for i in range(4100)]
-    groups = [Group("g", "g", "G", user_member_external_ids={"u1": None})]
-    sync = SyncSettings(large_import=True)
-    payload = build_payload(users, groups, sync, api_url="https://x", org_id="o")
-    assert [(r.members, r.groups) for r in payload.requests] == [
-        (2000, 0),
-        (2000, 0),
-        (100, 0),
-        (0, 1),
-    ]
-    members = [OrgMember(f"m{i}", f"u{i}@example.com", f"u{i}") for i in range(4100) if i != 2500]
-    org = OrgSnapshot(members=members, groups=[])
-    plan = make_plan(Directory(users=users, groups=groups), org, sync)
-    assert {(c.action, c.external_id) for c in plan.changes} == {
-        ("invite", "u2500"),
-        ("group_create", "g"),
-    }
-    assert unchanged_batches(payload, plan) == {0, 2}  # the group batch always goes
-    assert (
-        unchanged_batches(payload, make_plan(Directory(users=users, groups=groups), None, sync))
-        == set()
-    )
-    single = build_payload(users[:10], groups, SyncSettings(), api_url="https://x", org_id="o")
-    assert (
-        unchanged_batches(
-            single, make_plan(Directory(users=users[:10], groups=groups), org, SyncSettings())
-        )
-        == set()
-    )
 
 
 def _batched(fake: FakeBitwarden, path: Path) -> Settings:
@@ -430,108 +395,6 @@ def test_a_first_run_sends_every_batch_as_its_snapshot_is_as_old_as_the_fetch(
     assert len(fake_bitwarden.requests_to("import")) == 3
     assert fake_bitwarden.find_member(external_id="u10") is not None  # invited again
     assert FileStateStore(path).load().last_full_reconcile is not None
-
-
-def test_verify_counts_what_the_re_read_shows_and_words_the_rest(
-    fake_bitwarden: FakeBitwarden,
-) -> None:
-    """Each planned change against the organization as re-read after the import: those that
-    took effect are counted as applied, the others are worded as differences."""
-    from bwsync.bitwarden import BitwardenClient
-    from bwsync.changes import Change
-    from bwsync.model import STATUS_REVOKED, RunReport
-    from bwsync.plan import Plan
-    from bwsync.run import verify
-
-    fake_bitwarden.add_member("a@example.com", external_id="a")
-    fake_bitwarden.add_member("kept@example.com", external_id="kept")
-    fake_bitwarden.add_member("rev@example.com", external_id="rev", status=STATUS_REVOKED)
-    fake_bitwarden.add_member("active@example.com", external_id="active")
-    fake_bitwarden.add_group("Eng", external_id="eng")
-
-    def change(action: Action, subject: str, ext: str) -> Change:
-        if action.startswith("group_"):
-            return Change(action, None, ext, "group_new", group=subject)
-        return Change(action, subject, ext, "new")
-
-    plan = Plan(
-        changes=[
-            change("invite", "a@example.com", "a"),  # there
-            change("invite", "b@example.com", "b"),  # not there
-            change("link", "kept@example.com", "kept"),  # there
-            change("remove", "gone@example.com", "gone"),  # gone
-            change("remove", "kept@example.com", "kept"),  # still there
-            change("revoke", "rev@example.com", "rev"),  # revoked
-            change("revoke", "active@example.com", "active"),  # not revoked
-            change("restore", "active@example.com", "active"),  # active
-            change("restore", "rev@example.com", "rev"),  # still revoked
-            change("group_create", "Eng", "eng"),  # there
-            change("group_create", "Ops", "ops"),  # not there
-            change("group_rename", "Eng", "eng"),  # has that name
-            change("group_rename", "Sales", "eng"),  # has another name
-            change("member_add", "a@example.com", "a"),  # not re-read
-            change("skip", "x@example.com", "x"),  # not counted
-        ]
-    )
-    report = RunReport(profile="default", source="file", command="sync", started=0.0)
-    with BitwardenClient(fake_bitwarden.settings(timeout=10.0)) as client:
-        differences = [c.sentence(dry_run=False) for c in verify(client, plan, report)]
-    assert report.applied == {
-        "invite": 1,
-        "link": 1,
-        "remove": 1,
-        "revoke": 1,
-        "restore": 1,
-        "group_create": 1,
-        "group_rename": 1,
-        "member_add": 1,
-    }
-    assert differences == [
-        "invite b@example.com (new in the directory)",
-        "remove kept@example.com (new in the directory)",
-        "revoke active@example.com (new in the directory)",
-        "restore rev@example.com (new in the directory)",
-        "create group Ops (new in the directory)",
-        "rename group Sales (new in the directory)",
-    ]
-    assert report.applied_differs
-
-
-def test_verify_re_reads_emptied_and_deleted_groups(fake_bitwarden: FakeBitwarden) -> None:
-    """An emptied group counts as applied when it is empty (or gone), a deleted one when it is
-    gone; an emptied group the re-read shows full is a difference."""
-    from bwsync.bitwarden import BitwardenClient
-    from bwsync.changes import Change
-    from bwsync.model import RunReport
-    from bwsync.plan import Plan
-    from bwsync.run import verify
-
-    a = fake_bitwarden.add_member("a@example.com", external_id="a")
-    empty = fake_bitwarden.add_group("Empty", external_id="e")
-    full = fake_bitwarden.add_group("Full", external_id="f", members=[a])
-    still = fake_bitwarden.add_group("Still", external_id="s")
-
-    def stale(action: Action, name: str, group_id: str) -> Change:
-        return Change(action, None, name, "group_gone_kept", group=name, group_id=group_id)
-
-    plan = Plan(
-        changes=[
-            stale("group_empty", "Empty", empty.id),  # empty
-            stale("group_empty", "Full", full.id),  # still has a
-            stale("group_empty", "Gone", "0b7f8f0e-8d0a-4f63-9a55-111111111111"),  # gone: fine
-            stale("group_delete", "Gone", "0b7f8f0e-8d0a-4f63-9a55-222222222222"),  # gone
-            stale("group_delete", "Still", still.id),  # still there
-        ]
-    )
-    report = RunReport(profile="default", source="file", command="sync", started=0.0)
-    with BitwardenClient(fake_bitwarden.settings(timeout=10.0)) as client:
-        differences = [c.sentence(dry_run=False) for c in verify(client, plan, report)]
-    assert report.applied == {"group_empty": 2, "group_delete": 1}
-    assert [d.split(" (")[0] for d in differences] == ["empty group Full", "delete group Still"]
-    assert [r.path.rsplit("/", 2)[-2] for r in fake_bitwarden.requests_to("group_member_ids")] == [
-        empty.id,
-        full.id,
-    ]
 
 
 def test_plan_shows_the_batches_a_sync_would_leave_out(
