@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import orjson
 import yaml
 
-from bwsync.config import is_loopback
+from bwsync.config import env_name, is_loopback
 from bwsync.errors import ConfigError
 
 DIRECTORY_TYPES = {0: "ldap", 1: "entra", 2: "google", 3: "okta", 4: "onelogin"}
@@ -170,7 +170,7 @@ def _bitwarden(data: dict[str, Any], conv: Conversion) -> None:
             conv.warnings.append(
                 f"environmentUrls.{key} is {url}: the client secret would cross the network in "
                 f"clear; bwsync refuses BWSYNC_BITWARDEN__{name.upper()} over http:// unless "
-                "BWSYNC_BITWARDEN__ALLOW_HTTP=true — serve the server over https instead"
+                f"{env_name('bitwarden', 'allow_http')}=true — serve the server over https instead"
             )
     if urls.get("webVault"):
         conv.skip("environmentUrls.webVault", "bwsync never opens the web vault")
@@ -196,21 +196,21 @@ def _ldap(d: dict[str, Any], sync: dict[str, Any], conv: Conversion) -> None:
         conv.skip(
             "directoryLdap.startTls",
             "bwdc only uses StartTLS when `ssl` is also on; "
-            "this file never used it (set BWSYNC_LDAP__START_TLS=true to start using it)",
+            f"this file never used it (set {env_name('ldap', 'start_tls')}=true to start using it)",
         )
     if d.get("sslAllowUnauthorized"):
         conv.set("ldap", "tls_verify", False)
         conv.warnings.append(
-            "directoryLdap.sslAllowUnauthorized is on: carried over as BWSYNC_LDAP__TLS_VERIFY="
-            "false, so the LDAP server's certificate is not checked and anyone on the path can "
-            "pose as it and collect the bind password; give its CA in BWSYNC_LDAP__CA_FILE and "
-            "drop the setting"
+            "directoryLdap.sslAllowUnauthorized is on: carried over as "
+            f"{env_name('ldap', 'tls_verify')}=false, so the LDAP server's certificate is not "
+            "checked and anyone on the path can pose as it and collect the bind password; give "
+            f"its CA in {env_name('ldap', 'ca_file')} and drop the setting"
         )
     if host and not ssl and (d.get("username") or d.get("password")) and not is_loopback(host):
         conv.warnings.append(
             f"directoryLdap connects to ldap://{host}:{port} without TLS: the bind password "
             "crosses the network in clear; set ssl (ldaps://) or StartTLS "
-            "(BWSYNC_LDAP__URL=ldaps://… or BWSYNC_LDAP__START_TLS=true)"
+            f"({env_name('ldap', 'url')}=ldaps://… or {env_name('ldap', 'start_tls')}=true)"
         )
     ca = d.get("tlsCaPath") if start_tls else d.get("sslCaPath")
     if ca:
@@ -239,7 +239,8 @@ def _ldap(d: dict[str, Any], sync: dict[str, Any], conv: Conversion) -> None:
     elif root:
         conv.skip(
             "directoryLdap.rootPath",
-            f"{root!r} has no dc= part, which bwdc ignores; set BWSYNC_LDAP__BASE_DN yourself",
+            f"{root!r} has no dc= part, which bwdc ignores; set {env_name('ldap', 'base_dn')} "
+            "yourself",
         )
     if "ad" in d:
         conv.set("ldap", "active_directory", "true" if d.get("ad") else "false")
@@ -247,7 +248,7 @@ def _ldap(d: dict[str, Any], sync: dict[str, Any], conv: Conversion) -> None:
         conv.skip(
             "directoryLdap.pagedSearch=false",
             "bwsync always pages (every server "
-            "bwsync supports handles it); BWSYNC_LDAP__PAGE_SIZE sets the page size",
+            f"bwsync supports handles it); {env_name('ldap', 'page_size')} sets the page size",
         )
     for key in ("domain", "currentUser"):
         if d.get(key):

@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_allowance,
         metavar="N",
         help="allow up to N synced groups to be emptied or deleted for this run, whatever "
-        "BWSYNC_SYNC__MAX_EMPTIED_GROUPS says (--allow-removals does not lift it)",
+        f"{env_name('sync', 'max_emptied_groups')} says (--allow-removals does not lift it)",
     )
     s.add_argument(
         "--every",
@@ -145,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_allowance,
         metavar="N",
         help="check the plan against this allowance of emptied or deleted groups instead of "
-        "BWSYNC_SYNC__MAX_EMPTIED_GROUPS",
+        f"{env_name('sync', 'max_emptied_groups')}",
     )
     pl.add_argument(
         "--directory-only",

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from bwsync.config import SyncSettings
+from bwsync.config import SyncSettings, env_name
 from bwsync.errors import ConfigError, DirectoryError
 from bwsync.model import Group, User
 
@@ -122,7 +122,7 @@ def build_requests(
     if sync.large_import and len(members) + len(groups) > BATCH_SIZE:
         if sync.overwrite_existing:
             raise ConfigError(
-                "BWSYNC_SYNC__OVERWRITE_EXISTING: You cannot use the 'Remove and re-add "
+                f"{env_name('sync', 'overwrite_existing')}: You cannot use the 'Remove and re-add "
                 "organization users during the next sync' option with large imports."
             )
         reqs = [_request([], c, False, True, sync.invite_users) for c in _chunks(members)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bwsync.config import Settings
+from bwsync.config import Settings, env_name
 from bwsync.errors import ConfigError
 from bwsync.sources.base import Source
 
@@ -34,4 +34,4 @@ def build_source(settings: Settings) -> Source:
         from bwsync.sources.onelogin import OneLoginSource
 
         return OneLoginSource(settings.onelogin, settings.sync)
-    raise ConfigError(f"BWSYNC_SOURCE: unknown source {name!r}")
+    raise ConfigError(f"{env_name('source')}: unknown source {name!r}")

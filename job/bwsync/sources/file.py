@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from bwsync.config import FileSettings, SyncSettings
+from bwsync.config import FileSettings, SyncSettings, env_name
 from bwsync.errors import DirectoryError
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
@@ -53,7 +53,7 @@ class FileSource:
             return self.path.read_bytes(), self.path.suffix.lower()
         except OSError as exc:
             raise DirectoryError(
-                f"cannot read BWSYNC_FILE__PATH {self.path}: {exc.strerror}"
+                f"cannot read {env_name('file', 'path')} {self.path}: {exc.strerror}"
             ) from None
 
     def check(self) -> list[CheckResult]:

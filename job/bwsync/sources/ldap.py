@@ -58,7 +58,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from bwsync.config import LdapSettings, SyncSettings
+from bwsync.config import LdapSettings, SyncSettings, env_name
 from bwsync.errors import LdapError
 from bwsync.model import Directory, Group, User
 from bwsync.sources.base import CheckResult, FetchRequest
@@ -383,7 +383,7 @@ class LdapSource:
 
     @property
     def server(self) -> str:
-        return self._ldap.url or "(BWSYNC_LDAP__URL not set)"
+        return self._ldap.url or f"({env_name('ldap', 'url')} not set)"
 
     def _wire(self) -> Wire:
         s = self._ldap
@@ -587,7 +587,7 @@ class LdapSource:
         s = self._ldap
         wire = self._wire() if s.url else None
         if wire is None:
-            return [CheckResult("connect", False, "BWSYNC_LDAP__URL is not set")]
+            return [CheckResult("connect", False, f"{env_name('ldap', 'url')} is not set")]
         uses_tls = s.start_tls or self.server.lower().startswith("ldaps://")
         try:
             try:
@@ -645,7 +645,7 @@ def _id_problem(attribute: str, missing: list[str], not_text: list[str]) -> str:
     bwsync could promise to keep."""
     parts = []
     for dns, what in (
-        (missing, f"have no {attribute} (BWSYNC_LDAP__GROUP_ID_ATTRIBUTE)"),
+        (missing, f"have no {attribute} ({env_name('ldap', 'group_id_attribute')})"),
         (not_text, f"have a {attribute} that is not UTF-8 text (a binary attribute)"),
     ):
         if dns:

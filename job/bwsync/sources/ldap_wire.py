@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from bwsync import stop
+from bwsync.config import env_name
 from bwsync.errors import ConfigError, LdapError, LdapReason, shorten
 
 Attrs = Mapping[str, Sequence[bytes]]
@@ -57,12 +58,12 @@ Failure = Literal[
 SHOW_DELETED_OID = "1.2.840.113556.1.4.417"
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 
-CA_HINT = "is BWSYNC_LDAP__CA_FILE the CA that signed the server certificate?"
+CA_HINT = f"is {env_name('ldap', 'ca_file')} the CA that signed the server certificate?"
 SIZE_HINT = (
     "the server caps how many entries this account may read; raise its limit (OpenLDAP: "
     "limits dn.exact=<bind DN> size=unlimited size.pr=unlimited size.prtotal=unlimited)"
 )
-HOST_HINT = "does the server certificate name the host in BWSYNC_LDAP__URL?"
+HOST_HINT = f"does the server certificate name the host in {env_name('ldap', 'url')}?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +147,7 @@ def make_wire(engine: Literal["auto", "python-ldap", "ldap3"], options: WireOpti
         if not python_ldap_available():
             raise LdapError(
                 options.url,
-                "BWSYNC_LDAP__ENGINE=python-ldap but python-ldap is not installed "
+                f"{env_name('ldap', 'engine')}=python-ldap but python-ldap is not installed "
                 "(install bwsync[fast-ldap], or use ldap3)",
             )
         return PythonLdapWire(options)
@@ -256,7 +257,7 @@ class _Engine:
             return LdapError(
                 url,
                 f"bind as {o.bind_dn} refused: {detail} "
-                "(the server wants TLS: use ldaps:// or BWSYNC_LDAP__START_TLS=true)",
+                f"(the server wants TLS: use ldaps:// or {env_name('ldap', 'start_tls')}=true)",
                 "credentials",
             )
         return LdapError(url, f"{op} failed: {detail}")
@@ -380,9 +381,9 @@ class PythonLdapWire(_Engine):
             # The settings pass reads that file first, so only a file libldap alone rejects
             # gets here; it is still the setting's fault.
             raise ConfigError(
-                f"BWSYNC_LDAP__CA_FILE: libldap cannot use {o.ca_file} for TLS ({exc})"
+                f"{env_name('ldap', 'ca_file')}: libldap cannot use {o.ca_file} for TLS ({exc})"
                 if o.ca_file is not None
-                else f"BWSYNC_LDAP__URL: libldap cannot set up TLS for {o.url} ({exc})"
+                else f"{env_name('ldap', 'url')}: libldap cannot set up TLS for {o.url} ({exc})"
             ) from None
         if o.start_tls:
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bwsync.config import StateSettings
+from bwsync.config import StateSettings, env_name
 from bwsync.errors import ConfigError, LeaseHeldError, StateConflictError
 from bwsync.state.base import NoStateStore, StateDocument, StateStore
 
@@ -29,4 +29,4 @@ def open_store(settings: StateSettings) -> StateStore:
         from bwsync.state.objectstore import ObjectStateStore
 
         return ObjectStateStore.from_settings(settings)
-    raise ConfigError(f"BWSYNC_STATE__BACKEND: unknown backend {settings.backend!r}")
+    raise ConfigError(f"{env_name('state', 'backend')}: unknown backend {settings.backend!r}")

@@ -45,6 +45,7 @@ from typing import Any
 
 import orjson
 
+from bwsync.config import env_name
 from bwsync.errors import LeaseHeldError, StateConflictError, StateError, shorten
 from bwsync.logs import event
 from bwsync.redact import redact_data
@@ -344,9 +345,10 @@ class StateStore(ABC):
             ):
                 who = fresh.lease.holder if fresh.lease else "another run"
                 raise StateConflictError(
-                    f"{self.description} was written by {who} while this run held the lease "
-                    "(did it outlive BWSYNC_STATE__LEASE_SECONDS?); this run's state was not "
-                    "saved"
+                    self.description,
+                    how=f"written by {who} while this run held the lease: did it outlive "
+                    f"{env_name('state', 'lease_seconds')}?",
+                    then="this run's state was not saved",
                 ) from None
             self.save(doc)
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from bwsync.config import STATE_URL_SCHEMES, StateSettings, split_state_url
+from bwsync.config import STATE_URL_SCHEMES, StateSettings, env_name, split_state_url
 from bwsync.errors import ConfigError, StateConflictError, StateError
 from bwsync.state.base import StateStore
 
@@ -51,7 +51,7 @@ def split_url(url: str) -> tuple[str, str, str]:
     try:
         return split_state_url(url)
     except ValueError as exc:
-        raise ConfigError(f"BWSYNC_STATE__URL: {exc}") from None
+        raise ConfigError(f"{env_name('state', 'url')}: {exc}") from None
 
 
 class ObjectStateStore(StateStore):
@@ -76,12 +76,17 @@ class ObjectStateStore(StateStore):
     @classmethod
     def from_settings(cls, settings: StateSettings) -> ObjectStateStore:
         if not settings.url:
-            raise ConfigError("BWSYNC_STATE__URL: required when BWSYNC_STATE__BACKEND=objectstore")
+            raise ConfigError(
+                f"{env_name('state', 'url')}: required when "
+                f"{env_name('state', 'backend')}=objectstore"
+            )
         store = cls(settings.url, endpoint=settings.endpoint, timeout=settings.timeout)
         if store.endpoint and store.platform == "GCS":
-            raise ConfigError("BWSYNC_STATE__ENDPOINT: not supported for gs:// URLs")
+            raise ConfigError(f"{env_name('state', 'endpoint')}: not supported for gs:// URLs")
         if store.endpoint and urlsplit(store.endpoint).scheme not in ("http", "https"):
-            raise ConfigError("BWSYNC_STATE__ENDPOINT: must be an http:// or https:// URL")
+            raise ConfigError(
+                f"{env_name('state', 'endpoint')}: must be an http:// or https:// URL"
+            )
         return store
 
     # -- obstore plumbing ------------------------------------------------------------------
@@ -93,8 +98,8 @@ class ObjectStateStore(StateStore):
             from obstore.store import from_url
         except ImportError:
             raise ConfigError(
-                "BWSYNC_STATE__BACKEND: objectstore needs the obstore package, a dependency "
-                "of bwsync that this installation lacks (reinstall bwsync)"
+                f"{env_name('state', 'backend')}: objectstore needs the obstore package, a "
+                "dependency of bwsync that this installation lacks (reinstall bwsync)"
             ) from None
         client: dict[str, Any] = {
             "timeout": timedelta(seconds=self.timeout),

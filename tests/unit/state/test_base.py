@@ -221,7 +221,8 @@ def test_expired_lease_is_taken_over_and_the_old_holder_cannot_write() -> None:
     stale = old.acquire_lease("p/a/1", 60, now=100)
     new.acquire_lease("p/b/2", 60, now=161)
     stale.hash = "late"
-    with pytest.raises(StateConflictError, match="written by p/b/2 while this run held"):
+    conflict = r"changed since this run read it \(written by p/b/2 while this run held the lease"
+    with pytest.raises(StateConflictError, match=conflict):
         old.release(stale)
     assert MemoryStore(memory).load().hash is None
 
