@@ -9,9 +9,8 @@ inherits both from its branch::
     ├── ConfigError        exit 2  config_error  a setting is missing or wrong; nothing contacted
     ├── DirectoryError     exit 3  failed        the directory failed or sent unusable data
     │   ├── LdapError                            an LDAP operation; ``reason`` says which kind
-    │   ├── CloudApiError                        a cloud API call (``sources.cloud_http``)
-    │   │   └── EntraError, GoogleError
-    │   ├── OktaError, OneLoginError             (``sources.okta``, ``sources.onelogin``)
+    │   ├── DirectoryApiError                    a cloud API call: request, status, code
+    │   │   └── EntraError, GoogleError, OktaError, OneLoginError   (``service`` names it)
     │   └── DuplicateEmailError                  bwdc's "Emails must be unique" rule
     ├── BitwardenError     exit 4  failed        the Bitwarden server refused or failed
     │   ├── BitwardenAuthError                   token endpoint, 401/403
@@ -113,6 +112,60 @@ class LdapError(DirectoryError):
         self.url = url
         self.reason: LdapReason = reason
         super().__init__(f"LDAP {url}: {message}")
+
+
+class DirectoryApiError(DirectoryError):
+    """A cloud directory API call failed for good (after any retries), or answered what the
+    source cannot use. One shape for every service, each a subclass naming it (``service``).
+
+    ``request`` is ``"METHOD /path"`` (no query string, no credentials), ``status`` the HTTP
+    status or ``None`` for a transport failure, ``code`` the service's machine-readable error
+    code when it sent one (``Authorization_RequestDenied``, ``E0000011`` …). ``detail`` is
+    masked as it is stored (``bwsync.redact``): it is often a server's text, and a server may
+    echo the request that carried a secret.
+    """
+
+    service: ClassVar[str] = "directory"
+
+    def __init__(
+        self,
+        request: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.request = request
+        self.status = status
+        self.code = code
+        self.detail = detail = redact(detail)
+        where = f"{self.service} {request}" if request else self.service
+        super().__init__(f"{where} failed: {detail}")
+
+
+class EntraError(DirectoryApiError):
+    """Microsoft Graph or the Microsoft identity platform refused or failed a request."""
+
+    service = "Entra"
+
+
+class GoogleError(DirectoryApiError):
+    """Google's token endpoint or the Admin SDK refused or failed a request."""
+
+    service = "Google"
+
+
+class OktaError(DirectoryApiError):
+    """An Okta request failed; ``code`` is Okta's ``errorCode`` (or the OAuth ``error``)."""
+
+    service = "Okta"
+
+
+class OneLoginError(DirectoryApiError):
+    """A OneLogin request failed; ``status`` is OneLogin's own status code where its body
+    carries one in a 200."""
+
+    service = "OneLogin"
 
 
 class DuplicateEmailError(DirectoryError):

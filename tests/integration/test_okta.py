@@ -14,12 +14,12 @@ import pytest
 
 from bwsync.cli import main
 from bwsync.config import OktaSettings, SyncSettings
-from bwsync.errors import ConfigError
+from bwsync.errors import ConfigError, OktaError
 from bwsync.http.retry import RetryPolicy
 from bwsync.normalize import normalize
 from bwsync.payload import build_payload
 from bwsync.sources.base import FetchRequest
-from bwsync.sources.okta import OktaError, OktaSource
+from bwsync.sources.okta import OktaSource
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.okta_onelogin import OKTA_CLIENT_ID, KeyPair, OktaFactory
 from tests.standins.bitwarden import FakeBitwarden
@@ -99,7 +99,9 @@ def test_bad_native_filter_fails_naming_the_request(
     fake_okta: FakeOkta, okta_settings: Settings
 ) -> None:
     sync = SyncSettings(user_filter='|profile.nickName eq "x"')
-    with pytest.raises(OktaError, match=r"GET /api/v1/users: HTTP 400 E0000031 Invalid search"):
+    with pytest.raises(
+        OktaError, match=r"GET /api/v1/users failed: HTTP 400 E0000031 Invalid search"
+    ):
         _source(okta_settings(fake_okta), sync).fetch(FetchRequest())
 
 
@@ -176,7 +178,7 @@ def test_server_errors_are_retried_then_fail_the_run(
     d = _source(okta_settings(fake_okta), policy=FakeClock().policy()).fetch(FetchRequest())
     assert len(d.groups or []) == 4
     fake_okta.fail("/api/v1/groups/00g_ops/users", status=500, times=10)
-    with pytest.raises(OktaError, match=r"GET /api/v1/groups/00g_ops/users: HTTP 500"):
+    with pytest.raises(OktaError, match=r"GET /api/v1/groups/00g_ops/users failed: HTTP 500"):
         _source(okta_settings(fake_okta), policy=FakeClock().policy()).fetch(FetchRequest())
 
 
@@ -297,7 +299,9 @@ def test_dpop_proofs_are_checked_by_the_stand_in(
 
 def test_ca_file_is_required_for_a_private_ca(fake_okta: FakeOkta, okta_settings: Settings) -> None:
     settings = okta_settings(fake_okta, ca_file=None)
-    with pytest.raises(OktaError, match=r"POST /oauth2/v1/token: ConnectError: .*CERTIFICATE"):
+    with pytest.raises(
+        OktaError, match=r"POST /oauth2/v1/token failed: ConnectError: .*CERTIFICATE"
+    ):
         _source(settings, policy=FakeClock().policy()).fetch(FetchRequest())
 
 

@@ -12,11 +12,12 @@ import pytest
 
 from bwsync.cli import main
 from bwsync.config import OktaSettings, OneLoginSettings, SyncSettings
+from bwsync.errors import OneLoginError
 from bwsync.http.retry import RetryPolicy
 from bwsync.normalize import normalize
 from bwsync.payload import build_payload
 from bwsync.sources.base import FetchRequest
-from bwsync.sources.onelogin import OneLoginError, OneLoginSource
+from bwsync.sources.onelogin import OneLoginSource
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.okta_onelogin import OktaFactory, OneLoginFactory
 from tests.standins.bitwarden import FakeBitwarden
@@ -126,7 +127,9 @@ def test_an_http_error_mid_paging_fails_the_run(
         return original(method, path, *args)
 
     fake.route = route  # type: ignore[method-assign,assignment]
-    with pytest.raises(OneLoginError, match=r"GET /api/1/users: HTTP 400 bad request Invalid"):
+    with pytest.raises(
+        OneLoginError, match=r"GET /api/1/users failed: HTTP 400 bad request Invalid"
+    ):
         _fetch(onelogin_settings(fake)).fetch(FetchRequest())
 
 
@@ -136,7 +139,7 @@ def test_server_errors_retry_then_fail(
     fake_onelogin.fail("/api/1/roles", status=502, times=2)
     assert len(_fetch(onelogin_settings(fake_onelogin)).fetch(FetchRequest()).groups or []) == 3
     fake_onelogin.fail("/api/1/roles", status=500, times=20)
-    with pytest.raises(OneLoginError, match=r"GET /api/1/roles: HTTP 500"):
+    with pytest.raises(OneLoginError, match=r"GET /api/1/roles failed: HTTP 500"):
         _fetch(onelogin_settings(fake_onelogin)).fetch(FetchRequest())
 
 
@@ -195,7 +198,7 @@ def test_check(fake_onelogin_factory: OneLoginFactory, onelogin_settings: Settin
 def test_ca_file_applies_to_the_token_request(
     fake_onelogin: FakeOneLogin, onelogin_settings: Settings
 ) -> None:
-    with pytest.raises(OneLoginError, match=r"POST /auth/oauth2/v2/token: ConnectError"):
+    with pytest.raises(OneLoginError, match=r"POST /auth/oauth2/v2/token failed: ConnectError"):
         _fetch(onelogin_settings(fake_onelogin, ca_file=None)).fetch(FetchRequest())
 
 

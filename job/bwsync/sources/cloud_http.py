@@ -42,7 +42,7 @@ import httpx
 import orjson
 
 from bwsync.config import HttpSourceSection, SyncSettings
-from bwsync.errors import DirectoryError, shorten
+from bwsync.errors import DirectoryApiError, DirectoryError, shorten
 from bwsync.http.client import build_client, ca_context
 from bwsync.http.fanout import Fanout
 from bwsync.http.pressure import Gate, Limiter
@@ -57,14 +57,12 @@ from bwsync.http.retry import (
     classify,
     retry_after,
 )
-from bwsync.redact import redact
 
 __all__ = [
     "GOOGLE",
     "GRAPH",
     "OKTA",
     "ONELOGIN",
-    "CloudApiError",
     "CloudHttp",
     "CloudSource",
     "HttpStats",
@@ -75,34 +73,6 @@ __all__ = [
     "same_origin_next",
     "source_policy",
 ]
-
-
-class CloudApiError(DirectoryError):
-    """A cloud directory API call failed for good (after any retries).
-
-    ``request`` is ``"METHOD /path"`` (no query string, no credentials), ``status`` the HTTP
-    status or ``None`` for a transport failure, ``code`` the service's machine-readable error
-    code when it sent one (``Authorization_RequestDenied``, ``rateLimitExceeded`` …). ``detail``
-    is masked as it is stored (``bwsync.redact``): it is often a server's text, and a server may
-    echo the request that carried a secret.
-    """
-
-    service = "directory"
-
-    def __init__(
-        self,
-        request: str,
-        detail: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-    ) -> None:
-        self.request = request
-        self.status = status
-        self.code = code
-        self.detail = detail = redact(detail)
-        where = f"{self.service} {request}" if request else self.service
-        super().__init__(f"{where} failed: {detail}")
 
 
 def source_policy() -> RetryPolicy:
@@ -354,8 +324,8 @@ Translate = Callable[[str, httpx.Response | None, BaseException | None, str], Di
 is the whole detail (a 200 whose body is unusable)."""
 
 
-def describing(error_class: type[CloudApiError], describe: Callable[..., Any]) -> Translate:
-    """The translation of a source whose errors are ``CloudApiError``s, with ``describe(
+def describing(error_class: type[DirectoryApiError], describe: Callable[..., Any]) -> Translate:
+    """The translation of a source whose errors are ``DirectoryApiError``s, with ``describe(
     response) -> (code, message)`` reading the service's error body."""
 
     def translate(

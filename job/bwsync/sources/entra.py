@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 
 from bwsync.config import EntraSettings, SyncSettings
-from bwsync.errors import ConfigError, shorten
+from bwsync.errors import ConfigError, DirectoryApiError, EntraError, shorten
 from bwsync.http.auth import FunctionTokenAuth
 from bwsync.http.fanout import Fanout
 from bwsync.logs import event
@@ -56,7 +56,6 @@ from bwsync.setting_files import certificate_and_key
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
     GRAPH,
-    CloudApiError,
     CloudHttp,
     CloudSource,
     describing,
@@ -90,12 +89,6 @@ GROUP_ROLES = {
     "Directory.ReadWrite.All",
 }
 AU_ROLES = {"AdministrativeUnit.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"}
-
-
-class EntraError(CloudApiError):
-    """Microsoft Graph or the Microsoft identity platform refused or failed a request."""
-
-    service = "Entra"
 
 
 def graph_error(response: httpx.Response) -> tuple[str | None, str]:
@@ -286,7 +279,7 @@ class EntraSource(CloudSource[EntraSettings]):
             app.remove_tokens_for_client()
         try:
             result = app.acquire_token_for_client(scopes=[f"{self.resource}/.default"])
-        except CloudApiError:
+        except DirectoryApiError:
             raise
         except httpx.HTTPError as exc:
             raise EntraError(name, f"{type(exc).__name__}: {shorten(str(exc))}") from exc

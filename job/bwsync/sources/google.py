@@ -34,7 +34,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from bwsync.config import GoogleSettings, SyncSettings
-from bwsync.errors import ConfigError, shorten
+from bwsync.errors import ConfigError, GoogleError, shorten
 from bwsync.http.auth import FunctionTokenAuth
 from bwsync.http.fanout import Fanout
 from bwsync.model import Directory, Group, User
@@ -43,7 +43,6 @@ from bwsync.setting_files import service_account_key
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
     GOOGLE,
-    CloudApiError,
     CloudHttp,
     CloudSource,
     describing,
@@ -56,12 +55,6 @@ SCOPES = (
     "https://www.googleapis.com/auth/admin.directory.group.member.readonly",
 )
 API = "/admin/directory/v1"
-
-
-class GoogleError(CloudApiError):
-    """Google's token endpoint or the Admin SDK refused or failed a request."""
-
-    service = "Google"
 
 
 def google_error(response: httpx.Response) -> tuple[str | None, str]:

@@ -56,7 +56,7 @@ import httpx
 import orjson
 
 from bwsync.config import OktaSettings, SyncSettings
-from bwsync.errors import ConfigError, DirectoryError, shorten
+from bwsync.errors import ConfigError, DirectoryError, OktaError, shorten
 from bwsync.http.auth import TokenAuth
 from bwsync.model import Directory, Group, User
 from bwsync.redact import remember
@@ -75,23 +75,6 @@ from bwsync.sources.filters import Filter, parse_filter, scope_users_to_groups
 SCOPES = ("okta.users.read", "okta.groups.read")
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 DEPROVISIONED_FILTER = 'status eq "DEPROVISIONED"'
-
-
-class OktaError(DirectoryError):
-    """An Okta request failed; the message names the request and Okta's ``errorCode``."""
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        summary: str | None = None,
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.summary = summary
-        super().__init__(f"Okta {detail}")
 
 
 def okta_reset_in(response: httpx.Response, now: float) -> float | None:
@@ -233,7 +216,9 @@ def user_from_okta(raw: Any) -> User:
     """One Okta user object → ``User`` (id as both ids, email trimmed and lower-cased)."""
     uid = raw.get("id") if isinstance(raw, dict) else None
     if not isinstance(uid, str) or not uid:
-        raise OktaError(f"returned a user without an id: {shorten(repr(raw)[:80], 80)}")
+        raise OktaError(
+            "GET /api/v1/users", f"returned a user without an id: {shorten(repr(raw)[:80], 80)}"
+        )
     profile = raw.get("profile")
     if not isinstance(profile, dict):
         profile = {}
@@ -352,13 +337,10 @@ class OktaSource(CloudSource[OktaSettings]):
         """``OktaError`` naming the request: Okta's error body, or the transport failure."""
         suffix = f" ({note})" if note and (response is not None or exc is not None) else ""
         if response is not None:
-            error = _api_error(name, response)
-            error.args = (error.args[0] + suffix,)
-            return error
+            return _api_error(name, response, suffix)
         if exc is not None:
-            reason = type(exc).__name__
-            return OktaError(f"{name}: {reason}: {shorten(str(exc), 160)}{suffix}")
-        return OktaError(f"{name}: {note or 'no response'}")
+            return OktaError(name, f"{type(exc).__name__}: {shorten(str(exc), 160)}{suffix}")
+        return OktaError(name, note or "no response")
 
     def _client(self) -> CloudHttp:
         """The API client: the credential as an auth flow, the bound on requests in flight."""
@@ -424,11 +406,11 @@ class OktaSource(CloudSource[OktaSettings]):
             raise _oauth_error(what, response, body)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
-            raise OktaError(f"{what}: the response has no access_token", status=200)
+            raise OktaError(what, "the response has no access_token", status=200)
         token_type = str(body.get("token_type", "Bearer"))
         expected = "dpop" if self._dpop is not None else "bearer"
         if token_type.lower() != expected:
-            raise OktaError(f"{what}: Okta issued a {token_type} token, expected {expected}")
+            raise OktaError(what, f"Okta issued a {token_type} token, expected {expected}")
         return body
 
     def _renew_token(self) -> str:
@@ -463,12 +445,12 @@ class OktaSource(CloudSource[OktaSettings]):
         seen: set[str] = set()
         while url is not None:
             if url in seen:  # a server bug; following it would never end
-                raise OktaError(f"{what}: the Link header loops back to a page already read")
+                raise OktaError(what, "the Link header loops back to a page already read")
             seen.add(url)
             response = self._get(url, what)
             page = json_or_none(response)
             if not isinstance(page, list):
-                raise OktaError(f"{what}: expected a JSON array, got {type(page).__name__}")
+                raise OktaError(what, f"expected a JSON array, got {type(page).__name__}")
             if not page:
                 return
             yield page
@@ -529,7 +511,7 @@ class OktaSource(CloudSource[OktaSettings]):
             for raw in page:
                 gid = raw.get("id") if isinstance(raw, dict) else None
                 if not isinstance(gid, str) or not gid:
-                    raise OktaError("GET /api/v1/groups: returned a group without an id")
+                    raise OktaError("GET /api/v1/groups", "returned a group without an id")
                 profile = raw.get("profile")
                 name = profile.get("name") if isinstance(profile, dict) else None
                 if not flt.keeps(name):
@@ -633,7 +615,7 @@ _HEADERS = {"Accept": "application/json", "User-Agent": "bwsync"}
 _SCOPE_IN_CHALLENGE = re.compile(r'scope="([^"]*)"')
 
 
-def _api_error(what: str, response: httpx.Response) -> OktaError:
+def _api_error(what: str, response: httpx.Response, suffix: str = "") -> OktaError:
     """Okta's error body is ``{errorCode, errorSummary, errorLink, errorId, errorCauses}``; a
     missing scope shows in ``WWW-Authenticate`` as ``error="insufficient_scope", scope="…"``."""
     body = json_or_none(response)
@@ -649,7 +631,7 @@ def _api_error(what: str, response: httpx.Response) -> OktaError:
         ]
         if causes and summary:
             summary = f"{summary} ({'; '.join(map(str, causes))})"
-    detail = f"{what}: HTTP {status}"
+    detail = f"HTTP {status}"
     if code or summary:
         detail += f" {code or ''} {shorten(str(summary or ''), 200)}".rstrip()
     elif response.content:
@@ -659,12 +641,7 @@ def _api_error(what: str, response: httpx.Response) -> OktaError:
         scope = _SCOPE_IN_CHALLENGE.search(challenge)
         if scope:
             detail += f" (the token lacks scope {scope.group(1)})"
-    return OktaError(
-        detail,
-        status=status,
-        code=str(code) if code else None,
-        summary=str(summary) if summary else None,
-    )
+    return OktaError(what, detail + suffix, status=status, code=str(code) if code else None)
 
 
 def _oauth_error(what: str, response: httpx.Response, body: Any) -> OktaError:
@@ -681,9 +658,9 @@ def _oauth_error(what: str, response: httpx.Response, body: Any) -> OktaError:
                 "client authentication, and that the key matches the registered public key"
             )
         return OktaError(
-            f"{what}: HTTP {response.status_code} {code}: {description}{hint}",
+            what,
+            f"HTTP {response.status_code} {code}: {description}{hint}",
             status=response.status_code,
             code=code,
-            summary=description,
         )
     return _api_error(what, response)

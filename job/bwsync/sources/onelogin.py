@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from bwsync.config import OneLoginSettings, SyncSettings
-from bwsync.errors import ConfigError, DirectoryError, shorten
+from bwsync.errors import ConfigError, DirectoryError, OneLoginError, shorten
 from bwsync.http.auth import TokenAuth
 from bwsync.model import Directory, Group, User
 from bwsync.redact import remember
@@ -53,14 +53,6 @@ from bwsync.sources.filters import parse_filter, scope_users_to_groups
 
 VALID_EMAIL = re.compile(r"^\S+@\S+\.\S+$")
 STATUS_SUSPENDED = 2
-
-
-class OneLoginError(DirectoryError):
-    """A OneLogin request failed; the message names the request and OneLogin's status."""
-
-    def __init__(self, detail: str, *, status: int | None = None) -> None:
-        self.status = status
-        super().__init__(f"OneLogin {detail}")
 
 
 def onelogin_reset_in(response: httpx.Response, now: float) -> float | None:
@@ -97,7 +89,7 @@ def _numeric_id(value: Any, what: str) -> int:
     """OneLogin's id of a user or role; an entry without one is a OneLogin fault."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise OneLoginError(f"{what}: an entry has no numeric id ({type(value).__name__})")
+    raise OneLoginError(what, f"an entry has no numeric id ({type(value).__name__})")
 
 
 class OneLoginAuth(TokenAuth):
@@ -174,12 +166,10 @@ class OneLoginSource(CloudSource[OneLoginSettings]):
         failure."""
         suffix = f" ({note})" if note and (response is not None or exc is not None) else ""
         if response is not None:
-            error = _error(name, response, json_or_none(response))
-            error.args = (error.args[0] + suffix,)
-            return error
+            return _error(name, response, json_or_none(response), suffix)
         if exc is not None:
-            return OneLoginError(f"{name}: {type(exc).__name__}: {shorten(str(exc), 160)}{suffix}")
-        return OneLoginError(f"{name}: {note or 'no response'}")
+            return OneLoginError(name, f"{type(exc).__name__}: {shorten(str(exc), 160)}{suffix}")
+        return OneLoginError(name, note or "no response")
 
     def _client(self) -> CloudHttp:
         if self._api is None:
@@ -212,7 +202,7 @@ class OneLoginSource(CloudSource[OneLoginSettings]):
             raise _error(what, response, body)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
-            raise OneLoginError(f"{what}: the response has no access_token", status=200)
+            raise OneLoginError(what, "the response has no access_token", status=200)
         lifetime = body.get("expires_in")
         seconds = float(lifetime) if isinstance(lifetime, int | float) else 36000.0
         self._access_token = token
@@ -233,7 +223,7 @@ class OneLoginSource(CloudSource[OneLoginSettings]):
         if not isinstance(status, dict) or status.get("code") != 200:
             raise _error(what, response, body)
         if not isinstance(body.get("data"), list):
-            raise OneLoginError(f"{what}: the response has no `data` list", status=200)
+            raise OneLoginError(what, "the response has no `data` list", status=200)
         return body
 
     def _pages(self, resource: str, query: str | None) -> Iterator[list[dict[str, Any]]]:
@@ -250,7 +240,7 @@ class OneLoginSource(CloudSource[OneLoginSettings]):
             link = pagination.get("next_link") if isinstance(pagination, dict) else None
             url = same_origin_next(base, link) if isinstance(link, str) and link else None
             if url is not None and url in seen:
-                raise OneLoginError(f"{what}: pagination loops back to a page already read")
+                raise OneLoginError(what, "pagination loops back to a page already read")
 
     # -- fetch -----------------------------------------------------------------------------
 
@@ -290,7 +280,7 @@ class OneLoginSource(CloudSource[OneLoginSettings]):
                 uid = _numeric_id(raw.get("id"), "GET /api/1/users")
                 roles = raw.get("role_id") or []
                 if not isinstance(roles, list):
-                    raise OneLoginError(f"GET /api/1/users: user {uid}'s role_id is not a list")
+                    raise OneLoginError("GET /api/1/users", f"user {uid}'s role_id is not a list")
                 memberships.append((uid, frozenset(r for r in roles if isinstance(r, int))))
                 email = onelogin_email(
                     raw,
@@ -370,7 +360,7 @@ class OneLoginSource(CloudSource[OneLoginSettings]):
 _HEADERS = {"Accept": "application/json", "User-Agent": "bwsync"}
 
 
-def _error(what: str, response: httpx.Response, body: Any) -> OneLoginError:
+def _error(what: str, response: httpx.Response, body: Any, suffix: str = "") -> OneLoginError:
     """OneLogin's v1 errors are ``{"status": {error, code, type, message}}``; the token
     endpoint and v2 may answer ``{error, error_description}`` or ``{message, statusCode}``."""
     http = response.status_code
@@ -387,7 +377,7 @@ def _error(what: str, response: httpx.Response, body: Any) -> OneLoginError:
             message = f"{body.get('error')}: {body.get('error_description') or ''}".rstrip(": ")
         elif "message" in body:
             message = str(body.get("message"))
-    detail = f"{what}: HTTP {http}"
+    detail = f"HTTP {http}"
     if code is not None and code != http:
         detail += f", status {code}"
     if message:
@@ -395,4 +385,4 @@ def _error(what: str, response: httpx.Response, body: Any) -> OneLoginError:
     elif body is None and response.content:
         detail += f" {shorten(response.text, 120)}"
     status_code = code if isinstance(code, int) and http == 200 else http
-    return OneLoginError(detail, status=status_code)
+    return OneLoginError(what, detail + suffix, status=status_code)

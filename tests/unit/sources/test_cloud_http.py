@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bwsync import stop
-from bwsync.errors import ConfigError, DirectoryError, Interrupted
+from bwsync.errors import ConfigError, DirectoryApiError, DirectoryError, Interrupted
 from bwsync.http.fanout import Fanout
 from bwsync.http.pressure import Limiter
 from bwsync.http.retry import GIVE_UP, RETRY_NOW, Decision, RetryPolicy, retry_after
@@ -22,7 +22,6 @@ from bwsync.sources.cloud_http import (
     GRAPH,
     OKTA,
     ONELOGIN,
-    CloudApiError,
     CloudHttp,
     Signals,
     describing,
@@ -39,7 +38,7 @@ NOW = 1_800_000_000.0
 REQUEST = httpx.Request("GET", "https://api.test/x")
 
 
-class _Err(CloudApiError):
+class _Err(DirectoryApiError):
     service = "Test API"
 
 

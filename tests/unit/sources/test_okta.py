@@ -15,12 +15,11 @@ import pytest
 from pydantic import ValidationError
 
 from bwsync.config import OktaSettings, SyncSettings
-from bwsync.errors import ConfigError
+from bwsync.errors import ConfigError, OktaError
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.cloud_http import same_origin_next
 from bwsync.sources.okta import (
     DpopKey,
-    OktaError,
     OktaSource,
     client_assertion,
     deprovisioned_filter,
@@ -202,7 +201,7 @@ def test_errors_name_the_request_and_okta_code_never_the_token() -> None:
     with pytest.raises(OktaError) as info:
         _source(handler).fetch(FetchRequest())
     message = str(info.value)
-    assert message.startswith("Okta GET /api/v1/users: HTTP 403 E0000006 You do not have")
+    assert message.startswith("Okta GET /api/v1/users failed: HTTP 403 E0000006 You do not have")
     assert "(the token lacks scope okta.users.read)" in message
     assert "00secret-token" not in message and info.value.exit_code == 3
 

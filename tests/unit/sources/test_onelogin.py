@@ -10,10 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from bwsync.config import OneLoginSettings, SyncSettings
-from bwsync.errors import ConfigError
+from bwsync.errors import ConfigError, OneLoginError
 from bwsync.sources.base import FetchRequest
 from bwsync.sources.onelogin import (
-    OneLoginError,
     OneLoginSource,
     onelogin_email,
     onelogin_reset_in,
@@ -127,7 +126,7 @@ def test_query_part_is_appended_raw() -> None:
                     }
                 },
             ),
-            r"GET /api/1/users: HTTP 401 Unauthorized Authentication Failure",
+            r"GET /api/1/users failed: HTTP 401 Unauthorized Authentication Failure",
         ),
         (
             httpx.Response(
@@ -141,7 +140,7 @@ def test_query_part_is_appended_raw() -> None:
                     }
                 },
             ),
-            r"GET /api/1/users: HTTP 200, status 400 bad request Invalid cursor",
+            r"GET /api/1/users failed: HTTP 200, status 400 bad request Invalid cursor",
         ),
         (httpx.Response(200, json={"status": {"code": 200}}), r"no `data` list"),
         (httpx.Response(404, text="<html>nope</html>"), r"HTTP 404 <html>nope</html>"),
@@ -180,7 +179,7 @@ def test_token_failure() -> None:
             },
         )
 
-    with pytest.raises(OneLoginError, match=r"POST /auth/oauth2/v2/token: HTTP 401"):
+    with pytest.raises(OneLoginError, match=r"POST /auth/oauth2/v2/token failed: HTTP 401"):
         _source(handler).fetch(FetchRequest())
     check = _source(handler).check()
     assert not check[0].ok and "region or subdomain" in check[0].detail
