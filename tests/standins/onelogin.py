@@ -9,8 +9,10 @@ Written from OneLogin's published contract, so the real ``OneLoginSource`` runs 
   tokens expire (``token_lifetime``).
 * ``GET /api/1/users`` and ``/api/1/roles`` with ``Authorization: bearer:<token>``; the v1
   envelope ``{status: {error, code, type, message}, pagination: {before_cursor, after_cursor,
-  previous_link, next_link}, data: [...]}``; 50 per page (``limit`` may ask for fewer); query
-  parameters search on fields with ``*`` wildcards (``email=*@example.com``, ``name=Sales``).
+  previous_link, next_link}, data: [...]}``; 50 per page, the documented maximum for users and
+  roles (``limit`` may ask for fewer; a larger one gets 50: what OneLogin does with it is not
+  documented); cursors only, no page numbers (v1 documents none); query parameters search on
+  fields with ``*`` wildcards (``email=*@example.com``, ``name=Sales``).
   A credential created with the "Authentication only" scope gets 401 on both.
 * Rate limit per account: ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (seconds to the
   next window) on every answer, 429 once spent.

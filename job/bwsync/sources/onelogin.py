@@ -23,7 +23,11 @@ after the retries, fails the run (exit 3) and names the request.
 OneLogin's v1 limit is 5,000 calls an hour per account; ``X-RateLimit-Reset`` is the number of
 seconds to the next window, read by the cloud sources' HTTP layer (``cloud_http.ONELOGIN``).
 The users and the roles are read at the same time; each is one chain of v1 cursor pages,
-which cannot be asked for out of order.
+which cannot be asked for out of order: v1 returns at most 50 a page and documents no page
+numbers, so N users cost ⌈N/50⌉ round trips one after another at any concurrency. v2's numbered
+pages are not used on purpose: v2 users carry no ``role_id``, its search parameters are not
+bwdc's v1 queries, and its pages are offsets that can drop a user next to one deleted mid-read
+(docs/sources/onelogin.md, "How long a read takes").
 """
 
 from __future__ import annotations
