@@ -526,10 +526,7 @@ class LdapSettings(SourceSection):
         parts = urlsplit(v)
         if parts.scheme.lower() not in ("ldap", "ldaps") or not parts.hostname:
             raise ValueError("must be ldap://host:port or ldaps://host:port")
-        try:
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError as exc:
-            raise ValueError(f"has an invalid port: {exc}") from None
+        _port_of(parts)  # its own words would quote the text after the last ':' (a password)
         return v
 
     @model_validator(mode="after")

@@ -265,6 +265,7 @@ def settings_secrets(settings: BaseModel) -> list[str]:
                 password = _url_password(value)
                 if password:
                     out += [password, unquote(password)]
+                out += url_passwords(value)
     for section_name, field in CREDENTIAL_FILE_SETTINGS:
         path = getattr(getattr(settings, section_name), field)
         if path is not None:
@@ -286,6 +287,33 @@ def _url_password(url: str) -> str | None:
         return urlsplit(url).password
     except ValueError:
         return None
+
+
+def url_passwords(value: str) -> list[str]:
+    """What may be the password of a URL as written, even one a parser splits in the wrong
+    place (a ``#``, ``/``, ``?`` or space left unencoded in the password ends the authority
+    early, and the parser then sees no password at all): the text after the first ``:`` of
+    the authority, up to the last ``@`` and up to the first, raw and decoded."""
+    _, sep, rest = value.partition("://")
+    if not sep or "@" not in rest:
+        return []
+    out: list[str] = []
+    for userinfo in (rest.rpartition("@")[0], rest.partition("@")[0]):
+        _, colon, password = userinfo.partition(":")
+        if colon and password:
+            out += [password, unquote(password)]
+    return list(dict.fromkeys(out))
+
+
+def shown_url(value: str) -> str:
+    """``value`` fit to show in a message: as given, unless it holds ``@`` after a scheme (a
+    user and maybe a password, possibly written so no parser finds where they end), then
+    only its scheme and what follows the last ``@`` up to a path, query or fragment."""
+    scheme, sep, rest = value.partition("://")
+    if not sep or "@" not in rest:
+        return value
+    host = re.split(r"[/?#\s]", rest.rpartition("@")[2], maxsplit=1)[0]
+    return f"{scheme}://{MASK}@{host}"
 
 
 def _file_secrets(path: Path, *, whole: bool = False) -> list[str]:

@@ -32,13 +32,14 @@ is writable is ``bwsync check``'s job, not this pass's.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
 from bwsync import setting_files
@@ -51,8 +52,8 @@ from bwsync.config import (
     SourceName,
     env_name,
 )
-from bwsync.errors import ConfigError
-from bwsync.redact import strip_userinfo
+from bwsync.errors import ConfigError, shorten
+from bwsync.redact import remember, shown_url, url_passwords
 
 #: Modules each source and state backend imports; all are dependencies of the package, so a
 #: missing one means a broken installation, named here instead of failing mid-run.
@@ -99,12 +100,12 @@ def _problems(err: Any) -> list[str]:
         return msg.splitlines()
     value = err.get("input")
     shown = ""
-    # Echo the offending value only for plain, short, non-secret scalars, and never a URL's
-    # user and password.
+    # Echo the offending value only for plain, short, non-secret scalars, and of a URL with a
+    # user (and maybe a password, which may hide where it ends) only its scheme and host.
     if isinstance(value, str | int | float | bool) and not any(
         s in _env_of(loc).lower() for s in _SECRET_WORDS
     ):
-        shown = f" (got {strip_userinfo(str(value))[:80]!r})"
+        shown = f" (got {shorten(shown_url(str(value)), 80)!r})"
     return [f"{_env_of(loc)}: {msg}{shown}"]
 
 
@@ -126,6 +127,7 @@ def load_settings(*, api_key: bool = False, **overrides: Any) -> Settings:
     API key). Raise ``ConfigError`` listing every problem, one line each, before anything is
     contacted. ``overrides`` win over the environment and the files."""
     where = secrets_dir(os.environ)
+    remember_raw_secrets(os.environ, Path(where))
     unknown = unknown_variables(os.environ)
     try:
         settings = Settings(_secrets_dir=where, **overrides)
@@ -137,6 +139,42 @@ def load_settings(*, api_key: bool = False, **overrides: Any) -> Settings:
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def remember_raw_secrets(environ: Mapping[str, str], where: Path) -> None:
+    """Remember for masking (``bwsync.redact``), before the settings are even read, every value
+    a secret setting (``SecretStr``) is given as written, in a variable or a file of the
+    secrets directory, and anything that may be the password of a URL given to any setting:
+    an error about a value the models refuse is formatted before the models have read the
+    secrets, and must not show them."""
+    secret_names = _secret_variables()
+    values = {n: v for n, v in environ.items() if n.upper().startswith(ENV_PREFIX)}
+    try:
+        files = [f for f in where.iterdir() if f.name.upper().startswith(ENV_PREFIX)]
+    except OSError:
+        files = []
+    for file in files:
+        try:
+            values[file.name] = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+    for name, value in values.items():
+        if name.upper() in secret_names:
+            remember(value, value.strip())
+        remember(*url_passwords(value))
+
+
+@functools.cache
+def _secret_variables() -> frozenset[str]:
+    """The variables of every ``SecretStr`` setting."""
+    found = set()
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            for inner, spec in section.model_fields.items():
+                if SecretStr in get_args(spec.annotation) or spec.annotation is SecretStr:
+                    found.add(env_name(name, inner))
+    return frozenset(found)
 
 
 def metrics_settings_only() -> tuple[MetricsSettings, str, str] | None:

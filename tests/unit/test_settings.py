@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from bwsync.cli import main
 from bwsync.config import DURATION_PATTERN, Settings, _duration_input, parse_duration
 from bwsync.errors import ConfigError
+from bwsync.redact import redact
 from bwsync.settings import load_settings
 from tests.fixtures.setting_files import google_key, write_setting_file
 from tests.standins.tls import TlsFiles, self_signed_tls
@@ -564,3 +565,61 @@ def test_values_a_client_could_not_use_are_refused_here(
     [problem] = caught.value.problems
     assert problem.startswith(f"{variable}: ") and words in problem
     assert "tök" not in problem  # a secret is never echoed
+
+
+@pytest.mark.parametrize("delimiter", ["#", "/", "?", " ", "@", ":"])
+@pytest.mark.parametrize(
+    ("variable", "url", "context"),
+    [
+        ("BWSYNC_BITWARDEN__SERVER", "https://admin:{pw}@bw.example.com:99999", {}),
+        ("BWSYNC_BITWARDEN__API_URL", "ftp://admin:{pw}@bw.example.com/api", {}),
+        ("BWSYNC_LDAP__URL", "ldap://admin:{pw}@ldap.example.com:x", SOURCE_MINIMUM["ldap"]),
+        ("BWSYNC_METRICS__PUSHGATEWAY_URL", "https://admin:{pw}@push.example.com:x", {}),
+        (
+            "BWSYNC_STATE__ENDPOINT",
+            "https://admin:{pw}@s3.example.com:x",
+            {"BWSYNC_STATE__BACKEND": "objectstore", "BWSYNC_STATE__URL": "s3://b/k"},
+        ),
+    ],
+)
+def test_a_url_with_a_password_is_never_echoed_in_a_settings_error(
+    variable: str,
+    url: str,
+    context: dict[str, str],
+    delimiter: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A password with a character a URL does not allow unencoded there (``#``, ``/``, ``?``, a
+    space) splits the URL in the wrong place: neither the parser's host nor a strip of
+    ``user:password@`` then finds the password, and the value must not be shown at all."""
+    password = f"Zq{delimiter}Leak9x"
+    for name, value in {**context, variable: url.format(pw=password)}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{variable}: "), problem
+    assert main(["check", "--offline"]) == 2
+    for text in (str(caught.value), problem, *capsys.readouterr()):
+        assert "Zq" not in text and "Leak9x" not in text, text
+        assert "'x'" not in text and "'Zq'" not in text, text
+
+
+def test_secrets_as_written_are_masked_before_the_settings_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Variables and secret files of ``SecretStr`` settings, and URL passwords however written,
+    are remembered first; a setting that is no secret (a key *file*'s path) is not."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "bwsync_onelogin__client_secret").write_text(" FileSecret-1 \n")
+    monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("BWSYNC_LDAP__BIND_PASSWORD", "EnvSecret-2")
+    monkeypatch.setenv("BWSYNC_STATE__ENDPOINT", "https://u:Url#Secret-3@h.example")
+    monkeypatch.setenv("BWSYNC_OKTA__PRIVATE_KEY_FILE", "/keys/okta-key.pem")
+    monkeypatch.setenv("BWSYNC_SYNC__USERS", "maybe")  # so the settings are refused
+    with pytest.raises(ConfigError):
+        load_settings()
+    text = redact("FileSecret-1 EnvSecret-2 Url#Secret-3 /keys/okta-key.pem")
+    assert text == "*** *** *** /keys/okta-key.pem"
