@@ -4,12 +4,14 @@ Every line is an *event* with fields (``event("fetch", users=10, seconds=0.2)``)
 pipeline can filter on them. Member lists are never logged at info level; plan entries are
 logged once each, worded as actions ("invite x", "would invite x" in a plan).
 
-Secrets: none of our messages is built with one, and every finished line, at every level and
-in both formats, goes through the masking boundary (``bwsync.redact``), so even a library or a
-server echoing a password cannot leak it through a log. The libraries' own warnings (msal,
-google-auth, …, anything logged at WARNING or above outside ``bwsync``) go through the same
-formatter, with a ``logger`` field, instead of Python's last-resort handler, which would print
-them raw.
+Secrets: none of our messages is built with one, and the text of every line, at every level
+and in both formats, goes through the masking boundary (``bwsync.redact``), so even a library or
+a server echoing a password cannot leak it through a log. The message and each field's value are
+masked before the line is put together, never the finished line: a short secret that reads as
+a number, ``true``, a level or a field name must not turn a JSON line invalid or hide a level.
+The libraries' own warnings (msal, google-auth, …, anything logged at WARNING or above outside
+``bwsync``) go through the same formatter, with a ``logger`` field, instead of Python's
+last-resort handler, which would print them raw.
 """
 
 from __future__ import annotations
@@ -43,14 +45,32 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
-            "event": record.getMessage(),
+            "event": redact(record.getMessage()),
         }
         if not record.name.startswith("bwsync"):
             doc["logger"] = record.name
-        doc.update(getattr(record, _FIELDS, {}))
+        for name, value in getattr(record, _FIELDS, {}).items():
+            doc[name] = _masked(value)
         if record.exc_info and record.levelno >= logging.ERROR:
-            doc["exception"] = self.formatException(record.exc_info)
-        return redact(orjson.dumps(doc, default=str).decode())
+            doc["exception"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(doc).decode()
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with the text in it masked, as JSON will carry it. The values are masked, never
+    the finished line: a secret that reads as a number, ``true`` or a field name would
+    otherwise turn ``"count":2026`` into invalid JSON or ``"level":"info"`` into a mask. Numbers,
+    booleans and ``null`` are the code's own values and stay; anything orjson cannot write
+    natively is written as its text (``str``), masked."""
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {redact(str(k)): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return _masked(orjson.loads(orjson.dumps(value, default=str)))
 
 
 def counts_text(counts: Mapping[str, int]) -> str:
@@ -82,11 +102,12 @@ class ConsoleFormatter(logging.Formatter):
                 shown = orjson.dumps(value, default=str).decode()
             else:
                 shown = str(value)
-            parts.append(f"{key}={shown}")
-        line = f"{stamp} {record.levelname.lower():7} {record.getMessage()}"
+            parts.append(f"{key}={redact(shown)}")
+        # the message and each value masked, not the line: the level and the field names stay
+        line = f"{stamp} {record.levelname.lower():7} {redact(record.getMessage())}"
         if parts:
             line += "  " + " ".join(parts)
-        return redact(line)
+        return line
 
 
 def setup(fmt: str | None, level: str, secrets: Iterable[str] = ()) -> None:

@@ -6,7 +6,8 @@ place that knows what a secret looks like, and every exit calls it —
 * ``errors.shorten`` (which every cut of a server's text goes through) masks *before* it cuts,
   so no prefix of an echoed secret survives a cut; every ``BwsyncError`` masks its message
   (``__str__``), so any ``str(exc)`` is masked whenever and wherever it is taken;
-* the log formatters (``logs``) mask each finished line, JSON or console, every level;
+* the log formatters (``logs``) mask the message and each field of every line (the values,
+  not the finished line, which a short secret could corrupt), JSON or console, every level;
 * the CLI masks every line it prints (``check`` lines, errors, warnings, the ``plan`` text
   and the free-text fields of the ``plan`` JSON);
 * the state's run summaries (``StateDocument.record_run``: ``last_run`` and ``history``);

@@ -63,3 +63,31 @@ def test_console_counts_read_as_words(capsys: pytest.CaptureFixture[str]) -> Non
     assert first.endswith('summary  applied="invite 8, link 1, group_create 4" planned=none')
     assert second.endswith('plan  users=3 notes=["a b"] skipped="no_email 2"')
     assert logs.counts_text({}) == "none"
+
+
+@pytest.mark.parametrize("secret", ["2026", "true", "123456", "info", "null", "event"])
+def test_a_secret_that_looks_like_a_value_or_a_name_leaves_the_line_whole(
+    secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the text of the values is masked, not the finished line: a secret that reads as a
+    number, a literal, a level or a field name must neither break the JSON nor hide what the
+    code wrote (a count that happens to equal a short secret is no secret)."""
+    logs.setup("json", "info", [secret])
+    logs.event("summary", count=2026, applied_differs=True, ratio=123456.0, missing=None)
+    logs.event("echoed", detail=f"server said {secret}", nested={"why": [f"x {secret}"]})
+    first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert first["level"] == "info" and first["event"] == "summary"
+    assert (first["count"], first["applied_differs"], first["ratio"]) == (2026, True, 123456.0)
+    assert "missing" in first and first["missing"] is None
+    assert second["detail"] == f"server said {MASK}"
+    assert second["nested"] == {"why": [f"x {MASK}"]}
+
+
+def test_console_masks_the_values_not_the_level_or_the_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.setup("console", "info", ["info", "count"])
+    logs.event("summary", count=3, detail="the count was info")
+    line = capsys.readouterr().err
+    assert " info " in line and "count=3" in line
+    assert f"detail=the {MASK} was {MASK}" in line
