@@ -107,6 +107,9 @@ class ConsoleFormatter(logging.Formatter):
         line = f"{stamp} {record.levelname.lower():7} {redact(record.getMessage())}"
         if parts:
             line += "  " + " ".join(parts)
+        if record.exc_info and record.levelno >= logging.ERROR:
+            # an exit-1 bug: the traceback is what the person at the terminal reports
+            line += "\n" + redact(self.formatException(record.exc_info))
         return line
 
 

@@ -30,7 +30,7 @@ def test_debug_lines_fields_and_tracebacks_are_masked(
     assert quote(SECRET, safe="") not in err
     assert json.dumps(SECRET)[1:-1] not in err
     assert "0123456789" not in err
-    assert err.count(MASK) >= (3 if fmt == "json" else 2)  # console shows no traceback
+    assert err.count(MASK) >= 3
     if fmt == "json":
         lines = [json.loads(line) for line in err.splitlines()]
         assert lines[0]["event"] == "token" and lines[0]["level"] == "debug"
@@ -91,3 +91,22 @@ def test_console_masks_the_values_not_the_level_or_the_names(
     line = capsys.readouterr().err
     assert " info " in line and "count=3" in line
     assert f"detail=the {MASK} was {MASK}" in line
+
+
+def test_console_shows_the_traceback_of_an_unexpected_error_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An exit-1 bug is logged with its traceback; the console format (a terminal's) must show
+    it as the JSON format does, or the person at the terminal cannot report the bug."""
+    secret = "Trace:Secret-0123"
+    logs.setup("console", "info", [secret])
+    try:
+        raise KeyError(f"echoed {secret}")
+    except KeyError:
+        logs.LOGGER.exception("unexpected error: %s", "KeyError")
+    err = capsys.readouterr().err
+    first, *rest = err.splitlines()
+    assert first.endswith("unexpected error: KeyError")
+    assert rest[0] == "Traceback (most recent call last):"
+    assert rest[-1] == f"KeyError: 'echoed {MASK}'"
+    assert secret not in err
