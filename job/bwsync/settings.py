@@ -179,12 +179,24 @@ def _secret_variables() -> frozenset[str]:
 
 def metrics_settings_only() -> tuple[MetricsSettings, str, str] | None:
     """(metrics settings, profile, source label) from the environment, or None if even those
-    are invalid. The source label is kept only if it is a known source (bounded labels)."""
+    are invalid. The source label is kept only if it is a known source (bounded labels).
+
+    Called after the settings failed, so any failure is expected here, reading ones included
+    (a secret file that is not UTF-8, a section that is not JSON, a secrets directory that is
+    a file). When the secrets directory is what cannot be read, the metrics settings are read
+    from the environment alone: the ``config_error`` result must still reach the textfile or
+    the Pushgateway (a Pushgateway password kept in that directory is then missing, and the
+    push fails with a warning of its own)."""
     where = secrets_dir(os.environ)
     try:
         found = MetricsOnly(_secrets_dir=where)
     except ValidationError:
         return None
+    except (SettingsError, OSError, UnicodeDecodeError):
+        try:
+            found = MetricsOnly(_secrets_dir=None)
+        except (ValidationError, SettingsError, OSError, UnicodeDecodeError):
+            return None
     known = found.source in get_args(SourceName)
     return found.metrics, found.profile, found.source if known else "unknown"
 

@@ -57,3 +57,42 @@ def test_a_sync_runs_with_the_collector_paused_and_leaves_it_running(
     assert cli.main(["plan", "--directory-only", "--output", "json"]) == 0
     assert seen == [False]
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize(
+    ("broken", "metric_written"),
+    [
+        ("non_utf8_secret_file", True),  # the metrics settings themselves are readable
+        ("metrics_section_not_json", False),  # they are not: exit 2 all the same
+        ("secrets_dir_is_a_file", True),
+    ],
+)
+def test_a_sync_whose_settings_cannot_be_read_is_exit_2_with_its_metric(
+    broken: str,
+    metric_written: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Reading (not validating) the settings can fail too: a secret file that is not UTF-8, a
+    section that is not JSON. The run is a configuration problem (exit 2), and the
+    ``config_error`` result still reaches the metrics when their own settings can be read."""
+    textfile = tmp_path / "bwsync.prom"
+    monkeypatch.setenv("BWSYNC_METRICS__TEXTFILE_PATH", str(textfile))
+    secrets = tmp_path / "secrets"
+    if broken == "non_utf8_secret_file":
+        secrets.mkdir()
+        (secrets / "bwsync_ldap__bind_password").write_bytes(b"\xff\xfepw")
+    elif broken == "secrets_dir_is_a_file":
+        secrets.write_text("x")
+    else:
+        monkeypatch.setenv("BWSYNC_METRICS", "{bad")
+    monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(secrets))
+    assert cli.main(["sync"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "bwsync: invalid configuration" in err
+    assert textfile.exists() is metric_written
+    if metric_written:
+        assert 'bwsync_last_run_result{profile="default",result="config_error"' in (
+            textfile.read_text()
+        )
