@@ -40,7 +40,7 @@ import msgspec
 import orjson
 
 from bwsync import __version__, stop
-from bwsync.config import BitwardenSettings
+from bwsync.config import BitwardenSettings, env_name
 from bwsync.errors import (
     BitwardenAuthError,
     BitwardenClientError,
@@ -350,7 +350,7 @@ def _error_from_response(
     if token and status in (404, 405):
         # A base URL with a path the server does not have (Vaultwarden: HTTP 404), or a
         # web page answering instead of the identity server: no key was even looked at.
-        setting = url_setting or "BWSYNC_BITWARDEN__SERVER"
+        setting = url_setting or env_name("bitwarden", "server")
         return BitwardenClientError(
             step,
             f"there is no identity endpoint at {url} (HTTP {status}): check {setting}; it "
@@ -365,8 +365,8 @@ def _error_from_response(
         detail = (
             f"the identity server {url} refused the organization API key (HTTP {status}"
             + (f": {message}" if message else "")
-            + "); check BWSYNC_BITWARDEN__CLIENT_ID, the secret, and that the server/region "
-            "matches the organization"
+            + f"); check {env_name('bitwarden', 'client_id')}, the secret, and that the "
+            "server/region matches the organization"
         )
     elif status in (401, 403):
         cls = BitwardenAuthError
@@ -462,7 +462,7 @@ def tls_verify(settings: BitwardenSettings) -> ssl.SSLContext | bool:
     environment). An unloadable one is a ``ConfigError`` naming the setting; the run calls
     this first, so that it is reported before any connection (the client itself may be built
     later, beside the fetch)."""
-    return ca_context(settings.ca_file, "BWSYNC_BITWARDEN__CA_FILE")
+    return ca_context(settings.ca_file, env_name("bitwarden", "ca_file"))
 
 
 class _TokenUnusable(Exception):
@@ -506,9 +506,9 @@ class BitwardenClient:
         self.api_url = settings.resolved_api_url.rstrip("/")
         self.identity_url = settings.resolved_identity_url.rstrip("/")
         self._url_setting = (
-            f"BWSYNC_BITWARDEN__IDENTITY_URL={settings.identity_url}"
+            f"{env_name('bitwarden', 'identity_url')}={settings.identity_url}"
             if settings.identity_url
-            else f"BWSYNC_BITWARDEN__SERVER={settings.server}"
+            else f"{env_name('bitwarden', 'server')}={settings.server}"
         )
         # Looked up when waiting, not bound here: a stop request cuts the wait short
         # (bwsync.stop.sleep), and an end-to-end test replaces bwsync.stop.sleep to wait out
@@ -872,8 +872,8 @@ class BitwardenClient:
         if missing_if is not None and response is not None and response.status_code == 404:
             note += (
                 "; this is not the JSON 404 Vaultwarden answers for the endpoints it lacks: "
-                "is a proxy or a path in front of the server? Check BWSYNC_BITWARDEN__"
-                + ("API_URL" if self.settings.api_url else "SERVER")
+                "is a proxy or a path in front of the server? Check "
+                + env_name("bitwarden", "api_url" if self.settings.api_url else "server")
             )
         if note:
             failure.args = (failure.args[0] + note,)
@@ -930,7 +930,7 @@ class BitwardenClient:
                 budget=limit,
                 why=(
                     "the server's login rate limit, "
-                    f"BWSYNC_BITWARDEN__LOGIN_RATE_LIMIT_WAIT={limit:g}"
+                    f"{env_name('bitwarden', 'login_rate_limit_wait')}={limit:g}"
                 ),
             )
         return classify(response, exc)

@@ -169,7 +169,7 @@ def _bitwarden(data: dict[str, Any], conv: Conversion) -> None:
         if parts.scheme.lower() == "http" and not is_loopback(parts.hostname):
             conv.warnings.append(
                 f"environmentUrls.{key} is {url}: the client secret would cross the network in "
-                f"clear; bwsync refuses BWSYNC_BITWARDEN__{name.upper()} over http:// unless "
+                f"clear; bwsync refuses {env_name('bitwarden', name)} over http:// unless "
                 f"{env_name('bitwarden', 'allow_http')}=true — serve the server over https instead"
             )
     if urls.get("webVault"):

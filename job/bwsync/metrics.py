@@ -120,7 +120,7 @@ from prometheus_client.registry import Collector
 
 from bwsync import __version__
 from bwsync.changes import ACTIONS, APPLYING
-from bwsync.config import MetricsSettings, split_listen
+from bwsync.config import MetricsSettings, env_name, split_listen
 from bwsync.errors import SUCCESS_RESULTS, ConfigError, RunResult
 from bwsync.logs import event
 from bwsync.model import RunReport
@@ -456,7 +456,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     try:
         return split_listen(listen)
     except ValueError as exc:
-        raise ConfigError(f"BWSYNC_METRICS__LISTEN: {exc} (got {listen!r})") from None
+        raise ConfigError(f"{env_name('metrics', 'listen')}: {exc} (got {listen!r})") from None
 
 
 #: Seconds a connection may stay silent (no request sent, the response not read) before it is
@@ -577,8 +577,8 @@ class MetricsServer:
             server = server_cls((self.host, self.port), self._handler_class(), self.max_connections)
         except OSError as exc:
             raise ConfigError(
-                f"BWSYNC_METRICS__LISTEN: cannot listen on {self.host or '*'}:{self.port}: "
-                f"{exc.strerror or exc}"
+                f"{env_name('metrics', 'listen')}: cannot listen on "
+                f"{self.host or '*'}:{self.port}: {exc.strerror or exc}"
             ) from None
         self._server = server
         self._thread = threading.Thread(

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from bwsync.config import env_name
 from bwsync.errors import ConfigError
 
 
@@ -28,7 +29,8 @@ def _not_a_path(path: Path, setting: str) -> None:
     if "\n" in text or "-----BEGIN" in text or text.lstrip().startswith("{") or len(text) > 1024:
         raise ConfigError(
             f"{setting}: holds what looks like the file's content, not its path; set the path "
-            "of the file (secret files are mounted in BWSYNC_SECRETS_DIR under any other name)"
+            f"of the file (secret files are mounted in {env_name('secrets_dir')} under any other "
+            "name)"
         )
 
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import httpx
 
-from bwsync.config import EntraSettings, SyncSettings
+from bwsync.config import EntraSettings, SyncSettings, env_name
 from bwsync.errors import ConfigError, DirectoryApiError, EntraError, shorten
 from bwsync.http.auth import FunctionTokenAuth
 from bwsync.http.fanout import Fanout
@@ -193,7 +193,7 @@ class EntraSource(CloudSource[EntraSettings]):
     name = "entra"
 
     signals = GRAPH
-    ca_setting = "BWSYNC_ENTRA__CA_FILE"
+    ca_setting = env_name("entra", "ca_file")
     translate = staticmethod(describing(EntraError, graph_error))  # type: ignore[assignment]
 
     def __init__(self, settings: EntraSettings, sync: SyncSettings, **seams: Any) -> None:
@@ -215,7 +215,9 @@ class EntraSource(CloudSource[EntraSettings]):
         if s.client_secret is not None:
             return s.client_secret.get_secret_value()
         if s.certificate_file is not None:
-            key, cert = certificate_and_key(s.certificate_file, "BWSYNC_ENTRA__CERTIFICATE_FILE")
+            key, cert = certificate_and_key(
+                s.certificate_file, env_name("entra", "certificate_file")
+            )
             return {"private_key": key, "public_certificate": cert}
         federated = os.environ.get(FEDERATED_TOKEN_ENV)
         if federated:

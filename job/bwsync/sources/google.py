@@ -33,7 +33,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from bwsync.config import GoogleSettings, SyncSettings
+from bwsync.config import GoogleSettings, SyncSettings, env_name
 from bwsync.errors import ConfigError, GoogleError, shorten
 from bwsync.http.auth import FunctionTokenAuth
 from bwsync.http.fanout import Fanout
@@ -124,7 +124,7 @@ class GoogleSource(CloudSource[GoogleSettings]):
     name = "google"
 
     signals = GOOGLE
-    ca_setting = "BWSYNC_GOOGLE__CA_FILE"
+    ca_setting = env_name("google", "ca_file")
     translate = staticmethod(describing(GoogleError, google_error))  # type: ignore[assignment]
 
     def __init__(self, settings: GoogleSettings, sync: SyncSettings, **seams: Any) -> None:
@@ -148,7 +148,7 @@ class GoogleSource(CloudSource[GoogleSettings]):
             raise ConfigError(problems)
         path = self.settings.credentials_file
         assert path is not None
-        return service_account_key(path, "BWSYNC_GOOGLE__CREDENTIALS_FILE")
+        return service_account_key(path, env_name("google", "credentials_file"))
 
     def _make_credentials(self, scopes: tuple[str, ...]) -> Any:
         from google.oauth2 import service_account
@@ -160,7 +160,8 @@ class GoogleSource(CloudSource[GoogleSettings]):
             )
         except ValueError as exc:  # an unreadable private key
             raise ConfigError(
-                f"BWSYNC_GOOGLE__CREDENTIALS_FILE: unusable private key ({type(exc).__name__})"
+                f"{env_name('google', 'credentials_file')}: unusable private key "
+                f"({type(exc).__name__})"
             ) from None
 
     def _token_client(self) -> CloudHttp:
@@ -350,7 +351,8 @@ class GoogleSource(CloudSource[GoogleSettings]):
                 hint = ""
                 if exc.code == "invalid_grant" and "email" in str(exc).lower():
                     hint = (
-                        f" — BWSYNC_GOOGLE__ADMIN_EMAIL {self.settings.admin_email} is not a "
+                        f" — {env_name('google', 'admin_email')} {self.settings.admin_email} "
+                        "is not a "
                         "user of the Workspace"
                     )
                 return [*results, CheckResult("token", False, f"{exc}{hint}")]
@@ -387,7 +389,7 @@ class GoogleSource(CloudSource[GoogleSettings]):
                 if exc.code == "forbidden":
                     hint = (
                         f" — is {self.settings.admin_email} an administrator, and is "
-                        "BWSYNC_GOOGLE__DOMAIN a domain of this customer?"
+                        f"{env_name('google', 'domain')} a domain of this customer?"
                     )
                 results.append(CheckResult(label, False, f"{exc}{hint}"))
         return results

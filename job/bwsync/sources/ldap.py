@@ -164,8 +164,8 @@ class SearchPlan:
         base_dn = ldap.base_dn or ""
         user_class = ldap.user_object_class or "person"
         group_class = ldap.group_object_class or ("group" if ad else "groupOfNames")
-        user_sub, user_setting = _sub_filter(ldap.user_filter, sync.user_filter, "USER")
-        group_sub, group_setting = _sub_filter(ldap.group_filter, sync.group_filter, "GROUP")
+        user_sub, user_setting = _sub_filter(ldap.user_filter, sync.user_filter, "user")
+        group_sub, group_setting = _sub_filter(ldap.group_filter, sync.group_filter, "group")
         default_path = "CN=Users" if ad else None
         prefix = ldap.email_prefix_attribute or ("sAMAccountName" if ad else None)
         suffix = ldap.email_suffix or None
@@ -216,10 +216,10 @@ class SearchPlan:
 
 def _sub_filter(own: str | None, sync: str | None, kind: str) -> tuple[str | None, str]:
     if own is not None:
-        return own, f"BWSYNC_LDAP__{kind}_FILTER"
+        return own, env_name("ldap", f"{kind}_filter")
     if sync is not None:
-        return sync, f"BWSYNC_SYNC__{kind}_FILTER"
-    return None, f"BWSYNC_LDAP__{kind}_OBJECT_CLASS"
+        return sync, env_name("sync", f"{kind}_filter")
+    return None, env_name("ldap", f"{kind}_object_class")
 
 
 def _unique(names: Iterable[str]) -> list[str]:

@@ -55,7 +55,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 import orjson
 
-from bwsync.config import OktaSettings, SyncSettings
+from bwsync.config import OktaSettings, SyncSettings, env_name
 from bwsync.errors import ConfigError, DirectoryError, OktaError, shorten
 from bwsync.http.auth import TokenAuth
 from bwsync.model import Directory, Group, User
@@ -108,7 +108,7 @@ def load_private_key(path: Path) -> Any:
     """Read the service app's PEM private key (RSA or EC P-256); a problem is a ``ConfigError``
     naming the setting, never echoing the file (``bwsync.setting_files``, as the settings pass
     reads it)."""
-    return private_key(path, "BWSYNC_OKTA__PRIVATE_KEY_FILE")
+    return private_key(path, env_name("okta", "private_key_file"))
 
 
 def sign_jwt(
@@ -301,7 +301,7 @@ class OktaSource(CloudSource[OktaSettings]):
     name = "okta"
 
     signals = OKTA
-    ca_setting = "BWSYNC_OKTA__CA_FILE"
+    ca_setting = env_name("okta", "ca_file")
 
     def __init__(self, settings: OktaSettings, sync: SyncSettings, **seams: Any) -> None:
         super().__init__(settings, sync, **seams)
@@ -318,7 +318,7 @@ class OktaSource(CloudSource[OktaSettings]):
 
     @property
     def server(self) -> str:
-        return self.settings.org_url or "(BWSYNC_OKTA__ORG_URL not set)"
+        return self.settings.org_url or f"({env_name('okta', 'org_url')} not set)"
 
     @property
     def uses_oauth(self) -> bool:
@@ -654,7 +654,8 @@ def _oauth_error(what: str, response: httpx.Response, body: Any) -> OktaError:
             hint = "; the DPoP proof was refused (is this machine's clock right?)"
         elif code == "invalid_client":
             hint = (
-                "; check BWSYNC_OKTA__CLIENT_ID, that the app uses 'Public key / Private key' "
+                f"; check {env_name('okta', 'client_id')}, that the app uses 'Public key / "
+                "Private key' "
                 "client authentication, and that the key matches the registered public key"
             )
         return OktaError(

@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from bwsync.config import OneLoginSettings, SyncSettings
+from bwsync.config import OneLoginSettings, SyncSettings, env_name
 from bwsync.errors import ConfigError, DirectoryError, OneLoginError, shorten
 from bwsync.http.auth import TokenAuth
 from bwsync.model import Directory, Group, User
@@ -136,7 +136,7 @@ class OneLoginSource(CloudSource[OneLoginSettings]):
     name = "onelogin"
 
     signals = ONELOGIN
-    ca_setting = "BWSYNC_ONELOGIN__CA_FILE"
+    ca_setting = env_name("onelogin", "ca_file")
 
     def __init__(self, settings: OneLoginSettings, sync: SyncSettings, **seams: Any) -> None:
         super().__init__(settings, sync, **seams)
@@ -339,7 +339,8 @@ class OneLoginSource(CloudSource[OneLoginSettings]):
                 detail = str(exc)
                 if exc.status in (400, 401):
                     detail += (
-                        "; check BWSYNC_ONELOGIN__CLIENT_ID/__CLIENT_SECRET and the region or "
+                        f"; check {env_name('onelogin', 'client_id')}/__CLIENT_SECRET and the "
+                        "region or "
                         "subdomain (an EU account is not known to api.us.onelogin.com)"
                     )
                 return [CheckResult("token", False, detail)]

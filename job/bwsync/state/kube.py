@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
+from bwsync.config import env_name
 from bwsync.errors import StateError
 from bwsync.http.auth import TokenAuth
 from bwsync.logs import event
@@ -291,7 +292,7 @@ def from_service_account(
             reason = getattr(exc, "strerror", None) or "not UTF-8 text"
             raise StateError(
                 f"cannot read the pod's namespace from {sa_dir / 'namespace'} ({reason}); "
-                "set BWSYNC_STATE__NAMESPACE"
+                f"set {env_name('state', 'namespace')}"
             ) from None
     ca = sa_dir / "ca.crt"
     verify = _ssl_context(ca_file=ca if ca.is_file() else None, where=origin)
