@@ -171,6 +171,7 @@ class OrgTokenAuth(TokenAuth):
     """
 
     requires_response_body = True
+    slot = "bitwarden"
 
     def __init__(
         self,
@@ -233,7 +234,6 @@ class OrgTokenAuth(TokenAuth):
             raise _TokenRefused(response) from None
         if not isinstance(value, str) or not value:
             raise _TokenRefused(response)
-        remember(value)  # a server echoing a request must not show the bearer token either
         margin = min(TOKEN_MARGIN, lifetime * 0.1)
         self._token = _Token(value, self._clock() + lifetime - margin)
         if self._cache is not None:

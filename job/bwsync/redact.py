@@ -18,8 +18,10 @@ What is masked (replaced by ``***``):
 * every secret value the process knows (``remember``): the settings' secrets, the credential
   files they point to (``remember_settings``), the cloud credentials of the environment
   (``CREDENTIAL_VARIABLES``, the object-store keys among them) and the tokens obtained at run
-  time (Bitwarden, Graph, Google, Okta, OneLogin, Kubernetes). Each in the forms a server that
-  echoes a request would use: raw; URL-encoded (``quote`` and ``quote_plus``, upper- and
+  time (Bitwarden, Graph, Google, Okta, OneLogin, Kubernetes: ``remember_token``, called by
+  the one token flow, ``bwsync.http.auth``; the last two of each kind are kept, so loop mode's
+  token per pass holds a bounded number; a JWT is left to the shape rule). Each in the forms a
+  server that echoes a request would use: raw; URL-encoded (``quote`` and ``quote_plus``, upper- and
   lower-case hex); JSON-escaped (with and without ASCII escapes, ``\\/``); base64 at every
   alignment (an HTTP Basic header carries ``b64(id:secret)``; the secret's part of it is masked
   whatever the id); and every run of 8 or more letters and digits of the secret, so that an
@@ -43,7 +45,9 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
@@ -147,32 +151,137 @@ def _base64_cores(data: bytes) -> set[str]:
     return out
 
 
+#: Forms at least this long are found through their first ``ANCHOR`` characters; shorter
+#: ones (the forms of a short secret) through a small pattern of their own.
+ANCHOR = 8
+#: Tokens kept per slot (``remember_token``): the current one and the one it replaced, whose
+#: errors may still be on their way out when the next token arrives.
+TOKENS_PER_SLOT = 2
+#: Text is cut into pieces this long to list its ``ANCHOR``-grams (bounded memory).
+_CHUNK = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What ``redact`` reads, replaced whole on every change (readers take no lock)."""
+
+    index: dict[str, tuple[str, ...]]
+    """First ``ANCHOR`` characters of each long form → the forms starting so."""
+    anchors: frozenset[str]
+    short: re.Pattern[str] | None
+    """Every form shorter than ``ANCHOR``, longest first, or ``None``."""
+
+
+_EMPTY = _View({}, frozenset(), None)
+
+
 class _Known:
-    """The remembered secrets, and one pattern matching any of their forms, longest first (an
-    alternation takes the first branch that matches: a form inside a longer one must not win
-    and leave the rest of the longer one behind)."""
+    """The remembered secrets: those of the process (``remember``), kept for its life, and the
+    tokens of each slot (``remember_token``), the oldest forgotten as new ones arrive — so
+    that loop mode, which obtains a token per client and pass, holds a bounded number.
+
+    Why not one regular expression of every form (as before): it was compiled again on every
+    token, and Python's compiler takes time and memory superlinear in its size — a token of
+    1.5 kB has ~100 forms; 144 tokens took 2.4 s per addition and 934 MB. Now each form is
+    filed under its first ``ANCHOR`` characters; ``redact`` lists the text's ``ANCHOR``-grams
+    (its cost depends on the text, not on how many secrets there are), and only when one is
+    the start of a form does it look for the forms filed there (``_mask_forms``). Forms
+    shorter than ``ANCHOR`` (a short secret's) stay in one small pattern."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._secrets: frozenset[str] = frozenset()
-        self.pattern: re.Pattern[str] | None = None
+        self._fixed: set[str] = set()
+        self._slots: dict[str, deque[str]] = {}
+        self._forms: dict[str, frozenset[str]] = {}
+        self.view = _EMPTY
 
     def add(self, values: Iterable[str]) -> None:
         with self._lock:
-            new = {v for v in values if len(v) >= MIN_SECRET} - self._secrets
-            if not new:
+            new = {v for v in values if len(v) >= MIN_SECRET} - self._fixed
+            if new:
+                self._fixed |= new
+                self._rebuild()
+
+    def hold(self, slot: str, token: str) -> None:
+        if len(token) < MIN_SECRET:
+            return
+        with self._lock:
+            held = self._slots.setdefault(slot, deque(maxlen=TOKENS_PER_SLOT))
+            if token in held:
                 return
-            self._secrets |= new
-            found: set[str] = set()
-            for value in self._secrets:
-                found |= forms(value)
-            ordered = sorted(found, key=lambda f: (-len(f), f))
-            self.pattern = re.compile("|".join(re.escape(f) for f in ordered))
+            held.append(token)
+            self._rebuild()
 
     def clear(self) -> None:
         with self._lock:
-            self._secrets = frozenset()
-            self.pattern = None
+            self._fixed.clear()
+            self._slots.clear()
+            self._forms.clear()
+            self.view = _EMPTY
+
+    def _rebuild(self) -> None:
+        values = set(self._fixed).union(*self._slots.values())
+        self._forms = {v: self._forms.get(v) or frozenset(forms(v)) for v in values}
+        every: set[str] = set().union(*self._forms.values())
+        index: dict[str, list[str]] = {}
+        short = []
+        for form in every:
+            if len(form) >= ANCHOR:
+                index.setdefault(form[:ANCHOR], []).append(form)
+            else:
+                short.append(form)
+        self.view = _View(
+            {a: tuple(sorted(fs, key=_longest_first)) for a, fs in index.items()},
+            frozenset(index),
+            re.compile("|".join(re.escape(f) for f in sorted(short, key=_longest_first)))
+            if short
+            else None,
+        )
+
+
+def _longest_first(form: str) -> tuple[int, str]:
+    """An alternation takes the first branch that matches: a form inside a longer one must not
+    win and leave the rest of the longer one behind."""
+    return (-len(form), form)
+
+
+def _mask_known(text: str, view: _View) -> str:
+    """``text`` with the remembered forms it holds masked."""
+    anchors = view.anchors
+    if anchors and len(text) >= ANCHOR:
+        hits: set[str] = set()
+        step = _CHUNK - ANCHOR + 1
+        for at in range(0, len(text) - ANCHOR + 1, step):
+            piece = text[at : at + _CHUNK]
+            grams = {piece[i : i + ANCHOR] for i in range(len(piece) - ANCHOR + 1)}
+            hits |= grams & anchors  # CPython walks the smaller of the two
+        if hits:
+            text = _mask_forms(text, {f for a in hits for f in view.index[a] if f in text})
+    if view.short is not None:
+        text = view.short.sub(MASK, text)
+    return text
+
+
+def _mask_forms(text: str, found: set[str]) -> str:
+    """``text`` with each of ``found`` (forms it holds) masked as an alternation of them,
+    longest first, would: leftmost first, the longest at a place, no overlaps. Not a compiled
+    pattern: ``re`` keeps the last 512 it compiled, each as big as a token's forms, and a
+    forgotten token must not live on there."""
+    places = sorted((at, -len(form)) for form in found for at in _occurrences(text, form))
+    out: list[str] = []
+    done = 0
+    for at, minus_length in places:
+        if at >= done:
+            out += (text[done:at], MASK)
+            done = at - minus_length
+    return "".join(out) + text[done:] if out else text
+
+
+def _occurrences(text: str, form: str) -> Iterator[int]:
+    at = text.find(form)
+    while at >= 0:
+        yield at
+        at = text.find(form, at + 1)
 
 
 _KNOWN = _Known()
@@ -194,10 +303,7 @@ def redact(text: str) -> str:
         if ":" in text:
             text = _QUOTED_FIELD.sub(rf"\1\2{MASK}\2", text)
     # the shapes first: a whole credential goes, not only the remembered part of it
-    pattern = _KNOWN.pattern
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
-    return text
+    return _mask_known(text, _KNOWN.view)
 
 
 def _auth_value(match: re.Match[str]) -> str:
@@ -231,8 +337,19 @@ def strip_userinfo(url: str) -> str:
 
 
 def remember(*values: str | None) -> None:
-    """Mask these values (and their forms) in everything ``redact`` sees from now on."""
+    """Mask these values (and their forms) in everything ``redact`` sees from now on, for the
+    life of the process: the settings' secrets and credentials of the environment."""
     _KNOWN.add(v for v in values if v)
+
+
+def remember_token(slot: str, token: str | None) -> None:
+    """Mask a credential obtained at run time (an access token) from now on, in place of the
+    slot's oldest: a slot (``"bitwarden"``, ``"graph"``, ``"kubernetes"`` …) keeps the last
+    ``TOKENS_PER_SLOT``, so a process that obtains a token per pass (loop mode) holds a
+    bounded number, however long it runs. A JWT is not remembered: the shape rule masks any
+    JWT, in every form a server echoes it (its characters need no encoding)."""
+    if token and not _JWT.fullmatch(token):
+        _KNOWN.hold(slot, token)
 
 
 def forget_all() -> None:

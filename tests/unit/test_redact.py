@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import threading
+import tracemalloc
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -199,3 +201,83 @@ def test_settings_secrets_cover_settings_urls_files_and_environment(
 def test_an_unreadable_credential_file_adds_nothing(tmp_path: Path) -> None:
     settings = Settings(okta={"private_key_file": tmp_path / "missing", "client_id": "0oa1"})
     assert settings_secrets(settings) == []
+
+
+# -- tokens obtained at run time: bounded however many (loop mode) ---------------------------
+
+
+def _opaque_token(i: int) -> str:
+    """An opaque 1.5 kB access token (Google's and OneLogin's are opaque; a JWT is masked by
+    its shape and never remembered)."""
+    return f"tok{i:04d}-" + base64.urlsafe_b64encode(os.urandom(1120)).decode()
+
+
+def test_500_replaced_tokens_keep_memory_and_the_index_bounded() -> None:
+    """Loop mode obtains a token per client and pass (96 a day at 15 minutes): each replaces
+    the slot's oldest, so what is held, and what a mask costs, stops growing."""
+    remember("Settings-Secret-0123")
+    tracemalloc.start()
+    try:
+        for i in range(500):
+            token = _opaque_token(i)
+            redact.remember_token("graph", token)
+            if i % 20 == 0:
+                assert redact.redact(f"echoed {token} again") == f"echoed {MASK} again"
+            if i == 399:
+                after_400 = tracemalloc.get_traced_memory()[0]
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert current - after_400 < 64 * 1024, current - after_400
+    assert peak < 8 * 1024 * 1024, peak
+    view = redact._KNOWN.view
+    held = {f for forms in view.index.values() for f in forms}
+    assert len(held) <= len(redact.forms("Settings-Secret-0123")) + 2 * 200, len(held)
+
+
+def test_a_slot_keeps_the_token_it_replaced_and_forgets_the_one_before() -> None:
+    """The replaced token's errors may still be on their way out (an error is masked when it
+    is printed); the one before that is long gone. Other slots are untouched."""
+    first, second, third = (f"{n * 9}.{n * 12}" for n in "ABC")
+    redact.remember_token("okta", first)
+    redact.remember_token("kubernetes", "KubeToken-abcdefghij")
+    redact.remember_token("okta", second)
+    redact.remember_token("okta", third)
+    assert redact.redact(f"{second} {third} KubeToken-abcdefghij") == f"{MASK} {MASK} {MASK}"
+    assert redact.redact(first) == first
+
+
+def test_a_jwt_is_never_remembered_its_shape_masks_it() -> None:
+    header = base64.urlsafe_b64encode(b'{"alg":"RS256","typ":"JWT"}').decode().rstrip("=")
+    claims = base64.urlsafe_b64encode(b'{"sub":"organization.x","exp":1}').decode().rstrip("=")
+    jwt = f"{header}.{claims}.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    redact.remember_token("bitwarden", jwt)
+    assert redact._KNOWN.view.anchors == frozenset()
+    for written in (jwt, quote(jwt, safe=""), json.dumps({"access_token": jwt})):
+        assert jwt not in redact.redact(f"server said {written}")
+
+
+def test_a_text_without_a_secret_costs_no_search_per_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check by the text's first characters comes first: a log line holding none of the
+    secrets is not searched for each of them, however many there are."""
+    remember(*(f"Many-Secret-{i:03d}-xyzw" for i in range(300)))
+    searched: list[str] = []
+    real = redact._mask_forms
+    monkeypatch.setattr(redact, "_mask_forms", lambda t, f: searched.append(t) or real(t, f))
+    line = '{"level":"info","event":"fetch","users":100000,"detail":"GET /v1.0/users 200"}'
+    assert redact.redact(line) == line
+    assert searched == []
+    assert redact.redact("x Many-Secret-123-xyzw y") == f"x {MASK} y"
+    assert searched == ["x Many-Secret-123-xyzw y"]
+
+
+def test_a_long_text_is_masked_across_its_pieces() -> None:
+    """Text longer than one piece of the first-characters check: a secret across the border
+    of two pieces is found."""
+    secret = "Border-Secret-0123456789"
+    remember(secret)
+    at = redact._CHUNK - 10
+    text = "x" * at + secret + "y" * redact._CHUNK
+    assert redact.redact(text) == "x" * at + MASK + "y" * redact._CHUNK

@@ -14,6 +14,12 @@ how it goes on a request (``apply``) and what a 401 means (``renew``); the flow 
    the fresh token is the one just refused (a file not rotated yet: repeating cannot help). A
    second 401 is the caller's to report.
 
+Every token the flow attaches is remembered for masking (``bwsync.redact.remember_token``)
+before the request leaves, under the flow's ``slot``: a server echoing the request in an error
+must not show it. Each replaces the slot's oldest, so a process that obtains a new token per
+client and pass (loop mode) holds a bounded number of them; no client remembers its tokens
+itself.
+
 ``FunctionTokenAuth`` is the flow for a token from a function ``token(fresh)`` (the library
 that holds the credential caches it: msal, google-auth, a source's own cache), safe for the
 threads of a source that reads concurrently: of several requests refused at once, one fetches
@@ -27,6 +33,8 @@ from collections.abc import Callable, Generator
 
 import httpx
 
+from bwsync.redact import remember_token
+
 __all__ = ["FunctionTokenAuth", "TokenAuth"]
 
 Flow = Generator[httpx.Request, httpx.Response, None]
@@ -36,6 +44,9 @@ class TokenAuth(httpx.Auth):
     """Base of every token flow; see the module docstring."""
 
     scheme = "Bearer"
+    slot = "token"
+    """Where this flow's tokens are remembered for masking (``bwsync.redact.remember_token``):
+    one per API (``"bitwarden"``, ``"kubernetes"``, ``"graph"`` …)."""
 
     def cached(self) -> str | None:
         """A token that is still good, or ``None``."""
@@ -64,11 +75,13 @@ class TokenAuth(httpx.Auth):
         token = self.cached()
         if token is None:
             token = yield from self.fetch()
+        remember_token(self.slot, token)
         self.apply(request, token)
         response = yield request
         if response.status_code == 401:
             again = yield from self.renew(response, token)
             if again is not None:
+                remember_token(self.slot, again)
                 self.apply(request, again)
                 yield request
 
@@ -78,9 +91,12 @@ class FunctionTokenAuth(TokenAuth):
     ``fresh=True`` must not. Of several threads refused with the same token, one asks for a
     fresh one; the others find it already there."""
 
-    def __init__(self, token: Callable[[bool], str], scheme: str = "Bearer") -> None:
+    def __init__(
+        self, token: Callable[[bool], str], scheme: str = "Bearer", *, slot: str = "token"
+    ) -> None:
         self._token = token
         self.scheme = scheme
+        self.slot = slot
         self._lock = threading.Lock()
 
     def cached(self) -> str | None:

@@ -51,7 +51,7 @@ from bwsync.http.auth import FunctionTokenAuth
 from bwsync.http.fanout import Fanout
 from bwsync.logs import event
 from bwsync.model import Directory, Group, User
-from bwsync.redact import remember
+from bwsync.redact import remember_token
 from bwsync.setting_files import certificate_and_key
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
@@ -231,7 +231,7 @@ class EntraSource(CloudSource[EntraSettings]):
                     raise EntraError(
                         "", f"cannot read {FEDERATED_TOKEN_ENV} {path}: {exc.strerror}"
                     ) from None
-                remember(token)  # a bearer credential for the token endpoint
+                remember_token("entra_assertion", token)  # the token endpoint's credential
                 return token
 
             return {"client_assertion": assertion}
@@ -267,7 +267,7 @@ class EntraSource(CloudSource[EntraSettings]):
                 shorten(str(exc)),
             ) from None
         self._http = self._cloud_http(
-            "Graph", base_url=self.graph, auth=FunctionTokenAuth(self.token)
+            "Graph", base_url=self.graph, auth=FunctionTokenAuth(self.token, slot="graph")
         )
         return self._http
 
@@ -304,9 +304,7 @@ class EntraSource(CloudSource[EntraSettings]):
                 + (shorten(description[0]) if description else "token request refused"),
                 code=error,
             )
-        token = str(result["access_token"])
-        remember(token)
-        return token
+        return str(result["access_token"])
 
     def close(self) -> None:
         super().close()

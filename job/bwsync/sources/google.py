@@ -38,7 +38,6 @@ from bwsync.errors import ConfigError, GoogleError, shorten
 from bwsync.http.auth import FunctionTokenAuth
 from bwsync.http.fanout import Fanout
 from bwsync.model import Directory, Group, User
-from bwsync.redact import remember
 from bwsync.setting_files import service_account_key
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
@@ -198,14 +197,12 @@ class GoogleSource(CloudSource[GoogleSettings]):
                 self._credentials = self._make_credentials(SCOPES)
             if fresh or not self._credentials.valid:
                 self._refresh(self._credentials)
-            token = str(self._credentials.token)
-        remember(token)
-        return token
+            return str(self._credentials.token)
 
     def _open(self) -> CloudHttp:
         if self._http is None:
             self._http = self._cloud_http(
-                "Google", base_url=self.api, auth=FunctionTokenAuth(self.token)
+                "Google", base_url=self.api, auth=FunctionTokenAuth(self.token, slot="google")
             )
         return self._http
 

@@ -59,7 +59,6 @@ from bwsync.config import OktaSettings, SyncSettings, env_name
 from bwsync.errors import ConfigError, DirectoryError, OktaError, shorten
 from bwsync.http.auth import TokenAuth
 from bwsync.model import Directory, Group, User
-from bwsync.redact import remember
 from bwsync.setting_files import private_key
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
@@ -244,6 +243,8 @@ class OktaAuth(TokenAuth):
     asked for, or with a renewed token (Okta answers 401 E0000011 when a token outlives its
     hour mid-run)."""
 
+    slot = "okta"
+
     def __init__(self, source: OktaSource) -> None:
         self.source = source
         self._lock = threading.Lock()
@@ -417,7 +418,6 @@ class OktaSource(CloudSource[OktaSettings]):
         """A fresh OAuth token, kept until a minute before it expires."""
         body = self._fetch_token()
         token = str(body["access_token"])
-        remember(token)
         lifetime = body.get("expires_in")
         seconds = float(lifetime) if isinstance(lifetime, int | float) else 3600.0
         self._access_token = token

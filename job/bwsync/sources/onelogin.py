@@ -43,7 +43,6 @@ from bwsync.config import OneLoginSettings, SyncSettings, env_name
 from bwsync.errors import ConfigError, DirectoryError, OneLoginError, shorten
 from bwsync.http.auth import TokenAuth
 from bwsync.model import Directory, Group, User
-from bwsync.redact import remember
 from bwsync.sources.base import CheckResult, FetchRequest
 from bwsync.sources.cloud_http import (
     ONELOGIN,
@@ -99,6 +98,8 @@ def _numeric_id(value: Any, what: str) -> int:
 class OneLoginAuth(TokenAuth):
     """OneLogin's OAuth token on every API call, v1 style (``Authorization: bearer:<token>``);
     a token revoked or expired mid-run gets one fresh one, then the 401 stands."""
+
+    slot = "onelogin"
 
     def __init__(self, source: OneLoginSource) -> None:
         self.source = source
@@ -210,7 +211,6 @@ class OneLoginSource(CloudSource[OneLoginSettings]):
         lifetime = body.get("expires_in")
         seconds = float(lifetime) if isinstance(lifetime, int | float) else 36000.0
         self._access_token = token
-        remember(token)
         self._token_expires = self.clock() + max(seconds - 60.0, 0.0)
         return token
 

@@ -50,7 +50,6 @@ from bwsync.config import env_name
 from bwsync.errors import StateError
 from bwsync.http.auth import TokenAuth
 from bwsync.logs import event
-from bwsync.redact import remember
 
 DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: how old a cached service-account token may be before it is read again (client-go: 1 minute)
@@ -92,6 +91,8 @@ class _CachedBearer(TokenAuth):
     (``bwsync.http.auth``'s flow: repeated once, and only if the fresh token differs from the
     refused one — a file the kubelet has not rotated yet cannot help)."""
 
+    slot = "kubernetes"
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
@@ -106,7 +107,6 @@ class _CachedBearer(TokenAuth):
         with self._lock:
             if refresh or self._token is None or self._clock() >= self._expires:
                 self._token, self._expires = self._fetch()
-                remember(self._token)
             return self._token
 
     def cached(self) -> str | None:
@@ -147,9 +147,10 @@ class TokenFileAuth(_CachedBearer):
 class StaticTokenAuth(TokenAuth):
     """A kubeconfig's literal ``token``: nothing to renew, so a 401 stands."""
 
+    slot = "kubernetes"
+
     def __init__(self, token: str) -> None:
         self._token = token
-        remember(token)
 
     def cached(self) -> str | None:
         return self._token

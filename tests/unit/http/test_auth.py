@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import gc
+import os
 import threading
+import tracemalloc
 from collections.abc import Generator
 
 import httpx
 
 from bwsync.http.auth import FunctionTokenAuth, TokenAuth
+from bwsync.redact import MASK, redact
 
 
 class Tokens:
@@ -123,3 +128,53 @@ def test_a_token_fetched_through_the_client_and_fetched_again_on_a_401() -> None
         ("/x", "Token new"),
     ]
     assert auth.fetched == 2
+
+
+def _opaque(n: int) -> str:
+    """An opaque 1.5 kB access token (a JWT is masked by its shape, never remembered)."""
+    return f"opaque{n:04d}-" + base64.urlsafe_b64encode(os.urandom(1120)).decode()
+
+
+class Rotating:
+    """A holder issuing a new token on every fresh request, as a new client per pass does;
+    it keeps the first and the last two only (the test measures the process's memory)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = ""
+        self.last: list[str] = []
+
+    def __call__(self, fresh: bool) -> str:
+        if fresh or not self.last:
+            token = _opaque(self.count)
+            self.count += 1
+            self.first = self.first or token
+            self.last = [*self.last[-1:], token]
+        return self.last[-1]
+
+
+def test_each_token_the_flow_attaches_is_masked_and_500_of_them_stay_bounded() -> None:
+    """The flow remembers the token it attaches (``bwsync.redact.remember_token``) in its
+    slot, each replacing the slot's oldest: loop mode's new token per client and pass (96 a
+    day) neither grows the process nor slows masking. Every token obtained reaches the flow,
+    so no client remembers tokens of its own."""
+    holder = Rotating()
+    refuse = httpx.MockTransport(lambda request: httpx.Response(401))  # a fresh token each time
+    tracemalloc.start()
+    try:
+        with httpx.Client(transport=refuse, auth=FunctionTokenAuth(holder, slot="t")) as c:
+            for n in range(500):
+                c.get("https://api.test/x")
+                if n == 249:
+                    gc.collect()
+                    halfway = tracemalloc.get_traced_memory()[0]
+                if n % 50 == 0:
+                    assert redact(f"echo {holder.last[-1]}") == f"echo {MASK}"
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - halfway
+    finally:
+        tracemalloc.stop()
+    assert holder.count == 501
+    assert redact(f"{holder.last[-1]} {holder.last[-2]}") == f"{MASK} {MASK}"
+    assert redact(holder.first) == holder.first  # long replaced
+    assert grown < 64 * 1024, grown
