@@ -12,17 +12,25 @@ it carries one over from a bwdc file. What counts:
 * an ``http://`` Bitwarden server, API or identity URL (only possible with
   ``BWSYNC_BITWARDEN__ALLOW_HTTP=true``): the client secret, the bearer token and every
   member's email in clear;
-* an ``http://`` object-store endpoint: requests are signed, so the keys themselves do not
-  cross, but the state travels in clear and its answers are not authenticated — anyone on the
-  path can read or alter it;
-* an ``http://`` Pushgateway with basic-auth credentials: the password in clear.
+* an ``http://`` object-store endpoint: requests are signed, so the secret keys themselves do
+  not cross, but a session token (``AWS_SESSION_TOKEN``) or a SAS token does, and the state
+  travels in clear with answers that are not authenticated — anyone on the path can collect
+  the token and read or alter the state;
+* an ``http://`` Pushgateway with basic-auth credentials: the password in clear;
+* a secret setting (or a URL's password) shorter than ``bwsync.redact.MIN_SECRET``
+  characters: masking so short a value would mask ordinary words (a count, ``true``, a name),
+  so it is not masked and may appear in logs, errors and the state's run summaries;
+* (logged when the kubeconfig is read, by ``bwsync.state.kube``) a kubeconfig cluster
+  ``server: http://…`` with a token or a password, or ``insecure-skip-tls-verify``.
 
 The cloud sources (Entra, Google, Okta, OneLogin) never appear here: their URLs are refused
 unless they are ``https://`` (``config``), since each carries a bearer token or a client secret
 and no deployment needs them in clear.
 
-A loopback host (``127.0.0.0/8``, ``::1``, ``localhost``) is never an exposure: the traffic does
-not leave the host, which is how a TLS-terminating sidecar or the demo's stand-in is reached.
+A loopback host (``127.0.0.0/8``, ``::1``, exactly ``localhost``) is never an exposure: the
+traffic does not leave the host, which is how a TLS-terminating sidecar or the demo's stand-in
+is reached — and bwsync sends plain http to it direct, never through a proxy variable's proxy
+(``bwsync.http.client``, ``bwsync.state.objectstore``), which would carry it out in clear.
 """
 
 from __future__ import annotations
@@ -82,9 +90,10 @@ def exposures(settings: Settings) -> list[Exposure]:
         out.append(
             Exposure(
                 f"{ENV_PREFIX}STATE__ENDPOINT",
-                f"http:// object-store endpoint {state.endpoint}: the state travels in clear "
-                "and the answers are not authenticated, so anyone on the path can read or alter "
-                "it (requests are signed: the keys themselves do not cross); use https",
+                f"http:// object-store endpoint {state.endpoint}: requests are signed, so the "
+                "secret keys do not cross, but a session or SAS token does, in clear, and the "
+                "state travels in clear with unauthenticated answers: anyone on the path can "
+                "collect the token and read or alter the state; use https",
             )
         )
     metrics = settings.metrics

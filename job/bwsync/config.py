@@ -87,11 +87,15 @@ def env_name(*path: str | int) -> str:
 
 def is_loopback(host: str | None) -> bool:
     """A host whose traffic never leaves this machine (or pod): 127.0.0.0/8, ::1, localhost.
-    Plain http to it crosses no network (a TLS-terminating sidecar, the demo's stand-in)."""
+    Plain http to it crosses no network (a TLS-terminating sidecar, the demo's stand-in) —
+    bwsync's HTTP clients never send it through a proxy (``bwsync.http.client``,
+    ``bwsync.state.objectstore``). Only the exact name ``localhost`` and IP literals count: a
+    name under ``.localhost`` is looked up like any other, and in a pod the DNS search domains
+    can resolve it to a Service elsewhere."""
     if not host:
         return False
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -267,3 +269,40 @@ def test_gcs_endpoint_setting_is_refused(
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert caught.value.problems == ["BWSYNC_STATE__ENDPOINT: not supported for gs:// URLs"]
+
+
+def test_a_plain_http_loopback_endpoint_never_goes_through_a_proxy(
+    s3_state: S3State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """obstore reads HTTP_PROXY itself: without care, a loopback endpoint (allowed in clear
+    because it stays on the host) would hand the proxy the state and any session token."""
+    assert s3_state.endpoint.startswith("http://127.0.0.1:")
+    seen: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:  # a "proxy" that records what it is sent and answers 502
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                seen.append(conn.recv(65536))
+                conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        store = open_store(s3_state.settings())
+        store.save(StateDocument(hash="h"))
+        assert store.load().hash == "h"
+    finally:
+        stop.set()
+        worker.join(5)
+        listener.close()
+    assert seen == []

@@ -15,6 +15,12 @@ msal's and google-auth's requests through its own clients, so one reading applie
   and ``a.corp.example``, never ``xcorp.example``); an IP address; a CIDR block
   (``10.0.0.0/8``, ``fd00::/8``) matching IP-literal hosts inside it. An entry with a port
   (``host:8443``) matches that port only. Host names are not resolved to match a block.
+* plain ``http://`` to a loopback host (``localhost``, ``127.0.0.0/8``, ``::1``:
+  ``bwsync.config.is_loopback``) is never proxied, whatever ``NO_PROXY`` says (as Go's HTTP
+  clients, kubectl's among them, do for loopback): clear text is allowed there only because
+  its traffic never leaves the host (``bwsync.cleartext``), and a proxy would carry the client
+  secret out in clear. ``https://`` to loopback follows the rules above: a proxy only tunnels
+  it.
 
 An explicit CA file (``ca_context``) is the only trust anchor of the connection, so
 ``SSL_CERT_FILE`` and ``REQUESTS_CA_BUNDLE`` cannot override it; without one, the system store
@@ -33,6 +39,7 @@ from typing import Any
 import httpx
 
 from bwsync import setting_files
+from bwsync.config import is_loopback
 from bwsync.errors import ConfigError
 
 __all__ = ["NoProxy", "ProxyTransport", "build_client", "ca_context", "environment_proxies"]
@@ -157,6 +164,8 @@ class ProxyTransport(httpx.BaseTransport):
         proxied = self.proxied.get(url.scheme)
         if proxied is None or self.no_proxy.bypass(url.host, url.port):
             return self.direct
+        if url.scheme == "http" and is_loopback(url.host):
+            return self.direct  # clear text allowed because it stays on this host: keep it so
         return proxied
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -216,7 +216,7 @@ def user_from_okta(raw: Any) -> User:
     uid = raw.get("id") if isinstance(raw, dict) else None
     if not isinstance(uid, str) or not uid:
         raise OktaError(
-            "GET /api/v1/users", f"returned a user without an id: {shorten(repr(raw)[:80], 80)}"
+            "GET /api/v1/users", f"returned a user without an id: {shorten(repr(raw), 80)}"
         )
     profile = raw.get("profile")
     if not isinstance(profile, dict):

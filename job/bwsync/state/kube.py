@@ -46,8 +46,8 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
-from bwsync.config import env_name
-from bwsync.errors import StateError
+from bwsync.config import env_name, is_loopback
+from bwsync.errors import StateError, shorten
 from bwsync.http.auth import TokenAuth
 from bwsync.logs import event
 
@@ -204,7 +204,8 @@ class ExecAuth(_CachedBearer):
             # stderr of a credential plugin explains itself; stdout may hold a token: never shown
             err = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
             raise StateError(
-                f"kubeconfig exec plugin {self.command} exited {done.returncode}: {err[0][:200]}"
+                f"kubeconfig exec plugin {self.command} exited {done.returncode}: "
+                + shorten(err[0], 200)
             )
         try:
             status = json.loads(done.stdout)["status"]
@@ -419,6 +420,17 @@ def from_kubeconfig(  # noqa: PLR0915 - kubectl's rules, in the order it applies
         key_data=data_of(u.get("client-key-data"), "client-key-data"),
         where=origin,
     )
+    server = str(c["server"]).rstrip("/")
+    scheme_host = urlsplit(server)
+    credential = any(u.get(k) for k in ("tokenFile", "token", "exec", "username"))
+    if credential and scheme_host.scheme == "http" and not is_loopback(scheme_host.hostname):
+        event(
+            "cleartext",
+            logging.WARNING,
+            setting="KUBECONFIG",
+            warning=f"{origin}: server {server} is plain http: the token or password and the "
+            "state cross the network in clear; use the API server's https:// address",
+        )
     auth: httpx.Auth | None = None
     if u.get("tokenFile"):
         token_file = path_of(u["tokenFile"], ubase)

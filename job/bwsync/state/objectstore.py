@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from bwsync.config import STATE_URL_SCHEMES, StateSettings, env_name, split_state_url
-from bwsync.errors import ConfigError, StateConflictError, StateError
+from bwsync.config import STATE_URL_SCHEMES, StateSettings, env_name, is_loopback, split_state_url
+from bwsync.errors import ConfigError, StateConflictError, StateError, shorten
+from bwsync.http.client import environment_proxies
 from bwsync.state.base import StateStore
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class ObjectStateStore(StateStore):
             config["endpoint"] = self.endpoint
             if self.endpoint.startswith("http://"):
                 client["allow_http"] = True
+                client.update(_loopback_direct(self.endpoint))
             if self.platform == "S3":
                 # MinIO, Ceph and most S3-compatible servers want path-style requests
                 config["virtual_hosted_style_request"] = False
@@ -233,6 +235,18 @@ class ObjectStateStore(StateStore):
             self._fail("cannot be deleted", exc)
 
 
+def _loopback_direct(endpoint: str) -> dict[str, str]:
+    """Client options keeping a plain-http loopback endpoint off any proxy. Clear text is
+    allowed to it because it never leaves the host (``bwsync.cleartext``); but obstore reads
+    ``HTTP_PROXY`` itself, and would hand the proxy the state and the session token. A proxy
+    given as an option replaces the environment's, and its exclusion names the endpoint."""
+    host = urlsplit(endpoint).hostname
+    proxy = environment_proxies()[0].get("http")
+    if not proxy or not is_loopback(host):
+        return {}
+    return {"proxy_url": proxy, "proxy_excludes": str(host)}
+
+
 def _version(e_tag: str | None, version: str | None) -> str:
     """The opaque version ``StateStore`` keeps: ETag and, where the store has one, the object
     version (GCS updates match on the generation, not the ETag)."""
@@ -251,4 +265,4 @@ def _first_line(text: str) -> str:
     the detail of a malformed key."""
     line = text.strip().splitlines()[0] if text.strip() else ""
     line = _KEY_DETAIL.sub(r"\1 (not valid base64; the value is not shown)", line)
-    return _QUERY.sub(r"\1?…", line)[:200]
+    return shorten(_QUERY.sub(r"\1?…", line), 200)

@@ -80,6 +80,23 @@ def test_requests_take_the_proxy_of_their_scheme_unless_no_proxy_says_direct() -
         transport.close()
 
 
+def test_plain_http_to_loopback_never_goes_through_a_proxy() -> None:
+    """Clear text is allowed to a loopback host only because it stays on the host: a proxy
+    variable without ``NO_PROXY`` must not carry a client secret out in clear. https to
+    loopback is only tunnelled (TLS end to end), so it keeps the proxy rules."""
+    transport = ProxyTransport(
+        True, {"http": "http://proxy.corp:3128", "https": "http://proxy.corp:3128"}, NoProxy("")
+    )
+    try:
+        for url in ("http://localhost:8087/x", "http://127.0.0.1:8087/", "http://[::1]:80/"):
+            assert transport.route(httpx.URL(url)) is transport.direct, url
+        for url in ("http://svc.localhost/", "http://vault.example/", "http://10.0.0.1/"):
+            assert transport.route(httpx.URL(url)) is transport.proxied["http"], url
+        assert transport.route(httpx.URL("https://127.0.0.1/")) is transport.proxied["https"]
+    finally:
+        transport.close()
+
+
 def test_an_unusable_proxy_is_a_setting_error() -> None:
     with pytest.raises(ConfigError, match="HTTPS_PROXY: cannot use this proxy"):
         ProxyTransport(True, {"https": "socks5://proxy:1080"}, NoProxy(None))

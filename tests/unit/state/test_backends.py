@@ -201,3 +201,14 @@ def test_obstore_messages_lose_url_queries() -> None:
     assert "SECRETSIG" not in line
     assert "https://acct.blob.core.windows.net/c/state.json?…" in line
     assert "more" not in line
+
+
+def test_obstore_messages_are_masked_before_they_are_cut() -> None:
+    from bwsync.redact import MASK, remember
+    from bwsync.state.objectstore import _first_line
+
+    secret = "ObstoreKey-" + "q" * 40
+    remember(secret)
+    line = _first_line("Generic S3 error: " + "x" * 170 + f" key {secret} rejected")
+    assert "ObstoreKe" not in line
+    assert MASK in line

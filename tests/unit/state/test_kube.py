@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from bwsync.errors import StateError
+from bwsync.redact import MASK, remember
 from bwsync.state.kube import (
     ExecAuth,
     StaticTokenAuth,
@@ -284,3 +285,42 @@ def test_unchecked_certificates_are_never_silent(
     (line,) = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
     assert line["event"] == "cleartext" and line["level"] == "warning"
     assert "insecure-skip-tls-verify" in line["warning"]
+
+
+def test_an_exec_plugin_error_is_masked_before_it_is_cut(tmp_path: Path) -> None:
+    """The plugin's stderr is cut to 200 characters after masking: a secret across the cut
+    leaves no prefix behind."""
+    secret = "pl#g-" * 10  # no run of 8 letters and digits that would be masked on its own
+    remember(secret)
+    plugin = tmp_path / "plugin"
+    plugin.write_text(f"#!/bin/sh\necho '{'x' * 180} {secret}' >&2\nexit 1\n")
+    plugin.chmod(0o755)
+    with pytest.raises(StateError) as caught:
+        ExecAuth({"command": str(plugin)}, tmp_path).token()
+    assert "pl#g-pl#g" not in str(caught.value)
+    assert MASK in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("server", "loud"),
+    [
+        ("http://k8s.example:8080", True),
+        ("http://127.0.0.1:8080", False),
+        ("https://k8s.example:6443", False),
+    ],
+)
+def test_a_plain_http_api_server_with_a_credential_is_never_silent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], server: str, loud: bool
+) -> None:
+    from bwsync import logs
+
+    logs.setup("json", "info")
+    doc = _config(
+        clusters={"c": {"server": server}},
+        users={"u": {"token": "a-static-token"}},
+        contexts={"main": {"cluster": "c", "user": "u"}},
+    )
+    from_kubeconfig([_write(tmp_path / "config", doc)])
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    warned = [x for x in lines if x["event"] == "cleartext" and "plain http" in x["warning"]]
+    assert bool(warned) is loud
