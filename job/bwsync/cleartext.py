@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bwsync.config import ENV_PREFIX, is_loopback
+from bwsync.config import ENV_PREFIX, env_name, is_loopback
+from bwsync.redact import MIN_SECRET, url_passwords
 
 if TYPE_CHECKING:
     from bwsync.config import Settings
@@ -108,6 +109,30 @@ def exposures(settings: Settings) -> list[Exposure]:
                     "the network in clear; use https",
                 )
             )
+    return out + _short_secrets(settings)
+
+
+def _short_secrets(settings: Settings) -> list[Exposure]:
+    out: list[Exposure] = []
+    for section_name in type(settings).model_fields:
+        section = getattr(settings, section_name)
+        for field in getattr(type(section), "model_fields", {}):
+            value = getattr(section, field)
+            if hasattr(value, "get_secret_value"):
+                short = 0 < len(value.get_secret_value().strip()) < MIN_SECRET
+            elif isinstance(value, str):
+                short = any(0 < len(p) < MIN_SECRET for p in url_passwords(value))
+            else:
+                continue
+            if short:
+                out.append(
+                    Exposure(
+                        env_name(section_name, field),
+                        f"a secret shorter than {MIN_SECRET} characters cannot be masked (it "
+                        "would mask ordinary words), so it may appear in logs, errors and the "
+                        "state's run summaries; use a longer secret",
+                    )
+                )
     return out
 
 

@@ -20,12 +20,17 @@ What is masked (replaced by ``***``):
   (``CREDENTIAL_VARIABLES``, the object-store keys among them) and the tokens obtained at run
   time (Bitwarden, Graph, Google, Okta, OneLogin, Kubernetes: ``remember_token``, called by
   the one token flow, ``bwsync.http.auth``; the last two of each kind are kept, so loop mode's
-  token per pass holds a bounded number; a JWT is left to the shape rule). Each in the forms a
-  server that echoes a request would use: raw; URL-encoded (``quote`` and ``quote_plus``, upper- and
-  lower-case hex); JSON-escaped (with and without ASCII escapes, ``\\/``); base64 at every
-  alignment (an HTTP Basic header carries ``b64(id:secret)``; the secret's part of it is masked
-  whatever the id); and every run of 8 or more letters and digits of the secret, so that an
-  encoding not listed here still leaves nothing long enough to matter;
+  token per pass holds a bounded number; a JWT is left to the shape rule); the password of a
+  proxy variable or of a kubeconfig's ``proxy-url``, a kubeconfig's basic-auth password, the
+  values of its exec plugin's ``env`` whose names say credential (``secret_name``). Each value
+  as given and trimmed, each in the forms a server that echoes a request would use: raw;
+  URL-encoded (``quote``, ``quote_plus`` and JavaScript's ``encodeURIComponent``, upper- and
+  lower-case hex, and encoded twice); JSON-escaped (with and without ASCII escapes, ``\\/``);
+  XML/HTML-escaped (``&amp;``, ``&quot;``, ``&#x27;``, ``&#39;``, ``&apos;``); Python's repr of
+  the text and of its UTF-8 bytes; base64 at every alignment (an HTTP Basic header carries
+  ``b64(id:secret)``; the secret's part of it is masked whatever the id); and every run of 8
+  or more letters and digits of the secret, so that an encoding not listed here still leaves
+  nothing long enough to matter;
 * ``user:password@`` in any URL;
 * credentials recognised by their shape, known or not: ``Bearer``/``Basic``/``SSWS``/``DPoP``
   authorization values; JWTs (assertions and access tokens: bwsync never needs to show one);
@@ -33,7 +38,10 @@ What is masked (replaced by ``***``):
   ``assertion``, ``password``, ``access_token``, ``sig``, ``x-amz-security-token``.
 
 A remembered value shorter than ``MIN_SECRET`` characters is not masked: it would mask ordinary
-words (a four-letter password is no secret anyway). Masking is process-wide on purpose: a
+words (a count, ``true``, ``info``). Never silently: ``check`` and every run warn about such a
+setting (``bwsync.cleartext``). A value of 4 to 7 characters is masked wherever it occurs, a
+word inside an email address included (``alice@***.com``): safe, and a reason to choose a
+longer secret. Masking is process-wide on purpose: a
 secret is a fact about the process, and an error built in a library callback on another thread
 must be masked as surely as one built in the run loop.
 """
@@ -41,6 +49,7 @@ must be masked as surely as one built in the run loop.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
 import re
@@ -88,6 +97,18 @@ CREDENTIAL_FILE_VARIABLES = (
     "GOOGLE_APPLICATION_CREDENTIALS",
     "GOOGLE_SERVICE_ACCOUNT_PATH",
 )
+#: Proxy variables (httpx, obstore and the Kubernetes client read them): a password in one is
+#: a secret of the process.
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+)
+#: Words in a variable's name that make its value a secret (a kubeconfig exec plugin's ``env``).
+_SECRET_NAME = re.compile(r"(?i)secret|token|passw|credential|private|key|auth|sig")
 #: Settings naming a file that holds a private key: (section, field).
 CREDENTIAL_FILE_SETTINGS = (
     ("entra", "certificate_file"),
@@ -120,11 +141,23 @@ _RUN = re.compile(rf"[A-Za-z0-9]{{{MIN_RUN},}}")
 def forms(secret: str) -> set[str]:
     """Every form of ``secret`` that ``redact`` masks (see the module docstring)."""
     out = {secret}
-    for safe in ("", "/"):
+    # "/" kept (a path), and JavaScript's encodeURIComponent, which keeps !*'() as they are
+    for safe in ("", "/", "!*'()"):
         for encoded in (quote(secret, safe=safe), quote_plus(secret, safe=safe)):
             out.add(encoded)
             out.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded))
             out.add(encoded.replace("~", "%7E"))
+    once = quote(secret, safe="")
+    out.add(quote(once, safe=""))  # encoded twice (a URL carried in a query string)
+    # XML and HTML: an error page quoting the request; &#x27; &#39; &apos; for the apostrophe
+    escaped_html = html.escape(secret, quote=True)
+    out.add(escaped_html)
+    out.add(escaped_html.replace("&#x27;", "&#39;"))
+    out.add(escaped_html.replace("&#x27;", "&apos;").replace("&quot;", "&#34;"))
+    out.add(html.escape(secret, quote=False))
+    # Python's repr of the str and of its UTF-8 bytes (a library's error quoting its input)
+    out.add(repr(secret)[1:-1])
+    out.add(repr(secret.encode())[2:-1])
     for ascii_only in (False, True):
         escaped = json.dumps(secret, ensure_ascii=ascii_only)[1:-1]
         out.add(escaped)
@@ -339,7 +372,7 @@ def strip_userinfo(url: str) -> str:
 def remember(*values: str | None) -> None:
     """Mask these values (and their forms) in everything ``redact`` sees from now on, for the
     life of the process: the settings' secrets and credentials of the environment."""
-    _KNOWN.add(v for v in values if v)
+    _KNOWN.add(form for v in values if v for form in (v, v.strip()))
 
 
 def remember_token(slot: str, token: str | None) -> None:
@@ -370,8 +403,9 @@ def settings_secrets(settings: BaseModel) -> list[str]:
     keys in the credential files the settings name (each PEM block, and each of its lines, so
     that a block re-wrapped or quoted in JSON is still caught); the credentials of the
     environment (``CREDENTIAL_VARIABLES`` and the files named by
-    ``CREDENTIAL_FILE_VARIABLES``). An unreadable file adds nothing: reading it is the job of
-    the code that uses it, which reports the error."""
+    ``CREDENTIAL_FILE_VARIABLES``) and the password of a proxy variable
+    (``PROXY_VARIABLES``). An unreadable file adds nothing: reading it is the job of the code
+    that uses it, which reports the error."""
     out: list[str] = []
     for name in type(settings).model_fields:
         section = getattr(settings, name)
@@ -397,7 +431,15 @@ def settings_secrets(settings: BaseModel) -> list[str]:
         value = os.environ.get(variable)
         if value:
             out.extend(_file_secrets(Path(value), whole=True))
+    for variable in PROXY_VARIABLES:
+        out.extend(url_passwords(os.environ.get(variable) or ""))
     return out
+
+
+def secret_name(name: str) -> bool:
+    """Whether a variable so named holds a credential (``AWS_SECRET_ACCESS_KEY``,
+    ``VAULT_TOKEN``, ``DB_PASSWORD`` …), by the words in its name."""
+    return bool(_SECRET_NAME.search(name))
 
 
 def _url_password(url: str) -> str | None:

@@ -26,7 +26,7 @@ def test_the_defaults_expose_nothing() -> None:
 
 
 def test_an_ldap_bind_password_without_tls() -> None:
-    bound = {**LDAP, "ldap": {**LDAP["ldap"], "bind_dn": "cn=a", "bind_password": "pw"}}
+    bound = {**LDAP, "ldap": {**LDAP["ldap"], "bind_dn": "cn=a", "bind_password": "bind-pw"}}
     (found,) = exposures(_settings(**bound))
     assert found.setting == "BWSYNC_LDAP__URL"
     assert "bind password" in found.text and "ldaps://" in found.text
@@ -84,11 +84,11 @@ def test_http_object_store_endpoint() -> None:
     ("metrics", "loud"),
     [
         ({"pushgateway_url": "http://push:9091"}, False),
-        ({"pushgateway_url": "http://push:9091", "pushgateway_password": "pw"}, True),
-        ({"pushgateway_url": "http://u:pw@push:9091"}, True),
-        ({"pushgateway_url": "push:9091", "pushgateway_password": "pw"}, True),
-        ({"pushgateway_url": "https://push:9091", "pushgateway_password": "pw"}, False),
-        ({"pushgateway_url": "http://127.0.0.1:9091", "pushgateway_password": "pw"}, False),
+        ({"pushgateway_url": "http://push:9091", "pushgateway_password": "push-pw"}, True),
+        ({"pushgateway_url": "http://u:push-pw@push:9091"}, True),
+        ({"pushgateway_url": "push:9091", "pushgateway_password": "push-pw"}, True),
+        ({"pushgateway_url": "https://push:9091", "pushgateway_password": "push-pw"}, False),
+        ({"pushgateway_url": "http://127.0.0.1:9091", "pushgateway_password": "push-pw"}, False),
     ],
 )
 def test_pushgateway_password_over_http(metrics: dict[str, str], loud: bool) -> None:
@@ -115,3 +115,28 @@ def test_pushgateway_password_over_http(metrics: dict[str, str], loud: bool) -> 
 )
 def test_is_loopback(host: str | None, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("given", "setting"),
+    [
+        ({"ldap": {"bind_password": "a#1"}}, "BWSYNC_LDAP__BIND_PASSWORD"),
+        ({"bitwarden": {"client_secret": "ab "}}, "BWSYNC_BITWARDEN__CLIENT_SECRET"),
+        (
+            {"metrics": {"pushgateway_url": "https://u:p1@push:9091"}},
+            "BWSYNC_METRICS__PUSHGATEWAY_URL",
+        ),
+    ],
+)
+def test_a_secret_too_short_to_mask_is_never_silent(given: dict[str, Any], setting: str) -> None:
+    """A secret of 1-3 characters is not masked (it would mask ``true``, a count, a level):
+    it may appear in logs, errors and state, so ``check`` and every run say so, by name."""
+    (found,) = exposures(_settings(**given))
+    assert found.setting == setting
+    assert "cannot be masked" in found.text and "longer secret" in found.text
+    section, values = next(iter(given.items()))
+    longer = {
+        k: v.replace("a#1", "a#1-longer").replace("ab ", "abcd").replace(":p1@", ":pass@")
+        for k, v in values.items()
+    }
+    assert exposures(_settings(**{section: longer})) == []

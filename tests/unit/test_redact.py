@@ -281,3 +281,69 @@ def test_a_long_text_is_masked_across_its_pieces() -> None:
     at = redact._CHUNK - 10
     text = "x" * at + secret + "y" * redact._CHUNK
     assert redact.redact(text) == "x" * at + MASK + "y" * redact._CHUNK
+
+
+# -- human passwords: no long run of letters and digits to fall back on ----------------------
+
+HUMAN = "p#ss w'rd\"<ä>!*()"
+
+
+def _human_forms(secret: str) -> dict[str, str]:
+    """Encodings a server or library may echo, computed here independently; the secret has no
+    run of 8 letters and digits, so each form must be known to be masked."""
+    once = quote(secret, safe="")
+    return {
+        "HTML &#x27;": secret.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;"),
+        "XML &apos; &#34;": secret.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&#34;")
+        .replace("'", "&apos;"),
+        "HTML &#39;": secret.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#39;"),
+        "encodeURIComponent": quote(secret, safe="!*'()"),
+        "URL-encoded twice": quote(once, safe=""),
+        "Python repr": repr(secret)[1:-1],
+        "bytes repr": repr(secret.encode())[2:-1],
+        "trimmed": secret.strip(),
+    }
+
+
+@pytest.mark.parametrize("form", list(_human_forms(HUMAN)))
+def test_a_human_password_is_masked_in_every_written_form(form: str) -> None:
+    remember(f"  {HUMAN}\n")  # as a secret file holds it: padded
+    written = _human_forms(HUMAN)[form]
+    text = redact.redact(f"server said: [{written}] and more")
+    assert written not in text, text
+    assert text == f"server said: [{MASK}] and more"
+
+
+def test_proxy_passwords_are_secrets_of_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password in a proxy variable (httpx, obstore and the Kubernetes client read them) is
+    masked like a setting's, however it is written."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://me:Proxy#Pass/1@proxy.corp:3128")
+    monkeypatch.setenv("all_proxy", "http://me:All%2BProxy%2FPass@proxy.corp:3128")
+    found = settings_secrets(Settings())
+    assert "Proxy#Pass/1" in found
+    assert "All+Proxy/Pass" in found
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("VAULT_TOKEN", True),
+        ("DB_PASSWORD", True),
+        ("AWS_PROFILE", False),
+        ("AWS_REGION", False),
+    ],
+)
+def test_a_variable_name_says_whether_its_value_is_a_credential(name: str, secret: bool) -> None:
+    assert redact.secret_name(name) is secret

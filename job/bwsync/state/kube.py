@@ -50,6 +50,7 @@ from bwsync.config import env_name, is_loopback
 from bwsync.errors import StateError, shorten
 from bwsync.http.auth import TokenAuth
 from bwsync.logs import event
+from bwsync.redact import remember, secret_name, url_passwords
 
 DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: how old a cached service-account token may be before it is read again (client-go: 1 minute)
@@ -180,6 +181,9 @@ class ExecAuth(_CachedBearer):
             raise StateError("kubeconfig exec plugin: each `env` entry needs a name and a value")
         self.args = [str(a) for a in args]
         self.env = {str(e["name"]): str(e["value"]) for e in env}
+        # a plugin's credential may come in its environment (AWS_SECRET_ACCESS_KEY, a token):
+        # those are masked; other values (a profile, a region) are ordinary words
+        remember(*(value for name, value in self.env.items() if secret_name(name)))
         self.api_version = str(spec.get("apiVersion") or "client.authentication.k8s.io/v1")
 
     def _fetch(self) -> tuple[str, float]:
@@ -441,9 +445,11 @@ def from_kubeconfig(  # noqa: PLR0915 - kubectl's rules, in the order it applies
     elif u.get("exec"):
         auth = ExecAuth(dict(u["exec"]), ubase)
     elif u.get("username"):
-        auth = httpx.BasicAuth(str(u["username"]), str(u.get("password") or ""))
+        password = str(u.get("password") or "")
+        remember(password, password.strip())
+        auth = httpx.BasicAuth(str(u["username"]), password)
     return KubeConfig(
-        server=str(c["server"]).rstrip("/"),
+        server=server,
         namespace=namespace or str(ctx.value.get("namespace") or "default"),
         verify=verify,
         auth=auth,
@@ -459,6 +465,7 @@ def _proxy(value: Any, origin: str) -> str | None:
     if not value:
         return None
     url = str(value)
+    remember(*url_passwords(url))
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise StateError(f"{origin}: proxy-url {scheme}:// is not supported; use an http(s) proxy")

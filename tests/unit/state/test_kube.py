@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bwsync.errors import StateError
-from bwsync.redact import MASK, remember
+from bwsync.redact import MASK, redact, remember
 from bwsync.state.kube import (
     ExecAuth,
     StaticTokenAuth,
@@ -285,6 +285,34 @@ def test_unchecked_certificates_are_never_silent(
     (line,) = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
     assert line["event"] == "cleartext" and line["level"] == "warning"
     assert "insecure-skip-tls-verify" in line["warning"]
+
+
+def test_kubeconfig_credentials_are_remembered_for_masking(tmp_path: Path) -> None:
+    """A kubeconfig's basic-auth password, its proxy-url's password and the credential values
+    of an exec plugin's env are secrets of the process: any error quoting them is masked."""
+    doc = _config(
+        clusters={
+            "c": {
+                "server": "https://k8s.example:6443",
+                "proxy-url": "http://me:Proxy#Pw/9@proxy.corp:3128",
+            }
+        },
+        users={"u": {"username": "admin", "password": "Kube Pass!"}},
+        contexts={"main": {"cluster": "c", "user": "u"}},
+    )
+    from_kubeconfig([_write(tmp_path / "config", doc)])
+    ExecAuth(
+        {
+            "command": "/bin/true",
+            "env": [
+                {"name": "AWS_SECRET_ACCESS_KEY", "value": "wJalr XUtn/FEMI"},
+                {"name": "AWS_PROFILE", "value": "production"},
+            ],
+        },
+        tmp_path,
+    )
+    said = redact("echo: Kube Pass! Proxy#Pw/9 wJalr XUtn/FEMI production")
+    assert said == f"echo: {MASK} {MASK} {MASK} production"
 
 
 def test_an_exec_plugin_error_is_masked_before_it_is_cut(tmp_path: Path) -> None:
