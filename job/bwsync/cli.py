@@ -265,7 +265,7 @@ def paused_gc() -> Iterator[None]:
 def _report_config_error(exc: ConfigError) -> None:
     """A sync that cannot start still records ``config_error`` in the metrics, when the metrics
     settings themselves are readable: a broken Secret at 3 a.m. must page someone."""
-    from bwsync import metrics
+    from bwsync.metrics_delivery import deliver
     from bwsync.model import RunReport
     from bwsync.settings import metrics_settings_only
 
@@ -276,16 +276,16 @@ def _report_config_error(exc: ConfigError) -> None:
     now = time.time()
     report = RunReport(profile=profile, source=source, started=now, finished=now)
     report.failed(exc)
-    for warning in metrics.deliver(report, metrics_settings):
+    for warning in deliver(report, metrics_settings):
         _complain(f"bwsync: warning: {warning}")
 
 
 def _deliver(settings: Settings, outcome: Outcome) -> None:
     if not settings.metrics.delivered:
         return  # prometheus-client is 30 ms of imports
-    from bwsync import metrics
+    from bwsync.metrics_delivery import deliver
 
-    for warning in metrics.deliver(outcome.report, settings.metrics):
+    for warning in deliver(outcome.report, settings.metrics):
         event("metrics_not_delivered", logging.WARNING, warning=warning)
 
 
@@ -331,7 +331,7 @@ def cmd_sync(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
             _complain(f"bwsync: {outcome.report.error}")
         return outcome.report.exit_code
     from bwsync.bitwarden import TokenCache
-    from bwsync.metrics import MetricsServer
+    from bwsync.metrics_server import MetricsServer
 
     # One access token for every pass until it is about to expire: each token request counts
     # against Vaultwarden's login rate limit.

@@ -1,9 +1,11 @@
-"""Prometheus metrics of one run, and their delivery: Pushgateway, textfile, or ``/metrics``.
+"""Prometheus metrics of one run: what each series means, and how a ``RunReport`` becomes them.
 
 Every value comes from the run's ``RunReport``, so the metrics, the summary log line and the
 state's ``last_run`` cannot disagree. Nothing here touches prometheus-client's global
 registry: ``build_registry`` returns a fresh ``CollectorRegistry`` per run (STYLE.md, Metrics),
-which ``deliver`` pushes and/or writes, and which loop mode's ``MetricsServer`` serves.
+which ``bwsync.metrics_delivery`` pushes and/or writes after every run, and which loop mode's
+``bwsync.metrics_server`` serves on ``/metrics``. This module is the definitions alone: it
+opens no socket and writes no file.
 
 Metrics
 -------
@@ -72,21 +74,6 @@ Alerts (``helm/bwsync/files/bwsync-rules.yaml``, also the chart's PrometheusRule
 ``BwsyncAppliedDiffersFromPlanned``
     ``applied_differs == 1``.
 
-Delivery
---------
-``deliver`` pushes to ``BWSYNC_METRICS__PUSHGATEWAY_URL`` and/or writes
-``BWSYNC_METRICS__TEXTFILE_PATH``, after every run including failed ones. A delivery problem is
-returned as a warning and never fails the sync: the directory sync is what matters, and the
-``BwsyncNoRecentSuccess`` alert catches metrics that stop arriving. The push is a PUT of the
-whole group {job="bwsync", profile=…} (no ``instance``), with basic auth and a CA bundle from
-``BWSYNC_METRICS__PUSHGATEWAY_*``; the textfile is replaced atomically (give each profile its
-own ``.prom`` file: each write replaces the whole file). ``sync --every`` serves
-the latest run on ``BWSYNC_METRICS__LISTEN`` (``/metrics``, ``/healthz``) with
-``MetricsServer``: loopback (``127.0.0.1:9464``) unless the setting says otherwise, each
-connection closed after ``HANDLER_TIMEOUT`` seconds of silence, at most ``MAX_CONNECTIONS``
-served at once (more are closed at once), and its errors logged as JSON events, never as
-tracebacks.
-
 No free text is exported: every label value is a fixed set chosen by the code (results,
 stages, kinds, actions, skip reasons, endpoint names) or a validated setting (profile), so no
 error message, and no secret in one, can reach a metric.
@@ -94,35 +81,16 @@ error message, and no secret in one, can reach a metric.
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import logging
-import os
-import socket
-import ssl
-import tempfile
-import threading
 import typing
-import urllib.error
-import urllib.request
-from base64 import b64encode
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from socket import AF_INET6
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bwsync import __version__
 from bwsync.changes import ACTIONS, APPLYING
-from bwsync.config import MetricsSettings, env_name, split_listen
-from bwsync.errors import SUCCESS_RESULTS, ConfigError, RunResult
-from bwsync.logs import event
+from bwsync.errors import SUCCESS_RESULTS, RunResult
 from bwsync.model import RunReport
 
 PREFIX = "bwsync_"
@@ -151,9 +119,6 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "build_info",
     )
 )
-#: Seconds one push may take. A CronJob must not hang on a gateway that is down; 10 s is
-#: ample for one small PUT inside a cluster.
-PUSH_TIMEOUT = 10.0
 _LABELS = ("profile", "source")
 
 
@@ -294,346 +259,3 @@ def build_registry(report: RunReport) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ReportCollector(report))
     return registry
-
-
-# --- delivery ---------------------------------------------------------------------------------
-
-
-def _redact(url: str) -> str:
-    """The URL without user:password, fit for a warning or a request line."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-PushHandler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
-
-
-def push_handler(
-    *, ca_file: Path | None = None, username: str | None = None, password: str | None = None
-) -> PushHandler:
-    """A ``push_to_gateway`` handler with basic auth and a CA bundle.
-
-    Proxy variables are ignored on purpose: a Pushgateway lives inside the cluster, while
-    ``HTTPS_PROXY`` is usually set for egress to Bitwarden and its ``NO_PROXY`` rarely lists the
-    monitoring namespace. Redirects are not followed for PUT (urllib's default), so a body is
-    never replayed to another host.
-    """
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    auth: str | None = None
-    if username is not None:
-        token = b64encode(f"{username}:{password or ''}".encode()).decode()
-        auth = "Basic " + token
-
-    def handler(
-        url: str,
-        method: str,
-        timeout: float | None,
-        headers: list[tuple[str, str]],
-        data: bytes,
-    ) -> Callable[[], None]:
-        def handle() -> None:
-            request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only, checked in push()
-            for name, value in headers:
-                request.add_header(name, value)
-            if auth is not None:
-                request.add_header("Authorization", auth)
-            opener = urllib.request.build_opener(
-                urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
-            )
-            with opener.open(request, timeout=timeout) as response:
-                if response.status >= 400:  # urllib raises for these; kept as a guard
-                    raise OSError(f"HTTP {response.status} {response.reason}")
-
-        return handle
-
-    return handler
-
-
-def push(registry: CollectorRegistry, settings: MetricsSettings, *, job: str, profile: str) -> None:
-    """PUT the registry to the Pushgateway under {job, profile}, replacing that whole group.
-
-    PUT, not POST: a series the previous run had and this one lacks (a stage not reached, a skip
-    reason gone) must disappear. No ``instance`` in the key: a CronJob's pod name changes every
-    run, and a group per pod would pile up forever. Credentials may also come as
-    ``https://user:password@host`` in the URL; the separate settings win.
-    """
-    url = settings.pushgateway_url
-    if not url:
-        return
-    parts = urlsplit(url if "://" in url else "http://" + url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"unsupported scheme {parts.scheme!r}; use http:// or https://")
-    username, password = parts.username, parts.password
-    if settings.pushgateway_username is not None:
-        username = settings.pushgateway_username
-        secret = settings.pushgateway_password
-        password = secret.get_secret_value() if secret is not None else None
-    handler = push_handler(
-        ca_file=settings.pushgateway_ca_file, username=username, password=password
-    )
-    push_to_gateway(
-        _redact(urlunsplit(parts)),
-        job=job,
-        registry=registry,
-        grouping_key={"profile": profile},
-        timeout=PUSH_TIMEOUT,
-        handler=handler,
-    )
-
-
-def write_textfile(registry: CollectorRegistry, path: Path) -> None:
-    """Write the registry in node_exporter's textfile format, atomically.
-
-    The text goes to a temporary file in the same directory (so ``os.replace`` is a rename on one
-    filesystem) whose name does not end in ``.prom``, so the collector never reads half a file.
-    Mode 0644: node_exporter usually runs as another user.
-    """
-    data = generate_latest(registry)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def deliver(report: RunReport, settings: MetricsSettings, job: str = "bwsync") -> list[str]:
-    """Push and/or write this run's metrics as the settings ask; return warnings, never raise.
-
-    Called after every run, failed ones included, so the failure itself reaches the alerts.
-    """
-    warnings: list[str] = []
-    if not settings.delivered:
-        return warnings
-    registry = build_registry(report)
-    if settings.pushgateway_url:
-        try:
-            push(registry, settings, job=job, profile=report.profile)
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            warnings.append(
-                f"metrics not pushed to the Pushgateway {_redact(settings.pushgateway_url)}: "
-                f"{_reason(exc)}"
-            )
-    if settings.textfile_path is not None:
-        path = settings.textfile_path
-        if not path.name.endswith(".prom"):
-            warnings.append(
-                f"metrics textfile {path} does not end in .prom; "
-                "node_exporter's textfile collector will ignore it"
-            )
-        try:
-            write_textfile(registry, path)
-        except (OSError, ValueError) as exc:
-            warnings.append(f"metrics textfile {path} not written: {_reason(exc)}")
-    return warnings
-
-
-def _reason(exc: BaseException) -> str:
-    """A short, secret-free reason: urllib wraps the interesting error in ``.reason``."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        inner = exc.reason
-        return _reason(inner) if isinstance(inner, BaseException) else str(inner)
-    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, ssl.SSLError):
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-# --- loop mode --------------------------------------------------------------------------------
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces) → (host, port)."""
-    try:
-        return split_listen(listen)
-    except ValueError as exc:
-        raise ConfigError(f"{env_name('metrics', 'listen')}: {exc} (got {listen!r})") from None
-
-
-#: Seconds a connection may stay silent (no request sent, the response not read) before it is
-#: closed. A scrape takes milliseconds; a half-open connection must not hold a thread for ever.
-HANDLER_TIMEOUT = 10.0
-#: Connections served at once; one more is closed as soon as it is accepted. Prometheus scrapes
-#: one at a time and the kubelet's probes add one or two.
-MAX_CONNECTIONS = 16
-
-
-class _Server(ThreadingHTTPServer):
-    """One thread per connection, but at most ``max_connections`` at once; errors go to the
-    JSON log instead of socketserver's traceback on stderr."""
-
-    daemon_threads = True
-    #: listen backlog: socketserver's 5 drops the SYNs of a burst, each retried a second later
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self.refused = 0
-        """Connections closed unanswered because every slot was taken (tests, debugging)."""
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.refused += 1
-            if self.refused == 1 or self.refused % 1000 == 0:
-                event(
-                    "metrics_connections_refused",
-                    logging.WARNING,
-                    refused=self.refused,
-                    limit=MAX_CONNECTIONS,
-                    note="more connections than the metrics server serves at once; "
-                    "the extra ones were closed",
-                )
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()  # the thread never started
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away mid-answer is routine (debug); anything else is a warning.
-        Never a traceback: stderr carries JSON lines only."""
-        import sys
-
-        exc = sys.exc_info()[1]
-        routine = isinstance(exc, ConnectionError | TimeoutError | socket.timeout)
-        event(
-            "metrics_request_failed",
-            logging.DEBUG if routine else logging.WARNING,
-            client=str(client_address[0]) if client_address else "",
-            error=f"{type(exc).__name__}: {exc}" if exc is not None else "unknown",
-        )
-
-
-class _Server6(_Server):
-    address_family = AF_INET6
-
-
-class MetricsServer:
-    """``/metrics`` and ``/healthz`` for ``sync --every`` loop mode, on a background thread.
-
-    It serves the latest run's registry; ``update`` swaps the report in one assignment, so a
-    scrape sees one run or the next, never a mix. Before the first run ``/metrics`` is empty
-    (valid, with no series) and ``/healthz`` is 200: the process is alive and a long first run
-    must not get the pod killed by a liveness probe.
-    """
-
-    def __init__(
-        self,
-        listen: str,
-        *,
-        timeout: float = HANDLER_TIMEOUT,
-        max_connections: int = MAX_CONNECTIONS,
-    ) -> None:
-        self.host, self.port = parse_listen(listen)
-        self.timeout = timeout
-        self.max_connections = max_connections
-        self._collector = ReportCollector()
-        self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(self._collector)
-        self._healthy = True
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """(host, port) actually bound: with port 0 the system picks the port."""
-        if self._server is None:
-            return self.host, self.port
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    def update(self, report: RunReport) -> None:
-        """Serve this run's metrics from now on."""
-        self._collector.report = report
-
-    def set_healthy(self, ok: bool) -> None:
-        """``/healthz`` answers 200 when ``ok``, 503 otherwise."""
-        self._healthy = ok
-
-    def start(self) -> None:
-        """Bind and serve in a daemon thread; a bind failure is a ``ConfigError`` (exit 2)."""
-        if self._server is not None:
-            return
-        server_cls = _Server6 if ":" in self.host else _Server
-        try:
-            server = server_cls((self.host, self.port), self._handler_class(), self.max_connections)
-        except OSError as exc:
-            raise ConfigError(
-                f"{env_name('metrics', 'listen')}: cannot listen on "
-                f"{self.host or '*'}:{self.port}: {exc.strerror or exc}"
-            ) from None
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="bwsync-metrics", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def refused(self) -> int:
-        """Connections closed unanswered because ``max_connections`` were being served."""
-        return self._server.refused if self._server is not None else 0
-
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> MetricsServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "bwsync"
-            timeout = owner.timeout  # socket timeout: a silent client is dropped
-
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                    self._send(200, content_type, encoder(owner._registry))
-                elif path == "/healthz":
-                    ok = owner._healthy
-                    self._send(200 if ok else 503, "text/plain", b"ok\n" if ok else b"unhealthy\n")
-                else:
-                    self._send(404, "text/plain", b"not found\n")
-
-            def _send(self, code: int, content_type: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Silent: scrapes every 15 s would drown the run's own log lines."""
-
-        return Handler

@@ -129,6 +129,7 @@ def test_what_bwsync_can_import_is_loaded_here() -> None:
     # Every module of bwsync (the lazily imported sources and state backends too), and the
     # libraries they use, with the modules those import.
     assert {"bwsync.cli", "bwsync.sources.ldap", "bwsync.sources.okta", "bwsync.state.kube",
-            "bwsync.metrics", "bwsync.output", "httpx", "pydantic", "msal"} <= loaded  # fmt: skip
+            "bwsync.metrics", "bwsync.metrics_delivery", "bwsync.metrics_server",
+            "bwsync.output", "httpx", "pydantic", "msal"} <= loaded  # fmt: skip
     assert "bwsync.standin.serve" not in loaded  # the stand-in's command line
     assert not [m for m in loaded if m.startswith("bwsync") and m.endswith("__main__")]

@@ -14,7 +14,8 @@ from pydantic import SecretStr
 from bwsync.changes import ACTIONS
 from bwsync.cli import main
 from bwsync.config import MetricsSettings
-from bwsync.metrics import RESULTS, deliver
+from bwsync.metrics import RESULTS
+from bwsync.metrics_delivery import deliver
 from bwsync.model import RunReport
 from tests.fixtures.metrics import PUSH_PASSWORD, PUSH_USER, Pushgateway, free_port
 from tests.standins.bitwarden import FakeBitwarden

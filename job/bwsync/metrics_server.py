@@ -1,0 +1,215 @@
+"""``/metrics`` and ``/healthz`` for ``sync --every`` loop mode: the latest run's metrics, served.
+
+``sync --every`` serves the latest run on ``BWSYNC_METRICS__LISTEN`` (``/metrics``,
+``/healthz``) with ``MetricsServer``: loopback (``127.0.0.1:9464``) unless the setting says
+otherwise, each connection closed after ``HANDLER_TIMEOUT`` seconds of silence, at most
+``MAX_CONNECTIONS`` served at once (more are closed at once), and its errors logged as JSON
+events, never as tracebacks. What the series are is ``bwsync.metrics``'s; the push and the
+textfile after each run are ``bwsync.metrics_delivery``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socket import AF_INET6
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from bwsync.config import env_name, split_listen
+from bwsync.errors import ConfigError
+from bwsync.logs import event
+from bwsync.metrics import ReportCollector
+from bwsync.model import RunReport
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces) → (host, port)."""
+    try:
+        return split_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(f"{env_name('metrics', 'listen')}: {exc} (got {listen!r})") from None
+
+
+#: Seconds a connection may stay silent (no request sent, the response not read) before it is
+#: closed. A scrape takes milliseconds; a half-open connection must not hold a thread for ever.
+HANDLER_TIMEOUT = 10.0
+#: Connections served at once; one more is closed as soon as it is accepted. Prometheus scrapes
+#: one at a time and the kubelet's probes add one or two.
+MAX_CONNECTIONS = 16
+
+
+class _Server(ThreadingHTTPServer):
+    """One thread per connection, but at most ``max_connections`` at once; errors go to the
+    JSON log instead of socketserver's traceback on stderr."""
+
+    daemon_threads = True
+    #: listen backlog: socketserver's 5 drops the SYNs of a burst, each retried a second later
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.refused = 0
+        """Connections closed unanswered because every slot was taken (tests, debugging)."""
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                event(
+                    "metrics_connections_refused",
+                    logging.WARNING,
+                    refused=self.refused,
+                    limit=MAX_CONNECTIONS,
+                    note="more connections than the metrics server serves at once; "
+                    "the extra ones were closed",
+                )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # the thread never started
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is routine (debug); anything else is a warning.
+        Never a traceback: stderr carries JSON lines only."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        routine = isinstance(exc, ConnectionError | TimeoutError | socket.timeout)
+        event(
+            "metrics_request_failed",
+            logging.DEBUG if routine else logging.WARNING,
+            client=str(client_address[0]) if client_address else "",
+            error=f"{type(exc).__name__}: {exc}" if exc is not None else "unknown",
+        )
+
+
+class _Server6(_Server):
+    address_family = AF_INET6
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` for ``sync --every`` loop mode, on a background thread.
+
+    It serves the latest run's registry; ``update`` swaps the report in one assignment, so a
+    scrape sees one run or the next, never a mix. Before the first run ``/metrics`` is empty
+    (valid, with no series) and ``/healthz`` is 200: the process is alive and a long first run
+    must not get the pod killed by a liveness probe.
+    """
+
+    def __init__(
+        self,
+        listen: str,
+        *,
+        timeout: float = HANDLER_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self.host, self.port = parse_listen(listen)
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self._collector = ReportCollector()
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(self._collector)
+        self._healthy = True
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) actually bound: with port 0 the system picks the port."""
+        if self._server is None:
+            return self.host, self.port
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def update(self, report: RunReport) -> None:
+        """Serve this run's metrics from now on."""
+        self._collector.report = report
+
+    def set_healthy(self, ok: bool) -> None:
+        """``/healthz`` answers 200 when ``ok``, 503 otherwise."""
+        self._healthy = ok
+
+    def start(self) -> None:
+        """Bind and serve in a daemon thread; a bind failure is a ``ConfigError`` (exit 2)."""
+        if self._server is not None:
+            return
+        server_cls = _Server6 if ":" in self.host else _Server
+        try:
+            server = server_cls((self.host, self.port), self._handler_class(), self.max_connections)
+        except OSError as exc:
+            raise ConfigError(
+                f"{env_name('metrics', 'listen')}: cannot listen on "
+                f"{self.host or '*'}:{self.port}: {exc.strerror or exc}"
+            ) from None
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="bwsync-metrics", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def refused(self) -> int:
+        """Connections closed unanswered because ``max_connections`` were being served."""
+        return self._server.refused if self._server is not None else 0
+
+    def stop(self) -> None:
+        """Stop serving and release the port; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> MetricsServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "bwsync"
+            timeout = owner.timeout  # socket timeout: a silent client is dropped
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                    self._send(200, content_type, encoder(owner._registry))
+                elif path == "/healthz":
+                    ok = owner._healthy
+                    self._send(200 if ok else 503, "text/plain", b"ok\n" if ok else b"unhealthy\n")
+                else:
+                    self._send(404, "text/plain", b"not found\n")
+
+            def _send(self, code: int, content_type: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Silent: scrapes every 15 s would drown the run's own log lines."""
+
+        return Handler
