@@ -37,9 +37,12 @@ text goes through ``shorten`` (masked by ``bwsync.redact``, then cut to ``MAX_BO
 characters), and every error's message is masked again whenever it is turned into text
 (``BwsyncError.__str__``).
 
-Not in the tree, on purpose: exceptions private to one module that never leave it (the
-Bitwarden client's ``_TokenRefused``, the stand-in's ``HttpError``), which carry control flow,
-not a failure of the run.
+Not in the tree, on purpose: exceptions that carry control flow, not a failure of the run, and
+never reach the run loop. The HTTP layer's ``RetriesExhausted`` (``bwsync.http.retry``: the
+retries ran out; each client translates it into its own error above, with the last answer) and
+``Cancelled`` (``bwsync.http.fanout``: a read not started because another failed first); the
+Bitwarden client's private ``_TokenRefused`` and ``_TokenUnusable``; the stand-in's
+``HttpError`` and ``_JsonTypeError``, which become HTTP answers.
 """
 
 from __future__ import annotations
