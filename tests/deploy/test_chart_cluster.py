@@ -16,7 +16,6 @@ validated against its real schema, and remove it at the end.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures.kube import KUBE_MODULE, Helm, KubeApiServer
+from tests.fixtures.kube import (
+    KUBE_MODULE,
+    Helm,
+    KubeApi,
+    KubeApiServer,
+    condition_status,
+    wait_until,
+)
 
 from .conftest import CHART, ROOT
 
@@ -66,21 +72,31 @@ def prometheus_rule_crd(kube_apiserver: KubeApiServer) -> Iterator[None]:
     crd = yaml.safe_load(PROMETHEUS_RULE_CRD.read_text())
     name = crd["metadata"]["name"]
     admin.create(CRD_PATH, crd)
-    deadline = time.monotonic() + 60
-    while not _established(admin.get(f"{CRD_PATH}/{name}")):
-        assert time.monotonic() < deadline, f"CRD {name} not established"
-        time.sleep(0.1)
+    wait_until(f"CRD {name} Established", lambda: _not_established(admin.get(f"{CRD_PATH}/{name}")))
     # The API server serves the new kind only once its discovery is updated.
-    while admin.request("GET", "/apis/monitoring.coreos.com/v1").status_code != 200:
-        assert time.monotonic() < deadline, "monitoring.coreos.com/v1 not served"
-        time.sleep(0.1)
+    wait_until(
+        "monitoring.coreos.com/v1 served",
+        lambda: _not_served(admin, "/apis/monitoring.coreos.com/v1"),
+    )
     yield
     admin.delete(f"{CRD_PATH}/{name}")
 
 
-def _established(crd: dict[str, Any] | None) -> bool:
-    conditions = (crd or {}).get("status", {}).get("conditions", [])
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+def _not_established(crd: dict[str, Any] | None) -> str | None:
+    """None once the CRD is Established, else what its status says. Its conditions are
+    absent (or null) until the apiextensions controller first sets them, a moment after
+    the create: more than a moment on a loaded machine."""
+    if crd is None:
+        return "CRD not found"
+    status = condition_status(crd, "Established")
+    if status == "True":
+        return None
+    return f"Established={status}, status={crd.get('status')!r}"
+
+
+def _not_served(admin: KubeApi, path: str) -> str | None:
+    code = admin.request("GET", path).status_code
+    return None if code == 200 else f"GET {path} answered {code}"
 
 
 def _manifest(helm: Helm, namespace: str) -> list[dict[str, Any]]:
