@@ -19,7 +19,6 @@ import pytest
 from bwsync import stop
 from bwsync.bitwarden import (
     DEVICE_TYPE,
-    ENDPOINTS,
     BitwardenClient,
     TokenCache,
     backoff_delay,
@@ -1031,12 +1030,6 @@ def test_unreadable_ca_file_is_a_configuration_error(tmp_path: Path) -> None:
     bad.write_text("not a certificate")
     with pytest.raises(ConfigError, match="CA_FILE"):
         BitwardenClient(settings(ca_file=bad))
-
-
-def test_endpoint_names_match_the_stand_in() -> None:
-    from bwsync.standin import server
-
-    assert server.ENDPOINTS == ENDPOINTS
 
 
 def _echo(status: int, shape: str) -> Handler:

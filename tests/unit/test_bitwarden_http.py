@@ -7,10 +7,11 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
-from bwsync.bitwarden import BitwardenClient
+from bwsync.bitwarden import ENDPOINTS, BitwardenClient
 from bwsync.errors import BitwardenAuthError, BitwardenClientError, BitwardenServerError
 from bwsync.model import STATUS_INVITED, STATUS_REVOKED
 from tests.fixtures.bitwarden import FakeFactory, RecordingClient
@@ -274,6 +275,39 @@ def test_on_request_and_on_retry_metrics(fake_bitwarden: FakeBitwarden) -> None:
         client.list_members()
     assert seen == [("token", 200), ("list_members", 429), ("list_members", 200)]
     assert retries == ["list_members"]
+
+
+def test_endpoint_names_match_the_stand_in(fake_bitwarden: FakeBitwarden) -> None:
+    """The client's name for each request (its metric label) is the stand-in's name for the
+    request it received (the name faults and assertions use), and between them every name in
+    ENDPOINTS is one a request gets: a route renamed or added on one side shows here."""
+    member = fake_bitwarden.add_member("ann@example.com", external_id="ann")
+    group = fake_bitwarden.add_group("Eng", external_id="eng", members=[member])
+    seen: list[str] = []
+    with BitwardenClient(
+        fake_bitwarden.settings(), sleep=lambda _s: None, on_request=lambda e, _s: seen.append(e)
+    ) as client:
+        client.check_token()
+        client.import_organization(payload(("ann", False), groups=[]))
+        client.list_members()
+        client.list_groups()
+        client.group_member_ids(group.id)
+        client.set_group_member_ids(group.id, [member.id])
+        client.update_group(group.id, "Engineering", "eng")
+        assert client.delete_group("00000000-0000-0000-0000-000000000000") is False  # get_group
+        client.delete_group(group.id)
+        client.revoke_member(member.id)
+        client.restore_member(member.id)
+    assert seen == [r.endpoint for r in fake_bitwarden.requests]
+    # Routes the client never calls: the stand-in still names them (401 without a token).
+    fake_bitwarden.clear_requests()
+    api = fake_bitwarden.api_url
+    for path in (f"/public/members/{member.id}", f"/public/members/{member.id}/group-ids", "/x"):
+        httpx.get(api + path, trust_env=False)
+    served = {r.endpoint for r in fake_bitwarden.requests}
+    assert served == {"get_member", "member_group_ids", "unknown"}
+    assert set(seen) | served == set(ENDPOINTS)
+    assert len(ENDPOINTS) == len(set(ENDPOINTS))
 
 
 def test_through_an_http_proxy(
