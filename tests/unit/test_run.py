@@ -528,7 +528,7 @@ def test_the_memory_changes_only_with_a_successful_run(
     assert execute(settings, RunOptions(), source=source).report.exit_code == 0
     after = _remembered(path, fake_vaultwarden)
     assert after is not None
-    assert (after.members, after.revoked) == ({"a@x.com"}, {"b@x.com"})
+    assert (after.members, after.revoked) == (frozenset({"a@x.com"}), frozenset({"b@x.com"}))
     assert fake_vaultwarden.find_member(email="b@x.com").status == STATUS_REVOKED  # type: ignore[union-attr]
 
 

@@ -103,7 +103,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import msgspec
@@ -278,7 +278,7 @@ class BitwardenStandIn(OfficialImport):
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> BitwardenStandIn:
+    def start(self) -> Self:
         """Listen and serve in a daemon thread; returns self."""
         if self._server is not None:
             return self
@@ -311,7 +311,7 @@ class BitwardenStandIn(OfficialImport):
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> BitwardenStandIn:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
