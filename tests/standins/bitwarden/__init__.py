@@ -23,5 +23,6 @@ class FakeBitwarden(VaultwardenMode):
     """The stand-in with every switch. Keyword arguments: ``BitwardenStandIn``'s (the API key,
     ``self_hosted``, ``staged_status``, ``token_lifetime``, ``jwt_tokens``, plan features,
     ``seats``, ``require_confirmed_owner``, ``clock``, ``host``/``port``, ``ssl_context``),
-    ``rate_limits`` (``FaultInjection``), ``vaultwarden``, ``groups_enabled``, ``mail_enabled``,
-    ``login_ratelimit_max_burst``, ``login_ratelimit_seconds`` (``VaultwardenMode``)."""
+    ``rate_limits``, ``sleep`` (``FaultInjection``), ``vaultwarden``, ``groups_enabled``,
+    ``mail_enabled``, ``login_ratelimit_max_burst``, ``login_ratelimit_seconds``
+    (``VaultwardenMode``)."""

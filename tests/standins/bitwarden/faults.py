@@ -25,6 +25,7 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,11 +112,19 @@ class FaultInjection(BitwardenStandIn):
     limits (§4): identity 5/s and 60/min, token 10/min; API POST/PUT/DELETE 5/s and 60/min,
     GET 200/min. Off by default (tests switch faults on explicitly); never in self-hosted mode.
     Rate windows follow the stand-in's ``clock``; ``rate_limits`` may be changed between
-    requests."""
+    requests. ``sleep`` waits out a ``slow`` fault's delay (tests may pass one that records
+    or blocks, to see the delay without measuring it)."""
 
-    def __init__(self, *, rate_limits: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        rate_limits: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.rate_limits = rate_limits
+        self._sleep = sleep
         self._windows: dict[tuple[str, float], list[float]] = {}
         self._faults: list[Fault] = []
         self._pauses: list[Pause] = []
@@ -254,7 +263,7 @@ class FaultInjection(BitwardenStandIn):
         if fault is None:
             return None
         if fault.delay:
-            time.sleep(fault.delay)
+            self._sleep(fault.delay)
         if fault.disconnect:
             return Response(0, disconnect=True)
         if fault.status is not None:

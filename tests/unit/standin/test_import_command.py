@@ -266,15 +266,18 @@ def test_duplicated_group_external_id_in_the_org_crashes_group_step(
 
 
 def test_large_imports_stay_fast(fake_bitwarden_self_hosted: FakeBitwarden) -> None:
+    """A gross regression guard (a lookup turned into a scan makes this minutes): measured
+    in this process's CPU seconds (~0.1 s here, both sides of the HTTP exchange), which a
+    loaded machine does not stretch as it stretches the wall clock."""
     api = Api(fake_bitwarden_self_hosted)
     try:
         api.login()
         members = [m(f"u{i}") for i in range(20_000)]
         groups = [g(f"g{j}", members=[f"u{i}" for i in range(j, 20_000, 50)]) for j in range(50)]
-        started = time.monotonic()
+        started = time.process_time()
         assert api.imp(body(members, groups)).status_code == 200
         assert api.imp(body(members, groups)).status_code == 200
-        assert time.monotonic() - started < 20
+        assert time.process_time() - started < 10
         assert len(fake_bitwarden_self_hosted.group_member_external_ids("g0")) == 400
         assert len(api.get("/members").json()["data"]) == 20_000
     finally:
