@@ -27,9 +27,11 @@ from urllib.parse import urlsplit
 import orjson
 import yaml
 
-from bwsync.config import env_name, is_loopback
+from bwsync.config import DEFAULT_SECRETS_DIR, env_name, is_loopback
 from bwsync.errors import ConfigError
 
+#: The Google service account's key file in the secrets directory, as the examples name it.
+GOOGLE_KEY_FILE = "google-sa.json"
 DIRECTORY_TYPES = {0: "ldap", 1: "entra", 2: "google", 3: "okta", 4: "onelogin"}
 _CONFIG_KEYS = {
     "ldap": "directoryLdap",
@@ -292,11 +294,13 @@ def _google(d: dict[str, Any], sync: dict[str, Any], conv: Conversion) -> None:
     conv.set("google", "admin_email", d.get("adminUser"))
     conv.set("google", "domain", d.get("domain"))
     conv.set("google", "customer", d.get("customer"))
-    conv.set("google", "credentials_file", "/run/secrets/bwsync/bwsync_google__credentials_file")
+    # Not named as the variable (bwsync_google__credentials_file): the secrets directory
+    # reads a file of that name as the setting's value, so the key's JSON would become the path.
+    conv.set("google", "credentials_file", f"{DEFAULT_SECRETS_DIR}/{GOOGLE_KEY_FILE}")
     conv.skip(
         "directoryGsuite.clientEmail / privateKey",
         f"put the service account's JSON key file ({d.get('clientEmail') or 'client_email'}) "
-        "in the secret file bwsync_google__credentials_file",
+        f"in the secrets directory as {GOOGLE_KEY_FILE} (Helm: secretFiles.{GOOGLE_KEY_FILE})",
     )
     del sync
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from bwsync.bwdc_config import convert, load_data_file
+from bwsync.bwdc_config import convert, load_data_file, render_env
 from bwsync.cli import main
 from bwsync.errors import ConfigError
-from tests.fixtures.setting_files import localize
+from tests.fixtures.setting_files import localize, write_setting_file
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bwdc"
 SECRET_KEYS = {
@@ -72,6 +72,34 @@ def test_converts_without_secrets_and_validates(
     # The files the settings name (a CA, a key file), as the admin mounts them.
     for k, v in localize(_env(env), tmp_path / "files").items():
         monkeypatch.setenv(k, v)
+    assert main(["check", "--offline"]) == 0, capsys.readouterr()
+
+
+def test_the_google_key_goes_in_the_secrets_directory_under_a_name_no_setting_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file named as the variable (``bwsync_google__credentials_file``) would be read as
+    the path setting itself: the key's JSON taken for a path. The advised name is the path's,
+    and that file in the secrets directory is read as nothing but the key."""
+    conv = convert(load_data_file(DATA / "google-v8.json"))
+    env = _env(render_env(conv, "data.json"))
+    path = Path(env["BWSYNC_GOOGLE__CREDENTIALS_FILE"])
+    assert path.parent == Path("/run/secrets/bwsync")
+    assert path.name != "bwsync_google__credentials_file"
+    advice = dict(conv.unmapped)["directoryGsuite.clientEmail / privateKey"]
+    assert f"in the secrets directory as {path.name} " in advice
+    secrets = tmp_path / "secrets"
+    write_setting_file("BWSYNC_GOOGLE__CREDENTIALS_FILE", secrets / path.name)
+    (secrets / "bwsync_bitwarden__client_secret").write_text("placeholder\n")
+    monkeypatch.setenv("BWSYNC_SECRETS_DIR", str(secrets))
+    for name, value in env.items():
+        if name != "BWSYNC_GOOGLE__CREDENTIALS_FILE":
+            monkeypatch.setenv(name, value)
+    # Without the path variable the key file is no setting's value: the path is missing.
+    assert main(["check", "--offline"]) == 2
+    assert "BWSYNC_GOOGLE__CREDENTIALS_FILE: required" in capsys.readouterr().out
+    # With it (the secrets directory mounted here rather than at /run/secrets/bwsync): valid.
+    monkeypatch.setenv("BWSYNC_GOOGLE__CREDENTIALS_FILE", str(secrets / path.name))
     assert main(["check", "--offline"]) == 0, capsys.readouterr()
 
 
