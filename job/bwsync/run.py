@@ -422,12 +422,17 @@ class _Run:
                 )
                 if ignored:
                     plan.notes.append(OTHER_ORGANIZATION + ": ignored; this run starts a new one")
-            else:  # `plan` without the API key: the organization was not asked anything
+            else:  # `plan --directory-only` (or no API key): the organization was not asked
+                why = (
+                    "--directory-only: the organization was not read"
+                    if not self.options.bitwarden
+                    else "no organization API key: the organization was not read"
+                )
                 plan = Plan(
                     org_known=False,
                     notes=[
-                        "no organization API key: the organization was not read; showing what "
-                        f"will be sent ({sent_members} members, {sent_groups} groups)"
+                        f"{why}; showing what will be sent ({sent_members} members, "
+                        f"{sent_groups} groups)"
                     ],
                 )
             self.report.planned = plan.counts()

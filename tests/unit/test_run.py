@@ -422,6 +422,22 @@ def test_plan_shows_the_batches_a_sync_would_leave_out(
     assert len(fake_bitwarden.requests_to("import")) == 1
 
 
+def test_plan_directory_only_says_why_the_organization_was_not_read(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    """With the API key at hand, --directory-only is why nothing was read: the note says so,
+    not that a key or list endpoints were missing."""
+    settings = _settings(fake_bitwarden, tmp_path / "state.json")
+    options = RunOptions(command="plan", bitwarden=False)
+    outcome = execute(settings, options, source=MemorySource.of("a@x.com"))
+    assert outcome.plan is not None and not outcome.plan.org_known
+    assert outcome.plan.notes == [
+        "--directory-only: the organization was not read; showing what will be sent "
+        "(1 members, 0 groups)"
+    ]
+    assert fake_bitwarden.requests == []
+
+
 def test_a_finished_run_is_freed_without_the_cyclic_collector(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
