@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,10 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "bwsync"}
 
 
 class ConfigMapStateStore(StateStore):
+    """``namespace`` is where the ConfigMap lives (``BWSYNC_STATE__NAMESPACE``); ``None``
+    takes the connection's own: the pod's namespace, or the kubeconfig context's. It wins
+    over a ready-made ``config``'s as over one read from the files."""
+
     def __init__(
         self,
         name: str,
@@ -76,6 +81,8 @@ class ConfigMapStateStore(StateStore):
         self._namespace = namespace
         self._sa_dir = service_account_dir
         self._timeout = timeout
+        if config is not None and namespace is not None:
+            config = dataclasses.replace(config, namespace=namespace)
         self._config = config
         self._policy = policy or STATE_POLICY
         self._object: dict[str, Any] | None = None

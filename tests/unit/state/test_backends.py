@@ -121,6 +121,21 @@ def _store(handler: Any) -> ConfigMapStateStore:
     return ConfigMapStateStore("state", config=config)
 
 
+def test_a_namespace_given_beside_a_ready_connection_is_the_one_used() -> None:
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        return httpx.Response(404, json={"kind": "Status", "reason": "NotFound", "code": 404})
+
+    config = _store(handler).config  # its connection's namespace: "ns"
+    store = ConfigMapStateStore("state", namespace="other", config=config)
+    assert (store.namespace, store.description) == ("other", "configmap other/state")
+    assert store.load() == StateDocument()
+    assert paths == ["/api/v1/namespaces/other/configmaps/state"]
+    assert ConfigMapStateStore("state", config=config).namespace == "ns"
+
+
 def test_unstructured_error_body_is_cut_short() -> None:
     body = "<html>" + "x" * 5000 + "</html>"
 
