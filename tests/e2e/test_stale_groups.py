@@ -140,15 +140,14 @@ _ad_trees = iter(range(1000))
 
 
 def samba_directory(ad: SambaAD) -> Directory:
-    """The server is the session's: the OU and the sAMAccountNames (unique in the domain) are
-    this test's own, and the users have no ``mail`` (their email is sAMAccountName + suffix,
-    as AD allows), so that other tests' whole-domain searches for ``(mail=*)`` never see them."""
+    """The server is the session's: the OU, the sAMAccountNames and the emails (unique in the
+    domain) are this test's own."""
     n = next(_ad_trees)
     ou = f"OU=stale{n},{ad.base_dn}"
     sam = {p: f"stale{n}-{p}" for p in PEOPLE}
     ad.add(
         [(ou, {"objectClass": "organizationalUnit"})]
-        + [(f"CN={p},{ou}", ad_user(sam[p])) for p in PEOPLE]
+        + [(f"CN={p},{ou}", ad_user(sam[p], mail=f"{sam[p]}@example.test")) for p in PEOPLE]
         + [
             (f"CN={g},{ou}", {"objectClass": "group", "member": [f"CN={m},{ou}" for m in ms]})
             for g, ms in GROUPS.items()
@@ -168,7 +167,6 @@ def samba_directory(ad: SambaAD) -> Directory:
             "BWSYNC_LDAP__BASE_DN": ad.base_dn,
             "BWSYNC_LDAP__USER_PATH": ou.split(",", maxsplit=1)[0],
             "BWSYNC_LDAP__GROUP_PATH": ou.split(",", maxsplit=1)[0],
-            "BWSYNC_LDAP__EMAIL_SUFFIX": "@example.test",
         },
         emails={p: f"{sam[p]}@example.test" for p in PEOPLE},
         rename=rename,
