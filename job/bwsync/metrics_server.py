@@ -2,17 +2,22 @@
 
 ``sync --every`` serves the latest run on ``BWSYNC_METRICS__LISTEN`` (``/metrics``,
 ``/healthz``) with ``MetricsServer``: loopback (``127.0.0.1:9464``) unless the setting says
-otherwise, each connection closed after ``HANDLER_TIMEOUT`` seconds of silence, at most
-``MAX_CONNECTIONS`` served at once (more are closed at once), and its errors logged as JSON
+otherwise, each connection closed ``HANDLER_TIMEOUT`` seconds after it was accepted, however
+it trickles its request (a deadline per connection, not per read: a client sending a byte every
+few seconds must not hold a thread for ever), at most ``MAX_CONNECTIONS`` served at once and
+``MAX_PER_CLIENT`` of them for one client address (more are closed at once: one slow or hostile
+client cannot starve Prometheus and the kubelet's probes), and its errors logged as JSON
 events, never as tracebacks. What the series are is ``bwsync.metrics``'s; the push and the
 textfile after each run are ``bwsync.metrics_delivery``'s.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socket import AF_INET6
 from typing import Any
@@ -35,12 +40,36 @@ def parse_listen(listen: str) -> tuple[str, int]:
         raise ConfigError(f"{env_name('metrics', 'listen')}: {exc} (got {listen!r})") from None
 
 
-#: Seconds a connection may stay silent (no request sent, the response not read) before it is
-#: closed. A scrape takes milliseconds; a half-open connection must not hold a thread for ever.
+#: Seconds a connection is served, from its accept, before it is closed (the request read and
+#: the response written by then). A scrape takes milliseconds; a half-open or trickling
+#: connection must not hold a thread for ever.
 HANDLER_TIMEOUT = 10.0
 #: Connections served at once; one more is closed as soon as it is accepted. Prometheus scrapes
 #: one at a time and the kubelet's probes add one or two.
 MAX_CONNECTIONS = 16
+#: Connections served at once for one client address: half the slots, so that one client
+#: holding its share leaves the other half to Prometheus and the probes.
+MAX_PER_CLIENT = MAX_CONNECTIONS // 2
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reads, each given what is left of the connection's deadline as its timeout:
+    socket timeouts alone count from the last byte, so a client sending one byte every few
+    seconds would never time out."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the connection's deadline passed")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
 
 
 class _Server(ThreadingHTTPServer):
@@ -51,14 +80,41 @@ class _Server(ThreadingHTTPServer):
     #: listen backlog: socketserver's 5 drops the SYNs of a burst, each retried a second later
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: Any,
+        max_connections: int,
+        max_per_client: int = MAX_PER_CLIENT,
+    ) -> None:
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._max_per_client = max_per_client
+        self._per_client: dict[str, int] = {}
+        self._lock = threading.Lock()
         self.refused = 0
         """Connections closed unanswered because every slot was taken (tests, debugging)."""
         super().__init__(address, handler)
 
+    def _take(self, client: str) -> bool:
+        """A slot for this client, if it has fewer than its share and one is free."""
+        with self._lock:
+            if self._per_client.get(client, 0) >= self._max_per_client:
+                return False
+            if not self._slots.acquire(blocking=False):
+                return False
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+            return True
+
+    def _give_back(self, client: str) -> None:
+        with self._lock:
+            left = self._per_client.pop(client, 1) - 1
+            if left:
+                self._per_client[client] = left
+            self._slots.release()
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        client = str(client_address[0]) if client_address else ""
+        if not self._take(client):
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
                 event(
@@ -66,7 +122,8 @@ class _Server(ThreadingHTTPServer):
                     logging.WARNING,
                     refused=self.refused,
                     limit=MAX_CONNECTIONS,
-                    note="more connections than the metrics server serves at once; "
+                    note="more connections than the metrics server serves at once (in all, "
+                    "or from one client); "
                     "the extra ones were closed",
                 )
             self.shutdown_request(request)
@@ -74,14 +131,14 @@ class _Server(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()  # the thread never started
+            self._give_back(client)  # the thread never started
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._give_back(str(client_address[0]) if client_address else "")
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-answer is routine (debug); anything else is a warning.
@@ -117,10 +174,14 @@ class MetricsServer:
         *,
         timeout: float = HANDLER_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        max_per_client: int | None = None,
     ) -> None:
         self.host, self.port = parse_listen(listen)
         self.timeout = timeout
         self.max_connections = max_connections
+        self.max_per_client = (
+            max(1, max_connections // 2) if max_per_client is None else max_per_client
+        )
         self._collector = ReportCollector()
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self._collector)
@@ -150,7 +211,12 @@ class MetricsServer:
             return
         server_cls = _Server6 if ":" in self.host else _Server
         try:
-            server = server_cls((self.host, self.port), self._handler_class(), self.max_connections)
+            server = server_cls(
+                (self.host, self.port),
+                self._handler_class(),
+                self.max_connections,
+                self.max_per_client,
+            )
         except OSError as exc:
             raise ConfigError(
                 f"{env_name('metrics', 'listen')}: cannot listen on "
@@ -189,7 +255,12 @@ class MetricsServer:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "bwsync"
-            timeout = owner.timeout  # socket timeout: a silent client is dropped
+            timeout = owner.timeout  # the first read's; then what is left of the deadline
+
+            def setup(self) -> None:
+                super().setup()
+                deadline = time.monotonic() + owner.timeout
+                self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
 
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]

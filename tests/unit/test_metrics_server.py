@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import threading
 import typing
@@ -124,7 +125,7 @@ def _wait_closed(socks: list[socket.socket], count: int) -> int:
 def test_half_open_connections_hold_at_most_the_cap_of_threads() -> None:
     """300 clients that connect and say nothing: before, one thread each for ever (302
     threads); now at most ``max_connections`` handler threads, the rest closed at once."""
-    with MetricsServer("127.0.0.1:0", timeout=120, max_connections=16) as srv:
+    with MetricsServer("127.0.0.1:0", timeout=120, max_connections=16, max_per_client=16) as srv:
         before = threading.active_count()
         socks = [socket.create_connection(srv.address) for _ in range(300)]
         try:
@@ -152,6 +153,48 @@ def test_a_silent_connection_is_closed_after_the_handler_timeout() -> None:
             sock.settimeout(60)  # a bound for a broken server, far above the 0.2 s
             assert sock.recv(1) == b""
         assert get(base(srv) + "/healthz")[0] == 200
+
+
+def test_a_trickling_connection_is_closed_at_its_deadline_not_kept_alive_by_each_byte() -> None:
+    """Slowloris: a byte of the request line every 0.1 s, each well within the 0.5 s. A
+    timeout per read never fires; the deadline per connection does."""
+    with MetricsServer("127.0.0.1:0", timeout=0.5) as srv:
+        with socket.create_connection(srv.address) as sock:
+            sock.settimeout(0.1)
+            closed = False
+            for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 200:  # ~20 s at most
+                try:
+                    sock.sendall(bytes([byte]))
+                    closed = sock.recv(1) == b""  # the server closed it: EOF
+                except TimeoutError:
+                    continue  # still open: the recv waited the 0.1 s between bytes
+                except (ConnectionResetError, BrokenPipeError):
+                    closed = True
+                if closed:
+                    break
+            assert closed, "the trickling connection was kept open"
+        assert get(base(srv) + "/healthz")[0] == 200
+
+
+def test_one_client_holds_at_most_its_share_of_the_connections() -> None:
+    """One address holding its ``max_per_client`` connections silent is refused more, and
+    another address is still served."""
+    with MetricsServer("127.0.0.1:0", timeout=120, max_connections=16) as srv:
+        assert srv.max_per_client == 8
+        held = [socket.create_connection(srv.address) for _ in range(8)]
+        extra = socket.create_connection(srv.address)
+        try:
+            assert _wait_closed([extra], 1) == 1
+            assert srv.refused == 1
+            other = http.client.HTTPConnection(
+                *srv.address, timeout=60, source_address=("127.0.0.2", 0)
+            )
+            other.request("GET", "/healthz")
+            assert other.getresponse().status == 200
+            other.close()
+        finally:
+            for sock in [*held, extra]:
+                sock.close()
 
 
 def test_a_client_gone_mid_answer_is_a_json_log_line_not_a_traceback(
