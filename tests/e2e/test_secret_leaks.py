@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
 import pytest
@@ -389,7 +390,23 @@ def kubernetes_password(rig: Rig) -> None:
     _kubeconfig(rig, {"username": "admin", "password": rig.secret(_human("Kube"), user="admin")})
 
 
-def _kubeconfig(rig: Rig, user: dict[str, str]) -> None:
+def kubernetes_exec_token(rig: Rig) -> None:
+    """A credential plugin's token (aws eks get-token, kubelogin): obtained at run time, opaque,
+    no long run of letters and digits — masked only because the token flow remembered it."""
+    token = rig.secret("Exec." + ".".join(uuid.uuid4().hex[i : i + 6] for i in (0, 6, 12)))
+    plugin = rig.tmp / "credential-plugin"
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {"token": token},
+    }
+    plugin.write_text(f"#!/bin/sh\necho '{json.dumps(credential)}'\n")
+    plugin.chmod(0o755)
+    exec_spec = {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin)}
+    _kubeconfig(rig, {"exec": exec_spec})
+
+
+def _kubeconfig(rig: Rig, user: dict[str, Any]) -> None:
     import yaml
 
     rig.working_bitwarden()
@@ -466,6 +483,7 @@ CASES: dict[str, Case] = {
     "azure account key": Case(azure_account_key, (5, 5, 5), NONE, shows_server_text=False),
     "kubernetes token": Case(kubernetes_token, (5, 5, 5)),
     "kubernetes password": Case(kubernetes_password, (5, 5, 5)),
+    "kubernetes exec plugin token": Case(kubernetes_exec_token, (5, 5, 5)),
 }
 
 
