@@ -12,6 +12,12 @@ and only when, all of this holds:
 * and that PID runs nothing any more, or runs a process with another start time (the PID was
   reused), or only a zombie (the holder exited, its parent has not reaped it yet).
 
+"Runs nothing any more" is the kernel's word, never ``/proc``'s alone: a ``/proc`` mounted
+``hidepid=2`` / ``hidepid=invisible`` (systemd's ``ProtectProc=invisible``, CIS hardening)
+shows a process of another user no ``/proc/<pid>`` at all while it runs. A missing entry is
+confirmed with ``kill(pid, 0)``: ``ESRCH`` (no such process) proves the holder gone; ``EPERM``
+(it exists, but belongs to someone else) or success proves it alive.
+
 Anything else proves nothing, and the lease is honoured until it expires: another machine,
 another container or **another pod** (each has its own PID namespace, and a new pod has a new
 host name too), no ``/proc``, an identity this version cannot read. For pods, bwsync relies on
@@ -26,10 +32,16 @@ fail runs that succeed today. An expiry longer than the longest run needs neithe
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 PROC = Path("/proc")
+
+#: ``os.kill``'s shape: how ``gone`` asks the kernel whether a PID exists (signal 0 sends
+#: nothing); tests pass their own.
+Kill = Callable[[int, int], None]
 
 
 def this_process() -> str | None:
@@ -53,9 +65,10 @@ def visible(identity: str | None, proc: Path = PROC) -> bool:
     return len(parts) == 5 and parts[0] == "linux" and _host(proc) == f"{parts[1]}/{parts[2]}"
 
 
-def gone(identity: str | None, proc: Path = PROC) -> str | None:
+def gone(identity: str | None, proc: Path = PROC, *, kill: Kill = os.kill) -> str | None:
     """Why the process ``identity`` names provably runs no more, or ``None`` when that cannot
-    be proven (it runs, or it is out of sight: see the module docstring)."""
+    be proven (it runs, or it is out of sight: see the module docstring). ``kill`` confirms a
+    PID ``proc`` does not show."""
     parts = (identity or "").split("/")
     if len(parts) != 5 or parts[0] != "linux" or not parts[3].isdigit():
         return None
@@ -64,6 +77,8 @@ def gone(identity: str | None, proc: Path = PROC) -> str | None:
         return None  # another machine, boot or PID namespace: its PIDs are not ours to read
     stat = _stat(proc, pid)
     if stat is None:
+        if _exists(pid, kill):  # hidden from this /proc (hidepid), not gone
+            return None
         return f"process {pid} no longer runs on this host"
     if stat is _UNREADABLE:
         return None
@@ -72,6 +87,16 @@ def gone(identity: str | None, proc: Path = PROC) -> str | None:
     if stat[0] == "Z":
         return f"process {pid} has exited on this host (a zombie not yet reaped)"
     return None
+
+
+def _exists(pid: int, kill: Kill) -> bool:
+    """Whether the kernel knows process ``pid`` (in this PID namespace: ``gone`` checked
+    that ``proc`` is this process's own). Only "no such process" says it does not."""
+    try:
+        kill(pid, 0)
+    except OSError as exc:
+        return exc.errno != errno.ESRCH
+    return True
 
 
 def _host(proc: Path) -> str | None:

@@ -4,9 +4,10 @@ this machine, and a stand-in /proc for what this machine cannot show)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,8 @@ def test_a_command_name_with_spaces_and_parentheses(tmp_path: Path) -> None:
     assert liveness.process_identity(4242, proc) == "linux/boot-1/77/4242/555"
     assert liveness.gone("linux/boot-1/77/4242/555", proc) is None
     assert liveness.gone("linux/boot-1/77/4242/554", proc) is not None
-    assert liveness.gone("linux/boot-1/77/4243/555", proc) is not None
+    # No /proc/4243, and (say) the kernel knows no such process either.
+    assert liveness.gone("linux/boot-1/77/4243/555", proc, kill=_no_such_process) is not None
 
 
 def test_an_unreadable_process_is_not_gone(tmp_path: Path) -> None:
@@ -124,3 +126,94 @@ def test_a_proc_of_another_namespace_proves_nothing(tmp_path: Path) -> None:
     proc = _fake_proc(tmp_path, stat=None, own_pid=os.getpid() + 1)
     assert liveness.process_identity(4242, proc) is None
     assert liveness.gone("linux/boot-1/77/4242/555", proc) is None
+
+
+# -- /proc that hides other users' processes (hidepid=2, ProtectProc=invisible) ---------------
+# A process of another user then has no /proc/<pid> at all, though it runs: a missing entry
+# proves nothing until the kernel confirms there is no such process (kill(pid, 0): ESRCH).
+
+
+def _no_such_process(pid: int, sig: int) -> None:
+    raise ProcessLookupError(3, "No such process")
+
+
+def _not_permitted(pid: int, sig: int) -> None:
+    raise PermissionError(1, "Operation not permitted")
+
+
+def test_a_process_hidden_from_proc_but_running_is_not_gone(
+    tmp_path: Path, child: subprocess.Popen[bytes]
+) -> None:
+    """A live process missing from /proc (hidden, as hidepid=2 hides another user's) is not
+    gone: the real kill(pid, 0) finds it."""
+    proc = _fake_proc(tmp_path, stat=None)
+    identity = f"linux/boot-1/77/{child.pid}/555"
+    assert liveness.gone(identity, proc) is None
+    child.kill()
+    child.wait()
+    assert liveness.gone(identity, proc) == f"process {child.pid} no longer runs on this host"
+
+
+@pytest.mark.parametrize(
+    ("kill", "reason"),
+    [
+        (_not_permitted, None),  # another user's process: it exists (EPERM)
+        (lambda pid, sig: None, None),  # signal 0 delivered: it exists
+        (_no_such_process, "process 4242 no longer runs on this host"),  # ESRCH
+    ],
+    ids=["EPERM", "exists", "ESRCH"],
+)
+def test_a_missing_proc_entry_is_confirmed_by_the_kernel(
+    tmp_path: Path, kill: Callable[[int, int], None], reason: str | None
+) -> None:
+    proc = _fake_proc(tmp_path, stat=None)
+    asked: list[tuple[int, int]] = []
+
+    def recording(pid: int, sig: int) -> None:
+        asked.append((pid, sig))
+        kill(pid, sig)
+
+    assert liveness.gone("linux/boot-1/77/4242/555", proc, kill=recording) == reason
+    assert asked == [(4242, 0)]
+
+
+def _hidepid_reader_available() -> bool:
+    return (
+        os.geteuid() == 0
+        and shutil.which("unshare") is not None
+        and shutil.which("setpriv") is not None
+    )
+
+
+@pytest.mark.skipif(
+    not _hidepid_reader_available(), reason="needs root, unshare and setpriv (util-linux)"
+)
+def test_a_live_holder_of_another_user_under_hidepid_is_not_gone(
+    child: subprocess.Popen[bytes],
+) -> None:
+    """The review's reproduction, for real: the holder runs as root; the reader runs as
+    nobody (no CAP_SYS_PTRACE, not in group 0) in a mount namespace of its own whose /proc is
+    mounted ``hidepid=invisible``, as systemd's ProtectProc=invisible and CIS hardening do.
+    /proc/<pid> of the holder is not there for the reader; the holder is not gone."""
+    identity = liveness.process_identity(child.pid)
+    assert identity is not None
+    script = (
+        "import os, sys; from bwsync.state import liveness; "
+        f"print(os.path.exists('/proc/{child.pid}'), liveness.visible({identity!r}), "
+        f"liveness.gone({identity!r}))"
+    )
+    reader = [
+        "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", script,
+    ]  # fmt: skip
+    mount = "mount -t proc -o hidepid=invisible proc /proc"
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         f'{mount} && exec "$@"', "sh", *reader],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if done.returncode != 0 and "mount" in done.stderr:
+        pytest.skip(f"cannot mount a private /proc here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    # Hidden, judged in this PID namespace, and still not gone.
+    assert done.stdout.split() == ["False", "True", "None"], done.stdout
