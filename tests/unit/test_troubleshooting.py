@@ -226,6 +226,29 @@ def _lease(r: pytest.FixtureRequest) -> str:
     return _raised(lambda: FileStateStore(path).acquire_lease("me/host/2", 600))
 
 
+def _lease_ended_since(r: pytest.FixtureRequest) -> str:
+    """The holder ran when this run read the state, and died before this run took the lease."""
+    import subprocess
+    import sys
+
+    from bwsync.state.liveness import process_identity
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                              stdin=subprocess.PIPE)  # fmt: skip
+    identity = process_identity(holder.pid)
+    path = r.getfixturevalue("tmp_path") / "s.json"
+    FileStateStore(path).acquire_lease("p/host/1", 600, process=identity)
+    late = FileStateStore(path)
+    late.load()
+    holder.kill()
+    holder.wait()
+    assert holder.stdin is not None
+    holder.stdin.close()
+    if identity is None:
+        pytest.skip("needs Linux /proc (process identities)")
+    return _raised(lambda: late.acquire_lease("p/host/2", 600))
+
+
 def _stopped(r: pytest.FixtureRequest) -> str:
     from bwsync.stop import StopRequest
 
@@ -399,6 +422,7 @@ PRODUCERS: dict[str, Producer] = {
     "Bitwarden … failed: HTTP 429": _still_limited,
     "Bitwarden list members failed: HTTP 404": _proxy_404,
     "another run holds the lease": _lease,
+    "another run holds the lease on …: <holder> (it was still running": _lease_ended_since,
     "stopped by SIGTERM before": _stopped,
     "lease_taken_over": _taken_over,
     "state in … has version": _newer_state,

@@ -30,7 +30,9 @@ How a lease ends:
 * a run on the same host takes it over at once when the holder provably is gone: same machine
   and PID namespace, and its process no longer runs (``liveness``, which also says why a pod's
   lease cannot be judged so: another pod is another PID namespace). The log says so
-  (``lease_taken_over``, with the holder and the reason);
+  (``lease_taken_over``, with the holder and the reason). Only a run that found the holder
+  gone already when it read the state (before it read the organization) takes over: a holder
+  alive then may have applied after this run's plan was made, and that plan is not applied;
 * otherwise it expires, ``BWSYNC_STATE__LEASE_SECONDS`` after it was taken: the only way a
   lease of a pod killed outright (SIGKILL, OOM, a lost node) ends.
 """
@@ -224,6 +226,9 @@ class StateStore(ABC):
         #: whether this store (this run) has read the document: then the lease is only granted
         #: on the version it read, see ``acquire_lease``
         self._loaded = False
+        #: at the last ``load``: why the holder of the lease stored then provably was gone
+        #: (``liveness.gone``), ``None`` if it was not (or there was no lease)
+        self._gone_at_read: str | None = None
 
     # -- what a backend implements -------------------------------------------------------
     @abstractmethod
@@ -244,9 +249,9 @@ class StateStore(ABC):
     def load(self) -> StateDocument:
         data, self._version = self._read()
         self._loaded = True
-        if data is None:
-            return StateDocument()
-        return StateDocument.from_bytes(data, self.description)
+        doc = StateDocument() if data is None else StateDocument.from_bytes(data, self.description)
+        self._gone_at_read = liveness.gone(doc.lease.process) if doc.lease else None
+        return doc
 
     def save(self, doc: StateDocument) -> None:
         """Write conditionally on the version last loaded or saved."""
@@ -284,10 +289,14 @@ class StateStore(ABC):
         this run's plan stale; without this check a run that finished before its twin got here
         would let both apply. A takeover does not lift that rule: the holder that is gone wrote
         its lease after this run read the state, and this run's plan predates whatever that
-        holder sent, so it exits 5 and the next run takes over and plans afresh.
+        holder sent, so it exits 5 and the next run takes over and plans afresh. Nor does a
+        takeover of a lease that was already there when this run read the state, unless its
+        holder was gone already then: a holder that still ran may have applied (imported,
+        revoked) after this run read the organization, and a plan made on that older view
+        would be applied over it.
         """
         now = time.time() if now is None else now
-        seen, loaded = self._version, self._loaded
+        seen, loaded, gone_at_read = self._version, self._loaded, self._gone_at_read
         doc = self.load()
         lease = doc.lease
         if lease and not lease.held_by(holder, process) and lease.expires > now:
@@ -298,6 +307,14 @@ class StateStore(ABC):
                     lease.holder,
                     f", until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(lease.expires))}"
                     f"{_unprovable(lease)}",
+                )
+            if loaded and self._version == seen and gone_at_read is None:
+                raise LeaseHeldError(
+                    self.description,
+                    lease.holder,
+                    f" (it was still running when this run read the state, and has ended since: "
+                    f"{why}). This run's plan may predate what that run applied, so it is not "
+                    "applied; the next run takes the lease over and plans afresh",
                 )
             event(
                 "lease_taken_over",

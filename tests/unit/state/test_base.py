@@ -393,3 +393,42 @@ def test_the_process_identity_round_trips() -> None:
         StateDocument.from_bytes(
             b'{"version": 1, "lease": {"holder": "p", "expires": 9, "process": 5}}', "x"
         )
+
+
+@pytest.fixture
+def running() -> Iterator[subprocess.Popen[bytes]]:
+    """A process of this host that runs until the test ends it."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                            stdin=subprocess.PIPE)  # fmt: skip
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    assert proc.stdin is not None
+    proc.stdin.close()
+
+
+def test_a_holder_alive_when_this_run_read_the_state_is_not_taken_over(
+    running: subprocess.Popen[bytes], events: list[logging.LogRecord]
+) -> None:
+    """B read the state (then the organization) while A held the lease and ran; A applied and
+    died before its state write. B's plan predates what A applied: no takeover, exit 5. The
+    next run reads the state with A gone and takes over."""
+    holder = process_identity(running.pid)
+    if holder is None:
+        pytest.skip("needs Linux /proc (process identities)")
+    memory = Memory()
+    MemoryStore(memory).acquire_lease("p/h/1", 900, now=100, process=holder)
+    late = MemoryStore(memory)
+    late.load()
+    running.kill()
+    running.wait()
+    with pytest.raises(LeaseHeldError, match="still running when this run read the state") as e:
+        late.acquire_lease("p/h/2", 900, now=101, process=this_process())
+    assert e.value.exit_code == 5 and "p/h/1" in str(e.value)
+    assert not [r for r in events if r.getMessage() == "lease_taken_over"]
+    assert MemoryStore(memory).load().lease == Lease("p/h/1", 1000, holder)  # left alone
+    fresh = MemoryStore(memory)
+    fresh.load()
+    assert fresh.acquire_lease("p/h/3", 900, now=102, process=this_process()).lease is not None
+    assert [r for r in events if r.getMessage() == "lease_taken_over"]
