@@ -575,7 +575,7 @@ class _Run:
             return
         report.finished = time.time()
         if self.leased is None:
-            record_failure(self.store, report, lease_holder(report.profile))
+            record_failure(self.store, report)
             return
         # Keep the old hash and delta tokens: the next run re-sends everything.
         releasing, self.leased = self.leased, None

@@ -24,7 +24,6 @@ from bwsync.logs import LOGGER, event
 from bwsync.model import Directory, Rejected, RunReport
 from bwsync.plan import Plan
 from bwsync.state import StateDocument, StateStore
-from bwsync.state.liveness import this_process
 
 
 class Stages:
@@ -148,12 +147,12 @@ def record(doc: StateDocument, report: RunReport) -> None:
     doc.record_run(summary(report))
 
 
-def record_failure(store: StateStore, report: RunReport, holder: str) -> None:
+def record_failure(store: StateStore, report: RunReport) -> None:
     """Remember that this run failed without touching the hash or the delta tokens."""
     report.finished = time.time()
     try:
         fresh = store.load()
-        if fresh.lease is not None and not fresh.lease.held_by(holder, this_process()):
+        if fresh.lease is not None and not store.owns(fresh.lease):
             return  # another run holds it: leave its document alone
         fresh.lease = None
         record(fresh, report)

@@ -589,3 +589,20 @@ def test_a_cloud_sources_requests_are_counted_for_the_metrics_even_when_it_fails
     # Two users queries answered, the groups query failed twice (one retry).
     assert outcome.report.directory_requests == {200: 2, 503: 2}
     assert outcome.report.directory_retries == 1
+
+
+def test_a_failed_run_leaves_another_runs_lease_of_the_same_name_alone(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    """Another run of the same holder name (a hostNetwork pod of the same node, as PID 1; or a
+    lease of an older version, without identity) holds the lease: this run fails before it
+    takes the lease, and leaves that run's document alone (its lease above all)."""
+    path = tmp_path / "state.json"
+    other = FileStateStore(path)
+    held = other.acquire_lease(run.lease_holder("default"), 900)
+    source = MemorySource(one_user(), error=DirectoryError("memory source: bind refused"))
+    outcome = execute(_settings(fake_bitwarden, path), RunOptions(), source=source)
+    assert outcome.report.exit_code == 3
+    after = FileStateStore(path).load()
+    assert after.lease == held.lease
+    assert after.last_run is None

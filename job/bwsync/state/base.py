@@ -40,6 +40,7 @@ How a lease ends:
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,8 @@ MAX_DOCUMENT_BYTES = 64 * 1024
 MAX_MEMORY_BYTES = 900 * 1024
 #: longest text kept in a run summary (an error message), in characters
 MAX_SUMMARY_TEXT = 2000
+#: Why the lease of an earlier pass of this very process is taken over (``acquire_lease``).
+EARLIER_RUN = "an earlier run of this process (sync --every) that could not give it back"
 
 
 @dataclass(slots=True)
@@ -72,13 +75,12 @@ class Lease:
     process: str | None = None
     """The holder's process identity (``liveness``): whether it provably is gone. ``None`` in
     documents of older versions and where it cannot be read."""
-
-    def held_by(self, holder: str, process: str | None) -> bool:
-        """Whether this is the lease of that holder. Equal names are not enough when both
-        processes are known: two containers with the same host name both run bwsync as PID 1."""
-        return self.holder == holder and (
-            self.process is None or process is None or self.process == process
-        )
+    run: str | None = None
+    """A random id of the run that took it: the only thing that tells a run its own lease
+    (``StateStore.owns``). Names are equal for two containers of one host name, or two
+    hostNetwork pods of one node, all PID 1; identities are equal for two passes of one
+    ``sync --every`` process, and unknown in documents of older versions and without /proc.
+    ``None`` in documents of older versions: never this run's."""
 
 
 @dataclass(slots=True)
@@ -187,6 +189,7 @@ class StateDocument:
                     holder=str(lease["holder"]),
                     expires=float(lease["expires"]),
                     process=_typed(lease, "process", str),
+                    run=_typed(lease, "run", str),
                 )
                 if lease
                 else None,
@@ -229,6 +232,8 @@ class StateStore(ABC):
         #: at the last ``load``: why the holder of the lease stored then provably was gone
         #: (``liveness.gone``), ``None`` if it was not (or there was no lease)
         self._gone_at_read: str | None = None
+        #: the id of the lease this store took, or tried to take (``Lease.run``)
+        self._run: str | None = None
 
     # -- what a backend implements -------------------------------------------------------
     @abstractmethod
@@ -263,6 +268,11 @@ class StateStore(ABC):
         the permission) without making one say so; ``StateError`` when either fails."""
         self.load()
         return "readable"
+
+    def owns(self, lease: Lease) -> bool:
+        """Whether ``lease`` is the one this store (this run) took, or tried to: a write that
+        failed may still have landed."""
+        return lease.run is not None and lease.run == self._run
 
     def clear(self) -> None:
         self._delete()
@@ -299,8 +309,11 @@ class StateStore(ABC):
         seen, loaded, gone_at_read = self._version, self._loaded, self._gone_at_read
         doc = self.load()
         lease = doc.lease
-        if lease and not lease.held_by(holder, process) and lease.expires > now:
-            why = liveness.gone(lease.process)
+        if lease and not self.owns(lease) and lease.expires > now:
+            # The passes of one process (``sync --every``) follow one another: a lease of this
+            # process is one an earlier pass could not give back (its state store was down).
+            earlier_pass = process is not None and lease.process == process
+            why = EARLIER_RUN if earlier_pass else liveness.gone(lease.process)
             if why is None:
                 raise LeaseHeldError(
                     self.description,
@@ -308,7 +321,7 @@ class StateStore(ABC):
                     f", until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(lease.expires))}"
                     f"{_unprovable(lease)}",
                 )
-            if loaded and self._version == seen and gone_at_read is None:
+            if loaded and self._version == seen and gone_at_read is None and not earlier_pass:
                 raise LeaseHeldError(
                     self.description,
                     lease.holder,
@@ -331,7 +344,8 @@ class StateStore(ABC):
                 then="not applying a plan made on the older state. The next run starts from "
                 "the new one",
             )
-        doc.lease = Lease(holder=holder, expires=now + seconds, process=process)
+        self._run = secrets.token_hex(8)
+        doc.lease = Lease(holder=holder, expires=now + seconds, process=process, run=self._run)
         try:
             self.save(doc)
         except StateConflictError:
@@ -355,11 +369,7 @@ class StateStore(ABC):
             self.save(doc)
         except StateConflictError:
             fresh = self.load()
-            if (
-                ours is None
-                or fresh.lease is None
-                or not fresh.lease.held_by(ours.holder, ours.process)
-            ):
+            if ours is None or fresh.lease is None or fresh.lease.run != ours.run:
                 who = fresh.lease.holder if fresh.lease else "another run"
                 raise StateConflictError(
                     self.description,

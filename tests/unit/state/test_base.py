@@ -184,7 +184,8 @@ def test_lease_granted_then_refused_to_another_then_released() -> None:
     memory = Memory()
     a, b = MemoryStore(memory), MemoryStore(memory)
     held = a.acquire_lease("p/a/1", 60, now=100)
-    assert held.lease == Lease("p/a/1", 160)
+    assert held.lease is not None and held.lease.run is not None
+    assert held.lease == Lease("p/a/1", 160, run=held.lease.run)
     with pytest.raises(LeaseHeldError, match="p/a/1, until 1970-01-01T00:02:40Z"):
         b.acquire_lease("p/b/2", 60, now=120)
     a.release(held)
@@ -318,7 +319,7 @@ def test_the_lease_of_a_holder_gone_from_this_host_is_taken_over_at_once(
     MemoryStore(memory).acquire_lease("p/h/1", 900, now=100, process=ended)  # then killed
     taker = MemoryStore(memory)
     doc = taker.acquire_lease("p/h/2", 900, now=101, process=this_process())
-    assert doc.lease == Lease("p/h/2", 1001, this_process())
+    assert doc.lease == Lease("p/h/2", 1001, this_process(), run=taker._run)
     (record,) = [r for r in events if r.getMessage() == "lease_taken_over"]
     fields = record.bwsync_fields  # type: ignore[attr-defined]
     assert fields["holder"] == "p/h/1"
@@ -385,7 +386,7 @@ def test_a_takeover_does_not_apply_a_plan_older_than_the_lost_holder(ended: str)
 
 
 def test_the_process_identity_round_trips() -> None:
-    doc = StateDocument(lease=Lease("p/h/1", 99.0, "linux/b/1/2/3"))
+    doc = StateDocument(lease=Lease("p/h/1", 99.0, "linux/b/1/2/3", run="0123abcd"))
     assert StateDocument.from_bytes(doc.to_bytes(), "x") == doc
     old = b'{"version": 1, "lease": {"holder": "p/h/1", "expires": 99}}'
     assert StateDocument.from_bytes(old, "x").lease == Lease("p/h/1", 99.0, None)
@@ -418,7 +419,7 @@ def test_a_holder_alive_when_this_run_read_the_state_is_not_taken_over(
     if holder is None:
         pytest.skip("needs Linux /proc (process identities)")
     memory = Memory()
-    MemoryStore(memory).acquire_lease("p/h/1", 900, now=100, process=holder)
+    held = MemoryStore(memory).acquire_lease("p/h/1", 900, now=100, process=holder)
     late = MemoryStore(memory)
     late.load()
     running.kill()
@@ -427,8 +428,53 @@ def test_a_holder_alive_when_this_run_read_the_state_is_not_taken_over(
         late.acquire_lease("p/h/2", 900, now=101, process=this_process())
     assert e.value.exit_code == 5 and "p/h/1" in str(e.value)
     assert not [r for r in events if r.getMessage() == "lease_taken_over"]
-    assert MemoryStore(memory).load().lease == Lease("p/h/1", 1000, holder)  # left alone
+    assert MemoryStore(memory).load().lease == held.lease  # left alone
     fresh = MemoryStore(memory)
     fresh.load()
     assert fresh.acquire_lease("p/h/3", 900, now=102, process=this_process()).lease is not None
     assert [r for r in events if r.getMessage() == "lease_taken_over"]
+
+
+def test_the_same_holder_name_without_identities_is_another_run() -> None:
+    """Two hostNetwork pods of one node are both ``p/<node>/1``; a lease of an older version
+    has no identity, and where /proc cannot be read a run has none: equal names (and unknown
+    identities) never make another run's lease this run's own."""
+    memory = Memory()
+    first = MemoryStore(memory)
+    held = first.acquire_lease("p/node/1", 900, now=100)
+    second = MemoryStore(memory)
+    with pytest.raises(LeaseHeldError, match="p/node/1, until"):
+        second.acquire_lease("p/node/1", 900, now=101)
+    assert held.lease is not None and not second.owns(held.lease)
+    assert first.owns(held.lease)
+    first.release(held)
+    assert MemoryStore(memory).load().lease is None
+
+
+def test_a_release_after_a_takeover_by_a_run_of_the_same_name_saves_nothing() -> None:
+    memory = Memory()
+    old = MemoryStore(memory)
+    stale = old.acquire_lease("p/node/1", 60, now=100)
+    MemoryStore(memory).acquire_lease("p/node/1", 60, now=161)  # expired: taken by another
+    stale.hash = "late"
+    with pytest.raises(StateConflictError, match="written by p/node/1 while this run held"):
+        old.release(stale)
+    assert MemoryStore(memory).load().hash is None
+
+
+def test_a_lease_left_by_an_earlier_run_of_this_process_is_taken_over(
+    events: list[logging.LogRecord],
+) -> None:
+    """``sync --every``: a pass that could not give its lease back (the store was down) left
+    it with this process's identity; the passes of one process follow one another, so the
+    next pass takes it over instead of failing until it expires."""
+    me = this_process()
+    if me is None:
+        pytest.skip("needs Linux /proc (process identities)")
+    memory = Memory()
+    MemoryStore(memory).acquire_lease("p/h/1", 900, now=100, process=me)
+    later = MemoryStore(memory)
+    later.load()
+    assert later.acquire_lease("p/h/1", 900, now=101, process=me).lease is not None
+    (record,) = [r for r in events if r.getMessage() == "lease_taken_over"]
+    assert "an earlier run of this process" in record.bwsync_fields["reason"]  # type: ignore[attr-defined]
