@@ -1,13 +1,27 @@
 """The scenario of the crash-consistency and fault tests, and the ways to stop bwsync in it.
 
-The scenario is the one of issue 19, smaller: a first sync of 2,500 LDAP users in 5 groups,
-sent as three import requests (two member batches of 2,000 and 500, then the groups:
-``large_import``), into an organization that also holds 10 synced members who left the
-directory and are revoked (``remove_missing``). A private slapd (``directory``) serves it,
-through a ``HoldingProxy`` so that a test can stop bwsync between two pages; the Bitwarden
-stand-in's pauses stop it at an import; ``StateTarget`` puts every state backend behind a
-proxy (or, for ``file``, behind the state file's lock) so that a test can stop it while it
-writes its state. ``reference`` is what an uninterrupted run leaves; every case must end there.
+The scenario is the one of issue 19, smaller: a sync of 2,500 LDAP users in 5 groups, sent as
+three import requests (two member batches of 2,000 and 500, then the groups:
+``large_import``), into an organization that an earlier sync left behind (``seed_org``):
+
+* 1,000 of the users are members already; 3 of them were revoked since and are back in the
+  directory (``restore``); 10 synced members left the directory (``revoke``:
+  ``remove_missing``);
+* group g0 was synced when groups were known by their DN; the directory now names them by
+  ``entryUUID`` (``BWSYNC_LDAP__GROUP_ID_ATTRIBUTE``): g0 is relinked before the import
+  (``group_relink``), g1-g4 are created;
+* two synced groups left the directory: each is emptied (``group_empty``), one request each.
+
+So a run makes every kind of Bitwarden write, each kind more than once where a kill point
+sits between two (imports, revocations, group writes). The safety limits are set at the
+counts the plan takes access from exactly (``LOSING``, ``EMPTIED``, and the percentage just
+above), as an admin sets them: a run that counted anything twice would stop (exit 6).
+
+A private slapd (``directory``) serves it, through a ``HoldingProxy`` so that a test can stop
+bwsync between two pages; the Bitwarden stand-in's pauses stop it at any request;
+``StateTarget`` puts every state backend behind a proxy (or, for ``file``, behind the state
+file's lock) so that a test can stop it while it writes its state. ``reference`` is what an
+uninterrupted run leaves; every case must end there.
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ from typing import Any, Protocol
 import pytest
 
 from bwsync.config import StateSettings
+from bwsync.model import STATUS_CONFIRMED, STATUS_REVOKED
 from bwsync.state import StateDocument, StateStore, open_store
 from tests.e2e.bwsync_process import PATIENCE, run_bwsync
 from tests.fixtures.ldap import Slapd, ldif_entry
@@ -37,8 +52,27 @@ PEOPLE = f"ou=people,{BASE_DN}"
 GROUPS = f"ou=groups,{BASE_DN}"
 USERS = 2500
 GROUP_COUNT = 5
+#: users the organization has already (u0000-u0999), of which ``RESTORED`` are revoked
+SYNCED = 1000
+RESTORED = 3
+#: synced members gone from the directory: revoked
 LEAVERS = 10
+#: synced groups gone from the directory (old0, old1): emptied
+STALE = 2
+#: members losing access: the leavers, and the directory users in the stale groups
+LOSING = LEAVERS + 10
+#: groups emptied
+EMPTIED = STALE
 PAGE_SIZE = 500
+#: what an uninterrupted run plans
+PLANNED = {
+    "invite": USERS - SYNCED,
+    "restore": RESTORED,
+    "revoke": LEAVERS,
+    "group_relink": 1,
+    "group_create": GROUP_COUNT - 1,
+    "group_empty": STALE,
+}
 #: The profile name: the lease holder's prefix.
 PROFILE = "crash"
 
@@ -74,10 +108,22 @@ def start_directory(workdir: Path) -> Slapd:
     return Slapd.create(workdir / "slapd", ldif=ldif, base_dn=BASE_DN)
 
 
-def seed_leavers(fake: FakeBitwarden) -> None:
-    """Members synced before who left the directory: the run revokes them."""
-    for i in range(LEAVERS):
+def seed_org(fake: FakeBitwarden) -> None:
+    """The organization an earlier sync left (see the module docstring)."""
+    synced = [
+        fake.add_member(f"u{i:04d}@example.com", external_id=user_dn(i),
+                        status=STATUS_REVOKED if i < RESTORED else STATUS_CONFIRMED)
+        for i in range(SYNCED)
+    ]  # fmt: skip
+    leavers = [
         fake.add_member(f"left{i}@example.com", external_id=f"uid=left{i},{PEOPLE}")
+        for i in range(LEAVERS)
+    ]
+    fake.add_group("g0", external_id=f"cn=g0,{GROUPS}", members=synced[::GROUP_COUNT],
+                   collections=["c-g0"])  # fmt: skip
+    # Ten directory users lose access through the stale groups; old0 has five leavers too.
+    fake.add_group("old0", external_id=f"cn=old0,{GROUPS}", members=leavers[:5] + synced[10:15])
+    fake.add_group("old1", external_id=f"cn=old1,{GROUPS}", members=synced[15:20])
 
 
 def base_env(
@@ -97,12 +143,15 @@ def base_env(
         "BWSYNC_LDAP__USER_PATH": "ou=people",
         "BWSYNC_LDAP__GROUP_PATH": "ou=groups",
         "BWSYNC_LDAP__PAGE_SIZE": str(PAGE_SIZE),
+        "BWSYNC_LDAP__GROUP_ID_ATTRIBUTE": "entryUUID",
         "BWSYNC_BITWARDEN__SERVER": fake.base_url,
         "BWSYNC_BITWARDEN__CLIENT_ID": fake.client_id,
         "BWSYNC_SYNC__LARGE_IMPORT": "true",
         "BWSYNC_SYNC__REMOVE_MISSING": "true",
-        # The 10 leavers are all the synced members an empty organization has: 100 %.
-        "BWSYNC_SYNC__MAX_REMOVAL_PERCENT": "100",
+        # Exactly what the plan takes away (20 of 1,010 synced members: 1.98 %).
+        "BWSYNC_SYNC__MAX_REMOVALS": str(LOSING),
+        "BWSYNC_SYNC__MAX_REMOVAL_PERCENT": "2",
+        "BWSYNC_SYNC__MAX_EMPTIED_GROUPS": str(EMPTIED),
         "BWSYNC_METRICS__TEXTFILE_PATH": str(metrics),
     }
 
@@ -145,18 +194,21 @@ def reference_run(slapd: Slapd, workdir: Path) -> Reference:
     fake = FakeBitwarden()
     fake.start()
     try:
-        seed_leavers(fake)
+        seed_org(fake)
         env = base_env(slapd, slapd.port, fake, workdir / "secrets", workdir / "bwsync.prom")
         env["BWSYNC_STATE__PATH"] = str(workdir / "state.json")
         code, run = run_bwsync(env)
         assert code == 0, run.log()
         summary = run.summary()
-        assert summary["planned"] == {"invite": USERS, "revoke": LEAVERS,
-                                      "group_create": GROUP_COUNT}, summary  # fmt: skip
+        assert summary["planned"] == PLANNED, summary
+        assert summary["applied"] == PLANNED, summary
         bodies = tuple(r.raw for r in fake.requests_to("import"))
         assert len(bodies) == 3
         org = org_of(fake)
-        assert len(org[0]) == USERS + LEAVERS and len(org[1]) == GROUP_COUNT
+        assert len(org[0]) == USERS + LEAVERS and len(org[1]) == GROUP_COUNT + STALE
+        assert not [m for m in org[0] if m[2] == STATUS_REVOKED and m[0].startswith("u")]
+        (g0,) = [g for g in fake.groups if g.name == "g0"]
+        assert g0.external_id != f"cn=g0,{GROUPS}" and len(g0.collections) == 1  # relinked
         reference = Reference(org, bodies)
         doc = StateDocument.from_bytes((workdir / "state.json").read_bytes(), "reference")
         assert doc.hash == reference.hash_for(fake)

@@ -44,7 +44,7 @@ from tests.e2e.crash import (
     base_env,
     org_of,
     reference_run,
-    seed_leavers,
+    seed_org,
     start_directory,
     state_target,
 )
@@ -168,7 +168,7 @@ def test_stopped_at_a_stage_then_the_next_run_finishes_the_job(
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    seed_leavers(fake_bitwarden)
+    seed_org(fake_bitwarden)
     target = state_target(backend, request, tmp_path, holding_proxy)
     ldap = holding_proxy(directory.port, ldap=True)
     metrics = tmp_path / "bwsync.prom"

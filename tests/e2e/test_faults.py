@@ -26,7 +26,7 @@ from tests.e2e.crash import (
     base_env,
     org_of,
     reference_run,
-    seed_leavers,
+    seed_org,
     start_directory,
     state_target,
 )
@@ -58,7 +58,7 @@ class Scenario:
         ldap: HoldingProxy,
         tmp_path: Path,
     ) -> None:
-        seed_leavers(fake)
+        seed_org(fake)
         self.fake = fake
         self.target = target
         self.ldap = ldap
