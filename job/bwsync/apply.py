@@ -106,11 +106,10 @@ def _send(
         return  # revoked and restored by the import itself (Vaultwarden, by email)
     for change in plan.of("revoke", "restore"):
         assert change.member_id is not None
-        with stage("apply", step=change.action, subject=change.subject):
-            if change.action == "revoke":
-                client.revoke_member(change.member_id)
-            else:
-                client.restore_member(change.member_id)
+        with stage("apply", step=change.action, subject=change.subject) as info:
+            act = client.revoke_member if change.action == "revoke" else client.restore_member
+            if not act(change.member_id):
+                info["note"] = f"{'revoked' if change.action == 'revoke' else 'active'} already"
         done[change.action] += 1
     for change in plan.of(*STALE_GROUP_ACTIONS):
         # After the import: a failure here leaves the directory's own changes applied, and

@@ -748,21 +748,38 @@ class BitwardenClient:
             )
         )
 
-    def revoke_member(self, member_id: str) -> None:
-        """Revoke one membership (reversible; the import cannot do this, §5)."""
-        self._send(
-            "revoke member",
-            "revoke_member",
-            self._post_empty(f"/public/members/{quote(member_id, safe='')}/revoke"),
-        )
+    def revoke_member(self, member_id: str) -> bool:
+        """Revoke one membership (reversible; the import cannot do this, §5). False when it was
+        revoked already (``_member_action``)."""
+        return self._member_action(member_id, "revoke", "Already revoked.")
 
-    def restore_member(self, member_id: str) -> None:
-        """Restore a revoked membership to its previous status."""
-        self._send(
-            "restore member",
-            "restore_member",
-            self._post_empty(f"/public/members/{quote(member_id, safe='')}/restore"),
-        )
+    def restore_member(self, member_id: str) -> bool:
+        """Restore a revoked membership to its previous status. False when it was active
+        already (``_member_action``)."""
+        return self._member_action(member_id, "restore", "Already active.")
+
+    def _member_action(self, member_id: str, action: str, done_already: str) -> bool:
+        """POST ``/public/members/{id}/<action>``; whether it changed the member.
+
+        The server refuses to revoke a revoked member ("Already revoked.") and to restore an
+        active one ("Already active."), with HTTP 400 (Bitwarden's ``UserAlreadyRevoked``; the
+        stand-in the same). Either answer means the member is as wanted: the retry of a
+        request that took effect while its answer was lost (a timeout, a cut connection), or
+        a change made by hand since the plan. Taken for a failure, it failed a run that had
+        done its job (exit 4) and kept the old hash, so the next run sent it all again.
+        Nothing is assumed: the run's verify re-reads the member's status. Any other 400
+        (the last owner, a member of another organization) is the failure it says."""
+        try:
+            self._send(
+                f"{action} member",
+                f"{action}_member",
+                self._post_empty(f"/public/members/{quote(member_id, safe='')}/{action}"),
+            )
+        except BitwardenClientError as exc:
+            if exc.status == 400 and exc.message == done_already:
+                return False
+            raise
+        return True
 
     # ---- plumbing --------------------------------------------------------------------------
 

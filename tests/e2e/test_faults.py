@@ -157,6 +157,44 @@ def test_a_timeout_at_batch_2(scenario: Scenario, reference: Reference, lasting:
     scenario.check(reference)
 
 
+#: Each kind of Bitwarden write, and what the server answers when it is sent a second time
+#: after the first took effect: the import and the group writes are the same again (200);
+#: a revocation (restoration) is refused as done already (HTTP 400 "Already revoked.").
+WRITES = {
+    "import": 200,
+    "update_group": 200,  # the relink of g0
+    "revoke_member": 400,
+    "restore_member": 400,
+    "set_group_member_ids": 200,  # emptying a stale group
+}
+
+
+@pytest.mark.parametrize("endpoint", list(WRITES))
+def test_a_write_that_took_effect_but_whose_answer_was_lost(
+    scenario: Scenario, reference: Reference, endpoint: str
+) -> None:
+    """The server applies the write, its answer never comes (held past bwsync's timeout,
+    then the connection is cut): bwsync sends it again, as it must not know whether it was
+    applied. The second answer says it is done (or, for a revocation or a restoration, that
+    it was done already): the run succeeds and leaves the organization as an uninterrupted
+    one (the review of issue 19 saw a retried revocation fail the run, exit 4)."""
+    env = scenario.env | {"BWSYNC_BITWARDEN__TIMEOUT": "2", "BWSYNC_BITWARDEN__MAX_RETRIES": "1"}
+    nth = 2 if endpoint == "import" else 1  # import: batch 2 of 3
+    lost = scenario.fake.pause(endpoint, nth, before=False)
+    code, run = run_bwsync(env)
+    lost.drop()
+    assert code == 0, run.log()
+    assert lost.reached.is_set()
+    statuses = [r.status for r in scenario.fake.requests_to(endpoint)]
+    assert statuses[nth - 1 : nth + 1] == [200, WRITES[endpoint]], statuses
+    assert run.summary()["result"] == "success"
+    assert run.summary()["retries"] >= 1
+    notes = [e["note"] for e in run.events("apply") if "already" in e.get("note", "")]
+    done_already = {"revoke_member": ["revoked already"], "restore_member": ["active already"]}
+    assert notes == done_already.get(endpoint, []), notes
+    scenario.check(reference)
+
+
 # -- the state store -------------------------------------------------------------------------------
 
 

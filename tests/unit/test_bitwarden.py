@@ -963,12 +963,44 @@ def test_revoke_error_carries_the_server_message(client: BitwardenClient, router
         "POST",
         "/api/public/members/m1/revoke",
         httpx.Response(
-            400, json={"object": "error", "message": "Already revoked.", "errors": None}
+            400,
+            json={"object": "error", "message": "Only owners can revoke other owners.",
+                  "errors": None},
         ),
-    )
-    with pytest.raises(BitwardenClientError, match=r"Already revoked\.") as info:
+    )  # fmt: skip
+    with pytest.raises(BitwardenClientError, match=r"Only owners can revoke other owners\.") as e:
         client.revoke_member("m1")
-    assert info.value.step == "revoke member"
+    assert e.value.step == "revoke member"
+
+
+def _error(message: str) -> httpx.Response:
+    return httpx.Response(400, json={"object": "error", "message": message, "errors": None})
+
+
+@pytest.mark.parametrize(
+    ("action", "path", "answer"),
+    [
+        ("revoke_member", "/api/public/members/m1/revoke", "Already revoked."),
+        ("restore_member", "/api/public/members/m1/restore", "Already active."),
+    ],
+)
+def test_a_member_already_in_the_wanted_state_is_done(
+    client: BitwardenClient, router: Router, action: str, path: str, answer: str
+) -> None:
+    """The server's 400 for a member revoked (restored) already: the retry of a request that
+    took effect but whose answer was lost (a timeout, a cut connection), or a change made by
+    hand since the plan. Either way the member is as the plan wants: done, not a failure."""
+    router.on("POST", path, httpx.Response(503), _error(answer))
+    assert getattr(client, action)("m1") is False
+    router.on("POST", path, _error(answer))
+    assert getattr(client, action)("m1") is False
+    router.on("POST", path, httpx.Response(200))
+    assert getattr(client, action)("m1") is True
+    # Any other 400 is still a failure, the other action's answer included.
+    other = "Already active." if answer == "Already revoked." else "Already revoked."
+    router.on("POST", path, _error(other))
+    with pytest.raises(BitwardenClientError, match=other):
+        getattr(client, action)("m1")
 
 
 def test_on_request_sees_every_exchange(env: Env, client: BitwardenClient, router: Router) -> None:
