@@ -323,8 +323,9 @@ def _one_sync(
 
 def cmd_sync(settings: Settings, args: argparse.Namespace, stop: StopRequest) -> int:
     """One pass, or loop mode (``--every``): passes until a stop request, which ends the pass
-    under way as any (``bwsync.stop``) or the wait between two. Loop mode then exits 0, or 7
-    when it interrupted a pass."""
+    under way as any (``bwsync.stop``) or the wait between two. Loop mode then exits with the
+    code of the pass the stop came in (7 when it interrupted it; its own code when it failed
+    of something else first, or succeeded), or 0 when it came between two passes."""
     if not args.every:
         outcome = _one_sync(settings, args, stop)
         if outcome.report.error:
@@ -348,6 +349,8 @@ def cmd_sync(settings: Settings, args: argparse.Namespace, stop: StopRequest) ->
             # A wrong setting will not fix itself, a stop request is for the loop too: the
             # error's type says whether another pass could help (``BwsyncError.ends_loop``).
             if failure is not None and failure.ends_loop:
+                return outcome.report.exit_code
+            if stop.requested:  # the stop came during this pass: the loop ends with its result
                 return outcome.report.exit_code
             del outcome
             gc.collect()  # what the pass left in cycles (the collector is paused: paused_gc)

@@ -127,6 +127,45 @@ def test_loop_mode_stops_the_pass_under_way(fake_bitwarden: FakeBitwarden, tmp_p
     # Stopped between two passes instead: exit 0 (tests/e2e/test_loop_mode.py).
 
 
+def test_loop_mode_a_pass_failing_after_the_stop_request_exits_with_its_code(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    """The stop comes while the import is in flight; the import then fails on its own (HTTP
+    400): the pass fails with exit 4, and so does the loop (it exited 0 before: the pass's
+    failure was lost once the stop ended the loop)."""
+    from tests.fixtures.ldap import free_port
+
+    env = _file_env(fake_bitwarden, tmp_path) | {
+        "BWSYNC_METRICS__LISTEN": f"127.0.0.1:{free_port()}"
+    }
+    fake_bitwarden.fail("import", status=400)
+    pause = fake_bitwarden.pause("import")
+    run = BwsyncProcess.start(env, "sync", "--every", "1h")
+    pause.wait()
+    run.signal(signal.SIGTERM)
+    run.wait_for("stop_requested")
+    pause.release()  # answered 400
+    assert run.finish() == 4, run.log()
+    (summary,) = run.events("summary")
+    assert summary["result"] == "failed" and summary["exit_code"] == 4
+    assert "import failed: HTTP 400" in summary["error"]
+
+
+def test_loop_mode_stopped_between_passes_exits_0(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    from tests.fixtures.ldap import free_port
+
+    env = _file_env(fake_bitwarden, tmp_path) | {
+        "BWSYNC_METRICS__LISTEN": f"127.0.0.1:{free_port()}"
+    }
+    run = BwsyncProcess.start(env, "sync", "--every", "1h")
+    run.wait_for("summary")  # the first pass is over; the next is an hour away
+    run.signal(signal.SIGTERM)
+    assert run.finish() == 0, run.log()
+    assert [s["result"] for s in run.events("summary")] == ["success"]
+
+
 def test_plan_is_stopped_too(fake_bitwarden: FakeBitwarden, tmp_path: Path) -> None:
     env = _file_env(fake_bitwarden, tmp_path)
     pause = fake_bitwarden.pause("list_members")
