@@ -44,7 +44,7 @@ from bwsync.plan import OWNERS_UNSEEN, stateless_refusal
 from bwsync.redact import redact, redact_data, remember_settings
 from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute
 from bwsync.settings import load_settings
-from bwsync.stop import StopRequest, on_signals
+from bwsync.stop import WRAP_UP_METRICS_SECONDS, StopRequest, on_signals
 from bwsync.summary import summary
 
 if TYPE_CHECKING:
@@ -280,12 +280,18 @@ def _report_config_error(exc: ConfigError) -> None:
         _complain(f"bwsync: warning: {warning}")
 
 
-def _deliver(settings: Settings, outcome: Outcome) -> None:
+def _deliver(settings: Settings, outcome: Outcome, stop: StopRequest | None = None) -> None:
+    """The run's metrics; after a stop request, the push within the time the wrap-up leaves
+    it (``StopRequest.wrap_up``), so that a Pushgateway that does not answer cannot keep the
+    process past the pod's ``terminationGracePeriodSeconds``."""
     if not settings.metrics.delivered:
         return  # prometheus-client is 30 ms of imports
     from bwsync.metrics_delivery import deliver
 
-    for warning in deliver(outcome.report, settings.metrics):
+    bound = None
+    if stop is not None:
+        bound = functools.partial(stop.wrap_up, cap=WRAP_UP_METRICS_SECONDS, name="metrics")
+    for warning in deliver(outcome.report, settings.metrics, bound=bound):
         event("metrics_not_delivered", logging.WARNING, warning=warning)
 
 
@@ -317,7 +323,7 @@ def _one_sync(
         else logging.ERROR,
         **summary(report),
     )
-    _deliver(settings, outcome)
+    _deliver(settings, outcome, stop)
     return outcome
 
 

@@ -141,18 +141,30 @@ def write_textfile(registry: CollectorRegistry, path: Path) -> None:
         raise
 
 
-def deliver(report: RunReport, settings: MetricsSettings, job: str = "bwsync") -> list[str]:
+def deliver(
+    report: RunReport,
+    settings: MetricsSettings,
+    job: str = "bwsync",
+    *,
+    bound: Callable[[Callable[[], None]], object] | None = None,
+) -> list[str]:
     """Push and/or write this run's metrics as the settings ask; return warnings, never raise.
 
     Called after every run, failed ones included, so the failure itself reaches the alerts.
+    ``bound`` makes the push, and may raise ``TimeoutError`` when it takes too long (after a
+    stop request: ``StopRequest.wrap_up``); the local file is written all the same.
     """
     warnings: list[str] = []
     if not settings.delivered:
         return warnings
     registry = build_registry(report)
     if settings.pushgateway_url:
-        try:
+
+        def pushed() -> None:
             push(registry, settings, job=job, profile=report.profile)
+
+        try:
+            pushed() if bound is None else bound(pushed)
         except (OSError, ValueError, http.client.HTTPException) as exc:
             warnings.append(
                 f"metrics not pushed to the Pushgateway {_redact(settings.pushgateway_url)}: "

@@ -59,7 +59,7 @@ from bwsync.sources import build_source
 from bwsync.sources.base import FetchRequest, Source
 from bwsync.state import StateDocument, StateStore, open_store
 from bwsync.state.liveness import this_process
-from bwsync.stop import StopRequest, active
+from bwsync.stop import WRAP_UP_STATE_SECONDS, StopRequest, WrapUpTimeout, active
 from bwsync.summary import (
     Stages,
     log_changes,
@@ -217,7 +217,11 @@ class _Run:
         finally:
             if self.leased is not None:  # an unexpected error while holding the lease
                 with contextlib.suppress(Exception):
-                    self.store.release(self.leased)
+                    self.stop.wrap_up(
+                        functools.partial(self.store.release, self.leased),
+                        WRAP_UP_STATE_SECONDS,
+                        "state",
+                    )
             if not self.report.finished:
                 self.report.finished = time.time()
             if self.early is not None:
@@ -575,12 +579,26 @@ class _Run:
             return
         report.finished = time.time()
         if self.leased is None:
-            record_failure(self.store, report)
+            self._wrap_up(functools.partial(record_failure, self.store, report))
             return
         # Keep the old hash and delta tokens: the next run re-sends everything.
         releasing, self.leased = self.leased, None
         record(releasing, report)
+        self._wrap_up(functools.partial(self.store.release, releasing))
+
+    def _wrap_up(self, step: Callable[[], None]) -> None:
+        """A state step of the wrap-up (the lease given back, the failure recorded), bounded
+        after a stop request (``StopRequest.wrap_up``): the metrics must still go out before
+        the pod is killed. What fails or is given up is logged, never raised: the run's own
+        failure is the one reported."""
         try:
-            self.store.release(releasing)
-        except StateError as state_exc:
-            event("state_not_updated", logging.WARNING, error=str(state_exc))
+            self.stop.wrap_up(step, WRAP_UP_STATE_SECONDS, "state")
+        except StateError as exc:
+            event("state_not_updated", logging.WARNING, error=str(exc))
+        except WrapUpTimeout as exc:
+            event(
+                "state_not_updated",
+                logging.WARNING,
+                error=f"{self.store.description} {exc}; given up. A lease this run held stays "
+                "until it expires, or until a run on this host sees this process gone",
+            )

@@ -17,6 +17,13 @@ would keep the state lease until it expires, and leave no summary line and no me
   idempotent), the summary line and the metrics say ``interrupted``, and the exit code is 7
   (``errors.Interrupted``). A stop that comes once the run's work is done (its last state
   write in flight) changes nothing: that run ends as it would have.
+* That wrap-up is bounded too (``StopRequest.wrap_up``): giving the lease back may take the
+  grace period again, at most ``WRAP_UP_STATE_SECONDS`` (20 s), the metrics delivery the grace
+  period once more, at most ``WRAP_UP_METRICS_SECONDS`` (10 s); a step that takes longer is
+  given up and said so (a lease not given back stays until it expires, or until a run on the
+  same host sees this process gone). So a stopped run ends within three grace periods, and
+  within 30 s after one: the margin the chart keeps between the grace period and the pod's
+  ``terminationGracePeriodSeconds``. A grace period of 3 s fits ``docker stop``'s 10 s.
 * A second signal ends the process at once with 128 + the signal number (143 for SIGTERM,
   130 for SIGINT), as a shell reports a process a signal killed. A lease it held stays until
   it expires, or until a run on the same host sees its process gone (``state.liveness``).
@@ -49,9 +56,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Final
+from typing import Final, TypeVar
 
 from bwsync.errors import Interrupted
 from bwsync.logs import event
@@ -59,7 +66,10 @@ from bwsync.logs import event
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
     "STOP_SIGNALS",
+    "WRAP_UP_METRICS_SECONDS",
+    "WRAP_UP_STATE_SECONDS",
     "StopRequest",
+    "WrapUpTimeout",
     "active",
     "check",
     "on_signals",
@@ -69,8 +79,24 @@ __all__ = [
 #: Seconds the request in flight may take after a stop request (``BWSYNC_STOP_GRACE_SECONDS``).
 DEFAULT_GRACE_SECONDS: Final = 20.0
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+#: After a stop request, what giving the lease back may take at most (the grace period if less).
+WRAP_UP_STATE_SECONDS: Final = 20.0
+#: After a stop request, what delivering the metrics may take at most (the grace period if
+#: less). With the state's part, the 30 s the chart keeps after the grace period.
+WRAP_UP_METRICS_SECONDS: Final = 10.0
 #: Written to the wakeup socket by ``on_signals`` to end its watcher (no signal has number 0).
 _QUIT: Final = 0
+
+T = TypeVar("T")
+
+
+class WrapUpTimeout(TimeoutError):
+    """A step of the wrap-up did not end within its time after a stop request (a
+    ``TimeoutError``: what the metrics delivery expects of a push that takes too long)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"did not answer within the time left after the stop ({seconds:g} s)")
+        self.seconds = seconds
 
 
 class StopRequest:
@@ -109,6 +135,38 @@ class StopRequest:
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds``; whether a stop was requested (loop mode's interval)."""
         return self._event.wait(seconds)
+
+    def wrap_up(self, step: Callable[[], T], cap: float, name: str = "wrap-up") -> T:
+        """Run ``step`` of the wrap-up (giving the lease back, delivering the metrics) and
+        return what it returns, or raise what it raises. Without a stop request it is simply
+        called: its own timeouts bound it. After one, it may take the grace period, at most
+        ``cap`` seconds; then ``WrapUpTimeout``, and the step is left to itself in its thread
+        (a daemon: it never holds the process back).
+
+        A thread, because the main thread cannot be trusted to get out of every call in time:
+        obstore's calls block in Rust, where no signal reaches. (A stop that comes during a
+        step that started without one leaves it to its own timeouts.)"""
+        if not self.requested:
+            return step()
+        result: list[T] = []
+        failure: list[BaseException] = []
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                result.append(step())
+            except BaseException as exc:  # handed to the waiting thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"bwsync-{name}", daemon=True).start()
+        limit = min(self.grace, cap)
+        if not done.wait(limit):
+            raise WrapUpTimeout(limit)
+        if failure:
+            raise failure[0]
+        return result[0]
 
 
 _ACTIVE: contextvars.ContextVar[StopRequest | None] = contextvars.ContextVar(

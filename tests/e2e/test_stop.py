@@ -12,7 +12,7 @@ import pytest
 
 from bwsync.state.file import FileStateStore
 from tests.e2e.bwsync_process import BwsyncProcess, run_bwsync
-from tests.e2e.crash import PEOPLE, base_env, start_directory
+from tests.e2e.crash import PEOPLE, StateTarget, base_env, start_directory, state_target
 from tests.fixtures.ldap import Slapd
 from tests.fixtures.proxy import HoldingProxy, ldap_search
 from tests.standins.bitwarden import FakeBitwarden
@@ -225,3 +225,79 @@ def test_a_stop_while_waiting_for_an_ldap_page(
         assert "did not end within the 0.5 s grace period" in error, error
         page.drop()
     assert fake_bitwarden.writes() == []
+
+
+# -- object storage: obstore's calls block in Rust, where no signal reaches ------------------
+
+
+def _s3_env(
+    fake: FakeBitwarden, tmp_path: Path, request: pytest.FixtureRequest,
+    holding_proxy: Callable[..., HoldingProxy],
+) -> tuple[dict[str, str], StateTarget]:  # fmt: skip
+    """The file source against S3 state (moto) behind a proxy that can hold a state call. The
+    state timeout is far longer than any test waits: only bwsync's own deadlines end a call
+    the proxy holds."""
+    target = state_target("s3", request, tmp_path, holding_proxy)
+    env = _file_env(fake, tmp_path, users=3) | target.env
+    env.pop("BWSYNC_STATE__PATH")
+    env |= {"BWSYNC_STATE__TIMEOUT": "900", "BWSYNC_STOP_GRACE_SECONDS": "0.5",
+            "BWSYNC_METRICS__TEXTFILE_PATH": str(tmp_path / "bwsync.prom")}  # fmt: skip
+    return env, target
+
+
+def test_the_grace_period_ends_a_state_call_blocked_in_object_storage(
+    fake_bitwarden: FakeBitwarden,
+    holding_proxy: Callable[..., HoldingProxy],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """bwsync waits on S3 (its lease step: the read before the conditional write) that never
+    answers. The SIGALRM of the grace period cannot interrupt obstore's call (Rust); the run
+    must end at the grace period all the same, not when the call times out (the review of
+    issue 19 saw it end at the store's timeout)."""
+    env, target = _s3_env(fake_bitwarden, tmp_path, request, holding_proxy)
+    planned = fake_bitwarden.pause("list_groups", before=False)  # the org read, before the lease
+    run = BwsyncProcess.start(env)
+    planned.wait()
+    held = target.hold_write()  # the next call to the store: the lease step's read
+    planned.release()
+    held.wait(run.pid)
+    run.signal(signal.SIGTERM)
+    assert run.finish() == 7, run.log()  # while the store still holds the call
+    summary = run.summary()
+    assert summary["result"] == "interrupted"
+    assert "did not end within the 0.5 s grace period" in summary["error"], summary
+    assert fake_bitwarden.writes() == []
+    held.drop()
+
+
+def test_a_state_store_silent_after_the_stop_does_not_hold_the_run_past_its_wrap_up(
+    fake_bitwarden: FakeBitwarden,
+    holding_proxy: Callable[..., HoldingProxy],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """Stopped at its import, the run gives its lease back: that write never gets an answer.
+    bwsync gives it up once the grace period is over once more (the wrap-up's bound: the
+    metrics must still go out before the pod's SIGKILL), says so, writes its summary and its
+    metrics, and exits 7. The lease stays; the next run here takes it over."""
+    env, target = _s3_env(fake_bitwarden, tmp_path, request, holding_proxy)
+    imported = fake_bitwarden.pause("import")
+    run = BwsyncProcess.start(env)
+    imported.wait()
+    release = target.hold_write()  # the next call to the store: giving the lease back
+    run.signal(signal.SIGTERM)
+    run.wait_for("stop_requested")
+    imported.release()
+    release.wait(run.pid)
+    assert run.finish() == 7, run.log()  # while the store still holds the write
+    (not_updated,) = run.events("state_not_updated")
+    assert "did not answer within the time left after the stop" in not_updated["error"]
+    assert run.summary()["result"] == "interrupted"
+    assert 'result="interrupted"' in (tmp_path / "bwsync.prom").read_text()
+    release.drop()
+    doc = target.document()
+    assert doc is not None and doc.lease is not None and doc.lease.holder.endswith(f"/{run.pid}")
+    code, again = run_bwsync(env)
+    assert code == 0, again.log()
+    assert again.events("lease_taken_over")[0]["holder"] == doc.lease.holder

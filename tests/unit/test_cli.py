@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
+import socket
 from pathlib import Path
 
 import pytest
 
 from bwsync import cli
-from bwsync.run import RunOptions
+from bwsync.model import RunReport
+from bwsync.run import Outcome, RunOptions
+from bwsync.settings import load_settings
+from bwsync.stop import StopRequest
 
 
 def test_paused_gc_restores_the_collector_even_on_error() -> None:
@@ -96,3 +101,30 @@ def test_a_sync_whose_settings_cannot_be_read_is_exit_2_with_its_metric(
         assert 'bwsync_last_run_result{profile="default",result="config_error"' in (
             textfile.read_text()
         )
+
+
+def test_after_a_stop_a_silent_pushgateway_does_not_hold_the_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Pushgateway accepts the connection and never answers (its socket timeout is 10 s):
+    after a stop request the push is given up at the grace period and said so; the textfile is
+    written all the same."""
+    caplog.set_level(logging.WARNING, logger="bwsync")
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # never accepts, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        textfile = tmp_path / "bwsync.prom"
+        settings = load_settings(metrics={"pushgateway_url": url, "textfile_path": textfile})
+        stop = StopRequest(grace=0.01)
+        stop.request("SIGTERM")
+        report = RunReport(profile="p", source="file", result="interrupted")
+        cli._deliver(settings, Outcome(report), stop)
+    warnings = [
+        r.bwsync_fields["warning"]  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "metrics_not_delivered"
+    ]
+    assert warnings == [
+        f"metrics not pushed to the Pushgateway {url}: did not answer within the time left "
+        "after the stop (0.01 s)"
+    ]
+    assert 'result="interrupted"' in textfile.read_text()

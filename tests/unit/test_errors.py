@@ -36,6 +36,9 @@ OUTSIDE_THE_TREE: dict[str, str] = {
     # Bitwarden client, the cloud sources, the ConfigMap state) before it leaves the call.
     "RetriesExhausted": "bwsync.http.retry: caught and translated by each HTTP client",
     "Cancelled": "bwsync.http.fanout: stops the reads after one failed; that failure is raised",
+    # A wrap-up step given up after a stop (a TimeoutError): logged by the run and the metrics
+    # delivery, never the run's failure (which is Interrupted).
+    "WrapUpTimeout": "bwsync.stop: caught by run._wrap_up and metrics.deliver, and logged",
 }
 
 

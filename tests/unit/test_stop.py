@@ -11,7 +11,7 @@ import pytest
 
 from bwsync import stop
 from bwsync.errors import Interrupted
-from bwsync.stop import StopRequest, active, on_signals
+from bwsync.stop import StopRequest, WrapUpTimeout, active, on_signals
 
 #: Upper bound for a wait that a stop request must end early: reached only when it does not.
 NEVER = 600.0
@@ -108,3 +108,36 @@ def test_elsewhere_than_the_main_thread_nothing_is_installed() -> None:
     _in_thread(worker).join()
     assert isinstance(seen[0], StopRequest)
     assert seen[1] == before
+
+
+# -- the wrap-up: giving the lease back and the metrics, bounded after a stop -----------------
+
+
+def test_a_wrap_up_step_without_a_stop_takes_its_time() -> None:
+    """No stop request: the step is called, in this thread; its own timeouts bound it; its
+    result and errors come back."""
+    request = StopRequest(grace=0.01)
+    here = threading.current_thread()
+    assert request.wrap_up(lambda: threading.current_thread() is here, cap=0.01) is True
+    with pytest.raises(KeyError, match="boom"):
+        request.wrap_up(lambda: {}["boom"], cap=NEVER)
+
+
+def test_after_a_stop_a_wrap_up_step_is_given_up_past_the_grace_period() -> None:
+    request = StopRequest(grace=0.01)
+    request.request("SIGTERM")
+    never = threading.Event()
+    with pytest.raises(WrapUpTimeout, match=r"time left after the stop \(0\.01 s\)"):
+        request.wrap_up(lambda: never.wait(NEVER), cap=20.0)
+    never.set()
+    assert request.wrap_up(lambda: 42, cap=20.0) == 42  # one that ends in time
+
+
+def test_the_wrap_up_takes_the_cap_when_the_grace_period_is_longer() -> None:
+    request = StopRequest(grace=NEVER)
+    request.request("SIGTERM")
+    never = threading.Event()
+    with pytest.raises(WrapUpTimeout) as caught:
+        request.wrap_up(lambda: never.wait(NEVER), cap=0.01)
+    assert caught.value.seconds == 0.01
+    never.set()

@@ -12,20 +12,28 @@ credential settings of its own, so none can end up in its configuration or its l
 Every obstore (and builtin) exception is translated here into ``StateError`` naming the object,
 with the server's error code (``NoSuchBucket``, ``SignatureDoesNotMatch`` …) but never the raw
 response, request headers or credentials.
+
+obstore's calls block in Rust, where no signal reaches: the end of a stop request's grace
+period (``bwsync.stop``, a SIGALRM whose handler raises in the main thread) would only take
+effect when the call returns, up to ``BWSYNC_STATE__TIMEOUT`` (and its retries) later. So the
+main thread makes each call in a worker thread and waits for it where a signal does reach it
+(``_unblocked``); a call given up so goes on in its thread, and its answer is dropped.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
 
 from bwsync.config import STATE_URL_SCHEMES, StateSettings, env_name, is_loopback, split_state_url
-from bwsync.errors import ConfigError, StateConflictError, StateError, shorten
+from bwsync.errors import ConfigError, Interrupted, StateConflictError, StateError, shorten
 from bwsync.http.client import environment_proxies
 from bwsync.state.base import StateStore
 
@@ -44,6 +52,33 @@ _CODE = re.compile(
     r"<Code>([A-Za-z0-9.]{1,64})</Code>|\"(?:code|reason)\"\s*:\s*\"([A-Za-z]{1,64})\""
 )
 _STATUS = re.compile(r"status code: (\d{3})")
+
+T = TypeVar("T")
+
+
+def _unblocked(call: Callable[[], T]) -> T:
+    """``call()``, made in a worker thread when this is the main thread, which waits for it
+    in Python, where the grace period's SIGALRM handler can raise (see the module doc).
+    Elsewhere (a wrap-up step's thread: ``StopRequest.wrap_up``) it is made right here."""
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    result: list[T] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:  # raised in the waiting thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="bwsync-objectstore", daemon=True).start()
+    done.wait()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def split_url(url: str) -> tuple[str, str, str]:
@@ -179,17 +214,15 @@ class ObjectStateStore(StateStore):
 
     # -- the backend contract --------------------------------------------------------------
     def _read(self) -> tuple[bytes | None, str | None]:
-        import obstore
-
         store = self._obstore()
         try:
-            result = obstore.get(store, self.key)
-            data = bytes(result.bytes())
-            meta = result.meta
+            data, meta = _unblocked(lambda: _get(store, self.key))
         except FileNotFoundError as exc:
             if MISSING_BUCKET.search(str(exc)):
                 self._fail("cannot be read", exc)
             return None, None
+        except Interrupted:  # the grace period is over (_unblocked): not the store's failure
+            raise
         except Exception as exc:  # translated, see _fail
             self._fail("cannot be read", exc)
         return data, _version(meta.get("e_tag"), meta.get("version"))
@@ -206,17 +239,21 @@ class ObjectStateStore(StateStore):
             e_tag, version = orjson.loads(expected_version)
             mode = {"e_tag": e_tag} if version is None else {"e_tag": e_tag, "version": version}
         try:
-            result = obstore.put(store, self.key, data, mode=mode)
+            result = _unblocked(lambda: obstore.put(store, self.key, data, mode=mode))
         except (oe.AlreadyExistsError, oe.PreconditionError, FileNotFoundError) as exc:
             if MISSING_BUCKET.search(str(exc)):
                 self._fail("cannot be written", exc)
             raise StateConflictError(self.description) from exc
+        except Interrupted:  # the grace period is over (_unblocked): not the store's failure
+            raise
         except Exception as exc:  # translated, see _fail
             self._fail("cannot be written", exc)
         if not result.get("e_tag") and not result.get("version"):
             # Some S3-compatible servers answer a PUT without an ETag: ask for it.
             try:
-                meta = obstore.head(store, self.key)
+                meta = _unblocked(lambda: obstore.head(store, self.key))
+            except Interrupted:  # the grace period is over (_unblocked): not the store's failure
+                raise
             except Exception as exc:  # translated, see _fail
                 self._fail("cannot be read back", exc)
             return _version(meta.get("e_tag"), meta.get("version"))
@@ -227,10 +264,12 @@ class ObjectStateStore(StateStore):
 
         store = self._obstore()
         try:
-            obstore.delete(store, self.key)
+            _unblocked(lambda: obstore.delete(store, self.key))
         except FileNotFoundError as exc:
             if MISSING_BUCKET.search(str(exc)):
                 self._fail("cannot be deleted", exc)
+        except Interrupted:  # the grace period is over (_unblocked): not the store's failure
+            raise
         except Exception as exc:  # translated, see _fail
             self._fail("cannot be deleted", exc)
 
@@ -245,6 +284,14 @@ def _loopback_direct(endpoint: str) -> dict[str, str]:
     if not proxy or not is_loopback(host):
         return {}
     return {"proxy_url": proxy, "proxy_excludes": str(host)}
+
+
+def _get(store: ObjectStore, key: str) -> tuple[bytes, Any]:
+    """The object's bytes and metadata: the body is read in the same (worker) thread."""
+    import obstore
+
+    result = obstore.get(store, key)
+    return bytes(result.bytes()), result.meta
 
 
 def _version(e_tag: str | None, version: str | None) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import ssl
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +13,15 @@ import httpx
 import pytest
 
 from bwsync.config import StateSettings
-from bwsync.errors import ConfigError, StateConflictError, StateError
+from bwsync.errors import ConfigError, Interrupted, StateConflictError, StateError
 from bwsync.settings import load_settings
 from bwsync.state import open_store
 from bwsync.state.base import NoStateStore, StateDocument
 from bwsync.state.configmap import ConfigMapStateStore
 from bwsync.state.file import FileStateStore
 from bwsync.state.kube import KubeConfig, StaticTokenAuth
-from bwsync.state.objectstore import ObjectStateStore, split_url
+from bwsync.state.objectstore import ObjectStateStore, _unblocked, split_url
+from bwsync.stop import StopRequest, active, on_signals
 
 
 def test_open_store_picks_the_backend_without_io(tmp_path: Path) -> None:
@@ -227,3 +231,22 @@ def test_obstore_messages_are_masked_before_they_are_cut() -> None:
     line = _first_line("Generic S3 error: " + "x" * 170 + f" key {secret} rejected")
     assert "ObstoreKe" not in line
     assert MASK in line
+
+
+def test_the_grace_period_ends_an_objectstore_call_that_blocks() -> None:
+    """obstore blocks in Rust, where the grace period's SIGALRM cannot raise: the call is made
+    in a worker thread and the main thread waits where it can be interrupted."""
+    stop = StopRequest(grace=0.01)
+    blocked = threading.Event()  # stands for the call in Rust: no Python code runs in it
+    assert _unblocked(lambda: "answer") == "answer"
+    with pytest.raises(ZeroDivisionError):
+        _unblocked(lambda: 1 // 0)
+
+    def stopped_while_waiting() -> None:
+        with active(stop):
+            os.kill(os.getpid(), signal.SIGTERM)
+            _unblocked(lambda: blocked.wait(600))
+
+    with on_signals(stop), pytest.raises(Interrupted, match=r"0\.01 s grace"):
+        stopped_while_waiting()
+    blocked.set()
