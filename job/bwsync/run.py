@@ -532,6 +532,23 @@ class _Run:
                 holder, self.settings.state.lease_seconds, process=this_process()
             )
         apply(client, payload, plan, self.stage, unchanged=unsent)
+        # Every write was accepted: a stop request from here on lets the re-read and the state
+        # write finish within the grace period (``StopRequest.after_writes``).
+        with self.stop.after_writes():
+            self._finish(client, leased, directory, plan, directory_hash, memory=memory)
+
+    def _finish(
+        self,
+        client: BitwardenClient,
+        leased: StateDocument,
+        directory: Directory,
+        plan: Plan,
+        directory_hash: str,
+        *,
+        memory: dict[str, Any] | None,
+    ) -> None:
+        """What follows the writes: the re-read that verifies them, then the state write that
+        remembers the new hash and gives the lease back."""
         if plan.org_known:
             with self.stage("verify") as info:
                 failed = verify(client, plan, self.report, planned=self.report.planned)

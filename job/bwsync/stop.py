@@ -15,15 +15,21 @@ would keep the state lease until it expires, and leave no summary line and no me
 * The run then ends as a failed run does (``run.py``): the lease is given back, the stored hash
   and delta tokens stay as they were (the next run sends everything again; the import is
   idempotent), the summary line and the metrics say ``interrupted``, and the exit code is 7
-  (``errors.Interrupted``). A stop that comes once the run's work is done (its last state
-  write in flight) changes nothing: that run ends as it would have.
-* That wrap-up is bounded too (``StopRequest.wrap_up``): giving the lease back may take the
-  grace period again, at most ``WRAP_UP_STATE_SECONDS`` (20 s), the metrics delivery the grace
-  period once more, at most ``WRAP_UP_METRICS_SECONDS`` (10 s); a step that takes longer is
-  given up and said so (a lease not given back stays until it expires, or until a run on the
-  same host sees this process gone). So a stopped run ends within three grace periods, and
-  within 30 s after one: the margin the chart keeps between the grace period and the pod's
-  ``terminationGracePeriodSeconds``. A grace period of 3 s fits ``docker stop``'s 10 s.
+  (``errors.Interrupted``).
+* A stop that comes once every write to Bitwarden succeeded changes nothing
+  (``StopRequest.after_writes``): what is left, the re-read that verifies them (read-only) and
+  the state write that saves the new hash, goes on within the grace period, and the run ends
+  as it would have. Stopping it there would keep the old hash for writes that all took
+  effect, and the next run would send everything again; past the grace period it is
+  interrupted all the same.
+* The wrap-up of a stopped run is bounded too (``StopRequest.wrap_up``): giving the lease
+  back may take the grace period again, at most ``WRAP_UP_STATE_SECONDS`` (20 s), the metrics
+  delivery the grace period once more, at most ``WRAP_UP_METRICS_SECONDS`` (10 s); a step that
+  takes longer is given up and said so (a lease not given back stays until it expires, or
+  until a run on the same host sees this process gone). So a stopped run ends within three
+  grace periods, and within 30 s after one: the margin the chart keeps between the grace
+  period and the pod's ``terminationGracePeriodSeconds``. A grace period of 3 s fits
+  ``docker stop``'s 10 s.
 * A second signal ends the process at once with 128 + the signal number (143 for SIGTERM,
   130 for SIGINT), as a shell reports a process a signal killed. A lease it held stays until
   it expires, or until a run on the same host sees its process gone (``state.liveness``).
@@ -109,6 +115,9 @@ class StopRequest:
         """What asked: ``SIGTERM``, ``SIGINT``."""
         self.given_up = False
         """Whether the grace period ran out and the request in flight was interrupted."""
+        self.writes_done = False
+        """Set by the run while it finishes after its last write succeeded (``after_writes``):
+        a stop request then no longer stops it before a request, only the grace period."""
         self._event = threading.Event()
 
     def __repr__(self) -> str:
@@ -125,12 +134,26 @@ class StopRequest:
 
     def check(self, before: str) -> None:
         """Raise ``Interrupted`` if a stop was requested: call it before starting ``before``."""
-        if self._event.is_set():
+        if self._event.is_set() and not self.writes_done:
             raise Interrupted(self.reason or "a stop request", before=before)
 
     def sleep(self, seconds: float) -> None:
-        """A retry or backoff wait, cut short by a stop request (the next ``check`` raises)."""
-        self._event.wait(seconds)
+        """A retry or backoff wait, cut short by a stop request (the next ``check`` raises);
+        once the writes are done, waited out (only the grace period's end interrupts it)."""
+        if self.writes_done:
+            time.sleep(seconds)
+        else:
+            self._event.wait(seconds)
+
+    @contextlib.contextmanager
+    def after_writes(self) -> Iterator[None]:
+        """The block of a run that follows its last write to Bitwarden, all of them accepted:
+        a stop request lets it finish (see the module doc) within the grace period."""
+        self.writes_done = True
+        try:
+            yield
+        finally:
+            self.writes_done = False
 
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds``; whether a stop was requested (loop mode's interval)."""

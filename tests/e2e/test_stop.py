@@ -94,6 +94,29 @@ def test_past_the_grace_period_the_request_in_flight_is_given_up(
     pause.drop()
 
 
+def test_a_stop_once_every_write_succeeded_lets_the_run_finish(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    """SIGTERM while the run re-reads the organization to verify its writes, all accepted:
+    the re-read (member list, then groups) and the state write go on, and the run succeeds;
+    interrupting it would keep the old hash, and the next run would send everything again."""
+    env = _file_env(fake_bitwarden, tmp_path)
+    verifying = fake_bitwarden.pause("list_members", nth=2)  # 1: the plan's read, 2: verify's
+    run = BwsyncProcess.start(env)
+    verifying.wait()
+    run.signal(signal.SIGTERM)
+    run.wait_for("stop_requested")
+    verifying.release()
+    assert run.finish() == 0, run.log()
+    assert run.summary()["result"] == "success"
+    assert run.events("verify")[0]["differences"] == 0
+    doc = FileStateStore(tmp_path / "state.json").load()
+    assert doc.lease is None and doc.hash is not None
+    again_code, again = run_bwsync(env)
+    assert again_code == 0, again.log()
+    assert again.summary()["result"] == "no_change"
+
+
 def test_a_retry_wait_is_cut_short(fake_bitwarden: FakeBitwarden, tmp_path: Path) -> None:
     """A 429 asking for 100 s: the stop ends the wait, and no attempt follows (past the 20 s
     grace period the message would say the request was given up instead)."""
@@ -111,9 +134,11 @@ def test_a_retry_wait_is_cut_short(fake_bitwarden: FakeBitwarden, tmp_path: Path
 
 
 def test_loop_mode_stops_the_pass_under_way(fake_bitwarden: FakeBitwarden, tmp_path: Path) -> None:
+    """Stopped at its first import of two (at its last, the pass would finish: see
+    test_a_stop_once_every_write_succeeded_lets_the_run_finish)."""
     from tests.fixtures.ldap import free_port
 
-    env = _file_env(fake_bitwarden, tmp_path) | {
+    env = _file_env(fake_bitwarden, tmp_path, users=2100) | {
         "BWSYNC_METRICS__LISTEN": f"127.0.0.1:{free_port()}"
     }
     pause = fake_bitwarden.pause("import")
@@ -232,13 +257,13 @@ def test_a_stop_while_waiting_for_an_ldap_page(
 
 def _s3_env(
     fake: FakeBitwarden, tmp_path: Path, request: pytest.FixtureRequest,
-    holding_proxy: Callable[..., HoldingProxy],
+    holding_proxy: Callable[..., HoldingProxy], users: int = 3,
 ) -> tuple[dict[str, str], StateTarget]:  # fmt: skip
     """The file source against S3 state (moto) behind a proxy that can hold a state call. The
     state timeout is far longer than any test waits: only bwsync's own deadlines end a call
     the proxy holds."""
     target = state_target("s3", request, tmp_path, holding_proxy)
-    env = _file_env(fake, tmp_path, users=3) | target.env
+    env = _file_env(fake, tmp_path, users=users) | target.env
     env.pop("BWSYNC_STATE__PATH")
     env |= {"BWSYNC_STATE__TIMEOUT": "900", "BWSYNC_STOP_GRACE_SECONDS": "0.5",
             "BWSYNC_METRICS__TEXTFILE_PATH": str(tmp_path / "bwsync.prom")}  # fmt: skip
@@ -277,11 +302,12 @@ def test_a_state_store_silent_after_the_stop_does_not_hold_the_run_past_its_wrap
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    """Stopped at its import, the run gives its lease back: that write never gets an answer.
+    """Stopped at its first import of two, the run gives its lease back: that write never
+    gets an answer.
     bwsync gives it up once the grace period is over once more (the wrap-up's bound: the
     metrics must still go out before the pod's SIGKILL), says so, writes its summary and its
     metrics, and exits 7. The lease stays; the next run here takes it over."""
-    env, target = _s3_env(fake_bitwarden, tmp_path, request, holding_proxy)
+    env, target = _s3_env(fake_bitwarden, tmp_path, request, holding_proxy, users=2100)
     imported = fake_bitwarden.pause("import")
     run = BwsyncProcess.start(env)
     imported.wait()

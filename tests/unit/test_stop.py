@@ -141,3 +141,22 @@ def test_the_wrap_up_takes_the_cap_when_the_grace_period_is_longer() -> None:
         request.wrap_up(lambda: never.wait(NEVER), cap=0.01)
     assert caught.value.seconds == 0.01
     never.set()
+
+
+def test_once_the_writes_are_done_a_stop_leaves_the_run_to_the_grace_period() -> None:
+    """After the last write succeeded (``after_writes``) a stop request no longer stops the
+    run before a request, nor cuts a retry wait short; the grace period's end still does."""
+    request = StopRequest(grace=0.01)
+
+    def verifying() -> None:
+        with active(request), request.after_writes():
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert request.wait(NEVER)
+            stop.check("list members")  # the re-read goes on
+            stop.sleep(NEVER)  # a retry wait: waited until the grace period ends it
+
+    with on_signals(request), pytest.raises(Interrupted, match=r"0\.01 s grace"):
+        verifying()
+    assert not request.writes_done
+    with pytest.raises(Interrupted, match="SIGTERM before import"):
+        request.check("import")
