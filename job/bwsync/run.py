@@ -7,7 +7,9 @@ through a source, ``normalize``, ``payload``, ``snapshot``, ``plan``, ``apply``,
 
 * nothing is written to Bitwarden before the safety check passed and the state lease is held;
 * the state's hash and delta tokens change only after every import request succeeded, so a
-  failed run is retried in full next time (the import is idempotent) and never half-remembered;
+  failed run is retried in full next time (the import is idempotent) and never half-remembered
+  (a ``--force`` run that failed or was stopped once it held the lease clears them, so that
+  the next run applies in full too);
 * every outcome, failed or not, ends in a ``RunReport`` — the summary line and the metrics are
   made from it, so they cannot disagree;
 * a stop request (SIGTERM, SIGINT: ``bwsync.stop``) ends the run before its next request, as a
@@ -600,6 +602,12 @@ class _Run:
             return
         # Keep the old hash and delta tokens: the next run re-sends everything.
         releasing, self.leased = self.leased, None
+        if self.options.force:
+            # Unless they are what --force set aside: that old hash would make the next run
+            # find nothing to do, and what --force was to repair stays half done. Without
+            # them the next run, forced or not, fetches and applies in full.
+            releasing.hash = None
+            releasing.delta = {}
         record(releasing, report)
         self._wrap_up(functools.partial(self.store.release, releasing))
 

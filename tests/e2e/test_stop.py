@@ -117,6 +117,34 @@ def test_a_stop_once_every_write_succeeded_lets_the_run_finish(
     assert again.summary()["result"] == "no_change"
 
 
+def test_an_interrupted_forced_sync_is_finished_by_the_next_run(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    """`sync --force` stopped at its first import batch of two: the stored hash, that of an
+    unchanged directory, must not make the next (plain) run find nothing to do."""
+    env = _file_env(fake_bitwarden, tmp_path, users=2100)
+    code, first = run_bwsync(env)
+    assert code == 0, first.log()
+    applied = FileStateStore(tmp_path / "state.json").load().hash
+    first_batch = fake_bitwarden.pause("import")
+    forced = BwsyncProcess.start(env, "sync", "--force")
+    first_batch.wait()
+    forced.signal(signal.SIGTERM)
+    forced.wait_for("stop_requested")
+    first_batch.release()
+    assert forced.finish() == 7, forced.log()
+    assert forced.summary()["error"].startswith("stopped by SIGTERM before import 2/2")
+    doc = FileStateStore(tmp_path / "state.json").load()
+    assert doc.lease is None and doc.hash is None
+    imports = len(fake_bitwarden.requests_to("import"))
+    code, again = run_bwsync(env)
+    assert code == 0, again.log()
+    assert again.summary()["result"] == "success"  # no_change before
+    assert "no hash remembered" in again.events("full_apply")[0]["reason"]
+    assert len(fake_bitwarden.requests_to("import")) == imports + 2
+    assert FileStateStore(tmp_path / "state.json").load().hash == applied
+
+
 def test_a_retry_wait_is_cut_short(fake_bitwarden: FakeBitwarden, tmp_path: Path) -> None:
     """A 429 asking for 100 s: the stop ends the wait, and no attempt follows (past the 20 s
     grace period the message would say the request was given up instead)."""
