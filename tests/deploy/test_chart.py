@@ -322,6 +322,23 @@ def test_a_termination_grace_shorter_than_the_stop_grace_is_refused(
     assert "terminationGracePeriodSeconds: 75" in res.stdout
 
 
+def test_the_stop_grace_cannot_slip_past_the_check_in_extra_env(
+    helm_bin: str, chart_dir: Path
+) -> None:
+    """BWSYNC_STOP_GRACE_SECONDS=120 in extraEnv would win over the checked setting, and the
+    pod would be killed 50 s after its SIGTERM, before bwsync gives its lease back."""
+    res = _helm(helm_bin, "template", RELEASE, str(chart_dir), "--kube-version", "1.37.0",
+                "--set", "extraEnv[0].name=BWSYNC_STOP_GRACE_SECONDS",
+                "--set-string", "extraEnv[0].value=120",
+                "--set", "terminationGracePeriodSeconds=50")  # fmt: skip
+    assert res.returncode != 0
+    assert "extraEnv of profile default: set settings.stop_grace_seconds" in res.stderr
+    res = _helm(helm_bin, "template", RELEASE, str(chart_dir), "--kube-version", "1.37.0",
+                "--set", "extraEnv[0].name=TZ",
+                "--set-string", "extraEnv[0].value=UTC")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+
+
 def test_rbac_is_only_the_state_configmaps(render: Render) -> None:
     for name in ("defaults", "profiles", "full", "network-policy"):
         docs = _sync_only(render(VALUE_SETS[name]))

@@ -206,6 +206,12 @@ restartPolicy: Never
 {{- if lt (float64 $.Values.terminationGracePeriodSeconds) (addf $grace 30) }}
 {{- fail (printf "terminationGracePeriodSeconds (%v) must be at least settings.stop_grace_seconds (%v) + 30: after the grace period bwsync still gives its state lease back and pushes its metrics" $.Values.terminationGracePeriodSeconds $grace) }}
 {{- end }}
+{{- /* a grace set past the check above would let the pod be killed before its lease is back */}}
+{{- range $p.values.extraEnv }}
+{{- if eq (toString .name) "BWSYNC_STOP_GRACE_SECONDS" }}
+{{- fail (printf "extraEnv of profile %s: set settings.stop_grace_seconds, not BWSYNC_STOP_GRACE_SECONDS: the chart checks it against terminationGracePeriodSeconds" $p.profile) }}
+{{- end }}
+{{- end }}
 terminationGracePeriodSeconds: {{ $.Values.terminationGracePeriodSeconds }}
 enableServiceLinks: false
 {{- with $.Values.imagePullSecrets }}
