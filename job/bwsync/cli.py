@@ -44,7 +44,7 @@ from bwsync.plan import OWNERS_UNSEEN, stateless_refusal
 from bwsync.redact import redact, redact_data, remember_settings
 from bwsync.run import ClientFactory, Outcome, RunOptions, default_client, execute
 from bwsync.settings import load_settings
-from bwsync.stop import WRAP_UP_METRICS_SECONDS, StopRequest, on_signals
+from bwsync.stop import WRAP_UP_METRICS_SECONDS, StopRequest, on_signals, release_early
 from bwsync.summary import summary
 
 if TYPE_CHECKING:
@@ -193,6 +193,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "sync"
+    if command not in ("sync", "plan"):
+        release_early()  # not a run: a stop signal ends it as it ends any process
     if command == "version":
         print(f"bwsync {__version__}")
         return EXIT_OK

@@ -34,6 +34,14 @@ would keep the state lease until it expires, and leave no summary line and no me
   130 for SIGINT), as a shell reports a process a signal killed. A lease it held stays until
   it expires, or until a run on the same host sees its process gone (``state.liveness``).
 
+Before the run: bwsync is PID 1 in its container, and PID 1 is sent no signal it has no
+handler for. A SIGTERM during the imports and the settings pass, before ``on_signals`` took
+over, would be dropped and the run would go on as if never stopped, until the SIGKILL. So the
+entry point (``__main__``) holds stop signals from its first instant (``hold_early``): one
+received then makes the run start stopped (exit 7 before anything is sent). A command that is
+not a run (``check``, ``state``, ``version`` …) gets the default disposition back
+(``release_early``), and a signal held for it takes effect then.
+
 Why a watcher thread: a Python signal handler runs only once the main thread is back in the
 interpreter, so it would run only when the LDAP page or the HTTP answer it waits for arrives.
 Worse, a signal that lands in the main thread interrupts the system call it waits in, and
@@ -78,7 +86,9 @@ __all__ = [
     "WrapUpTimeout",
     "active",
     "check",
+    "hold_early",
     "on_signals",
+    "release_early",
     "sleep",
 ]
 
@@ -300,6 +310,34 @@ class _Watcher(threading.Thread):
         os._exit(code)
 
 
+#: Stop signals received while held (``hold_early``), in order; handed on once.
+_EARLY: list[int] = []
+
+
+def _held(signum: int, frame: FrameType | None) -> None:
+    _EARLY.append(signum)
+
+
+def hold_early() -> None:
+    """Hold stop signals until a run (``on_signals``) or ``release_early`` takes them: the
+    process entry point's first step (see the module doc). Only on the main thread."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _held)
+
+
+def release_early() -> None:
+    """For a command that is not a run: the default disposition back (death by SIGTERM, a
+    ``KeyboardInterrupt`` on SIGINT), and a signal held so far delivered now. Nothing if the
+    signals were not held (``bwsync.cli.main`` called by a program, a test)."""
+    if signal.getsignal(signal.SIGTERM) is not _held:
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    held, _EARLY[:] = list(_EARLY), []
+    for signum in held:
+        signal.raise_signal(signum)
+
+
 @contextlib.contextmanager
 def on_signals(stop: StopRequest) -> Iterator[StopRequest]:
     """SIGTERM and SIGINT request ``stop`` while the block runs (the CLI's ``sync`` and
@@ -323,6 +361,10 @@ def on_signals(stop: StopRequest) -> Iterator[StopRequest]:
     watcher = _Watcher(receiver, stop, threading.main_thread().ident or 0)
     watcher.start()  # before the mask: its thread is the one that takes the signals
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # A signal held since the process started (``hold_early``) is the run's stop request.
+    held, _EARLY[:] = list(_EARLY), []
+    if held:
+        sender.send(bytes(held))
     try:
         yield stop
     finally:

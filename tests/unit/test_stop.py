@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -160,3 +161,45 @@ def test_once_the_writes_are_done_a_stop_leaves_the_run_to_the_grace_period() ->
     assert not request.writes_done
     with pytest.raises(Interrupted, match="SIGTERM before import"):
         request.check("import")
+
+
+@pytest.fixture
+def own_handlers() -> Iterator[None]:
+    """The stop signals' handlers of this (pytest's) process, as they were after the test."""
+    before = {s: signal.getsignal(s) for s in stop.STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+@pytest.mark.usefixtures("own_handlers")
+def test_a_signal_before_the_run_took_over_is_its_stop_request() -> None:
+    """PID 1 drops a signal it has no handler for: one that comes during the imports is held
+    (``hold_early``) and becomes the run's stop request, not lost."""
+    stop.hold_early()
+    os.kill(os.getpid(), signal.SIGTERM)  # held: this process goes on
+    request = StopRequest()
+    with on_signals(request):
+        assert request.wait(NEVER)
+        assert request.reason == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is stop._held  # still held until the process ends
+
+
+@pytest.mark.usefixtures("own_handlers")
+def test_a_command_that_is_not_a_run_gets_the_default_disposition_back() -> None:
+    stop.hold_early()
+    os.kill(os.getpid(), signal.SIGINT)  # held
+    with pytest.raises(KeyboardInterrupt):  # delivered once released, as by default
+        stop.release_early()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.usefixtures("own_handlers")
+def test_signals_not_held_are_left_alone() -> None:
+    """``bwsync.cli.main`` called by a program or a test: its handlers are not touched."""
+    mine = signal.getsignal(signal.SIGTERM)
+    stop.release_early()
+    assert signal.getsignal(signal.SIGTERM) is mine
