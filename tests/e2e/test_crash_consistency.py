@@ -9,6 +9,8 @@ waiting, never after a sleep:
 * ``plan``: the plan is made and the lease taken; the first import request is held at the
   stand-in before it runs;
 * ``batches``: the first import ran; its answer is held (between batch 1 and batch 2 of 3);
+* ``revokes``: the imports and the first revocation ran; the second is held before it runs
+  (between two revocations: a SIGKILL leaves one done, a SIGTERM two);
 * ``state_write``: everything is applied and verified; its final state write is held by the
   state server's proxy, or (``file``) by the state file's lock. ``none`` has no state write.
 
@@ -52,7 +54,7 @@ from tests.fixtures.ldap import Slapd
 from tests.fixtures.proxy import HoldingProxy, ldap_search
 from tests.standins.bitwarden import FakeBitwarden
 
-STAGES = ["fetch", "plan", "batches", "state_write"]
+STAGES = ["fetch", "plan", "batches", "revokes", "state_write"]
 CASES = [
     (sig, stage, backend)
     for sig in ("SIGKILL", "SIGTERM")
@@ -96,8 +98,11 @@ class KillPoint:
             # The second paged search under the people (the first page is in).
             hold = self.ldap.hold("up", ldap_search(2, containing=PEOPLE.encode()))
             self._wait, self._release, self._cut = (lambda _: hold.wait()), hold.release, hold.drop
-        elif self.stage in ("plan", "batches"):
-            pause = self.fake.pause("import", 1, before=self.stage == "plan")
+        elif self.stage in ("plan", "batches", "revokes"):
+            if self.stage == "revokes":
+                pause = self.fake.pause("revoke_member", 2)
+            else:
+                pause = self.fake.pause("import", 1, before=self.stage == "plan")
 
             def cut() -> None:
                 pause.drop()
@@ -234,12 +239,16 @@ def _check_first_run(runs: Runs, sig: str, stage: str) -> None:
     summary = first.summary()
     assert summary["result"] == "interrupted" and summary["exit_code"] == 7
     before = {"fetch": "the next page of the search under " + PEOPLE,
-              "plan": "import 2/3", "batches": "import 2/3"}[stage]  # fmt: skip
+              "plan": "import 2/3", "batches": "import 2/3",
+              "revokes": "revoke member"}[stage]  # fmt: skip
     assert summary["error"].startswith(f"stopped by SIGTERM before {before}"), summary
     assert runs.first_metric == "interrupted"
     if stage in ("plan", "batches"):
         assert summary["sent"] == {"members": 2000, "groups": 0}  # the request in flight ended
         assert len([r for r in runs.first_requests if r.endpoint == "import"]) == 1
+    if stage == "revokes":  # the one held ended; none started after it
+        assert summary["applied"]["revoke"] == 2
+        assert sum(_imports_and_revokes(runs.first_requests)[1].values()) == 2
     if doc is not None:
         assert doc.lease is None  # given back
         assert doc.hash is None  # untouched
