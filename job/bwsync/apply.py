@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from bwsync.changes import IN_MEMBER_BATCH, STALE_GROUP_ACTIONS
 from bwsync.errors import BwsyncError
 from bwsync.logs import event
-from bwsync.payload import Payload
+from bwsync.payload import ImportRequest, Payload
 from bwsync.plan import Plan
 from bwsync.summary import Stages
 
@@ -50,13 +50,15 @@ def apply(
     stage: Stages,
     *,
     unchanged: frozenset[int],
+    accepted: list[ImportRequest] | None = None,
 ) -> None:
     """Relink the groups the directory identifies anew, POST the import request(s) in order
     but the ``unchanged`` ones, then revoke/restore through the member endpoints, then empty
-    or delete the stale groups."""
+    or delete the stale groups. Each import request the server accepted is appended to
+    ``accepted``: what a failed run may remember of it (``memory.after_accepted``)."""
     done: Counter[str] = Counter()
     try:
-        _send(client, payload, plan, stage, unchanged=unchanged, done=done)
+        _send(client, payload, plan, stage, unchanged=unchanged, done=done, accepted=accepted)
     except BwsyncError:
         # What the member and group endpoints did before the failure is done for good: the
         # summary says so (the import's part is in ``sent``; nothing re-read confirms it).
@@ -72,6 +74,7 @@ def _send(
     *,
     unchanged: frozenset[int],
     done: Counter[str],
+    accepted: list[ImportRequest] | None,
 ) -> None:
     sent = stage.report.sent
     n = len(payload.requests)
@@ -100,6 +103,8 @@ def _send(
         step = "import" if n == 1 else f"import {i}/{n}"
         with stage("apply", step=step, members=req.members, groups=req.groups):
             client.import_organization(req.body, step=step)
+        if accepted is not None:
+            accepted.append(req)
         sent["members"] = sent.get("members", 0) + req.members
         sent["groups"] = sent.get("groups", 0) + req.groups
     if not plan.org_known:

@@ -26,8 +26,13 @@ once the entry is fixed or gone, its held members are judged again like anyone e
 who leaves later, while the same entry stays left out, is not held: the entry was left out
 already when that member was last seen.
 
-The memory is written only with a successful run's state; a run that failed leaves the
-previous one.
+The memory is written with a successful run's state. A run that failed or was stopped after
+some of its import requests were accepted records what those carried, and nothing more
+(``after_accepted``): the emails sent active as members, those sent deleted as revoked. The
+next run then does not count again, against the safety limits, the revocations the server has
+made already (``sync --allow-removals 300`` stopped after the batch that carried them would
+otherwise be refused with exit 6 until run again with the flag). A run that failed before
+any import was accepted leaves the previous memory.
 
 The format must fit every state backend at 100,000 members, a Kubernetes ConfigMap (1 MiB in
 all) included. Each set is stored domain first (``example.com@ann.lee``, so that a company's
@@ -61,7 +66,7 @@ import orjson
 from bwsync.errors import MemoryStateError
 from bwsync.state.base import MAX_MEMORY_BYTES
 
-__all__ = ["MAX_MEMORY_BYTES", "Memory", "MemoryStateError", "scope_of"]
+__all__ = ["MAX_MEMORY_BYTES", "Memory", "MemoryStateError", "after_accepted", "scope_of"]
 
 FORMAT: Final = 1
 CODEC: Final = "domain-fc-bz2-b85"
@@ -145,6 +150,32 @@ class Memory:
             other.rejected,
             other.held,
         )
+
+
+def after_accepted(old: Memory | None, scope: str, bodies: Iterable[bytes]) -> Memory | None:
+    """``old`` (``None``: no memory yet) updated with what the accepted import ``bodies``
+    carried: each member sent active is remembered as a member, each sent deleted as revoked
+    (Vaultwarden revokes those). ``None`` when they carried no member. What the plan would
+    have dropped or held is left as ``old`` has it: only what the server accepted counts."""
+    active: set[str] = set()
+    deleted: set[str] = set()
+    for body in bodies:
+        for member in orjson.loads(body).get("members") or ():
+            email = member.get("email")
+            if isinstance(email, str) and email:
+                (deleted if member.get("deleted") else active).add(email)
+    if not active and not deleted:
+        return None
+    if old is None:
+        old = Memory(scope)
+    return Memory(
+        scope,
+        members=frozenset((old.members | active) - deleted),
+        revoked=frozenset((old.revoked | deleted) - active),
+        other=old.other,
+        rejected=old.rejected,
+        held=old.held,
+    )
 
 
 def stored_for(raw: Mapping[str, Any] | None, scope: str) -> bool:

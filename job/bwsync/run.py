@@ -9,7 +9,8 @@ through a source, ``normalize``, ``payload``, ``snapshot``, ``plan``, ``apply``,
 * the state's hash and delta tokens change only after every import request succeeded, so a
   failed run is retried in full next time (the import is idempotent) and never half-remembered
   (a ``--force`` run that failed or was stopped once it held the lease clears them, so that
-  the next run applies in full too);
+  the next run applies in full too; against a server that cannot list members, what the
+  accepted import requests carried goes into the memory of synced members);
 * every outcome, failed or not, ends in a ``RunReport`` — the summary line and the metrics are
   made from it, so they cannot disagree;
 * a stop request (SIGTERM, SIGINT: ``bwsync.stop``) ends the run before its next request, as a
@@ -38,13 +39,14 @@ from bwsync.memory import (
     MAX_MEMORY_BYTES,
     Memory,
     MemoryStateError,
+    after_accepted,
     encoded_size,
     scope_of,
     stored_for,
 )
 from bwsync.model import Directory, RunReport
 from bwsync.normalize import normalize
-from bwsync.payload import Payload, build_payload, is_new_hash
+from bwsync.payload import ImportRequest, Payload, build_payload, is_new_hash
 from bwsync.plan import (
     OTHER_ORGANIZATION,
     OrgSnapshot,
@@ -207,6 +209,8 @@ class _Run:
         self.client: BitwardenClient | None = None
         self.early: BackgroundRead | None = None
         self.leased: StateDocument | None = None
+        self.accepted: list[ImportRequest] = []
+        """The import requests the server accepted (``apply``), for ``_remember_accepted``."""
 
     def execute(self) -> Outcome:
         try:
@@ -533,7 +537,7 @@ class _Run:
             leased = self.leased = self.store.acquire_lease(
                 holder, self.settings.state.lease_seconds, process=this_process()
             )
-        apply(client, payload, plan, self.stage, unchanged=unsent)
+        apply(client, payload, plan, self.stage, unchanged=unsent, accepted=self.accepted)
         # Every write was accepted: a stop request from here on lets the re-read and the state
         # write finish within the grace period (``StopRequest.after_writes``).
         with self.stop.after_writes():
@@ -608,8 +612,28 @@ class _Run:
             # them the next run, forced or not, fetches and applies in full.
             releasing.hash = None
             releasing.delta = {}
+        self._remember_accepted(releasing)
         record(releasing, report)
         self._wrap_up(functools.partial(self.store.release, releasing))
+
+    def _remember_accepted(self, doc: StateDocument) -> None:
+        """Against a server that cannot list members (the plan keeps a memory of them), what
+        the import requests accepted before the failure carried goes into the memory
+        (``memory.after_accepted``): the revocations they made are not counted again by the
+        next run's safety limits. Nothing if that memory would not fit the state document."""
+        plan = self.outcome.plan
+        if plan is None or plan.memory is None or not self.accepted:
+            return
+        try:
+            old = Memory.load(doc.memory, self.scope)
+        except MemoryStateError:  # the plan read it; a damaged one stays for the next to say
+            return
+        memory = after_accepted(old, self.scope, (r.body for r in self.accepted))
+        if memory is None:
+            return
+        encoded = memory.dump()
+        if encoded_size(encoded) <= MAX_MEMORY_BYTES:
+            doc.memory = encoded
 
     def _wrap_up(self, step: Callable[[], None]) -> None:
         """A state step of the wrap-up (the lease given back, the failure recorded), bounded

@@ -860,3 +860,31 @@ def test_a_wrong_key_is_exit_4_with_vaultwarden_s_words(
     assert "refused the organization API key (HTTP 400" in err and said in err
     assert "not-the-secret" not in err
     assert vw.fake.requests_to("import") == []
+
+
+def test_revocations_of_a_run_that_failed_half_way_are_not_counted_again(
+    vw: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review of issue 19 (finding 5): 2,400 synced, 300 leave; `sync --allow-removals
+    300` sends them as deleted in its second import batch, which is accepted, and fails at the
+    third (the groups). The next run, without the flag, must not count those 300 revocations
+    again (it was refused with exit 6 until someone passed the flag once more): the memory
+    records what the accepted batches carried, and only that."""
+    monkeypatch.setenv("BWSYNC_SYNC__LARGE_IMPORT", "true")
+    monkeypatch.setenv("BWSYNC_SYNC__REMOVE_MISSING", "true")
+    group = {"id": "g", "name": "G", "members": ["u0", "u1"]}
+    vw.write([_u(i) for i in range(2400)], [group])
+    assert main(["sync"]) == 0
+    assert vw.memory_counts() == (2400, 0)
+    vw.write([_u(i) for i in range(2100)], [group])
+    vw.fake.fail("import", status=400, skip=2)  # import 3/3, the groups
+    capsys.readouterr()
+    assert main(["sync", "--allow-removals", "300"]) == 4
+    assert _summary(capsys.readouterr().err)["sent"] == {"members": 2400, "groups": 0}
+    assert sum(s == STATUS_REVOKED for s in vw.status().values()) == 300
+    assert vw.memory_counts() == (2100, 300)  # (2400, 0) before: exit 6 next
+    assert main(["sync"]) == 0
+    summary = _summary(capsys.readouterr().err)
+    assert summary["planned"].get("revoke", 0) == 0, summary
+    assert vw.memory_counts() == (2100, 300)
+    assert sum(s == STATUS_REVOKED for s in vw.status().values()) == 300

@@ -16,6 +16,7 @@ from bwsync.memory import (
     MAX_MEMORY_BYTES,
     Memory,
     MemoryStateError,
+    after_accepted,
     decode_set,
     describe,
     encode_set,
@@ -132,3 +133,36 @@ def test_100000_realistic_members_fit_far_below_the_cap() -> None:
     assert size < MAX_MEMORY_BYTES / 1.5, size
     again = Memory.load(orjson.loads(orjson.dumps(stored)), SCOPE)
     assert again is not None and again.members == members and again.revoked == revoked
+
+
+def _body(*members: tuple[str, bool]) -> bytes:
+    entries = [{"email": e, "externalId": e, "deleted": d} for e, d in members]
+    return orjson.dumps({"groups": [], "members": entries, "overwriteExisting": False})
+
+
+def test_a_failed_run_remembers_what_its_accepted_imports_carried_and_no_more() -> None:
+    old = Memory(
+        SCOPE,
+        frozenset({"stays@x", "leaves@x", "untouched@x"}),
+        frozenset({"back@x"}),
+        {"groups": encode_set({"g1"})},
+        rejected=frozenset({"u9"}),
+        held=frozenset({("untouched@x", "u9")}),
+    )
+    bodies = [_body(("stays@x", False), ("new@x", False)), _body(("leaves@x", True))]
+    after = after_accepted(old, SCOPE, bodies)
+    assert after == Memory(
+        SCOPE,
+        frozenset({"stays@x", "new@x", "untouched@x"}),
+        frozenset({"back@x", "leaves@x"}),
+        old.other,
+        rejected=old.rejected,
+        held=old.held,
+    )
+    # back@x was in a batch that was not accepted: still revoked. A group batch changes nothing.
+    assert (
+        after_accepted(old, SCOPE, [orjson.dumps({"groups": [{"name": "g"}], "members": []})])
+        is None
+    )
+    fresh = after_accepted(None, SCOPE, [_body(("back@x", False), ("gone@x", True))])
+    assert fresh == Memory(SCOPE, frozenset({"back@x"}), frozenset({"gone@x"}))

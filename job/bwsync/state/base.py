@@ -104,7 +104,7 @@ class StateDocument:
     lease: Lease | None = None
     memory: dict[str, Any] | None = None
     """The members bwsync synced to a server that cannot list them (``bwsync.memory``);
-    replaced only by a successful run."""
+    replaced by a successful run; a failed one adds what its accepted imports carried."""
 
     def record_run(self, summary: dict[str, Any]) -> None:
         """Remember a run's summary (counts, result, durations; never member lists).
