@@ -46,8 +46,8 @@ def _printable_anywhere() -> None:
 
 def run() -> NoReturn:
     # First: bwsync is PID 1 in its container, which drops signals it has no handler for; a
-    # stop signal during the imports below must reach the run (``bwsync.stop``).
-    from bwsync.stop import hold_early
+    # stop signal during the imports below must reach the run (``bwsync.held_signals``).
+    from bwsync.held_signals import hold_early
 
     hold_early()
     _printable_anywhere()

@@ -34,13 +34,9 @@ would keep the state lease until it expires, and leave no summary line and no me
   130 for SIGINT), as a shell reports a process a signal killed. A lease it held stays until
   it expires, or until a run on the same host sees its process gone (``state.liveness``).
 
-Before the run: bwsync is PID 1 in its container, and PID 1 is sent no signal it has no
-handler for. A SIGTERM during the imports and the settings pass, before ``on_signals`` took
-over, would be dropped and the run would go on as if never stopped, until the SIGKILL. So the
-entry point (``__main__``) holds stop signals from its first instant (``hold_early``): one
-received then makes the run start stopped (exit 7 before anything is sent). A command that is
-not a run (``check``, ``state``, ``version`` …) gets the default disposition back
-(``release_early``), and a signal held for it takes effect then.
+Before the run: a stop signal that comes before ``on_signals`` took over is held by the
+process entry point (``bwsync.held_signals``: bwsync is PID 1 in its container, which would
+drop it), and the run starts stopped.
 
 Why a watcher thread: a Python signal handler runs only once the main thread is back in the
 interpreter, so it would run only when the LDAP page or the HTTP answer it waits for arrives.
@@ -75,6 +71,7 @@ from types import FrameType
 from typing import Final, TypeVar
 
 from bwsync.errors import Interrupted
+from bwsync.held_signals import STOP_SIGNALS, hold_early, release_early, take_held
 from bwsync.logs import event
 
 __all__ = [
@@ -94,7 +91,6 @@ __all__ = [
 
 #: Seconds the request in flight may take after a stop request (``BWSYNC_STOP_GRACE_SECONDS``).
 DEFAULT_GRACE_SECONDS: Final = 20.0
-STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 #: After a stop request, what giving the lease back may take at most (the grace period if less).
 WRAP_UP_STATE_SECONDS: Final = 20.0
 #: After a stop request, what delivering the metrics may take at most (the grace period if
@@ -310,34 +306,6 @@ class _Watcher(threading.Thread):
         os._exit(code)
 
 
-#: Stop signals received while held (``hold_early``), in order; handed on once.
-_EARLY: list[int] = []
-
-
-def _held(signum: int, frame: FrameType | None) -> None:
-    _EARLY.append(signum)
-
-
-def hold_early() -> None:
-    """Hold stop signals until a run (``on_signals``) or ``release_early`` takes them: the
-    process entry point's first step (see the module doc). Only on the main thread."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, _held)
-
-
-def release_early() -> None:
-    """For a command that is not a run: the default disposition back (death by SIGTERM, a
-    ``KeyboardInterrupt`` on SIGINT), and a signal held so far delivered now. Nothing if the
-    signals were not held (``bwsync.cli.main`` called by a program, a test)."""
-    if signal.getsignal(signal.SIGTERM) is not _held:
-        return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    held, _EARLY[:] = list(_EARLY), []
-    for signum in held:
-        signal.raise_signal(signum)
-
-
 @contextlib.contextmanager
 def on_signals(stop: StopRequest) -> Iterator[StopRequest]:
     """SIGTERM and SIGINT request ``stop`` while the block runs (the CLI's ``sync`` and
@@ -362,7 +330,7 @@ def on_signals(stop: StopRequest) -> Iterator[StopRequest]:
     watcher.start()  # before the mask: its thread is the one that takes the signals
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     # A signal held since the process started (``hold_early``) is the run's stop request.
-    held, _EARLY[:] = list(_EARLY), []
+    held = take_held()
     if held:
         sender.send(bytes(held))
     try:

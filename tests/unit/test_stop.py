@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bwsync import stop
+from bwsync import held_signals, stop
 from bwsync.errors import Interrupted
 from bwsync.stop import StopRequest, WrapUpTimeout, active, on_signals
 
@@ -184,7 +184,9 @@ def test_a_signal_before_the_run_took_over_is_its_stop_request() -> None:
     with on_signals(request):
         assert request.wait(NEVER)
         assert request.reason == "SIGTERM"
-    assert signal.getsignal(signal.SIGTERM) is stop._held  # still held until the process ends
+    assert (
+        signal.getsignal(signal.SIGTERM) is held_signals._held
+    )  # still held until the process ends
 
 
 @pytest.mark.usefixtures("own_handlers")
