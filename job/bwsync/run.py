@@ -62,6 +62,7 @@ from bwsync.snapshot import BackgroundRead, read_group_members, read_org
 from bwsync.sources import build_source
 from bwsync.sources.base import FetchRequest, Source
 from bwsync.state import StateDocument, StateStore, open_store
+from bwsync.state.base import Lease
 from bwsync.state.liveness import this_process
 from bwsync.stop import WRAP_UP_STATE_SECONDS, StopRequest, WrapUpTimeout, active
 from bwsync.summary import (
@@ -211,6 +212,8 @@ class _Run:
         self.leased: StateDocument | None = None
         self.accepted: list[ImportRequest] = []
         """The import requests the server accepted (``apply``), for ``_remember_accepted``."""
+        self.writes_done = False
+        """Every write to Bitwarden was accepted (``_apply``)."""
 
     def execute(self) -> Outcome:
         try:
@@ -279,7 +282,48 @@ class _Run:
         with self.stage("state_read", backend=self.store.description):
             doc = self.store.load()
         self.report.last_success_timestamp = doc.last_success_timestamp
+        self._wait_for_a_given_up_write(doc)
         return doc
+
+    def _wait_for_a_given_up_write(self, doc: StateDocument) -> None:
+        """A run stopped while a Bitwarden write was in flight gave that write up at the end
+        of its grace period, and left its lease until the write's timeout (``_keep_busy``):
+        the server may still be applying it. A sync waits for that before it reads the
+        organization, so that its plan is made on what that write did, and never sends its
+        own over it. A wait longer than this run's own write timeout is not waited: the lease
+        step then refuses, naming the holder (exit 5)."""
+        lease = doc.lease
+        if self.options.command != "sync" or lease is None or lease.busy is None:
+            return
+        left = lease.expires - time.time()
+        if left <= 0 or left > self.settings.bitwarden.timeout:
+            return
+        event(
+            "waiting_for_a_given_up_write",
+            logging.WARNING,
+            holder=lease.holder,
+            seconds=round(left, 1),
+            reason=lease.busy,
+        )
+        self.stop.sleep(left)
+        self.stop.check("reading the organization")
+
+    def _keep_busy(self, doc: StateDocument) -> None:
+        """The lease this run leaves when the grace period gave up one of its Bitwarden writes
+        (``_wait_for_a_given_up_write``): until that write's timeout has passed, without a
+        process identity, so that no run takes it over before, even on this host."""
+        ours = doc.lease
+        timeout = self.settings.bitwarden.timeout
+        until = time.time() + timeout
+        doc.lease = Lease(
+            holder=ours.holder if ours else lease_holder(self.settings.profile),
+            expires=until,
+            run=ours.run if ours else None,
+            busy=f"a Bitwarden write it gave up at a stop may still run on the server until "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(until))} "
+            f"({env_name('bitwarden', 'timeout')}={timeout:g})",
+        )
+        self.store.save(doc)
 
     def _count_directory_requests(self, info: dict[str, Any]) -> None:
         """The HTTP requests of a cloud source (``cloud_http.HttpStats``), for the metrics and
@@ -538,6 +582,7 @@ class _Run:
                 holder, self.settings.state.lease_seconds, process=this_process()
             )
         apply(client, payload, plan, self.stage, unchanged=unsent, accepted=self.accepted)
+        self.writes_done = True
         # Every write was accepted: a stop request from here on lets the re-read and the state
         # write finish within the grace period (``StopRequest.after_writes``).
         with self.stop.after_writes():
@@ -614,7 +659,11 @@ class _Run:
             releasing.delta = {}
         self._remember_accepted(releasing)
         record(releasing, report)
-        self._wrap_up(functools.partial(self.store.release, releasing))
+        if self.stop.given_up and not self.writes_done:
+            # A write may be in flight still on the server: the lease stays until it is over.
+            self._wrap_up(functools.partial(self._keep_busy, releasing))
+        else:
+            self._wrap_up(functools.partial(self.store.release, releasing))
 
     def _remember_accepted(self, doc: StateDocument) -> None:
         """Against a server that cannot list members (the plan keeps a memory of them), what

@@ -15,7 +15,9 @@ would keep the state lease until it expires, and leave no summary line and no me
 * The run then ends as a failed run does (``run.py``): the lease is given back, the stored hash
   and delta tokens stay as they were (the next run sends everything again; the import is
   idempotent), the summary line and the metrics say ``interrupted``, and the exit code is 7
-  (``errors.Interrupted``).
+  (``errors.Interrupted``). If the grace period gave up a Bitwarden write, the server may
+  still be applying it: the lease then stays until that write's timeout, and the next run
+  waits for it (``run.py``: ``_keep_busy``).
 * A stop that comes once every write to Bitwarden succeeded changes nothing
   (``StopRequest.after_writes``): what is left, the re-read that verifies them (read-only) and
   the state write that saves the new hash, goes on within the grace period, and the run ends

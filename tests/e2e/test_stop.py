@@ -80,7 +80,13 @@ def test_sigint_stops_cleanly_like_sigterm(fake_bitwarden: FakeBitwarden, tmp_pa
 def test_past_the_grace_period_the_request_in_flight_is_given_up(
     fake_bitwarden: FakeBitwarden, tmp_path: Path
 ) -> None:
-    env = _file_env(fake_bitwarden, tmp_path) | {"BWSYNC_STOP_GRACE_SECONDS": "0.5"}
+    """The import given up may still run on the server: the lease stays until its timeout
+    (3 s here), without a process identity, and the next run waits for that before it reads
+    the organization (it was given back at once: the next run could overlap that import)."""
+    env = _file_env(fake_bitwarden, tmp_path) | {
+        "BWSYNC_STOP_GRACE_SECONDS": "0.5",
+        "BWSYNC_BITWARDEN__TIMEOUT": "3",
+    }
     pause = fake_bitwarden.pause("import")  # an import that never ends
     run = BwsyncProcess.start(env)
     pause.wait()
@@ -90,8 +96,16 @@ def test_past_the_grace_period_the_request_in_flight_is_given_up(
     assert summary["result"] == "interrupted"
     assert "did not end within the 0.5 s grace period" in summary["error"]
     doc = FileStateStore(tmp_path / "state.json").load()
-    assert doc.lease is None and doc.hash is None
+    assert doc.hash is None and doc.lease is not None
+    assert doc.lease.holder.endswith(f"/{run.pid}") and doc.lease.process is None
+    assert "gave up at a stop may still run on the server" in (doc.lease.busy or "")
     pause.drop()
+    code, again = run_bwsync(env)
+    assert code == 0, again.log()
+    (waited,) = again.events("waiting_for_a_given_up_write")
+    assert waited["holder"] == doc.lease.holder and 0 < waited["seconds"] <= 3
+    assert again.events("lease_taken_over") == []
+    assert FileStateStore(tmp_path / "state.json").load().lease is None
 
 
 def test_a_stop_once_every_write_succeeded_lets_the_run_finish(

@@ -81,6 +81,10 @@ class Lease:
     hostNetwork pods of one node, all PID 1; identities are equal for two passes of one
     ``sync --every`` process, and unknown in documents of older versions and without /proc.
     ``None`` in documents of older versions: never this run's."""
+    busy: str | None = None
+    """Why the lease outlives its holder's run: a Bitwarden write that run gave up at a stop
+    may still be running on the server until ``expires`` (``run.py``). No process identity
+    then: nothing takes it over before; the next run waits for it to end."""
 
 
 @dataclass(slots=True)
@@ -190,6 +194,7 @@ class StateDocument:
                     expires=float(lease["expires"]),
                     process=_typed(lease, "process", str),
                     run=_typed(lease, "run", str),
+                    busy=_typed(lease, "busy", str),
                 )
                 if lease
                 else None,
@@ -386,6 +391,8 @@ def _iso(epoch: float) -> str:
 
 def _unprovable(lease: Lease) -> str:
     """Why a valid lease is honoured, when the holder's liveness cannot be judged here."""
+    if lease.busy is not None:
+        return f" ({lease.busy})"
     if lease.process is None:  # written by an older version: nothing to judge by
         return ""
     if liveness.visible(lease.process):

@@ -478,3 +478,18 @@ def test_a_lease_left_by_an_earlier_run_of_this_process_is_taken_over(
     assert later.acquire_lease("p/h/1", 900, now=101, process=me).lease is not None
     (record,) = [r for r in events if r.getMessage() == "lease_taken_over"]
     assert "an earlier run of this process" in record.bwsync_fields["reason"]  # type: ignore[attr-defined]
+
+
+def test_a_lease_kept_for_a_given_up_write_is_honoured_until_it_ends() -> None:
+    """A run stopped with a Bitwarden write in flight leaves its lease, without a process
+    identity, until that write's timeout (``run._keep_busy``): not taken over before, even on
+    this host; the refusal says why; it round-trips."""
+    memory = Memory()
+    store = MemoryStore(memory)
+    doc = store.acquire_lease("p/h/1", 900, now=100)
+    doc.lease = Lease("p/h/1", 160, run=doc.lease.run if doc.lease else None, busy="a write")
+    store.save(doc)
+    assert MemoryStore(memory).load().lease == doc.lease
+    with pytest.raises(LeaseHeldError, match=r"p/h/1, until 1970-01-01T00:02:40Z \(a write\)$"):
+        MemoryStore(memory).acquire_lease("p/h/2", 900, now=159, process=this_process())
+    assert MemoryStore(memory).acquire_lease("p/h/2", 900, now=160).lease is not None
