@@ -13,6 +13,7 @@ own table. Where the port cannot be exact (IDNA), it follows Python's.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import unquote
 
 import regex
@@ -27,6 +28,15 @@ _SUB_DOMAIN_MAX = 63
 _ATEXT = set("!#$%&'*+-/=?^_`{|}~")
 #: WHATWG forbidden domain code points that the crate's atext lets through.
 _FORBIDDEN_IN_HOST = set("%^|<>[]\\ ")
+_ATEXT_CLASS = r"\p{Alphabetic}\p{N}" + "".join(regex.escape(c) for c in sorted(_ATEXT))
+_DOT_ATOM = regex.compile(rf"[{_ATEXT_CLASS}]+(?:\.[{_ATEXT_CLASS}]+)*")
+"""A local part of atoms, each character alphanumeric or one of ``_ATEXT``, in one regex call
+where ``_is_atom`` makes one per character (with the domain's, 2.4 million calls and 1 s of the
+1.2 s an import of 100,000 new members took). It accepts less than the loop (not the
+``_is_utf8_non_ascii`` quirk); what it refuses goes through the loop, so the answer is the
+loop's."""
+_DOMAINS_KEPT = 4096
+"""Domains whose answers are kept (``_is_domain``, ``_url_domain_ok``)."""
 
 
 def _is_alphanumeric(c: str) -> bool:
@@ -85,27 +95,33 @@ def _parse(address: str) -> tuple[str, str] | None:
     if local.startswith('"') and local.endswith('"'):
         if len(local) <= 2 or not _is_qcontent(local[1:-1]):
             return None
-    elif not all(_is_atom(a) for a in local.split(".")):
+    elif not (_DOT_ATOM.fullmatch(local) or all(_is_atom(a) for a in local.split("."))):
         return None
-    # domain
+    return (local, domain) if _is_domain(domain) else None
+
+
+@functools.lru_cache(maxsize=_DOMAINS_KEPT)
+def _is_domain(domain: str) -> bool:
+    """The crate's domain check. A pure function of the domain, kept per domain: the members
+    of an organization share a few domains, and checking the same one again was a quarter of
+    an import's time (with ``_url_domain_ok``)."""
     if not domain or len(domain.encode()) > _DOMAIN_MAX:
-        return None
+        return False
     if domain.startswith("[") and domain.endswith("]"):
         inner = domain[1:-1]
-        if not all("!" <= c <= "Z" or "^" <= c <= "~" or _is_utf8_non_ascii(c) for c in inner):
-            return None
-    else:
-        for label in domain.split("."):
-            if not label or not _is_alphanumeric(label[0]) or not _is_alphanumeric(label[-1]):
-                return None
-            if len(label.encode()) > _SUB_DOMAIN_MAX or not _is_atom(label):
-                return None
-    return local, domain
+        return all("!" <= c <= "Z" or "^" <= c <= "~" or _is_utf8_non_ascii(c) for c in inner)
+    for label in domain.split("."):
+        if not label or not _is_alphanumeric(label[0]) or not _is_alphanumeric(label[-1]):
+            return False
+        if len(label.encode()) > _SUB_DOMAIN_MAX or not _is_atom(label):
+            return False
+    return True
 
 
+@functools.lru_cache(maxsize=_DOMAINS_KEPT)
 def _url_domain_ok(domain: str) -> bool:
     """``Url::parse("https://" + domain)``: the path must be "/", no query, a domain (not an
-    IP address) as the host."""
+    IP address) as the host. Kept per domain, as ``_is_domain``."""
     host = domain
     for end in "/\\?#":
         cut = host.find(end)
