@@ -154,9 +154,14 @@ LIST_OF_OBJ = {"type": "array", "items": {"type": "object"}}
 CRON = {"type": "string", "minLength": 9, "description": "Cron schedule, e.g. `17 * * * *`."}
 ARGS = {
     "type": "array",
-    "minItems": 1,
     "items": {"type": "string"},
-    "description": "bwsync's command line after the entrypoint, e.g. [sync] or [plan].",
+    "description": "bwsync's whole command line after the entrypoint, instead of `mode`'s; "
+    "empty: from `mode`.",
+}
+MODE = {
+    "type": "string",
+    "enum": ["plan", "sync"],
+    "description": "What the schedule runs: `plan` (shows, changes nothing) or `sync`.",
 }
 SECRET_FILES = {
     "type": "object",
@@ -183,6 +188,7 @@ def build() -> dict[str, Any]:
             "schedule": {"$ref": "#/definitions/cron"},
             "timeZone": STR,
             "suspend": BOOL,
+            "mode": MODE,
             "args": {"$ref": "#/definitions/args"},
             "settings": {"$ref": "#/definitions/settings"},
             "secrets": {"$ref": "#/definitions/secrets"},
@@ -220,6 +226,7 @@ def build() -> dict[str, Any]:
         "activeDeadlineSeconds": POS,
         "terminationGracePeriodSeconds": POS,
         "ttlSecondsAfterFinished": NONNEG,
+        "mode": MODE,
         "args": {"$ref": "#/definitions/args"},
         "settings": {"$ref": "#/definitions/settings"},
         "secrets": {"$ref": "#/definitions/secrets"},

@@ -29,6 +29,8 @@ from .schema_gen import build
 KUBE_VERSIONS = ("1.27.0", "1.37.0")
 NAMESPACE = "bw"
 RELEASE = "corp"
+#: What a cluster with the Prometheus Operator serves (`helm template --api-versions`).
+PROMETHEUS_RULE_API = "monitoring.coreos.com/v1/PrometheusRule"
 
 FULL = {
     "image": {"repository": "registry.example/bwsync", "digest": "sha256:" + "a" * 64},
@@ -164,13 +166,17 @@ def _helm(helm_bin: str, *args: str) -> subprocess.CompletedProcess[str]:
 def render(helm_bin: str, chart_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
     cache: dict[str, list[dict[str, Any]]] = {}
 
-    def _render(values: dict[str, Any], *extra: str, kube: str = KUBE_VERSIONS[-1]) -> Any:
-        key = json.dumps([values, extra, kube], sort_keys=True)
+    def _render(
+        values: dict[str, Any], *extra: str, kube: str = KUBE_VERSIONS[-1], crds: bool = True
+    ) -> Any:
+        """``crds``: the cluster has the Prometheus Operator's PrometheusRule kind."""
+        key = json.dumps([values, extra, kube, crds], sort_keys=True)
         if key not in cache:
             vf = tmp_path_factory.mktemp("values") / "values.yaml"
             vf.write_text(yaml.safe_dump(values))
+            api = ["--api-versions", PROMETHEUS_RULE_API] if crds else []
             res = _helm(helm_bin, "template", RELEASE, str(chart_dir), "--namespace", NAMESPACE,
-                        "--kube-version", kube, "-f", str(vf), *extra)  # fmt: skip
+                        "--kube-version", kube, "-f", str(vf), *api, *extra)  # fmt: skip
             assert res.returncode == 0, res.stderr
             cache[key] = [d for d in yaml.safe_load_all(res.stdout) if d]
         return cache[key]
@@ -300,7 +306,8 @@ def test_cronjob_and_pod_failure_policy(render: Render, name: str) -> None:
                 assert rule["onExitCodes"]["operator"] == "In"
         containers = job["template"]["spec"]["containers"]
         assert [c["name"] for c in containers] == ["bwsync"]
-        assert containers[0]["args"] == ["sync"]
+        # A first install plans only (mode: plan) until switched to sync.
+        assert containers[0]["args"] == ["plan", "--output", "text"]
         # SIGKILL comes after bwsync's stop grace and the 30 s it needs to give the lease back.
         grace = VALUE_SETS[name].get("settings", {}).get("stop_grace_seconds", 20)
         assert job["template"]["spec"]["terminationGracePeriodSeconds"] >= grace + 30
@@ -537,6 +544,88 @@ def test_prometheus_rule_and_dashboard(render: Render, chart_dir: Path) -> None:
     daily = render({"metrics": {"prometheusRule": {"enabled": True, "intervalSeconds": 86400}}})
     exprs = [r["expr"] for g in _one(daily, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
     assert any("3 * 86400" in str(e) for e in exprs)
+
+
+def test_prometheus_rule_only_where_its_crd_is(
+    render: Render, helm_bin: str, chart_dir: Path, tmp_path: Path
+) -> None:
+    """On a cluster without the Prometheus Operator the rule is left out (an unknown kind
+    fails the whole install), the dashboard ConfigMap stays, and the notes say what happened."""
+    docs = render(VALUE_SETS["prometheus-rule"], crds=False)
+    assert not _kind(docs, "PrometheusRule")
+    assert any(d["metadata"]["name"].endswith("dashboard") for d in _kind(docs, "ConfigMap"))
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(VALUE_SETS["prometheus-rule"]))
+    without = _render_notes(helm_bin, chart_dir, tmp_path / "a", "-f", str(values))
+    assert "no PrometheusRule was created" in without
+    assert "bwsync-rules.yaml" in without
+    with_crd = _render_notes(
+        helm_bin, chart_dir, tmp_path / "b", "-f", str(values), "--api-versions",
+        PROMETHEUS_RULE_API,
+    )  # fmt: skip
+    assert "no PrometheusRule was created" not in with_crd
+    # Alerts without metrics cannot fire: the notes say so until a Pushgateway is set.
+    assert "no profile sends metrics" in with_crd
+    wired = {**VALUE_SETS["prometheus-rule"],
+             "settings": {"metrics": {"pushgateway_url": "http://pgw:9091"}}}  # fmt: skip
+    values.write_text(yaml.safe_dump(wired))
+    notes = _render_notes(
+        helm_bin, chart_dir, tmp_path / "c", "-f", str(values), "--api-versions",
+        PROMETHEUS_RULE_API,
+    )  # fmt: skip
+    assert "no profile sends metrics" not in notes
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, ["plan", "--output", "text"]),
+        ({"mode": "plan"}, ["plan", "--output", "text"]),
+        ({"mode": "sync"}, ["sync"]),
+        ({"mode": "sync", "args": ["plan", "--detail"]}, ["plan", "--detail"]),
+    ],
+    ids=["default", "plan", "sync", "args-win"],
+)
+def test_schedule_plans_until_switched_to_sync(
+    render: Render, values: dict[str, Any], expected: list[str]
+) -> None:
+    (cron,) = _kind(render(values), "CronJob")
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == expected
+
+
+def test_profile_mode_overrides_the_release_mode(render: Render) -> None:
+    docs = render({"mode": "sync", "profiles": {"a": {}, "b": {"mode": "plan"}}})
+    args = {
+        c["metadata"]["labels"]["bwsync/profile"]: c["spec"]["jobTemplate"]["spec"]["template"][
+            "spec"
+        ]["containers"][0]["args"]
+        for c in _kind(docs, "CronJob")
+    }
+    assert args == {"a": ["sync"], "b": ["plan", "--output", "text"]}
+
+
+def test_notes_say_the_schedule_only_plans_and_how_to_switch(
+    helm_bin: str, chart_dir: Path, tmp_path: Path
+) -> None:
+    notes = _render_notes(helm_bin, chart_dir, tmp_path / "plan")
+    assert "Each run only PLANS (mode: plan)" in notes
+    assert f"helm upgrade {RELEASE} <chart> -n {NAMESPACE} --reuse-values --set mode=sync" in notes
+    synced = _render_notes(helm_bin, chart_dir, tmp_path / "sync", "--set", "mode=sync")
+    assert "Each run syncs (mode: sync)" in synced
+    assert "PLANS" not in synced
+
+
+def test_notes_give_the_one_safety_stop_advice(
+    helm_bin: str, chart_dir: Path, tmp_path: Path
+) -> None:
+    """The same advice as docs/operations.md and the BwsyncSafetyStop alert: review the plan,
+    then one run with --allow-removals; never raise the limits."""
+    notes = " ".join(_render_notes(helm_bin, chart_dir, tmp_path).split())
+    assert "review the plan" in notes
+    assert "--allow-removals N" in notes
+    assert "Do not raise the limits" in notes
+    assert "raise the limit," not in notes
 
 
 def test_helm_test_hook_runs_check(render: Render) -> None:

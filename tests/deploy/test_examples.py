@@ -34,3 +34,15 @@ def test_values_example_renders_and_validates(helm_bin: str, example: str) -> No
             if doc["kind"] == "PrometheusRule":
                 continue  # a CRD: not in the bundled schemas (the chart's own tests check it)
             kubernetes_validate.validate(doc, kube, strict=True)
+
+
+def test_values_examples_wire_metrics_where_they_enable_alerts() -> None:
+    """Alerts fire on metrics: an example that turns the PrometheusRule on also sends them."""
+    alerting = []
+    for path in sorted(EXAMPLES.glob("*/values.yaml")):
+        values = yaml.safe_load(path.read_text())
+        if values.get("metrics", {}).get("prometheusRule", {}).get("enabled"):
+            alerting.append(path.parent.name)
+            metrics = values["settings"].get("metrics") or {}
+            assert metrics.get("pushgateway_url"), f"{path}: alerts on, but no Pushgateway"
+    assert alerting  # at least one example shows the alerts (active-directory)

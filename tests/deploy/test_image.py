@@ -235,7 +235,9 @@ def test_the_chart_runs_the_image_as_it_was_built(built_image: Built, helm_bin: 
     (container,) = pod["containers"]
     assert "command" not in container  # the image's ENTRYPOINT runs
     assert config["Entrypoint"] == ["bwsync"]
-    assert container["args"] == config["Cmd"] == ["sync"]
+    # A first install plans (mode: plan); mode: sync runs the image's default command.
+    assert container["args"] == ["plan", "--output", "text"]
+    assert config["Cmd"] == ["sync"]
     security = pod["securityContext"] | container["securityContext"]
     assert (security["runAsUser"], security["runAsGroup"]) == (uid, gid)
     assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
@@ -454,6 +456,7 @@ def test_chart_pod_runs_the_image_with_its_rbac(
     repository, _, tag = built_image.tag.rpartition(":")
     values = {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "mode": "sync",  # the chart's default plans only
         "settings": {
             "source": "ldap",
             "ldap": {

@@ -76,9 +76,36 @@ The sync profiles as YAML `{profiles: [{profile, name, stateName, values}]}`: th
 values alone as profile `default` when `profiles` is empty, else one entry per profile with the
 profile's keys deep-merged over the top-level values. `name` names the CronJob and the Secret.
 */}}
+{{/*
+The command line of a profile's scheduled runs: its `args`, else what its `mode` means.
+Argument: the profile's merged values.
+*/}}
+{{- define "bwsync.runArgs" -}}
+{{- if .args -}}
+{{- toYaml .args -}}
+{{- else if eq .mode "sync" -}}
+{{- toYaml (list "sync") -}}
+{{- else -}}
+{{- toYaml (list "plan" "--output" "text") -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when every profile pushes its metrics (settings.metrics.pushgateway_url), else "".
+*/}}
+{{- define "bwsync.metricsWired" -}}
+{{- $wired := true -}}
+{{- range (include "bwsync.profiles" . | fromYaml).profiles -}}
+{{- if not (and .values.settings.metrics .values.settings.metrics.pushgateway_url) -}}
+{{- $wired = false -}}
+{{- end -}}
+{{- end -}}
+{{- if $wired -}}true{{- end -}}
+{{- end -}}
+
 {{- define "bwsync.profiles" -}}
 {{- $full := include "bwsync.fullname" . -}}
-{{- $keys := list "schedule" "timeZone" "suspend" "args" "settings" "secrets" "secretFiles" "existingSecret" "state" "extraEnv" "resources" -}}
+{{- $keys := list "schedule" "timeZone" "suspend" "mode" "args" "settings" "secrets" "secretFiles" "existingSecret" "state" "extraEnv" "resources" -}}
 {{- $base := dict -}}
 {{- range $keys -}}
 {{- $_ := set $base . (deepCopy (index $.Values .)) -}}
