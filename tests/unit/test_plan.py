@@ -396,6 +396,12 @@ def test_empty_directory_with_synced_members_is_a_safety_stop() -> None:
     # users not synced at all (None) is not "empty"
     nothing = Directory(users=None, groups=[])
     assert check_safety(make_plan(nothing, _org(3), SyncSettings()), nothing, SyncSettings()) == []
+    # --allow-removals never lifts it, so the message does not suggest it
+    with pytest.raises(SafetyLimitError) as stop:
+        enforce_safety(reasons)
+    assert "does not lift this stop" in str(stop.value)
+    assert "run once with --allow-removals" not in str(stop.value)
+    assert check_safety(plan, _d(), SyncSettings(), allow_removals=100) == reasons
 
 
 def test_invited_member_revoked_when_gone_too() -> None:
