@@ -276,7 +276,10 @@ def _report_config_error(exc: ConfigError) -> None:
         return
     metrics_settings, profile, source = found
     now = time.time()
-    report = RunReport(profile=profile, source=source, started=now, finished=now)
+    # the state was not read: the metrics keep the last-success time they hold
+    report = RunReport(
+        profile=profile, source=source, started=now, finished=now, last_success_known=False
+    )
     report.failed(exc)
     for warning in deliver(report, metrics_settings):
         _complain(f"bwsync: warning: {warning}")

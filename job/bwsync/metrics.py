@@ -15,7 +15,10 @@ other labels are small fixed sets named by the code, never data from the directo
 ``bwsync_last_success_timestamp_seconds``
     Epoch seconds when a run of this profile last ended in ``success`` or ``no_change``.
     Carried from the state through failed runs, so ``time() - this`` is always "time since
-    the last success". ``0`` when the profile has never succeeded (so that alert fires).
+    the last success". ``0`` when the profile has never succeeded (so that alert fires). A run
+    that ended before reading the state (a configuration error, an unreadable store) does not
+    know it: ``deliver`` carries the value the textfile or the Pushgateway already holds, and
+    loop mode the one it served, so a bad setting never resets it to 0.
 ``bwsync_last_run_timestamp_seconds``
     Epoch seconds when this run ended, whatever its result.
 ``bwsync_last_run_result{result}``
@@ -44,16 +47,19 @@ other labels are small fixed sets named by the code, never data from the directo
     1 when the plan exceeded a safety limit (the run stopped, or would have), else 0.
 ``bwsync_skipped_entries{reason}``
     Directory entries dropped before the import, by reason (a short name set by the code).
-``bwsync_bitwarden_requests_total{endpoint,code}``
-    Requests made to Bitwarden during this run, by endpoint name and HTTP status (``0`` for a
-    transport error: timeout, refused connection). Counts restart with every run.
-``bwsync_retries_total``
-    Bitwarden requests retried during this run (429, 5xx, transport errors).
-``bwsync_directory_requests_total{code}``
-    HTTP requests a cloud directory source (Entra, Google, Okta, OneLogin) made during this
-    run, token requests and retries included, by HTTP status (``0``: no response).
-``bwsync_directory_retries_total``
-    Those requests that were retries (429, 5xx, Google's quota answers, transport errors).
+``bwsync_bitwarden_requests{endpoint,code}``
+    Requests the last run made to Bitwarden, by endpoint name and HTTP status (``0`` for a
+    transport error: timeout, refused connection). A gauge: the value is the last run's, not a
+    total since some start (each CronJob run is a new process, and a Pushgateway keeps only the
+    last push), so ``rate()`` does not apply; sum it over runs with ``sum_over_time``.
+``bwsync_retries``
+    Bitwarden requests the last run retried (429, 5xx, transport errors); a gauge, as above.
+``bwsync_directory_requests{code}``
+    HTTP requests a cloud directory source (Entra, Google, Okta, OneLogin) made during the last
+    run, token requests and retries included, by HTTP status (``0``: no response); a gauge.
+``bwsync_directory_retries``
+    Those requests that were retries (429, 5xx, Google's quota answers, transport errors); a
+    gauge.
 ``bwsync_build_info{version}``
     Always 1; ``version`` is the installed bwsync version.
 
@@ -85,7 +91,7 @@ import typing
 from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bwsync import __version__
@@ -111,10 +117,10 @@ METRIC_NAMES: frozenset[str] = frozenset(
         "applied_differs",
         "safety_limit_breached",
         "skipped_entries",
-        "bitwarden_requests_total",
-        "retries_total",
-        "directory_requests_total",
-        "directory_retries_total",
+        "bitwarden_requests",
+        "retries",
+        "directory_requests",
+        "directory_retries",
         "unsent_batches",
         "build_info",
     )
@@ -155,19 +161,16 @@ def _families(r: RunReport) -> Iterator[Metric]:
         return g
 
     completed = r.result in SUCCESS_RESULTS
-    last_success = r.last_success_timestamp or 0.0
     ended = r.finished or r.started
-    if completed and last_success < r.started:
-        # The run did not record its own success time (the state's is older): its end is that
-        # time. When it did, that recorded value is used as is, so the next failed run, which
-        # carries it from the state, exports exactly the same number.
-        last_success = ended
-
-    yield gauge(
-        "last_success_timestamp_seconds",
-        "Epoch seconds of the last run that ended in success or no_change (0: never).",
-        last_success,
-    )
+    last_success = last_success_of(r)
+    if last_success is not None:
+        # Unknown (the state was not read) is left out rather than exported as 0 ("never"):
+        # ``deliver`` carries the previous value in when it can find one.
+        yield gauge(
+            "last_success_timestamp_seconds",
+            "Epoch seconds of the last run that ended in success or no_change (0: never).",
+            last_success,
+        )
     yield gauge("last_run_timestamp_seconds", "Epoch seconds when the last run ended.", ended)
     yield by(
         "last_run_result",
@@ -211,7 +214,7 @@ def _families(r: RunReport) -> Iterator[Metric]:
         "reason",
         r.skipped,
     )
-    requests = CounterMetricFamily(
+    requests = GaugeMetricFamily(
         PREFIX + "bitwarden_requests",
         "Bitwarden requests made by the last run, by endpoint and HTTP status (0: no response).",
         labels=[*_LABELS, "endpoint", "code"],
@@ -219,12 +222,8 @@ def _families(r: RunReport) -> Iterator[Metric]:
     for (endpoint, code), n in sorted(r.requests.items()):
         requests.add_metric([*base, endpoint, str(code)], float(n))
     yield requests
-    retries = CounterMetricFamily(
-        PREFIX + "retries", "Bitwarden requests retried by the last run.", labels=_LABELS
-    )
-    retries.add_metric(base, float(r.retries))
-    yield retries
-    directory = CounterMetricFamily(
+    yield gauge("retries", "Bitwarden requests retried by the last run.", float(r.retries))
+    directory = GaugeMetricFamily(
         PREFIX + "directory_requests",
         "HTTP requests a cloud directory source made in the last run, by HTTP status "
         "(0: no response).",
@@ -233,13 +232,11 @@ def _families(r: RunReport) -> Iterator[Metric]:
     for code, n in sorted(r.directory_requests.items()):
         directory.add_metric([*base, str(code)], float(n))
     yield directory
-    directory_retries = CounterMetricFamily(
-        PREFIX + "directory_retries",
+    yield gauge(
+        "directory_retries",
         "Cloud directory requests retried by the last run.",
-        labels=_LABELS,
+        float(r.directory_retries),
     )
-    directory_retries.add_metric(base, float(r.directory_retries))
-    yield directory_retries
     yield gauge(
         "unsent_batches",
         "Import batches the last run left out because the plan found no change in them.",
@@ -252,6 +249,20 @@ def _families(r: RunReport) -> Iterator[Metric]:
     )
     info.add_metric([*base, __version__], 1.0)
     yield info
+
+
+def last_success_of(r: RunReport) -> float | None:
+    """What ``last_success_timestamp_seconds`` says for this run; ``None`` when unknown."""
+    completed = r.result in SUCCESS_RESULTS
+    if not (completed or r.last_success_known):
+        return None
+    last_success = r.last_success_timestamp or 0.0
+    if completed and last_success < r.started:
+        # The run did not record its own success time (the state's is older): its end is that
+        # time. When it did, that recorded value is used as is, so the next failed run, which
+        # carries it from the state, exports exactly the same number.
+        last_success = r.finished or r.started
+    return last_success
 
 
 def build_registry(report: RunReport) -> CollectorRegistry:

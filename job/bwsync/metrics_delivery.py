@@ -13,7 +13,9 @@ own ``.prom`` file: each write replaces the whole file). What the series are is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
+import json
 import os
 import ssl
 import tempfile
@@ -25,9 +27,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway
+from prometheus_client.parser import text_string_to_metric_families
 
 from bwsync.config import MetricsSettings
-from bwsync.metrics import build_registry
+from bwsync.errors import SUCCESS_RESULTS
+from bwsync.metrics import PREFIX, build_registry
 from bwsync.model import RunReport
 
 #: Seconds one push may take. A CronJob must not hang on a gateway that is down; 10 s is
@@ -95,9 +99,26 @@ def push(registry: CollectorRegistry, settings: MetricsSettings, *, job: str, pr
     run, and a group per pod would pile up forever. Credentials may also come as
     ``https://user:password@host`` in the URL; the separate settings win.
     """
-    url = settings.pushgateway_url
-    if not url:
+    if not settings.pushgateway_url:
         return
+    url, username, password = _gateway(settings)
+    handler = push_handler(
+        ca_file=settings.pushgateway_ca_file, username=username, password=password
+    )
+    push_to_gateway(
+        url,
+        job=job,
+        registry=registry,
+        grouping_key={"profile": profile},
+        timeout=PUSH_TIMEOUT,
+        handler=handler,
+    )
+
+
+def _gateway(settings: MetricsSettings) -> tuple[str, str | None, str | None]:
+    """The Pushgateway's URL without credentials, and the user and password to send: from
+    ``https://user:password@host`` in the URL, the separate settings winning."""
+    url = settings.pushgateway_url or ""
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"unsupported scheme {parts.scheme!r}; use http:// or https://")
@@ -106,17 +127,7 @@ def push(registry: CollectorRegistry, settings: MetricsSettings, *, job: str, pr
         username = settings.pushgateway_username
         secret = settings.pushgateway_password
         password = secret.get_secret_value() if secret is not None else None
-    handler = push_handler(
-        ca_file=settings.pushgateway_ca_file, username=username, password=password
-    )
-    push_to_gateway(
-        _redact(urlunsplit(parts)),
-        job=job,
-        registry=registry,
-        grouping_key={"profile": profile},
-        timeout=PUSH_TIMEOUT,
-        handler=handler,
-    )
+    return _redact(urlunsplit(parts)), username, password
 
 
 def write_textfile(registry: CollectorRegistry, path: Path) -> None:
@@ -157,6 +168,8 @@ def deliver(
     warnings: list[str] = []
     if not settings.delivered:
         return warnings
+    if not report.last_success_known and report.result not in SUCCESS_RESULTS:
+        report = _with_delivered_last_success(report, settings, job)
     registry = build_registry(report)
     if settings.pushgateway_url:
 
@@ -182,6 +195,64 @@ def deliver(
         except (OSError, ValueError) as exc:
             warnings.append(f"metrics textfile {path} not written: {_reason(exc)}")
     return warnings
+
+
+def _with_delivered_last_success(
+    report: RunReport, settings: MetricsSettings, job: str
+) -> RunReport:
+    """``report`` carrying the last-success time its previous delivery left, when it can be
+    read back: from the textfile, else from the Pushgateway's group (its JSON API). Not found,
+    the metric is left out of this delivery — never 0, which would page at once."""
+    found: float | None = None
+    if settings.textfile_path is not None:
+        found = _textfile_last_success(settings.textfile_path, report.profile)
+    if found is None and settings.pushgateway_url:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, IndexError,
+                                 http.client.HTTPException):  # fmt: skip
+            found = _pushed_last_success(settings, job, report.profile)
+    if found is None:
+        return report
+    return dataclasses.replace(report, last_success_timestamp=found, last_success_known=True)
+
+
+def _textfile_last_success(path: Path, profile: str) -> float | None:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    with contextlib.suppress(ValueError):
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if (
+                    sample.name == PREFIX + "last_success_timestamp_seconds"
+                    and sample.labels.get("profile") == profile
+                ):
+                    return float(sample.value)
+    return None
+
+
+def _pushed_last_success(settings: MetricsSettings, job: str, profile: str) -> float | None:
+    """The value the Pushgateway holds for {job, profile}: GET /api/v1/metrics."""
+    url, username, password = _gateway(settings)
+    request = urllib.request.Request(url.rstrip("/") + "/api/v1/metrics")  # noqa: S310 - http(s) only, checked in _gateway()
+    if username is not None:
+        token = b64encode(f"{username}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", "Basic " + token)
+    context = ssl.create_default_context(
+        cafile=str(settings.pushgateway_ca_file) if settings.pushgateway_ca_file else None
+    )
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
+    with opener.open(request, timeout=PUSH_TIMEOUT) as response:
+        groups = json.loads(response.read())["data"]
+    for group in groups:
+        labels = group.get("labels", {})
+        if labels.get("job") == job and labels.get("profile") == profile:
+            family = group.get(PREFIX + "last_success_timestamp_seconds")
+            if family:
+                return float(family["metrics"][0]["value"])
+    return None
 
 
 def _reason(exc: BaseException) -> str:

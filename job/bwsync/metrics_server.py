@@ -13,6 +13,7 @@ textfile after each run are ``bwsync.metrics_delivery``'s.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import socket
@@ -28,7 +29,7 @@ from prometheus_client.exposition import choose_encoder
 from bwsync.config import env_name, split_listen
 from bwsync.errors import ConfigError
 from bwsync.logs import event
-from bwsync.metrics import ReportCollector
+from bwsync.metrics import ReportCollector, last_success_of
 from bwsync.model import RunReport
 
 
@@ -198,7 +199,14 @@ class MetricsServer:
         return str(host), int(port)
 
     def update(self, report: RunReport) -> None:
-        """Serve this run's metrics from now on."""
+        """Serve this run's metrics from now on. A run that could not read its state keeps
+        the last-success time served before."""
+        previous = self._collector.report
+        kept = last_success_of(previous) if previous is not None else None
+        if not report.last_success_known and kept is not None:
+            report = dataclasses.replace(
+                report, last_success_timestamp=kept, last_success_known=True
+            )
         self._collector.report = report
 
     def set_healthy(self, ok: bool) -> None:

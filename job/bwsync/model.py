@@ -152,6 +152,10 @@ class RunReport:
     """The error message of a failed run (no secrets: errors are built without them)."""
     last_success_timestamp: float | None = None
     """Carried from the state so 'time since the last success' survives failed runs."""
+    last_success_known: bool = True
+    """False when the run ended before it read the state (a bad setting, an unreadable store):
+    ``last_success_timestamp`` is then unknown, not "never", and the metrics keep the value
+    delivered before instead of resetting it."""
 
     @property
     def duration(self) -> float:
@@ -170,7 +174,7 @@ class RunReport:
 
 
 #: Names of the Bitwarden API calls bwsync makes: the client's metric labels
-#: (``bitwarden_requests_total{endpoint}``) and the stand-in's names for requests and faults.
+#: (``bitwarden_requests{endpoint}``) and the stand-in's names for requests and faults.
 BITWARDEN_ENDPOINTS = (
     "token",
     "import",

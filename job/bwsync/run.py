@@ -196,6 +196,7 @@ class _Run:
             source=settings.source,
             command=options.command,
             started=time.time(),
+            last_success_known=False,  # until the state is read
         )
         self.outcome = Outcome(report=self.report)
         self.stage = Stages(self.report)
@@ -282,6 +283,7 @@ class _Run:
         with self.stage("state_read", backend=self.store.description):
             doc = self.store.load()
         self.report.last_success_timestamp = doc.last_success_timestamp
+        self.report.last_success_known = True
         self._wait_for_a_given_up_write(doc)
         return doc
 

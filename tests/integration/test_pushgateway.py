@@ -101,10 +101,10 @@ def test_successful_run(pushgateway: Pushgateway) -> None:
     assert {s["action"] for s in gw.series("bwsync_planned_changes")} == set(ACTIONS)
     assert gw.value("bwsync_applied_differs", **key) == 0
     assert gw.value("bwsync_skipped_entries", reason="no_email", **key) == 2
-    assert gw.value("bwsync_bitwarden_requests_total", endpoint="members", code="429", **key) == 1
-    assert gw.value("bwsync_retries_total", **key) == 1
+    assert gw.value("bwsync_bitwarden_requests", endpoint="members", code="429", **key) == 1
+    assert gw.value("bwsync_retries", **key) == 1
     assert gw.value("bwsync_build_info", **key) == 1
-    assert gw.scrape()["bwsync_bitwarden_requests"].type == "counter"
+    assert gw.scrape()["bwsync_bitwarden_requests"].type == "gauge"
 
 
 def test_failed_run_replaces_the_group_and_keeps_last_success(pushgateway: Pushgateway) -> None:
@@ -121,7 +121,7 @@ def test_failed_run_replaces_the_group_and_keeps_last_success(pushgateway: Pushg
     assert gw.series("bwsync_directory_objects") == []
     assert gw.series("bwsync_applied_changes") == []
     assert gw.series("bwsync_skipped_entries") == []
-    assert gw.value("bwsync_retries_total", profile="corp") == 0
+    assert gw.value("bwsync_retries", profile="corp") == 0
 
 
 def test_safety_stop(pushgateway: Pushgateway) -> None:
@@ -198,6 +198,28 @@ def test_wrong_password_is_a_warning_without_the_password(pushgateway_secure: Pu
     assert gw.series("bwsync_last_run_result") == []
 
 
+def test_config_error_keeps_the_pushed_last_success_behind_auth_and_tls(
+    pushgateway_secure: Pushgateway,
+) -> None:
+    """A run that could not read its state reads the last success back from the gateway
+    (same credentials and CA as the push) and pushes it again: PUT replaces the whole group,
+    and 0 would fire BwsyncNoRecentSuccess at once."""
+    gw = pushgateway_secure
+    settings = MetricsSettings(
+        pushgateway_url=gw.url,
+        pushgateway_username=PUSH_USER,
+        pushgateway_password=SecretStr(PUSH_PASSWORD),
+        pushgateway_ca_file=gw.ca_file,
+    )
+    assert deliver(success_report(), settings) == []
+    error = RunReport(profile="corp", source="ldap", result="config_error", exit_code=2,
+                      started=T0 + 7200, finished=T0 + 7200, last_success_known=False)  # fmt: skip
+    assert deliver(error, settings) == []
+    assert gw.value("bwsync_last_run_result", result="config_error", profile="corp") == 1
+    assert gw.value("bwsync_last_success_timestamp_seconds", profile="corp") == T0 + 12.5
+    assert gw.value("bwsync_last_run_timestamp_seconds", profile="corp") == T0 + 7200
+
+
 def test_untrusted_certificate_is_a_warning(pushgateway_secure: Pushgateway) -> None:
     gw = pushgateway_secure
     settings = MetricsSettings(
@@ -267,7 +289,7 @@ def test_real_runs_success_failure_safety_stop(
     assert gw.value("bwsync_applied_changes", action="invite", **key) == 3
     assert gw.value("bwsync_applied_changes", action="group_create", **key) == 1
     assert gw.value("bwsync_applied_differs", **key) == 0
-    assert gw.value("bwsync_bitwarden_requests_total", endpoint="import", code="200", **key) == 1
+    assert gw.value("bwsync_bitwarden_requests", endpoint="import", code="200", **key) == 1
     stages = {s["stage"] for s in gw.series("bwsync_stage_duration_seconds")}
     assert {"fetch", "plan", "apply"} <= stages
     duration = gw.value("bwsync_run_duration_seconds", **key)
@@ -284,7 +306,7 @@ def test_real_runs_success_failure_safety_stop(
     last_run = gw.value("bwsync_last_run_timestamp_seconds", **key)
     assert last_run is not None
     assert last_run > success_at
-    assert gw.value("bwsync_bitwarden_requests_total", endpoint="token", code="400", **key) == 1
+    assert gw.value("bwsync_bitwarden_requests", endpoint="token", code="400", **key) == 1
 
     # A safety stop: 30 synced members are gone from the directory.
     fake_bitwarden.clear_faults()
@@ -295,6 +317,13 @@ def test_real_runs_success_failure_safety_stop(
     assert gw.value("bwsync_last_run_result", result="safety_stop", **key) == 1
     assert gw.value("bwsync_safety_limit_breached", **key) == 1
     assert gw.value("bwsync_planned_changes", action="revoke", **key) == 30
+    assert gw.value("bwsync_last_success_timestamp_seconds", **key) == success_at
+
+    # A configuration error (a misspelt setting): exit 2, nothing read, and the time of the
+    # last success stays what it was instead of dropping to 0.
+    monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVALZ", "40")
+    assert main(["sync"]) == 2
+    assert gw.value("bwsync_last_run_result", result="config_error", **key) == 1
     assert gw.value("bwsync_last_success_timestamp_seconds", **key) == success_at
 
 

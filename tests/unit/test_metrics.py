@@ -25,8 +25,10 @@ def names(registry: CollectorRegistry) -> set[str]:
 
 def test_every_metric_of_a_full_report() -> None:
     reg = build_registry(full_report())
-    exported = {m.name + ("_total" if m.type == "counter" else "") for m in reg.collect()}
+    exported = {m.name for m in reg.collect()}
     assert exported == METRIC_NAMES
+    # Every value describes the last run: gauges, never counters that restart with each run.
+    assert {m.type for m in reg.collect()} == {"gauge"}
     assert value(reg, "bwsync_run_duration_seconds") == 30.0
     assert value(reg, "bwsync_last_run_timestamp_seconds") == 130.0
     assert value(reg, "bwsync_stage_duration_seconds", stage="fetch") == 10.0
@@ -36,11 +38,11 @@ def test_every_metric_of_a_full_report() -> None:
     assert value(reg, "bwsync_applied_differs") == 1
     assert value(reg, "bwsync_safety_limit_breached") == 0
     assert value(reg, "bwsync_skipped_entries", reason="no_email") == 4
-    assert value(reg, "bwsync_bitwarden_requests_total", endpoint="members", code="0") == 1
-    assert value(reg, "bwsync_retries_total") == 3
-    assert value(reg, "bwsync_directory_requests_total", code="200") == 307
-    assert value(reg, "bwsync_directory_requests_total", code="429") == 1
-    assert value(reg, "bwsync_directory_retries_total") == 1
+    assert value(reg, "bwsync_bitwarden_requests", endpoint="members", code="0") == 1
+    assert value(reg, "bwsync_retries") == 3
+    assert value(reg, "bwsync_directory_requests", code="200") == 307
+    assert value(reg, "bwsync_directory_requests", code="429") == 1
+    assert value(reg, "bwsync_directory_retries") == 1
     assert value(reg, "bwsync_unsent_batches") == 2
     version = importlib.metadata.version("bwsync")
     assert value(reg, "bwsync_build_info", version=version) == 1
@@ -56,7 +58,7 @@ def test_every_series_has_profile_and_source() -> None:
 def test_no_created_samples_and_nothing_on_the_global_registry() -> None:
     reg = build_registry(full_report())
     assert not any(s.name.endswith("_created") for m in reg.collect() for s in m.samples)
-    assert REGISTRY.get_sample_value("bwsync_retries_total", L) is None
+    assert REGISTRY.get_sample_value("bwsync_retries", L) is None
 
 
 def test_registries_are_independent() -> None:
@@ -81,7 +83,7 @@ def test_last_run_result_is_one_hot(result: RunResult) -> None:
         ("success", 120.0, 120.0),  # the run recorded its success time: used as is
         ("failed", 50.0, 50.0),  # carried through a failure
         ("safety_stop", 50.0, 50.0),
-        ("config_error", None, 0.0),  # never succeeded: 0, so "no recent success" fires
+        ("config_error", None, 0.0),  # the state says never: 0, so "no recent success" fires
     ],
 )
 def test_last_success_timestamp(result: RunResult, carried: float | None, expected: float) -> None:
@@ -95,6 +97,16 @@ def test_last_success_timestamp(result: RunResult, carried: float | None, expect
     )
     reg = build_registry(report)
     assert value(reg, "bwsync_last_success_timestamp_seconds") == expected
+
+
+@pytest.mark.parametrize("result", ["config_error", "failed"])
+def test_unknown_last_success_is_left_out_not_zero(result: RunResult) -> None:
+    """A run that ended before reading the state (bad settings, unreadable store) does not
+    know the last success: 0 would claim "never" and fire the critical alert at once."""
+    report = RunReport(profile="corp", source="ldap", result=result, last_success_known=False)
+    reg = build_registry(report)
+    assert value(reg, "bwsync_last_success_timestamp_seconds") is None
+    assert value(reg, "bwsync_last_run_result", result=result) == 1
 
 
 def test_a_completed_run_has_every_action_even_at_zero() -> None:

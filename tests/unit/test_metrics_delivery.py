@@ -14,6 +14,7 @@ from bwsync.config import MetricsSettings
 from bwsync.errors import ConfigError
 from bwsync.metrics import METRIC_NAMES, build_registry
 from bwsync.metrics_delivery import deliver, write_textfile
+from bwsync.model import RunReport
 from bwsync.settings import load_settings
 from tests.fixtures.metrics import full_report
 
@@ -84,3 +85,29 @@ def test_bad_pushgateway_scheme_is_a_settings_error_and_never_a_failed_run(
     [warning] = deliver(full_report(), MetricsSettings.model_construct(pushgateway_url=url))
     assert "scheme" in warning
     assert "pw" not in warning
+
+
+def test_a_config_error_keeps_the_textfile_last_success(tmp_path: Path) -> None:
+    path = tmp_path / "bwsync.prom"
+    settings = MetricsSettings(textfile_path=path)
+    assert deliver(full_report("success"), settings) == []
+    before = _textfile_value(path, "bwsync_last_success_timestamp_seconds")
+    assert before == 130.0
+    error = RunReport(profile="corp", source="ldap", result="config_error", exit_code=2,
+                      started=200.0, finished=200.0, last_success_known=False)  # fmt: skip
+    assert deliver(error, settings) == []
+    assert _textfile_value(path, "bwsync_last_success_timestamp_seconds") == before
+    assert _textfile_value(path, "bwsync_last_run_timestamp_seconds") == 200.0
+    # Another profile's value is not taken for this one's.
+    other = RunReport(profile="hr", source="ldap", result="config_error",
+                      last_success_known=False)  # fmt: skip
+    assert deliver(other, settings) == []
+    assert _textfile_value(path, "bwsync_last_success_timestamp_seconds", profile="hr") is None
+
+
+def _textfile_value(path: Path, name: str, profile: str = "corp") -> float | None:
+    for family in text_string_to_metric_families(path.read_text()):
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("profile") == profile:
+                return float(sample.value)
+    return None

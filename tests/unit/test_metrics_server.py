@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bwsync.config import MetricsSettings
 from bwsync.errors import ConfigError
 from bwsync.metrics_server import MetricsServer, parse_listen
+from bwsync.model import RunReport
 from tests.fixtures.metrics import full_report
 
 
@@ -56,6 +57,19 @@ def test_server_serves_the_latest_report(server: MetricsServer) -> None:
     current = {s.labels["result"]: s.value for s in families["bwsync_last_run_result"].samples}
     assert current["safety_stop"] == 1
     assert current["success"] == 0
+
+
+def test_server_keeps_the_last_success_through_a_run_that_read_no_state(
+    server: MetricsServer,
+) -> None:
+    server.update(full_report("success"))
+    unread = RunReport(profile="corp", source="ldap", result="failed", exit_code=2,
+                       started=200.0, finished=200.0, last_success_known=False)  # fmt: skip
+    server.update(unread)
+    _, _, body = get(base(server) + "/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    [kept] = families["bwsync_last_success_timestamp_seconds"].samples
+    assert kept.value == 130.0  # the success's end, not 0
 
 
 def test_server_speaks_openmetrics_when_asked(server: MetricsServer) -> None:
