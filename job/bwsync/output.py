@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from bwsync.model import RunReport
     from bwsync.run import Outcome
 
-__all__ = ["plan_document", "print_plan_text", "sent_entries", "summary_line"]
+__all__ = ["plan_document", "plan_verdict", "print_plan_text", "sent_entries", "summary_line"]
 
 
 def plan_document(outcome: Outcome) -> dict[str, Any]:
@@ -32,9 +32,7 @@ def plan_document(outcome: Outcome) -> dict[str, Any]:
     plan = outcome.plan
     payload = outcome.payload
     return {
-        "result": "nothing_to_do"
-        if report.result == "no_change"
-        else ("safety_stop" if outcome.safety else "changes"),
+        "result": plan_verdict(outcome),
         "organizationKnown": plan.org_known if plan else None,
         "directory": report.directory_objects,
         "skipped": report.skipped,
@@ -58,6 +56,29 @@ def plan_document(outcome: Outcome) -> dict[str, Any]:
         "hash": payload.hash if payload else None,
         "send": sent_entries(outcome),
     }
+
+
+def plan_verdict(outcome: Outcome) -> str:
+    """The plan document's ``result``, which never contradicts its ``changes``:
+
+    - ``nothing_to_do``: nothing would change — the directory is unchanged since the last
+      successful sync (no Bitwarden request at all), or the organization already matches it;
+    - ``changes``: ``changes`` lists what a sync would do;
+    - ``safety_stop``: a safety limit would stop the sync; nothing would be applied;
+    - ``unknown``: the server cannot list its organization (Vaultwarden) and the plan has no
+      change of its own: ``send`` lists what the import would carry, what that changes there
+      cannot be known beforehand.
+    """
+    plan = outcome.plan
+    if outcome.report.result == "no_change":
+        return "nothing_to_do"
+    if outcome.safety:
+        return "safety_stop"
+    if plan is not None and plan.changes:
+        return "changes"
+    if plan is None or plan.org_known:
+        return "nothing_to_do"
+    return "unknown"
 
 
 def sent_entries(outcome: Outcome) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from bwsync.config import Settings
 from bwsync.model import Directory, User
-from bwsync.output import print_plan_text, summary_line
+from bwsync.output import plan_document, print_plan_text, summary_line
 from bwsync.run import RunOptions, execute
 from bwsync.settings import load_settings
 from bwsync.sources.base import CheckResult, FetchRequest
@@ -85,3 +85,23 @@ def test_summary_line_says_the_result_the_exit_code_and_what_was_applied(
     again = execute(settings, RunOptions(command="sync"), source=_Users(USERS))
     assert summary_line(again.report).startswith("result: no_change (exit 0) in ")
     assert summary_line(again.report).endswith("s; applied: nothing")
+
+
+def test_plan_json_result_never_contradicts_its_changes(
+    fake_bitwarden: FakeBitwarden, tmp_path: Path
+) -> None:
+    """`"result": "changes"` with `"changes": []` was possible: a changed directory whose
+    differences do not touch the organization. Now each result matches the list."""
+    settings = _settings(fake_bitwarden, tmp_path / "state.json")
+    first = plan_document(execute(settings, RunOptions(command="plan"), source=_Users(USERS)))
+    assert first["result"] == "changes" and first["changes"]
+    assert execute(settings, RunOptions(command="sync"), source=_Users(USERS)).report.exit_code == 0
+    # Unchanged since the last sync: no Bitwarden request.
+    again = plan_document(execute(settings, RunOptions(command="plan"), source=_Users(USERS)))
+    assert (again["result"], again["changes"]) == ("nothing_to_do", [])
+    # Changed (a new disabled user, whom the import does not invite), yet the organization
+    # already matches: nothing to do, not "changes".
+    more = [*USERS, User("dee", "dee", "dee@example.com", disabled=True)]
+    changed = plan_document(execute(settings, RunOptions(command="plan"), source=_Users(more)))
+    assert changed["hash"] != again["hash"]
+    assert (changed["result"], changed["changes"]) == ("nothing_to_do", [])

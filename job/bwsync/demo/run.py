@@ -12,6 +12,7 @@ import contextlib
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from bwsync import logs
@@ -25,7 +26,9 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def run_demo(*, keep_running: bool = False) -> int:
+def run_demo(*, keep_running: bool = False, until: Callable[[], object] | None = None) -> int:
+    """The demo; with ``keep_running`` the stand-in serves on until ``until`` returns (by
+    default never: Ctrl-C)."""
     with (
         tempfile.TemporaryDirectory(prefix="bwsync-demo-") as tmp,
         BitwardenStandIn(self_hosted=True) as standin,
@@ -51,8 +54,9 @@ def run_demo(*, keep_running: bool = False) -> int:
         outcome = execute(settings, RunOptions(command="plan", detail=True))
         print_plan_text(outcome)
         for n in (1, 2):
-            _say("\n$ bwsync sync")
-            outcome = execute(settings, RunOptions(command="sync"))
+            # --detail, as the plan: `applied` then confirms the memberships it showed too.
+            _say("\n$ bwsync sync --detail")
+            outcome = execute(settings, RunOptions(command="sync", detail=True))
             _say(summary_line(outcome.report))
             if outcome.report.exit_code != 0:
                 _say(f"error: {outcome.report.error}")
@@ -65,9 +69,14 @@ def run_demo(*, keep_running: bool = False) -> int:
                 )
         _say("\nThe second sync found the directory unchanged and sent nothing.")
         if keep_running:
-            _say(f"stand-in still serving at {standin.base_url} (Ctrl-C to stop)")
+            # What `python -m bwsync.standin` prints: the settings that reach it (a throwaway
+            # key of a local stand-in, nothing of a real organization).
+            _say(f"\nstand-in still serving at {standin.base_url} (Ctrl-C to stop); to reach it:")
+            _say(f"BWSYNC_BITWARDEN__SERVER={standin.base_url}")
+            _say(f"BWSYNC_BITWARDEN__CLIENT_ID={standin.client_id}")
+            _say(f"BWSYNC_BITWARDEN__CLIENT_SECRET={standin.client_secret}")
             with contextlib.suppress(KeyboardInterrupt):
-                threading.Event().wait()
+                (until or threading.Event().wait)()
     return 0
 
 
