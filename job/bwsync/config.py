@@ -416,7 +416,13 @@ class SyncSettings(Section):
     """A plan that takes access from more members than this (removed, revoked, or members of
     a group that left the directory; each member once) applies nothing and exits 6."""
     max_removal_percent: float = Field(default=10.0, ge=0, le=100)
-    """…or more than this percentage of the synced members (those with an externalId)."""
+    """…or more than this percentage of the synced members (those with an externalId), once
+    it takes access from more than `max_removal_percent_above` members."""
+    max_removal_percent_above: int = Field(default=5, ge=0)
+    """Plans taking access from this many members or fewer are not stopped by the percentage,
+    unless that is more than half of the synced members: in a 30-member organization, 3
+    leavers are 10 % and routine, while a filter mistake takes far more. `max_removals` still
+    applies; 0 applies the percentage to every plan."""
     max_emptied_groups: int = Field(default=5, ge=0)
     """A plan that empties or deletes more synced groups than this (groups that left the
     directory, deleted ones with nobody in them included, and groups the import empties)

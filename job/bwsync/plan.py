@@ -1019,6 +1019,9 @@ def check_safety(
     """Reasons to refuse this plan (empty = safe). ``allow_removals`` is ``--allow-removals``:
     up to that many removals pass whatever the configured limits say, for this run only;
     ``allow_emptied_groups`` (``--allow-emptied-groups``) does the same for the group limit.
+    The percentage counts only above ``max_removal_percent_above`` members (or above half of
+    the synced members), so that a small organization's routine leavers pass while a mistake
+    taking most of it still stops.
 
     What the limits count is members losing access, each once (``Plan.members_losing_access``):
     removed, revoked, or in one or more synced groups the directory no longer has. A member in
@@ -1069,7 +1072,9 @@ def check_safety(
                 n,
             )
         )
-    if plan.synced_members:
+    # A few leavers of a small organization pass the percentage, never half of it.
+    graced = n <= sync.max_removal_percent_above and 2 * n <= plan.synced_members
+    if plan.synced_members and not graced:
         pct = 100.0 * n / plan.synced_members
         if pct > sync.max_removal_percent:
             reasons.append(

@@ -169,6 +169,8 @@ def test_overwrite_deletes_what_the_plan_counted_and_keeps_the_revoked_revoked(
 ) -> None:
     vw.write([_u(i) for i in range(1, 6)] + [_u(6, deleted=True)])
     vw.fake.add_member("user6@example.com", external_id="u6")
+    # the percentage on every plan, however small (by default 1 of 6 would pass)
+    monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVAL_PERCENT_ABOVE", "0")
     # a first run: user6's deleted entry is a revocation bwsync cannot rule out (1 of 6)
     assert main(["sync"]) == 6
     assert main(["sync", "--allow-removals", "1"]) == 0
@@ -564,11 +566,12 @@ def test_without_a_memory_entries_marked_deleted_count_against_the_limits(
 
 
 def test_with_a_memory_entries_marked_deleted_for_unknown_emails_are_counted(
-    vw: Env, capsys: pytest.CaptureFixture[str]
+    vw: Env, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Members bwsync never synced (added by hand, or by bwdc) whose directory entries are
     marked deleted: Vaultwarden revokes them by email; the plan shows and counts them (3 of
-    20 synced members: over 10 %)."""
+    20 synced members: over 10 %, with the percentage on every plan)."""
+    monkeypatch.setenv("BWSYNC_SYNC__MAX_REMOVAL_PERCENT_ABOVE", "0")
     _twenty(vw)
     assert main(["sync"]) == 0
     hand = [vw.fake.add_admin("boss@example.com")] + [

@@ -389,6 +389,33 @@ def test_safety_count_and_percent_limits() -> None:
         enforce_safety(check_safety(plan, _d(*keep), SyncSettings()))
 
 
+@pytest.mark.parametrize(
+    ("members", "leavers", "grace", "stops"),
+    [
+        (29, 3, 5, False),  # 10.3 %: three leavers of a small organization are routine
+        (30, 5, 5, False),  # 16.7 %, but within the grace
+        (30, 6, 5, True),  # 20 %, above the grace: a mistake, most likely
+        (30, 25, 5, True),  # a filter that drops most of the organization
+        (29, 3, 0, True),  # no grace: the percentage applies to every plan
+        (5, 2, 5, False),  # 40 % of a 5-person organization: within the grace
+        (5, 3, 5, True),  # more than half of it: the grace never covers that
+        (5, 5, 5, True),  # everyone
+        (30_000, 26, 5, True),  # the count limit (25) is for large organizations
+        (30_000, 25, 5, False),  # 0.08 %
+    ],
+)
+def test_percent_limit_applies_above_a_grace_count(
+    members: int, leavers: int, grace: int, stops: bool
+) -> None:
+    """The defaults fit a 30-member organization as well as a 30,000-member one."""
+    org = _org(members)
+    keep = [User(f"u{i}", f"u{i}", f"u{i}@x.com") for i in range(members - leavers)]
+    sync = SyncSettings(remove_missing=True, max_removal_percent_above=grace)
+    plan = make_plan(_d(*keep), org, sync)
+    assert plan.removals == leavers
+    assert bool(check_safety(plan, _d(*keep), sync)) is stops
+
+
 def test_empty_directory_with_synced_members_is_a_safety_stop() -> None:
     plan = make_plan(_d(), _org(3), SyncSettings())
     reasons = check_safety(plan, _d(), SyncSettings())

@@ -261,7 +261,8 @@ def test_safety_counts_each_member_losing_access_once() -> None:
         "directory or come with no members) exceed BWSYNC_SYNC__MAX_REMOVALS=2"
     )
     assert check_safety(plan, directory, sync.model_copy(update={"max_removals": 3})) == []
-    pct = SyncSettings(remove_missing=True, max_removal_percent=10)
+    # (below the default grace of 5 the percentage would not count at all)
+    pct = SyncSettings(remove_missing=True, max_removal_percent=10, max_removal_percent_above=2)
     (reason,) = check_safety(plan, directory, pct)
     assert "15.0% of 20 synced members" in reason
     assert check_safety(plan, directory, sync, allow_removals=3) == []
