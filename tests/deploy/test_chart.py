@@ -616,16 +616,55 @@ def test_notes_say_the_schedule_only_plans_and_how_to_switch(
     assert "PLANS" not in synced
 
 
-def test_notes_give_the_one_safety_stop_advice(
+#: What every place that answers a safety stop says: the two allowances, each with the limit
+#: it lifts, the empty-directory stop that neither lifts, and never raising the limits.
+SAFETY_STOP_ADVICE = (
+    "bwsync plan",
+    "--allow-removals n",
+    "--allow-emptied-groups n",
+    "max_emptied_groups",
+    "empty-directory stop",
+    "do not raise the limits",
+)
+
+
+def _safety_stop_answers(helm_bin: str, chart_dir: Path, tmp_path: Path) -> dict[str, str]:
+    rules = yaml.safe_load((chart_dir / "files" / "bwsync-rules.yaml").read_text())
+    (alert,) = [
+        rule["annotations"]["description"]
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "BwsyncSafetyStop"
+    ]
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    (row,) = [line for line in operations.splitlines() if line.startswith("| `BwsyncSafetyStop`")]
+    steps = operations.split("**After a safety stop**", 1)[1].split("In Kubernetes,", 1)[0]
+    (exit6,) = [
+        line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| 6 |")
+    ]
+    return {
+        "chart notes": _render_notes(helm_bin, chart_dir, tmp_path),
+        "BwsyncSafetyStop alert": alert,
+        "operations.md's alert table": row,
+        "operations.md's safety section": steps,
+        "README's exit codes": exit6,
+    }
+
+
+def test_every_place_gives_the_one_safety_stop_advice(
     helm_bin: str, chart_dir: Path, tmp_path: Path
 ) -> None:
-    """The same advice as docs/operations.md and the BwsyncSafetyStop alert: review the plan,
-    then one run with --allow-removals; never raise the limits."""
-    notes = " ".join(_render_notes(helm_bin, chart_dir, tmp_path).split())
-    assert "review the plan" in notes
-    assert "--allow-removals N" in notes
-    assert "Do not raise the limits" in notes
-    assert "raise the limit," not in notes
+    """The notes, the alert, operations.md and the README answer a safety stop alike (issue 22
+    found three different answers): review the plan, then one run with --allow-removals or
+    --allow-emptied-groups, neither of which lifts the empty-directory stop; never raise the
+    limits."""
+    for where, text in _safety_stop_answers(helm_bin, chart_dir, tmp_path).items():
+        flat = " ".join(text.split()).lower().replace("`", "")
+        missing = [phrase for phrase in SAFETY_STOP_ADVICE if phrase not in flat]
+        if where == "README's exit codes":  # the settings table beside it names the limits
+            missing = [m for m in missing if m != "max_emptied_groups"]
+        assert not missing, f"{where} lacks {missing}: {text}"
+        assert "raise the limit," not in flat and "raise bwsync_" not in flat, where
 
 
 def test_helm_test_hook_runs_check(render: Render) -> None:
