@@ -90,6 +90,28 @@ def test_ci_runs_every_check() -> None:
     assert {"lint", "typecheck", "test", "hadolint", "helm", "image", "actionlint"} <= set(ci)
 
 
+def _readme_setup_commands() -> list[list[str]]:
+    """The README's two set-up commands: the first code block of its opening section."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("\n```\n", 2)[1]
+    return [shlex.split(line) for line in block.splitlines() if line.strip()]
+
+
+def test_ci_run_runs_the_readme_test_command_under_ci() -> None:
+    """.ci/run (what CI runs on a fresh clone, as root) runs the README's own test command with
+    CI=true, after a set-up and the lint: the command a newcomer types is the one CI proves, and
+    a tool missing there fails the run instead of skipping its tests."""
+    readme = _readme_setup_commands()
+    assert ["./dev", "test"] in readme, readme
+    script = (ROOT / ".ci" / "run").read_text()
+    lines = [shlex.split(line, comments=True) for line in script.splitlines()]
+    commands = [words for words in lines if words]
+    assert ["set", "-euo", "pipefail"] in commands
+    assert commands.index(["export", "CI=true"]) < commands.index(["./dev", "setup"])
+    assert commands[-3:] == [["./dev", "setup"], ["./dev", "lint"], ["./dev", "test"]]
+    assert (ROOT / ".ci" / "run").stat().st_mode & 0o111
+
+
 def test_a_version_tag_publishes_a_signed_multi_arch_image_and_chart() -> None:
     release = _workflows()["release"]
     # PyYAML reads the key `on` as True.
