@@ -14,8 +14,11 @@
   are mounted for that command alone, and whatever it leaves running is killed when it ends.
 - apt's archives and Go's module and build caches are kept between runs (bind-mounted from the
   stable directory): downloads and Go builds are what makes a cold run slow, and caching them
-  changes nothing ./dev decides. uv's cache is not kept, so python-ldap is compiled every time,
-  as on a newcomer's machine.
+  changes nothing ./dev decides. When the host has Go, its own module and build caches are the
+  machine's: the host's ./dev set-up built the same pinned tools with the same pinned
+  toolchain, so even a cold first run (a new CI machine) finds them there, and Go's caches are
+  safe to share between processes. uv's cache is not kept, so python-ldap is compiled every
+  time, as on a newcomer's machine.
 - The host's ``~/.cache/bwsync`` is the machine's too: ./dev keeps there the kube-apiserver and
   etcd it builds (static binaries, keyed by tests/kube/go.sum; 8–25 min cold), and reuses
   them from any clone. The machine finds the host's, as a developer's second clone would; when
@@ -28,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import urllib.request
@@ -48,18 +53,20 @@ CACHES = {
     "go-mod": "root/go/pkg/mod",
     "go-build": "root/.cache/go-build",
 }
+#: The Go caches taken from the host when it has Go: cache name → ``go env`` variable.
+HOST_GO_CACHES = {"go-mod": "GOMODCACHE", "go-build": "GOCACHE"}
 #: ./dev's own cache outside the clone on the host, shared with the machine's root.
 HOST_DEV_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bwsync"
 
 # Bash run by `unshare`: mounts for this command only, then the command inside the chroot.
 _ENTER = r"""
 set -eu
-rootfs=$1 cache=$2 devcache=$3 user=$4; shift 4
+rootfs=$1 devcache=$2 user=$3; shift 3
 mount --make-rprivate /
 mount -t proc proc "$rootfs/proc"
 mount --rbind /dev "$rootfs/dev"
 for pair in CACHES; do
-  src=$cache/${pair%%=*} dst=$rootfs/${pair#*=}
+  src=${pair%%=*} dst=$rootfs/${pair#*=}
   mkdir -p "$src" "$dst"
   mount --bind "$src" "$dst"
 done
@@ -136,6 +143,22 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@functools.cache
+def _host_go_caches() -> dict[str, Path]:
+    """The host's Go module and build caches (``go env``), when it has Go and both are
+    directories it can use; else none, and the machine keeps its own."""
+    go = shutil.which("go")
+    if go is None:
+        return {}
+    names = list(HOST_GO_CACHES.values())
+    res = subprocess.run([go, "env", *names], capture_output=True, text=True, timeout=60,
+                         check=False)  # fmt: skip
+    paths = [Path(line) for line in res.stdout.splitlines()]
+    if res.returncode != 0 or len(paths) != len(names) or not all(p.is_absolute() for p in paths):
+        return {}
+    return dict(zip(HOST_GO_CACHES, paths, strict=True))
 
 
 def _tail(text: str | None, n: int = 4000) -> str:
@@ -242,15 +265,22 @@ class Machine:
             base["SSL_CERT_FILE"] = "/etc/ssl/certs/ca-certificates.crt"
         base.update({k: os.environ[k] for k in PASS_ENV if k in os.environ})
         base.update(env or {})
-        caches = " ".join(f"{k}={v}" for k, v in CACHES.items())
+        caches = " ".join(
+            shlex.quote(f"{self._cache_source(name)}={inside}") for name, inside in CACHES.items()
+        )
         enter = _ENTER.replace("CACHES", caches)
         argv = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "bash", "-c", enter,
-                "enter", str(self.rootfs), str(self.cache), str(HOST_DEV_CACHE), user,
+                "enter", str(self.rootfs), str(HOST_DEV_CACHE), user,
                 *(f"{k}={v}" for k, v in base.items()), "bash", "-c", script]  # fmt: skip
         return subprocess.run(
             argv, capture_output=True, text=True, timeout=timeout, check=False,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         )  # fmt: skip
+
+    def _cache_source(self, name: str) -> Path:
+        """Where the cache ``name`` lives on the host: the host's Go cache, or the
+        distribution's own directory."""
+        return _host_go_caches().get(name) or self.cache / name
 
     def add_user(self, name: str) -> tuple[int, int]:
         res = self.run(f"useradd --create-home --shell /bin/bash {name} && id -u {name} && "
