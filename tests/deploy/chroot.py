@@ -10,8 +10,9 @@
   without starting them on the host's network.
 - Ubuntu's archive is signed with a key Debian does not ship: the `ubuntu-keyring` package is
   fetched from the mirror and checked against a pinned SHA-256 before debootstrap trusts it.
-- Each command runs in its own mount and PID namespace (`unshare`): /proc, /dev and the caches
-  are mounted for that command alone, and whatever it leaves running is killed when it ends.
+- Each command runs in its own mount and PID namespace (`unshare`): the root filesystem (bound
+  onto itself, so that / is a mount point as on a real machine), /proc, /dev and the caches are
+  mounted for that command alone, and whatever it leaves running is killed when it ends.
 - apt's archives and Go's module and build caches are kept between runs (bind-mounted from the
   stable directory): downloads and Go builds are what makes a cold run slow, and caching them
   changes nothing ./dev decides. When the host has Go, its own module and build caches are the
@@ -63,6 +64,9 @@ _ENTER = r"""
 set -eu
 rootfs=$1 devcache=$2 user=$3; shift 3
 mount --make-rprivate /
+# The machine's / is a mount point, as on a real machine (tools such as `unshare
+# --propagation` need one); what follows is mounted inside it.
+mount --bind "$rootfs" "$rootfs"
 mount -t proc proc "$rootfs/proc"
 mount --rbind /dev "$rootfs/dev"
 for pair in CACHES; do
