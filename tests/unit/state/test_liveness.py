@@ -185,16 +185,37 @@ def _hidepid_reader_available() -> bool:
     )
 
 
+@pytest.fixture
+def holder_of_another_user() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process of uid 65534 (nobody). It runs a system ``cat``, never the checkout's
+    Python: nobody may not be able to reach a checkout under /root (mode 0700)."""
+    holder = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "cat"]
+    proc = subprocess.Popen(holder, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    assert proc.stdin is not None
+    proc.stdin.close()
+
+
 @pytest.mark.skipif(
     not _hidepid_reader_available(), reason="needs root, unshare and setpriv (util-linux)"
 )
 def test_a_live_holder_of_another_user_under_hidepid_is_not_gone(
-    child: subprocess.Popen[bytes],
+    holder_of_another_user: subprocess.Popen[bytes],
 ) -> None:
-    """The review's reproduction, for real: the holder runs as root; the reader runs as
-    nobody (no CAP_SYS_PTRACE, not in group 0) in a mount namespace of its own whose /proc is
-    mounted ``hidepid=invisible``, as systemd's ProtectProc=invisible and CIS hardening do.
-    /proc/<pid> of the holder is not there for the reader; the holder is not gone."""
+    """The review's reproduction, for real: holder and reader are different users, the reader
+    has no capability (no CAP_SYS_PTRACE, no CAP_KILL) and runs in a mount namespace of its own
+    whose /proc is mounted ``hidepid=invisible``, as systemd's ProtectProc=invisible and CIS
+    hardening do. /proc/<pid> of the holder is not there for the reader, and kill(pid, 0)
+    answers EPERM; the holder is not gone.
+
+    The holder is nobody and the reader is uid 0 with every capability dropped (an empty
+    bounding set leaves uid 0 none after exec) and out of group 0 (/proc's default ``gid=``
+    would let group 0 see everything), not the other way round: the reader imports
+    bwsync from the checkout, which only its owner may be able to read (a clone under /root)."""
+    child = holder_of_another_user
     identity = liveness.process_identity(child.pid)
     assert identity is not None
     script = (
@@ -203,8 +224,8 @@ def test_a_live_holder_of_another_user_under_hidepid_is_not_gone(
         f"liveness.gone({identity!r}))"
     )
     reader = [
-        "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-        "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", script,
+        "setpriv", "--regid", "65534", "--clear-groups", "--inh-caps=-all",
+        "--bounding-set=-all", sys.executable, "-c", script,
     ]  # fmt: skip
     mount = "mount -t proc -o hidepid=invisible proc /proc"
     done = subprocess.run(
