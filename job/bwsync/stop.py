@@ -75,6 +75,7 @@ from typing import Final, TypeVar
 from bwsync.errors import Interrupted
 from bwsync.held_signals import STOP_SIGNALS, hold_early, release_early, take_held
 from bwsync.logs import event
+from bwsync.worker import InThread
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -179,25 +180,11 @@ class StopRequest:
         step that started without one leaves it to its own timeouts.)"""
         if not self.requested:
             return step()
-        result: list[T] = []
-        failure: list[BaseException] = []
-        done = threading.Event()
-
-        def work() -> None:
-            try:
-                result.append(step())
-            except BaseException as exc:  # handed to the waiting thread
-                failure.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=work, name=f"bwsync-{name}", daemon=True).start()
+        work = InThread(step, f"bwsync-{name}")
         limit = min(self.grace, cap)
-        if not done.wait(limit):
+        if not work.wait(limit):
             raise WrapUpTimeout(limit)
-        if failure:
-            raise failure[0]
-        return result[0]
+        return work.outcome()
 
 
 _ACTIVE: contextvars.ContextVar[StopRequest | None] = contextvars.ContextVar(

@@ -36,6 +36,7 @@ from bwsync.config import STATE_URL_SCHEMES, StateSettings, env_name, is_loopbac
 from bwsync.errors import ConfigError, Interrupted, StateConflictError, StateError, shorten
 from bwsync.http.client import environment_proxies
 from bwsync.state.base import StateStore
+from bwsync.worker import InThread
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -62,23 +63,9 @@ def _unblocked(call: Callable[[], T]) -> T:
     Elsewhere (a wrap-up step's thread: ``StopRequest.wrap_up``) it is made right here."""
     if threading.current_thread() is not threading.main_thread():
         return call()
-    result: list[T] = []
-    failure: list[BaseException] = []
-    done = threading.Event()
-
-    def work() -> None:
-        try:
-            result.append(call())
-        except BaseException as exc:  # raised in the waiting thread
-            failure.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=work, name="bwsync-objectstore", daemon=True).start()
-    done.wait()
-    if failure:
-        raise failure[0]
-    return result[0]
+    work = InThread(call, "bwsync-objectstore")
+    work.wait()
+    return work.outcome()
 
 
 def split_url(url: str) -> tuple[str, str, str]:
