@@ -31,7 +31,6 @@ All of this is the test harness's business; `./dev` itself knows nothing of it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import os
@@ -42,6 +41,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.deploy.locks import locked
 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 #: What must be on the host to build and enter the chroot.
@@ -135,18 +136,6 @@ def state_dir() -> Path:
 
 def missing_binaries() -> list[str]:
     return [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """One holder at a time per machine (parallel sessions share the caches)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @functools.cache

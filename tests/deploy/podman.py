@@ -14,15 +14,15 @@ All of this is the test harness's business; the Dockerfile stays the one that sh
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.deploy.locks import locked
 
 BASE_IMAGE = "localhost/bwsync-test-base:bookworm"
 DEBIAN_MIRROR = os.environ.get("BWSYNC_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -49,18 +49,6 @@ def state_dir() -> Path:
 
 def missing_binaries() -> list[str]:
     return [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One builder at a time per machine (parallel sessions share the storage)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -109,7 +97,7 @@ class Podman:
 
     def ensure_base_image(self) -> None:
         """Debian bookworm (minbase) + python3 + python3-venv, made once and kept."""
-        with _locked(self.home / "base.lock"):
+        with locked(self.home / "base.lock"):
             if self.image_exists(BASE_IMAGE):
                 return
             rootfs = self.home / "base-rootfs"
@@ -154,7 +142,7 @@ class Podman:
             args += ["--build-arg", f"{k}={v}"]
         if HOST_CA.is_file():
             args += ["--secret", f"id=build_ca,src={HOST_CA}"]
-        with _locked(self.home / "build.lock"):
+        with locked(self.home / "build.lock"):
             start = time.monotonic()
             self.run(*args, str(context), timeout=1200)
             seconds = time.monotonic() - start
